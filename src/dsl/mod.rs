@@ -1,0 +1,1 @@
+//! The description language: unit-carrying expressions used inside every YAML file.

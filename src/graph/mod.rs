@@ -1,0 +1,1 @@
+//! Operator dataflow graph (in progress).

@@ -1,0 +1,20 @@
+//! llmforge: a hardware-cost simulator with an architecture-search front end for edge
+//! language models.
+//!
+//! The data flows one way: a [`model`] (per-layer Infinite-Head Attention, dense GQA or MoE,
+//! at some precision) is lowered into an operator [`graph`] for one phase (prefill of P tokens
+//! or one decode step at context C); the graph is mapped onto a [`substrate`] (GPU, systolic
+//! array, multi-chip ring) and costed by [`sim`] (cycle-approximate events, or the roofline
+//! bound); `trace` writes the results. [`search`] drives that pipeline over a space of
+//! architectures, with [`quality`] models (gradient-boosted surrogate, fitted scaling laws)
+//! supplying the loss objective. Values in every YAML description are written in the small
+//! unit-carrying expression language of [`dsl`]. See ARCHITECTURE.md.
+
+pub mod dsl;
+pub mod graph;
+pub mod model;
+pub mod quality;
+pub mod search;
+pub mod sim;
+pub mod units;
+pub mod yaml;

@@ -1,0 +1,5 @@
+//! The `llmforge` binary: parse arguments, call the library, render. Nothing else.
+
+fn main() {
+    println!("llmforge");
+}

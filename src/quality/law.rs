@@ -1,0 +1,1 @@
+//! Parametric scaling laws (in progress).

@@ -1,0 +1,1 @@
+//! Gradient-boosted loss surrogate (in progress).

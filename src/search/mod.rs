@@ -1,0 +1,5 @@
+//! Multi-objective search (NSGA-II) over architecture spaces.
+
+pub mod hypervolume;
+pub mod nsga2;
+pub mod problems;

@@ -1,0 +1,4 @@
+//! Cost engines: map a graph onto a substrate and produce cycles, time and energy.
+//! Architecture invariant: no I/O here.
+
+pub mod systolic;

@@ -1,0 +1,1 @@
+//! Systolic-array GEMM timing (in progress).
