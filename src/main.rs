@@ -1,5 +1,36 @@
-//! The `llmforge` binary: parse arguments, call the library, render. Nothing else.
+//! The `llmforge` binary: parse arguments into raw clap structs, turn them into validated
+//! library values, call the library, render. Each subcommand lives in `src/cli/<name>.rs`
+//! with a `#[derive(clap::Args)]` struct and a `run` function.
 
-fn main() {
-    println!("llmforge");
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "llmforge", version, about = "Hardware-cost simulator and architecture search for edge language models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect a model description: parameters, bytes, FLOPs.
+    #[command(subcommand)]
+    Model(cli::model::ModelCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Model(cmd) => cli::model::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{err:?}");
+            ExitCode::FAILURE
+        }
+    }
 }

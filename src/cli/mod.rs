@@ -1,0 +1,4 @@
+//! One module per subcommand. Each has a clap `Args`/`Subcommand` type and `run`, returning
+//! `miette::Result<()>` so located diagnostics render with their source.
+
+pub mod model;
