@@ -100,7 +100,11 @@ pub struct ParamCounts {
 }
 
 fn attention_params(a: &Attention, d: u64) -> u64 {
-    let qkv_bias = if a.qkv_bias { a.q_width() + a.k_width() + a.v_width() } else { 0 };
+    let qkv_bias = if a.qkv_bias {
+        a.q_width() + a.k_width() + a.v_width()
+    } else {
+        0
+    };
     let o_bias = if a.o_bias { d } else { 0 };
     d * (a.q_width() + a.k_width() + a.v_width()) + a.o_width() * d + qkv_bias + o_bias
 }
@@ -119,7 +123,14 @@ fn ffn_params(ffn: &Ffn, d: u64) -> (u64, u64) {
             (p, p)
         }
         Ffn::Moe { kind, moe } => {
-            let Moe { experts, active, expert_width, shared_experts, shared_width, shared_gate } = moe;
+            let Moe {
+                experts,
+                active,
+                expert_width,
+                shared_experts,
+                shared_width,
+                shared_gate,
+            } = moe;
             let router = d * experts;
             let expert = mlp_params(kind, d, expert_width, false);
             let shared = shared_experts * mlp_params(kind, d, shared_width, false);
@@ -133,7 +144,11 @@ fn ffn_params(ffn: &Ffn, d: u64) -> (u64, u64) {
 /// Norms in one block: one before the FFN, one before attention when the block has it
 /// (parallel-residual blocks keep both).
 pub fn layer_norm_count(layer: &Layer) -> u64 {
-    if layer.attention.is_some() || layer.parallel_residual { 2 } else { 1 }
+    if layer.attention.is_some() || layer.parallel_residual {
+        2
+    } else {
+        1
+    }
 }
 
 /// (total, active) parameters of one block: matrices, biases and norms.
@@ -193,7 +208,12 @@ pub fn active_weight_bytes(model: &Model) -> Bytes {
 
 /// KV-cache elements per token over all attention layers: sum of G * (Dqk + Dv).
 pub fn kv_elements_per_token(model: &Model) -> u64 {
-    model.layers.iter().filter_map(|l| l.attention.as_ref()).map(Attention::kv_elements_per_token).sum()
+    model
+        .layers
+        .iter()
+        .filter_map(|l| l.attention.as_ref())
+        .map(Attention::kv_elements_per_token)
+        .sum()
 }
 
 /// KV-cache bytes per token at the KV precision.
@@ -219,7 +239,11 @@ fn mlp_flops(kind: FfnKind, d: u64, m: u64, bias: bool, t: f64) -> f64 {
             FfnKind::GeGlu => elementwise::GEGLU,
             FfnKind::Gelu => elementwise::GELU,
         };
-    let bias_flops = if bias { t * ((kind.n_matrices() - 1) as f64 * m + d) * elementwise::ADD } else { 0.0 };
+    let bias_flops = if bias {
+        t * ((kind.n_matrices() - 1) as f64 * m + d) * elementwise::ADD
+    } else {
+        0.0
+    };
     gemm + act + bias_flops
 }
 
@@ -231,10 +255,19 @@ pub fn layer_flops(model: &Model, layer: &Layer, phase: &Phase) -> Flops {
     let mut f = 0.0;
     // norms and residual adds
     f += layer_norm_count(layer) as f64 * t * df * norm_cost(model.norm);
-    let residual_adds = if layer.attention.is_some() || layer.parallel_residual { 2.0 } else { 1.0 };
+    let residual_adds = if layer.attention.is_some() || layer.parallel_residual {
+        2.0
+    } else {
+        1.0
+    };
     f += residual_adds * t * df * elementwise::ADD;
     if let Some(a) = &layer.attention {
-        let (qw, kw, vw, ow) = (a.q_width() as f64, a.k_width() as f64, a.v_width() as f64, a.o_width() as f64);
+        let (qw, kw, vw, ow) = (
+            a.q_width() as f64,
+            a.k_width() as f64,
+            a.v_width() as f64,
+            a.o_width() as f64,
+        );
         f += 2.0 * t * df * (qw + kw + vw) + 2.0 * t * ow * df;
         if a.qkv_bias {
             f += t * (qw + kw + vw) * elementwise::ADD;
@@ -302,8 +335,19 @@ mod tests {
 
     fn gqa_model(n_layers: usize, d: u64, h: u64, g: u64, hd: u64, m: u64, vocab: u64) -> Model {
         let layer = Layer {
-            attention: Some(Attention { heads: h, kv_groups: g, d_qk: hd, d_v: hd, qkv_bias: false, o_bias: false }),
-            ffn: Ffn::Dense { kind: FfnKind::SwiGlu, width: m, bias: false },
+            attention: Some(Attention {
+                heads: h,
+                kv_groups: g,
+                d_qk: hd,
+                d_v: hd,
+                qkv_bias: false,
+                o_bias: false,
+            }),
+            ffn: Ffn::Dense {
+                kind: FfnKind::SwiGlu,
+                width: m,
+                bias: false,
+            },
             parallel_residual: false,
         };
         Model {
@@ -313,7 +357,11 @@ mod tests {
             tied_embeddings: true,
             norm: NormKind::RmsNorm,
             positional: Positional::Rope { fraction: 1.0 },
-            precision: Precisions { weights: Precision::Bf16, activations: Precision::Bf16, kv_cache: Precision::Bf16 },
+            precision: Precisions {
+                weights: Precision::Bf16,
+                activations: Precision::Bf16,
+                kv_cache: Precision::Bf16,
+            },
             layers: vec![layer; n_layers],
         }
     }
