@@ -38,7 +38,7 @@ presets!(
 /// Why a model could not be loaded.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LoadError {
-    #[error("cannot read model file `{path}`: {source}")]
+    #[error("cannot read model file `{path}`")]
     Io { path: String, source: std::io::Error },
     #[error("`{name}` is neither a model preset nor a file")]
     #[diagnostic(help("presets: {available}"))]
