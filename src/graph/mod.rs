@@ -185,6 +185,7 @@ struct Lowering<'m> {
 }
 
 impl Lowering<'_> {
+    #[allow(clippy::too_many_arguments)] // a private builder taking one op's fields
     fn add(
         &mut self,
         name: &'static str,
@@ -223,6 +224,7 @@ impl Lowering<'_> {
     /// A (rows x k) by (k x n) projection with weights, optional bias. `copies` identical
     /// matrices (shared experts) multiply FLOPs and weight reads; `weight_reads` overrides
     /// how many matrices' weights are read (routed experts touched by the batch).
+    #[allow(clippy::too_many_arguments)] // a private builder taking one GEMM's shape
     fn linear(
         &mut self,
         name: &'static str,
