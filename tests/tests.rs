@@ -1,2 +1,4 @@
-//! The one integration-test binary.
+//! The one integration-test binary; one module per area.
+
+mod model;
 mod ring;

@@ -1,10 +1,7 @@
 //! Integration tests of the multi-chip ring model (`llmforge::sim::ring`): the paper's models
 //! from the release's YAML (tests/fixtures/ring), the co-search, the extensions, and errors.
 
-mod layerlist;
-
-use layerlist::fixture;
-use llmforge::model::{Attention, Ffn, FfnKind, Layer, Model, Moe};
+use llmforge::model::{Ffn, FfnKind, Model, Moe, layerlist};
 use llmforge::sim::ring::*;
 use llmforge::units::{Bytes, SquareMeters};
 
@@ -14,6 +11,18 @@ const ACC: &str = "LLMForge-Acc-347M";
 const ECO: &str = "LLMForge-Eco-294M";
 const FAST: &str = "LLMForge-Fast-365M";
 const MODELS: [&str; 5] = [SMOL, QWEN, ACC, ECO, FAST];
+
+/// A model of the paper from its release YAML (copied into tests/fixtures/ring).
+fn fixture(name: &str) -> Model {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ring")
+        .join(format!("{name}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    match layerlist::parse(&text, &path.to_string_lossy(), name) {
+        Ok(m) => m,
+        Err(e) => panic!("{name}: {e:?}"),
+    }
+}
 
 fn paper_model(m: &Model) -> RingModel {
     RingModel::new(m, &RingWorkload::llmforge_paper(), &RingOptions::paper()).unwrap()
@@ -30,30 +39,10 @@ fn paper_search(name: &str) -> CoSearchResult {
     .unwrap()
 }
 
-/// A Llama-3-8B-shaped model (d 4096, 32 layers, H 32, G 8, D 128, SwiGLU 14336).
+/// Llama-3-8B (d 4096, 32 layers, H 32, G 8, D 128, SwiGLU 14336, vocab 128256): 218 MB
+/// of INT8 weights per layer.
 fn llama8b() -> Model {
-    let mut m = fixture(SMOL);
-    m.name = "llama-8b-shape".into();
-    m.d_model = 4096;
-    m.vocab = 128_256;
-    let layer = Layer {
-        attention: Some(Attention {
-            heads: 32,
-            kv_groups: 8,
-            d_qk: 128,
-            d_v: 128,
-            qkv_bias: false,
-            o_bias: false,
-        }),
-        ffn: Ffn::Dense {
-            kind: FfnKind::SwiGlu,
-            width: 14_336,
-            bias: false,
-        },
-        parallel_residual: false,
-    };
-    m.layers = vec![layer; 32];
-    m
+    llmforge::model::presets::preset("llama-3-8b").unwrap()
 }
 
 #[test]
