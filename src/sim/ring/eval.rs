@@ -406,6 +406,33 @@ fn attention_part(shape: &AttnShape, ctx: u64, c: &Coeffs, k: u64, users: f64) -
     ((qk.cycles + pv.cycles) * groups_per_chip * users, a)
 }
 
+/// Decode-attention results already computed for this chip design, keyed by (shape, k):
+/// layers of one model share few attention shapes, and the exact average costs D GEMM pairs.
+/// A fixed array, so the grid loop does not allocate.
+struct AttnCache {
+    entries: [Option<(AttnShape, u64, f64, Actions)>; 16],
+}
+
+impl AttnCache {
+    fn new() -> AttnCache {
+        AttnCache { entries: [None; 16] }
+    }
+    fn get(&mut self, shape: &AttnShape, model: &RingModel, c: &Coeffs, k: u64) -> (f64, Actions) {
+        for slot in self.entries.iter_mut() {
+            match slot {
+                Some((s, kk, cy, a)) if s == shape && *kk == k => return (*cy, *a),
+                Some(_) => continue,
+                None => {
+                    let (cy, a) = attention_decode(shape, model, c, k);
+                    *slot = Some((*shape, k, cy, a));
+                    return (cy, a);
+                }
+            }
+        }
+        attention_decode(shape, model, c, k)
+    }
+}
+
 /// Mean attention over the decode contexts.
 fn attention_decode(shape: &AttnShape, model: &RingModel, c: &Coeffs, k: u64) -> (f64, Actions) {
     let w = &model.workload;
@@ -460,7 +487,13 @@ struct LayerEval {
     barrier: Actions,
 }
 
-fn eval_layer(model: &RingModel, layer: &PreparedLayer, placement: Placement, c: &Coeffs) -> LayerEval {
+fn eval_layer(
+    model: &RingModel,
+    layer: &PreparedLayer,
+    placement: Placement,
+    c: &Coeffs,
+    cache: &mut AttnCache,
+) -> LayerEval {
     let users = model.users as f64;
     let pre_ctx = model.workload.prefill_context();
     let prompt = model.workload.prompt() as f64;
@@ -483,7 +516,7 @@ fn eval_layer(model: &RingModel, layer: &PreparedLayer, placement: Placement, c:
             out.dec.link_bits += cb;
             out.pre.link_bits += cb;
             if let Some(shape) = &layer.attn {
-                let (dc, da) = attention_decode(shape, model, c, k);
+                let (dc, da) = cache.get(shape, model, c, k);
                 out.dec_cycles += dc;
                 out.dec.add(&da);
                 let (pc, pa) = attention_part(shape, pre_ctx, c, k, users);
@@ -503,7 +536,7 @@ fn eval_layer(model: &RingModel, layer: &PreparedLayer, placement: Placement, c:
                 ..Default::default()
             };
             if let Some(shape) = &layer.attn {
-                let (dc, da) = attention_decode(shape, model, c, 1);
+                let (dc, da) = cache.get(shape, model, c, 1);
                 out.dec_cycles += dc;
                 out.dec.add(&da);
                 let (pc, pa) = attention_part(shape, pre_ctx, c, 1, users);
@@ -596,10 +629,11 @@ fn run(
     let mut sum_pre = 0.0;
     let mut max_pre: f64 = 0.0;
     let mut sum_barrier = 0.0;
+    let mut cache = AttnCache::new();
     for (s, stage) in packing.stages.iter().enumerate() {
         let (mut sd, mut sp, mut sb) = (0.0, 0.0, 0.0);
         for i in stage.layers.clone() {
-            let le = eval_layer(model, &model.layers[i], packing.placement[i], &c);
+            let le = eval_layer(model, &model.layers[i], packing.placement[i], &c, &mut cache);
             sd += le.dec_cycles;
             sp += le.pre_cycles;
             sb += le.barrier_cycles;
