@@ -95,6 +95,11 @@ pub fn no_names(_name: &str) -> Option<Quantity> {
     None
 }
 
+/// The shortest text of a number that parses back to the same `f64` (`1e-6`, `204.8`, `16`).
+pub fn format_number(v: f64) -> String {
+    expr::fmt_number(v)
+}
+
 /// Parses and evaluates in one step.
 pub fn eval_str(src: &str, env: &dyn Fn(&str) -> Option<Quantity>) -> Result<Value, DslError> {
     parse(src)?.eval(env)
