@@ -14,7 +14,6 @@
 // in `Result` does not matter.
 #![allow(clippy::result_large_err)]
 
-pub mod diag;
 pub mod dsl;
 pub mod graph;
 pub mod model;

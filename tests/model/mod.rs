@@ -131,11 +131,11 @@ fn malformed_descriptions_give_located_errors() {
         match desc::parse(&bad, "bad.yaml") {
             Ok(m) => panic!("`{to}` accepted: {m:?}"),
             Err(d) => {
-                let first = &d.related[0];
-                assert_eq!(first.file, "bad.yaml");
-                assert!(first.line >= 1 && first.column >= 1);
+                let first = &d.errors()[0];
+                assert_eq!(first.file(), "bad.yaml");
+                assert!(first.line() >= 1 && first.column() >= 1, "`{to}`: {first}");
                 if *line > 1 {
-                    assert_eq!(first.line, *line, "`{to}`: {first}");
+                    assert_eq!(first.line(), *line, "`{to}`: {first}");
                 }
             }
         }
@@ -171,7 +171,7 @@ fn malformed_hf_configs_give_located_errors() {
         let bad = src.replace(from, to);
         let err = hf::from_config_json(&bad, "config.json", "x").expect_err(to);
         assert!(err.to_string().contains(needle), "{to}: {err}");
-        assert!(err.line >= 1);
+        assert!(err.line() >= 1);
     }
     let err = hf::from_config_json(
         &src.replace("\"hidden_size\": 960", "\"hidden_size\": \"960\""),
@@ -179,5 +179,5 @@ fn malformed_hf_configs_give_located_errors() {
         "x",
     )
     .unwrap_err();
-    assert_eq!(err.line, 8, "{err}");
+    assert_eq!(err.line(), 8, "{err}");
 }
