@@ -20,5 +20,6 @@ pub mod model;
 pub mod quality;
 pub mod search;
 pub mod sim;
+pub mod substrate;
 pub mod units;
 pub mod yaml;
