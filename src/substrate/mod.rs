@@ -10,7 +10,7 @@
 
 mod raw;
 
-pub use raw::{Override, load, load_str, parse_overrides};
+pub use raw::{Override, SHIPPED, load, load_str, names, parse_overrides};
 
 use crate::model::ComputeClass;
 use crate::sim::systolic::{Buffers, Dataflow, Mode};
@@ -142,7 +142,10 @@ impl Gpu {
             ComputeClass::F16 => &[ComputeClass::F16],
             ComputeClass::F32 => &[ComputeClass::F32],
         };
-        order.iter().find_map(|c| self.matrix_peak.get(c).copied()).unwrap_or(self.vector_peak)
+        order
+            .iter()
+            .find_map(|c| self.matrix_peak.get(c).copied())
+            .unwrap_or(self.vector_peak)
     }
 }
 
