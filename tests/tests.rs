@@ -2,3 +2,5 @@
 
 mod model;
 mod ring;
+mod substrate;
+mod systolic;
