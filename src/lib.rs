@@ -10,6 +10,11 @@
 //! supplying the loss objective. Values in every YAML description are written in the small
 //! unit-carrying expression language of [`dsl`]. See ARCHITECTURE.md.
 
+// Located errors carry their source text for rendering; they are the cold path, so their size
+// in `Result` does not matter.
+#![allow(clippy::result_large_err)]
+
+pub mod diag;
 pub mod dsl;
 pub mod graph;
 pub mod model;

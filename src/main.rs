@@ -23,12 +23,15 @@ enum Command {
     /// Inspect a model description: parameters, bytes, FLOPs.
     #[command(subcommand)]
     Model(cli::model::ModelCmd),
+    /// Lower a model and phase into its operator dataflow graph.
+    Graph(cli::graph::GraphArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Model(cmd) => cli::model::run(cmd),
+        Command::Graph(args) => cli::graph::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

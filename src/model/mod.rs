@@ -18,6 +18,7 @@ pub mod precision;
 pub mod presets;
 
 pub use precision::{ComputeClass, Precision};
+pub use presets::{LoadError, load, preset};
 use serde::{Deserialize, Serialize};
 
 /// Normalisation layer kind; LayerNorm carries a bias, RMSNorm does not.
