@@ -203,8 +203,11 @@ impl DslErrorKind {
                 (!unit.is_empty()).then(|| format!("write the unit after the number, e.g. `{value} {unit}`"))
             }
             DslErrorKind::WrongDimension { expected, found, .. } => {
-                if *expected == Dim::BYTES_PER_SEC && *found == Dim::BYTES_PER_CYCLE {
-                    Some("multiply by a clock to get bytes per second: `clock * 64 B`".into())
+                let per_cycle = expected.checked_div(Dim::HERTZ);
+                if Some(*found) == per_cycle {
+                    Some("a quantity per cycle becomes one per second when multiplied by a clock: `clock * 64 B/cycle`".into())
+                } else if Some(*found) == expected.checked_mul(Dim::CYCLES) {
+                    Some("a clock (Hz) counts cycles per second: multiply it by a quantity per cycle, e.g. `clock * 4 B/cycle`".into())
                 } else {
                     Some(format!(
                         "this field is in `{expected}`; the value is in `{found}`"
@@ -274,6 +277,14 @@ impl DslError {
     /// Adds a secondary label.
     pub fn with_label(mut self, span: Span, text: impl Into<String>) -> DslError {
         self.labels.push((span, text.into()));
+        self
+    }
+
+    /// Replaces the text of the primary label.
+    pub fn with_primary_label(mut self, text: impl Into<String>) -> DslError {
+        if let Some(first) = self.labels.first_mut() {
+            first.1 = text.into();
+        }
         self
     }
 

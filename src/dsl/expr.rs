@@ -545,15 +545,17 @@ impl Expr {
                     Some(StepNode::Mul(s)) => {
                         let f = ev.node(s)?;
                         if !f.is_dimensionless() {
-                            return Err(ev.err(
-                                DslErrorKind::InvalidRange {
-                                    reason: format!(
-                                        "a `step *` factor must be a plain number, found {}",
-                                        f.dim.describe()
-                                    ),
-                                },
-                                s.span,
-                            ));
+                            return Err(ev
+                                .err(
+                                    DslErrorKind::InvalidRange {
+                                        reason: format!(
+                                            "a `step *` factor must be a plain number, found {}",
+                                            f.dim.describe()
+                                        ),
+                                    },
+                                    s.span,
+                                )
+                                .with_primary_label("not a plain number"));
                         }
                         Step::Mul(f.value)
                     }
