@@ -306,6 +306,9 @@ fn display_is_canonical_and_reparses() {
         ("16 ..= 1024 step * 2", "16..=1024 step *2"),
         ("{ 24 KB ,48 KB }", "{24 KB, 48 KB}"),
         ("1e300", "1e300"),
+        ("-(4) pJ/(bit)", "-4 pJ / (bit)"),
+        ("4 B / (s^2)", "4 B / (s^2)"),
+        ("4 B / (s KiB)", "4 B / (s KiB)"),
         ("0.000001", "1e-6"),
     ] {
         let e = parse(src).unwrap();
