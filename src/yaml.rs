@@ -650,6 +650,14 @@ pub struct Expression {
     verbatim: bool,
 }
 
+/// Two expressions are equal when they were written the same way (text and string-or-number),
+/// wherever they are in a file.
+impl PartialEq for Expression {
+    fn eq(&self, other: &Expression) -> bool {
+        self.text == other.text && self.verbatim == other.verbatim
+    }
+}
+
 /// An error found while deserializing an [`Expression`], reported when it is evaluated.
 #[derive(Clone, Debug)]
 enum Deferred {

@@ -93,7 +93,7 @@ pub enum DslErrorKind {
     },
     /// Occurs when a whole number is required (`16`) and the value is fractional, negative or
     /// beyond 2^53.
-    #[error("expected a whole number, found {value}")]
+    #[error("expected a whole number, found {}", super::format_number(*.value))]
     NotAnInteger { value: f64 },
     /// Occurs when a single value is required and the text is a range or a set.
     #[error("expected a single value, found {found}")]
@@ -120,7 +120,10 @@ fn wrong_dimension_message(expected: Dim, what: &str, example: &str, found: Dim,
         format!("{what} such as `{example}`")
     };
     if found.is_none() {
-        format!("expected {wanted}, found the bare number {value}")
+        format!(
+            "expected {wanted}, found the bare number {}",
+            super::format_number(value)
+        )
     } else {
         format!("expected {wanted}, found {}", found.describe())
     }
@@ -164,7 +167,7 @@ impl DslErrorKind {
             DslErrorKind::NotFinite { .. } => "not finite".into(),
             DslErrorKind::WrongDimension { found, .. } if found.is_none() => "a bare number".into(),
             DslErrorKind::WrongDimension { found, .. } => format!("this is {}", found.describe()),
-            DslErrorKind::NotAnInteger { value } => format!("this is {value}"),
+            DslErrorKind::NotAnInteger { value } => format!("this is {}", super::format_number(*value)),
             DslErrorKind::NotAScalar { found } => format!("this is {found}"),
             DslErrorKind::InvalidRange { .. } => "this range".into(),
             DslErrorKind::TooManyCandidates { .. } => "too many values".into(),
@@ -200,6 +203,7 @@ impl DslErrorKind {
                 ..
             } if found.is_none() => {
                 let unit = example.split_once(' ').map(|(_, u)| u).unwrap_or("");
+                let value = super::format_number(*value);
                 (!unit.is_empty()).then(|| format!("write the unit after the number, e.g. `{value} {unit}`"))
             }
             DslErrorKind::WrongDimension { expected, found, .. } => {
