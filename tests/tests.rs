@@ -1,5 +1,6 @@
 //! The one integration-test binary; one module per area.
 
+mod dsl;
 mod model;
 mod ring;
 mod substrate;
