@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "llmforge", version, about = "Hardware-cost simulator and architecture search for edge language models")]
+#[command(
+    name = "llmforge",
+    version,
+    about = "Hardware-cost simulator and architecture search for edge language models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,12 +23,15 @@ enum Command {
     /// Inspect a model description: parameters, bytes, FLOPs.
     #[command(subcommand)]
     Model(cli::model::ModelCmd),
+    /// Multi-objective search (NSGA-II): benchmark problems or architecture spaces.
+    Search(cli::search::SearchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Model(cmd) => cli::model::run(cmd),
+        Command::Search(args) => cli::search::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,3 +2,4 @@
 //! `miette::Result<()>` so located diagnostics render with their source.
 
 pub mod model;
+pub mod search;
