@@ -8,11 +8,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "llmforge",
-    version,
-    about = "Hardware-cost simulator and architecture search for edge language models"
-)]
+#[command(name = "llmforge", version, about = "Hardware-cost simulator and architecture search for edge language models")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
