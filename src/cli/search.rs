@@ -39,6 +39,10 @@ pub struct SearchArgs {
     pub truncation: TruncationName,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+    /// Cache evaluations by genome (off for the real-valued benchmarks, whose genomes do not
+    /// repeat: hashing and storing them costs more than evaluating).
+    #[arg(long)]
+    pub cache: bool,
     /// Directory for pareto.csv and history.csv (created if missing; files written atomically).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -87,7 +91,8 @@ const BENCHMARK_REFERENCE: f64 = 1.1;
 
 /// Runs NSGA-II with pymoo's default settings on a benchmark problem.
 pub fn run_problem(benchmark: Benchmark, args: &SearchArgs) -> miette::Result<()> {
-    let problem = BenchmarkProblem::standard(benchmark);
+    let mut problem = BenchmarkProblem::standard(benchmark);
+    problem.cache = args.cache;
     let settings = Settings {
         population: args.population,
         offspring: args.offspring.unwrap_or(args.population),
@@ -147,6 +152,7 @@ pub fn run_problem(benchmark: Benchmark, args: &SearchArgs) -> miette::Result<()
         objectives: problem.n_objectives(),
         settings: &settings,
         evaluations: engine.evaluations(),
+        cache: problem.cache,
         cache_hits: engine.cache_hits(),
         front_size: front.len(),
         reference: &reference,
@@ -170,6 +176,7 @@ struct Summary<'a> {
     objectives: usize,
     settings: &'a Settings,
     evaluations: u64,
+    cache: bool,
     cache_hits: u64,
     front_size: usize,
     reference: &'a [f64],
@@ -194,11 +201,15 @@ impl Summary<'_> {
             "settings      population {}, offspring {}, generations {}, crossover {}, mutation {}, seed {}",
             s.population, s.offspring, s.generations, s.crossover_prob, s.mutation_prob, s.seed
         );
-        let _ = writeln!(
-            text,
-            "evaluations   {} ({} cache hits)",
-            self.evaluations, self.cache_hits
-        );
+        if self.cache {
+            let _ = writeln!(
+                text,
+                "evaluations   {} ({} cache hits)",
+                self.evaluations, self.cache_hits
+            );
+        } else {
+            let _ = writeln!(text, "evaluations   {} (cache off)", self.evaluations);
+        }
         let _ = writeln!(text, "front size    {}", self.front_size);
         let _ = write!(
             text,

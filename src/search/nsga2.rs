@@ -18,20 +18,21 @@
 //! through a cache of every genome evaluated so far.
 //!
 //! Determinism: all randomness of batch `b` (batch 0 is the initial population, batch `g` the
-//! offspring of generation `g`) comes from a fresh ChaCha generator seeded with
+//! offspring of generation `g`) comes from a fresh xoshiro256++ generator seeded from
 //! `(settings.seed, b)`, used only on the calling thread; evaluations are placed by index;
 //! ties in sorting fall back to indices. The state between generations is therefore just the
 //! population, the counters and the cache ([`Checkpoint`]), with no generator state to save,
 //! and a run resumed from a checkpoint is identical to one that never stopped.
 
-use rand::rngs::StdRng;
+use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 use rand::{Rng, RngExt, SeedableRng};
 use rayon::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::cmp::{Ordering, Reverse};
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
 
 /// A boxed error from a problem's evaluation.
@@ -102,6 +103,13 @@ pub trait Problem: Sync {
     fn parallel_chunk(&self) -> usize {
         1
     }
+    /// Whether evaluations are cached by key (the default). A problem whose genomes almost
+    /// never repeat and whose evaluation is cheaper than hashing and storing a genome (the
+    /// real-valued benchmarks) may turn it off; repeats are then evaluated again, and
+    /// [`Nsga2::archive`] stays empty.
+    fn cache_evaluations(&self) -> bool {
+        true
+    }
 }
 
 /// NSGA-II parameters. Deliberately without `Default`: every run states its settings.
@@ -120,7 +128,8 @@ pub struct Settings {
     pub mutation_prob: f64,
     pub seed: u64,
     /// Reject offspring whose key equals a current parent's or an earlier sibling's and breed
-    /// again (up to 100 tries per offspring on average, after which duplicates are accepted).
+    /// again (up to 100 tries per offspring on average, after which duplicates are accepted);
+    /// repeats in the initial population are replaced by random genomes.
     pub eliminate_duplicates: bool,
     pub truncation: Truncation,
 }
@@ -428,6 +437,9 @@ impl<'p, P: Problem> Nsga2<'p, P> {
                     });
                 }
                 initial.iter_mut().for_each(|genome| self.problem.repair(genome));
+                if self.settings.eliminate_duplicates {
+                    self.replace_duplicates(&mut initial, &mut rng);
+                }
                 initial
             } else {
                 self.breed(&mut rng)
@@ -495,30 +507,101 @@ impl<'p, P: Problem> Nsga2<'p, P> {
             Archived(usize),
             Fresh(usize),
         }
-        let mut fresh_keys: HashMap<P::Key, usize, KeyHasher> = HashMap::default();
-        let mut fresh: Vec<&P::Genome> = Vec::new();
+        if !self.problem.cache_evaluations() {
+            let evaluations = self.evaluate_all(genomes)?;
+            self.evaluations += genomes.len() as u64;
+            return Ok(evaluations);
+        }
+        let mut fresh_keys: HashMap<P::Key, usize, KeyHasher> =
+            HashMap::with_capacity_and_hasher(genomes.len(), KeyHasher);
+        // batch positions of the genomes to evaluate, first occurrences only
+        let mut fresh: Vec<usize> = Vec::new();
         let mut slots = Vec::with_capacity(genomes.len());
-        for genome in genomes {
+        for (position, genome) in genomes.iter().enumerate() {
             let key = self.problem.key(genome);
             if let Some(&at) = self.cache_index.get(&key) {
                 slots.push(Slot::Archived(at));
                 self.cache_hits += 1;
-            } else if let Some(&at) = fresh_keys.get(&key) {
-                slots.push(Slot::Fresh(at));
-                self.cache_hits += 1;
-            } else {
-                fresh_keys.insert(key, fresh.len());
-                slots.push(Slot::Fresh(fresh.len()));
-                fresh.push(genome);
+                continue;
+            }
+            match fresh_keys.entry(key) {
+                Entry::Occupied(entry) => {
+                    slots.push(Slot::Fresh(*entry.get()));
+                    self.cache_hits += 1;
+                }
+                Entry::Vacant(entry) => {
+                    entry.insert(fresh.len());
+                    slots.push(Slot::Fresh(fresh.len()));
+                    fresh.push(position);
+                }
             }
         }
+        let to_evaluate: Vec<&P::Genome> = fresh.iter().map(|&position| &genomes[position]).collect();
+        let fresh_evaluations = self.evaluate_all(&to_evaluate).map_err(|error| match error {
+            Nsga2Error::Evaluation {
+                generation,
+                index,
+                source,
+            } => Nsga2Error::Evaluation {
+                generation,
+                index: fresh[index],
+                source,
+            },
+            Nsga2Error::BadEvaluation {
+                index,
+                objectives,
+                violation,
+            } => Nsga2Error::BadEvaluation {
+                index: fresh[index],
+                objectives,
+                violation,
+            },
+            Nsga2Error::ObjectiveCount { index, expected, got } => Nsga2Error::ObjectiveCount {
+                index: fresh[index],
+                expected,
+                got,
+            },
+            other => other,
+        })?;
+        self.evaluations += fresh.len() as u64;
+        // Archive in batch order, so the cache (and a checkpoint of it) is deterministic.
+        let base = self.archive.len();
+        let mut by_order: Vec<(P::Key, usize)> = fresh_keys.into_iter().collect();
+        by_order.sort_unstable_by_key(|(_, order)| *order);
+        self.cache_index.reserve(fresh.len());
+        self.archive.reserve(fresh.len());
+        for ((key, order), evaluation) in by_order.into_iter().zip(fresh_evaluations) {
+            self.cache_index.insert(key, base + order);
+            self.archive.push(Individual {
+                genome: genomes[fresh[order]].clone(),
+                evaluation,
+            });
+        }
+        Ok(slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Archived(at) => self.archive[at].evaluation.clone(),
+                Slot::Fresh(order) => self.archive[base + order].evaluation.clone(),
+            })
+            .collect())
+    }
+
+    /// Evaluates every genome, in parallel when the batch exceeds the problem's chunk size;
+    /// errors name the position in `genomes`.
+    fn evaluate_all<G: std::borrow::Borrow<P::Genome> + Sync>(
+        &self,
+        genomes: &[G],
+    ) -> Result<Vec<Evaluation>, Nsga2Error> {
         let problem = self.problem;
-        let results: Vec<Result<Evaluation, P::Error>> = fresh
-            .par_iter()
-            .with_min_len(problem.parallel_chunk().max(1))
-            .map(|g| problem.evaluate(g))
-            .collect();
-        let mut fresh_evaluations = Vec::with_capacity(results.len());
+        let chunk = problem.parallel_chunk().max(1);
+        let evaluate = |genome: &G| problem.evaluate(genome.borrow());
+        let results: Vec<Result<Evaluation, P::Error>> = if genomes.len() <= chunk {
+            // one task's worth: stay on this thread rather than wake the pool
+            genomes.iter().map(evaluate).collect()
+        } else {
+            genomes.par_iter().with_min_len(chunk).map(evaluate).collect()
+        };
+        let mut evaluations = Vec::with_capacity(results.len());
         for (index, result) in results.into_iter().enumerate() {
             let evaluation = result.map_err(|source| Nsga2Error::Evaluation {
                 generation: self.completed_batches,
@@ -526,27 +609,9 @@ impl<'p, P: Problem> Nsga2<'p, P> {
                 source: Box::new(source),
             })?;
             self.check_evaluation(index, &evaluation)?;
-            fresh_evaluations.push(evaluation);
+            evaluations.push(evaluation);
         }
-        self.evaluations += fresh.len() as u64;
-        // Archive in batch order, so the cache (and a checkpoint of it) is deterministic.
-        let base = self.archive.len();
-        let mut by_position: Vec<(P::Key, usize)> = fresh_keys.into_iter().collect();
-        by_position.sort_by_key(|(_, position)| *position);
-        for ((key, position), evaluation) in by_position.into_iter().zip(&fresh_evaluations) {
-            self.cache_index.insert(key, base + position);
-            self.archive.push(Individual {
-                genome: fresh[position].clone(),
-                evaluation: evaluation.clone(),
-            });
-        }
-        Ok(slots
-            .into_iter()
-            .map(|slot| match slot {
-                Slot::Archived(at) => self.archive[at].evaluation.clone(),
-                Slot::Fresh(at) => fresh_evaluations[at].clone(),
-            })
-            .collect())
+        Ok(evaluations)
     }
 
     fn check_evaluation(&self, index: usize, evaluation: &Evaluation) -> Result<(), Nsga2Error> {
@@ -597,8 +662,22 @@ impl<'p, P: Problem> Nsga2<'p, P> {
         self.crowding = crowding_by_front(&evaluations, &self.ranks);
     }
 
+    /// Replaces repeated genomes of the initial population by random ones (up to 100 draws
+    /// each; a space too small to fill the population keeps its repeats).
+    fn replace_duplicates(&self, genomes: &mut [P::Genome], rng: &mut BatchRng) {
+        let mut seen: HashSet<P::Key, KeyHasher> = HashSet::default();
+        for genome in genomes.iter_mut() {
+            let mut tries = 0;
+            while !seen.insert(self.problem.key(genome)) && tries < 100 {
+                *genome = self.problem.random(rng);
+                self.problem.repair(genome);
+                tries += 1;
+            }
+        }
+    }
+
     /// Offspring of the current population: tournaments, crossover, mutation, repair.
-    fn breed(&self, rng: &mut StdRng) -> Vec<P::Genome> {
+    fn breed(&self, rng: &mut BatchRng) -> Vec<P::Genome> {
         let wanted = self.settings.offspring;
         let mut tournament = Tournament {
             engine: self,
@@ -649,7 +728,7 @@ struct Tournament<'e, 'p, P: Problem> {
 }
 
 impl<P: Problem> Tournament<'_, '_, P> {
-    fn draw(&mut self, rng: &mut StdRng) -> usize {
+    fn draw(&mut self, rng: &mut BatchRng) -> usize {
         if self.pool.is_empty() {
             self.pool = (0..self.engine.population.len()).collect();
             self.pool.shuffle(rng);
@@ -657,7 +736,7 @@ impl<P: Problem> Tournament<'_, '_, P> {
         self.pool.pop().unwrap_or(0)
     }
 
-    fn select(&mut self, rng: &mut StdRng) -> usize {
+    fn select(&mut self, rng: &mut BatchRng) -> usize {
         let (a, b) = (self.draw(rng), self.draw(rng));
         let engine = self.engine;
         let (ea, eb) = (&engine.population[a].evaluation, &engine.population[b].evaluation);
@@ -683,14 +762,30 @@ impl<P: Problem> Tournament<'_, '_, P> {
     }
 }
 
-/// The generator for batch `batch` of a run seeded with `seed`: (seed, batch) is the whole
-/// 256-bit ChaCha key, so distinct pairs never share a stream.
-fn batch_rng(seed: u64, batch: usize) -> StdRng {
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&seed.to_le_bytes());
-    key[8..16].copy_from_slice(&(batch as u64).to_le_bytes());
-    key[16..24].copy_from_slice(b"nsga2-v1");
-    StdRng::from_seed(key)
+/// The generator behind all of a batch's randomness.
+type BatchRng = Xoshiro256PlusPlus;
+
+/// The generator for batch `batch` of a run seeded with `seed`: xoshiro256++ (a fixed
+/// algorithm, unlike `StdRng`, and a fraction of ChaCha's cost, which showed in profiles)
+/// whose four state words are SplitMix64 images of `seed` and `batch` and of their mix, so
+/// distinct (seed, batch) pairs get distinct, well-scrambled states.
+fn batch_rng(seed: u64, batch: usize) -> BatchRng {
+    let a = splitmix64(seed);
+    let b = splitmix64((batch as u64) ^ 0x6e73_6761_322d_7631); // "nsga2-v1"
+    let c = splitmix64(a ^ b.rotate_left(17));
+    let d = splitmix64(c.wrapping_add(0x9e37_79b9_7f4a_7c15));
+    let mut state = [0u8; 32];
+    for (slot, word) in state.chunks_exact_mut(8).zip([a, b, c, d]) {
+        slot.copy_from_slice(&word.to_le_bytes());
+    }
+    BatchRng::from_seed(state)
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// `a` Pareto-dominates `b`: no worse in every objective and better in at least one.
@@ -1004,13 +1099,25 @@ fn iterative_crowding(objectives: &[&[f64]], keep: usize) -> Vec<usize> {
             }
         }
     };
+    // candidates for removal, smallest (distance, position) first; entries whose distance
+    // has changed since they were pushed are stale and skipped
+    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::with_capacity(2 * n);
+    let refill = |heap: &mut BinaryHeap<Reverse<(u64, usize)>>, alive: &[bool], distance: &[f64]| {
+        heap.clear();
+        heap.extend(
+            (0..n)
+                .filter(|&i| alive[i])
+                .map(|i| Reverse((distance_order(distance[i]), i))),
+        );
+    };
     rebuild(&alive, &mut prev, &mut next, &mut span, &mut share, &mut distance);
+    refill(&mut heap, &alive, &distance);
     while remaining > keep {
-        let mut worst = usize::MAX;
-        for i in 0..n {
-            if alive[i] && (worst == usize::MAX || distance[i].total_cmp(&distance[worst]).is_lt()) {
-                worst = i;
-            }
+        let Some(Reverse((order, worst))) = heap.pop() else {
+            break;
+        };
+        if !alive[worst] || order != distance_order(distance[worst]) {
+            continue;
         }
         alive[worst] = false;
         remaining -= 1;
@@ -1018,6 +1125,7 @@ fn iterative_crowding(objectives: &[&[f64]], keep: usize) -> Vec<usize> {
         if extreme || remaining <= 2 {
             // the spans (or the set of extremes) change: recompute everything
             rebuild(&alive, &mut prev, &mut next, &mut span, &mut share, &mut distance);
+            refill(&mut heap, &alive, &distance);
             continue;
         }
         for k in 0..m {
@@ -1035,48 +1143,77 @@ fn iterative_crowding(objectives: &[&[f64]], keep: usize) -> Vec<usize> {
         for j in (0..m).flat_map(|k| [prev[k][worst], next[k][worst]]) {
             if distance[j].is_finite() {
                 distance[j] = (0..m).map(|k| share[k][j]).sum();
+                heap.push(Reverse((distance_order(distance[j]), j)));
             }
         }
     }
     (0..n).filter(|&i| alive[i]).collect()
 }
 
-/// A fast non-cryptographic hasher for genome keys (multiply-rotate over 8-byte words, then a
-/// SplitMix64 finaliser). Keys come from our own operators, not an adversary, so SipHash's
-/// flooding resistance buys nothing, and it was a tenth of a benchmark run's time.
+/// A key that orders non-negative distances (infinity included) like the numbers do.
+fn distance_order(distance: f64) -> u64 {
+    // +0.0 and -0.0 compare equal but differ in bits
+    if distance == 0.0 { 0 } else { distance.to_bits() }
+}
+
+/// A fast non-cryptographic hasher for genome keys: four independent multiply-rotate lanes
+/// over 8-byte words (so long keys hash at several words per cycle), folded by a SplitMix64
+/// finaliser. Keys come from our own operators, not an adversary, so SipHash's flooding
+/// resistance buys nothing, and it cost a tenth of a benchmark run.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct KeyHasher;
 
 impl BuildHasher for KeyHasher {
     type Hasher = WordHasher;
     fn build_hasher(&self) -> WordHasher {
-        WordHasher(0)
+        WordHasher {
+            lanes: [0; 4],
+            words: 0,
+        }
     }
 }
 
 #[derive(Clone, Copy, Debug)]
-pub struct WordHasher(u64);
+pub struct WordHasher {
+    lanes: [u64; 4],
+    words: u64,
+}
+
+const LANE_MULTIPLIER: u64 = 0x517c_c1b7_2722_0a95;
 
 impl WordHasher {
     #[inline]
     fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+        let lane = &mut self.lanes[(self.words & 3) as usize];
+        *lane = (lane.rotate_left(5) ^ word).wrapping_mul(LANE_MULTIPLIER);
+        self.words += 1;
     }
 }
 
 impl Hasher for WordHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
+        let mut blocks = bytes.chunks_exact(32);
+        for block in &mut blocks {
+            for (lane, word) in self.lanes.iter_mut().zip(block.chunks_exact(8)) {
+                let word = u64::from_le_bytes([
+                    word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+                ]);
+                *lane = (lane.rotate_left(5) ^ word).wrapping_mul(LANE_MULTIPLIER);
+            }
+            self.words += 4;
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
+        let rest = blocks.remainder();
+        let mut words = rest.chunks_exact(8);
+        for word in &mut words {
+            self.add(u64::from_le_bytes([
+                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+            ]));
+        }
+        let tail = words.remainder();
+        if !tail.is_empty() {
             let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+            word[..tail.len()].copy_from_slice(tail);
+            self.add(u64::from_le_bytes(word) ^ ((tail.len() as u64) << 59));
         }
     }
 
@@ -1089,7 +1226,10 @@ impl Hasher for WordHasher {
     }
 
     fn finish(&self) -> u64 {
-        let mut z = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.words;
+        for lane in self.lanes {
+            z = (z.rotate_left(23) ^ lane).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)

@@ -90,7 +90,7 @@ fn table_output_names_the_figures() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("dtlz2 (12 variables, 3 objectives)"), "{text}");
-    assert!(text.contains("evaluations   48 "), "{text}");
+    assert!(text.contains("evaluations   48 (cache off)"), "{text}");
     assert!(
         text.contains("at reference (1.1, 1.1, 1.1); true front 0.807401"),
         "{text}"
@@ -108,4 +108,35 @@ fn a_target_is_required_and_bad_values_are_refused() {
     let out = llmforge(&["search", "--problem", "zdt1", "--population", "0"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("population"));
+}
+
+#[test]
+fn the_cache_changes_counts_not_results() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "search",
+            "--problem",
+            "zdt2",
+            "--population",
+            "16",
+            "--generations",
+            "8",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = llmforge(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let (plain, cached) = (run(&[]), run(&["--cache"]));
+    assert_eq!(plain["cache"], false);
+    assert_eq!(cached["cache"], true);
+    assert_eq!(plain["hypervolume"], cached["hypervolume"]);
+    let total = 16 + 8 * 16;
+    assert_eq!(plain["evaluations"], total);
+    assert_eq!(
+        cached["evaluations"].as_u64().unwrap() + cached["cache_hits"].as_u64().unwrap(),
+        total
+    );
 }

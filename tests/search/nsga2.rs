@@ -141,13 +141,24 @@ fn constrained_search_finds_the_whole_front_and_uses_the_cache() {
 
 #[test]
 fn evaluation_errors_name_the_candidate() {
+    // fail on the sixth genome of the initial population
+    let probe = Lattice { fail_on: None };
+    let target = Nsga2::new(&probe, settings(30, 30, 40, 5))
+        .unwrap()
+        .ask()
+        .unwrap()[5];
     let problem = Lattice {
-        fail_on: Some([20, 0]),
+        fail_on: Some(target),
     };
     let mut engine = Nsga2::new(&problem, settings(30, 30, 40, 5)).unwrap();
     match engine.run(|_, _| {}) {
-        Err(Nsga2Error::Evaluation { source, .. }) => {
-            assert_eq!(source.to_string(), "refusing to evaluate [20, 0]")
+        Err(Nsga2Error::Evaluation {
+            generation,
+            index,
+            source,
+        }) => {
+            assert_eq!((generation, index), (0, 5));
+            assert_eq!(source.to_string(), format!("refusing to evaluate {target:?}"));
         }
         other => panic!("expected an evaluation error, got {other:?}"),
     }
@@ -464,6 +475,7 @@ fn final_state<P: Problem>(engine: &Nsga2<'_, P>) -> String {
 fn results_do_not_depend_on_thread_count() {
     let mut problem = BenchmarkProblem::standard(Benchmark::Zdt2);
     problem.parallel_chunk = 1; // spread every batch over the pool
+    problem.cache = true;
     let run_with = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -517,7 +529,8 @@ fn interrupted_run<P: Problem>(
 
 #[test]
 fn resuming_from_a_checkpoint_file_is_byte_identical() {
-    let zdt = BenchmarkProblem::standard(Benchmark::Zdt1);
+    let mut zdt = BenchmarkProblem::standard(Benchmark::Zdt1);
+    zdt.cache = true;
     let lattice = Lattice { fail_on: None };
     let zdt_settings = settings(20, 16, 25, 3);
     let lattice_settings = settings(30, 30, 25, 3);
