@@ -680,19 +680,10 @@ fn zdt1_median_hypervolume(generations: usize) -> (f64, Vec<f64>) {
 
 /// The acceptance criterion: ZDT1, 30 variables, population 100, 250 generations, median
 /// hypervolume over seeds 1-5 at (1.1, 1.1) of at least 0.870 (the whole front has 0.8767;
-/// pymoo 0.6.2 NSGA-II reaches 0.8695-0.8700 with the same budget). ~6 s of CPU in a debug
-/// build: run with `cargo test --release -- --ignored`.
+/// pymoo 0.6.2 NSGA-II reaches 0.8695-0.8700 with the same budget). About 5 s in a debug
+/// build on a loaded machine, 0.2 s in release.
 #[test]
-#[ignore]
 fn zdt1_full_budget_reaches_0_870() {
     let (median, all) = zdt1_median_hypervolume(250);
     assert!(median >= 0.870, "median {median}, all {all:?}");
-}
-
-/// The same run at 100 generations, fast enough for every test run (median 0.8531 when
-/// written; pymoo 0.6.2 NSGA-II: median 0.8501 over the same seeds and budget).
-#[test]
-fn zdt1_quarter_budget_converges() {
-    let (median, all) = zdt1_median_hypervolume(100);
-    assert!(median >= 0.850, "median {median}, all {all:?}");
 }
