@@ -28,6 +28,8 @@ enum Command {
     /// List, validate and show hardware substrates.
     #[command(subcommand)]
     Substrate(cli::substrate::SubstrateCmd),
+    /// Multi-objective search (NSGA-II): benchmark problems or architecture spaces.
+    Search(cli::search::SearchArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Graph(args) => cli::graph::run(args),
         Command::Substrate(cmd) => cli::substrate::run(cmd),
+        Command::Search(args) => cli::search::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

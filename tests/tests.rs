@@ -3,5 +3,6 @@
 mod dsl;
 mod model;
 mod ring;
+mod search;
 mod substrate;
 mod systolic;
