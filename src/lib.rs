@@ -10,11 +10,17 @@
 //! supplying the loss objective. Values in every YAML description are written in the small
 //! unit-carrying expression language of [`dsl`]. See ARCHITECTURE.md.
 
+// Located errors carry their source text for rendering; they are the cold path, so their size
+// in `Result` does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod dsl;
 pub mod graph;
 pub mod model;
 pub mod quality;
 pub mod search;
 pub mod sim;
+pub mod substrate;
+pub mod sweep;
 pub mod units;
 pub mod yaml;

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "llmforge", version, about = "Hardware-cost simulator and architecture search for edge language models")]
+#[command(
+    name = "llmforge",
+    version,
+    about = "Hardware-cost simulator and architecture search for edge language models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,6 +23,11 @@ enum Command {
     /// Inspect a model description: parameters, bytes, FLOPs.
     #[command(subcommand)]
     Model(cli::model::ModelCmd),
+    /// Lower a model and phase into its operator dataflow graph.
+    Graph(cli::graph::GraphArgs),
+    /// List, validate and show hardware substrates.
+    #[command(subcommand)]
+    Substrate(cli::substrate::SubstrateCmd),
     /// Multi-objective search (NSGA-II): benchmark problems or architecture spaces.
     Search(cli::search::SearchArgs),
 }
@@ -27,6 +36,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Model(cmd) => cli::model::run(cmd),
+        Command::Graph(args) => cli::graph::run(args),
+        Command::Substrate(cmd) => cli::substrate::run(cmd),
         Command::Search(args) => cli::search::run(args),
     };
     match result {

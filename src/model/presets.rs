@@ -1,1 +1,117 @@
-//! (in progress)
+//! Named model presets shipped in `dsl/models/` (embedded in the binary), and the loader that
+//! takes a preset name or a file path.
+
+use super::Model;
+use crate::yaml::DescErrors;
+use std::path::Path;
+
+macro_rules! presets {
+    ($($name:literal),* $(,)?) => {
+        /// (name, YAML source) of every shipped model description.
+        pub const PRESETS: &[(&str, &str)] = &[
+            $(($name, include_str!(concat!("../../dsl/models/", $name, ".yaml"))),)*
+        ];
+    };
+}
+
+presets!(
+    "smollm2-135m",
+    "smollm2-360m",
+    "qwen2.5-0.5b",
+    "llama-3.2-1b",
+    "pythia-160m",
+    "gpt2",
+    "gemma-2b",
+    "llama-2-7b",
+    "llama-3-8b",
+    "llama-3-70b",
+    "mistral-7b",
+    "mixtral-8x7b",
+    "qwen1.5-moe-a2.7b",
+    "llmforge-acc-123m",
+    "llmforge-compact-106m",
+    "llmforge-acc-347m",
+    "llmforge-eco-294m",
+    "llmforge-fast-365m",
+);
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum LoadError {
+    #[error("cannot read model file `{path}`")]
+    Io { path: String, source: std::io::Error },
+    #[error("`{name}` is neither a model preset nor a file")]
+    #[diagnostic(help("presets: {available}"))]
+    UnknownPreset { name: String, available: String },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Invalid(#[from] DescErrors),
+}
+
+/// The names of all presets.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    PRESETS.iter().map(|(n, _)| *n)
+}
+
+/// Loads a preset by name.
+pub fn preset(name: &str) -> Result<Model, LoadError> {
+    match PRESETS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        Some((n, src)) => Ok(super::desc::parse(src, &format!("dsl/models/{n}.yaml"))?),
+        None => Err(LoadError::UnknownPreset {
+            name: name.into(),
+            available: names().collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+/// Parses model text whose format is told by the file name and contents: `.json` is a Hugging
+/// Face config, YAML with `*_layerlist` / `n_layer` keys is the LLMForge release format, other
+/// YAML is the model description format.
+pub fn parse_text(src: &str, file: &str) -> Result<Model, LoadError> {
+    let path = Path::new(file);
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    let stem = if stem == "config" {
+        path.parent()
+            .and_then(|p| p.file_name())
+            .and_then(|s| s.to_str())
+            .unwrap_or(stem)
+    } else {
+        stem
+    };
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+        return super::hf::from_config_json(src, file, stem).map_err(|e| LoadError::Invalid(e.into()));
+    }
+    let first_key = src
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap_or("");
+    if first_key.starts_with("- n_layer") || src.contains("_layerlist:") {
+        return Ok(super::layerlist::parse(src, file, stem)?);
+    }
+    Ok(super::desc::parse(src, file)?)
+}
+
+/// Loads a model from a preset name or a file path (a file that exists wins).
+pub fn load(spec: &str) -> Result<Model, LoadError> {
+    let path = Path::new(spec);
+    if path.is_file() {
+        let src = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: spec.into(),
+            source,
+        })?;
+        return parse_text(&src, spec);
+    }
+    let looks_like_path = spec.contains('/')
+        || spec.contains('\\')
+        || path
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "json" || e == "yml");
+    if looks_like_path && PRESETS.iter().all(|(n, _)| *n != spec) {
+        return Err(LoadError::Io {
+            path: spec.into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        });
+    }
+    preset(spec)
+}

@@ -11,3 +11,4 @@ pub mod hypervolume;
 pub mod nsga2;
 pub mod persist;
 pub mod problems;
+pub mod space;
