@@ -3,5 +3,5 @@
 
 pub mod graph;
 pub mod model;
-pub mod substrate;
 pub mod search;
+pub mod substrate;
