@@ -4,5 +4,6 @@ mod dsl;
 mod model;
 mod ring;
 mod search;
+mod sim;
 mod substrate;
 mod systolic;
