@@ -4,4 +4,5 @@
 pub mod graph;
 pub mod model;
 pub mod search;
+pub mod search_arch;
 pub mod substrate;

@@ -22,13 +22,20 @@ pub struct SearchArgs {
     /// Optimise a standard benchmark problem (checks the optimiser against a known front).
     #[arg(long, value_enum, group = "target")]
     pub problem: Option<ProblemName>,
-    /// Individuals kept each generation (mu).
-    #[arg(long, default_value_t = 100)]
-    pub population: usize,
-    /// Generations after the initial population.
-    #[arg(long, default_value_t = 250)]
-    pub generations: usize,
-    /// Offspring per generation (lambda) [default: the population size].
+    /// Search an architecture space: a shipped name (llmforge-200m, smollm2-360m-seeded,
+    /// smollm2-135m-seeded, edge-moe) or a space file.
+    #[arg(long, group = "target", requires = "substrate")]
+    pub space: Option<String>,
+    #[command(flatten)]
+    pub arch: super::search_arch::ArchArgs,
+    /// Individuals kept each generation (mu) [default: 100 for --problem, 24 for --space].
+    #[arg(long)]
+    pub population: Option<usize>,
+    /// Generations after the initial population [default: 250 for --problem, 40 for --space].
+    #[arg(long)]
+    pub generations: Option<usize>,
+    /// Offspring per generation (lambda) [default: the population size for --problem, 48 for
+    /// --space].
     #[arg(long)]
     pub offspring: Option<usize>,
     #[arg(long, default_value_t = 42)]
@@ -80,9 +87,10 @@ pub enum OutputFormat {
 }
 
 pub fn run(args: SearchArgs) -> miette::Result<()> {
-    match args.problem {
-        Some(problem) => run_problem(problem.benchmark(), &args),
-        None => Err(miette!("nothing to search: give --problem")),
+    match (&args.problem, &args.space) {
+        (Some(problem), _) => run_problem(problem.benchmark(), &args),
+        (None, Some(space)) => super::search_arch::run_space(space, &args),
+        (None, None) => Err(miette!("nothing to search: give --problem or --space")),
     }
 }
 
@@ -93,10 +101,11 @@ const BENCHMARK_REFERENCE: f64 = 1.1;
 pub fn run_problem(benchmark: Benchmark, args: &SearchArgs) -> miette::Result<()> {
     let mut problem = BenchmarkProblem::standard(benchmark);
     problem.cache = args.cache;
+    let population = args.population.unwrap_or(100);
     let settings = Settings {
-        population: args.population,
-        offspring: args.offspring.unwrap_or(args.population),
-        generations: args.generations,
+        population,
+        offspring: args.offspring.unwrap_or(population),
+        generations: args.generations.unwrap_or(250),
         crossover_prob: 0.9,
         mutation_prob: 1.0,
         seed: args.seed,
@@ -240,7 +249,7 @@ impl Summary<'_> {
     }
 }
 
-fn lexicographic(a: &[f64], b: &[f64]) -> std::cmp::Ordering {
+pub(crate) fn lexicographic(a: &[f64], b: &[f64]) -> std::cmp::Ordering {
     a.iter()
         .zip(b)
         .map(|(x, y)| x.total_cmp(y))

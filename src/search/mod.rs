@@ -6,6 +6,7 @@
 //! [`history`] records per-generation hypervolume and front size; [`persist`] writes
 //! checkpoints and result files atomically.
 
+pub mod arch;
 pub mod history;
 pub mod hypervolume;
 pub mod nsga2;
