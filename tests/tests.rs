@@ -6,4 +6,5 @@ mod ring;
 mod search;
 mod sim;
 mod substrate;
+mod sweep;
 mod systolic;

@@ -6,3 +6,4 @@ pub mod model;
 pub mod search;
 pub mod search_arch;
 pub mod substrate;
+pub mod sweep;
