@@ -14,12 +14,13 @@
 // in `Result` does not matter.
 #![allow(clippy::result_large_err)]
 
-pub mod diag;
 pub mod dsl;
 pub mod graph;
 pub mod model;
 pub mod quality;
 pub mod search;
 pub mod sim;
+pub mod substrate;
+pub mod sweep;
 pub mod units;
 pub mod yaml;

@@ -25,6 +25,9 @@ enum Command {
     Model(cli::model::ModelCmd),
     /// Lower a model and phase into its operator dataflow graph.
     Graph(cli::graph::GraphArgs),
+    /// List, validate and show hardware substrates.
+    #[command(subcommand)]
+    Substrate(cli::substrate::SubstrateCmd),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Graph(args) => cli::graph::run(args),
+        Command::Substrate(cmd) => cli::substrate::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

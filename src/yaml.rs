@@ -515,25 +515,6 @@ impl Diagnostic for DescError {
     }
 }
 
-/// For loaders that report [`crate::diag::LocatedError`]: keeps the file, line, column,
-/// message, help and the primary span (secondary labels are dropped).
-impl From<DescError> for crate::diag::LocatedError {
-    fn from(e: DescError) -> crate::diag::LocatedError {
-        let d = *e.0;
-        let text = d.src.as_ref().map_or("", |s| &**s.inner());
-        let file_src = if d.line == 0 { "" } else { text };
-        let span = d.labels.first().map_or((0, 0), |(s, _)| (s.offset(), s.len()));
-        let message = d.message.clone();
-        let mut out = crate::diag::LocatedError::new(&d.file, file_src, span, message, d.help.clone());
-        // `new` derives line/column from the span; keep the unknown position as such.
-        if d.line == 0 {
-            out.line = 0;
-            out.column = 0;
-        }
-        out
-    }
-}
-
 /// Every error of one validation pass, reported together (miette shows each as related).
 #[derive(Clone, Debug)]
 pub struct DescErrors {

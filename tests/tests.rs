@@ -2,3 +2,6 @@
 
 mod dsl;
 mod model;
+mod ring;
+mod substrate;
+mod systolic;

@@ -20,9 +20,8 @@
 //! every problem with its line and column.
 
 use super::{Attention, Ffn, FfnKind, Layer, Model, Moe, NormKind, Positional, Precision, Precisions};
-use crate::diag::{Diagnostics, LocatedError};
+use crate::yaml::{DescError, DescErrors, Located, SourceFile};
 use serde::{Deserialize, Serialize};
-use serde_saphyr::Spanned;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,9 +34,9 @@ pub struct RawModel {
     pub vocab: u64,
     pub tied_embeddings: bool,
     pub norm: NormKind,
-    pub positional: Spanned<String>,
-    pub precision: Spanned<RawPrecision>,
-    pub layers: Vec<Spanned<RawLayer>>,
+    pub positional: Located<String>,
+    pub precision: Located<RawPrecision>,
+    pub layers: Vec<Located<RawLayer>>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -106,35 +105,24 @@ pub struct RawFfn {
 }
 
 /// Parses and validates a model description.
-pub fn parse(src: &str, file: &str) -> Result<Model, Diagnostics> {
-    let raw: RawModel = crate::yaml::from_str(src, file).map_err(|e| Diagnostics {
-        file: file.into(),
-        related: vec![e.into()],
-    })?;
-    into_model(raw, src, file)
+pub fn parse(src: &str, file: &str) -> Result<Model, DescErrors> {
+    let source = SourceFile::new(file, src);
+    let raw: RawModel = source.parse()?;
+    into_model(raw, &source)
 }
 
-fn at<T>(s: &Spanned<T>, src: &str, file: &str, message: String, help: Option<String>) -> LocatedError {
-    let loc = s.referenced;
-    LocatedError::from_line_col(
-        file,
-        src,
-        loc.line() as usize,
-        loc.column() as usize,
-        message,
-        help,
-    )
+fn at<T>(s: &Located<T>, file: &SourceFile, message: String, help: Option<String>) -> DescError {
+    file.error(s.loc, message, "here", help)
 }
 
 /// Validates a raw description, collecting every problem.
-pub fn into_model(raw: RawModel, src: &str, file: &str) -> Result<Model, Diagnostics> {
+pub fn into_model(raw: RawModel, file: &SourceFile) -> Result<Model, DescErrors> {
     let mut errors = Vec::new();
     let positional = match parse_positional(&raw.positional.value) {
         Ok(p) => p,
         Err(msg) => {
             errors.push(at(
                 &raw.positional,
-                src,
                 file,
                 msg,
                 Some("write rope, rope:<fraction>, learned:<max positions> or none".into()),
@@ -164,7 +152,7 @@ pub fn into_model(raw: RawModel, src: &str, file: &str) -> Result<Model, Diagnos
     let precision = match precision {
         Ok(p) => p,
         Err(e) => {
-            errors.push(at(&raw.precision, src, file, e.to_string(), None));
+            errors.push(at(&raw.precision, file, e.to_string(), None));
             Precisions {
                 weights: Precision::Bf16,
                 activations: Precision::Bf16,
@@ -177,7 +165,7 @@ pub fn into_model(raw: RawModel, src: &str, file: &str) -> Result<Model, Diagnos
         match raw_layer(&spanned.value) {
             Ok(layer) => {
                 if spanned.value.repeat == 0 {
-                    errors.push(at(spanned, src, file, "`repeat` must be at least 1".into(), None));
+                    errors.push(at(spanned, file, "`repeat` must be at least 1".into(), None));
                 }
                 let candidate = Model {
                     layers: vec![layer],
@@ -186,12 +174,12 @@ pub fn into_model(raw: RawModel, src: &str, file: &str) -> Result<Model, Diagnos
                 if let Err(errs) = candidate.validate() {
                     for e in errs {
                         let path = e.path.replacen("layers[0].", "", 1);
-                        errors.push(at(spanned, src, file, format!("{path}: {}", e.message), None));
+                        errors.push(at(spanned, file, format!("{path}: {}", e.message), None));
                     }
                 }
                 layers.extend(std::iter::repeat_n(layer, spanned.value.repeat as usize));
             }
-            Err((msg, help)) => errors.push(at(spanned, src, file, msg, help)),
+            Err((msg, help)) => errors.push(at(spanned, file, msg, help)),
         }
     }
     let model = Model {
@@ -201,18 +189,15 @@ pub fn into_model(raw: RawModel, src: &str, file: &str) -> Result<Model, Diagnos
     if errors.is_empty() {
         if let Err(errs) = model.validate() {
             for e in errs {
-                errors.push(LocatedError::new(file, src, (0, 0), e.to_string(), None));
+                errors.push(file.error(crate::yaml::Loc::UNKNOWN, e.to_string(), "", None));
             }
         }
     }
-    if errors.is_empty() {
-        Ok(model)
-    } else {
-        Err(Diagnostics {
-            file: file.into(),
-            related: errors,
-        })
+    let mut diags = file.diagnostics();
+    for e in errors {
+        diags.push(e);
     }
+    diags.finish(model)
 }
 
 fn empty(raw: &RawModel, positional: Positional, precision: Precisions) -> Model {

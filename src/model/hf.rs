@@ -7,7 +7,10 @@
 //! lacks is an error naming the field; nothing is silently guessed.
 
 use super::{Attention, Ffn, FfnKind, Layer, Model, Moe, NormKind, Positional, Precision, Precisions};
-use crate::diag::LocatedError;
+use crate::yaml::{DescError, Loc, SourceFile};
+
+/// Errors here are description errors located in the config text.
+type LocatedError = DescError;
 use serde_json::{Map, Value};
 
 pub const SUPPORTED: &[&str] = &[
@@ -37,7 +40,7 @@ impl<'a> Fields<'a> {
             Some(off) => (off, needle.len()),
             None => (0, 0),
         };
-        LocatedError::new(self.file, self.src, span, message, help)
+        error_at(self.file, self.src, span, message, help)
     }
 
     fn opt_u64(&self, key: &str) -> Result<Option<u64>, LocatedError> {
@@ -64,7 +67,7 @@ impl<'a> Fields<'a> {
                 return Ok(v);
             }
         }
-        Err(LocatedError::new(
+        Err(error_at(
             self.file,
             self.src,
             (0, 0),
@@ -80,7 +83,7 @@ impl<'a> Fields<'a> {
     }
 
     fn missing(&self, key: &str) -> LocatedError {
-        LocatedError::new(
+        error_at(
             self.file,
             self.src,
             (0, 0),
@@ -143,10 +146,50 @@ fn dtype_precision(dtype: Option<&str>) -> Precision {
     }
 }
 
+/// An error at byte range `(offset, len)` of `src`.
+fn error_at(file: &str, src: &str, span: (usize, usize), message: String, help: Option<String>) -> DescError {
+    let f = SourceFile::new(file, src);
+    let offset = span.0.min(src.len());
+    let (line, column) = f.line_column(offset);
+    let loc = Loc {
+        line: line as u32,
+        column: column as u32,
+        offset,
+        len: span.1.min(src.len() - offset),
+    };
+    f.error(loc, message, "here", help)
+}
+
+/// An error at a 1-based line and column (as serde_json reports them).
+fn error_at_line_col(
+    file: &str,
+    src: &str,
+    line: usize,
+    column: usize,
+    message: String,
+    help: Option<String>,
+) -> DescError {
+    let mut offset = src.len();
+    let mut start = 0;
+    for (i, l) in src.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            offset = start
+                + l.chars()
+                    .take(column.saturating_sub(1))
+                    .map(char::len_utf8)
+                    .sum::<usize>();
+            break;
+        }
+        start += l.len();
+    }
+    let len = src[offset..].chars().next().map_or(0, char::len_utf8);
+    error_at(file, src, (offset, len), message, help)
+}
+
 /// Parses a `config.json` text into a model. `name` becomes the model's name.
 pub fn from_config_json(src: &str, file: &str, name: &str) -> Result<Model, LocatedError> {
     let value: Value = serde_json::from_str(src).map_err(|e| {
-        LocatedError::from_line_col(
+        error_at_line_col(
             file,
             src,
             e.line(),
@@ -156,7 +199,7 @@ pub fn from_config_json(src: &str, file: &str, name: &str) -> Result<Model, Loca
         )
     })?;
     let Some(obj) = value.as_object() else {
-        return Err(LocatedError::new(
+        return Err(error_at(
             file,
             src,
             (0, src.len().min(1)),
@@ -166,7 +209,7 @@ pub fn from_config_json(src: &str, file: &str, name: &str) -> Result<Model, Loca
     };
     let f = Fields { obj, src, file };
     let model_type = f.opt_str("model_type")?.ok_or_else(|| {
-        LocatedError::new(
+        error_at(
             file,
             src,
             (0, 0),
@@ -391,7 +434,7 @@ pub fn from_config_json(src: &str, file: &str, name: &str) -> Result<Model, Loca
     };
     if let Err(errs) = model.validate() {
         let msg = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
-        return Err(LocatedError::new(
+        return Err(error_at(
             file,
             src,
             (0, 0),

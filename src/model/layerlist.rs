@@ -12,16 +12,15 @@
 //! slot for them and they are left out (under 0.01% of parameters).
 
 use super::{Attention, Ffn, FfnKind, Layer, Model, NormKind, Positional, Precision, Precisions};
-use crate::diag::{Diagnostics, LocatedError};
+use crate::yaml::{DescError, DescErrors, Loc, Located, SourceFile};
 use serde::Deserialize;
-use serde_saphyr::Spanned;
 
 /// The GPT-2 vocabulary the LLMForge models were trained with.
 pub const GPT2_VOCAB: u64 = 50_257;
 
 #[derive(Debug, Deserialize)]
 struct RawArch {
-    n_layer: Spanned<u64>,
+    n_layer: Located<u64>,
     n_embd: u64,
     #[serde(default)]
     block_size: Option<u64>,
@@ -49,53 +48,35 @@ struct RawArch {
     mlp_expansion_factor: Option<u64>,
     n_qk_head_dim: Option<u64>,
     n_v_head_dim: Option<u64>,
-    n_head_layerlist: Option<Spanned<Vec<u64>>>,
-    n_kv_group_layerlist: Option<Spanned<Vec<u64>>>,
-    mlp_size_layerlist: Option<Spanned<Vec<u64>>>,
-    n_qk_head_dim_layerlist: Option<Spanned<Vec<u64>>>,
-    n_v_head_dim_layerlist: Option<Spanned<Vec<u64>>>,
-    attention_variant_layerlist: Option<Spanned<Vec<String>>>,
+    n_head_layerlist: Option<Located<Vec<u64>>>,
+    n_kv_group_layerlist: Option<Located<Vec<u64>>>,
+    mlp_size_layerlist: Option<Located<Vec<u64>>>,
+    n_qk_head_dim_layerlist: Option<Located<Vec<u64>>>,
+    n_v_head_dim_layerlist: Option<Located<Vec<u64>>>,
+    attention_variant_layerlist: Option<Located<Vec<String>>>,
 }
 
-fn at<T>(s: &Spanned<T>, src: &str, file: &str, msg: String) -> LocatedError {
-    LocatedError::from_line_col(
-        file,
-        src,
-        s.referenced.line() as usize,
-        s.referenced.column() as usize,
-        msg,
-        None,
-    )
+fn at<T>(s: &Located<T>, file: &SourceFile, msg: String) -> DescError {
+    file.error(s.loc, msg, "here", None)
 }
 
 /// Parses a layer-list architecture file into a model named `name`.
-pub fn parse(src: &str, file: &str, name: &str) -> Result<Model, Diagnostics> {
-    let mut list: Vec<RawArch> = crate::yaml::from_str(src, file).map_err(|e| Diagnostics {
-        file: file.into(),
-        related: vec![e.into()],
-    })?;
+pub fn parse(src: &str, file: &str, name: &str) -> Result<Model, DescErrors> {
+    let file = &SourceFile::new(file, src);
+    let mut list: Vec<RawArch> = file.parse()?;
     if list.len() != 1 {
-        let e = LocatedError::new(
-            file,
-            src,
-            (0, 0),
-            format!(
-                "expected a list with exactly one architecture mapping, found {}",
-                list.len()
-            ),
-            None,
+        let msg = format!(
+            "expected a list with exactly one architecture mapping, found {}",
+            list.len()
         );
-        return Err(Diagnostics {
-            file: file.into(),
-            related: vec![e],
-        });
+        return Err(file.error(Loc::UNKNOWN, msg, "", None).into());
     }
     let raw = list.remove(0);
     let mut errors = Vec::new();
     let n = raw.n_layer.value as usize;
     let d = raw.n_embd;
     // Each per-layer gene: the list if present (length-checked), else the scalar, else the default.
-    let mut gene = |list: &Option<Spanned<Vec<u64>>>,
+    let mut gene = |list: &Option<Located<Vec<u64>>>,
                     scalar: Option<u64>,
                     default: Option<u64>,
                     key: &str|
@@ -105,7 +86,6 @@ pub fn parse(src: &str, file: &str, name: &str) -> Result<Model, Diagnostics> {
             Some(l) => {
                 errors.push(at(
                     l,
-                    src,
                     file,
                     format!(
                         "`{key}_layerlist` has {} entries but n_layer is {n}",
@@ -119,7 +99,6 @@ pub fn parse(src: &str, file: &str, name: &str) -> Result<Model, Diagnostics> {
                 None => {
                     errors.push(at(
                         &raw.n_layer,
-                        src,
                         file,
                         format!("missing `{key}` or `{key}_layerlist`"),
                     ));
@@ -155,7 +134,6 @@ pub fn parse(src: &str, file: &str, name: &str) -> Result<Model, Diagnostics> {
                 other => {
                     errors.push(at(
                         l,
-                        src,
                         file,
                         format!("unknown attention_variant `{other}`: expected `infinite` or `identity`"),
                     ));
@@ -166,7 +144,6 @@ pub fn parse(src: &str, file: &str, name: &str) -> Result<Model, Diagnostics> {
         Some(l) => {
             errors.push(at(
                 l,
-                src,
                 file,
                 format!(
                     "`attention_variant_layerlist` has {} entries but n_layer is {n}",
@@ -183,7 +160,6 @@ pub fn parse(src: &str, file: &str, name: &str) -> Result<Model, Diagnostics> {
         (Some(v), a) => {
             errors.push(at(
                 &raw.n_layer,
-                src,
                 file,
                 format!(
                     "unsupported mlp_variant `{v}` with activation {a:?}: expected swiglu, or mlp with gelu"
@@ -239,18 +215,12 @@ pub fn parse(src: &str, file: &str, name: &str) -> Result<Model, Diagnostics> {
     };
     if errors.is_empty() {
         if let Err(errs) = model.validate() {
-            errors.extend(
-                errs.into_iter()
-                    .map(|e| at(&raw.n_layer, src, file, e.to_string())),
-            );
+            errors.extend(errs.into_iter().map(|e| at(&raw.n_layer, file, e.to_string())));
         }
     }
-    if errors.is_empty() {
-        Ok(model)
-    } else {
-        Err(Diagnostics {
-            file: file.into(),
-            related: errors,
-        })
+    let mut diags = file.diagnostics();
+    for e in errors {
+        diags.push(e);
     }
+    diags.finish(model)
 }

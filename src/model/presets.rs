@@ -2,7 +2,7 @@
 //! takes a preset name or a file path.
 
 use super::Model;
-use crate::diag::{Diagnostics, LocatedError};
+use crate::yaml::DescErrors;
 use std::path::Path;
 
 macro_rules! presets {
@@ -45,10 +45,7 @@ pub enum LoadError {
     UnknownPreset { name: String, available: String },
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Located(#[from] LocatedError),
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Invalid(#[from] Diagnostics),
+    Invalid(#[from] DescErrors),
 }
 
 /// The names of all presets.
@@ -82,7 +79,7 @@ pub fn parse_text(src: &str, file: &str) -> Result<Model, LoadError> {
         stem
     };
     if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
-        return Ok(super::hf::from_config_json(src, file, stem)?);
+        return super::hf::from_config_json(src, file, stem).map_err(|e| LoadError::Invalid(e.into()));
     }
     let first_key = src
         .lines()

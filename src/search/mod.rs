@@ -3,3 +3,4 @@
 pub mod hypervolume;
 pub mod nsga2;
 pub mod problems;
+pub mod space;

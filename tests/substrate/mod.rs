@@ -1,0 +1,134 @@
+//! Substrate files: every shipped one validates; overrides apply; malformed files give every
+//! problem with its line and column.
+
+use llmforge::model::ComputeClass;
+use llmforge::substrate::{self, Kind, Override};
+
+fn set(path: &str, expr: &str) -> Override {
+    Override {
+        path: path.into(),
+        expr: expr.into(),
+    }
+}
+
+#[test]
+fn every_shipped_substrate_loads() {
+    let names: Vec<_> = substrate::names().collect();
+    assert_eq!(names.len(), 12);
+    for name in names {
+        let s = substrate::load(name, &[]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(s.name, name);
+        assert!(s.memory_bandwidth().get() > 0.0 && s.matrix_peak(ComputeClass::F16).get() > 0.0);
+    }
+}
+
+#[test]
+fn derived_figures() {
+    let orin = substrate::load("jetson-agx-orin-64gb", &[]).unwrap();
+    assert_eq!(orin.memory_bandwidth().get(), 204.8e9);
+    assert_eq!(orin.matrix_peak(ComputeClass::F16).get(), 42.5e12);
+    // int4 falls back to the int8 tensor rate; fp32 uses the CUDA cores (2048 x 2 x 1.3 GHz)
+    assert_eq!(orin.matrix_peak(ComputeClass::Int4).get(), 85e12);
+    assert!((orin.vector_peak().get() - 2048.0 * 2.0 * 1.3e9).abs() < 1.0);
+    let gemmini = substrate::load("gemmini", &[]).unwrap();
+    assert_eq!(gemmini.matrix_peak(ComputeClass::Int8).get(), 2.0 * 256.0 * 1e9);
+    assert_eq!(gemmini.memory_bandwidth().get(), 4e9);
+    let Kind::Systolic(a) = &gemmini.kind else {
+        panic!("gemmini is systolic")
+    };
+    assert_eq!(a.buffers.split_bytes().0, 256.0 * 1024.0);
+}
+
+#[test]
+fn overrides_replace_fields_and_may_reference_others() {
+    let s = substrate::load("gemmini", &[set("dram.read", "8 B/cycle")]).unwrap();
+    assert_eq!(s.memory_bandwidth().get(), 8e9);
+    let s = substrate::load(
+        "a100-sxm4-40gb",
+        &[
+            set("memory.bandwidth", "2 * 1 TB/s"),
+            set("efficiency.memory", "0.5"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.memory_bandwidth().get(), 2e12);
+    assert_eq!(s.efficiency.memory, 0.5);
+    let s = substrate::load("gemmini", &[set("array.dataflow", "os")]).unwrap();
+    let Kind::Systolic(a) = &s.kind else { panic!() };
+    assert_eq!(a.dataflow.name(), "os");
+    let s = substrate::load("jetson-orin-nano-super", &[set("sms", "16")]).unwrap();
+    assert!(
+        (s.matrix_peak(ComputeClass::F16).get() - 16.0 * 2048.0 * 1.02e9).abs() < 1.0,
+        "references follow the override"
+    );
+}
+
+#[test]
+fn bad_overrides_are_errors() {
+    for (o, needle) in [
+        (set("dram.bandwith", "8 B/cycle"), "not a field"),
+        (set("dram.read", "8 GB/s"), "dram.read"),
+        (set("dram.read", "8"), "dram.read"),
+        (set("efficiency.compute", "1.5"), "fraction"),
+        (set("array.dataflow", "rs"), "dataflow"),
+    ] {
+        let err = substrate::load("gemmini", std::slice::from_ref(&o)).expect_err(&o.path);
+        let text = format!("{err:?}");
+        assert!(text.contains(needle), "{o:?}: {text}");
+    }
+    assert!(substrate::parse_overrides(&["dram.read".into()]).is_err());
+    assert!(substrate::parse_overrides(&["=3".into()]).is_err());
+}
+
+#[test]
+fn malformed_files_report_every_problem_located() {
+    let good = llmforge::substrate::SHIPPED
+        .iter()
+        .find(|(n, _)| *n == "gemmini")
+        .unwrap()
+        .1;
+    // three problems at once: wrong unit, bad dataflow, a fraction above 1
+    let bad = good
+        .replace("read: \"4 B/cycle\"", "read: \"4 GB/s\"")
+        .replace("dataflow: ws", "dataflow: rs")
+        .replace("compute: 1.0", "compute: 2.0");
+    let errs = substrate::load_str(&bad, "bad.yaml", &[]).unwrap_err();
+    let errs = errs.errors();
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    for e in errs {
+        assert_eq!(e.file(), "bad.yaml");
+        assert!(e.line() > 1 && e.column() >= 1, "{e}");
+    }
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let lines: Vec<usize> = errs.iter().map(|e| e.line()).collect();
+    for needle in ["dataflow: rs", "read: \"4 GB/s\"", "compute: 2.0"] {
+        assert!(
+            lines.contains(&line_of(needle)),
+            "{needle} not reported: {lines:?}"
+        );
+    }
+    for (from, to, needle) in [
+        ("kind: systolic", "kind: tpu", "unknown substrate kind"),
+        ("clock: \"1 GHz\"", "clock: \"1 GHz +\"", "expected an operand"),
+        ("clock: \"1 GHz\"", "clok: \"1 GHz\"", "clok"),
+        ("  operands: \"512 KiB\"\n", "", "sram"),
+        ("mac: \"0.4 pJ\"", "mac: \"0.4 pJ/B\"", "energy.mac"),
+        (
+            "dram_byte: \"64 pJ/B\"",
+            "dram_byte: \"64 pJ\"",
+            "energy.dram_byte",
+        ),
+    ] {
+        let bad = good.replace(from, to);
+        assert_ne!(bad, good, "{from}");
+        let err = substrate::load_str(&bad, "bad.yaml", &[]).expect_err(to);
+        let text = format!("{err:?}");
+        assert!(text.contains(needle), "{to}: {text}");
+        assert!(
+            err.errors()
+                .iter()
+                .all(|e| e.line() >= 1 || e.message().contains("incomplete")),
+            "{to}: {text}"
+        );
+    }
+}
