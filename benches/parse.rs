@@ -20,7 +20,7 @@ const TYPICAL: [&str; 12] = [
     "0.2 pJ/bit",
     "16 * 16",
     "4 B/cycle",
-    "clock * 4 B",
+    "clock * 4 B/cycle",
     "(a + b) / 2",
     "2^10",
     "64..=512 step 32",

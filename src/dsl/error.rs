@@ -207,18 +207,11 @@ impl DslErrorKind {
                 (!unit.is_empty()).then(|| format!("write the unit after the number, e.g. `{value} {unit}`"))
             }
             DslErrorKind::WrongDimension { expected, found, .. } => {
-                let per_second_per_cycle = expected.checked_div(Dim::CYCLES);
-                if Some(*found)
-                    == expected
-                        .checked_div(Dim::HERTZ)
-                        .and_then(|d| d.checked_div(Dim::CYCLES))
-                {
-                    Some(
-                        "for a rate per second, multiply the bytes per cycle by a clock: `clock * 64 B`"
-                            .into(),
-                    )
-                } else if Some(*found) == per_second_per_cycle {
-                    Some("`Hz` is 1/s, so a clock times a quantity per cycle keeps the `/cycle`: write `clock * 4 B`".into())
+                let per_cycle = expected.checked_div(Dim::HERTZ);
+                if Some(*found) == per_cycle {
+                    Some("a quantity per cycle becomes one per second when multiplied by a clock: `clock * 64 B/cycle`".into())
+                } else if Some(*found) == expected.checked_mul(Dim::CYCLES) {
+                    Some("a clock (Hz) counts cycles per second: multiply it by a quantity per cycle, e.g. `clock * 4 B/cycle`".into())
                 } else {
                     Some(format!(
                         "this field is in `{expected}`; the value is in `{found}`"

@@ -635,7 +635,7 @@ fn to_dsl_error(p: &P<'_>, src: &Arc<str>, e: PError<'_>) -> DslError {
     if found == "`)`" && expected.contains("the end") {
         err = err.with_help("this `)` has no matching `(`");
     } else if trimmed.is_empty() {
-        err = err.with_help("write a value such as `16`, `512 KiB` or `clock * 4 B`");
+        err = err.with_help("write a value such as `16`, `512 KiB` or `clock * 4 B/cycle`");
     }
     err
 }

@@ -256,7 +256,10 @@ fn yaml_fixtures() {
 
 #[test]
 fn yaml_siblings_resolve() {
-    let file = SourceFile::new("core.yaml", "clock: 1 GHz\nwidth: 64 B\nlink: clock * width\n");
+    let file = SourceFile::new(
+        "core.yaml",
+        "clock: 1 GHz\nwidth: 64 B/cycle\nlink: clock * width\n",
+    );
     let values = check_yaml(&file).expect("valid");
     assert_eq!(values["link"], Quantity::new(64e9, Dim::BYTES_PER_SEC));
 }
