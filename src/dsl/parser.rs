@@ -156,6 +156,14 @@ fn unit_word(i: &str) -> Option<(&str, &str)> {
     Some(i.split_at(end))
 }
 
+/// Whether `rest` continues a dotted name (`.` then a letter, digit or `_`), as after `m` in
+/// `m.count`; `..` (a range) does not.
+fn starts_name_part(rest: &str) -> bool {
+    rest.strip_prefix('.')
+        .and_then(|r| r.chars().next())
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// A short description of the token at `i`, and its byte length, for "found ..." messages.
 fn next_token(i: &str) -> (String, usize) {
     let Some(c) = i.chars().next() else {
@@ -397,9 +405,11 @@ impl<'a> P<'a> {
                 break;
             };
             let k = ws(after_slash);
-            // `/` continues the unit only when a known unit follows; else it divides.
+            // `/` continues the unit only when a known unit follows (and not the first part
+            // of a dotted name such as `m.count`); else it divides.
             match unit_word(k) {
-                Some((word, _)) if word != "step" && lookup_unit(word).is_some() => {}
+                Some((word, after))
+                    if word != "step" && !starts_name_part(after) && lookup_unit(word).is_some() => {}
                 _ => break,
             }
             let (r, (term, f, d)) = self.unit_term(k, true)?;

@@ -101,6 +101,20 @@ fn references_and_dotted_names() {
 }
 
 #[test]
+fn dotted_names_are_not_units() {
+    // Found by fuzz_expr: `m` (metre) must not swallow the first part of `m.count`.
+    let e = parse("512 MiB / m.count").unwrap();
+    assert_eq!(e.references(), ["m.count"]);
+    assert_eq!(e.to_string(), "512 MiB / m.count");
+    // ... while a range right after a unit still ends the unit.
+    let v = eval_str("4 B/s..=8 B/s step 2 B/s", &no_names).unwrap();
+    assert_eq!(
+        v.candidates_as::<BytesPerSec>().unwrap(),
+        [4.0, 6.0, 8.0].map(BytesPerSec::new)
+    );
+}
+
+#[test]
 fn ranges_and_sets() {
     let v = eval_str("64..=512 step 32", &no_names).unwrap();
     let c = v.candidates_as::<u64>().unwrap();
