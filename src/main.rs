@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "llmforge", version, about = "Hardware-cost simulator and architecture search for edge language models")]
+#[command(
+    name = "llmforge",
+    version,
+    about = "Hardware-cost simulator and architecture search for edge language models"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,12 +23,16 @@ enum Command {
     /// Inspect a model description: parameters, bytes, FLOPs.
     #[command(subcommand)]
     Model(cli::model::ModelCmd),
+    /// Fit, evaluate and apply parametric scaling laws (the search's loss prior).
+    #[command(subcommand)]
+    Law(cli::law::LawCmd),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Model(cmd) => cli::model::run(cmd),
+        Command::Law(cmd) => cli::law::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

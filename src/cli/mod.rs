@@ -1,4 +1,5 @@
 //! One module per subcommand. Each has a clap `Args`/`Subcommand` type and `run`, returning
 //! `miette::Result<()>` so located diagnostics render with their source.
 
+pub mod law;
 pub mod model;

@@ -43,9 +43,13 @@ impl NormKind {
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum Positional {
     /// Rotary embeddings over a fraction of the query/key head dim (1.0 = all of it).
-    Rope { fraction: f64 },
+    Rope {
+        fraction: f64,
+    },
     /// A learned table of `max_positions` x d (GPT-2).
-    Learned { max_positions: u64 },
+    Learned {
+        max_positions: u64,
+    },
     None,
 }
 
@@ -206,7 +210,10 @@ impl Model {
                 if a.kv_groups == 0 {
                     err(p.clone(), "kv_groups must be at least 1".into());
                 } else if a.heads % a.kv_groups != 0 {
-                    err(p.clone(), format!("kv_groups {} must divide heads {}", a.kv_groups, a.heads));
+                    err(
+                        p.clone(),
+                        format!("kv_groups {} must divide heads {}", a.kv_groups, a.heads),
+                    );
                 }
                 if a.d_qk == 0 || a.d_v == 0 {
                     err(p.clone(), "head dims d_qk and d_v must be at least 1".into());
@@ -223,14 +230,20 @@ impl Model {
                     if moe.experts == 0 || moe.active == 0 || moe.active > moe.experts {
                         err(
                             p.clone(),
-                            format!("active experts {} must be in 1..={} (experts)", moe.active, moe.experts),
+                            format!(
+                                "active experts {} must be in 1..={} (experts)",
+                                moe.active, moe.experts
+                            ),
                         );
                     }
                     if moe.expert_width == 0 {
                         err(p.clone(), "expert_width must be at least 1".into());
                     }
                     if moe.shared_experts > 0 && moe.shared_width == 0 {
-                        err(p, "shared_width must be at least 1 when shared_experts > 0".into());
+                        err(
+                            p,
+                            "shared_width must be at least 1 when shared_experts > 0".into(),
+                        );
                     }
                 }
             }

@@ -53,10 +53,18 @@ impl GgufFormat {
     ];
 
     pub fn bits(self) -> f64 {
-        Self::ALL.iter().find(|(f, _, _)| *f == self).map(|e| e.2).unwrap_or(16.0)
+        Self::ALL
+            .iter()
+            .find(|(f, _, _)| *f == self)
+            .map(|e| e.2)
+            .unwrap_or(16.0)
     }
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(f, _, _)| *f == self).map(|e| e.1).unwrap_or("?")
+        Self::ALL
+            .iter()
+            .find(|(f, _, _)| *f == self)
+            .map(|e| e.1)
+            .unwrap_or("?")
     }
 }
 
@@ -168,7 +176,10 @@ impl FromStr for Precision {
                 match GgufFormat::ALL.iter().find(|e| e.1 == upper) {
                     Some(e) => Precision::Gguf(e.0),
                     None => {
-                        return Err(PrecisionError { given: t.to_string(), expected: Precision::expected() });
+                        return Err(PrecisionError {
+                            given: t.to_string(),
+                            expected: Precision::expected(),
+                        });
                     }
                 }
             }
@@ -195,7 +206,9 @@ mod tests {
 
     #[test]
     fn parses_and_round_trips() {
-        for s in ["fp32", "fp16", "bf16", "fp8", "int8", "int4", "Q4_0", "Q4_K_M", "Q8_0", "bpw:4.89"] {
+        for s in [
+            "fp32", "fp16", "bf16", "fp8", "int8", "int4", "Q4_0", "Q4_K_M", "Q8_0", "bpw:4.89",
+        ] {
             let p: Precision = s.parse().unwrap();
             assert_eq!(p.to_string().parse::<Precision>().unwrap(), p, "{s}");
         }
