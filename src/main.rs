@@ -32,6 +32,9 @@ enum Command {
     Search(cli::search::SearchArgs),
     /// Co-design sweep over a grid: loss-latency frontier, feasible regions, budgets.
     Sweep(cli::sweep::SweepArgs),
+    /// Fit, evaluate and apply parametric scaling laws (the search's loss prior).
+    #[command(subcommand)]
+    Law(cli::law::LawCmd),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Substrate(cmd) => cli::substrate::run(cmd),
         Command::Search(args) => cli::search::run(args),
         Command::Sweep(args) => cli::sweep::run(args),
+        Command::Law(cmd) => cli::law::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! The one integration-test binary; one module per area.
 
 mod dsl;
+mod law;
 mod model;
 mod ring;
 mod search;

@@ -2,6 +2,7 @@
 //! `miette::Result<()>` so located diagnostics render with their source.
 
 pub mod graph;
+pub mod law;
 pub mod model;
 pub mod search;
 pub mod search_arch;
