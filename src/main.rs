@@ -28,6 +28,9 @@ enum Command {
     /// List, validate and show hardware substrates.
     #[command(subcommand)]
     Substrate(cli::substrate::SubstrateCmd),
+    /// Fit, evaluate, cross-validate and query the gradient-boosted loss surrogate.
+    #[command(subcommand)]
+    Surrogate(cli::surrogate::SurrogateCmd),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Graph(args) => cli::graph::run(args),
         Command::Substrate(cmd) => cli::substrate::run(cmd),
+        Command::Surrogate(cmd) => cli::surrogate::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

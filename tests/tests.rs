@@ -2,4 +2,5 @@
 
 mod model;
 mod substrate;
+mod surrogate;
 mod systolic;

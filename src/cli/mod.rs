@@ -4,3 +4,4 @@
 pub mod graph;
 pub mod model;
 pub mod substrate;
+pub mod surrogate;
