@@ -35,6 +35,9 @@ enum Command {
     /// Fit, evaluate and apply parametric scaling laws (the search's loss prior).
     #[command(subcommand)]
     Law(cli::law::LawCmd),
+    /// Fit, evaluate, cross-validate and query the gradient-boosted loss surrogate.
+    #[command(subcommand)]
+    Surrogate(cli::surrogate::SurrogateCmd),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Search(args) => cli::search::run(args),
         Command::Sweep(args) => cli::sweep::run(args),
         Command::Law(cmd) => cli::law::run(cmd),
+        Command::Surrogate(cmd) => cli::surrogate::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

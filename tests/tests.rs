@@ -7,5 +7,6 @@ mod ring;
 mod search;
 mod sim;
 mod substrate;
+mod surrogate;
 mod sweep;
 mod systolic;

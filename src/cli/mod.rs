@@ -7,4 +7,5 @@ pub mod model;
 pub mod search;
 pub mod search_arch;
 pub mod substrate;
+pub mod surrogate;
 pub mod sweep;
