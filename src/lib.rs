@@ -21,5 +21,6 @@ pub mod quality;
 pub mod search;
 pub mod sim;
 pub mod substrate;
+pub mod trace;
 pub mod units;
 pub mod yaml;

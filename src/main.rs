@@ -28,6 +28,12 @@ enum Command {
     /// List, validate and show hardware substrates.
     #[command(subcommand)]
     Substrate(cli::substrate::SubstrateCmd),
+    /// Cost a model on a substrate: TTFT, TPOT, tokens/s, energy, per-op records and traces.
+    Sim(cli::sim::SimArgs),
+    /// Price one GEMM on a systolic substrate: cycles, stalls, utilisation, DRAM bytes, energy.
+    Gemm(cli::gemm::GemmArgs),
+    /// Place every op of a run on the substrate's roofline (optionally as an SVG plot).
+    Roofline(cli::roofline::RooflineArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +42,9 @@ fn main() -> ExitCode {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Graph(args) => cli::graph::run(args),
         Command::Substrate(cmd) => cli::substrate::run(cmd),
+        Command::Sim(args) => cli::sim::run(args),
+        Command::Gemm(args) => cli::gemm::run(args),
+        Command::Roofline(args) => cli::roofline::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,9 @@
 //! One module per subcommand. Each has a clap `Args`/`Subcommand` type and `run`, returning
 //! `miette::Result<()>` so located diagnostics render with their source.
 
+pub mod gemm;
 pub mod graph;
 pub mod model;
+pub mod roofline;
+pub mod sim;
 pub mod substrate;
