@@ -731,7 +731,6 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
     };
     let pol = policy(&mapper, cm);
     let tok = sub.efficiency.token_overhead.get();
-    let mut sink = want.sink;
     let n_layers = model.layers.len();
 
     // Prefill: one pass.
@@ -746,26 +745,12 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
     pre.price(&mapper, cm, 0, true);
     let mut pre_out = PhaseOut::new(&pre);
     let mut pre_spans = Capture { spans: Vec::new() };
-    let pre_end = match sink.as_deref_mut() {
-        Some(s) => {
-            let mut f = Forward {
-                sink: s,
-                phase: PhaseKind::Prefill,
-                step: 0,
-                context: w.prompt,
-                n_layers,
-            };
-            let e = schedule(&pre, 0.0, pol, &mut f);
-            f.sink
-                .step_end(PhaseKind::Prefill, 0, Seconds::ZERO, Seconds::new(e + tok));
-            if want.records {
-                schedule(&pre, 0.0, pol, &mut pre_spans);
-            }
-            e
-        }
-        None if want.records => schedule(&pre, 0.0, pol, &mut pre_spans),
-        None => schedule(&pre, 0.0, pol, &mut Quiet),
-    };
+    // The summary always comes from the same (skipping) schedule, so that it does not
+    // depend on whether records or events are asked for.
+    let pre_end = schedule(&pre, 0.0, pol, &mut Quiet);
+    if want.records {
+        schedule(&pre, 0.0, pol, &mut pre_spans);
+    }
     pre_out.time = pre_end;
     pre_out.steps = 1;
     add_fixed(&mut pre_out, &pre, 1.0);
@@ -786,7 +771,7 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
     dec_out.steps = w.generate;
     if w.generate > 0 {
         add_fixed(&mut dec_out, &dec, w.generate as f64);
-        let closed_form = cm == cost::Model::Roofline && sink.is_none();
+        let closed_form = cm == cost::Model::Roofline;
         if closed_form {
             // Fixed kernels: the same every step.
             let fixed: f64 = dec
@@ -820,22 +805,7 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
             for step in 1..=w.generate {
                 let c = w.prompt + step;
                 dec.price(&mapper, cm, c, false);
-                let end = match sink.as_deref_mut() {
-                    Some(s) => {
-                        let mut f = Forward {
-                            sink: s,
-                            phase: PhaseKind::Decode,
-                            step,
-                            context: c,
-                            n_layers,
-                        };
-                        let e = schedule(&dec, t0, pol, &mut f);
-                        f.sink
-                            .step_end(PhaseKind::Decode, step, Seconds::new(t0), Seconds::new(e + tok));
-                        e
-                    }
-                    None => schedule(&dec, t0, pol, &mut Quiet),
-                };
+                let end = schedule(&dec, t0, pol, &mut Quiet);
                 dec_out.time += end - t0;
                 add_dependent(&mut dec_out, &dec);
                 t0 = end + tok;
@@ -859,6 +829,31 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
         schedule(&dec, 0.0, pol, &mut dec_spans);
     }
 
+    // Events: every kernel of every pass, on one timeline.
+    if let Some(s) = want.sink {
+        let mut f = Forward {
+            sink: s,
+            phase: PhaseKind::Prefill,
+            step: 0,
+            context: w.prompt,
+            n_layers,
+        };
+        let e = schedule(&pre, 0.0, pol, &mut f);
+        f.sink
+            .step_end(PhaseKind::Prefill, 0, Seconds::ZERO, Seconds::new(e + tok));
+        let mut t0 = e + tok;
+        f.phase = PhaseKind::Decode;
+        for step in 1..=w.generate {
+            let c = w.prompt + step;
+            dec.price(&mapper, cm, c, false);
+            f.step = step;
+            f.context = c;
+            let e = schedule(&dec, t0, pol, &mut f);
+            f.sink
+                .step_end(PhaseKind::Decode, step, Seconds::new(t0), Seconds::new(e + tok));
+            t0 = e + tok;
+        }
+    }
     let power = static_power(sub).get();
     let pre_summary = phase_summary(&pre_out, power, tok);
     let dec_summary = phase_summary(&dec_out, power, tok);
