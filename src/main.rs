@@ -34,6 +34,10 @@ enum Command {
     Gemm(cli::gemm::GemmArgs),
     /// Place every op of a run on the substrate's roofline (optionally as an SVG plot).
     Roofline(cli::roofline::RooflineArgs),
+    /// Multi-objective search (NSGA-II): benchmark problems or architecture spaces.
+    Search(cli::search::SearchArgs),
+    /// Co-design sweep over a grid: loss-latency frontier, feasible regions, budgets.
+    Sweep(cli::sweep::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
         Command::Sim(args) => cli::sim::run(args),
         Command::Gemm(args) => cli::gemm::run(args),
         Command::Roofline(args) => cli::roofline::run(args),
+        Command::Search(args) => cli::search::run(args),
+        Command::Sweep(args) => cli::sweep::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

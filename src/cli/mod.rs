@@ -5,5 +5,8 @@ pub mod gemm;
 pub mod graph;
 pub mod model;
 pub mod roofline;
+pub mod search;
+pub mod search_arch;
 pub mod sim;
 pub mod substrate;
+pub mod sweep;
