@@ -159,9 +159,9 @@ impl FitConfig {
         if self.max_depth == 0 || self.max_depth > 16 {
             return bad("max_depth must be in 1..=16");
         }
-        if !(self.subsample > 0.0 && self.subsample <= 1.0)
-            || !(self.colsample > 0.0 && self.colsample <= 1.0)
-        {
+        // written so that NaN is rejected too
+        let in_unit = |x: f64| x > 0.0 && x <= 1.0;
+        if !in_unit(self.subsample) || !in_unit(self.colsample) {
             return bad("subsample and colsample must be in (0, 1]");
         }
         if let Resample::Subsample { fraction } = self.resample {
