@@ -2,4 +2,5 @@
 //! Architecture invariant: no I/O here.
 
 pub mod ring;
+pub mod ring_adapter;
 pub mod systolic;
