@@ -28,6 +28,10 @@ enum Command {
     /// List, validate and show hardware substrates.
     #[command(subcommand)]
     Substrate(cli::substrate::SubstrateCmd),
+    /// Multi-objective search (NSGA-II): benchmark problems or architecture spaces.
+    Search(cli::search::SearchArgs),
+    /// Co-design sweep over a grid: loss-latency frontier, feasible regions, budgets.
+    Sweep(cli::sweep::SweepArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,8 @@ fn main() -> ExitCode {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Graph(args) => cli::graph::run(args),
         Command::Substrate(cmd) => cli::substrate::run(cmd),
+        Command::Search(args) => cli::search::run(args),
+        Command::Sweep(args) => cli::sweep::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,4 +3,7 @@
 
 pub mod graph;
 pub mod model;
+pub mod search;
+pub mod search_arch;
 pub mod substrate;
+pub mod sweep;

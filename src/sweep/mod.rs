@@ -4,3 +4,4 @@
 pub mod budget;
 pub mod frontier;
 pub mod grid;
+pub mod run;
