@@ -411,3 +411,364 @@ pub fn run(
     let s = summarize(&r.report, &space.base().name, workload, grid);
     Ok((s, r))
 }
+
+// ---------------------------------------------------------------------------------------
+// The cost engine's interface: `sim::run` / `sim::summary` on a ring substrate.
+
+use super::result::{Bound, Energy, OpEvent, OpRecord, PhaseKind, PhaseSummary, RunResult, RunSummary, Sink};
+use super::ring::{EnergyBreakdown, LayerOrigin, Placement};
+use crate::graph::{RoleBytes, Unit};
+use crate::units::{Flops, Joules, Seconds};
+
+/// The ring's energy in the engine's four buckets: compute = MACs, accumulator, softmax and
+/// norms; on-chip = WMEM, KV cache, head SRAM and the chip-to-chip links; DRAM; static =
+/// leakage.
+pub fn energy_buckets(e: &EnergyBreakdown) -> Energy {
+    Energy {
+        compute: e.mac + e.accumulator + e.softmax_norm,
+        onchip: e.wmem + e.kv_read + e.kv_write + e.head_sram + e.link,
+        dram: e.dram,
+        static_: e.leakage,
+    }
+}
+
+fn layer_name(o: LayerOrigin) -> (&'static str, Option<u32>, String) {
+    match o {
+        LayerOrigin::Block(i) => ("block", Some(i as u32), format!("L{i}")),
+        LayerOrigin::LmHead => ("lm_head", None, "lm_head".to_string()),
+    }
+}
+
+/// `sim::run` for a ring substrate: the ring engine (the file's co-search when it declares
+/// one, else its design), reported as a [`RunResult`]: one record per ring layer and phase
+/// (`kind` `ring_layer`; decode records sum the `generate` steps), and, for a sink, one
+/// event per layer per prompt token of the pipelined prefill (streamed layers after it) and
+/// per decode step, on the matrix resource. `engine` is recorded as `ring`: the ring has one
+/// cost model. When no design can hold the model (spilling off and chips limited), times
+/// and energies are infinite and `fits_memory` is false.
+pub fn engine_run(
+    model: &Model,
+    sub: &Substrate,
+    w: super::Workload,
+    records: bool,
+    sink: Option<&mut dyn Sink>,
+) -> RunResult {
+    let space = DesignSpace::of(sub);
+    let workload = RingWorkload::new(w.prompt, w.generate, w.batch);
+    let result = workload
+        .map_err(RingAdapterError::from)
+        .and_then(|wl| co_search(model, &space, wl).map(|r| (wl, r)));
+    let (wl, r) = match result {
+        Ok(x) => x,
+        Err(_) => return does_not_fit(model, sub, w),
+    };
+    let rep = &r.report;
+    let clock = ring_of(&r.substrate).map_or(f64::NAN, |x| x.spec.chip().clock.get());
+    let d = wl.decode() as f64;
+    let cyc = |c: f64| Seconds::new(c / clock);
+
+    // per-layer offsets inside one pass (stage after stage, a hop between stages)
+    let hop = rep
+        .links
+        .iter()
+        .find(|l| l.usage == super::ring::LinkUse::Hop)
+        .map_or(0.0, |l| l.cycles.get());
+    let mut dec_off = vec![0.0; rep.layers.len()];
+    let mut pre_off = vec![0.0; rep.layers.len()];
+    let mut stage_pre_start = Vec::with_capacity(rep.stages.len());
+    let (mut td, mut tp) = (0.0, 0.0);
+    for (si, st) in rep.stages.iter().enumerate() {
+        if si > 0 {
+            td += hop;
+            tp += hop;
+        }
+        stage_pre_start.push(tp);
+        for i in st.layers.clone() {
+            dec_off[i] = td;
+            pre_off[i] = tp;
+            td += rep.layers[i].decode_step.cycles.get();
+            tp += rep.layers[i].prefill_cycles_per_token.get();
+        }
+    }
+    let ttft_c = rep.ttft_cycles.get();
+    let step_c = rep.step_cycles.get();
+
+    if let Some(sink) = sink {
+        let spacing = rep.prefill_spacing_cycles.get();
+        let pipeline_end: f64 = rep
+            .stages
+            .iter()
+            .map(|s| s.prefill_cycles_per_token.get())
+            .sum::<f64>()
+            + hop * rep.stages.len().saturating_sub(1) as f64
+            + (wl.prompt() as f64 - 1.0) * spacing;
+        for t in 0..wl.prompt() {
+            for (i, l) in rep.layers.iter().enumerate() {
+                let c = l.prefill_cycles_per_token.get();
+                if l.placement == Placement::Streamed || c <= 0.0 {
+                    continue;
+                }
+                let (name, layer, _) = layer_name(l.origin);
+                let start = pre_off[i] + t as f64 * spacing;
+                sink.event(&OpEvent {
+                    phase: PhaseKind::Prefill,
+                    step: 0,
+                    context: wl.prompt(),
+                    name,
+                    layer,
+                    resource: super::Resource::Matrix,
+                    what: "compute",
+                    start: cyc(start),
+                    end: cyc(start + c),
+                });
+            }
+        }
+        let mut at = pipeline_end;
+        for l in rep.layers.iter().filter(|l| l.placement == Placement::Streamed) {
+            let (name, layer, _) = layer_name(l.origin);
+            let c = l.prefill.cycles.get();
+            sink.event(&OpEvent {
+                phase: PhaseKind::Prefill,
+                step: 0,
+                context: wl.prompt(),
+                name,
+                layer,
+                resource: super::Resource::Matrix,
+                what: "stream",
+                start: cyc(at),
+                end: cyc(at + c),
+            });
+            at += c;
+        }
+        sink.step_end(PhaseKind::Prefill, 0, Seconds::ZERO, cyc(ttft_c));
+        for k in 1..=wl.decode() {
+            let t0 = ttft_c + (k - 1) as f64 * step_c;
+            for (i, l) in rep.layers.iter().enumerate() {
+                let (name, layer, _) = layer_name(l.origin);
+                let start = t0 + dec_off[i];
+                sink.event(&OpEvent {
+                    phase: PhaseKind::Decode,
+                    step: k,
+                    context: wl.prompt() + k,
+                    name,
+                    layer,
+                    resource: super::Resource::Matrix,
+                    what: if l.placement == Placement::Streamed {
+                        "stream"
+                    } else {
+                        "compute"
+                    },
+                    start: cyc(start),
+                    end: cyc(start + l.decode_step.cycles.get()),
+                });
+            }
+            sink.step_end(PhaseKind::Decode, k, cyc(t0), cyc(t0 + step_c));
+        }
+    }
+
+    // records and phase totals
+    let mut ops = Vec::new();
+    let bound_time = |p: &mut PhaseSummary, b: Bound, t: Seconds| match b {
+        Bound::Compute => p.compute_bound_time += t,
+        Bound::Memory => p.memory_bound_time += t,
+        Bound::Overhead => p.overhead_bound_time += t,
+    };
+    let mut pre = PhaseSummary {
+        steps: 1,
+        time: Seconds::new(rep.ttft.get()),
+        energy: energy_buckets(&rep.prefill_breakdown),
+        ..PhaseSummary::default()
+    };
+    let mut dec = PhaseSummary {
+        steps: wl.decode(),
+        time: Seconds::new(rep.tpot.get() * d),
+        energy: energy_buckets(&rep.decode_breakdown) * d,
+        ..PhaseSummary::default()
+    };
+    for (phase, out) in [(PhaseKind::Prefill, &mut pre), (PhaseKind::Decode, &mut dec)] {
+        let count = if phase == PhaseKind::Prefill {
+            1
+        } else {
+            wl.decode()
+        };
+        let n = count as f64;
+        for (i, l) in rep.layers.iter().enumerate() {
+            let (name, layer, label) = layer_name(l.origin);
+            let (cost, passes, off) = match phase {
+                PhaseKind::Prefill => (&l.prefill, wl.prompt() as f64, pre_off[i]),
+                PhaseKind::Decode => (&l.decode_step, 1.0, dec_off[i]),
+            };
+            let flops = Flops::new(2.0 * cost.macs * n);
+            let time = cyc(cost.cycles.get() * n);
+            let bound = if l.placement == Placement::Streamed {
+                Bound::Memory
+            } else {
+                Bound::Compute
+            };
+            out.flops += flops;
+            out.dram_bytes += cost.dram_bytes * n;
+            bound_time(out, bound, time);
+            if records {
+                let own = match phase {
+                    PhaseKind::Prefill => l.prefill_cycles_per_token.get(),
+                    PhaseKind::Decode => l.decode_step.cycles.get(),
+                };
+                ops.push(OpRecord {
+                    label,
+                    name,
+                    layer,
+                    phase,
+                    kind: "ring_layer",
+                    unit: Unit::Matrix,
+                    count,
+                    flops,
+                    // stationary weights swept once per token pass, all users
+                    reads: RoleBytes {
+                        weights: l.weight_bytes * (passes * n),
+                        activations: Bytes::ZERO,
+                        kv_cache: Bytes::ZERO,
+                    },
+                    writes: RoleBytes::default(),
+                    dram_bytes: cost.dram_bytes * n,
+                    compute_time: if bound == Bound::Compute {
+                        time
+                    } else {
+                        Seconds::ZERO
+                    },
+                    memory_time: if bound == Bound::Memory {
+                        time
+                    } else {
+                        Seconds::ZERO
+                    },
+                    overhead_time: Seconds::ZERO,
+                    time,
+                    start: cyc(off),
+                    end: cyc(off + own),
+                    bound,
+                    energy: energy_buckets(&cost.energy) * n,
+                });
+            }
+        }
+    }
+    let s = summarize(
+        rep,
+        &sub.name,
+        wl,
+        space.cosearch().map(|c| (r.table.chosen, c.len())),
+    );
+    let cap = rep.packing.n_chips as f64
+        * rep.packing.chip.n_cores as f64
+        * (rep.packing.chip.wmem_per_core.get() + rep.packing.chip.kv_per_core.get());
+    let kv: f64 = rep.layers.iter().map(|l| l.kv_bytes.get()).sum();
+    let stationary: f64 = rep
+        .layers
+        .iter()
+        .filter(|l| l.placement != Placement::Streamed)
+        .map(|l| l.weight_bytes.get())
+        .sum();
+    RunResult {
+        summary: RunSummary {
+            model: model.name.clone(),
+            substrate: sub.name.clone(),
+            engine: "ring",
+            prompt: w.prompt,
+            generate: w.generate,
+            batch: w.batch,
+            ttft_s: s.ttft_s,
+            tpot_s: s.tpot_s,
+            tokens_per_s: s.tokens_per_s,
+            energy_per_token_j: s.energy_per_token_j,
+            energy_per_processed_token_j: s.total_energy_j / ((w.prompt + w.generate) * w.batch) as f64,
+            prefill_energy_j: s.prefill_energy_j,
+            decode_energy_j: s.decode_energy_j,
+            total_energy_j: s.total_energy_j,
+            weight_bytes: s.weight_bytes,
+            kv_bytes: kv,
+            memory_capacity_bytes: cap,
+            fits_memory: stationary + kv <= cap,
+            prefill: pre,
+            decode: dec,
+        },
+        ops,
+    }
+}
+
+/// The summary of a model no design of the ring can hold.
+fn does_not_fit(model: &Model, sub: &Substrate, w: super::Workload) -> RunResult {
+    let inf = f64::INFINITY;
+    let phase = |steps| PhaseSummary {
+        steps,
+        time: Seconds::new(inf),
+        energy: Energy {
+            static_: Joules::new(inf),
+            ..Energy::default()
+        },
+        ..PhaseSummary::default()
+    };
+    RunResult {
+        summary: RunSummary {
+            model: model.name.clone(),
+            substrate: sub.name.clone(),
+            engine: "ring",
+            prompt: w.prompt,
+            generate: w.generate,
+            batch: w.batch,
+            ttft_s: inf,
+            tpot_s: inf,
+            tokens_per_s: 0.0,
+            energy_per_token_j: inf,
+            energy_per_processed_token_j: inf,
+            prefill_energy_j: inf,
+            decode_energy_j: inf,
+            total_energy_j: inf,
+            weight_bytes: crate::model::accounting::weight_bytes(model).get(),
+            kv_bytes: 0.0,
+            memory_capacity_bytes: sub.memory_capacity().get(),
+            fits_memory: false,
+            prefill: phase(1),
+            decode: phase(w.generate),
+        },
+        ops: Vec::new(),
+    }
+}
+
+/// The roofline of a kernel on a ring ([`super::cost::Mapper::roofline`] for a Mapper built
+/// directly on a ring; `sim::run` never gets here): weights and KV stream from on-chip WMEM
+/// and KV cache at the aggregate WMEM bandwidth of `max_chips` template chips, activations
+/// stay in the head SRAMs, nothing touches DRAM. Energy at the reference depths: MACs
+/// (2 FLOP each), vector FLOPs at the norm energy, WMEM / KV / head-SRAM bytes.
+/// Returns (memory time, read time, write time, energy) as the other kinds' arms do.
+pub fn roofline(
+    r: &Ring,
+    matrix_flops: f64,
+    vector_flops: f64,
+    t: &super::cost::Traffic,
+    eff: crate::substrate::Efficiency,
+) -> (f64, f64, f64, Energy) {
+    let e = &r.spec.chip().energy;
+    let onchip_bytes = t.weights + t.kv_read + t.kv_write;
+    let memory = onchip_bytes / (eff.memory * r.wmem_bandwidth().get());
+    let energy = Energy {
+        compute: e.mac * (matrix_flops / 2.0) + e.norm_per_element * vector_flops,
+        onchip: e.wmem_per_byte * t.weights
+            + e.kv_per_byte * (t.kv_read + t.kv_write)
+            + e.head_sram_per_byte * (t.act_in + t.act_out),
+        dram: Joules::ZERO,
+        static_: Joules::ZERO,
+    };
+    (memory, 0.0, 0.0, energy)
+}
+
+/// Leakage power of `max_chips` template chips (leakage per cycle x clock).
+pub fn leakage_power(r: &Ring) -> crate::units::Watts {
+    let c = r.spec.chip();
+    let template = super::ring::ChipConfig {
+        n_cores: c.n_cores(),
+        n_dxt: c.n_dxt,
+        macs_per_vac: r.design.macs_per_vac,
+        wmem_per_core: r.design.wmem_per_core,
+        kv_per_core: c.kv_per_core,
+    };
+    let per_chip = template.leakage_per_cycle(c).get() * c.clock.get();
+    crate::units::Watts::new(per_chip * r.design.max_chips as f64)
+}

@@ -95,6 +95,24 @@ pub struct CoSearch {
     #[serde(serialize_with = "ser_objective")]
     pub objective: Objective,
     pub axes: Vec<GridAxis>,
+    /// The file and command-line overrides the points are made from.
+    #[serde(skip)]
+    origin: Origin,
+}
+
+/// Where the grid's points come from: the file's text and the overrides it was loaded with.
+#[derive(Clone, Debug)]
+struct Origin {
+    file: SourceFile,
+    overrides: Vec<Override>,
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, o: &Origin) -> bool {
+        self.file.name() == o.file.name()
+            && self.file.text() == o.file.text()
+            && self.overrides == o.overrides
+    }
 }
 
 fn ser_objective<S: serde::Serializer>(o: &Objective, s: S) -> Result<S::Ok, S::Error> {
@@ -315,7 +333,14 @@ pub(super) fn cosearch(
         ));
         return None;
     }
-    Some(Some(CoSearch { objective, axes }))
+    Some(Some(CoSearch {
+        objective,
+        axes,
+        origin: Origin {
+            file: ctx.file.clone(),
+            overrides: ctx.overrides.to_vec(),
+        },
+    }))
 }
 
 /// One axis: candidates evaluated (constants), checked against the base field.
@@ -403,6 +428,22 @@ impl DesignSpace {
     /// As [`DesignSpace::load`], from text.
     pub fn load_str(src: &str, name: &str, overrides: &[Override]) -> Result<DesignSpace, DescErrors> {
         DesignSpace::from_file(SourceFile::new(name, src), overrides)
+    }
+
+    /// The design space of a loaded substrate: its grid's points, or the substrate alone.
+    pub fn of(sub: &Substrate) -> DesignSpace {
+        match &sub.cosearch {
+            Some(c) => DesignSpace {
+                base: sub.clone(),
+                file: c.origin.file.clone(),
+                overrides: c.origin.overrides.clone(),
+            },
+            None => DesignSpace {
+                base: sub.clone(),
+                file: SourceFile::new(sub.name.as_str(), ""),
+                overrides: Vec::new(),
+            },
+        }
     }
 
     fn from_file(file: SourceFile, overrides: &[Override]) -> Result<DesignSpace, DescErrors> {
