@@ -22,5 +22,6 @@ pub mod search;
 pub mod sim;
 pub mod substrate;
 pub mod sweep;
+pub mod trace;
 pub mod units;
 pub mod yaml;

@@ -28,10 +28,22 @@ enum Command {
     /// List, validate and show hardware substrates.
     #[command(subcommand)]
     Substrate(cli::substrate::SubstrateCmd),
+    /// Cost a model on a substrate: TTFT, TPOT, tokens/s, energy, per-op records and traces.
+    Sim(cli::sim::SimArgs),
+    /// Price one GEMM on a systolic substrate: cycles, stalls, utilisation, DRAM bytes, energy.
+    Gemm(cli::gemm::GemmArgs),
+    /// Place every op of a run on the substrate's roofline (optionally as an SVG plot).
+    Roofline(cli::roofline::RooflineArgs),
     /// Multi-objective search (NSGA-II): benchmark problems or architecture spaces.
     Search(cli::search::SearchArgs),
     /// Co-design sweep over a grid: loss-latency frontier, feasible regions, budgets.
     Sweep(cli::sweep::SweepArgs),
+    /// Fit, evaluate and apply parametric scaling laws (the search's loss prior).
+    #[command(subcommand)]
+    Law(cli::law::LawCmd),
+    /// Fit, evaluate, cross-validate and query the gradient-boosted loss surrogate.
+    #[command(subcommand)]
+    Surrogate(cli::surrogate::SurrogateCmd),
 }
 
 fn main() -> ExitCode {
@@ -40,8 +52,13 @@ fn main() -> ExitCode {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Graph(args) => cli::graph::run(args),
         Command::Substrate(cmd) => cli::substrate::run(cmd),
+        Command::Sim(args) => cli::sim::run(args),
+        Command::Gemm(args) => cli::gemm::run(args),
+        Command::Roofline(args) => cli::roofline::run(args),
         Command::Search(args) => cli::search::run(args),
         Command::Sweep(args) => cli::sweep::run(args),
+        Command::Law(cmd) => cli::law::run(cmd),
+        Command::Surrogate(cmd) => cli::surrogate::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,10 +1,12 @@
 //! The one integration-test binary; one module per area.
 
 mod dsl;
+mod law;
 mod model;
 mod ring;
 mod search;
 mod sim;
 mod substrate;
+mod surrogate;
 mod sweep;
 mod systolic;

@@ -8,7 +8,7 @@
 use super::search::{OutputFormat, SearchArgs, TruncationName, lexicographic};
 use clap::{Args, ValueEnum};
 use llmforge::model::desc;
-use llmforge::quality::{ChinchillaPrior, LossModel};
+use llmforge::quality::LossModel;
 use llmforge::search::arch::{ArchProblem, SCREENED};
 use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::nsga2::{CacheInCheckpoint, Checkpoint, Individual, Nsga2, Settings, Truncation};
@@ -37,9 +37,13 @@ pub struct ArchArgs {
     /// Constraints, e.g. `loss<=3.8`, `ttft<=50ms`, `weights+kv<=8GB` (repeatable).
     #[arg(long = "constraint")]
     pub constraints: Vec<String>,
-    /// Quality model: `chinchilla` (the published fit, D = 20 N).
+    /// Quality model: `chinchilla` (the published Hoffmann fit), a law file from
+    /// `llmforge law fit`, or a surrogate file from `llmforge surrogate fit`.
     #[arg(long, default_value = "chinchilla")]
     pub quality: String,
+    /// Training tokens per parameter the scaling laws assume (20 = compute-optimal).
+    #[arg(long, default_value_t = 20.0)]
+    pub tokens_per_param: f64,
     /// Optimism of the loss objective: mu - beta * sigma.
     #[arg(long, default_value_t = 1.0)]
     pub beta: f64,
@@ -69,13 +73,8 @@ struct State {
     history: Option<History>,
 }
 
-fn loss_model(spec: &str) -> miette::Result<Box<dyn LossModel>> {
-    match spec {
-        "chinchilla" => Ok(Box::new(ChinchillaPrior {
-            tokens_per_param: 20.0,
-        })),
-        other => Err(miette!("unknown --quality `{other}`: expected chinchilla")),
-    }
+fn loss_model(spec: &str, tokens_per_param: f64) -> miette::Result<Box<dyn LossModel>> {
+    llmforge::quality::load_loss_model(spec, tokens_per_param).map_err(|e| miette!("--quality: {e}"))
 }
 
 fn metric(name: &str) -> miette::Result<Metric> {
@@ -118,7 +117,7 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
         },
         objectives: objectives.clone(),
         constraints,
-        loss: loss_model(&a.quality)?,
+        loss: loss_model(&a.quality, a.tokens_per_param)?,
         beta: a.beta,
     };
 

@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueEnum};
 use llmforge::model;
-use llmforge::quality::{ChinchillaPrior, LossModel};
+use llmforge::quality::LossModel;
 use llmforge::search::persist::write_atomic;
 use llmforge::sim::{Engine, Workload};
 use llmforge::sweep::budget::{Budget, Metric, Metrics};
@@ -26,9 +26,13 @@ pub struct SweepArgs {
     substrate: String,
     #[arg(long = "set", value_name = "PATH=EXPR")]
     set: Vec<String>,
-    /// Quality model: `chinchilla` (the published Hoffmann fit, D = 20 N).
+    /// Quality model: `chinchilla` (the published Hoffmann fit), a law file from
+    /// `llmforge law fit`, or a surrogate file from `llmforge surrogate fit`.
     #[arg(long, default_value = "chinchilla")]
     quality: String,
+    /// Training tokens per parameter the scaling laws assume (20 = compute-optimal).
+    #[arg(long, default_value_t = 20.0)]
+    tokens_per_param: f64,
     #[arg(long, default_value_t = 1024)]
     prompt: u64,
     #[arg(long = "gen", default_value_t = 16)]
@@ -79,13 +83,8 @@ enum Rows {
 
 const CHUNK: u64 = 16_384;
 
-fn loss_model(spec: &str) -> miette::Result<Box<dyn LossModel>> {
-    match spec {
-        "chinchilla" => Ok(Box::new(ChinchillaPrior {
-            tokens_per_param: 20.0,
-        })),
-        other => Err(miette!("unknown --quality `{other}`: expected chinchilla")),
-    }
+fn loss_model(spec: &str, tokens_per_param: f64) -> miette::Result<Box<dyn LossModel>> {
+    llmforge::quality::load_loss_model(spec, tokens_per_param).map_err(|e| miette!("--quality: {e}"))
 }
 
 fn shard(spec: &Option<String>, len: u64) -> miette::Result<std::ops::Range<u64>> {
@@ -120,7 +119,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         }
     }
     let substrate = super::substrate::load(&args.substrate, &args.set)?;
-    let loss = loss_model(&args.quality)?;
+    let loss = loss_model(&args.quality, args.tokens_per_param)?;
     let budgets: Vec<Budget> = args
         .budgets
         .iter()

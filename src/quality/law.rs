@@ -1,1 +1,0 @@
-//! Parametric scaling laws (in progress).

@@ -1,1 +1,0 @@
-//! Gradient-boosted loss surrogate (in progress).

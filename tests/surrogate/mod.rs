@@ -1,0 +1,242 @@
+//! Loss surrogate on the real LLMForge runs: dataset reading with its drop report, features
+//! of real rows, cross-validation that must beat trivial predictors, deterministic fit / save /
+//! load / predict through the CLI.
+
+use llmforge::model::{Ffn, accounting};
+use llmforge::quality::dataset::read_llmforge_csv;
+use llmforge::quality::surrogate::metrics::Metrics;
+use llmforge::quality::surrogate::{FitConfig, Surrogate, cross_validate, features, fold_assignment};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn data_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/surrogate/llmforge-iha-200m-train.csv")
+}
+
+fn llmforge(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_llmforge"))
+        .args(args)
+        .output()
+        .expect("run llmforge")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("llmforge-surrogate-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Small, fast settings for tests in debug builds.
+fn quick() -> FitConfig {
+    FitConfig {
+        ensemble: 3,
+        iterations: 80,
+        learning_rate: 0.1,
+        ..FitConfig::default()
+    }
+}
+
+#[test]
+fn reads_the_llmforge_file_and_reports_drops() {
+    let ds = read_llmforge_csv(&data_path(), Some("val_loss")).unwrap();
+    assert_eq!(ds.slots, 40);
+    assert_eq!(ds.rows.len(), 1643);
+    let dropped: Vec<(u64, &str)> = ds.dropped.iter().map(|d| (d.line, d.id.as_str())).collect();
+    assert_eq!(dropped, vec![(8, "15"), (20, "31"), (33, "47")]);
+    assert!(ds.repairs.is_empty());
+    let report = ds.report();
+    assert!(
+        report.contains("dropped 3 rows") && report.contains("line 20 (id 31): `inf`"),
+        "{report}"
+    );
+
+    // First row (id 4): slots 1, 7, 12, 14, 15, 18, 19 active.
+    let r = &ds.rows[0];
+    assert_eq!((r.id.as_str(), r.line), ("4", 2));
+    let m = &r.model;
+    assert_eq!(m.layers.len(), 7);
+    assert_eq!(m.d_model, 768);
+    // Non-embedding parameters by the IHA formula (+ RMSNorm weights): per layer
+    // d*H*Dqk + d*G*Dqk + d*G*Dv + H*Dv*d + 3*d*m.
+    let d = 768u64;
+    let mut expect = d; // final norm
+    for l in &m.layers {
+        let Ffn::Dense { width, .. } = l.ffn else {
+            panic!("dense FFN")
+        };
+        expect += 3 * d * width + d;
+        if let Some(a) = l.attention {
+            expect += d * a.heads * a.d_qk + d * a.kv_groups * (a.d_qk + a.d_v) + a.heads * a.d_v * d + d;
+        }
+    }
+    assert_eq!(accounting::params(m).non_embedding, expect);
+    assert_eq!(accounting::params(m).embedding, 50_257 * 768);
+    // The file's kv_cache_size column is sum G*(Dqk+Dv) x 1024 / 1e6 = 10.027008 for this row.
+    assert_eq!(accounting::kv_elements_per_token(m) * 1024, 10_027_008);
+
+    // Every row's features are finite.
+    for row in &ds.rows {
+        assert!(
+            features::extract(&row.model).iter().all(|v| v.is_finite()),
+            "row {}",
+            row.id
+        );
+    }
+}
+
+#[test]
+fn cross_validation_beats_trivial_predictors() {
+    let ds = read_llmforge_csv(&data_path(), Some("val_loss")).unwrap();
+    let x = features::extract_matrix(ds.models());
+    let y = ds.targets();
+    let fold = fold_assignment(y.len(), 5, 42);
+    let r = cross_validate(&x, &y, &fold, 5, &quick()).unwrap();
+    // Constant predictor: the median of the targets (MAE 0.396 on this file).
+    let mut sorted = y.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let constant = Metrics::compute(&vec![median; y.len()], &y);
+    assert!(constant.mae > 0.39);
+    // Number of layers alone as a (negated) ranking signal.
+    let depth: Vec<f64> = ds.rows.iter().map(|r| -(r.model.layers.len() as f64)).collect();
+    let depth_tau = Metrics::compute(&depth, &y).kendall_tau_b;
+    let p = &r.pooled;
+    assert_eq!(p.n, 1643);
+    assert!(p.mae < 0.29, "CV MAE {}", p.mae);
+    assert!(
+        p.kendall_tau_b > 0.45,
+        "CV tau {} (depth alone {depth_tau})",
+        p.kendall_tau_b
+    );
+    assert!(p.kendall_tau_b > depth_tau + 0.3);
+    assert!(r.predictions.iter().all(|q| q.mu.is_finite() && q.sigma >= 0.0));
+}
+
+#[test]
+fn cli_fit_is_deterministic_and_round_trips() {
+    let dir = tmpdir("fit");
+    let data = data_path();
+    let data = data.to_str().unwrap();
+    let (a, b) = (dir.join("a.json"), dir.join("b.json"));
+    for out in [&a, &b] {
+        let o = llmforge(&[
+            "surrogate",
+            "fit",
+            "--data",
+            data,
+            "--target",
+            "val_loss",
+            "--out",
+            out.to_str().unwrap(),
+            "--seed",
+            "7",
+            "--ensemble",
+            "2",
+            "--iterations",
+            "40",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("dropped 3 rows"), "{err}");
+    }
+    let (ja, jb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(ja, jb, "same seed must give byte-identical model files");
+    let s = Surrogate::from_json(std::str::from_utf8(&ja).unwrap(), "a.json").unwrap();
+    assert_eq!(s.members.len(), 2);
+    assert_eq!(s.n_train, 1643);
+    assert_eq!(s.feature_names, features::feature_names());
+    assert!(s.data_hash.starts_with("fnv1a64:"));
+
+    // eval on the training file is flagged in-sample.
+    let o = llmforge(&[
+        "surrogate",
+        "eval",
+        "--model",
+        a.to_str().unwrap(),
+        "--data",
+        data,
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["in_sample"], true);
+    assert_eq!(v["metrics"]["n"], 1643);
+
+    // predict: one architecture file, and the CSV rows (CSV out, atomically written).
+    let arch = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llmforge-archs");
+    let arch_file = std::fs::read_dir(&arch)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .min()
+        .expect("an architecture fixture");
+    let o = llmforge(&[
+        "surrogate",
+        "predict",
+        "--model",
+        a.to_str().unwrap(),
+        "--arch",
+        arch_file.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mu = v[0]["mu"].as_f64().unwrap();
+    assert!(mu.is_finite() && v[0]["sigma"].as_f64().unwrap() >= 0.0);
+    let pred = dir.join("pred.csv");
+    let o = llmforge(&[
+        "surrogate",
+        "predict",
+        "--model",
+        a.to_str().unwrap(),
+        "--data",
+        data,
+        "--format",
+        "csv",
+        "--out",
+        pred.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&pred).unwrap();
+    // no target read: all 1,646 rows are predicted, the inf rows included
+    assert_eq!(text.lines().count(), 1 + 1646);
+    assert!(text.starts_with("id,mu,sigma,acquisition\n4,"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cli_errors_are_located() {
+    let dir = tmpdir("err");
+    let src = std::fs::read_to_string(data_path()).unwrap();
+    let mut lines: Vec<String> = src.lines().take(4).map(String::from).collect();
+    lines[2] = lines[2].replacen(",768,", ",wide,", 1);
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    let o = llmforge(&["surrogate", "cv", "--data", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.csv:3: column `global_n_embd`: found `wide`, expected a positive integer"),
+        "{err}"
+    );
+
+    let model = dir.join("m.json");
+    std::fs::write(&model, "{\"format\": \"llmforge-surrogate\"").unwrap();
+    let o = llmforge(&[
+        "surrogate",
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--arch",
+        "x",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("m.json: not a surrogate model file: line 1"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
