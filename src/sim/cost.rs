@@ -187,7 +187,7 @@ impl<'s> Mapper<'s> {
         let attention_word = precision.kv_cache.bytes().max(precision.activations.bytes());
         let arrays = match &substrate.kind {
             Kind::Systolic(s) => Some((array(s, weight_word), array(s, attention_word))),
-            Kind::Gpu(_) => None,
+            Kind::Gpu(_) | Kind::Ring(_) => None,
         };
         Mapper {
             substrate,

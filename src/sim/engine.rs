@@ -1010,6 +1010,7 @@ fn summarize(
         fits_memory: weight_bytes + kv_bytes <= cap,
         prefill,
         decode,
+        ring: None,
     }
 }
 

@@ -416,7 +416,7 @@ pub fn run(
 // The cost engine's interface: `sim::run` / `sim::summary` on a ring substrate.
 
 use super::result::{Bound, Energy, OpEvent, OpRecord, PhaseKind, PhaseSummary, RunResult, RunSummary, Sink};
-use super::ring::{EnergyBreakdown, LayerOrigin, Placement};
+use super::ring::{EnergyBreakdown, LayerOrigin, LinkUse, Placement};
 use crate::graph::{RoleBytes, Unit};
 use crate::units::{Flops, Joules, Seconds};
 
@@ -467,103 +467,41 @@ pub fn engine_run(
     let d = wl.decode() as f64;
     let cyc = |c: f64| Seconds::new(c / clock);
 
-    // per-layer offsets inside one pass (stage after stage, a hop between stages)
-    let hop = rep
-        .links
-        .iter()
-        .find(|l| l.usage == super::ring::LinkUse::Hop)
-        .map_or(0.0, |l| l.cycles.get());
-    let mut dec_off = vec![0.0; rep.layers.len()];
-    let mut pre_off = vec![0.0; rep.layers.len()];
-    let mut stage_pre_start = Vec::with_capacity(rep.stages.len());
-    let (mut td, mut tp) = (0.0, 0.0);
-    for (si, st) in rep.stages.iter().enumerate() {
-        if si > 0 {
-            td += hop;
-            tp += hop;
-        }
-        stage_pre_start.push(tp);
-        for i in st.layers.clone() {
-            dec_off[i] = td;
-            pre_off[i] = tp;
-            td += rep.layers[i].decode_step.cycles.get();
-            tp += rep.layers[i].prefill_cycles_per_token.get();
-        }
-    }
-    let ttft_c = rep.ttft_cycles.get();
-    let step_c = rep.step_cycles.get();
-
+    let tl = Timeline::new(rep, wl, clock);
+    let (pre_off, dec_off) = (&tl.pre_off, &tl.dec_off);
     if let Some(sink) = sink {
-        let spacing = rep.prefill_spacing_cycles.get();
-        let pipeline_end: f64 = rep
-            .stages
-            .iter()
-            .map(|s| s.prefill_cycles_per_token.get())
-            .sum::<f64>()
-            + hop * rep.stages.len().saturating_sub(1) as f64
-            + (wl.prompt() as f64 - 1.0) * spacing;
-        for t in 0..wl.prompt() {
-            for (i, l) in rep.layers.iter().enumerate() {
-                let c = l.prefill_cycles_per_token.get();
-                if l.placement == Placement::Streamed || c <= 0.0 {
-                    continue;
-                }
-                let (name, layer, _) = layer_name(l.origin);
-                let start = pre_off[i] + t as f64 * spacing;
-                sink.event(&OpEvent {
-                    phase: PhaseKind::Prefill,
-                    step: 0,
-                    context: wl.prompt(),
-                    name,
-                    layer,
-                    resource: super::Resource::Matrix,
-                    what: "compute",
-                    start: cyc(start),
-                    end: cyc(start + c),
-                });
-            }
-        }
-        let mut at = pipeline_end;
-        for l in rep.layers.iter().filter(|l| l.placement == Placement::Streamed) {
-            let (name, layer, _) = layer_name(l.origin);
-            let c = l.prefill.cycles.get();
-            sink.event(&OpEvent {
-                phase: PhaseKind::Prefill,
-                step: 0,
-                context: wl.prompt(),
-                name,
+        tl.events(&mut |e| match e {
+            RingEvent::Layer {
+                phase,
+                step,
+                context,
                 layer,
-                resource: super::Resource::Matrix,
-                what: "stream",
-                start: cyc(at),
-                end: cyc(at + c),
-            });
-            at += c;
-        }
-        sink.step_end(PhaseKind::Prefill, 0, Seconds::ZERO, cyc(ttft_c));
-        for k in 1..=wl.decode() {
-            let t0 = ttft_c + (k - 1) as f64 * step_c;
-            for (i, l) in rep.layers.iter().enumerate() {
-                let (name, layer, _) = layer_name(l.origin);
-                let start = t0 + dec_off[i];
+                streamed,
+                start,
+                end,
+            } => {
+                let (name, l, _) = layer_name(rep.layers[layer].origin);
                 sink.event(&OpEvent {
-                    phase: PhaseKind::Decode,
-                    step: k,
-                    context: wl.prompt() + k,
+                    phase,
+                    step,
+                    context,
                     name,
-                    layer,
+                    layer: l,
                     resource: super::Resource::Matrix,
-                    what: if l.placement == Placement::Streamed {
-                        "stream"
-                    } else {
-                        "compute"
-                    },
-                    start: cyc(start),
-                    end: cyc(start + l.decode_step.cycles.get()),
+                    what: if streamed { "stream" } else { "compute" },
+                    start,
+                    end,
                 });
             }
-            sink.step_end(PhaseKind::Decode, k, cyc(t0), cyc(t0 + step_c));
-        }
+            // the engine's resources have no links: see `chrome_trace` for the ring's own view
+            RingEvent::Link { .. } => {}
+            RingEvent::Pass {
+                phase,
+                step,
+                start,
+                end,
+            } => sink.step_end(phase, step, start, end),
+        });
     }
 
     // records and phase totals
@@ -594,6 +532,7 @@ pub fn engine_run(
         let n = count as f64;
         for (i, l) in rep.layers.iter().enumerate() {
             let (name, layer, label) = layer_name(l.origin);
+            let label = format!("{}.{label}", chips_label(&rep.stages[l.stage].chips));
             let (cost, passes, off) = match phase {
                 PhaseKind::Prefill => (&l.prefill, wl.prompt() as f64, pre_off[i]),
                 PhaseKind::Decode => (&l.decode_step, 1.0, dec_off[i]),
@@ -649,6 +588,56 @@ pub fn engine_run(
                 });
             }
         }
+        // the links: hops between stages carry their energy here; tensor-parallel traffic
+        // is already in its layer's record (energy 0 here, time and bytes kept)
+        let passes = match phase {
+            PhaseKind::Prefill => wl.prompt() as f64,
+            PhaseKind::Decode => 1.0,
+        };
+        for (li, link) in rep.links.iter().enumerate() {
+            if link.usage == LinkUse::Idle {
+                continue;
+            }
+            let time = cyc(link.cycles.get() * passes * n);
+            out.memory_bound_time += time;
+            if records {
+                let hop = link.usage == LinkUse::Hop;
+                let energy = if hop {
+                    link.energy * (passes * n)
+                } else {
+                    Joules::ZERO
+                };
+                let (s0, s1) = tl.link_span(li, phase);
+                ops.push(OpRecord {
+                    label: format!("link{}->{}", link.from_chip, link.to_chip),
+                    name: if hop { "hop" } else { "tensor_parallel" },
+                    layer: None,
+                    phase,
+                    kind: "ring_link",
+                    unit: Unit::Memory,
+                    count,
+                    flops: Flops::ZERO,
+                    reads: RoleBytes {
+                        weights: Bytes::ZERO,
+                        activations: link.bytes * (passes * n),
+                        kv_cache: Bytes::ZERO,
+                    },
+                    writes: RoleBytes::default(),
+                    dram_bytes: Bytes::ZERO,
+                    compute_time: Seconds::ZERO,
+                    memory_time: time,
+                    overhead_time: Seconds::ZERO,
+                    time,
+                    start: cyc(s0),
+                    end: cyc(s1),
+                    bound: Bound::Memory,
+                    energy: Energy {
+                        onchip: energy,
+                        ..Energy::default()
+                    },
+                });
+            }
+        }
     }
     let s = summarize(
         rep,
@@ -688,6 +677,7 @@ pub fn engine_run(
             fits_memory: stationary + kv <= cap,
             prefill: pre,
             decode: dec,
+            ring: Some(s.hardware.clone()),
         },
         ops,
     }
@@ -727,6 +717,7 @@ fn does_not_fit(model: &Model, sub: &Substrate, w: super::Workload) -> RunResult
             fits_memory: false,
             prefill: phase(1),
             decode: phase(w.generate),
+            ring: None,
         },
         ops: Vec::new(),
     }
@@ -771,4 +762,362 @@ pub fn leakage_power(r: &Ring) -> crate::units::Watts {
     };
     let per_chip = template.leakage_per_cycle(c).get() * c.clock.get();
     crate::units::Watts::new(per_chip * r.design.max_chips as f64)
+}
+
+fn chips_label(chips: &std::ops::Range<u64>) -> String {
+    if chips.end - chips.start <= 1 {
+        format!("chip{}", chips.start)
+    } else {
+        format!("chip{}-{}", chips.start, chips.end - 1)
+    }
+}
+
+/// One interval of a ring run's timeline.
+#[derive(Clone, Copy, Debug)]
+enum RingEvent {
+    Layer {
+        phase: PhaseKind,
+        step: u64,
+        context: u64,
+        layer: usize,
+        streamed: bool,
+        start: Seconds,
+        end: Seconds,
+    },
+    Link {
+        phase: PhaseKind,
+        step: u64,
+        link: usize,
+        start: Seconds,
+        end: Seconds,
+    },
+    Pass {
+        phase: PhaseKind,
+        step: u64,
+        start: Seconds,
+        end: Seconds,
+    },
+}
+
+/// The schedule of a priced design: per-layer offsets (cycles) inside one prompt token's
+/// pass and inside one decode step (stage after stage, a hop between stages).
+struct Timeline<'a> {
+    rep: &'a RingReport,
+    wl: RingWorkload,
+    clock: f64,
+    hop: f64,
+    pre_off: Vec<f64>,
+    dec_off: Vec<f64>,
+    /// (prefill, decode) offsets where each stage starts and ends.
+    stage_pre: Vec<(f64, f64)>,
+    stage_dec: Vec<(f64, f64)>,
+}
+
+impl<'a> Timeline<'a> {
+    fn new(rep: &'a RingReport, wl: RingWorkload, clock: f64) -> Timeline<'a> {
+        let hop = rep
+            .links
+            .iter()
+            .find(|l| l.usage == LinkUse::Hop)
+            .map_or(0.0, |l| l.cycles.get());
+        let n = rep.layers.len();
+        let (mut pre_off, mut dec_off) = (vec![0.0; n], vec![0.0; n]);
+        let (mut stage_pre, mut stage_dec) = (Vec::new(), Vec::new());
+        let (mut td, mut tp) = (0.0, 0.0);
+        for (si, st) in rep.stages.iter().enumerate() {
+            if si > 0 {
+                td += hop;
+                tp += hop;
+            }
+            let (d0, p0) = (td, tp);
+            for i in st.layers.clone() {
+                dec_off[i] = td;
+                pre_off[i] = tp;
+                td += rep.layers[i].decode_step.cycles.get();
+                tp += rep.layers[i].prefill_cycles_per_token.get();
+            }
+            stage_pre.push((p0, tp));
+            stage_dec.push((d0, td));
+        }
+        Timeline {
+            rep,
+            wl,
+            clock,
+            hop,
+            pre_off,
+            dec_off,
+            stage_pre,
+            stage_dec,
+        }
+    }
+
+    fn s(&self, cycles: f64) -> Seconds {
+        Seconds::new(cycles / self.clock)
+    }
+
+    /// Offsets (cycles) of link `li`'s traffic inside one pass: a hop follows the stage it
+    /// leaves; tensor-parallel traffic runs inside its group's stage.
+    fn link_span(&self, li: usize, phase: PhaseKind) -> (f64, f64) {
+        let link = &self.rep.links[li];
+        let stage = self
+            .rep
+            .stages
+            .iter()
+            .position(|s| s.chips.contains(&link.from_chip))
+            .unwrap_or(0);
+        let spans = match phase {
+            PhaseKind::Prefill => &self.stage_pre,
+            PhaseKind::Decode => &self.stage_dec,
+        };
+        let (s0, s1) = spans.get(stage).copied().unwrap_or((0.0, 0.0));
+        match link.usage {
+            LinkUse::Hop => (s1, s1 + link.cycles.get()),
+            _ => (s0, s0 + link.cycles.get()),
+        }
+    }
+
+    /// Every interval of the run: prompt token t's pass enters the pipeline at t x spacing
+    /// (streamed layers run batched after it drains); decode step k starts at
+    /// TTFT + (k-1) TPOT.
+    fn events(&self, f: &mut dyn FnMut(RingEvent)) {
+        let rep = self.rep;
+        let p = self.wl.prompt();
+        let spacing = rep.prefill_spacing_cycles.get();
+        let links: Vec<usize> = (0..rep.links.len())
+            .filter(|&i| rep.links[i].usage != LinkUse::Idle)
+            .collect();
+        for t in 0..p {
+            let base = t as f64 * spacing;
+            for (i, l) in rep.layers.iter().enumerate() {
+                let c = l.prefill_cycles_per_token.get();
+                if l.placement == Placement::Streamed || c <= 0.0 {
+                    continue;
+                }
+                f(RingEvent::Layer {
+                    phase: PhaseKind::Prefill,
+                    step: 0,
+                    context: p,
+                    layer: i,
+                    streamed: false,
+                    start: self.s(base + self.pre_off[i]),
+                    end: self.s(base + self.pre_off[i] + c),
+                });
+            }
+            for &li in &links {
+                let (a, b) = self.link_span(li, PhaseKind::Prefill);
+                f(RingEvent::Link {
+                    phase: PhaseKind::Prefill,
+                    step: 0,
+                    link: li,
+                    start: self.s(base + a),
+                    end: self.s(base + b),
+                });
+            }
+        }
+        let pipeline_end = rep
+            .stages
+            .iter()
+            .map(|s| s.prefill_cycles_per_token.get())
+            .sum::<f64>()
+            + self.hop * rep.stages.len().saturating_sub(1) as f64
+            + (p as f64 - 1.0) * spacing;
+        let mut at = pipeline_end;
+        for (i, l) in rep.layers.iter().enumerate() {
+            if l.placement != Placement::Streamed {
+                continue;
+            }
+            let c = l.prefill.cycles.get();
+            f(RingEvent::Layer {
+                phase: PhaseKind::Prefill,
+                step: 0,
+                context: p,
+                layer: i,
+                streamed: true,
+                start: self.s(at),
+                end: self.s(at + c),
+            });
+            at += c;
+        }
+        let ttft = rep.ttft_cycles.get();
+        let step = rep.step_cycles.get();
+        f(RingEvent::Pass {
+            phase: PhaseKind::Prefill,
+            step: 0,
+            start: Seconds::ZERO,
+            end: self.s(ttft),
+        });
+        for k in 1..=self.wl.decode() {
+            let t0 = ttft + (k - 1) as f64 * step;
+            for (i, l) in rep.layers.iter().enumerate() {
+                f(RingEvent::Layer {
+                    phase: PhaseKind::Decode,
+                    step: k,
+                    context: p + k,
+                    layer: i,
+                    streamed: l.placement == Placement::Streamed,
+                    start: self.s(t0 + self.dec_off[i]),
+                    end: self.s(t0 + self.dec_off[i] + l.decode_step.cycles.get()),
+                });
+            }
+            for &li in &links {
+                let (a, b) = self.link_span(li, PhaseKind::Decode);
+                f(RingEvent::Link {
+                    phase: PhaseKind::Decode,
+                    step: k,
+                    link: li,
+                    start: self.s(t0 + a),
+                    end: self.s(t0 + b),
+                });
+            }
+            f(RingEvent::Pass {
+                phase: PhaseKind::Decode,
+                step: k,
+                start: self.s(t0),
+                end: self.s(t0 + step),
+            });
+        }
+    }
+}
+
+/// Runs `model` on a ring substrate and renders its Chrome trace (Trace Event Format, the
+/// same `"X"` / `"M"` events, `ts`/`dur` in microseconds, as `trace::ChromeTrace`): one
+/// process per chip (pid = chip + 1) with its layers, one process `links` with a track per
+/// link, one process `passes` with the prefill and every decode step.
+pub fn chrome_trace(model: &Model, sub: &Substrate, w: super::Workload) -> (RunResult, String) {
+    let result = engine_run(model, sub, w, true, None);
+    let space = DesignSpace::of(sub);
+    let wl = RingWorkload::new(w.prompt, w.generate, w.batch);
+    let mut body = String::new();
+    let r = wl
+        .map_err(RingAdapterError::from)
+        .and_then(|wl| co_search(model, &space, wl).map(|r| (wl, r)));
+    if let Ok((wl, r)) = r {
+        use std::fmt::Write as _;
+        let rep = &r.report;
+        let clock = ring_of(&r.substrate).map_or(f64::NAN, |x| x.spec.chip().clock.get());
+        let n = rep.n_chips();
+        let (links_pid, passes_pid) = (n + 1, n + 2);
+        let meta = |body: &mut String, pid: u64, tid: u64, what: &str, name: &str| {
+            let _ = writeln!(
+                body,
+                "{{\"name\":\"{what}\",\"ph\":\"M\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":\"{name}\"}}}},"
+            );
+        };
+        for c in 0..n {
+            meta(&mut body, c + 1, 0, "process_name", &format!("chip {c}"));
+            meta(&mut body, c + 1, 1, "thread_name", "layers");
+        }
+        meta(&mut body, links_pid, 0, "process_name", "links");
+        for (i, l) in rep.links.iter().enumerate() {
+            let name = format!("link {}->{} ({:?})", l.from_chip, l.to_chip, l.usage).to_lowercase();
+            meta(&mut body, links_pid, i as u64 + 1, "thread_name", &name);
+        }
+        meta(&mut body, passes_pid, 0, "process_name", "passes");
+        let x = |body: &mut String,
+                 name: &str,
+                 cat: &str,
+                 pid: u64,
+                 tid: u64,
+                 a: Seconds,
+                 b: Seconds,
+                 args: &str| {
+            let _ = writeln!(
+                body,
+                "{{\"name\":\"{name}\",\"cat\":\"{cat}\",\"ph\":\"X\",\"ts\":{:.4},\"dur\":{:.4},\"pid\":{pid},\"tid\":{tid},\"args\":{{{args}}}}},",
+                a.as_us(),
+                (b - a).as_us()
+            );
+        };
+        Timeline::new(rep, wl, clock).events(&mut |e| match e {
+            RingEvent::Layer {
+                phase,
+                step,
+                context,
+                layer,
+                streamed,
+                start,
+                end,
+            } => {
+                let l = &rep.layers[layer];
+                let (_, _, label) = layer_name(l.origin);
+                let cat = if streamed { "stream" } else { "compute" };
+                let args = format!(
+                    "\"phase\":\"{}\",\"step\":{step},\"context\":{context}",
+                    phase.name()
+                );
+                for chip in rep.stages[l.stage].chips.clone() {
+                    x(&mut body, &label, cat, chip + 1, 1, start, end, &args);
+                }
+            }
+            RingEvent::Link {
+                phase,
+                step,
+                link,
+                start,
+                end,
+            } => {
+                let l = &rep.links[link];
+                let name = format!("{}->{}", l.from_chip, l.to_chip);
+                let cat = if l.usage == LinkUse::Hop {
+                    "hop"
+                } else {
+                    "tensor_parallel"
+                };
+                let args = format!("\"phase\":\"{}\",\"step\":{step}", phase.name());
+                x(
+                    &mut body,
+                    &name,
+                    cat,
+                    links_pid,
+                    link as u64 + 1,
+                    start,
+                    end,
+                    &args,
+                );
+            }
+            RingEvent::Pass {
+                phase,
+                step,
+                start,
+                end,
+            } => {
+                let name = match phase {
+                    PhaseKind::Prefill => "prefill".to_string(),
+                    PhaseKind::Decode => format!("decode step {step}"),
+                };
+                x(&mut body, &name, "pass", passes_pid, 0, start, end, "");
+            }
+        });
+    }
+    if body.ends_with(",\n") {
+        body.truncate(body.len() - 2);
+        body.push('\n');
+    }
+    let text = format!("{{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n{body}]}}\n");
+    (result, text)
+}
+
+/// The chosen ring hardware as text lines (for `llmforge sim`'s table).
+pub fn hardware_table(h: &RingHardware) -> String {
+    let grid = match h.grid_point {
+        Some(p) => format!("co-search point {p} of {}", h.grid_points),
+        None => "the file's design".to_string(),
+    };
+    format!(
+        "\n  ring hardware ({grid}):\n  chips {} of at most {}, {} cores/chip, {} MACs/VAC, WMEM {:.0} KiB/core, KV {:.0} KiB/core\n  chip {:.3} mm^2, total {:.3} mm^2, power {:.4} W, {}\n",
+        h.chips,
+        h.max_chips,
+        h.cores_per_chip,
+        h.macs_per_vac,
+        h.wmem_per_core_bytes / 1024.0,
+        h.kv_per_core_bytes / 1024.0,
+        h.chip_area_mm2,
+        h.area_mm2,
+        h.power_w,
+        if h.feasible {
+            "within the envelope".to_string()
+        } else {
+            format!("INFEASIBLE (envelope violation {:.3})", h.violation)
+        }
+    )
 }

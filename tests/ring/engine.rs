@@ -51,7 +51,10 @@ fn records_and_events_add_up() {
     let w = Workload::new(16, 8, 2).unwrap();
     let r = sim::run(&m, &sub, w, Engine::Sim);
     let layers = m.n_layers();
-    assert_eq!(r.ops.len(), 2 * layers);
+    let hw = r.summary.ring.clone().unwrap();
+    assert!(hw.chips > 1, "the test wants hops");
+    let links = hw.chips as usize - 1;
+    assert_eq!(r.ops.len(), 2 * (layers + links));
     for phase in [PhaseKind::Prefill, PhaseKind::Decode] {
         let ph = if phase == PhaseKind::Prefill {
             &r.summary.prefill
@@ -59,14 +62,14 @@ fn records_and_events_add_up() {
             &r.summary.decode
         };
         let ops: Vec<_> = r.ops.iter().filter(|o| o.phase == phase).collect();
-        // per-layer energy plus the stage hops and leakage = the phase energy
+        // layer and link records plus leakage = the phase energy
         let e: f64 = ops.iter().map(|o| o.energy.total().get()).sum();
-        assert!(e <= ph.energy.total().get() * (1.0 + 1e-12));
-        let without = ph.energy.static_.get();
-        assert!(e + without >= ph.energy.total().get() * 0.99, "{phase:?}");
+        close(e + ph.energy.static_.get(), ph.energy.total().get());
+        assert_eq!(ops.iter().filter(|o| o.kind == "ring_link").count(), links);
+        assert!(ops.iter().all(|o| o.end >= o.start));
+        assert!(ops[0].label.starts_with("chip0.L0"), "{}", ops[0].label);
         let f: f64 = ops.iter().map(|o| o.flops.get()).sum();
         close(f, ph.flops.get());
-        assert!(ops.iter().all(|o| o.kind == "ring_layer" && o.end >= o.start));
     }
     let mut ev = Events::default();
     let r2 = sim::run_with_sink(&m, &sub, w, Engine::Sim, &mut ev);
@@ -99,4 +102,43 @@ fn a_ring_that_cannot_hold_the_model_reports_infinite_costs() {
     let s = sim::summary(&m, &sub, Workload::new(8, 8, 1).unwrap(), Engine::Sim);
     assert!(!s.fits_memory);
     assert!(s.ttft_s.is_infinite() && s.energy_per_token_j.is_infinite());
+}
+
+#[test]
+fn chrome_trace_has_a_process_per_chip_and_a_track_per_link() {
+    let m = model::preset("smollm2-135m").unwrap();
+    let sub = substrate::load("ring-edge", &[]).unwrap();
+    let (p, d) = (6u64, 3u64);
+    let w = Workload::new(p, d, 1).unwrap();
+    let (r, text) = ring_adapter::chrome_trace(&m, &sub, w);
+    assert_eq!(r, sim::run(&m, &sub, w, Engine::Sim));
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let events = doc["traceEvents"].as_array().unwrap();
+    let chips = r.summary.ring.as_ref().unwrap().chips;
+    let layers = m.n_layers() as u64;
+    let count = |ph: &str, pid: u64| {
+        events
+            .iter()
+            .filter(|e| e["ph"] == ph && e["pid"].as_u64() == Some(pid))
+            .count() as u64
+    };
+    // every chip's layers in every pass (no tensor parallelism here: one chip per layer)
+    let per_chip: u64 = (1..=chips).map(|c| count("X", c)).sum();
+    assert_eq!(per_chip, layers * (p + d));
+    // a track per link, each hop once per pass; the passes
+    assert_eq!(count("M", chips + 1), chips); // process name + (chips - 1) links
+    assert_eq!(count("X", chips + 1), (chips - 1) * (p + d));
+    assert_eq!(count("X", chips + 2), 1 + d);
+    // the last event ends at TTFT + D x TPOT
+    let end = events
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .map(|e| e["ts"].as_f64().unwrap() + e["dur"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    let want = (r.summary.ttft_s + d as f64 * r.summary.tpot_s) * 1e6;
+    assert!((end - want).abs() < 1e-3, "{end} vs {want}");
+    // the CSV of the records: a row per layer and per link, per phase
+    let csv = llmforge::trace::ops_csv(&r.ops).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * (layers + chips - 1) as usize);
+    assert!(csv.contains("link0->1,,hop,ring_link"));
 }
