@@ -160,8 +160,8 @@ impl FitConfig {
             return bad("max_depth must be in 1..=16");
         }
         // written so that NaN is rejected too
-        let in_unit = |x: f64| x > 0.0 && x <= 1.0;
-        if !in_unit(self.subsample) || !in_unit(self.colsample) {
+        let in_unit = |x: f32| x > 0.0 && x <= 1.0;
+        if !in_unit(self.subsample) || !in_unit(self.colsample as f32) {
             return bad("subsample and colsample must be in (0, 1]");
         }
         if let Resample::Subsample { fraction } = self.resample {
