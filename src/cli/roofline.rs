@@ -40,7 +40,7 @@ pub fn run(args: RooflineArgs) -> miette::Result<()> {
             .iter()
             .map(|(c, p)| (format!("matrix {}", c.name()), p.get()))
             .collect(),
-        Kind::Systolic(_) => vec![(
+        Kind::Systolic(_) | Kind::Ring(_) => vec![(
             "matrix (all precisions)".to_string(),
             s.matrix_peak(ComputeClass::Int8).get(),
         )],

@@ -95,7 +95,14 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
     let s = super::substrate::load(&args.substrate, &args.set)?;
     let w = workload(args.prompt, args.generate, args.batch)?;
     let engine: Engine = args.engine.into();
+    let ring = matches!(s.kind, llmforge::substrate::Kind::Ring(_));
     let result = match &args.chrome_trace {
+        // a ring's trace has a process per chip and a track per link (sim::ring_adapter)
+        Some(path) if ring => {
+            let (r, text) = sim::ring_adapter::chrome_trace(&m, &s, w);
+            trace::write_atomic(path, text.as_bytes()).into_diagnostic()?;
+            r
+        }
         Some(path) => {
             let mut chrome = trace::ChromeTrace::new();
             let r = sim::run_with_sink(&m, &s, w, engine, &mut chrome);
@@ -110,7 +117,12 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
     }
     match args.format {
         Format::Json => print!("{}", trace::json(&result).into_diagnostic()?),
-        Format::Table => print!("{}", trace::table(&result, args.top)),
+        Format::Table => {
+            print!("{}", trace::table(&result, args.top));
+            if let Some(h) = &result.summary.ring {
+                print!("{}", sim::ring_adapter::hardware_table(h));
+            }
+        }
     }
     Ok(())
 }

@@ -1,8 +1,11 @@
 //! `llmforge substrate ...`: list, validate and show hardware descriptions.
 
 use clap::{Subcommand, ValueEnum};
-use llmforge::model::ComputeClass;
-use llmforge::substrate::{self, Kind, Substrate};
+use llmforge::model::{self, ComputeClass};
+use llmforge::sim::ring::RingWorkload;
+use llmforge::sim::ring_adapter;
+use llmforge::substrate::cosearch::{PointStatus, objective_name};
+use llmforge::substrate::{self, DesignSpace, Kind, Substrate};
 use miette::IntoDiagnostic;
 
 #[derive(Subcommand)]
@@ -20,6 +23,28 @@ pub enum SubstrateCmd {
     /// Print a substrate's derived figures: peak FLOP/s per precision, ridge points, bandwidths.
     Show {
         substrate: String,
+        #[arg(long = "set", value_name = "PATH=EXPR")]
+        set: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Run a ring substrate's hardware co-search for one model: every grid point, the choice.
+    Cosearch {
+        /// A ring substrate (shipped name or file), e.g. ring-edge-cosearch.
+        substrate: String,
+        /// A preset name or a model file.
+        #[arg(long)]
+        model: String,
+        /// Prompt tokens.
+        #[arg(long, default_value_t = 256)]
+        prompt: u64,
+        /// Generated tokens.
+        #[arg(long = "gen", default_value_t = 256)]
+        generate: u64,
+        /// Concurrent users (the ring's batch).
+        #[arg(long, default_value_t = 1)]
+        users: u64,
+        /// Override a field or the grid: `--set cosearch.grid.max_chips="{4, 8}"`.
         #[arg(long = "set", value_name = "PATH=EXPR")]
         set: Vec<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -56,8 +81,48 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
             }
         }
         SubstrateCmd::Check { file, set } => {
-            let s = load(&file, &set)?;
-            println!("{file}: ok ({} substrate `{}`)", s.kind_name(), s.name);
+            let overrides = substrate::parse_overrides(&set).map_err(|e| miette::miette!("{e}"))?;
+            let space = DesignSpace::load(&file, &overrides)?;
+            let s = space.base();
+            match space.cosearch() {
+                None => println!("{file}: ok ({} substrate `{}`)", s.kind_name(), s.name),
+                Some(_) => {
+                    let n = space.check_points()?;
+                    println!(
+                        "{file}: ok ({} substrate `{}`, co-search grid of {n} points, every point valid)",
+                        s.kind_name(),
+                        s.name
+                    );
+                }
+            }
+        }
+        SubstrateCmd::Cosearch {
+            substrate: spec,
+            model: model_spec,
+            prompt,
+            generate,
+            users,
+            set,
+            format,
+        } => {
+            let overrides = substrate::parse_overrides(&set).map_err(|e| miette::miette!("{e}"))?;
+            let space = DesignSpace::load(&spec, &overrides)?;
+            let m = model::load(&model_spec)?;
+            let workload = RingWorkload::new(prompt, generate, users).into_diagnostic()?;
+            let r = ring_adapter::co_search(&m, &space, workload).into_diagnostic()?;
+            match format {
+                Format::Json => {
+                    let out = serde_json::json!({
+                        "model": m.name,
+                        "substrate": space.base().name,
+                        "fast_path": r.fast_path,
+                        "table": r.table,
+                        "chosen": r.report,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?);
+                }
+                Format::Table => print_cosearch(&m.name, &space, &r),
+            }
         }
         SubstrateCmd::Show {
             substrate: spec,
@@ -106,6 +171,7 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                         );
                     }
                     match &s.kind {
+                        Kind::Ring(r) => print_ring(r),
                         Kind::Gpu(g) => println!(
                             "SMs {}, L2 {:.1} MiB at {:.2} TB/s, tile {}x{}",
                             g.sms,
@@ -130,14 +196,181 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                             )
                         }
                     }
-                    let e = s.efficiency;
-                    println!(
-                        "efficiency             compute {}, memory {}, kernel overhead {}, token overhead {}",
-                        e.compute, e.memory, e.kernel_overhead, e.token_overhead
-                    );
+                    if !matches!(s.kind, Kind::Ring(_)) {
+                        let e = s.efficiency;
+                        println!(
+                            "efficiency             compute {}, memory {}, kernel overhead {}, token overhead {}",
+                            e.compute, e.memory, e.kernel_overhead, e.token_overhead
+                        );
+                    }
+                    let env = s.envelope;
+                    if env.max_area.is_some() || env.max_power.is_some() {
+                        println!(
+                            "envelope               area {}, power {}",
+                            env.max_area
+                                .map_or("-".into(), |a| format!("{} mm^2", a.as_mm2())),
+                            env.max_power.map_or("-".into(), |p| format!("{} W", p.get()))
+                        );
+                    }
+                    if let Some(c) = &s.cosearch {
+                        println!(
+                            "co-search              {} points, objective {}",
+                            c.len(),
+                            objective_name(c.objective)
+                        );
+                        for a in &c.axes {
+                            println!("  {:22} {{{}}}", a.path, a.labels.join(", "));
+                        }
+                    }
                 }
             }
         }
     }
     Ok(())
+}
+
+fn print_ring(r: &substrate::Ring) {
+    let c = r.spec.chip();
+    let d = r.design;
+    println!(
+        "ring                   up to {} chips; template chip {} DXT x {} VAC x {} MAC = {} cores, {} INT8 MACs",
+        d.max_chips,
+        c.n_dxt,
+        c.vacs_per_dxt,
+        d.macs_per_vac,
+        c.n_cores(),
+        r.macs_per_chip()
+    );
+    println!(
+        "memories per core      WMEM {:.0} KiB ({}-bit port), KV {:.0} KiB ({}-bit rows)",
+        d.wmem_per_core.get() / 1024.0,
+        c.wmem_port_bits,
+        c.kv_per_core.get() / 1024.0,
+        c.kv_row_bits
+    );
+    let l = r.spec.link();
+    println!(
+        "link                   {} B/cycle, {} cycles, {} pJ/bit",
+        g(l.bytes_per_cycle.get()),
+        g(l.latency.get()),
+        g(l.energy_per_bit.as_pj())
+    );
+    println!(
+        "DRAM (spill)           {} B/cycle = {:.2} GB/s, {} pJ/B",
+        r.spec.dram().bytes_per_cycle.get(),
+        r.dram_bandwidth().get() / 1e9,
+        c.energy.dram_per_byte.as_pj()
+    );
+    println!(
+        "energy                 MAC {} pJ, WMEM {} pJ/B, KV {} pJ/B, head SRAM {} pJ/B, accumulator {} pJ",
+        g(c.energy.mac.as_pj()),
+        g(c.energy.wmem_per_byte.as_pj()),
+        g(c.energy.kv_per_byte.as_pj()),
+        g(c.energy.head_sram_per_byte.as_pj()),
+        g(c.energy.accumulator_access.as_pj())
+    );
+    let template = llmforge::sim::ring::ChipConfig {
+        n_cores: c.n_cores(),
+        n_dxt: c.n_dxt,
+        macs_per_vac: d.macs_per_vac,
+        wmem_per_core: d.wmem_per_core,
+        kv_per_core: c.kv_per_core,
+    };
+    println!(
+        "template chip          {:.3} mm^2, leakage {:.4} pJ/cycle",
+        template.area(c).as_mm2(),
+        template.leakage_per_cycle(c).as_pj()
+    );
+    let p = r.spec.packing();
+    println!(
+        "packing                weight headroom {}, KV headroom {}, min KV {:.0} KiB/core, {} core doublings, max cores/chip {}",
+        p.weight_headroom,
+        p.kv_headroom,
+        p.min_kv_per_core.get() / 1024.0,
+        p.core_doublings,
+        p.max_cores_per_chip.map_or("none".into(), |m| m.to_string())
+    );
+    let o = r.options;
+    println!(
+        "options                decode context {:?}, LM head {:?}, spill to DRAM {}, tensor parallel {}",
+        o.decode_context, o.lm_head, o.spill_to_dram, o.tensor_parallel
+    );
+}
+
+fn print_cosearch(model: &str, space: &DesignSpace, r: &ring_adapter::RingCoSearch) {
+    let t = &r.table;
+    println!(
+        "{model} on {}: {} points, objective {}{}",
+        space.base().name,
+        t.points.len(),
+        objective_name(t.objective),
+        if r.fast_path { " (ring fast path)" } else { "" }
+    );
+    let axes: Vec<String> = space
+        .cosearch()
+        .map(|c| c.axes.iter().map(|a| a.path.clone()).collect())
+        .unwrap_or_default();
+    print!("{:>5}", "point");
+    for a in &axes {
+        print!(" {a:>20}");
+    }
+    println!(
+        " {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}",
+        "objective", "violation", "ttft_ms", "tpot_ms", "uJ/token", "area_mm2", "power_W"
+    );
+    for row in &t.points {
+        let mark = if row.index == t.chosen { "*" } else { " " };
+        print!("{mark}{:>4}", row.index);
+        for (_, v) in &row.settings {
+            print!(" {v:>20}");
+        }
+        match &row.status {
+            PointStatus::Failed { reason } => println!(" {reason}"),
+            PointStatus::Evaluated {
+                objective,
+                violation,
+                metrics: m,
+            } => println!(
+                " {:>10.4e} {:>10.3} {:>10.4} {:>10.5} {:>9.3} {:>9.2} {:>9.4}",
+                objective,
+                violation,
+                m.ttft_s * 1e3,
+                m.tpot_s * 1e3,
+                m.energy_per_token_j * 1e6,
+                m.area_m2.unwrap_or(f64::NAN) * 1e6,
+                m.power_w
+            ),
+        }
+    }
+    let b = &r.report;
+    println!(
+        "chosen: point {} ({}), {} chips x {} cores, {} MACs/VAC, WMEM {:.0} KiB/core, KV {:.0} KiB/core, area {:.2} mm^2, power {:.4} W",
+        t.chosen,
+        if t.feasible {
+            "feasible"
+        } else {
+            "INFEASIBLE: least-violating"
+        },
+        b.n_chips(),
+        b.packing.chip.n_cores,
+        b.design.macs_per_vac,
+        b.design.wmem_per_core.get() / 1024.0,
+        b.packing.chip.kv_per_core.get() / 1024.0,
+        b.total_area.as_mm2(),
+        b.power.get()
+    );
+    println!(
+        "        TTFT {:.4} ms, TPOT {:.5} ms, {:.3} uJ/token (paper), {:.3} uJ/generated token",
+        b.ttft.as_ms(),
+        b.tpot.as_ms(),
+        b.energy_per_token_paper.as_uj(),
+        b.energy_per_generated_token.as_uj()
+    );
+}
+
+/// A number to 12 significant digits, shortest form (0.243, not 0.24299999999999997).
+fn g(x: f64) -> String {
+    format!("{x:.11e}")
+        .parse::<f64>()
+        .map_or_else(|_| x.to_string(), |v| v.to_string())
 }

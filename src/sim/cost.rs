@@ -180,12 +180,14 @@ impl<'s> Mapper<'s> {
                 let (i, f, o) = s.buffers.split_bytes();
                 i + f + o
             }
+            // ring: priced by sim::ring_adapter; a Mapper built directly sees on-chip memory
+            Kind::Ring(r) => r.onchip_capacity().get(),
         };
         let weight_word = precision.weights.bytes().max(precision.activations.bytes());
         let attention_word = precision.kv_cache.bytes().max(precision.activations.bytes());
         let arrays = match &substrate.kind {
             Kind::Systolic(s) => Some((array(s, weight_word), array(s, attention_word))),
-            Kind::Gpu(_) => None,
+            Kind::Gpu(_) | Kind::Ring(_) => None,
         };
         Mapper {
             substrate,
@@ -228,6 +230,7 @@ impl<'s> Mapper<'s> {
             Model::Sim => match &self.substrate.kind {
                 Kind::Gpu(g) => super::gpu::cost(g, self.eff(), self.onchip, ops),
                 Kind::Systolic(s) => super::systolic_map::cost(self, s, ops, heads_per_group),
+                Kind::Ring(_) => self.roofline(ops),
             },
         }
     }
@@ -238,7 +241,7 @@ impl<'s> Mapper<'s> {
     pub fn roofline_parts(&self, ops: &[&Op]) -> [f64; 4] {
         let c = self.roofline(ops);
         let (a, b) = match &self.substrate.kind {
-            Kind::Gpu(_) => (c.memory.get(), 0.0),
+            Kind::Gpu(_) | Kind::Ring(_) => (c.memory.get(), 0.0),
             Kind::Systolic(_) => (c.stream_read.get(), c.stream_write.get()),
         };
         [c.compute.get(), a, b, c.overhead.get()]
@@ -304,6 +307,7 @@ impl<'s> Mapper<'s> {
                     },
                 )
             }
+            Kind::Ring(r) => super::ring_adapter::roofline(r, matrix_flops, vector_flops, &t, eff),
         };
         let overhead = eff.kernel_overhead;
         let (compute, memory) = (Seconds::new(compute), Seconds::new(memory));
@@ -328,6 +332,7 @@ pub fn static_power(s: &Substrate) -> crate::units::Watts {
     match &s.kind {
         Kind::Gpu(g) => g.energy.static_power,
         Kind::Systolic(s) => s.energy.leakage,
+        Kind::Ring(r) => super::ring_adapter::leakage_power(r),
     }
 }
 

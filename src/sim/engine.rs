@@ -734,6 +734,10 @@ pub(crate) struct Want<'s> {
 }
 
 pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, want: Want<'_>) -> RunResult {
+    // A ring has its own cost model (sim::ring, driven by sim::ring_adapter).
+    if let crate::substrate::Kind::Ring(_) = sub.kind {
+        return super::ring_adapter::engine_run(model, sub, w, want.records, want.sink);
+    }
     let mapper = Mapper::new(sub, &model.precision);
     let cm = match engine {
         Engine::Roofline => cost::Model::Roofline,
@@ -1016,6 +1020,7 @@ fn summarize(
         fits_memory: weight_bytes + kv_bytes <= cap,
         prefill,
         decode,
+        ring: None,
     }
 }
 
@@ -1025,6 +1030,9 @@ fn summarize(
 /// Lowers the whole graph at every context, prices every kernel of it and schedules every
 /// kernel of every pass: no templates, no skipping, no closed forms. Summary only.
 pub fn reference(model: &Model, sub: &Substrate, w: Workload, engine: Engine) -> RunSummary {
+    if let crate::substrate::Kind::Ring(_) = sub.kind {
+        return super::ring_adapter::engine_run(model, sub, w, false, None).summary;
+    }
     let mapper = Mapper::new(sub, &model.precision);
     let cm = match engine {
         Engine::Roofline => cost::Model::Roofline,

@@ -18,6 +18,7 @@ pub mod gpu;
 pub mod program;
 pub mod result;
 pub mod ring;
+pub mod ring_adapter;
 pub mod systolic;
 pub mod systolic_map;
 

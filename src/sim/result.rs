@@ -198,6 +198,9 @@ pub struct RunSummary {
     pub fits_memory: bool,
     pub prefill: PhaseSummary,
     pub decode: PhaseSummary,
+    /// Ring substrates only: the chosen hardware (see `sim::ring_adapter`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring: Option<super::ring_adapter::RingHardware>,
 }
 
 /// A run: the summary and the per-op records (prefill ops, then decode ops).

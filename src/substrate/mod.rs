@@ -6,15 +6,26 @@
 //! types of [`crate::units`], every problem of the file reported at once with its line and
 //! column.
 //!
+//! Three kinds: a GPU, a systolic array, and the multi-chip ring accelerator ([`Ring`], the
+//! cost model of [`crate::sim::ring`] described in YAML). Any file may also declare a hardware
+//! co-search (`cosearch:`, see [`cosearch`]): a grid of values for some of its fields, each
+//! grid point being the file with `--set`-style overrides.
+//!
 //! Architecture invariant: nothing here knows about models or graphs.
 
+pub mod cosearch;
 mod raw;
+mod ring;
 
+pub use cosearch::{CoSearch, DesignSpace, GridAxis};
 pub use raw::{Override, SHIPPED, load, load_str, names, parse_overrides};
 
 use crate::model::ComputeClass;
+use crate::sim::ring::{RingDesign, RingOptions, RingSpec};
 use crate::sim::systolic::{Buffers, Dataflow, Mode};
-use crate::units::{Bytes, BytesPerCycle, BytesPerSec, FlopsPerSec, Hertz, Joules, Seconds, Watts};
+use crate::units::{
+    Bytes, BytesPerCycle, BytesPerSec, FlopsPerSec, Hertz, Joules, Seconds, SquareMeters, Watts,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -26,15 +37,87 @@ pub struct Substrate {
     pub description: String,
     pub kind: Kind,
     /// Achieved fractions and fixed overheads (calibrated from measurements, or defaults
-    /// stated in the file).
+    /// stated in the file). A ring file has no `efficiency` section: its cost model counts
+    /// cycles exactly, so its efficiency is [`Efficiency::EXACT`].
     pub efficiency: Efficiency,
+    /// Design limits (`envelope:`): what a co-search point must stay within. Required for a
+    /// ring; optional for the other kinds, which have no area model (only `power` applies).
+    pub envelope: DesignEnvelope,
+    /// The hardware co-search declared in the file (`cosearch:`), if any.
+    pub cosearch: Option<CoSearch>,
+}
+
+/// Area and power limits of a design; `None` = no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct DesignEnvelope {
+    /// Total silicon (a ring: all chips).
+    pub max_area: Option<SquareMeters>,
+    /// Average power of the busier phase (prefill or decode).
+    pub max_power: Option<Watts>,
+}
+
+impl DesignEnvelope {
+    /// max(0, area/limit - 1) + max(0, power/limit - 1): 0 when within the envelope (the
+    /// ring module's rule). An area of `None` (no area model) is not checked.
+    pub fn violation(&self, area: Option<SquareMeters>, power: Watts) -> f64 {
+        let over = |v: f64, limit: f64| (v / limit - 1.0).max(0.0);
+        let a = match (area, self.max_area) {
+            (Some(a), Some(m)) => over(a.get(), m.get()),
+            _ => 0.0,
+        };
+        let p = self.max_power.map_or(0.0, |m| over(power.get(), m.get()));
+        a + p
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
+// A substrate is loaded once and passed by reference; boxing the ring would only add a
+// dereference to every match.
+#[allow(clippy::large_enum_variant)]
 pub enum Kind {
     Gpu(Gpu),
     Systolic(Systolic),
+    Ring(Ring),
+}
+
+/// The multi-chip ring accelerator: the chip template, link, DRAM, envelope and packing rules
+/// of [`RingSpec`], the design of the file (MACs per VAC and WMEM per core of the template
+/// chip, the chip limit), and the modelling options. The packing of a model decides the core
+/// count and KV cache of the concrete chips; see [`crate::sim::ring`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Ring {
+    pub spec: RingSpec,
+    pub design: RingDesign,
+    pub options: RingOptions,
+}
+
+impl Ring {
+    /// INT8 MACs of the template chip (n_dxt x vacs_per_dxt x macs_per_vac).
+    pub fn macs_per_chip(&self) -> u64 {
+        self.spec.chip().n_cores() * self.design.macs_per_vac
+    }
+    /// Peak INT8 operations per second of `max_chips` template chips.
+    pub fn peak(&self) -> FlopsPerSec {
+        let c = self.spec.chip();
+        FlopsPerSec::new(2.0 * (self.macs_per_chip() * self.design.max_chips) as f64 * c.clock.get())
+    }
+    /// Aggregate weight-memory read bandwidth of `max_chips` template chips: one WMEM port per
+    /// core per cycle. The ring is weight-stationary: this, not DRAM, feeds its GEMMs.
+    pub fn wmem_bandwidth(&self) -> BytesPerSec {
+        let c = self.spec.chip();
+        let bytes = (c.wmem_port_bits / 8 * c.n_cores() * self.design.max_chips) as f64;
+        BytesPerSec::new(bytes * c.clock.get())
+    }
+    /// On-chip weight and KV memory of `max_chips` template chips.
+    pub fn onchip_capacity(&self) -> Bytes {
+        let c = self.spec.chip();
+        (self.design.wmem_per_core + c.kv_per_core) * (c.n_cores() * self.design.max_chips) as f64
+    }
+    /// DRAM read bandwidth (used only by layers spilled to DRAM).
+    pub fn dram_bandwidth(&self) -> BytesPerSec {
+        self.spec.dram().bytes_per_cycle * self.spec.chip().clock
+    }
 }
 
 /// Achieved fraction of peak and fixed overheads.
@@ -131,6 +214,16 @@ fn ser_buffers<S: serde::Serializer>(b: &Buffers, s: S) -> Result<S::Ok, S::Erro
     st.end()
 }
 
+impl Efficiency {
+    /// Full peak, no overheads: for cost models that count cycles exactly (the ring).
+    pub const EXACT: Efficiency = Efficiency {
+        compute: 1.0,
+        memory: 1.0,
+        kernel_overhead: Seconds::ZERO,
+        token_overhead: Seconds::ZERO,
+    };
+}
+
 impl Gpu {
     /// Matrix peak for a class; a class the chip lacks runs at the next wider one it has
     /// (int4 falls back to int8, then fp16; fp8 to fp16; fp32 to the vector peak).
@@ -150,37 +243,48 @@ impl Gpu {
 }
 
 impl Substrate {
-    /// Peak FLOP/s of the matrix units for an arithmetic class.
+    /// Peak FLOP/s of the matrix units for an arithmetic class. A ring is an INT8 machine
+    /// (every class runs as INT8): its peak is that of `max_chips` template chips.
     pub fn matrix_peak(&self, class: ComputeClass) -> FlopsPerSec {
         match &self.kind {
             Kind::Gpu(g) => g.matrix_peak_for(class),
             Kind::Systolic(s) => FlopsPerSec::new(2.0 * (s.rows * s.cols) as f64 * s.clock.get()),
+            Kind::Ring(r) => r.peak(),
         }
     }
-    /// Peak FLOP/s of the vector units.
+    /// Peak FLOP/s of the vector units. A ring's vector work (norms, softmax) runs on the
+    /// same vector-MAC units (the model gives it no cycles): the MAC peak.
     pub fn vector_peak(&self) -> FlopsPerSec {
         match &self.kind {
             Kind::Gpu(g) => g.vector_peak,
             Kind::Systolic(s) => FlopsPerSec::new(s.vector_ops_per_cycle * s.clock.get()),
+            Kind::Ring(r) => r.peak(),
         }
     }
-    /// DRAM read bandwidth.
+    /// Bandwidth of the memory that feeds the matrix units: DRAM read bandwidth for a GPU
+    /// or systolic array; for a weight-stationary ring, the aggregate WMEM read bandwidth of
+    /// `max_chips` template chips ([`Ring::wmem_bandwidth`]; DRAM only serves spilled layers).
     pub fn memory_bandwidth(&self) -> BytesPerSec {
         match &self.kind {
             Kind::Gpu(g) => g.memory_bandwidth,
             Kind::Systolic(s) => s.dram_read * s.clock,
+            Kind::Ring(r) => r.wmem_bandwidth(),
         }
     }
+    /// Capacity of that memory: DRAM, or for a ring the WMEM and KV cache of `max_chips`
+    /// template chips.
     pub fn memory_capacity(&self) -> Bytes {
         match &self.kind {
             Kind::Gpu(g) => g.memory_capacity,
             Kind::Systolic(s) => s.dram_capacity,
+            Kind::Ring(r) => r.onchip_capacity(),
         }
     }
     pub fn clock(&self) -> Hertz {
         match &self.kind {
             Kind::Gpu(g) => g.clock,
             Kind::Systolic(s) => s.clock,
+            Kind::Ring(r) => r.spec.chip().clock,
         }
     }
     /// Arithmetic intensity (FLOP/B) where the roofline turns from memory- to compute-bound.
@@ -191,6 +295,7 @@ impl Substrate {
         match self.kind {
             Kind::Gpu(_) => "gpu",
             Kind::Systolic(_) => "systolic",
+            Kind::Ring(_) => "ring",
         }
     }
 }

@@ -6,11 +6,15 @@
 //! evaluation; an unknown path is an error that lists the valid ones. Every problem in the
 //! file is collected and reported together, each with its line and column.
 
-use super::{Efficiency, Gpu, GpuEnergy, Kind, Substrate, Systolic, SystolicEnergy};
+use super::cosearch::{RawCoSearch, cosearch};
+use super::ring::{RawRing, ring};
+use super::{DesignEnvelope, Efficiency, Gpu, GpuEnergy, Kind, Substrate, Systolic, SystolicEnergy};
 use crate::dsl::{Dim, FromQuantity, Quantity};
 use crate::model::ComputeClass;
 use crate::sim::systolic::{Buffers, Dataflow, Mode};
-use crate::units::{Bytes, BytesPerCycle, BytesPerSec, FlopsPerSec, Hertz, Joules, Seconds, Watts};
+use crate::units::{
+    Bytes, BytesPerCycle, BytesPerSec, FlopsPerSec, Hertz, Joules, Seconds, SquareMeters, Watts,
+};
 use crate::yaml::{DescError, DescErrors, Diagnostics, Expression, Loc, Located, SourceFile};
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -39,6 +43,8 @@ shipped!(
     "scalesim-8x8",
     "scalesim-32x32",
     "scalesim-128x128",
+    "ring-edge",
+    "ring-edge-cosearch",
 );
 
 /// The names of the shipped substrates.
@@ -95,6 +101,8 @@ struct RawGpu {
     tile: RawTile,
     efficiency: RawEfficiency,
     energy: RawGpuEnergy,
+    envelope: Option<RawEnvelope>,
+    cosearch: Option<RawCoSearch>,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +151,16 @@ struct RawSystolic {
     vector: RawVector,
     efficiency: RawEfficiency,
     energy: RawSystolicEnergy,
+    envelope: Option<RawEnvelope>,
+    cosearch: Option<RawCoSearch>,
+}
+
+/// `envelope: {area: "800 mm^2", power: "100 W"}`: the limits a co-search point must meet.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnvelope {
+    pub area: Option<Expression>,
+    pub power: Option<Expression>,
 }
 
 #[derive(Deserialize)]
@@ -192,13 +210,16 @@ struct RawSystolicEnergy {
 
 /// Evaluation state: the file, the overrides (and which were used), the values evaluated so
 /// far (for references), and the errors.
-struct Ctx<'a> {
-    file: &'a SourceFile,
-    overrides: &'a [Override],
+pub(super) struct Ctx<'a> {
+    pub file: &'a SourceFile,
+    pub overrides: &'a [Override],
     used: RefCell<Vec<bool>>,
     values: RefCell<BTreeMap<String, Quantity>>,
     diags: RefCell<Diagnostics>,
     paths: RefCell<Vec<String>>,
+    words: RefCell<Vec<String>>,
+    /// Loading one co-search point: the `cosearch` section is skipped.
+    pub point: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -210,15 +231,51 @@ impl<'a> Ctx<'a> {
             values: RefCell::new(BTreeMap::new()),
             diags: RefCell::new(file.diagnostics()),
             paths: RefCell::new(Vec::new()),
+            words: RefCell::new(Vec::new()),
+            point: false,
         }
     }
 
-    fn push(&self, e: DescError) {
+    pub fn push(&self, e: DescError) {
         self.diags.borrow_mut().push(e);
     }
 
+    /// Whether an override names `path` (without marking it used).
+    pub fn has_override(&self, path: &str) -> bool {
+        self.overrides.iter().any(|o| o.path == path)
+    }
+
+    /// The overrides whose path starts with `prefix`, marked used, in command-line order.
+    pub fn overrides_under(&self, prefix: &str) -> Vec<&'a Override> {
+        let mut used = self.used.borrow_mut();
+        self.overrides
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.path.starts_with(prefix))
+            .map(|(i, o)| {
+                used[i] = true;
+                o
+            })
+            .collect()
+    }
+
+    /// The value evaluated at `path`, if it was evaluated without error.
+    pub fn value_at(&self, path: &str) -> Option<Quantity> {
+        self.values.borrow().get(path).copied()
+    }
+
+    /// Whether `path` is a word field (`ws`, `midpoint`).
+    pub fn is_word(&self, path: &str) -> bool {
+        self.words.borrow().iter().any(|p| p == path)
+    }
+
+    /// Every field path visited so far.
+    pub fn visited(&self) -> Vec<String> {
+        self.paths.borrow().clone()
+    }
+
     /// The override for `path`, if any (marking it used).
-    fn override_for(&self, path: &str) -> Option<&'a Override> {
+    pub fn override_for(&self, path: &str) -> Option<&'a Override> {
         self.paths.borrow_mut().push(path.to_string());
         let i = self.overrides.iter().position(|o| o.path == path)?;
         self.used.borrow_mut()[i] = true;
@@ -259,7 +316,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// A typed value at `path`, checked with `valid` (a message when invalid).
-    fn get<T: FromQuantity + Copy>(
+    pub fn get<T: FromQuantity + Copy>(
         &self,
         path: &str,
         expr: &Expression,
@@ -293,7 +350,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// A value in a dimension without a newtype (energy per byte: `pJ/B`).
-    fn get_dim(&self, path: &str, expr: &Expression, dim: Dim, example: &str) -> Option<f64> {
+    pub fn get_dim(&self, path: &str, expr: &Expression, dim: Dim, example: &str) -> Option<f64> {
         let q = self.quantity(path, expr)?;
         match q.in_dim(dim) {
             Ok(v) if v.is_finite() && v >= 0.0 => Some(v),
@@ -319,12 +376,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// A word field (`ws`, `overlapped`) with its override.
-    fn word<T>(
+    pub fn word<T>(
         &self,
         path: &str,
         field: &Located<String>,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Option<T> {
+        self.words.borrow_mut().push(path.to_string());
         let text = match self.override_for(path) {
             Some(o) => o.expr.clone(),
             None => field.value.clone(),
@@ -341,7 +399,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn finish<T>(self, value: Option<T>) -> Result<T, DescErrors> {
+    pub fn finish<T>(self, value: Option<T>) -> Result<T, DescErrors> {
         let unused: Vec<&Override> = self
             .overrides
             .iter()
@@ -378,7 +436,54 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn positive<T: Into<f64> + Copy>(v: T) -> Option<&'static str> {
+impl Ctx<'_> {
+    /// A value that the file may leave out: `Some(None)` when neither the file nor an
+    /// override gives it, `None` when it is given but invalid.
+    pub fn optional<T: FromQuantity + Copy>(
+        &self,
+        path: &str,
+        expr: Option<&Expression>,
+        valid: impl Fn(T) -> Option<&'static str>,
+    ) -> Option<Option<T>> {
+        match expr {
+            Some(e) => self.get(path, e, valid).map(Some),
+            None if self.has_override(path) => self.get(path, &Expression::new(""), valid).map(Some),
+            None => {
+                // listed among the fields an unknown override could have meant
+                self.paths.borrow_mut().push(path.to_string());
+                Some(None)
+            }
+        }
+    }
+}
+
+/// The `envelope` section. `area_model` says whether the kind has an area figure to limit.
+pub(super) fn envelope(
+    ctx: &Ctx,
+    raw: Option<&RawEnvelope>,
+    area_model: bool,
+    at: Loc,
+) -> Option<DesignEnvelope> {
+    let area = ctx.optional::<SquareMeters>("envelope.area", raw.and_then(|e| e.area.as_ref()), positive);
+    let power = ctx.optional::<Watts>("envelope.power", raw.and_then(|e| e.power.as_ref()), positive);
+    let (area, power) = (area?, power?);
+    if area.is_some() && !area_model {
+        let loc = raw.and_then(|e| e.area.as_ref()).map_or(at, |e| e.loc());
+        ctx.push(ctx.file.error(
+            loc,
+            "`envelope.area`: this kind of substrate has no area model",
+            "here",
+            Some("only ring substrates can be limited by area; limit `envelope.power` instead".into()),
+        ));
+        return None;
+    }
+    Some(DesignEnvelope {
+        max_area: area,
+        max_power: power,
+    })
+}
+
+pub(super) fn positive<T: Into<f64> + Copy>(v: T) -> Option<&'static str> {
     let x: f64 = v.into();
     if x.is_finite() && x > 0.0 {
         None
@@ -387,7 +492,7 @@ fn positive<T: Into<f64> + Copy>(v: T) -> Option<&'static str> {
     }
 }
 
-fn fraction(v: f64) -> Option<&'static str> {
+pub(super) fn fraction(v: f64) -> Option<&'static str> {
     if v > 0.0 && v <= 1.0 {
         None
     } else {
@@ -395,7 +500,7 @@ fn fraction(v: f64) -> Option<&'static str> {
     }
 }
 
-fn non_negative<T: Into<f64> + Copy>(v: T) -> Option<&'static str> {
+pub(super) fn non_negative<T: Into<f64> + Copy>(v: T) -> Option<&'static str> {
     let x: f64 = v.into();
     if x.is_finite() && x >= 0.0 {
         None
@@ -404,7 +509,7 @@ fn non_negative<T: Into<f64> + Copy>(v: T) -> Option<&'static str> {
     }
 }
 
-fn positive_int(v: u64) -> Option<&'static str> {
+pub(super) fn positive_int(v: u64) -> Option<&'static str> {
     if v > 0 { None } else { Some("must be at least 1") }
 }
 
@@ -486,6 +591,8 @@ fn gpu(ctx: &Ctx, raw: &RawGpu) -> Option<Substrate> {
     let dram_byte = ctx.get_dim("energy.dram_byte", &e.dram_byte, Dim::JOULES_PER_BYTE, "20 pJ/B");
     let l2_byte = ctx.get_dim("energy.l2_byte", &e.l2_byte, Dim::JOULES_PER_BYTE, "5 pJ/B");
     let static_power = ctx.get::<Watts>("energy.static_power", &e.static_power, non_negative);
+    let env = envelope(ctx, raw.envelope.as_ref(), false, raw.name.loc);
+    let cosearch = cosearch(ctx, raw.cosearch.as_ref(), raw.name.loc, false);
     if !peaks_ok {
         return None;
     }
@@ -511,6 +618,8 @@ fn gpu(ctx: &Ctx, raw: &RawGpu) -> Option<Substrate> {
             },
         }),
         efficiency: eff?,
+        envelope: env?,
+        cosearch: cosearch?,
     })
 }
 
@@ -568,6 +677,8 @@ fn systolic(ctx: &Ctx, raw: &RawSystolic) -> Option<Substrate> {
     let dram_byte = ctx.get_dim("energy.dram_byte", &e.dram_byte, Dim::JOULES_PER_BYTE, "64 pJ/B");
     let vector_op = ctx.get::<Joules>("energy.vector_op", &e.vector_op, non_negative);
     let leakage = ctx.get::<Watts>("energy.leakage", &e.leakage, non_negative);
+    let env = envelope(ctx, raw.envelope.as_ref(), false, raw.name.loc);
+    let cosearch = cosearch(ctx, raw.cosearch.as_ref(), raw.name.loc, false);
     Some(Substrate {
         name: raw.name.value.clone(),
         description: raw.description.trim().to_string(),
@@ -592,19 +703,31 @@ fn systolic(ctx: &Ctx, raw: &RawSystolic) -> Option<Substrate> {
             },
         }),
         efficiency: eff?,
+        envelope: env?,
+        cosearch: cosearch?,
     })
 }
 
 /// Loads a substrate from text, applying overrides, reporting every problem.
 pub fn load_str(src: &str, file: &str, overrides: &[Override]) -> Result<Substrate, DescErrors> {
-    let file = SourceFile::new(file, src);
+    load_file(&SourceFile::new(file, src), overrides, false)
+}
+
+/// Loads `file`; with `point`, as one co-search point (the `cosearch` section and any
+/// `cosearch.*` override are left out).
+pub(super) fn load_file(
+    file: &SourceFile,
+    overrides: &[Override],
+    point: bool,
+) -> Result<Substrate, DescErrors> {
     // First read only the kind, then the whole file in that kind's shape.
     #[derive(Deserialize)]
     struct KindOnly {
         kind: Located<String>,
     }
     let head: KindOnly = file.parse()?;
-    let ctx = Ctx::new(&file, overrides);
+    let mut ctx = Ctx::new(file, overrides);
+    ctx.point = point;
     let substrate = match head.kind.value.as_str() {
         "gpu" => {
             let raw: RawGpu = file.parse()?;
@@ -614,13 +737,17 @@ pub fn load_str(src: &str, file: &str, overrides: &[Override]) -> Result<Substra
             let raw: RawSystolic = file.parse()?;
             systolic(&ctx, &raw)
         }
+        "ring" => {
+            let raw: RawRing = file.parse()?;
+            ring(&ctx, &raw)
+        }
         other => {
             return Err(file
                 .error(
                     head.kind.loc,
                     format!("unknown substrate kind `{other}`"),
                     "here",
-                    Some("expected gpu or systolic".into()),
+                    Some("expected gpu, systolic or ring".into()),
                 )
                 .into());
         }
@@ -630,13 +757,17 @@ pub fn load_str(src: &str, file: &str, overrides: &[Override]) -> Result<Substra
 
 /// Loads a shipped substrate by name, or a substrate file by path, with overrides.
 pub fn load(spec: &str, overrides: &[Override]) -> Result<Substrate, DescErrors> {
+    load_file(&source(spec)?, overrides, false)
+}
+
+/// The text of a shipped substrate (by name) or of a substrate file (by path).
+pub(super) fn source(spec: &str) -> Result<SourceFile, DescErrors> {
     let path = Path::new(spec);
     if path.is_file() {
-        let file = SourceFile::read(path)?;
-        return load_str(file.text(), file.name(), overrides);
+        return Ok(SourceFile::read(path)?);
     }
     match SHIPPED.iter().find(|(n, _)| n.eq_ignore_ascii_case(spec)) {
-        Some((n, src)) => load_str(src, &format!("substrates/{n}.yaml"), overrides),
+        Some((n, src)) => Ok(SourceFile::new(format!("substrates/{n}.yaml"), *src)),
         None => {
             let file = SourceFile::new(spec, "");
             Err(file

@@ -1,6 +1,8 @@
 //! Integration tests of the multi-chip ring model (`llmforge::sim::ring`): the paper's models
 //! from the release's YAML (tests/fixtures/ring), the co-search, the extensions, and errors.
 
+mod engine;
+
 use llmforge::model::{Ffn, FfnKind, Model, Moe, layerlist};
 use llmforge::sim::ring::*;
 use llmforge::units::{Bytes, SquareMeters};

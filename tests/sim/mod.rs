@@ -364,6 +364,7 @@ mod properties {
                 a.dram_read = a.dram_read * f;
                 a.dram_write = a.dram_write * f;
             }
+            Kind::Ring(_) => unreachable!("only GPU and systolic substrates are sampled"),
         }
         s
     }
@@ -384,6 +385,7 @@ mod properties {
                 a.dram_read = a.dram_read * (1.0 / f);
                 a.dram_write = a.dram_write * (1.0 / f);
             }
+            Kind::Ring(_) => unreachable!("only GPU and systolic substrates are sampled"),
         }
         s
     }

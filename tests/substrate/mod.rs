@@ -1,6 +1,9 @@
 //! Substrate files: every shipped one validates; overrides apply; malformed files give every
 //! problem with its line and column.
 
+mod cosearch;
+mod ring;
+
 use llmforge::model::ComputeClass;
 use llmforge::substrate::{self, Kind, Override};
 
@@ -14,7 +17,7 @@ fn set(path: &str, expr: &str) -> Override {
 #[test]
 fn every_shipped_substrate_loads() {
     let names: Vec<_> = substrate::names().collect();
-    assert_eq!(names.len(), 12);
+    assert_eq!(names.len(), 14);
     for name in names {
         let s = substrate::load(name, &[]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(s.name, name);

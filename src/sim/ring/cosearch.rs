@@ -170,6 +170,7 @@ pub enum PointOutcome {
         ttft_s: f64,
         tpot_s: f64,
         energy_per_token_j: f64,
+        energy_per_generated_token_j: f64,
     },
 }
 
@@ -187,6 +188,8 @@ pub struct CoSearchResult {
     pub best: RingReport,
     /// Whether `best` meets the envelope.
     pub feasible: bool,
+    /// Index of `best` in `points` (grid order).
+    pub best_index: usize,
     pub points: Vec<GridPoint>,
 }
 
@@ -227,6 +230,7 @@ pub fn co_search(
                     ttft_s: s.ttft_s(),
                     tpot_s: s.tpot_s(),
                     energy_per_token_j: s.energy_paper_j(),
+                    energy_per_generated_token_j: s.energy_generated_j(),
                 }
             }
         };
@@ -254,6 +258,7 @@ pub fn co_search(
         objective,
         best: report(spec, model, &design, packing),
         feasible,
+        best_index: index,
         points,
     })
 }

@@ -97,6 +97,10 @@ impl EnergyBreakdown {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct PhaseCost {
     pub cycles: Cycles,
+    /// INT8 multiply-accumulates, padding included (what the MAC energy counts).
+    pub macs: f64,
+    /// Bytes read from DRAM (streamed weights, the embedding row).
+    pub dram_bytes: Bytes,
     pub energy: EnergyBreakdown,
 }
 
@@ -115,6 +119,9 @@ pub struct LayerReport {
     pub decode_step: PhaseCost,
     /// The whole prefill of this layer (all prompt tokens, all users).
     pub prefill: PhaseCost,
+    /// Its share of one prompt token's pass through the pipeline (0 for a streamed layer,
+    /// which runs batched after the pipeline drains: its cycles are all in `prefill`).
+    pub prefill_cycles_per_token: Cycles,
 }
 
 /// One pipeline stage: one chip, or one tensor-parallel group.
@@ -797,12 +804,17 @@ pub(crate) fn report(
             ),
             decode_step: PhaseCost {
                 cycles: Cycles::new(le.dec_cycles),
+                macs: le.dec.macs,
+                dram_bytes: Bytes::new(le.dec.dram_bytes),
                 energy: le.dec.breakdown(&c, 0.0),
             },
             prefill: PhaseCost {
                 cycles: Cycles::new(le.pre_cycles * prompt + le.barrier_cycles),
+                macs: pre_layer.macs,
+                dram_bytes: Bytes::new(pre_layer.dram_bytes),
                 energy: pre_layer.breakdown(&c, 0.0),
             },
+            prefill_cycles_per_token: Cycles::new(le.pre_cycles),
         });
     }
     let hops = packing.stages.len().saturating_sub(1) as f64;

@@ -1,0 +1,1123 @@
+//! The ring cost model ([`crate::sim::ring`]) driven from a loaded `kind: ring` substrate:
+//! one design, or the file's co-search grid.
+//!
+//! * [`evaluate`]: the file's own design (MACs/VAC, WMEM/core, max chips) for a model.
+//! * [`co_search`]: every point of the file's grid, the choice, and the chosen design's full
+//!   report. When the grid varies only the ring's design genes (`chip.macs_per_vac`,
+//!   `max_chips`, `chip.wmem_per_core`), the ring module's own co-search prices it (one
+//!   prepared model, one workspace, no re-loading); otherwise every point is loaded as the
+//!   base file with overrides and evaluated alone ([`co_search_generic`]). Both give the
+//!   same table.
+//! * [`RingSpace`]: the fast path prepared once for many models (an architecture search's
+//!   inner loop).
+
+use super::ring::{
+    self, GridDim, GridValue, Objective, PointOutcome, RingDesign, RingError, RingGrid, RingModel,
+    RingOptions, RingReport, RingSpec, RingWorkload,
+};
+use crate::model::Model;
+use crate::substrate::cosearch::{self, CoSearchError, GridTable, PointMetrics, PointRow, PointStatus};
+use crate::substrate::{DesignSpace, Kind, Ring, Substrate};
+use crate::units::Bytes;
+use crate::yaml::DescErrors;
+use serde::Serialize;
+
+/// Errors of driving the ring model from a substrate.
+#[derive(Debug, thiserror::Error)]
+pub enum RingAdapterError {
+    /// Occurs when the substrate is not a ring.
+    #[error("substrate `{name}` is a {kind} substrate, not a ring")]
+    NotARing { name: String, kind: &'static str },
+    #[error(transparent)]
+    Ring(#[from] RingError),
+    #[error(transparent)]
+    CoSearch(#[from] CoSearchError),
+    /// Occurs when the chosen grid point does not load.
+    #[error(transparent)]
+    Load(#[from] DescErrors),
+}
+
+/// The ring of a substrate.
+pub fn ring_of(sub: &Substrate) -> Result<&Ring, RingAdapterError> {
+    match &sub.kind {
+        Kind::Ring(r) => Ok(r),
+        _ => Err(RingAdapterError::NotARing {
+            name: sub.name.clone(),
+            kind: sub.kind_name(),
+        }),
+    }
+}
+
+/// The file's own design for `model`: packed and priced in full.
+pub fn evaluate(
+    model: &Model,
+    sub: &Substrate,
+    workload: RingWorkload,
+    objective: Objective,
+) -> Result<RingReport, RingAdapterError> {
+    let r = ring_of(sub)?;
+    let rm = RingModel::new(model, &workload, &r.options)?;
+    Ok(ring::evaluate(&r.spec, &rm, &r.design, objective)?)
+}
+
+/// The headline figures of a report, for the co-search table.
+pub fn metrics(r: &RingReport) -> PointMetrics {
+    PointMetrics {
+        ttft_s: r.ttft.get(),
+        tpot_s: r.tpot.get(),
+        energy_per_token_j: r.energy_per_token_paper.get(),
+        energy_per_generated_token_j: r.energy_per_generated_token.get(),
+        area_m2: Some(r.total_area.get()),
+        power_w: r.power.get(),
+    }
+}
+
+/// The outcome of a ring co-search.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RingCoSearch {
+    /// The chosen point as a substrate (the file with the point's overrides).
+    pub substrate: Substrate,
+    /// The chosen design, packed and priced in full.
+    pub report: RingReport,
+    /// Every point and the choice.
+    pub table: GridTable,
+    /// Whether the ring module's fast co-search priced the grid.
+    pub fast_path: bool,
+}
+
+/// Co-searches the file's grid for `model` (a file without a grid: its one design).
+pub fn co_search(
+    model: &Model,
+    space: &DesignSpace,
+    workload: RingWorkload,
+) -> Result<RingCoSearch, RingAdapterError> {
+    match RingSpace::new(space)? {
+        Some(fast) => fast.co_search(model, space, workload),
+        None => co_search_generic(model, space, workload),
+    }
+}
+
+/// Co-search by loading every point as the base file with overrides (works for any grid).
+pub fn co_search_generic(
+    model: &Model,
+    space: &DesignSpace,
+    workload: RingWorkload,
+) -> Result<RingCoSearch, RingAdapterError> {
+    let base = ring_of(space.base())?;
+    let objective = space.cosearch().map_or(Objective::Energy, |c| c.objective);
+    // options are words, never grid axes: one preparation serves every point
+    let rm = RingModel::new(model, &workload, &base.options)?;
+    let table = cosearch::run_grid(space, Some(objective), |_, sub| -> Result<_, RingAdapterError> {
+        let r = ring_of(sub)?;
+        let report = ring::evaluate(&r.spec, &rm, &r.design, objective)?;
+        Ok(metrics(&report))
+    });
+    let table = match table {
+        Err(CoSearchError::NothingEvaluated { points, .. }) => {
+            return Err(RingError::NothingFits {
+                model: rm.name().to_string(),
+                points,
+            }
+            .into());
+        }
+        t => t?,
+    };
+    let substrate = space.point(table.chosen)?;
+    let r = ring_of(&substrate)?;
+    let report = ring::evaluate(&r.spec, &rm, &r.design, objective)?;
+    Ok(RingCoSearch {
+        substrate,
+        report,
+        table,
+        fast_path: false,
+    })
+}
+
+const GENES: [(&str, &str); 3] = [
+    ("chip.macs_per_vac", "macs_per_vac"),
+    ("max_chips", "max_chips"),
+    ("chip.wmem_per_core", "wmem_per_core"),
+];
+
+/// A ring file whose grid varies only the design genes, prepared for the ring module's
+/// co-search: the validated spec, the designs in grid order, the objective and options.
+#[derive(Clone, Debug)]
+pub struct RingSpace {
+    spec: RingSpec,
+    options: RingOptions,
+    objective: Objective,
+    grid: RingGrid,
+    designs: Vec<RingDesign>,
+}
+
+impl RingSpace {
+    /// `Ok(None)` when the fast path does not apply (a grid axis outside the genes, or a
+    /// candidate the ring's grid cannot take, such as a fractional count: the generic path
+    /// then reports it against the file). A file without a grid is a one-point grid.
+    pub fn new(space: &DesignSpace) -> Result<Option<RingSpace>, RingAdapterError> {
+        let base = ring_of(space.base())?;
+        let (objective, axes) = match space.cosearch() {
+            Some(c) => (c.objective, c.axes.as_slice()),
+            None => (Objective::Energy, &[][..]),
+        };
+        let mut dims = Vec::with_capacity(3);
+        for axis in axes {
+            let Some((_, name)) = GENES.iter().find(|(path, _)| *path == axis.path) else {
+                return Ok(None);
+            };
+            let mut values = Vec::with_capacity(axis.values.len());
+            for q in &axis.values {
+                let v = if *name == "wmem_per_core" {
+                    match q.to::<Bytes>() {
+                        Ok(b) => GridValue::Bytes(b),
+                        Err(_) => return Ok(None),
+                    }
+                } else {
+                    match q.to::<u64>() {
+                        Ok(c) => GridValue::Count(c),
+                        Err(_) => return Ok(None),
+                    }
+                };
+                values.push(v);
+            }
+            dims.push(GridDim {
+                name: (*name).to_string(),
+                values,
+            });
+        }
+        // genes the grid does not vary keep the file's value (one-value dimensions)
+        let d = base.design;
+        for (path, name) in GENES {
+            if !axes.iter().any(|a| a.path == path) {
+                let value = match name {
+                    "macs_per_vac" => GridValue::Count(d.macs_per_vac),
+                    "max_chips" => GridValue::Count(d.max_chips),
+                    _ => GridValue::Bytes(d.wmem_per_core),
+                };
+                dims.push(GridDim {
+                    name: name.to_string(),
+                    values: vec![value],
+                });
+            }
+        }
+        let grid = RingGrid::new(dims)?;
+        let designs = match grid.ring_designs() {
+            Ok(d) => d,
+            // out-of-range candidates (0 MACs): the generic path reports them located
+            Err(_) => return Ok(None),
+        };
+        Ok(Some(RingSpace {
+            spec: base.spec.clone(),
+            options: base.options,
+            objective,
+            grid,
+            designs,
+        }))
+    }
+
+    pub fn objective(&self) -> Objective {
+        self.objective
+    }
+    pub fn designs(&self) -> &[RingDesign] {
+        &self.designs
+    }
+
+    /// The hot loop: prepare `model`, price every point, return (point index, objective,
+    /// feasible) of the choice, or `None` when no point fits.
+    pub fn best(
+        &self,
+        model: &Model,
+        workload: RingWorkload,
+    ) -> Result<Option<(usize, f64, bool)>, RingError> {
+        let rm = RingModel::new(model, &workload, &self.options)?;
+        Ok(ring::co_search_best(
+            &self.spec,
+            &rm,
+            &self.designs,
+            self.objective,
+        ))
+    }
+
+    /// The full co-search: table, chosen substrate and report.
+    pub fn co_search(
+        &self,
+        model: &Model,
+        space: &DesignSpace,
+        workload: RingWorkload,
+    ) -> Result<RingCoSearch, RingAdapterError> {
+        let rm = RingModel::new(model, &workload, &self.options)?;
+        let result = ring::co_search(&self.spec, &rm, &self.grid, self.objective)?;
+        let rows = result
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| PointRow {
+                index: i,
+                settings: space.cosearch().map(|c| c.settings(i)).unwrap_or_default(),
+                status: match p.outcome {
+                    PointOutcome::DoesNotFit => PointStatus::Failed {
+                        reason: RingError::DoesNotFit {
+                            model: rm.name().to_string(),
+                            design: p.design,
+                            weight_bytes: Bytes::new(rm.total_weight_bytes()),
+                        }
+                        .to_string(),
+                    },
+                    PointOutcome::Priced {
+                        objective,
+                        violation,
+                        area_mm2,
+                        power_w,
+                        ttft_s,
+                        tpot_s,
+                        energy_per_token_j,
+                        energy_per_generated_token_j,
+                        ..
+                    } => PointStatus::Evaluated {
+                        objective,
+                        violation,
+                        metrics: PointMetrics {
+                            ttft_s,
+                            tpot_s,
+                            energy_per_token_j,
+                            energy_per_generated_token_j,
+                            area_m2: Some(area_mm2 * 1e-6),
+                            power_w,
+                        },
+                    },
+                },
+            })
+            .collect();
+        let table = GridTable {
+            objective: self.objective,
+            chosen: result.best_index,
+            feasible: result.feasible,
+            points: rows,
+        };
+        Ok(RingCoSearch {
+            substrate: space.point(result.best_index)?,
+            report: result.best,
+            table,
+            fast_path: true,
+        })
+    }
+}
+
+/// The concrete hardware of a priced ring design.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RingHardware {
+    pub chips: u64,
+    pub cores_per_chip: u64,
+    pub macs_per_vac: u64,
+    pub wmem_per_core_bytes: f64,
+    pub kv_per_core_bytes: f64,
+    pub max_chips: u64,
+    pub chip_area_mm2: f64,
+    pub area_mm2: f64,
+    pub power_w: f64,
+    /// Within the envelope.
+    pub feasible: bool,
+    pub violation: f64,
+    /// The chosen co-search point, when the file has a grid.
+    pub grid_point: Option<usize>,
+    /// Grid points priced (1 without a grid).
+    pub grid_points: usize,
+}
+
+/// A ring run in the terms of the cost engine's run summary: `batch` users, `prompt` tokens
+/// of prefill, `generate` decode steps.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RingSummary {
+    pub model: String,
+    pub substrate: String,
+    pub engine: &'static str,
+    pub prompt: u64,
+    pub generate: u64,
+    pub batch: u64,
+    /// Time to first token: the token-pipelined prefill.
+    pub ttft_s: f64,
+    /// Time per output token: one ring step (all users).
+    pub tpot_s: f64,
+    /// Generated tokens per second of decode, batch / TPOT.
+    pub tokens_per_s: f64,
+    /// Total energy per generated token, total / (batch * generate).
+    pub energy_per_token_j: f64,
+    /// The paper's form, (E_prefill + D E_step) / (P + D) per sequence.
+    pub energy_per_processed_token_j: f64,
+    /// All users.
+    pub prefill_energy_j: f64,
+    /// All users, all steps.
+    pub decode_energy_j: f64,
+    pub total_energy_j: f64,
+    pub weight_bytes: f64,
+    pub hardware: RingHardware,
+}
+
+/// The summary of a priced design.
+pub fn summarize(
+    report: &RingReport,
+    substrate: &str,
+    workload: RingWorkload,
+    grid: Option<(usize, usize)>,
+) -> RingSummary {
+    let users = workload.users() as f64;
+    let d = workload.decode() as f64;
+    let prefill = report.prefill_energy.get() * users;
+    let decode = report.decode_step_energy.get() * users * d;
+    let total = prefill + decode;
+    RingSummary {
+        model: report.model.clone(),
+        substrate: substrate.to_string(),
+        engine: "ring",
+        prompt: workload.prompt(),
+        generate: workload.decode(),
+        batch: workload.users(),
+        ttft_s: report.ttft.get(),
+        tpot_s: report.tpot.get(),
+        tokens_per_s: users / report.tpot.get(),
+        energy_per_token_j: total / (users * d),
+        energy_per_processed_token_j: report.energy_per_token_paper.get(),
+        prefill_energy_j: prefill,
+        decode_energy_j: decode,
+        total_energy_j: total,
+        weight_bytes: report.layers.iter().map(|l| l.weight_bytes.get()).sum(),
+        hardware: RingHardware {
+            chips: report.n_chips(),
+            cores_per_chip: report.packing.chip.n_cores,
+            macs_per_vac: report.design.macs_per_vac,
+            wmem_per_core_bytes: report.design.wmem_per_core.get(),
+            kv_per_core_bytes: report.packing.chip.kv_per_core.get(),
+            max_chips: report.design.max_chips,
+            chip_area_mm2: report.chip_area.as_mm2(),
+            area_mm2: report.total_area.as_mm2(),
+            power_w: report.power.get(),
+            feasible: report.is_feasible(),
+            violation: report.violation,
+            grid_point: grid.map(|g| g.0),
+            grid_points: grid.map_or(1, |g| g.1),
+        },
+    }
+}
+
+/// Runs `model` on a ring file: its co-search when it has one, else its own design.
+/// Returns the summary and the full result.
+pub fn run(
+    model: &Model,
+    space: &DesignSpace,
+    workload: RingWorkload,
+) -> Result<(RingSummary, RingCoSearch), RingAdapterError> {
+    let r = co_search(model, space, workload)?;
+    let grid = space.cosearch().map(|c| (r.table.chosen, c.len()));
+    let s = summarize(&r.report, &space.base().name, workload, grid);
+    Ok((s, r))
+}
+
+// ---------------------------------------------------------------------------------------
+// The cost engine's interface: `sim::run` / `sim::summary` on a ring substrate.
+
+use super::result::{Bound, Energy, OpEvent, OpRecord, PhaseKind, PhaseSummary, RunResult, RunSummary, Sink};
+use super::ring::{EnergyBreakdown, LayerOrigin, LinkUse, Placement};
+use crate::graph::{RoleBytes, Unit};
+use crate::units::{Flops, Joules, Seconds};
+
+/// The ring's energy in the engine's four buckets: compute = MACs, accumulator, softmax and
+/// norms; on-chip = WMEM, KV cache, head SRAM and the chip-to-chip links; DRAM; static =
+/// leakage.
+pub fn energy_buckets(e: &EnergyBreakdown) -> Energy {
+    Energy {
+        compute: e.mac + e.accumulator + e.softmax_norm,
+        onchip: e.wmem + e.kv_read + e.kv_write + e.head_sram + e.link,
+        dram: e.dram,
+        static_: e.leakage,
+    }
+}
+
+fn layer_name(o: LayerOrigin) -> (&'static str, Option<u32>, String) {
+    match o {
+        LayerOrigin::Block(i) => ("block", Some(i as u32), format!("L{i}")),
+        LayerOrigin::LmHead => ("lm_head", None, "lm_head".to_string()),
+    }
+}
+
+/// `sim::run` for a ring substrate: the ring engine (the file's co-search when it declares
+/// one, else its design), reported as a [`RunResult`]: one record per ring layer and phase
+/// (`kind` `ring_layer`; decode records sum the `generate` steps), and, for a sink, one
+/// event per layer per prompt token of the pipelined prefill (streamed layers after it) and
+/// per decode step, on the matrix resource. `engine` is recorded as `ring`: the ring has one
+/// cost model. When no design can hold the model (spilling off and chips limited), times
+/// and energies are infinite and `fits_memory` is false.
+pub fn engine_run(
+    model: &Model,
+    sub: &Substrate,
+    w: super::Workload,
+    records: bool,
+    sink: Option<&mut dyn Sink>,
+) -> RunResult {
+    let space = DesignSpace::of(sub);
+    let workload = RingWorkload::new(w.prompt, w.generate, w.batch);
+    let result = workload
+        .map_err(RingAdapterError::from)
+        .and_then(|wl| co_search(model, &space, wl).map(|r| (wl, r)));
+    let (wl, r) = match result {
+        Ok(x) => x,
+        Err(_) => return does_not_fit(model, sub, w),
+    };
+    let rep = &r.report;
+    let clock = ring_of(&r.substrate).map_or(f64::NAN, |x| x.spec.chip().clock.get());
+    let d = wl.decode() as f64;
+    let cyc = |c: f64| Seconds::new(c / clock);
+
+    let tl = Timeline::new(rep, wl, clock);
+    let (pre_off, dec_off) = (&tl.pre_off, &tl.dec_off);
+    if let Some(sink) = sink {
+        tl.events(&mut |e| match e {
+            RingEvent::Layer {
+                phase,
+                step,
+                context,
+                layer,
+                streamed,
+                start,
+                end,
+            } => {
+                let (name, l, _) = layer_name(rep.layers[layer].origin);
+                sink.event(&OpEvent {
+                    phase,
+                    step,
+                    context,
+                    name,
+                    layer: l,
+                    resource: super::Resource::Matrix,
+                    what: if streamed { "stream" } else { "compute" },
+                    start,
+                    end,
+                });
+            }
+            // the engine's resources have no links: see `chrome_trace` for the ring's own view
+            RingEvent::Link { .. } => {}
+            RingEvent::Pass {
+                phase,
+                step,
+                start,
+                end,
+            } => sink.step_end(phase, step, start, end),
+        });
+    }
+
+    // records and phase totals
+    let mut ops = Vec::new();
+    let bound_time = |p: &mut PhaseSummary, b: Bound, t: Seconds| match b {
+        Bound::Compute => p.compute_bound_time += t,
+        Bound::Memory => p.memory_bound_time += t,
+        Bound::Overhead => p.overhead_bound_time += t,
+    };
+    let mut pre = PhaseSummary {
+        steps: 1,
+        time: Seconds::new(rep.ttft.get()),
+        energy: energy_buckets(&rep.prefill_breakdown),
+        ..PhaseSummary::default()
+    };
+    let mut dec = PhaseSummary {
+        steps: wl.decode(),
+        time: Seconds::new(rep.tpot.get() * d),
+        energy: energy_buckets(&rep.decode_breakdown) * d,
+        ..PhaseSummary::default()
+    };
+    for (phase, out) in [(PhaseKind::Prefill, &mut pre), (PhaseKind::Decode, &mut dec)] {
+        let count = if phase == PhaseKind::Prefill {
+            1
+        } else {
+            wl.decode()
+        };
+        let n = count as f64;
+        for (i, l) in rep.layers.iter().enumerate() {
+            let (name, layer, label) = layer_name(l.origin);
+            let label = format!("{}.{label}", chips_label(&rep.stages[l.stage].chips));
+            let (cost, passes, off) = match phase {
+                PhaseKind::Prefill => (&l.prefill, wl.prompt() as f64, pre_off[i]),
+                PhaseKind::Decode => (&l.decode_step, 1.0, dec_off[i]),
+            };
+            let flops = Flops::new(2.0 * cost.macs * n);
+            let time = cyc(cost.cycles.get() * n);
+            let bound = if l.placement == Placement::Streamed {
+                Bound::Memory
+            } else {
+                Bound::Compute
+            };
+            out.flops += flops;
+            out.dram_bytes += cost.dram_bytes * n;
+            bound_time(out, bound, time);
+            if records {
+                let own = match phase {
+                    PhaseKind::Prefill => l.prefill_cycles_per_token.get(),
+                    PhaseKind::Decode => l.decode_step.cycles.get(),
+                };
+                ops.push(OpRecord {
+                    label,
+                    name,
+                    layer,
+                    phase,
+                    kind: "ring_layer",
+                    unit: Unit::Matrix,
+                    count,
+                    flops,
+                    // stationary weights swept once per token pass, all users
+                    reads: RoleBytes {
+                        weights: l.weight_bytes * (passes * n),
+                        activations: Bytes::ZERO,
+                        kv_cache: Bytes::ZERO,
+                    },
+                    writes: RoleBytes::default(),
+                    dram_bytes: cost.dram_bytes * n,
+                    compute_time: if bound == Bound::Compute {
+                        time
+                    } else {
+                        Seconds::ZERO
+                    },
+                    memory_time: if bound == Bound::Memory {
+                        time
+                    } else {
+                        Seconds::ZERO
+                    },
+                    overhead_time: Seconds::ZERO,
+                    time,
+                    start: cyc(off),
+                    end: cyc(off + own),
+                    bound,
+                    energy: energy_buckets(&cost.energy) * n,
+                });
+            }
+        }
+        // the links: hops between stages carry their energy here; tensor-parallel traffic
+        // is already in its layer's record (energy 0 here, time and bytes kept)
+        let passes = match phase {
+            PhaseKind::Prefill => wl.prompt() as f64,
+            PhaseKind::Decode => 1.0,
+        };
+        for (li, link) in rep.links.iter().enumerate() {
+            if link.usage == LinkUse::Idle {
+                continue;
+            }
+            let time = cyc(link.cycles.get() * passes * n);
+            out.memory_bound_time += time;
+            if records {
+                let hop = link.usage == LinkUse::Hop;
+                let energy = if hop {
+                    link.energy * (passes * n)
+                } else {
+                    Joules::ZERO
+                };
+                let (s0, s1) = tl.link_span(li, phase);
+                ops.push(OpRecord {
+                    label: format!("link{}->{}", link.from_chip, link.to_chip),
+                    name: if hop { "hop" } else { "tensor_parallel" },
+                    layer: None,
+                    phase,
+                    kind: "ring_link",
+                    unit: Unit::Memory,
+                    count,
+                    flops: Flops::ZERO,
+                    reads: RoleBytes {
+                        weights: Bytes::ZERO,
+                        activations: link.bytes * (passes * n),
+                        kv_cache: Bytes::ZERO,
+                    },
+                    writes: RoleBytes::default(),
+                    dram_bytes: Bytes::ZERO,
+                    compute_time: Seconds::ZERO,
+                    memory_time: time,
+                    overhead_time: Seconds::ZERO,
+                    time,
+                    start: cyc(s0),
+                    end: cyc(s1),
+                    bound: Bound::Memory,
+                    energy: Energy {
+                        onchip: energy,
+                        ..Energy::default()
+                    },
+                });
+            }
+        }
+    }
+    let s = summarize(
+        rep,
+        &sub.name,
+        wl,
+        space.cosearch().map(|c| (r.table.chosen, c.len())),
+    );
+    let cap = rep.packing.n_chips as f64
+        * rep.packing.chip.n_cores as f64
+        * (rep.packing.chip.wmem_per_core.get() + rep.packing.chip.kv_per_core.get());
+    let kv: f64 = rep.layers.iter().map(|l| l.kv_bytes.get()).sum();
+    let stationary: f64 = rep
+        .layers
+        .iter()
+        .filter(|l| l.placement != Placement::Streamed)
+        .map(|l| l.weight_bytes.get())
+        .sum();
+    RunResult {
+        summary: RunSummary {
+            model: model.name.clone(),
+            substrate: sub.name.clone(),
+            engine: "ring",
+            prompt: w.prompt,
+            generate: w.generate,
+            batch: w.batch,
+            ttft_s: s.ttft_s,
+            tpot_s: s.tpot_s,
+            tokens_per_s: s.tokens_per_s,
+            energy_per_token_j: s.energy_per_token_j,
+            energy_per_processed_token_j: s.total_energy_j / ((w.prompt + w.generate) * w.batch) as f64,
+            prefill_energy_j: s.prefill_energy_j,
+            decode_energy_j: s.decode_energy_j,
+            total_energy_j: s.total_energy_j,
+            weight_bytes: s.weight_bytes,
+            kv_bytes: kv,
+            memory_capacity_bytes: cap,
+            fits_memory: stationary + kv <= cap,
+            prefill: pre,
+            decode: dec,
+            ring: Some(s.hardware.clone()),
+        },
+        ops,
+    }
+}
+
+/// The summary of a model no design of the ring can hold.
+fn does_not_fit(model: &Model, sub: &Substrate, w: super::Workload) -> RunResult {
+    let inf = f64::INFINITY;
+    let phase = |steps| PhaseSummary {
+        steps,
+        time: Seconds::new(inf),
+        energy: Energy {
+            static_: Joules::new(inf),
+            ..Energy::default()
+        },
+        ..PhaseSummary::default()
+    };
+    RunResult {
+        summary: RunSummary {
+            model: model.name.clone(),
+            substrate: sub.name.clone(),
+            engine: "ring",
+            prompt: w.prompt,
+            generate: w.generate,
+            batch: w.batch,
+            ttft_s: inf,
+            tpot_s: inf,
+            tokens_per_s: 0.0,
+            energy_per_token_j: inf,
+            energy_per_processed_token_j: inf,
+            prefill_energy_j: inf,
+            decode_energy_j: inf,
+            total_energy_j: inf,
+            weight_bytes: crate::model::accounting::weight_bytes(model).get(),
+            kv_bytes: 0.0,
+            memory_capacity_bytes: sub.memory_capacity().get(),
+            fits_memory: false,
+            prefill: phase(1),
+            decode: phase(w.generate),
+            ring: None,
+        },
+        ops: Vec::new(),
+    }
+}
+
+/// The roofline of a kernel on a ring ([`super::cost::Mapper::roofline`] for a Mapper built
+/// directly on a ring; `sim::run` never gets here): weights and KV stream from on-chip WMEM
+/// and KV cache at the aggregate WMEM bandwidth of `max_chips` template chips, activations
+/// stay in the head SRAMs, nothing touches DRAM. Energy at the reference depths: MACs
+/// (2 FLOP each), vector FLOPs at the norm energy, WMEM / KV / head-SRAM bytes.
+/// Returns (memory time, read time, write time, energy) as the other kinds' arms do.
+pub fn roofline(
+    r: &Ring,
+    matrix_flops: f64,
+    vector_flops: f64,
+    t: &super::cost::Traffic,
+    eff: crate::substrate::Efficiency,
+) -> (f64, f64, f64, Energy) {
+    let e = &r.spec.chip().energy;
+    let onchip_bytes = t.weights + t.kv_read + t.kv_write;
+    let memory = onchip_bytes / (eff.memory * r.wmem_bandwidth().get());
+    let energy = Energy {
+        compute: e.mac * (matrix_flops / 2.0) + e.norm_per_element * vector_flops,
+        onchip: e.wmem_per_byte * t.weights
+            + e.kv_per_byte * (t.kv_read + t.kv_write)
+            + e.head_sram_per_byte * (t.act_in + t.act_out),
+        dram: Joules::ZERO,
+        static_: Joules::ZERO,
+    };
+    (memory, 0.0, 0.0, energy)
+}
+
+/// Leakage power of `max_chips` template chips (leakage per cycle x clock).
+pub fn leakage_power(r: &Ring) -> crate::units::Watts {
+    let c = r.spec.chip();
+    let template = super::ring::ChipConfig {
+        n_cores: c.n_cores(),
+        n_dxt: c.n_dxt,
+        macs_per_vac: r.design.macs_per_vac,
+        wmem_per_core: r.design.wmem_per_core,
+        kv_per_core: c.kv_per_core,
+    };
+    let per_chip = template.leakage_per_cycle(c).get() * c.clock.get();
+    crate::units::Watts::new(per_chip * r.design.max_chips as f64)
+}
+
+fn chips_label(chips: &std::ops::Range<u64>) -> String {
+    if chips.end - chips.start <= 1 {
+        format!("chip{}", chips.start)
+    } else {
+        format!("chip{}-{}", chips.start, chips.end - 1)
+    }
+}
+
+/// One interval of a ring run's timeline.
+#[derive(Clone, Copy, Debug)]
+enum RingEvent {
+    Layer {
+        phase: PhaseKind,
+        step: u64,
+        context: u64,
+        layer: usize,
+        streamed: bool,
+        start: Seconds,
+        end: Seconds,
+    },
+    Link {
+        phase: PhaseKind,
+        step: u64,
+        link: usize,
+        start: Seconds,
+        end: Seconds,
+    },
+    Pass {
+        phase: PhaseKind,
+        step: u64,
+        start: Seconds,
+        end: Seconds,
+    },
+}
+
+/// The schedule of a priced design: per-layer offsets (cycles) inside one prompt token's
+/// pass and inside one decode step (stage after stage, a hop between stages).
+struct Timeline<'a> {
+    rep: &'a RingReport,
+    wl: RingWorkload,
+    clock: f64,
+    hop: f64,
+    pre_off: Vec<f64>,
+    dec_off: Vec<f64>,
+    /// (prefill, decode) offsets where each stage starts and ends.
+    stage_pre: Vec<(f64, f64)>,
+    stage_dec: Vec<(f64, f64)>,
+}
+
+impl<'a> Timeline<'a> {
+    fn new(rep: &'a RingReport, wl: RingWorkload, clock: f64) -> Timeline<'a> {
+        let hop = rep
+            .links
+            .iter()
+            .find(|l| l.usage == LinkUse::Hop)
+            .map_or(0.0, |l| l.cycles.get());
+        let n = rep.layers.len();
+        let (mut pre_off, mut dec_off) = (vec![0.0; n], vec![0.0; n]);
+        let (mut stage_pre, mut stage_dec) = (Vec::new(), Vec::new());
+        let (mut td, mut tp) = (0.0, 0.0);
+        for (si, st) in rep.stages.iter().enumerate() {
+            if si > 0 {
+                td += hop;
+                tp += hop;
+            }
+            let (d0, p0) = (td, tp);
+            for i in st.layers.clone() {
+                dec_off[i] = td;
+                pre_off[i] = tp;
+                td += rep.layers[i].decode_step.cycles.get();
+                tp += rep.layers[i].prefill_cycles_per_token.get();
+            }
+            stage_pre.push((p0, tp));
+            stage_dec.push((d0, td));
+        }
+        Timeline {
+            rep,
+            wl,
+            clock,
+            hop,
+            pre_off,
+            dec_off,
+            stage_pre,
+            stage_dec,
+        }
+    }
+
+    fn s(&self, cycles: f64) -> Seconds {
+        Seconds::new(cycles / self.clock)
+    }
+
+    /// Offsets (cycles) of link `li`'s traffic inside one pass: a hop follows the stage it
+    /// leaves; tensor-parallel traffic runs inside its group's stage.
+    fn link_span(&self, li: usize, phase: PhaseKind) -> (f64, f64) {
+        let link = &self.rep.links[li];
+        let stage = self
+            .rep
+            .stages
+            .iter()
+            .position(|s| s.chips.contains(&link.from_chip))
+            .unwrap_or(0);
+        let spans = match phase {
+            PhaseKind::Prefill => &self.stage_pre,
+            PhaseKind::Decode => &self.stage_dec,
+        };
+        let (s0, s1) = spans.get(stage).copied().unwrap_or((0.0, 0.0));
+        match link.usage {
+            LinkUse::Hop => (s1, s1 + link.cycles.get()),
+            _ => (s0, s0 + link.cycles.get()),
+        }
+    }
+
+    /// Every interval of the run: prompt token t's pass enters the pipeline at t x spacing
+    /// (streamed layers run batched after it drains); decode step k starts at
+    /// TTFT + (k-1) TPOT.
+    fn events(&self, f: &mut dyn FnMut(RingEvent)) {
+        let rep = self.rep;
+        let p = self.wl.prompt();
+        let spacing = rep.prefill_spacing_cycles.get();
+        let links: Vec<usize> = (0..rep.links.len())
+            .filter(|&i| rep.links[i].usage != LinkUse::Idle)
+            .collect();
+        for t in 0..p {
+            let base = t as f64 * spacing;
+            for (i, l) in rep.layers.iter().enumerate() {
+                let c = l.prefill_cycles_per_token.get();
+                if l.placement == Placement::Streamed || c <= 0.0 {
+                    continue;
+                }
+                f(RingEvent::Layer {
+                    phase: PhaseKind::Prefill,
+                    step: 0,
+                    context: p,
+                    layer: i,
+                    streamed: false,
+                    start: self.s(base + self.pre_off[i]),
+                    end: self.s(base + self.pre_off[i] + c),
+                });
+            }
+            for &li in &links {
+                let (a, b) = self.link_span(li, PhaseKind::Prefill);
+                f(RingEvent::Link {
+                    phase: PhaseKind::Prefill,
+                    step: 0,
+                    link: li,
+                    start: self.s(base + a),
+                    end: self.s(base + b),
+                });
+            }
+        }
+        let pipeline_end = rep
+            .stages
+            .iter()
+            .map(|s| s.prefill_cycles_per_token.get())
+            .sum::<f64>()
+            + self.hop * rep.stages.len().saturating_sub(1) as f64
+            + (p as f64 - 1.0) * spacing;
+        let mut at = pipeline_end;
+        for (i, l) in rep.layers.iter().enumerate() {
+            if l.placement != Placement::Streamed {
+                continue;
+            }
+            let c = l.prefill.cycles.get();
+            f(RingEvent::Layer {
+                phase: PhaseKind::Prefill,
+                step: 0,
+                context: p,
+                layer: i,
+                streamed: true,
+                start: self.s(at),
+                end: self.s(at + c),
+            });
+            at += c;
+        }
+        let ttft = rep.ttft_cycles.get();
+        let step = rep.step_cycles.get();
+        f(RingEvent::Pass {
+            phase: PhaseKind::Prefill,
+            step: 0,
+            start: Seconds::ZERO,
+            end: self.s(ttft),
+        });
+        for k in 1..=self.wl.decode() {
+            let t0 = ttft + (k - 1) as f64 * step;
+            for (i, l) in rep.layers.iter().enumerate() {
+                f(RingEvent::Layer {
+                    phase: PhaseKind::Decode,
+                    step: k,
+                    context: p + k,
+                    layer: i,
+                    streamed: l.placement == Placement::Streamed,
+                    start: self.s(t0 + self.dec_off[i]),
+                    end: self.s(t0 + self.dec_off[i] + l.decode_step.cycles.get()),
+                });
+            }
+            for &li in &links {
+                let (a, b) = self.link_span(li, PhaseKind::Decode);
+                f(RingEvent::Link {
+                    phase: PhaseKind::Decode,
+                    step: k,
+                    link: li,
+                    start: self.s(t0 + a),
+                    end: self.s(t0 + b),
+                });
+            }
+            f(RingEvent::Pass {
+                phase: PhaseKind::Decode,
+                step: k,
+                start: self.s(t0),
+                end: self.s(t0 + step),
+            });
+        }
+    }
+}
+
+/// Runs `model` on a ring substrate and renders its Chrome trace (Trace Event Format, the
+/// same `"X"` / `"M"` events, `ts`/`dur` in microseconds, as `trace::ChromeTrace`): one
+/// process per chip (pid = chip + 1) with its layers, one process `links` with a track per
+/// link, one process `passes` with the prefill and every decode step.
+pub fn chrome_trace(model: &Model, sub: &Substrate, w: super::Workload) -> (RunResult, String) {
+    let result = engine_run(model, sub, w, true, None);
+    let space = DesignSpace::of(sub);
+    let wl = RingWorkload::new(w.prompt, w.generate, w.batch);
+    let mut body = String::new();
+    let r = wl
+        .map_err(RingAdapterError::from)
+        .and_then(|wl| co_search(model, &space, wl).map(|r| (wl, r)));
+    if let Ok((wl, r)) = r {
+        use std::fmt::Write as _;
+        let rep = &r.report;
+        let clock = ring_of(&r.substrate).map_or(f64::NAN, |x| x.spec.chip().clock.get());
+        let n = rep.n_chips();
+        let (links_pid, passes_pid) = (n + 1, n + 2);
+        let meta = |body: &mut String, pid: u64, tid: u64, what: &str, name: &str| {
+            let _ = writeln!(
+                body,
+                "{{\"name\":\"{what}\",\"ph\":\"M\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":\"{name}\"}}}},"
+            );
+        };
+        for c in 0..n {
+            meta(&mut body, c + 1, 0, "process_name", &format!("chip {c}"));
+            meta(&mut body, c + 1, 1, "thread_name", "layers");
+        }
+        meta(&mut body, links_pid, 0, "process_name", "links");
+        for (i, l) in rep.links.iter().enumerate() {
+            let name = format!("link {}->{} ({:?})", l.from_chip, l.to_chip, l.usage).to_lowercase();
+            meta(&mut body, links_pid, i as u64 + 1, "thread_name", &name);
+        }
+        meta(&mut body, passes_pid, 0, "process_name", "passes");
+        let x = |body: &mut String,
+                 name: &str,
+                 cat: &str,
+                 pid: u64,
+                 tid: u64,
+                 a: Seconds,
+                 b: Seconds,
+                 args: &str| {
+            let _ = writeln!(
+                body,
+                "{{\"name\":\"{name}\",\"cat\":\"{cat}\",\"ph\":\"X\",\"ts\":{:.4},\"dur\":{:.4},\"pid\":{pid},\"tid\":{tid},\"args\":{{{args}}}}},",
+                a.as_us(),
+                (b - a).as_us()
+            );
+        };
+        Timeline::new(rep, wl, clock).events(&mut |e| match e {
+            RingEvent::Layer {
+                phase,
+                step,
+                context,
+                layer,
+                streamed,
+                start,
+                end,
+            } => {
+                let l = &rep.layers[layer];
+                let (_, _, label) = layer_name(l.origin);
+                let cat = if streamed { "stream" } else { "compute" };
+                let args = format!(
+                    "\"phase\":\"{}\",\"step\":{step},\"context\":{context}",
+                    phase.name()
+                );
+                for chip in rep.stages[l.stage].chips.clone() {
+                    x(&mut body, &label, cat, chip + 1, 1, start, end, &args);
+                }
+            }
+            RingEvent::Link {
+                phase,
+                step,
+                link,
+                start,
+                end,
+            } => {
+                let l = &rep.links[link];
+                let name = format!("{}->{}", l.from_chip, l.to_chip);
+                let cat = if l.usage == LinkUse::Hop {
+                    "hop"
+                } else {
+                    "tensor_parallel"
+                };
+                let args = format!("\"phase\":\"{}\",\"step\":{step}", phase.name());
+                x(
+                    &mut body,
+                    &name,
+                    cat,
+                    links_pid,
+                    link as u64 + 1,
+                    start,
+                    end,
+                    &args,
+                );
+            }
+            RingEvent::Pass {
+                phase,
+                step,
+                start,
+                end,
+            } => {
+                let name = match phase {
+                    PhaseKind::Prefill => "prefill".to_string(),
+                    PhaseKind::Decode => format!("decode step {step}"),
+                };
+                x(&mut body, &name, "pass", passes_pid, 0, start, end, "");
+            }
+        });
+    }
+    if body.ends_with(",\n") {
+        body.truncate(body.len() - 2);
+        body.push('\n');
+    }
+    let text = format!("{{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n{body}]}}\n");
+    (result, text)
+}
+
+/// The chosen ring hardware as text lines (for `llmforge sim`'s table).
+pub fn hardware_table(h: &RingHardware) -> String {
+    let grid = match h.grid_point {
+        Some(p) => format!("co-search point {p} of {}", h.grid_points),
+        None => "the file's design".to_string(),
+    };
+    format!(
+        "\n  ring hardware ({grid}):\n  chips {} of at most {}, {} cores/chip, {} MACs/VAC, WMEM {:.0} KiB/core, KV {:.0} KiB/core\n  chip {:.3} mm^2, total {:.3} mm^2, power {:.4} W, {}\n",
+        h.chips,
+        h.max_chips,
+        h.cores_per_chip,
+        h.macs_per_vac,
+        h.wmem_per_core_bytes / 1024.0,
+        h.kv_per_core_bytes / 1024.0,
+        h.chip_area_mm2,
+        h.area_mm2,
+        h.power_w,
+        if h.feasible {
+            "within the envelope".to_string()
+        } else {
+            format!("INFEASIBLE (envelope violation {:.3})", h.violation)
+        }
+    )
+}
