@@ -99,7 +99,7 @@ pub struct FitArgs {
     #[arg(long)]
     raw_target: bool,
     /// Rows per ensemble member: `bootstrap`, `all`, or a fraction drawn without replacement.
-    #[arg(long, default_value = "bootstrap", value_parser = parse_resample)]
+    #[arg(long, default_value = "0.8", value_parser = parse_resample)]
     resample: Resample,
 }
 
