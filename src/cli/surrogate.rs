@@ -384,7 +384,7 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                     let mut t = format!(
                         "{:<24} {:>9} {:>9} {:>12}\n",
                         "id",
-                        format!("{} mu", s.target).chars().take(9).collect::<String>(),
+                        "mu",
                         "sigma",
                         format!("mu-{beta}*sig")
                     );
