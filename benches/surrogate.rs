@@ -12,6 +12,78 @@ use std::sync::OnceLock;
 
 fn main() {
     divan::main();
+    cpu_time_report();
+}
+
+/// CPU time of this thread in ns (`/proc/thread-self/schedstat`, Linux), which unlike wall
+/// time does not count waiting for a core on a shared machine.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Throughput per CPU-second on one thread: candidates predicted, and the fit.
+fn cpu_time_report() {
+    let Some(t0) = thread_cpu_ns() else {
+        println!("(no /proc/thread-self/schedstat: CPU-time figures skipped)");
+        return;
+    };
+    let f = fixture();
+    let c = candidates();
+    let reps = 5;
+    let mut sink = 0.0;
+    for _ in 0..reps {
+        sink += f
+            .surrogate
+            .predict_models(c.iter().copied())
+            .iter()
+            .map(|p| p.mu)
+            .sum::<f64>();
+    }
+    let t1 = thread_cpu_ns().unwrap_or(t0);
+    let n = (reps * c.len()) as f64;
+    let x = features::extract_matrix(c.iter().copied());
+    let t2 = thread_cpu_ns().unwrap_or(t1);
+    let p = f.surrogate.predict_features(&x).map(|v| v.len()).unwrap_or(0);
+    let t3 = thread_cpu_ns().unwrap_or(t2);
+    let refs: Vec<&Model> = f.models.iter().collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("pool");
+    let fit = pool.install(|| {
+        let a = thread_cpu_ns().unwrap_or(0);
+        let s = Surrogate::fit_models(&refs, &f.targets, "val_loss", &FitConfig::default());
+        (
+            thread_cpu_ns().unwrap_or(a) - a,
+            s.map(|s| s.members.len()).unwrap_or(0),
+        )
+    });
+    println!("CPU time on one thread (not counting waits for a core):");
+    println!(
+        "  predict (features + {} members): {:.0} candidates/CPU-s  [checksum {sink:.3}]",
+        f.surrogate.members.len(),
+        n / ((t1 - t0) as f64 * 1e-9)
+    );
+    println!(
+        "  features only: {:.0} candidates/CPU-s",
+        c.len() as f64 / ((t2 - t1) as f64 * 1e-9)
+    );
+    println!(
+        "  ensemble predict only: {:.0} candidates/CPU-s",
+        p as f64 / ((t3 - t2) as f64 * 1e-9)
+    );
+    println!(
+        "  fit ({} members x {} trees, {} rows): {:.2} CPU-s",
+        fit.1,
+        FitConfig::default().iterations,
+        f.targets.len(),
+        fit.0 as f64 * 1e-9
+    );
 }
 
 struct Fixture {

@@ -99,7 +99,7 @@ pub struct FitArgs {
     #[arg(long)]
     raw_target: bool,
     /// Rows per ensemble member: `bootstrap`, `all`, or a fraction drawn without replacement.
-    #[arg(long, default_value = "bootstrap", value_parser = parse_resample)]
+    #[arg(long, default_value = "0.8", value_parser = parse_resample)]
     resample: Resample,
 }
 
@@ -384,7 +384,7 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                     let mut t = format!(
                         "{:<24} {:>9} {:>9} {:>12}\n",
                         "id",
-                        format!("{} mu", s.target).chars().take(9).collect::<String>(),
+                        "mu",
                         "sigma",
                         format!("mu-{beta}*sig")
                     );

@@ -176,9 +176,26 @@ pub fn parse_llmforge_csv(src: &str, file: &str, target: Option<&str>) -> Result
         .has_headers(true)
         .flexible(false)
         .from_reader(src.as_bytes());
+    // Line of a record from the text itself: the csv crate's record position can point at the
+    // terminator of the previous line (it gave line 1 for the first data row of the LLMForge
+    // file), so skip line breaks first, then count the newlines before the record.
+    let newlines: Vec<usize> = src
+        .bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    let line_of = |byte: u64| {
+        let bytes = src.as_bytes();
+        let mut b = (byte as usize).min(bytes.len());
+        while b < bytes.len() && (bytes[b] == b'\n' || bytes[b] == b'\r') {
+            b += 1;
+        }
+        1 + newlines.partition_point(|&nl| nl < b) as u64
+    };
     let csv_err = |e: csv::Error| DatasetError::Csv {
         file: file.to_string(),
-        line: e.position().map_or(0, |p| p.line()),
+        line: e.position().map_or(0, |p| line_of(p.byte())),
         message: e.to_string(),
     };
     let headers = rdr.headers().map_err(csv_err)?.clone();
@@ -229,7 +246,7 @@ pub fn parse_llmforge_csv(src: &str, file: &str, target: Option<&str>) -> Result
     };
     for rec in rdr.records() {
         let rec = rec.map_err(csv_err)?;
-        let line = rec.position().map_or(0, |p| p.line());
+        let line = rec.position().map_or(0, |p| line_of(p.byte()));
         let cell = |c: usize| rec.get(c).unwrap_or("").trim();
         let bad = |c: usize, expected: &str| DatasetError::BadCell {
             file: file.to_string(),

@@ -42,11 +42,11 @@ fn reads_the_llmforge_file_and_reports_drops() {
     assert_eq!(ds.slots, 40);
     assert_eq!(ds.rows.len(), 1643);
     let dropped: Vec<(u64, &str)> = ds.dropped.iter().map(|d| (d.line, d.id.as_str())).collect();
-    assert_eq!(dropped, vec![(8, "15"), (20, "31"), (33, "47")]);
+    assert_eq!(dropped, vec![(9, "15"), (21, "31"), (34, "47")]);
     assert!(ds.repairs.is_empty());
     let report = ds.report();
     assert!(
-        report.contains("dropped 3 rows") && report.contains("line 20 (id 31): `inf`"),
+        report.contains("dropped 3 rows") && report.contains("line 21 (id 31): `inf`"),
         "{report}"
     );
 
@@ -206,6 +206,15 @@ fn cli_fit_is_deterministic_and_round_trips() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// stderr with miette's wrapping at the terminal width undone.
+fn unwrapped(stderr: &[u8]) -> String {
+    let s = String::from_utf8_lossy(stderr);
+    s.split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[test]
 fn cli_errors_are_located() {
     let dir = tmpdir("err");
@@ -216,7 +225,7 @@ fn cli_errors_are_located() {
     std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
     let o = llmforge(&["surrogate", "cv", "--data", bad.to_str().unwrap()]);
     assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = unwrapped(&o.stderr);
     assert!(
         err.contains("bad.csv:3: column `global_n_embd`: found `wide`, expected a positive integer"),
         "{err}"
@@ -233,9 +242,9 @@ fn cli_errors_are_located() {
         "x",
     ]);
     assert!(!o.status.success());
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = unwrapped(&o.stderr);
     assert!(
-        err.contains("m.json: not a surrogate model file: line 1"),
+        err.contains("m.json: not a surrogate model file: line 1 column"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);

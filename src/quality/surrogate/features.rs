@@ -12,8 +12,11 @@
 //! - where the attention-free layers sit: first and last relative position (-1 if none), the
 //!   attention-free fraction of each third of the depth, and the relative position of the first
 //!   attention layer (-1 if none);
+//! - the genes of the first two attention layers wherever they sit (layer index, H, G, Dqk, Dv,
+//!   H*Dqk, H*Dv; -1 if absent): the first attention layer's head count and widths separate
+//!   good from bad runs more than any aggregate;
 //! - the genes of the first [`HEAD_LAYERS`] and the last [`TAIL_LAYERS`] layers (attention
-//!   flag, H, G, Dqk, Dv, FFN width; attention genes 0 in an attention-free layer, every gene -1
+//!   flag, H, G, Dqk, Dv, H*Dqk, H*Dv, FFN width; attention genes 0 in an attention-free layer, every gene -1
 //!   where the model is shallower). On the LLMForge data the first layers carry most of the
 //!   signal (a model whose first layer has one head trains badly), which the aggregates miss.
 //!
@@ -39,11 +42,29 @@ const ATTN_QTY: [&str; 8] = [
     "group_size",
     "kv_elems",
 ];
-const LAYER_GENES: [&str; 6] = ["attn", "heads", "kv_groups", "d_qk", "d_v", "ffn_width"];
+const LAYER_GENES: [&str; 8] = [
+    "attn",
+    "heads",
+    "kv_groups",
+    "d_qk",
+    "d_v",
+    "q_width",
+    "o_width",
+    "ffn_width",
+];
+/// Attention layers (in order) whose genes are features wherever they sit.
+const ATTN_LAYERS: [&str; 2] = ["attn_a", "attn_b"];
+const ATTN_GENES: [&str; 7] = ["index", "heads", "kv_groups", "d_qk", "d_v", "q_width", "o_width"];
 
 /// Number of features.
-pub const N_FEATURES: usize =
-    4 + 4 + ATTN_QTY.len() * STATS.len() + STATS.len() + 6 + (HEAD_LAYERS + TAIL_LAYERS) * LAYER_GENES.len();
+pub const N_FEATURES: usize = 4
+    + 4
+    + ATTN_QTY.len() * STATS.len()
+    + STATS.len()
+    + 6
+    + ATTN_LAYERS.len() * ATTN_GENES.len()
+    + (HEAD_LAYERS + TAIL_LAYERS) * LAYER_GENES.len();
+const NG: usize = LAYER_GENES.len();
 
 /// The feature names, in vector order.
 pub fn feature_names() -> Vec<String> {
@@ -73,6 +94,9 @@ pub fn feature_names() -> Vec<String> {
         ]
         .map(String::from),
     );
+    for a in ATTN_LAYERS {
+        v.extend(ATTN_GENES.iter().map(|g| format!("{a}.{g}")));
+    }
     for i in 0..HEAD_LAYERS {
         v.extend(LAYER_GENES.iter().map(|g| format!("first{i}.{g}")));
     }
@@ -133,15 +157,17 @@ fn ffn_width(layer: &Layer) -> f64 {
 fn layer_genes(layer: &Layer, out: &mut [f64]) {
     let w = ffn_width(layer);
     match &layer.attention {
-        Some(a) => out[..6].copy_from_slice(&[
+        Some(a) => out[..NG].copy_from_slice(&[
             1.0,
             a.heads as f64,
             a.kv_groups as f64,
             a.d_qk as f64,
             a.d_v as f64,
+            a.q_width() as f64,
+            a.o_width() as f64,
             w,
         ]),
-        None => out[..6].copy_from_slice(&[0.0, 0.0, 0.0, 0.0, 0.0, w]),
+        None => out[..NG].copy_from_slice(&[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, w]),
     }
 }
 
@@ -211,19 +237,39 @@ pub fn extract_into(model: &Model, out: &mut [f64]) {
     }
     out[k + 5] = rel(first_attn);
     k += 6;
+    let mut attn_layers = model
+        .layers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.attention.map(|a| (i, a)));
+    for _ in ATTN_LAYERS {
+        match attn_layers.next() {
+            Some((i, a)) => out[k..k + 7].copy_from_slice(&[
+                i as f64,
+                a.heads as f64,
+                a.kv_groups as f64,
+                a.d_qk as f64,
+                a.d_v as f64,
+                a.q_width() as f64,
+                a.o_width() as f64,
+            ]),
+            None => out[k..k + 7].fill(-1.0),
+        }
+        k += 7;
+    }
     for i in 0..HEAD_LAYERS {
         match model.layers.get(i) {
-            Some(l) => layer_genes(l, &mut out[k..k + 6]),
-            None => out[k..k + 6].fill(-1.0),
+            Some(l) => layer_genes(l, &mut out[k..k + NG]),
+            None => out[k..k + NG].fill(-1.0),
         }
-        k += 6;
+        k += NG;
     }
     for i in 0..TAIL_LAYERS {
         match n.checked_sub(i + 1).and_then(|j| model.layers.get(j)) {
-            Some(l) => layer_genes(l, &mut out[k..k + 6]),
-            None => out[k..k + 6].fill(-1.0),
+            Some(l) => layer_genes(l, &mut out[k..k + NG]),
+            None => out[k..k + NG].fill(-1.0),
         }
-        k += 6;
+        k += NG;
     }
     debug_assert_eq!(k, N_FEATURES);
 }
@@ -334,6 +380,10 @@ mod tests {
         assert_eq!(get(&n, &v, "last0.d_v"), 32.0);
         assert_eq!(get(&n, &v, "last2.d_v"), 96.0);
         assert_eq!(get(&n, &v, "last3.attn"), -1.0);
+        assert_eq!(get(&n, &v, "first0.o_width"), 768.0);
+        assert_eq!(get(&n, &v, "attn_a.index"), 0.0);
+        assert_eq!(get(&n, &v, "attn_b.index"), 2.0);
+        assert_eq!(get(&n, &v, "attn_b.q_width"), 128.0);
         // KV bytes: bf16 (2 B) x sum G*(Dqk+Dv)
         assert_eq!(get(&n, &v, "kv_bytes_per_token"), 2.0 * 576.0);
         let p = accounting::params(&m);
@@ -349,5 +399,6 @@ mod tests {
         assert_eq!(get(&n, &v, "attn.first_pos"), -1.0);
         assert_eq!(get(&n, &v, "attn.heads.max"), 0.0);
         assert_eq!(get(&n, &v, "free.first_pos"), 0.0);
+        assert_eq!(get(&n, &v, "attn_a.heads"), -1.0);
     }
 }

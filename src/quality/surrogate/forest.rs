@@ -9,46 +9,114 @@
 
 use serde::{Deserialize, Serialize};
 
+/// One split of a flattened tree: 16 bytes, so a step of the walk touches one cache line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Split {
+    pub threshold: f64,
+    pub feature: u32,
+}
+
 /// One complete binary tree of depth `depth`: `2^depth - 1` splits, `2^depth` leaves.
+/// Saved as parallel arrays `feature`, `threshold`, `leaf`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "FlatTreeRepr", into = "FlatTreeRepr")]
 pub struct FlatTree {
-    pub depth: u32,
-    pub feature: Vec<u32>,
-    pub threshold: Vec<f64>,
-    pub leaf: Vec<f64>,
+    depth: u32,
+    /// `2^depth - 1` splits plus one unused entry, so the length is a power of two and
+    /// `i & (len - 1)` indexes it without a bounds check.
+    splits: Vec<Split>,
+    leaf: Vec<f64>,
+}
+
+/// Width of a padded feature row for [`Forest::predict_block`]: feature indices are masked
+/// to `ROW - 1`, which needs no bounds check.
+pub const ROW: usize = 256;
+/// Rows walked together by [`Forest::predict_block`].
+pub const BLOCK: usize = 8;
+
+#[derive(Serialize, Deserialize)]
+struct FlatTreeRepr {
+    depth: u32,
+    feature: Vec<u32>,
+    threshold: Vec<f64>,
+    leaf: Vec<f64>,
+}
+
+impl From<FlatTree> for FlatTreeRepr {
+    fn from(t: FlatTree) -> Self {
+        FlatTreeRepr {
+            depth: t.depth,
+            feature: t.internal().iter().map(|s| s.feature).collect(),
+            threshold: t.internal().iter().map(|s| s.threshold).collect(),
+            leaf: t.leaf,
+        }
+    }
+}
+
+impl TryFrom<FlatTreeRepr> for FlatTree {
+    type Error = String;
+    fn try_from(r: FlatTreeRepr) -> Result<Self, String> {
+        FlatTree::new(r.depth, &r.feature, &r.threshold, r.leaf)
+    }
 }
 
 impl FlatTree {
+    /// A tree from its arrays; checks their lengths and values.
+    pub fn new(depth: u32, feature: &[u32], threshold: &[f64], leaf: Vec<f64>) -> Result<FlatTree, String> {
+        if depth > 24 {
+            return Err(format!("tree depth {depth} is above 24"));
+        }
+        let leaves = 1usize << depth;
+        if feature.len() != leaves - 1 || threshold.len() != leaves - 1 || leaf.len() != leaves {
+            return Err(format!("tree of depth {depth} has inconsistent array lengths"));
+        }
+        if threshold.iter().chain(&leaf).any(|v| v.is_nan()) {
+            return Err("tree has a NaN threshold or leaf".into());
+        }
+        let mut splits: Vec<Split> = feature
+            .iter()
+            .zip(threshold)
+            .map(|(&feature, &threshold)| Split { threshold, feature })
+            .collect();
+        splits.push(Split {
+            threshold: 0.0,
+            feature: 0,
+        });
+        Ok(FlatTree { depth, splits, leaf })
+    }
+
+    /// The real splits (without the padding entry).
+    fn internal(&self) -> &[Split] {
+        &self.splits[..self.splits.len() - 1]
+    }
+
+    pub fn depth(&self) -> u32 {
+        self.depth
+    }
+
     #[inline]
     pub fn predict(&self, x: &[f64]) -> f64 {
         let mut i = 0usize;
         for _ in 0..self.depth {
-            let go_right = x[self.feature[i] as usize] >= self.threshold[i];
-            i = 2 * i + 1 + go_right as usize;
+            let s = self.splits[i];
+            i = 2 * i + 1 + (x[s.feature as usize] >= s.threshold) as usize;
         }
-        self.leaf[i - self.feature.len()]
+        self.leaf[i + 1 - self.splits.len()]
     }
 
-    /// Checks the array lengths and feature indices (for loaded files).
+    /// Checks that every split's feature index is below `n_features` (for loaded files).
     pub fn check(&self, n_features: usize) -> Result<(), String> {
-        if self.depth > 24 {
-            return Err(format!("tree depth {} is above 24", self.depth));
-        }
-        let leaves = 1usize << self.depth;
-        if self.feature.len() != leaves - 1 || self.threshold.len() != leaves - 1 || self.leaf.len() != leaves
+        match self
+            .internal()
+            .iter()
+            .find(|s| s.feature as usize >= n_features.min(ROW))
         {
-            return Err(format!(
-                "tree of depth {} has inconsistent array lengths",
-                self.depth
-            ));
+            Some(s) => Err(format!(
+                "tree splits on feature {}, but there are {n_features}",
+                s.feature
+            )),
+            None => Ok(()),
         }
-        if let Some(f) = self.feature.iter().find(|&&f| f as usize >= n_features) {
-            return Err(format!("tree splits on feature {f}, but there are {n_features}"));
-        }
-        if self.threshold.iter().chain(&self.leaf).any(|v| v.is_nan()) {
-            return Err("tree has a NaN threshold or leaf".into());
-        }
-        Ok(())
     }
 }
 
@@ -62,44 +130,39 @@ pub struct Forest {
 impl Forest {
     #[inline]
     pub fn predict(&self, x: &[f64]) -> f64 {
-        self.base + self.trees.iter().map(|t| t.predict(x)).sum::<f64>()
+        // Same order of additions as the batch walk, so both give identical bits.
+        self.trees.iter().fold(self.base, |acc, t| acc + t.predict(x))
     }
 
-    /// Adds this forest's predictions for the row-major rows of `x` (`n_features` wide) to `out`.
-    /// Trees in the outer loop keep each tree's arrays in cache across the batch.
-    pub fn predict_batch_add(&self, x: &[f64], n_features: usize, out: &mut [f64]) {
+    /// Adds this forest's predictions for [`BLOCK`] padded rows to `out`. Every tree walks
+    /// the whole block before the next: the block and one tree sit in L1, and the
+    /// [`BLOCK`] independent walks overlap their loads. Features must be below [`ROW`]
+    /// (guaranteed for checked trees).
+    pub fn predict_block(&self, rows: &[[f64; ROW]; BLOCK], out: &mut [f64; BLOCK]) {
         for o in out.iter_mut() {
             *o += self.base;
         }
-        let n = out.len().min(x.len() / n_features.max(1));
-        let quads = n / 4 * 4;
         for t in &self.trees {
-            let (feat, thr) = (&t.feature[..], &t.threshold[..]);
-            let internal = feat.len();
-            // Four independent walks at a time: their loads overlap instead of waiting in turn.
-            for r in (0..quads).step_by(4) {
-                let rows: [&[f64]; 4] =
-                    std::array::from_fn(|k| &x[(r + k) * n_features..(r + k + 1) * n_features]);
-                let mut i = [0usize; 4];
-                for _ in 0..t.depth {
-                    for k in 0..4 {
-                        let go_right = rows[k][feat[i[k]] as usize] >= thr[i[k]];
-                        i[k] = 2 * i[k] + 1 + go_right as usize;
-                    }
-                }
-                for k in 0..4 {
-                    out[r + k] += t.leaf[i[k] - internal];
+            let mask = t.splits.len() - 1;
+            let splits = &t.splits[..=mask];
+            let mut i = [0usize; BLOCK];
+            for _ in 0..t.depth {
+                for k in 0..BLOCK {
+                    let s = splits[i[k] & mask];
+                    let x = rows[k][s.feature as usize & (ROW - 1)];
+                    i[k] = 2 * i[k] + 1 + (x >= s.threshold) as usize;
                 }
             }
-            for r in quads..n {
-                out[r] += t.predict(&x[r * n_features..(r + 1) * n_features]);
+            for k in 0..BLOCK {
+                out[k] += t.leaf[i[k] - mask];
             }
         }
     }
 }
 
-/// Flattens a forust tree; adds each split's gain to `gain[feature]`.
-pub fn flatten(tree: &forust_ml::tree::Tree, gain: &mut [f64]) -> FlatTree {
+/// Flattens a forust tree; adds each split's gain to `gain[feature]`. Fails on a NaN leaf or
+/// split value, or a tree deeper than 24.
+pub fn flatten(tree: &forust_ml::tree::Tree, gain: &mut [f64]) -> Result<FlatTree, String> {
     fn depth_of(tree: &forust_ml::tree::Tree, i: usize) -> u32 {
         let n = &tree.nodes[i];
         if n.is_leaf {
@@ -110,12 +173,9 @@ pub fn flatten(tree: &forust_ml::tree::Tree, gain: &mut [f64]) -> FlatTree {
     }
     let depth = depth_of(tree, 0);
     let leaves = 1usize << depth;
-    let mut flat = FlatTree {
-        depth,
-        feature: vec![0; leaves - 1],
-        threshold: vec![0.0; leaves - 1],
-        leaf: vec![0.0; leaves],
-    };
+    let mut feature = vec![0u32; leaves - 1];
+    let mut threshold = vec![0.0; leaves - 1];
+    let mut leaf = vec![0.0; leaves];
     // (forust node, complete-tree position, level)
     let mut stack = vec![(0usize, 0usize, 0u32)];
     while let Some((ni, pos, level)) = stack.pop() {
@@ -124,10 +184,10 @@ pub fn flatten(tree: &forust_ml::tree::Tree, gain: &mut [f64]) -> FlatTree {
             // Every leaf below `pos` at the full depth takes this value.
             let span = 1usize << (depth - level);
             let first = ((pos + 1) << (depth - level)) - 1 - (leaves - 1);
-            flat.leaf[first..first + span].fill(node.weight_value as f64);
+            leaf[first..first + span].fill(node.weight_value as f64);
         } else {
-            flat.feature[pos] = node.split_feature as u32;
-            flat.threshold[pos] = node.split_value;
+            feature[pos] = node.split_feature as u32;
+            threshold[pos] = node.split_value;
             if let Some(g) = gain.get_mut(node.split_feature) {
                 *g += node.split_gain as f64;
             }
@@ -135,7 +195,7 @@ pub fn flatten(tree: &forust_ml::tree::Tree, gain: &mut [f64]) -> FlatTree {
             stack.push((node.right_child, 2 * pos + 2, level + 1));
         }
     }
-    flat
+    FlatTree::new(depth, &feature, &threshold, leaf)
 }
 
 #[cfg(test)]
@@ -145,17 +205,34 @@ mod tests {
     #[test]
     fn padded_tree_walk() {
         // depth 2: root splits f0 at 1.0; left child is a leaf (5.0) padded; right splits f1 at 0.
-        let t = FlatTree {
-            depth: 2,
-            feature: vec![0, 0, 1],
-            threshold: vec![1.0, 0.0, 0.0],
-            leaf: vec![5.0, 5.0, -1.0, 2.0],
-        };
+        let t = FlatTree::new(2, &[0, 0, 1], &[1.0, 0.0, 0.0], vec![5.0, 5.0, -1.0, 2.0]).unwrap();
         assert_eq!(t.predict(&[0.5, 9.0]), 5.0);
         assert_eq!(t.predict(&[-3.0, -9.0]), 5.0);
         assert_eq!(t.predict(&[1.0, -0.5]), -1.0);
         assert_eq!(t.predict(&[2.0, 0.0]), 2.0);
         assert!(t.check(2).is_ok());
         assert!(t.check(1).is_err());
+        assert!(FlatTree::new(2, &[0, 0], &[1.0, 0.0], vec![5.0; 4]).is_err());
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(
+            json,
+            r#"{"depth":2,"feature":[0,0,1],"threshold":[1.0,0.0,0.0],"leaf":[5.0,5.0,-1.0,2.0]}"#
+        );
+        assert_eq!(serde_json::from_str::<FlatTree>(&json).unwrap(), t);
+        // the block walk equals the single walk
+        let forest = Forest {
+            base: 0.5,
+            trees: vec![t.clone(), t.clone()],
+        };
+        let mut rows = [[0.0; ROW]; BLOCK];
+        for (k, row) in rows.iter_mut().enumerate() {
+            row[0] = (k as f64 * 0.37).sin() * 3.0;
+            row[1] = (k as f64 * 1.1).cos() * 3.0;
+        }
+        let mut out = [0.0; BLOCK];
+        forest.predict_block(&rows, &mut out);
+        for (k, o) in out.iter().enumerate() {
+            assert_eq!(*o, forest.predict(&rows[k][..2]));
+        }
     }
 }
