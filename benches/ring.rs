@@ -59,3 +59,36 @@ fn cosearch_extended(b: divan::Bencher, name: &str) {
         co_search(&spec, &rm, &grid, Objective::Energy).unwrap()
     });
 }
+
+/// The same search through the YAML file (`substrates/ring-edge-cosearch.yaml`): loaded and
+/// prepared once, then per model prepare + 45 points + the winner's index (the fast path).
+#[divan::bench(args = MODELS)]
+fn yaml_cosearch_best_only(b: divan::Bencher, name: &str) {
+    let m = model::preset(name).unwrap();
+    let space = llmforge::substrate::DesignSpace::load("ring-edge-cosearch", &[]).unwrap();
+    let fast = llmforge::sim::ring_adapter::RingSpace::new(&space)
+        .unwrap()
+        .unwrap();
+    let w = RingWorkload::llmforge_paper();
+    b.bench(|| fast.best(divan::black_box(&m), w).unwrap().unwrap());
+}
+
+/// Through the YAML file with everything a caller gets: the 45-row table, the chosen point
+/// re-loaded as a substrate, the winner's full report.
+#[divan::bench(args = MODELS)]
+fn yaml_cosearch_full(b: divan::Bencher, name: &str) {
+    let m = model::preset(name).unwrap();
+    let space = llmforge::substrate::DesignSpace::load("ring-edge-cosearch", &[]).unwrap();
+    let w = RingWorkload::llmforge_paper();
+    b.bench(|| llmforge::sim::ring_adapter::co_search(divan::black_box(&m), &space, w).unwrap());
+}
+
+/// `sim::summary` on the loaded co-search substrate (what `llmforge sim`, the architecture
+/// search and the sweep call).
+#[divan::bench(args = MODELS)]
+fn sim_summary_ring_cosearch(b: divan::Bencher, name: &str) {
+    let m = model::preset(name).unwrap();
+    let sub = llmforge::substrate::load("ring-edge-cosearch", &[]).unwrap();
+    let w = llmforge::sim::Workload::new(256, 256, 1).unwrap();
+    b.bench(|| llmforge::sim::summary(divan::black_box(&m), &sub, w, llmforge::sim::Engine::Sim));
+}
