@@ -3,3 +3,4 @@
 mod model;
 mod substrate;
 mod systolic;
+mod sim;

@@ -1,0 +1,369 @@
+//! Per-kernel costs: what one operator (or one fused kernel) costs on a substrate, under the
+//! roofline bound and under the cycle-approximate models of `gpu.rs` and `systolic_map.rs`.
+//!
+//! # Kernels
+//! On GPUs the attention core of a block (`attn_scores`, `softmax`, `attn_pv`) is one fused
+//! flash-attention kernel: the score and probability matrices never leave the SMs, one launch
+//! overhead is paid, and the kernel's time is its matrix plus vector work against its memory
+//! traffic (Q, K, V or the KV cache in, O out). Every other op is its own kernel. Systolic
+//! substrates run each op separately (the array, then the vector unit for the softmax). Both
+//! engines use the same grouping, so their per-kernel figures compare one to one.
+//!
+//! # DRAM traffic (the activation assumption)
+//! Weights and the KV cache always come from (and KV writes go to) DRAM: nothing persists on
+//! chip across operators or decode steps. Activations are the tensors passed between
+//! operators: a kernel's activations (inputs plus outputs, fused intermediates excluded)
+//! stay on chip when they fit the on-chip capacity (GPU: L2; systolic: the SRAM buffers), so
+//! they cost no DRAM traffic; when they do not fit, all of them go through DRAM. The roofline
+//! prices exactly this compulsory traffic. The cycle models add what their mappings re-fetch
+//! (GPU operands that do not fit L2 are re-read per tile row or column; the systolic GEMM
+//! model streams its operands and outputs through DRAM as its SRAM policy dictates).
+//!
+//! # Roofline
+//! `time = max(compute, memory) + overhead` with `compute = FLOPs / (eta_c * peak)` (matrix
+//! peak of the op's arithmetic class, or the vector peak; a fused kernel adds its matrix and
+//! vector parts) and `memory = DRAM bytes / (eta_m * bandwidth)`; systolic substrates have
+//! separate read and write channels, so their memory time is the larger of reads / read
+//! bandwidth and writes / write bandwidth. `overhead` is the substrate's kernel overhead.
+
+use super::result::{Bound, Energy, Resource};
+use super::systolic::{ActionEnergies, DramBandwidth, SystolicArray, SystolicConfig};
+use crate::graph::{Op, OpKind, Unit};
+use crate::model::{ComputeClass, Precisions};
+use crate::substrate::{Efficiency, Kind, Substrate, Systolic};
+use crate::units::{Bytes, Joules, Seconds};
+
+/// The cost of one kernel (one op or a fused group).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Cost {
+    /// Resource the kernel's main phase occupies.
+    pub resource: Option<Resource>,
+    /// Arithmetic time, without memory stalls.
+    pub compute: Seconds,
+    /// Transfer time of its DRAM (and on-chip) traffic, were nothing else limiting.
+    pub memory: Seconds,
+    /// Fixed launch / dispatch cost.
+    pub overhead: Seconds,
+    /// Prefetchable load before the main phase (systolic first-fold operands).
+    pub fill: Seconds,
+    /// Time the unit is busy: overhead plus compute, stalls inside the kernel included.
+    pub main: Seconds,
+    /// DRAM read / write channel time during the main phase (systolic).
+    pub stream_read: Seconds,
+    pub stream_write: Seconds,
+    /// Write-back after the main phase (systolic last outputs).
+    pub drain: Seconds,
+    pub dram_bytes: Bytes,
+    /// Energy without the static part (added from the schedule's makespan).
+    pub energy: Energy,
+}
+
+impl Cost {
+    /// Every field times `n` (sums of identical kernels).
+    pub fn scaled(&self, n: f64) -> Cost {
+        Cost {
+            resource: self.resource,
+            compute: self.compute * n,
+            memory: self.memory * n,
+            overhead: self.overhead * n,
+            fill: self.fill * n,
+            main: self.main * n,
+            stream_read: self.stream_read * n,
+            stream_write: self.stream_write * n,
+            drain: self.drain * n,
+            dram_bytes: self.dram_bytes * n,
+            energy: self.energy * n,
+        }
+    }
+    /// Field-wise sum.
+    pub fn add(&mut self, o: &Cost) {
+        self.resource = self.resource.or(o.resource);
+        self.compute += o.compute;
+        self.memory += o.memory;
+        self.overhead += o.overhead;
+        self.fill += o.fill;
+        self.main += o.main;
+        self.stream_read += o.stream_read;
+        self.stream_write += o.stream_write;
+        self.drain += o.drain;
+        self.dram_bytes += o.dram_bytes;
+        self.energy += o.energy;
+    }
+    /// The kernel's own duration, alone on the machine.
+    pub fn time(&self) -> Seconds {
+        let main = self
+            .main
+            .max(self.overhead + self.stream_read)
+            .max(self.overhead + self.stream_write);
+        self.fill + main + self.drain
+    }
+    pub fn bound(&self) -> Bound {
+        Bound::classify(self.compute, self.memory, self.overhead)
+    }
+}
+
+/// Bits of a compute class, for energy scaling (energies are given for 16-bit arithmetic).
+pub fn class_bits(c: ComputeClass) -> f64 {
+    match c {
+        ComputeClass::F32 => 32.0,
+        ComputeClass::F16 => 16.0,
+        ComputeClass::Fp8 | ComputeClass::Int8 => 8.0,
+        ComputeClass::Int4 => 4.0,
+    }
+}
+
+/// Activation bytes of a kernel in and out, and of those the fused intermediates to leave out.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Traffic {
+    pub weights: f64,
+    pub kv_read: f64,
+    pub kv_write: f64,
+    pub act_in: f64,
+    pub act_out: f64,
+}
+
+impl Traffic {
+    /// Traffic of a kernel made of `ops` (one op, or the three of an attention core, whose
+    /// score / probability tensors stay on chip).
+    pub fn of(ops: &[&Op]) -> Traffic {
+        let mut t = Traffic::default();
+        for op in ops {
+            t.weights += op.reads.weights.get() + op.writes.weights.get();
+            t.kv_read += op.reads.kv_cache.get();
+            t.kv_write += op.writes.kv_cache.get();
+            t.act_in += op.reads.activations.get();
+            t.act_out += op.writes.activations.get();
+        }
+        if ops.len() == 3 {
+            // scores -> softmax -> pv: the scores (written by 0, read by 1) and the
+            // probabilities (written by 1, read by 2) are internal.
+            let internal = ops[0].writes.activations.get() + ops[1].writes.activations.get();
+            t.act_in -= internal;
+            t.act_out -= internal;
+        }
+        t
+    }
+    pub fn activations(&self) -> f64 {
+        self.act_in + self.act_out
+    }
+}
+
+/// Prices kernels on one substrate. Built once per run; holds the arrays and constants.
+#[derive(Clone, Debug)]
+pub struct Mapper {
+    pub substrate: Substrate,
+    /// On-chip capacity for activations: GPU L2, systolic SRAM buffers.
+    pub onchip: f64,
+    /// Systolic word size (bytes per element) of weight GEMMs: the wider of the weight and
+    /// activation formats.
+    pub weight_word: f64,
+    /// ... of attention GEMMs: the wider of the KV-cache and activation formats.
+    pub attention_word: f64,
+}
+
+/// The two cost models.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    Roofline,
+    Sim,
+}
+
+impl Mapper {
+    pub fn new(substrate: &Substrate, precision: &Precisions) -> Mapper {
+        let onchip = match &substrate.kind {
+            Kind::Gpu(g) => g.l2_size.get(),
+            Kind::Systolic(s) => {
+                let (i, f, o) = s.buffers.split_bytes();
+                i + f + o
+            }
+        };
+        Mapper {
+            substrate: substrate.clone(),
+            onchip,
+            weight_word: precision.weights.bytes().max(precision.activations.bytes()),
+            attention_word: precision.kv_cache.bytes().max(precision.activations.bytes()),
+        }
+    }
+
+    /// Whether attention cores are fused into one kernel.
+    pub fn fuses_attention(&self) -> bool {
+        matches!(self.substrate.kind, Kind::Gpu(_))
+    }
+
+    /// Whether kernels run one after another on one stream (GPU eager execution).
+    pub fn serial(&self) -> bool {
+        matches!(self.substrate.kind, Kind::Gpu(_))
+    }
+
+    pub fn eff(&self) -> Efficiency {
+        self.substrate.efficiency
+    }
+
+    /// DRAM activation bytes (in, out) under the on-chip rule.
+    pub fn dram_activations(&self, t: &Traffic) -> (f64, f64) {
+        if t.activations() <= self.onchip {
+            (0.0, 0.0)
+        } else {
+            (t.act_in, t.act_out)
+        }
+    }
+
+    /// Cost of a kernel of `ops` (1 op, or the 3 of an attention core) under `model`.
+    /// `heads_per_group` is the GQA grouping of attention GEMMs (see `ProgOp`).
+    pub fn cost(&self, model: Model, ops: &[&Op], heads_per_group: u64) -> Cost {
+        match model {
+            Model::Roofline => self.roofline(ops),
+            Model::Sim => match &self.substrate.kind {
+                Kind::Gpu(g) => super::gpu::cost(g, self.eff(), self.onchip, ops),
+                Kind::Systolic(s) => super::systolic_map::cost(self, s, ops, heads_per_group),
+            },
+        }
+    }
+
+    /// The roofline's affine pieces of a kernel: (compute, first memory term, second memory
+    /// term, overhead); the kernel time is `overhead + max(compute, max(mem_a, mem_b))`.
+    /// Systolic substrates: reads and writes on their channels; GPUs: all traffic, and 0.
+    pub fn roofline_parts(&self, ops: &[&Op]) -> [f64; 4] {
+        let c = self.roofline(ops);
+        let (a, b) = match &self.substrate.kind {
+            Kind::Gpu(_) => (c.memory.get(), 0.0),
+            Kind::Systolic(_) => (c.stream_read.get(), c.stream_write.get()),
+        };
+        [c.compute.get(), a, b, c.overhead.get()]
+    }
+
+    /// The roofline of a kernel (see the module docs). For systolic substrates
+    /// `stream_read` / `stream_write` carry the read and write channel times (informational:
+    /// the roofline does not schedule channels).
+    pub fn roofline(&self, ops: &[&Op]) -> Cost {
+        let eff = self.eff();
+        let sub = &self.substrate;
+        let t = Traffic::of(ops);
+        let (ai, ao) = self.dram_activations(&t);
+        let (mut matrix_flops, mut vector_flops) = (0.0, 0.0);
+        let mut compute = 0.0;
+        for op in ops {
+            let f = op.flops.get();
+            match op.unit {
+                Unit::Matrix => {
+                    matrix_flops += f;
+                    compute += f / (eff.compute * sub.matrix_peak(op.compute).get());
+                }
+                Unit::Vector => {
+                    vector_flops += f;
+                    compute += f / (eff.compute * sub.vector_peak().get());
+                }
+                Unit::Memory => {}
+            }
+        }
+        let reads = t.weights + t.kv_read + ai;
+        let writes = t.kv_write + ao;
+        let dram = reads + writes;
+        let all_bytes = t.weights + t.kv_read + t.kv_write + t.activations();
+        let class = ops[0].compute;
+        let (memory, read_t, write_t, energy) = match &sub.kind {
+            Kind::Gpu(g) => {
+                let scale = class_bits(class) / 16.0;
+                (
+                    dram / (eff.memory * g.memory_bandwidth.get()),
+                    0.0,
+                    0.0,
+                    Energy {
+                        compute: g.energy.matrix_flop * (matrix_flops * scale)
+                            + g.energy.vector_flop * vector_flops,
+                        onchip: g.energy.l2_byte * all_bytes,
+                        dram: g.energy.dram_byte * dram,
+                        static_: Joules::ZERO,
+                    },
+                )
+            }
+            Kind::Systolic(s) => {
+                let rd = s.dram_read.get() * s.clock.get();
+                let wr = s.dram_write.get() * s.clock.get();
+                (
+                    (reads / rd).max(writes / wr) / eff.memory,
+                    reads / rd / eff.memory,
+                    writes / wr / eff.memory,
+                    Energy {
+                        compute: s.energy.mac * (matrix_flops / 2.0) + s.energy.vector_op * vector_flops,
+                        onchip: s.energy.sram_byte * all_bytes,
+                        dram: s.energy.dram_byte * dram,
+                        static_: Joules::ZERO,
+                    },
+                )
+            }
+        };
+        let overhead = eff.kernel_overhead;
+        let (compute, memory) = (Seconds::new(compute), Seconds::new(memory));
+        Cost {
+            resource: Some(Resource::of_unit(ops[0].unit)),
+            compute,
+            memory,
+            overhead,
+            fill: Seconds::ZERO,
+            main: overhead + compute.max(memory),
+            stream_read: Seconds::new(read_t),
+            stream_write: Seconds::new(write_t),
+            drain: Seconds::ZERO,
+            dram_bytes: Bytes::new(dram),
+            energy,
+        }
+    }
+}
+
+/// Static (GPU) or leakage (systolic) power.
+pub fn static_power(s: &Substrate) -> crate::units::Watts {
+    match &s.kind {
+        Kind::Gpu(g) => g.energy.static_power,
+        Kind::Systolic(s) => s.energy.leakage,
+    }
+}
+
+/// `kind` name of a kernel for records.
+pub fn kind_name(ops: &[&Op]) -> &'static str {
+    if ops.len() == 3 {
+        return "fused_attention";
+    }
+    match ops[0].kind {
+        OpKind::Gemm { .. } => "gemm",
+        OpKind::Gather { .. } => "gather",
+        OpKind::Elementwise { .. } => "elementwise",
+        OpKind::KvWrite { .. } => "kv_write",
+    }
+}
+
+/// Action energies of a systolic substrate for the GEMM model (leakage added per phase).
+pub fn systolic_actions(s: &Systolic) -> ActionEnergies {
+    ActionEnergies {
+        mac: s.energy.mac,
+        sram_byte: s.energy.sram_byte,
+        dram_byte: s.energy.dram_byte,
+        leakage: crate::units::Watts::ZERO,
+    }
+}
+
+/// A systolic array of substrate `s` for `word` bytes per element and 32-bit partial sums.
+pub fn array(s: &Systolic, word: f64) -> SystolicArray {
+    let cfg = SystolicConfig {
+        rows: s.rows,
+        cols: s.cols,
+        dataflow: s.dataflow,
+        buffers: s.buffers,
+        dram: DramBandwidth {
+            read: s.dram_read,
+            write: s.dram_write,
+        },
+        word_bytes: Bytes::new(word),
+        acc_bytes: Bytes::new(4.0),
+        mode: s.mode,
+    };
+    // A validated substrate has positive dimensions and bandwidths, and a model precision
+    // has a positive size, so this cannot fail; an 8-bit word is the fallback regardless.
+    SystolicArray::new(cfg).unwrap_or_else(|_| {
+        SystolicArray::new(SystolicConfig {
+            word_bytes: Bytes::new(1.0),
+            ..cfg
+        })
+        .unwrap_or(SystolicArray::gemmini(s.mode))
+    })
+}

@@ -1,0 +1,1010 @@
+//! The engines: kernels of a [`Program`] placed on a substrate's resources, prefill once and
+//! every decode step at its own context.
+//!
+//! # The schedule
+//! Kernels are issued in graph order. Each occupies one unit (matrix, vector or DMA) for its
+//! main phase and, on systolic substrates, the DRAM read and write channels for the bytes it
+//! streams. A kernel starts when its unit is free and its inputs (graph edges) have ended. A
+//! systolic GEMM's first-fold operands (its *fill*) are loaded over the read channel ahead of
+//! time — as soon as the channel is free and the previous GEMM has started its main phase,
+//! i.e. into the other half of a double buffer, one GEMM ahead — so a compute-bound GEMM hides
+//! the next one's fill; its last outputs *drain* over the write channel after it, while the
+//! array moves on. Vector ops run beside the array when the graph allows (RoPE beside the
+//! K and V projections). GPU kernels run one after another on one stream (eager execution),
+//! each paying its launch overhead. The roofline places its kernels back to back.
+//!
+//! # Decode without re-lowering
+//! The program is lowered once; the context-dependent kernels (attention cores) are re-priced
+//! at each context and everything else is priced once. Two shortcuts keep a 256-step decode
+//! of a 32-layer model in the microseconds, both exact:
+//! * *Identical blocks.* The schedule is translation-invariant: when a block starts from the
+//!   same state relative to its input (unit, channel and prefetch-gate times) as the previous
+//!   block of the same template did, it and every following identical block repeat it
+//!   shifted by the same amount, so they are skipped in one step. (States are compared to a
+//!   relative tolerance of 1e-12 of the block's duration; a max-plus schedule moves its
+//!   outputs by no more than its inputs move, so this bounds the error.)
+//! * *Roofline sums in closed form.* A roofline kernel's time is `overhead + max(compute,
+//!   memory)` of terms affine in the context, with one step where its activations stop
+//!   fitting on chip. The decode range is split at those points (and at every crossover of
+//!   the terms); on each piece the cost is affine, so its sum over the piece's contexts is the
+//!   piece's length times the cost at its midpoint — exact, not a midpoint approximation.
+//!
+//! [`reference`] is the slow path the tests hold these against: it lowers the whole graph
+//! afresh at every context and schedules every kernel of every step.
+
+use super::cost::{self, Cost, Mapper, Traffic, kind_name, static_power};
+use super::program::{Dep, ProgOp, Program, attention_cores};
+use super::result::{
+    Bound, Energy, OpEvent, OpRecord, PhaseKind, PhaseSummary, Resource, RunResult, RunSummary, Sink,
+};
+use super::{Engine, Workload};
+use crate::graph::{self, Op, Phase, RoleBytes};
+use crate::model::{Model, accounting};
+use crate::substrate::Substrate;
+use crate::units::{Bytes, Flops, Seconds};
+
+/// An input of a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KDep {
+    Input,
+    Local(usize),
+}
+
+/// One kernel of a part: `len` consecutive ops from `first`.
+#[derive(Clone, Debug)]
+struct Kern {
+    first: usize,
+    len: usize,
+    deps: Vec<KDep>,
+    dependent: bool,
+    hpg: u64,
+}
+
+fn kernels(ops: &[ProgOp], fuse: bool) -> Vec<Kern> {
+    let cores = if fuse { attention_cores(ops) } else { Vec::new() };
+    let mut op_kernel = vec![0usize; ops.len()];
+    let mut ks: Vec<Kern> = Vec::new();
+    let mut i = 0;
+    while i < ops.len() {
+        let len = if cores.contains(&i) { 3 } else { 1 };
+        let k = ks.len();
+        for slot in op_kernel.iter_mut().skip(i).take(len) {
+            *slot = k;
+        }
+        let mut deps = Vec::new();
+        for o in &ops[i..i + len] {
+            for d in &o.deps {
+                let kd = match *d {
+                    Dep::Input => KDep::Input,
+                    Dep::Local(x) if op_kernel[x as usize] == k => continue,
+                    Dep::Local(x) => KDep::Local(op_kernel[x as usize]),
+                };
+                if !deps.contains(&kd) {
+                    deps.push(kd);
+                }
+            }
+        }
+        ks.push(Kern {
+            first: i,
+            len,
+            deps,
+            dependent: ops[i..i + len].iter().any(ProgOp::context_dependent),
+            hpg: ops[i].heads_per_group,
+        });
+        i += len;
+    }
+    ks
+}
+
+/// A program's parts (head, templates, tail) with their kernels and current costs.
+struct Mapped<'p> {
+    parts: Vec<Part<'p>>,
+    /// Part index of every position in execution order (head, one per layer, tail).
+    order: Vec<usize>,
+    /// How many times each part runs per pass.
+    count: Vec<u64>,
+}
+
+struct Part<'p> {
+    ops: &'p [ProgOp],
+    kernels: Vec<Kern>,
+    costs: Vec<Cost>,
+}
+
+impl<'p> Mapped<'p> {
+    fn new(prog: &'p Program, mapper: &Mapper) -> Mapped<'p> {
+        let fuse = mapper.fuses_attention();
+        let mut parts = Vec::with_capacity(prog.templates.len() + 2);
+        let mk = |ops: &'p [ProgOp]| {
+            let kernels = kernels(ops, fuse);
+            let costs = vec![Cost::default(); kernels.len()];
+            Part { ops, kernels, costs }
+        };
+        parts.push(mk(&prog.head));
+        for t in &prog.templates {
+            parts.push(mk(t));
+        }
+        parts.push(mk(&prog.tail));
+        let tail = parts.len() - 1;
+        let mut order = Vec::with_capacity(prog.blocks.len() + 2);
+        order.push(0);
+        order.extend(prog.blocks.iter().map(|t| t + 1));
+        order.push(tail);
+        let mut count = vec![0u64; parts.len()];
+        for &p in &order {
+            count[p] += 1;
+        }
+        Mapped { parts, order, count }
+    }
+
+    /// Prices every kernel (`all`) or only the context-dependent ones at context `c`.
+    fn price(&mut self, mapper: &Mapper, model: cost::Model, c: u64, all: bool) {
+        for part in &mut self.parts {
+            for (k, kern) in part.kernels.iter().enumerate() {
+                if all || kern.dependent {
+                    part.costs[k] = kernel_cost(mapper, model, part.ops, kern, c);
+                }
+            }
+        }
+    }
+}
+
+fn kernel_cost(mapper: &Mapper, model: cost::Model, ops: &[ProgOp], k: &Kern, c: u64) -> Cost {
+    if k.len == 3 {
+        let (a, b, d) = (ops[k.first].at(c), ops[k.first + 1].at(c), ops[k.first + 2].at(c));
+        mapper.cost(model, &[&a, &b, &d], k.hpg)
+    } else {
+        let a = ops[k.first].at(c);
+        mapper.cost(model, &[&a], k.hpg)
+    }
+}
+
+fn kernel_ops_f(ops: &[ProgOp], k: &Kern, c: f64) -> Vec<Op> {
+    ops[k.first..k.first + k.len].iter().map(|o| o.at_f(c)).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Scheduling
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct State {
+    unit: [f64; 3],
+    rd: f64,
+    wr: f64,
+    gate: f64,
+    last: f64,
+    input: f64,
+}
+
+impl State {
+    fn at(t: f64) -> State {
+        State {
+            unit: [t; 3],
+            rd: t,
+            wr: t,
+            gate: t,
+            last: t,
+            input: t,
+        }
+    }
+    fn relative(&self) -> [f64; 7] {
+        let i = self.input;
+        [
+            self.unit[0] - i,
+            self.unit[1] - i,
+            self.unit[2] - i,
+            self.rd - i,
+            self.wr - i,
+            self.gate - i,
+            self.last - i,
+        ]
+    }
+    fn shift(&mut self, d: f64) {
+        for u in &mut self.unit {
+            *u += d;
+        }
+        self.rd += d;
+        self.wr += d;
+        self.gate += d;
+        self.last += d;
+        self.input += d;
+    }
+    fn makespan_end(&self) -> f64 {
+        self.unit
+            .iter()
+            .copied()
+            .fold(self.last.max(self.rd).max(self.wr), f64::max)
+    }
+}
+
+/// How kernels share the machine.
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    /// One kernel at a time (GPU stream, roofline).
+    serial: bool,
+    /// DRAM channels are resources (systolic cycle model).
+    channels: bool,
+}
+
+/// Where one kernel went.
+#[derive(Clone, Copy, Debug, Default)]
+struct Placed {
+    fill: (f64, f64),
+    main: (f64, f64),
+    read: (f64, f64),
+    write: (f64, f64),
+    drain: (f64, f64),
+    end: f64,
+}
+
+fn unit_index(r: Option<Resource>) -> usize {
+    match r {
+        Some(Resource::Matrix) | None => 0,
+        Some(Resource::Vector) => 1,
+        _ => 2,
+    }
+}
+
+fn place(st: &mut State, c: &Cost, ready: f64, policy: Policy) -> Placed {
+    let mut p = Placed::default();
+    let mut ready = ready;
+    if policy.serial {
+        ready = ready.max(st.last);
+    }
+    let u = unit_index(c.resource);
+    let mut start = st.unit[u].max(ready);
+    if policy.channels && c.fill.get() > 0.0 {
+        let fs = st.rd.max(st.gate);
+        let fe = fs + c.fill.get();
+        st.rd = fe;
+        p.fill = (fs, fe);
+        start = start.max(fe);
+    }
+    let mut main_end = start + c.main.get();
+    if policy.channels {
+        let ov = c.overhead.get();
+        if c.stream_read.get() > 0.0 {
+            let rs = st.rd.max(start + ov);
+            let re = rs + c.stream_read.get();
+            st.rd = re;
+            p.read = (rs, re);
+            main_end = main_end.max(re);
+        }
+        if c.stream_write.get() > 0.0 {
+            let ws = st.wr.max(start + ov);
+            let we = ws + c.stream_write.get();
+            st.wr = we;
+            p.write = (ws, we);
+            main_end = main_end.max(we);
+        }
+    }
+    st.unit[u] = main_end;
+    if u == 0 {
+        st.gate = start;
+    }
+    p.main = (start, main_end);
+    let mut end = main_end;
+    if policy.channels && c.drain.get() > 0.0 {
+        let ds = st.wr.max(main_end);
+        let de = ds + c.drain.get();
+        st.wr = de;
+        p.drain = (ds, de);
+        end = de;
+    }
+    p.end = end;
+    st.last = st.last.max(end);
+    p
+}
+
+/// What to do with each placed kernel.
+trait Observe {
+    /// Whether identical blocks may be skipped (no per-kernel output needed).
+    fn may_skip(&self) -> bool;
+    fn placed(&mut self, _pos: usize, _part: &Part<'_>, _k: usize, _p: &Placed) {}
+}
+
+struct Quiet;
+impl Observe for Quiet {
+    fn may_skip(&self) -> bool {
+        true
+    }
+}
+
+/// Records each kernel's main start and end, in execution order.
+struct Capture {
+    spans: Vec<(f64, f64)>,
+}
+impl Observe for Capture {
+    fn may_skip(&self) -> bool {
+        false
+    }
+    fn placed(&mut self, _pos: usize, _part: &Part<'_>, _k: usize, p: &Placed) {
+        self.spans.push((p.main.0, p.end));
+    }
+}
+
+/// Forwards every interval to a [`Sink`].
+struct Forward<'s> {
+    sink: &'s mut dyn Sink,
+    phase: PhaseKind,
+    step: u64,
+    context: u64,
+    n_layers: usize,
+}
+impl Observe for Forward<'_> {
+    fn may_skip(&self) -> bool {
+        false
+    }
+    fn placed(&mut self, pos: usize, part: &Part<'_>, k: usize, p: &Placed) {
+        let kern = &part.kernels[k];
+        let op = &part.ops[kern.first].op;
+        let layer = if pos >= 1 && pos <= self.n_layers {
+            Some((pos - 1) as u32)
+        } else {
+            None
+        };
+        let name = if kern.len == 3 { "attention" } else { op.name };
+        let res = unit_resource(part, k);
+        let mut emit = |resource, what, (s, e): (f64, f64)| {
+            if e > s {
+                self.sink.event(&OpEvent {
+                    phase: self.phase,
+                    step: self.step,
+                    context: self.context,
+                    name,
+                    layer,
+                    resource,
+                    what,
+                    start: Seconds::new(s),
+                    end: Seconds::new(e),
+                });
+            }
+        };
+        emit(Resource::DramRead, "prefetch", p.fill);
+        emit(res, "compute", p.main);
+        emit(Resource::DramRead, "stream", p.read);
+        emit(Resource::DramWrite, "stream", p.write);
+        emit(Resource::DramWrite, "drain", p.drain);
+    }
+}
+
+fn unit_resource(part: &Part<'_>, k: usize) -> Resource {
+    part.costs[k].resource.unwrap_or(Resource::Matrix)
+}
+
+/// Schedules one pass starting at `t0`; returns its makespan end.
+fn schedule(m: &Mapped<'_>, t0: f64, policy: Policy, obs: &mut dyn Observe) -> f64 {
+    let mut st = State::at(t0);
+    let mut ends: Vec<f64> = Vec::with_capacity(64);
+    let skip = obs.may_skip();
+    let mut prev: Option<(usize, [f64; 7], f64)> = None;
+    let mut pos = 0;
+    while pos < m.order.len() {
+        let pi = m.order[pos];
+        let part = &m.parts[pi];
+        if skip && let Some((pt, rel, delta)) = prev {
+            if pt == pi && delta > 0.0 {
+                let now = st.relative();
+                let tol = 1e-12 * delta;
+                if now.iter().zip(rel.iter()).all(|(a, b)| (a - b).abs() <= tol) {
+                    let mut run = 0;
+                    while pos + run < m.order.len() && m.order[pos + run] == pi {
+                        run += 1;
+                    }
+                    // The last block of the run is scheduled normally below, so that the
+                    // state after the run is a real one.
+                    if run > 1 {
+                        st.shift(delta * (run - 1) as f64);
+                        pos += run - 1;
+                    }
+                }
+            }
+        }
+        let before = st.relative();
+        let input = st.input;
+        ends.clear();
+        let mut last_end = input;
+        for (k, kern) in part.kernels.iter().enumerate() {
+            let mut ready = f64::MIN;
+            if kern.deps.is_empty() {
+                ready = input;
+            }
+            for d in &kern.deps {
+                let t = match *d {
+                    KDep::Input => input,
+                    KDep::Local(j) => ends[j],
+                };
+                ready = ready.max(t);
+            }
+            let p = place(&mut st, &part.costs[k], ready, policy);
+            obs.placed(pos, part, k, &p);
+            ends.push(p.end);
+            last_end = p.end;
+        }
+        if !part.kernels.is_empty() {
+            st.input = last_end;
+        }
+        prev = Some((pi, before, st.input - input));
+        pos += 1;
+    }
+    st.makespan_end()
+}
+
+// ---------------------------------------------------------------------------------------
+// Accumulating results
+
+/// Field sums of one kernel over executions.
+#[derive(Clone, Copy, Debug, Default)]
+struct Agg {
+    cost: Cost,
+    time: f64,
+    bound_time: [f64; 3],
+    flops: f64,
+    reads: [f64; 3],
+    writes: [f64; 3],
+}
+
+impl Agg {
+    fn add_cost(&mut self, c: &Cost, n: f64) {
+        self.cost.add(&c.scaled(n));
+        let t = c.time().get() * n;
+        self.time += t;
+        self.bound_time[c.bound() as usize] += t;
+    }
+    fn add_ops(&mut self, ops: &[Op], n: f64) {
+        for op in ops {
+            self.flops += op.flops.get() * n;
+            let (r, w) = (&op.reads, &op.writes);
+            self.reads[0] += r.weights.get() * n;
+            self.reads[1] += r.activations.get() * n;
+            self.reads[2] += r.kv_cache.get() * n;
+            self.writes[0] += w.weights.get() * n;
+            self.writes[1] += w.activations.get() * n;
+            self.writes[2] += w.kv_cache.get() * n;
+        }
+    }
+}
+
+fn role(a: [f64; 3]) -> RoleBytes {
+    RoleBytes {
+        weights: Bytes::new(a[0]),
+        activations: Bytes::new(a[1]),
+        kv_cache: Bytes::new(a[2]),
+    }
+}
+
+/// One phase's totals: per part, per kernel aggregates; plus the pass times.
+struct PhaseOut {
+    aggs: Vec<Vec<Agg>>,
+    /// Sum over passes of makespans (without the token overhead).
+    time: f64,
+    steps: u64,
+}
+
+impl PhaseOut {
+    fn new(m: &Mapped<'_>) -> PhaseOut {
+        PhaseOut {
+            aggs: m.parts.iter().map(|p| vec![Agg::default(); p.kernels.len()]).collect(),
+            time: 0.0,
+            steps: 0,
+        }
+    }
+}
+
+fn policy(mapper: &Mapper, model: cost::Model) -> Policy {
+    match model {
+        cost::Model::Roofline => Policy {
+            serial: true,
+            channels: false,
+        },
+        cost::Model::Sim => Policy {
+            serial: mapper.serial(),
+            channels: !mapper.serial(),
+        },
+    }
+}
+
+/// Adds the kernels whose cost did not change (`dependent == false`) `n` times, with their ops.
+fn add_fixed(out: &mut PhaseOut, m: &Mapped<'_>, c: u64, n: f64) {
+    for (pi, part) in m.parts.iter().enumerate() {
+        let cnt = m.count[pi] as f64;
+        for (k, kern) in part.kernels.iter().enumerate() {
+            if !kern.dependent {
+                let ops: Vec<Op> = part.ops[kern.first..kern.first + kern.len].iter().map(|o| o.at(c)).collect();
+                out.aggs[pi][k].add_cost(&part.costs[k], n * cnt);
+                out.aggs[pi][k].add_ops(&ops, n * cnt);
+            }
+        }
+    }
+}
+
+/// Adds the context-dependent kernels at their current costs once.
+fn add_dependent(out: &mut PhaseOut, m: &Mapped<'_>) {
+    for (pi, part) in m.parts.iter().enumerate() {
+        let cnt = m.count[pi] as f64;
+        for (k, kern) in part.kernels.iter().enumerate() {
+            if kern.dependent {
+                out.aggs[pi][k].add_cost(&part.costs[k], cnt);
+            }
+        }
+    }
+}
+
+/// Exact sum over integer contexts `lo..=hi` of a roofline kernel's cost (see module docs).
+fn roofline_sum(mapper: &Mapper, ops: &[ProgOp], k: &Kern, lo: u64, hi: u64, agg: &mut Agg, n: f64) {
+    let eval_ops = |c: f64| kernel_ops_f(ops, k, c);
+    let parts_at = |c: f64| {
+        let v = eval_ops(c);
+        let r: Vec<&Op> = v.iter().collect();
+        mapper.roofline_parts(&r)
+    };
+    let act_at = |c: f64| {
+        let v = eval_ops(c);
+        let r: Vec<&Op> = v.iter().collect();
+        Traffic::of(&r).activations() - mapper.onchip
+    };
+    // Split where the activations stop (or start) fitting on chip: classify integers exactly.
+    let mut pieces: Vec<(u64, u64)> = Vec::with_capacity(8);
+    let (a_lo, a_hi) = (act_at(lo as f64), act_at(hi as f64));
+    if (a_lo <= 0.0) != (a_hi <= 0.0) && hi > lo {
+        let r = lo as f64 + a_lo / (a_lo - a_hi) * (hi - lo) as f64;
+        let mut s = (r.floor() as u64).clamp(lo, hi);
+        // last integer on the low side
+        while s > lo && (act_at(s as f64) <= 0.0) != (a_lo <= 0.0) {
+            s -= 1;
+        }
+        while s < hi && (act_at((s + 1) as f64) <= 0.0) == (a_lo <= 0.0) {
+            s += 1;
+        }
+        pieces.push((lo, s));
+        if s < hi {
+            pieces.push((s + 1, hi));
+        }
+    } else {
+        pieces.push((lo, hi));
+    }
+    // Split each piece at every crossover of the affine terms.
+    let mut segments: Vec<(u64, u64)> = Vec::with_capacity(16);
+    for (a, b) in pieces {
+        let mut cuts: Vec<u64> = Vec::new();
+        if b > a {
+            let (pa, pb) = (parts_at(a as f64), parts_at(b as f64));
+            for i in 0..4 {
+                for j in i + 1..4 {
+                    let (da, db) = (pa[i] - pa[j], pb[i] - pb[j]);
+                    if (da > 0.0 && db < 0.0) || (da < 0.0 && db > 0.0) {
+                        let r = a as f64 + da / (da - db) * (b - a) as f64;
+                        let s = (r.floor() as u64).clamp(a, b - 1);
+                        cuts.push(s);
+                    }
+                }
+            }
+        }
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut start = a;
+        for s in cuts {
+            segments.push((start, s));
+            start = s + 1;
+        }
+        segments.push((start, b));
+    }
+    for (a, b) in segments {
+        let len = (b - a + 1) as f64;
+        let mid = (a as f64 + b as f64) / 2.0;
+        let v = eval_ops(mid);
+        let r: Vec<&Op> = v.iter().collect();
+        let c = mapper.roofline(&r);
+        agg.add_cost(&c, len * n);
+        agg.add_ops(&v, len * n);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Runs
+
+/// What to produce.
+pub(crate) struct Want<'s> {
+    pub records: bool,
+    pub sink: Option<&'s mut dyn Sink>,
+}
+
+pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, want: Want<'_>) -> RunResult {
+    let mapper = Mapper::new(sub, &model.precision);
+    let cm = match engine {
+        Engine::Roofline => cost::Model::Roofline,
+        Engine::Sim => cost::Model::Sim,
+    };
+    let pol = policy(&mapper, cm);
+    let tok = sub.efficiency.token_overhead.get();
+    let mut sink = want.sink;
+    let n_layers = model.layers.len();
+
+    // Prefill: one pass.
+    let pre_prog = Program::new(
+        model,
+        Phase::Prefill {
+            tokens: w.prompt,
+            batch: w.batch,
+        },
+    );
+    let mut pre = Mapped::new(&pre_prog, &mapper);
+    pre.price(&mapper, cm, 0, true);
+    let mut pre_out = PhaseOut::new(&pre);
+    let mut pre_spans = Capture { spans: Vec::new() };
+    let pre_end = match sink.as_deref_mut() {
+        Some(s) => {
+            let mut f = Forward {
+                sink: s,
+                phase: PhaseKind::Prefill,
+                step: 0,
+                context: w.prompt,
+                n_layers,
+            };
+            let e = schedule(&pre, 0.0, pol, &mut f);
+            f.sink.step_end(PhaseKind::Prefill, 0, Seconds::ZERO, Seconds::new(e + tok));
+            if want.records {
+                schedule(&pre, 0.0, pol, &mut pre_spans);
+            }
+            e
+        }
+        None if want.records => schedule(&pre, 0.0, pol, &mut pre_spans),
+        None => schedule(&pre, 0.0, pol, &mut Quiet),
+    };
+    pre_out.time = pre_end;
+    pre_out.steps = 1;
+    add_fixed(&mut pre_out, &pre, 0, 1.0);
+    add_dependent(&mut pre_out, &pre);
+
+    // Decode: steps at contexts P+1 ..= P+D.
+    let (lo, hi) = (w.prompt + 1, w.prompt + w.generate);
+    let dec_prog = Program::new(
+        model,
+        Phase::Decode {
+            context: lo,
+            batch: w.batch,
+        },
+    );
+    let mut dec = Mapped::new(&dec_prog, &mapper);
+    dec.price(&mapper, cm, lo, true);
+    let mut dec_out = PhaseOut::new(&dec);
+    dec_out.steps = w.generate;
+    if w.generate > 0 {
+        add_fixed(&mut dec_out, &dec, lo, w.generate as f64);
+        let closed_form = cm == cost::Model::Roofline && sink.is_none();
+        if closed_form {
+            // Fixed kernels: the same every step.
+            let fixed: f64 = dec
+                .parts
+                .iter()
+                .enumerate()
+                .flat_map(|(pi, p)| {
+                    let cnt = dec.count[pi] as f64;
+                    p.kernels
+                        .iter()
+                        .zip(&p.costs)
+                        .filter(|(k, _)| !k.dependent)
+                        .map(move |(_, c)| c.time().get() * cnt)
+                })
+                .sum();
+            let mut time = fixed * w.generate as f64;
+            for (pi, part) in dec.parts.iter().enumerate() {
+                let cnt = dec.count[pi] as f64;
+                for (k, kern) in part.kernels.iter().enumerate() {
+                    if kern.dependent && cnt > 0.0 {
+                        let mut agg = Agg::default();
+                        roofline_sum(&mapper, part.ops, kern, lo, hi, &mut agg, 1.0);
+                        time += agg.time * cnt;
+                        let a = &mut dec_out.aggs[pi][k];
+                        a.cost.add(&agg.cost.scaled(cnt));
+                        a.time += agg.time * cnt;
+                        for b in 0..3 {
+                            a.bound_time[b] += agg.bound_time[b] * cnt;
+                        }
+                        a.flops += agg.flops * cnt;
+                        for r in 0..3 {
+                            a.reads[r] += agg.reads[r] * cnt;
+                            a.writes[r] += agg.writes[r] * cnt;
+                        }
+                    }
+                }
+            }
+            dec_out.time = time;
+        } else {
+            let mut t0 = pre_end + tok;
+            for step in 1..=w.generate {
+                let c = w.prompt + step;
+                dec.price(&mapper, cm, c, false);
+                let end = match sink.as_deref_mut() {
+                    Some(s) => {
+                        let mut f = Forward {
+                            sink: s,
+                            phase: PhaseKind::Decode,
+                            step,
+                            context: c,
+                            n_layers,
+                        };
+                        let e = schedule(&dec, t0, pol, &mut f);
+                        f.sink
+                            .step_end(PhaseKind::Decode, step, Seconds::new(t0), Seconds::new(e + tok));
+                        e
+                    }
+                    None => schedule(&dec, t0, pol, &mut Quiet),
+                };
+                dec_out.time += end - t0;
+                add_dependent(&mut dec_out, &dec);
+                for (pi, part) in dec.parts.iter().enumerate() {
+                    let cnt = dec.count[pi] as f64;
+                    for (k, kern) in part.kernels.iter().enumerate() {
+                        if kern.dependent {
+                            let ops: Vec<Op> =
+                                part.ops[kern.first..kern.first + kern.len].iter().map(|o| o.at(c)).collect();
+                            dec_out.aggs[pi][k].add_ops(&ops, cnt);
+                        }
+                    }
+                }
+                t0 = end + tok;
+            }
+        }
+    }
+    // The last step's schedule for the decode records.
+    let mut dec_spans = Capture { spans: Vec::new() };
+    if want.records && w.generate > 0 {
+        dec.price(&mapper, cm, hi, false);
+        schedule(&dec, 0.0, pol, &mut dec_spans);
+    }
+
+    let power = static_power(sub).get();
+    let pre_summary = phase_summary(&pre_out, power, tok);
+    let dec_summary = phase_summary(&dec_out, power, tok);
+    let ops = if want.records {
+        let mut v = records(&pre, &pre_out, &pre_spans.spans, PhaseKind::Prefill, power);
+        if w.generate > 0 {
+            v.extend(records(&dec, &dec_out, &dec_spans.spans, PhaseKind::Decode, power));
+        }
+        v
+    } else {
+        Vec::new()
+    };
+    RunResult {
+        summary: summarize(model, sub, w, engine, pre_summary, dec_summary),
+        ops,
+    }
+}
+
+fn phase_summary(out: &PhaseOut, power: f64, tok: f64) -> PhaseSummary {
+    let mut s = PhaseSummary {
+        steps: out.steps,
+        time: Seconds::new(out.time + tok * out.steps as f64),
+        ..Default::default()
+    };
+    let mut bt = [0.0; 3];
+    for a in out.aggs.iter().flatten() {
+        s.energy += a.cost.energy;
+        s.flops += Flops::new(a.flops);
+        s.dram_bytes += a.cost.dram_bytes;
+        for b in 0..3 {
+            bt[b] += a.bound_time[b];
+        }
+    }
+    s.energy.static_ = crate::units::Watts::new(power) * s.time;
+    s.compute_bound_time = Seconds::new(bt[Bound::Compute as usize]);
+    s.memory_bound_time = Seconds::new(bt[Bound::Memory as usize]);
+    s.overhead_bound_time = Seconds::new(bt[Bound::Overhead as usize]);
+    s
+}
+
+fn records(m: &Mapped<'_>, out: &PhaseOut, spans: &[(f64, f64)], phase: PhaseKind, power: f64) -> Vec<OpRecord> {
+    let n_layers = m.order.len() - 2;
+    let mut v = Vec::with_capacity(spans.len());
+    let mut idx = 0;
+    for (pos, &pi) in m.order.iter().enumerate() {
+        let part = &m.parts[pi];
+        let cnt = m.count[pi] as f64;
+        for (k, kern) in part.kernels.iter().enumerate() {
+            let a = &out.aggs[pi][k];
+            let per = 1.0 / cnt;
+            let op = &part.ops[kern.first].op;
+            let layer = if pos >= 1 && pos <= n_layers {
+                Some((pos - 1) as u32)
+            } else {
+                None
+            };
+            let name = if kern.len == 3 { "attention" } else { op.name };
+            let label = match layer {
+                Some(l) => format!("L{l}.{name}"),
+                None => name.to_string(),
+            };
+            let (start, end) = spans.get(idx).copied().unwrap_or((0.0, 0.0));
+            idx += 1;
+            let refs: Vec<&Op> = part.ops[kern.first..kern.first + kern.len].iter().map(|o| &o.op).collect();
+            let time = a.time * per;
+            let bound = if a.bound_time[0] >= a.bound_time[1] && a.bound_time[0] >= a.bound_time[2] {
+                Bound::Compute
+            } else if a.bound_time[1] >= a.bound_time[2] {
+                Bound::Memory
+            } else {
+                Bound::Overhead
+            };
+            let mut energy = a.cost.energy * per;
+            energy.static_ = crate::units::Joules::new(power * time);
+            v.push(OpRecord {
+                label,
+                name,
+                layer,
+                phase,
+                kind: kind_name(&refs),
+                unit: op.unit,
+                count: out.steps,
+                flops: Flops::new(a.flops * per),
+                reads: role(a.reads.map(|x| x * per)),
+                writes: role(a.writes.map(|x| x * per)),
+                dram_bytes: a.cost.dram_bytes * per,
+                compute_time: a.cost.compute * per,
+                memory_time: a.cost.memory * per,
+                overhead_time: a.cost.overhead * per,
+                time: Seconds::new(time),
+                start: Seconds::new(start),
+                end: Seconds::new(end),
+                bound,
+                energy,
+            });
+        }
+    }
+    v
+}
+
+fn summarize(
+    model: &Model,
+    sub: &Substrate,
+    w: Workload,
+    engine: Engine,
+    prefill: PhaseSummary,
+    decode: PhaseSummary,
+) -> RunSummary {
+    let gen_tokens = (w.generate * w.batch) as f64;
+    let pre_e = prefill.energy.total().get();
+    let dec_e = decode.energy.total().get();
+    let total = pre_e + dec_e;
+    let weight_bytes = accounting::weight_bytes(model).get();
+    let kv_bytes = accounting::kv_bytes_per_token(model).get() * ((w.prompt + w.generate) * w.batch) as f64;
+    let cap = sub.memory_capacity().get();
+    let per = |x: f64, n: f64| if n > 0.0 { x / n } else { f64::NAN };
+    RunSummary {
+        model: model.name.clone(),
+        substrate: sub.name.clone(),
+        engine: engine.name(),
+        prompt: w.prompt,
+        generate: w.generate,
+        batch: w.batch,
+        ttft_s: prefill.time.get(),
+        tpot_s: per(decode.time.get(), w.generate as f64),
+        tokens_per_s: per(gen_tokens, decode.time.get()),
+        energy_per_token_j: per(total, gen_tokens),
+        energy_per_processed_token_j: per(total, ((w.prompt + w.generate) * w.batch) as f64),
+        prefill_energy_j: pre_e,
+        decode_energy_j: dec_e,
+        total_energy_j: total,
+        weight_bytes,
+        kv_bytes,
+        memory_capacity_bytes: cap,
+        fits_memory: weight_bytes + kv_bytes <= cap,
+        prefill,
+        decode,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The slow exact path
+
+/// Lowers the whole graph at every context, prices every kernel of it and schedules every
+/// kernel of every pass: no templates, no skipping, no closed forms. Summary only.
+pub fn reference(model: &Model, sub: &Substrate, w: Workload, engine: Engine) -> RunSummary {
+    let mapper = Mapper::new(sub, &model.precision);
+    let cm = match engine {
+        Engine::Roofline => cost::Model::Roofline,
+        Engine::Sim => cost::Model::Sim,
+    };
+    let pol = policy(&mapper, cm);
+    let tok = sub.efficiency.token_overhead.get();
+    let power = static_power(sub).get();
+    let pass = |phase: Phase| -> (f64, Energy, f64, f64, [f64; 3]) {
+        let g = graph::lower(model, phase);
+        let ops: Vec<Op> = g.ops().cloned().collect();
+        // One-part program: the whole graph, heads per group from the model's layers.
+        let mut prog_ops: Vec<ProgOp> = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let idx = petgraph::graph::NodeIndex::new(i);
+            let mut deps: Vec<Dep> = g
+                .dag
+                .neighbors_directed(idx, petgraph::Direction::Incoming)
+                .map(|s| Dep::Local(s.index() as u32))
+                .collect();
+            deps.sort_by_key(|d| match d {
+                Dep::Local(x) => *x,
+                Dep::Input => 0,
+            });
+            deps.dedup();
+            let hpg = match (op.layer, op.name) {
+                (Some(l), "attn_scores" | "attn_pv") => model.layers[l as usize]
+                    .attention
+                    .filter(|a| a.kv_groups > 0 && a.heads % a.kv_groups == 0)
+                    .map_or(1, |a| a.heads / a.kv_groups),
+                _ => 1,
+            };
+            prog_ops.push(ProgOp {
+                op: op.clone(),
+                slope: Default::default(),
+                deps,
+                heads_per_group: hpg,
+                ref_context: 0,
+            });
+        }
+        let kerns = kernels(&prog_ops, mapper.fuses_attention());
+        let mut energy = Energy::default();
+        let mut flops = 0.0;
+        let mut dram = 0.0;
+        let mut bt = [0.0; 3];
+        let costs: Vec<Cost> = kerns
+            .iter()
+            .map(|k| {
+                let refs: Vec<&Op> = prog_ops[k.first..k.first + k.len].iter().map(|o| &o.op).collect();
+                let c = mapper.cost(cm, &refs, k.hpg);
+                energy += c.energy;
+                flops += refs.iter().map(|o| o.flops.get()).sum::<f64>();
+                dram += c.dram_bytes.get();
+                bt[c.bound() as usize] += c.time().get();
+                c
+            })
+            .collect();
+        let part = Part {
+            ops: &prog_ops,
+            kernels: kerns,
+            costs,
+        };
+        let m = Mapped {
+            parts: vec![part],
+            order: vec![0],
+            count: vec![1],
+        };
+        let end = schedule(&m, 0.0, pol, &mut Capture { spans: Vec::new() });
+        (end, energy, flops, dram, bt)
+    };
+    let phase_sum = |phases: Vec<Phase>| {
+        let mut out = PhaseSummary {
+            steps: phases.len() as u64,
+            ..Default::default()
+        };
+        let mut t = 0.0;
+        let mut bt = [0.0; 3];
+        for p in phases {
+            let (end, e, f, d, b) = pass(p);
+            t += end + tok;
+            out.energy += e;
+            out.flops += Flops::new(f);
+            out.dram_bytes += Bytes::new(d);
+            for i in 0..3 {
+                bt[i] += b[i];
+            }
+        }
+        out.time = Seconds::new(t);
+        out.energy.static_ = crate::units::Watts::new(power) * out.time;
+        out.compute_bound_time = Seconds::new(bt[0]);
+        out.memory_bound_time = Seconds::new(bt[1]);
+        out.overhead_bound_time = Seconds::new(bt[2]);
+        out
+    };
+    let prefill = phase_sum(vec![Phase::Prefill {
+        tokens: w.prompt,
+        batch: w.batch,
+    }]);
+    let decode = phase_sum(
+        (w.prompt + 1..=w.prompt + w.generate)
+            .map(|c| Phase::Decode {
+                context: c,
+                batch: w.batch,
+            })
+            .collect(),
+    );
+    summarize(model, sub, w, engine, prefill, decode)
+}

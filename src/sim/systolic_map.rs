@@ -1,0 +1,118 @@
+//! Mapping ops onto a systolic-array substrate.
+//!
+//! * **GEMMs** run through [`crate::sim::systolic`] in the substrate's mode (SCALE-Sim-exact
+//!   or overlapped) and dataflow; its cycles, stalls and DRAM bytes are taken as they are.
+//!   The word size is the wider of the operands' formats (weights or KV cache, and
+//!   activations); partial sums are 32-bit. A GEMM's cost is split for the scheduler into the
+//!   first-fold *fill* (prefetchable while the previous GEMM computes, into the other half of
+//!   the double buffer: the systolic model sizes it to fit), the steady phase (array busy,
+//!   DRAM reads and writes streaming) and the final *drain* (last outputs written back).
+//! * **Attention GEMMs** batch the heads: the `H / G` query heads of one KV group are stacked
+//!   as rows of one GEMM against their shared K (or V), so the cache is read once per group,
+//!   as the graph's KV bytes say. Causal prefill computes the full P x P score matrix (the
+//!   array does not skip the masked half; the graph's FLOPs count the triangle).
+//! * **Vector ops** (norms, softmax, activations, RoPE, residual adds) run on the vector unit
+//!   at `vector.ops_per_cycle` FLOPs per cycle; their weights and any activations that do not
+//!   fit the SRAM stream over the DRAM channels.
+//! * **Memory ops**: the embedding gather reads its rows over the read channel, the KV write
+//!   writes the new keys and values over the write channel.
+//! * The substrate's efficiencies do not apply here: the cycle model derives its own
+//!   utilisation. The kernel overhead is added to the unit's busy time.
+//! * **Energy** = MACs x MAC energy + SRAM bytes x SRAM energy + DRAM bytes x DRAM energy (the
+//!   GEMM model's action counts) + vector ops x vector-op energy; leakage x time is added per
+//!   phase from the schedule.
+
+use super::cost::{Cost, Mapper, Traffic, array, systolic_actions};
+use super::result::{Energy, Resource};
+use crate::graph::{Op, OpKind, Unit};
+use crate::substrate::Systolic;
+use crate::units::{Bytes, Joules, Seconds};
+
+/// Cost of a kernel (always one op on systolic substrates).
+pub fn cost(mapper: &Mapper, s: &Systolic, ops: &[&Op], heads_per_group: u64) -> Cost {
+    let op = ops[0];
+    let clock = s.clock.get();
+    let rd = s.dram_read.get();
+    let wr = s.dram_write.get();
+    let overhead = mapper.substrate.efficiency.kernel_overhead;
+    let t = Traffic::of(ops);
+    let (ai, ao) = mapper.dram_activations(&t);
+    let all = t.weights + t.kv_read + t.kv_write + t.activations();
+    match (op.kind, op.unit) {
+        (OpKind::Gemm { m, n, k, batch }, _) => {
+            let (batch, m) = if heads_per_group > 1 && batch % heads_per_group == 0 {
+                (batch / heads_per_group, m * heads_per_group)
+            } else {
+                (batch, m)
+            };
+            let word = if op.name.starts_with("attn_") {
+                mapper.attention_word
+            } else {
+                mapper.weight_word
+            };
+            let arr = array(s, word);
+            let g = arr.gemm_batched(batch, m, n, k);
+            // The array cannot do more than one MAC per PE per cycle; bias adds count as MACs.
+            let pes = (s.rows * s.cols) as f64;
+            let compute_c = g.compute_cycles.get().max(op.flops.get() / (2.0 * pes));
+            let extra = compute_c - g.compute_cycles.get();
+            let fill_c = g.fill_cycles.get();
+            let drain_c = g.drain_cycles.get();
+            let steady_c = g.cycles.get() - fill_c - drain_c + extra;
+            let reads_c = g.dram_read_bytes.get() / rd;
+            let writes_c = g.dram_write_bytes.get() / wr;
+            let e = g.energy_breakdown(&systolic_actions(s), s.clock);
+            let mac_energy = s.energy.mac * (op.flops.get() / 2.0).max(g.macs as f64);
+            Cost {
+                resource: Some(Resource::Matrix),
+                compute: Seconds::new(compute_c / clock),
+                memory: Seconds::new(reads_c.max(writes_c) / clock),
+                overhead,
+                fill: Seconds::new(fill_c / clock),
+                main: overhead + Seconds::new(steady_c / clock),
+                stream_read: Seconds::new((reads_c - fill_c).max(0.0) / clock),
+                stream_write: Seconds::new((writes_c - drain_c).max(0.0) / clock),
+                drain: Seconds::new(drain_c / clock),
+                dram_bytes: g.dram_read_bytes + g.dram_write_bytes,
+                energy: Energy {
+                    compute: mac_energy,
+                    onchip: e.sram,
+                    dram: e.dram,
+                    static_: Joules::ZERO,
+                },
+            }
+        }
+        (_, unit) => {
+            let reads = t.weights + t.kv_read + ai;
+            let writes = t.kv_write + ao;
+            let (compute_c, vector_ops, resource) = match unit {
+                Unit::Vector => (op.flops.get() / s.vector_ops_per_cycle, op.flops.get(), Resource::Vector),
+                Unit::Matrix => (
+                    op.flops.get() / (2.0 * (s.rows * s.cols) as f64),
+                    0.0,
+                    Resource::Matrix,
+                ),
+                Unit::Memory => (0.0, 0.0, Resource::Dma),
+            };
+            let (reads_c, writes_c) = (reads / rd, writes / wr);
+            Cost {
+                resource: Some(resource),
+                compute: Seconds::new(compute_c / clock),
+                memory: Seconds::new(reads_c.max(writes_c) / clock),
+                overhead,
+                fill: Seconds::ZERO,
+                main: overhead + Seconds::new(compute_c / clock),
+                stream_read: Seconds::new(reads_c / clock),
+                stream_write: Seconds::new(writes_c / clock),
+                drain: Seconds::ZERO,
+                dram_bytes: Bytes::new(reads + writes),
+                energy: Energy {
+                    compute: s.energy.vector_op * vector_ops,
+                    onchip: s.energy.sram_byte * all,
+                    dram: s.energy.dram_byte * (reads + writes),
+                    static_: Joules::ZERO,
+                },
+            }
+        }
+    }
+}
