@@ -22,4 +22,5 @@ pub mod search;
 pub mod sim;
 pub mod substrate;
 pub mod units;
+pub mod validate;
 pub mod yaml;

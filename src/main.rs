@@ -28,6 +28,10 @@ enum Command {
     /// List, validate and show hardware substrates.
     #[command(subcommand)]
     Substrate(cli::substrate::SubstrateCmd),
+    /// Predict every row of a measured-trace CSV and report errors per row and group.
+    Validate(cli::validate::ValidateArgs),
+    /// Fit a substrate's efficiencies to measured rows and write a calibrated substrate.
+    Calibrate(cli::calibrate::CalibrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,8 @@ fn main() -> ExitCode {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Graph(args) => cli::graph::run(args),
         Command::Substrate(cmd) => cli::substrate::run(cmd),
+        Command::Validate(args) => cli::validate::run(args),
+        Command::Calibrate(args) => cli::calibrate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -484,7 +484,11 @@ struct PhaseOut {
 impl PhaseOut {
     fn new(m: &Mapped<'_>) -> PhaseOut {
         PhaseOut {
-            aggs: m.parts.iter().map(|p| vec![Agg::default(); p.kernels.len()]).collect(),
+            aggs: m
+                .parts
+                .iter()
+                .map(|p| vec![Agg::default(); p.kernels.len()])
+                .collect(),
             time: 0.0,
             steps: 0,
         }
@@ -510,7 +514,10 @@ fn add_fixed(out: &mut PhaseOut, m: &Mapped<'_>, c: u64, n: f64) {
         let cnt = m.count[pi] as f64;
         for (k, kern) in part.kernels.iter().enumerate() {
             if !kern.dependent {
-                let ops: Vec<Op> = part.ops[kern.first..kern.first + kern.len].iter().map(|o| o.at(c)).collect();
+                let ops: Vec<Op> = part.ops[kern.first..kern.first + kern.len]
+                    .iter()
+                    .map(|o| o.at(c))
+                    .collect();
                 out.aggs[pi][k].add_cost(&part.costs[k], n * cnt);
                 out.aggs[pi][k].add_ops(&ops, n * cnt);
             }
@@ -642,7 +649,8 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
                 n_layers,
             };
             let e = schedule(&pre, 0.0, pol, &mut f);
-            f.sink.step_end(PhaseKind::Prefill, 0, Seconds::ZERO, Seconds::new(e + tok));
+            f.sink
+                .step_end(PhaseKind::Prefill, 0, Seconds::ZERO, Seconds::new(e + tok));
             if want.records {
                 schedule(&pre, 0.0, pol, &mut pre_spans);
             }
@@ -737,8 +745,10 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
                     let cnt = dec.count[pi] as f64;
                     for (k, kern) in part.kernels.iter().enumerate() {
                         if kern.dependent {
-                            let ops: Vec<Op> =
-                                part.ops[kern.first..kern.first + kern.len].iter().map(|o| o.at(c)).collect();
+                            let ops: Vec<Op> = part.ops[kern.first..kern.first + kern.len]
+                                .iter()
+                                .map(|o| o.at(c))
+                                .collect();
                             dec_out.aggs[pi][k].add_ops(&ops, cnt);
                         }
                     }
@@ -760,7 +770,13 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
     let ops = if want.records {
         let mut v = records(&pre, &pre_out, &pre_spans.spans, PhaseKind::Prefill, power);
         if w.generate > 0 {
-            v.extend(records(&dec, &dec_out, &dec_spans.spans, PhaseKind::Decode, power));
+            v.extend(records(
+                &dec,
+                &dec_out,
+                &dec_spans.spans,
+                PhaseKind::Decode,
+                power,
+            ));
         }
         v
     } else {
@@ -794,7 +810,13 @@ fn phase_summary(out: &PhaseOut, power: f64, tok: f64) -> PhaseSummary {
     s
 }
 
-fn records(m: &Mapped<'_>, out: &PhaseOut, spans: &[(f64, f64)], phase: PhaseKind, power: f64) -> Vec<OpRecord> {
+fn records(
+    m: &Mapped<'_>,
+    out: &PhaseOut,
+    spans: &[(f64, f64)],
+    phase: PhaseKind,
+    power: f64,
+) -> Vec<OpRecord> {
     let n_layers = m.order.len() - 2;
     let mut v = Vec::with_capacity(spans.len());
     let mut idx = 0;
@@ -817,7 +839,10 @@ fn records(m: &Mapped<'_>, out: &PhaseOut, spans: &[(f64, f64)], phase: PhaseKin
             };
             let (start, end) = spans.get(idx).copied().unwrap_or((0.0, 0.0));
             idx += 1;
-            let refs: Vec<&Op> = part.ops[kern.first..kern.first + kern.len].iter().map(|o| &o.op).collect();
+            let refs: Vec<&Op> = part.ops[kern.first..kern.first + kern.len]
+                .iter()
+                .map(|o| &o.op)
+                .collect();
             let time = a.time * per;
             let bound = if a.bound_time[0] >= a.bound_time[1] && a.bound_time[0] >= a.bound_time[2] {
                 Bound::Compute

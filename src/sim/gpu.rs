@@ -146,7 +146,15 @@ pub fn cost(g: &Gpu, eff: Efficiency, onchip: f64, ops: &[&Op]) -> Cost {
                     act_on_chip,
                     op.flops.get(),
                 );
-                (p.compute, p.memory, p.dram, p.l2, op.flops.get(), 0.0, Resource::Matrix)
+                (
+                    p.compute,
+                    p.memory,
+                    p.dram,
+                    p.l2,
+                    op.flops.get(),
+                    0.0,
+                    Resource::Matrix,
+                )
             }
             (_, unit) => {
                 let all = t.weights + t.kv_read + t.kv_write + t.activations();

@@ -56,7 +56,11 @@ impl Workload {
                 return Err(SimError::Zero { field });
             }
         }
-        Ok(Workload { prompt, generate, batch })
+        Ok(Workload {
+            prompt,
+            generate,
+            batch,
+        })
     }
 }
 

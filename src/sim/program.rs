@@ -329,7 +329,13 @@ impl Program {
 
     /// Number of ops of the expanded graph.
     pub fn n_ops(&self) -> usize {
-        self.head.len() + self.tail.len() + self.blocks.iter().map(|&t| self.templates[t].len()).sum::<usize>()
+        self.head.len()
+            + self.tail.len()
+            + self
+                .blocks
+                .iter()
+                .map(|&t| self.templates[t].len())
+                .sum::<usize>()
     }
 
     /// Every op of the whole model at context `c` (ignored in prefill), in graph order, with
@@ -337,7 +343,10 @@ impl Program {
     pub fn expand(&self, c: u64) -> Vec<(Op, Vec<usize>)> {
         let mut out: Vec<(Op, Vec<usize>)> = Vec::with_capacity(self.n_ops());
         let mut input: Option<usize> = None;
-        let push_part = |ops: &[ProgOp], layer: Option<u32>, out: &mut Vec<(Op, Vec<usize>)>, input: &mut Option<usize>| {
+        let push_part = |ops: &[ProgOp],
+                         layer: Option<u32>,
+                         out: &mut Vec<(Op, Vec<usize>)>,
+                         input: &mut Option<usize>| {
             let base = out.len();
             for p in ops {
                 let mut op = p.at(c);
@@ -381,7 +390,10 @@ pub fn attention_cores(ops: &[ProgOp]) -> Vec<usize> {
     let mut v = Vec::new();
     let mut i = 0;
     while i + 2 < ops.len() {
-        if ops[i].op.name == "attn_scores" && ops[i + 1].op.name == "softmax" && ops[i + 2].op.name == "attn_pv" {
+        if ops[i].op.name == "attn_scores"
+            && ops[i + 1].op.name == "softmax"
+            && ops[i + 2].op.name == "attn_pv"
+        {
             v.push(i);
             i += 3;
         } else {
@@ -409,8 +421,16 @@ mod tests {
                 assert_eq!(op.layer, g.layer, "{name} op {i}");
                 assert_eq!(op.kind, g.kind, "{name} {} at {c}", g.label());
                 let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
-                assert!(close(op.flops.get(), g.flops.get()), "{name} {} flops at {c}", g.label());
-                assert!(close(op.bytes().get(), g.bytes().get()), "{name} {} bytes", g.label());
+                assert!(
+                    close(op.flops.get(), g.flops.get()),
+                    "{name} {} flops at {c}",
+                    g.label()
+                );
+                assert!(
+                    close(op.bytes().get(), g.bytes().get()),
+                    "{name} {} bytes",
+                    g.label()
+                );
                 assert!(close(op.reads.kv_cache.get(), g.reads.kv_cache.get()));
                 let mut want: Vec<usize> = full
                     .dag
@@ -430,14 +450,27 @@ mod tests {
     fn expanded_program_equals_full_lowering() {
         for name in model::presets::names() {
             check(name, Phase::Prefill { tokens: 17, batch: 2 }, &[0]);
-            check(name, Phase::Decode { context: 40, batch: 3 }, &[1, 2, 40, 41, 97, 1000]);
+            check(
+                name,
+                Phase::Decode {
+                    context: 40,
+                    batch: 3,
+                },
+                &[1, 2, 40, 41, 97, 1000],
+            );
         }
     }
 
     #[test]
     fn identical_layers_share_a_template() {
         let m = model::preset("smollm2-360m").unwrap();
-        let p = Program::new(&m, Phase::Decode { context: 10, batch: 1 });
+        let p = Program::new(
+            &m,
+            Phase::Decode {
+                context: 10,
+                batch: 1,
+            },
+        );
         assert_eq!(p.templates.len(), 1);
         assert_eq!(p.blocks.len(), 32);
         assert_eq!(attention_cores(&p.templates[0]).len(), 1);

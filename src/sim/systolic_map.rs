@@ -86,7 +86,11 @@ pub fn cost(mapper: &Mapper, s: &Systolic, ops: &[&Op], heads_per_group: u64) ->
             let reads = t.weights + t.kv_read + ai;
             let writes = t.kv_write + ao;
             let (compute_c, vector_ops, resource) = match unit {
-                Unit::Vector => (op.flops.get() / s.vector_ops_per_cycle, op.flops.get(), Resource::Vector),
+                Unit::Vector => (
+                    op.flops.get() / s.vector_ops_per_cycle,
+                    op.flops.get(),
+                    Resource::Vector,
+                ),
                 Unit::Matrix => (
                     op.flops.get() / (2.0 * (s.rows * s.cols) as f64),
                     0.0,

@@ -4,8 +4,7 @@
 //! The fit minimises the sum of squared log ratios `ln(predicted / measured)` over the rows
 //! (a relative error, the same for a rate and for its time) with Levenberg-Marquardt on
 //! bounded transforms of the four parameters: `compute = sigmoid(u0)`, `memory =
-//! sigmoid(u1)`, `kernel_overhead = 1 us * softplus(u2)`, `token_overhead = 10 us *
-//! softplus(u3)`. The Jacobian is taken by forward differences through the cost engine
+//! sigmoid(u1)`, `kernel_overhead = 1 us * exp(u2)`, `token_overhead = 10 us * exp(u3)`. The Jacobian is taken by forward differences through the cost engine
 //! itself, so the fitted values are exactly the ones the engine then uses. A weak prior pulls
 //! each transformed parameter towards its start, so a parameter the rows do not constrain
 //! (the compute fraction when every row is a memory-bound decode) stays at the substrate's
@@ -59,7 +58,7 @@ fn ser_eff<S: serde::Serializer>(e: &Efficiency, s: S) -> Result<S::Ok, S::Error
 const KERNEL_SCALE: f64 = 1e-6;
 const TOKEN_SCALE: f64 = 1e-5;
 /// Weight of the prior on each transformed parameter (per unit of the transform).
-const PRIOR: f64 = 0.03;
+const PRIOR: f64 = 0.01;
 
 fn sigmoid(u: f64) -> f64 {
     1.0 / (1.0 + (-u).exp())
@@ -68,20 +67,13 @@ fn logit(p: f64) -> f64 {
     let p = p.clamp(1e-4, 1.0 - 1e-4);
     (p / (1.0 - p)).ln()
 }
-fn softplus(u: f64) -> f64 {
-    if u > 30.0 { u } else { u.exp().ln_1p() }
-}
-fn softplus_inv(y: f64) -> f64 {
-    let y = y.max(1e-3);
-    if y > 30.0 { y } else { y.exp_m1().ln() }
-}
 
 fn to_eff(u: &[f64; 4]) -> Efficiency {
     Efficiency {
         compute: sigmoid(u[0]).max(1e-6),
         memory: sigmoid(u[1]).max(1e-6),
-        kernel_overhead: Seconds::new(KERNEL_SCALE * softplus(u[2])),
-        token_overhead: Seconds::new(TOKEN_SCALE * softplus(u[3])),
+        kernel_overhead: Seconds::new(KERNEL_SCALE * u[2].clamp(-30.0, 30.0).exp()),
+        token_overhead: Seconds::new(TOKEN_SCALE * u[3].clamp(-30.0, 30.0).exp()),
     }
 }
 
@@ -89,8 +81,8 @@ fn from_eff(e: &Efficiency) -> [f64; 4] {
     [
         logit(e.compute),
         logit(e.memory),
-        softplus_inv(e.kernel_overhead.get() / KERNEL_SCALE),
-        softplus_inv(e.token_overhead.get() / TOKEN_SCALE),
+        (e.kernel_overhead.get() / KERNEL_SCALE).max(1e-9).ln(),
+        (e.token_overhead.get() / TOKEN_SCALE).max(1e-9).ln(),
     ]
 }
 
@@ -157,7 +149,14 @@ pub fn fit(points: &[Point], start: Efficiency, engine: Engine) -> Option<Fit> {
     if points.is_empty() {
         return None;
     }
-    let u0 = from_eff(&start);
+    // Overheads start at no less than one unit of their scale (zero is outside the log
+    // transform).
+    let floored = Efficiency {
+        kernel_overhead: Seconds::new(start.kernel_overhead.get().max(KERNEL_SCALE)),
+        token_overhead: Seconds::new(start.token_overhead.get().max(TOKEN_SCALE)),
+        ..start
+    };
+    let u0 = from_eff(&floored);
     let mut u = u0;
     let mut r = log_residuals(points, to_eff(&u), engine);
     let mut c = cost(&r, &u, &u0);
@@ -338,9 +337,17 @@ mod tests {
 
     #[test]
     fn solves_a_linear_system() {
-        let a = [[4.0, 1.0, 0.0, 0.0], [1.0, 3.0, 1.0, 0.0], [0.0, 1.0, 2.0, 1.0], [0.0, 0.0, 1.0, 5.0]];
+        let a = [
+            [4.0, 1.0, 0.0, 0.0],
+            [1.0, 3.0, 1.0, 0.0],
+            [0.0, 1.0, 2.0, 1.0],
+            [0.0, 0.0, 1.0, 5.0],
+        ];
         let x = [1.0, -2.0, 0.5, 3.0];
-        let b: Vec<f64> = a.iter().map(|r| r.iter().zip(&x).map(|(p, q)| p * q).sum()).collect();
+        let b: Vec<f64> = a
+            .iter()
+            .map(|r| r.iter().zip(&x).map(|(p, q)| p * q).sum())
+            .collect();
         let got = solve4(a, [b[0], b[1], b[2], b[3]]).unwrap();
         for i in 0..4 {
             assert!((got[i] - x[i]).abs() < 1e-12);

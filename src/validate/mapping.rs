@@ -8,7 +8,8 @@
 //! (`--substrate-map`).
 
 use super::traces::{Batch, TraceRow};
-use crate::model::{GgufFormat, Precision};
+use crate::model::Precision;
+use crate::model::precision::GgufFormat;
 use crate::yaml::{DescErrors, Diagnostics, Loc, SourceFile};
 use serde::Serialize;
 use std::fmt;
@@ -54,6 +55,8 @@ pub struct HardwareEntry {
     pub link_bw: Option<f64>,
     /// Fixed latency of one collective or one hop (s).
     pub link_latency: Option<f64>,
+    /// Substrate overrides for this hardware (`path=expr`, from the `set` column).
+    pub set: Vec<(String, String)>,
     pub note: String,
 }
 
@@ -70,6 +73,9 @@ pub struct StackEntry {
     pub pattern: String,
     pub stack: String,
     pub multi: MultiDevice,
+    /// Layer split: prompt micro-batch and batch sizes (tokens) that pipeline over devices.
+    pub ubatch: Option<u64>,
+    pub nbatch: Option<u64>,
     pub note: String,
 }
 
@@ -131,7 +137,7 @@ impl<'a> Table<'a> {
         for rec in reader.records() {
             match rec {
                 Ok(r) => {
-                    let pos = r.position().cloned().unwrap_or_default();
+                    let pos = r.position().cloned().unwrap_or_else(csv::Position::new);
                     let fields = self
                         .header
                         .iter()
@@ -164,9 +170,7 @@ impl<'a> Table<'a> {
     }
 
     fn error(&self, line: u64, offset: usize, message: String, help: &str) -> crate::yaml::DescError {
-        let len = self.text[offset.min(self.text.len())..]
-            .find('\n')
-            .unwrap_or(0);
+        let len = self.text[offset.min(self.text.len())..].find('\n').unwrap_or(0);
         self.src.error(
             Loc {
                 line: u32::try_from(line).unwrap_or(0),
@@ -218,9 +222,28 @@ fn parse_hardware(text: &str, file: &str) -> Result<Vec<HardwareEntry>, DescErro
         };
         let link_bw = number("link_GBps", 1e9);
         let link_latency = number("link_latency_us", 1e-6);
+        let mut set = Vec::new();
+        for item in get(&f, "set").split(';').map(str::trim).filter(|x| !x.is_empty()) {
+            match item.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                    set.push((k.trim().to_string(), v.trim().to_string()))
+                }
+                _ => diags.push(t.error(
+                    line,
+                    offset,
+                    format!("`set`: `{item}` is not path=expression"),
+                    "write overrides as path=expr separated by `;`, e.g. matrix_peak.fp16=330.3 TFLOP/s",
+                )),
+            }
+        }
         let hardware = get(&f, "hardware").to_string();
         if hardware.is_empty() {
-            diags.push(t.error(line, offset, "empty `hardware`".into(), "name the hardware as traces write it"));
+            diags.push(t.error(
+                line,
+                offset,
+                "empty `hardware`".into(),
+                "name the hardware as traces write it",
+            ));
             continue;
         }
         out.push(HardwareEntry {
@@ -230,6 +253,7 @@ fn parse_hardware(text: &str, file: &str) -> Result<Vec<HardwareEntry>, DescErro
             link: get(&f, "link").to_string(),
             link_bw,
             link_latency,
+            set,
             note: get(&f, "note").to_string(),
         });
     }
@@ -268,10 +292,32 @@ fn parse_stacks(text: &str, file: &str) -> Result<Vec<StackEntry>, DescErrors> {
                 continue;
             }
         };
+        let mut tokens = |col: &str| -> Option<u64> {
+            let v = get(&f, col);
+            if v.is_empty() {
+                return None;
+            }
+            match v.parse::<u64>() {
+                Ok(n) if n >= 1 => Some(n),
+                _ => {
+                    diags.push(t.error(
+                        line,
+                        offset,
+                        format!("`{col}`: `{v}` is not a positive token count"),
+                        "ubatch and nbatch are token counts, or blank",
+                    ));
+                    None
+                }
+            }
+        };
+        let ubatch = tokens("ubatch");
+        let nbatch = tokens("nbatch");
         out.push(StackEntry {
             pattern: get(&f, "pattern").to_string(),
             stack: get(&f, "stack").to_string(),
             multi,
+            ubatch,
+            nbatch,
             note: get(&f, "note").to_string(),
         });
     }
@@ -537,11 +583,15 @@ pub struct Case {
     /// Per-direction bandwidth (bytes/s) and fixed latency (s) of the device link.
     pub link_bw: Option<f64>,
     pub link_latency: Option<f64>,
+    /// Substrate overrides from the hardware map.
+    pub set: Vec<(String, String)>,
+    /// Layer-split prompt pipelining: (micro-batch, batch) in tokens.
+    pub pipeline: Option<(u64, u64)>,
     pub preset: String,
     pub formats: Formats,
     pub batch: u64,
     pub prompt: u64,
-    pub gen: u64,
+    pub generate: u64,
     pub target: Target,
     /// The measured value in SI (s, tokens/s, W, J/token).
     pub measured: f64,
@@ -637,10 +687,16 @@ pub fn formats(weights: &str, bpw: Option<f64>) -> Result<(Formats, Vec<String>)
     };
     let weights_p = match (named, bpw) {
         (Some(p), Some(b)) if (p.bits() - b).abs() < 1e-9 => p,
-        (Some(Precision::F16 | Precision::Bf16 | Precision::F32 | Precision::Fp8 | Precision::Int8), Some(b)) => {
+        (
+            Some(Precision::F16 | Precision::Bf16 | Precision::F32 | Precision::Fp8 | Precision::Int8),
+            Some(b),
+        ) => {
             return Err(unmappable(
                 ReasonKind::Weights,
-                format!("`{w}` is a {}-bit format but bits_per_weight says {b}", named.map_or(0.0, |p| p.bits())),
+                format!(
+                    "`{w}` is a {}-bit format but bits_per_weight says {b}",
+                    named.map_or(0.0, |p| p.bits())
+                ),
             ));
         }
         (Some(_), Some(b)) | (None, Some(b)) => {
@@ -671,7 +727,10 @@ pub fn formats(weights: &str, bpw: Option<f64>) -> Result<(Formats, Vec<String>)
         }
     };
     if upper.starts_with("FP4") && bpw.is_none() {
-        return Err(unmappable(ReasonKind::Weights, format!("bits per weight not stated for `{w}`")));
+        return Err(unmappable(
+            ReasonKind::Weights,
+            format!("bits per weight not stated for `{w}`"),
+        ));
     }
     let kv = kv_format(w)?.unwrap_or(Precision::F16);
     let activations = if upper.starts_with("INT8_SQ") {
@@ -785,7 +844,7 @@ pub fn map_row(row: &TraceRow, maps: &Maps) -> Result<Case, Unmappable> {
             return Err(unmappable(ReasonKind::Workload, "prompt_len not stated"));
         }
     };
-    let gen = row.gen_len.unwrap_or(0);
+    let generate = row.gen_len.unwrap_or(0);
     let needs_gen = matches!(
         target,
         Target::DecodeRate
@@ -796,7 +855,7 @@ pub fn map_row(row: &TraceRow, maps: &Maps) -> Result<Case, Unmappable> {
             | Target::AvgPowerPerDevice
             | Target::E2eTime
     );
-    if needs_gen && gen == 0 {
+    if needs_gen && generate == 0 {
         return Err(unmappable(
             ReasonKind::Workload,
             format!("metric `{}` needs gen_len >= 1", row.metric),
@@ -808,10 +867,15 @@ pub fn map_row(row: &TraceRow, maps: &Maps) -> Result<Case, Unmappable> {
             format!("metric `{}` needs prompt_len >= 1", row.metric),
         ));
     }
-    if matches!(target, Target::E2eTime | Target::OutputThroughput | Target::OutputThroughputPerDevice)
-        && prompt == 0
+    if matches!(
+        target,
+        Target::E2eTime | Target::OutputThroughput | Target::OutputThroughputPerDevice
+    ) && prompt == 0
     {
-        return Err(unmappable(ReasonKind::Workload, "an end-to-end run needs prompt_len >= 1"));
+        return Err(unmappable(
+            ReasonKind::Workload,
+            "an end-to-end run needs prompt_len >= 1",
+        ));
     }
     Ok(Case {
         substrate,
@@ -821,11 +885,13 @@ pub fn map_row(row: &TraceRow, maps: &Maps) -> Result<Case, Unmappable> {
         multi: stack.multi,
         link_bw: hw.link_bw,
         link_latency: hw.link_latency,
+        set: hw.set.clone(),
+        pipeline: stack.ubatch.zip(stack.nbatch),
         preset,
         formats,
         batch,
         prompt,
-        gen,
+        generate,
         target,
         measured: row.value * factor,
         unit_factor: factor,

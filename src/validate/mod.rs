@@ -55,7 +55,7 @@ pub enum ValidateError {
 /// Models and substrates loaded once per name (and per stack, for overlays).
 pub struct Library {
     models: BTreeMap<String, Result<Model, String>>,
-    substrates: BTreeMap<(String, String), Result<Substrate, String>>,
+    substrates: BTreeMap<(String, String, String), Result<Substrate, String>>,
     overlays: Vec<Overlay>,
 }
 
@@ -74,15 +74,26 @@ impl Library {
             self.models.entry(c.preset.clone()).or_insert_with(|| {
                 crate::model::load(&c.preset).map_err(|e| format!("model `{}`: {e}", c.preset))
             });
-            let key = (c.substrate.clone(), c.stack.clone());
+            let key = substrate_key(c);
             if !self.substrates.contains_key(&key) {
-                let overrides = self
+                // The hardware map's overrides, then the overlay's (which win on a shared path).
+                let mut overrides: Vec<crate::substrate::Override> = c
+                    .set
+                    .iter()
+                    .map(|(path, expr)| crate::substrate::Override {
+                        path: path.clone(),
+                        expr: expr.clone(),
+                    })
+                    .collect();
+                if let Some(o) = self
                     .overlays
                     .iter()
                     .rev()
                     .find(|o| o.applies(&c.substrate, &c.family, &c.stack))
-                    .map(|o| o.overrides.clone())
-                    .unwrap_or_default();
+                {
+                    overrides.retain(|x| o.overrides.iter().all(|y| y.path != x.path));
+                    overrides.extend(o.overrides.iter().cloned());
+                }
                 let s = crate::substrate::load(&c.substrate, &overrides)
                     .map_err(|e| format!("substrate `{}`: {e}", c.substrate));
                 self.substrates.insert(key, s);
@@ -105,7 +116,7 @@ impl Library {
     }
 
     fn substrate(&self, c: &Case) -> Result<&Substrate, Unmappable> {
-        match self.substrates.get(&(c.substrate.clone(), c.stack.clone())) {
+        match self.substrates.get(&substrate_key(c)) {
             Some(Ok(s)) => Ok(s),
             Some(Err(e)) => Err(Unmappable {
                 kind: ReasonKind::Load,
@@ -117,6 +128,11 @@ impl Library {
             }),
         }
     }
+}
+
+fn substrate_key(c: &Case) -> (String, String, String) {
+    let set: Vec<String> = c.set.iter().map(|(p, e)| format!("{p}={e}")).collect();
+    (c.substrate.clone(), c.stack.clone(), set.join(";"))
 }
 
 /// One predicted row.
@@ -142,12 +158,15 @@ pub struct RowResult {
     pub weights: String,
     pub batch: u64,
     pub prompt: u64,
-    pub gen: u64,
+    pub generate: u64,
     /// `decode`, `prefill`, `e2e` or `energy`.
     pub phase: &'static str,
     pub prediction: Prediction,
     pub source: String,
     pub assumptions: Vec<String>,
+    /// Why the row is kept out of the statistics and of calibration fits (an anomaly the
+    /// source's curator marked, or a measurement beyond the ideal bound); `None` for most.
+    pub excluded: Option<String>,
 }
 
 /// A row that could not be predicted.
@@ -207,7 +226,10 @@ pub struct HoldoutReport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Counts {
     pub rows: usize,
+    /// Rows predicted (including the excluded ones).
     pub mapped: usize,
+    /// Predicted rows kept out of the statistics and fits, each with its reason.
+    pub excluded: usize,
     pub unmapped: usize,
 }
 
@@ -224,6 +246,8 @@ pub struct Report {
     /// Per phase class.
     pub by_phase: Vec<Group>,
     pub reasons: Vec<ReasonCount>,
+    /// Excluded rows by reason.
+    pub exclusions: Vec<ReasonCount>,
     pub holdout: Vec<HoldoutReport>,
     pub rows: Vec<RowResult>,
     pub unmapped: Vec<UnmappedRow>,
@@ -274,8 +298,10 @@ fn unmapped_row(row: &TraceRow, u: Unmappable) -> UnmappedRow {
 /// A key identifying a prediction: cases with equal keys have equal predictions.
 fn prediction_key(c: &Case) -> String {
     format!(
-        "{}|{:?}|{}|{}|{}|{:?}|{:?}|{}|{}|{}|{:?}|{}",
+        "{}|{:?}|{:?}|{:?}|{}|{}|{}|{:?}|{:?}|{}|{}|{}|{:?}|{}",
         c.preset,
+        c.set,
+        c.pipeline,
         c.formats,
         c.substrate,
         c.stack,
@@ -284,7 +310,7 @@ fn prediction_key(c: &Case) -> String {
         c.link_latency,
         c.batch,
         c.prompt,
-        c.gen,
+        c.generate,
         c.target,
         c.multi.name()
     )
@@ -323,15 +349,30 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
             }
         })
         .collect();
-    let by_key: HashMap<&str, &Prediction> = distinct
+    // The same at the ideal bound: full peak and bandwidth, no overheads.
+    let ideal: Vec<Prediction> = distinct
+        .par_iter()
+        .map(|&k| {
+            let (_, c, m) = &ready[k];
+            match lib_ref.substrate(c) {
+                Ok(s) => predict::predict(c, m, &calibrate::with_efficiency(s, IDEAL), opts.engine),
+                Err(_) => Prediction::default(),
+            }
+        })
+        .collect();
+    let by_key: HashMap<&str, (&Prediction, &Prediction)> = distinct
         .iter()
-        .zip(&predicted)
+        .zip(predicted.iter().zip(&ideal))
         .map(|(&k, p)| (keys[k].as_str(), p))
         .collect();
     let mut rows = Vec::with_capacity(ready.len());
     for (k, (i, c, _)) in ready.iter().enumerate() {
         let row = &traces.rows[*i];
-        let p = by_key.get(keys[k].as_str()).copied().copied().unwrap_or_default();
+        let (p, best) = by_key
+            .get(keys[k].as_str())
+            .map(|(p, b)| (**p, **b))
+            .unwrap_or_default();
+        let excluded = exclusion(row, c, best.value);
         rows.push(RowResult {
             line: row.line,
             hardware: row.hardware.clone(),
@@ -350,25 +391,26 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
             weights: c.formats.weights.to_string(),
             batch: c.batch,
             prompt: c.prompt,
-            gen: c.gen,
+            generate: c.generate,
             phase: c.target.phase(),
             prediction: p,
             source: row.source.clone(),
             assumptions: c.assumptions.clone(),
+            excluded,
         });
     }
     let classes: Vec<String> = ready.iter().map(|(_, c, _)| phase_class(c)).collect();
     let err = |r: &RowResult| r.error_pct / 100.0;
-    let groups = stats::group(
-        rows.iter()
-            .map(|r| (vec![r.hardware.clone(), r.software.clone(), r.metric.clone()], r.line, err(r))),
-    );
-    let by_metric = stats::group(rows.iter().map(|r| (vec![r.metric.clone()], r.line, err(r))));
-    let by_phase = stats::group(
-        rows.iter()
-            .zip(&classes)
-            .map(|(r, cl)| (vec![cl.clone()], r.line, err(r))),
-    );
+    let counted = || rows.iter().zip(&classes).filter(|(r, _)| r.excluded.is_none());
+    let groups = stats::group(counted().map(|(r, _)| {
+        (
+            vec![r.hardware.clone(), r.software.clone(), r.metric.clone()],
+            r.line,
+            err(r),
+        )
+    }));
+    let by_metric = stats::group(counted().map(|(r, _)| (vec![r.metric.clone()], r.line, err(r))));
+    let by_phase = stats::group(counted().map(|(r, cl)| (vec![cl.clone()], r.line, err(r))));
     // Hold-out calibration.
     let mut holdout = Vec::new();
     if !opts.holdout.is_empty() {
@@ -383,21 +425,91 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
                 })
             })
             .collect();
-        let fit_ok: Vec<bool> = points.iter().map(|p| p.case.target.is_timing()).collect();
+        let fit_ok: Vec<bool> = points
+            .iter()
+            .zip(&rows)
+            .map(|(p, r)| p.case.target.is_timing() && r.excluded.is_none())
+            .collect();
         for &by in &opts.holdout {
             let held = calibrate::holdout(&points, &fit_ok, by, opts.engine);
             holdout.push(holdout_report(by, &held, &points, &rows, &classes));
         }
     }
     unmapped.sort_by_key(|u| u.line);
-    let mut reason_lines: BTreeMap<(ReasonKind, String), Vec<u64>> = BTreeMap::new();
-    for u in &unmapped {
-        reason_lines
-            .entry((u.kind, u.reason.clone()))
-            .or_default()
-            .push(u.line);
+    let reasons = reason_counts(unmapped.iter().map(|u| (u.kind, u.reason.clone(), u.line)));
+    let exclusions = reason_counts(rows.iter().filter_map(|r| {
+        r.excluded
+            .as_ref()
+            .map(|e| (ReasonKind::Workload, e.clone(), r.line))
+    }));
+    let excluded = rows.iter().filter(|r| r.excluded.is_some()).count();
+    Report {
+        file: traces.file.clone(),
+        engine: opts.engine.name(),
+        counts: Counts {
+            rows: traces.rows.len(),
+            mapped: rows.len(),
+            excluded,
+            unmapped: unmapped.len(),
+        },
+        groups,
+        by_metric,
+        by_phase,
+        reasons,
+        exclusions,
+        holdout,
+        rows,
+        unmapped,
     }
-    let mut reasons: Vec<ReasonCount> = reason_lines
+}
+
+/// Efficiencies of the ideal bound: full peak and bandwidth, no overheads.
+const IDEAL: crate::substrate::Efficiency = crate::substrate::Efficiency {
+    compute: 1.0,
+    memory: 1.0,
+    kernel_overhead: crate::units::Seconds::ZERO,
+    token_overhead: crate::units::Seconds::ZERO,
+};
+
+/// How far beyond the ideal bound a measurement may be before it is taken for an anomaly.
+pub const BEYOND_IDEAL: f64 = 2.0;
+
+/// Why a predicted row is kept out of the statistics: the source's curator marked it an
+/// anomaly (`FLAG` in the note), or it is more than [`BEYOND_IDEAL`] times faster than the
+/// engine's ideal bound (every kernel at full peak and bandwidth, no overheads) allows.
+fn exclusion(row: &TraceRow, c: &Case, ideal: f64) -> Option<String> {
+    if let Some(i) = row.note.find("FLAG") {
+        let text: String = row.note[i..].chars().take(120).collect();
+        return Some(format!("marked an anomaly in the source data: {text}"));
+    }
+    if !(ideal.is_finite() && ideal > 0.0) || !c.target.is_timing() {
+        return None;
+    }
+    let rate = matches!(
+        c.target,
+        mapping::Target::DecodeRate
+            | mapping::Target::PrefillRate
+            | mapping::Target::OutputThroughput
+            | mapping::Target::OutputThroughputPerDevice
+    );
+    let beyond = if rate {
+        c.measured / ideal
+    } else {
+        ideal / c.measured
+    };
+    (beyond > BEYOND_IDEAL).then(|| {
+        format!(
+            "more than {BEYOND_IDEAL}x faster than the ideal bound (full peak and bandwidth, no overheads)"
+        )
+    })
+}
+
+fn reason_counts(items: impl Iterator<Item = (ReasonKind, String, u64)>) -> Vec<ReasonCount> {
+    let mut by: BTreeMap<(ReasonKind, String), Vec<u64>> = BTreeMap::new();
+    for (k, r, line) in items {
+        by.entry((k, r)).or_default().push(line);
+    }
+    let mut out: Vec<ReasonCount> = by
         .into_iter()
         .map(|((kind, reason), lines)| ReasonCount {
             kind,
@@ -406,23 +518,13 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
             lines: stats::line_ranges(&lines),
         })
         .collect();
-    reasons.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)).then(a.reason.cmp(&b.reason)));
-    Report {
-        file: traces.file.clone(),
-        engine: opts.engine.name(),
-        counts: Counts {
-            rows: traces.rows.len(),
-            mapped: rows.len(),
-            unmapped: unmapped.len(),
-        },
-        groups,
-        by_metric,
-        by_phase,
-        reasons,
-        holdout,
-        rows,
-        unmapped,
-    }
+    out.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.kind.cmp(&b.kind))
+            .then(a.reason.cmp(&b.reason))
+    });
+    out
 }
 
 fn holdout_report(
@@ -440,6 +542,7 @@ fn holdout_report(
         let p = &points[h.index];
         let r = &rows[h.index];
         match (h.predicted, &h.fit) {
+            _ if r.excluded.is_some() => {}
             (Some(v), Some(fit)) if v.is_finite() && v > 0.0 => {
                 let e = stats::rel_error(v, p.case.measured);
                 out_rows.push(HeldRow {
@@ -453,7 +556,9 @@ fn holdout_report(
             }
             _ => not_predicted.push((
                 p.line,
-                h.why.clone().unwrap_or_else(|| "the fit gave no finite prediction".into()),
+                h.why
+                    .clone()
+                    .unwrap_or_else(|| "the fit gave no finite prediction".into()),
             )),
         }
     }
@@ -479,23 +584,28 @@ fn holdout_report(
         by_phase: compare(&|i| vec![classes[i].clone()]),
         by_family: compare(&|i| vec![classes[i].clone(), rows[i].family.clone(), rows[i].stack.clone()]),
         by_model: compare(&|i| vec![classes[i].clone(), rows[i].preset.clone(), rows[i].stack.clone()]),
-        by_device: compare(&|i| vec![classes[i].clone(), rows[i].substrate.clone(), rows[i].stack.clone()]),
+        by_device: compare(&|i| {
+            vec![
+                classes[i].clone(),
+                rows[i].substrate.clone(),
+                rows[i].stack.clone(),
+            ]
+        }),
         rows: out_rows,
         not_predicted,
     }
 }
 
-/// Points for fitting one substrate (optionally one stack): the mapped rows on it.
-pub fn points_for<'a>(
+/// Points for fitting: the mapped rows with a timing metric that `keep` accepts.
+pub fn points_where<'a>(
     traces: &Traces,
     ready: &'a [(usize, Case, Model)],
     lib: &'a Library,
-    substrate: &str,
-    stack: Option<&str>,
+    keep: impl Fn(&Case) -> bool,
 ) -> Vec<Point<'a>> {
     ready
         .iter()
-        .filter(|(_, c, _)| c.substrate == substrate && stack.is_none_or(|s| c.stack == s) && c.target.is_timing())
+        .filter(|(_, c, _)| c.target.is_timing() && keep(c))
         .filter_map(|(i, c, m)| {
             lib.substrate(c).ok().map(|s| Point {
                 line: traces.rows[*i].line,
@@ -528,8 +638,14 @@ pub fn write_atomic(path: &std::path::Path, contents: &str) -> Result<(), Valida
         path: path.display().to_string(),
         source,
     };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     std::fs::write(&tmp, contents).map_err(err)?;
     std::fs::rename(&tmp, path).map_err(|e| {

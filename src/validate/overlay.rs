@@ -126,7 +126,10 @@ pub fn to_yaml(stack: &str, target: (&str, &str), eff: &Efficiency, header: &[St
         s.push_str(h);
         s.push('\n');
     }
-    s.push_str(&format!("stack: \"{stack}\"\n{}: \"{}\"\nset:\n", target.0, target.1));
+    s.push_str(&format!(
+        "stack: \"{stack}\"\n{}: \"{}\"\nset:\n",
+        target.0, target.1
+    ));
     for o in efficiency_overrides(eff) {
         s.push_str(&format!("  {}: \"{}\"\n", o.path, o.expr));
     }
@@ -165,5 +168,9 @@ pub fn calibrated_substrate(src: &str, eff: &Efficiency, header: &[String]) -> O
 }
 
 fn quote_if_unit(e: &str) -> String {
-    if e.contains(' ') { format!("\"{e}\"") } else { e.to_string() }
+    if e.contains(' ') {
+        format!("\"{e}\"")
+    } else {
+        e.to_string()
+    }
 }

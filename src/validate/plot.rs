@@ -22,7 +22,10 @@ const PALETTE: [&str; 10] = [
 ];
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Renders the plot; `title` heads it, `series` names the series in the legend.
@@ -68,7 +71,10 @@ pub fn svg(points: &[PlotPoint], title: &str, series: &[&str]) -> String {
                 hi = hi.max(v);
             }
         }
-        let (llo, lhi) = ((lo.log10() - 0.1).floor(), (hi.log10() + 0.1).ceil().max(lo.log10().floor() + 1.0));
+        let (llo, lhi) = (
+            (lo.log10() - 0.1).floor(),
+            (hi.log10() + 0.1).ceil().max(lo.log10().floor() + 1.0),
+        );
         let map_x = |v: f64| x0 + (v.log10() - llo) / (lhi - llo) * pw;
         let map_y = |v: f64| y0 + ph - (v.log10() - llo) / (lhi - llo) * ph;
         let _ = writeln!(
@@ -159,7 +165,11 @@ pub fn svg(points: &[PlotPoint], title: &str, series: &[&str]) -> String {
     let mut y = ly + 18.0;
     for (i, name) in series.iter().enumerate() {
         let mark = if i == 0 {
-            format!(r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#444"/>"##, margin + 4.0, y - 4.0)
+            format!(
+                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#444"/>"##,
+                margin + 4.0,
+                y - 4.0
+            )
         } else {
             format!(
                 r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="none" stroke="#444"/>"##,
@@ -167,7 +177,12 @@ pub fn svg(points: &[PlotPoint], title: &str, series: &[&str]) -> String {
                 y - 4.0
             )
         };
-        let _ = writeln!(s, r#"{mark}<text x="{:.1}" y="{y:.1}">{}</text>"#, margin + 14.0, esc(name));
+        let _ = writeln!(
+            s,
+            r#"{mark}<text x="{:.1}" y="{y:.1}">{}</text>"#,
+            margin + 14.0,
+            esc(name)
+        );
         y += 18.0;
     }
     for k in &keys {

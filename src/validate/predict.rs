@@ -15,7 +15,12 @@
 //!   `N` does not divide the KV groups, KV heads are replicated (as vLLM does).
 //! * **Layer split** (llama.cpp, ExLlamaV2): each device holds a range of whole layers; at
 //!   batch 1 a token visits them in turn, so the pass takes as long as the whole model on one
-//!   device, plus `N - 1` hops of `tokens x d_model` activations over the link.
+//!   device, plus `N - 1` hops of `tokens x d_model` activations over the link. A stack that
+//!   pipelines prompts (llama.cpp since PR #6017, March 2024: a prompt is cut into batches of
+//!   `nbatch` tokens, each into micro-batches of `ubatch` tokens that flow through the devices
+//!   one behind the other) runs a batch of `u` micro-batches in `(u + N - 1) / (u N)` of the
+//!   single-device time: `u + N - 1` pipeline stages of one micro-batch on one device's share
+//!   of the layers.
 
 use super::mapping::{Case, MultiDevice, Target};
 use crate::model::{Ffn, Model, Precisions};
@@ -37,10 +42,17 @@ pub struct EngineOut {
 
 /// The one call into the cost engine: prefill of `prompt` tokens then `gen` decode steps for
 /// `batch` sequences. `prompt` and `gen` are at least 1 (the callers make sure).
-pub fn engine_run(model: &Model, sub: &Substrate, prompt: u64, gen: u64, batch: u64, engine: Engine) -> EngineOut {
+pub fn engine_run(
+    model: &Model,
+    sub: &Substrate,
+    prompt: u64,
+    generate: u64,
+    batch: u64,
+    engine: Engine,
+) -> EngineOut {
     let w = crate::sim::Workload {
         prompt: prompt.max(1),
-        generate: gen.max(1),
+        generate: generate.max(1),
         batch: batch.max(1),
     };
     let s = crate::sim::summary(model, sub, w, engine);
@@ -131,6 +143,18 @@ fn comm_per_pass(model: &Model, case: &Case, tokens: u64) -> f64 {
     }
 }
 
+/// Fraction of the single-device prefill time a pipelined layer split takes (1 otherwise).
+fn pipeline_factor(case: &Case) -> f64 {
+    match (case.multi, case.pipeline) {
+        (MultiDevice::Layer, Some((ubatch, nbatch))) if case.devices > 1 => {
+            let n = case.devices as f64;
+            let u = case.prompt.min(nbatch).div_ceil(ubatch).max(1) as f64;
+            (u + n - 1.0) / (u * n)
+        }
+        _ => 1.0,
+    }
+}
+
 /// Predicts one case: `model` is the preset with the case's formats, `sub` the substrate of
 /// one device (efficiencies as the caller wants them).
 pub fn predict(case: &Case, model: &Model, sub: &Substrate, engine: Engine) -> Prediction {
@@ -139,7 +163,7 @@ pub fn predict(case: &Case, model: &Model, sub: &Substrate, engine: Engine) -> P
         _ => model.clone(),
     };
     let b = case.batch;
-    let (p, g) = (case.prompt, case.gen);
+    let (p, g) = (case.prompt, case.generate);
     // The engine always runs a prefill and at least one decode step; take the parts asked for.
     let (engine_prompt, engine_gen) = match case.target {
         Target::DecodeRate | Target::Tpot => (p.max(1), g),
@@ -150,7 +174,7 @@ pub fn predict(case: &Case, model: &Model, sub: &Substrate, engine: Engine) -> P
     let out = engine_run(&run_model, sub, engine_prompt, engine_gen, b, engine);
     let comm_prefill = comm_per_pass(model, case, b * p.max(1));
     let comm_step = comm_per_pass(model, case, b);
-    let prefill = out.prefill + comm_prefill;
+    let prefill = out.prefill * pipeline_factor(case) + comm_prefill;
     let decode_steps = match case.target {
         Target::DecodeRate | Target::Tpot => g,
         _ => g.saturating_sub(1),
@@ -169,8 +193,20 @@ pub fn predict(case: &Case, model: &Model, sub: &Substrate, engine: Engine) -> P
             comm_step * g as f64,
             out.decode_energy,
         ),
-        Target::Tpot => (decode / g as f64, 0.0, decode, comm_step * g as f64, out.decode_energy),
-        Target::PrefillRate => ((b * p) as f64 / prefill, prefill, 0.0, comm_prefill, out.prefill_energy),
+        Target::Tpot => (
+            decode / g as f64,
+            0.0,
+            decode,
+            comm_step * g as f64,
+            out.decode_energy,
+        ),
+        Target::PrefillRate => (
+            (b * p) as f64 / prefill,
+            prefill,
+            0.0,
+            comm_prefill,
+            out.prefill_energy,
+        ),
         Target::PrefillTime => (prefill, prefill, 0.0, comm_prefill, out.prefill_energy),
         Target::E2eTime
         | Target::OutputThroughput

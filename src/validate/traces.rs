@@ -138,7 +138,10 @@ pub fn parse(text: &str, file: &str) -> Result<Traces, DescErrors> {
                 loc_at(text, 0, header_len),
                 format!("the header lacks the column(s) {}", missing.join(", ")),
                 "header",
-                Some(format!("a trace file's header names these columns: {}", COLUMNS.join(","))),
+                Some(format!(
+                    "a trace file's header names these columns: {}",
+                    COLUMNS.join(",")
+                )),
             )
             .into());
     }
@@ -158,23 +161,21 @@ pub fn parse(text: &str, file: &str) -> Result<Traces, DescErrors> {
                 break;
             }
         }
-        let pos = record.position().cloned().unwrap_or_default();
+        let pos = record.position().cloned().unwrap_or_else(csv::Position::new);
         let line = pos.line();
         let rec_start = usize::try_from(pos.byte()).unwrap_or(0);
         let ranges = field_ranges(text, rec_start);
-        let field = |k: usize| -> (&str, Loc) {
+        // The field's text, and where it is (computed only for errors).
+        let field = |k: usize| -> (&str, (usize, usize)) {
             match col[k] {
-                Some(i) => {
-                    let s = record.get(i).unwrap_or("");
-                    let loc = match ranges.get(i) {
-                        Some(&(a, b)) => loc_at(text, a, b - a),
-                        None => loc_at(text, rec_start, 0),
-                    };
-                    (s.trim(), loc)
-                }
-                None => ("", loc_at(text, rec_start, 0)),
+                Some(i) => (
+                    record.get(i).unwrap_or("").trim(),
+                    ranges.get(i).map_or((rec_start, 0), |&(a, b)| (a, b - a)),
+                ),
+                None => ("", (rec_start, 0)),
             }
         };
+        let at = |(offset, len): (usize, usize)| loc_at(text, offset, len);
         let text_of = |k: usize| field(k).0.to_string();
         let mut bad = false;
         let mut num = |k: usize, what: &str, diags: &mut Diagnostics| -> Option<f64> {
@@ -186,7 +187,7 @@ pub fn parse(text: &str, file: &str) -> Result<Traces, DescErrors> {
                 Ok(v) if v.is_finite() => Some(v),
                 _ => {
                     diags.push(src.error(
-                        loc,
+                        at(loc),
                         format!("`{}`: `{s}` is not a number", COLUMNS[k]),
                         "here",
                         Some(format!("expected {what}, or an empty field when unknown")),
@@ -210,7 +211,7 @@ pub fn parse(text: &str, file: &str) -> Result<Traces, DescErrors> {
                 Ok(v) => Some(v),
                 Err(_) => {
                     diags.push(src.error(
-                        loc,
+                        at(loc),
                         format!("`{}`: `{s}` is not a token count", COLUMNS[k]),
                         "here",
                         Some("expected a non-negative integer, or an empty field when unknown".into()),
@@ -232,7 +233,7 @@ pub fn parse(text: &str, file: &str) -> Result<Traces, DescErrors> {
             Ok(v) if v.is_finite() => Some(v),
             _ => {
                 diags.push(src.error(
-                    value_loc,
+                    at(value_loc),
                     format!("`value`: `{value_text}` is not a number"),
                     "here",
                     Some("every row needs the measured value as a finite number".into()),
@@ -323,7 +324,9 @@ fn csv_error(src: &SourceFile, text: &str, e: &csv::Error) -> DescError {
         .unwrap_or(0);
     let loc = loc_at(text, offset, 0);
     let (message, help) = match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => (
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => (
             format!("this row has {len} fields, the header {expected_len}"),
             Some("quote fields that contain commas: \"a, b\"".to_string()),
         ),

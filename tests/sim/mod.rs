@@ -28,7 +28,11 @@ fn assert_same(fast: &RunSummary, slow: &RunSummary, what: &str) {
         ("prefill energy", fast.prefill_energy_j, slow.prefill_energy_j),
         ("decode energy", fast.decode_energy_j, slow.decode_energy_j),
         ("decode flops", fast.decode.flops.get(), slow.decode.flops.get()),
-        ("decode dram", fast.decode.dram_bytes.get(), slow.decode.dram_bytes.get()),
+        (
+            "decode dram",
+            fast.decode.dram_bytes.get(),
+            slow.decode.dram_bytes.get(),
+        ),
         (
             "decode memory-bound time",
             fast.decode.memory_bound_time.get(),
