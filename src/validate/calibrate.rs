@@ -130,8 +130,9 @@ fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> Option<[f64; 4]> {
         b.swap(c, piv);
         for r in c + 1..4 {
             let f = a[r][c] / a[c][c];
-            for k in c..4 {
-                a[r][k] -= f * a[c][k];
+            let pivot_row = a[c];
+            for (x, p) in a[r].iter_mut().zip(pivot_row).skip(c) {
+                *x -= f * p;
             }
             b[r] -= f * b[c];
         }

@@ -87,6 +87,9 @@ pub struct Maps {
     pub stacks: Vec<StackEntry>,
 }
 
+/// One table record: its line, byte offset, and (column, value) pairs.
+type Record = (u64, usize, Vec<(String, String)>);
+
 /// Reads a small CSV table with named columns, reporting located errors.
 struct Table<'a> {
     src: SourceFile,
@@ -113,7 +116,7 @@ impl<'a> Table<'a> {
     }
 
     /// Every record as (line, line offset, column name -> value).
-    fn records(&self, required: &[&str]) -> Result<Vec<(u64, usize, Vec<(String, String)>)>, DescErrors> {
+    fn records(&self, required: &[&str]) -> Result<Vec<Record>, DescErrors> {
         let mut diags = Diagnostics::new(&self.src);
         let missing: Vec<&str> = required.iter().copied().filter(|c| !self.has(c)).collect();
         if !missing.is_empty() {

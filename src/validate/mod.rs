@@ -482,7 +482,7 @@ fn exclusion(row: &TraceRow, c: &Case, ideal: f64) -> Option<String> {
         let text: String = row.note[i..].chars().take(120).collect();
         return Some(format!("marked an anomaly in the source data: {text}"));
     }
-    if !(ideal.is_finite() && ideal > 0.0) || !c.target.is_timing() {
+    if !(ideal.is_finite() && ideal > 0.0 && c.target.is_timing()) {
         return None;
     }
     let rate = matches!(
@@ -563,7 +563,8 @@ fn holdout_report(
         }
     }
     let compare = |key: &dyn Fn(usize) -> Vec<String>| -> Vec<Compare> {
-        let mut m: BTreeMap<Vec<String>, (Vec<(u64, f64)>, Vec<(u64, f64)>)> = BTreeMap::new();
+        type Errors = Vec<(u64, f64)>;
+        let mut m: BTreeMap<Vec<String>, (Errors, Errors)> = BTreeMap::new();
         for &(i, u, c) in &items {
             let e = m.entry(key(i)).or_default();
             e.0.push((rows[i].line, u));
