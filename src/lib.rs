@@ -21,6 +21,8 @@ pub mod quality;
 pub mod search;
 pub mod sim;
 pub mod substrate;
+pub mod sweep;
+pub mod trace;
 pub mod units;
 pub mod validate;
 pub mod yaml;

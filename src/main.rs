@@ -28,6 +28,16 @@ enum Command {
     /// List, validate and show hardware substrates.
     #[command(subcommand)]
     Substrate(cli::substrate::SubstrateCmd),
+    /// Cost a model on a substrate: TTFT, TPOT, tokens/s, energy, per-op records and traces.
+    Sim(cli::sim::SimArgs),
+    /// Price one GEMM on a systolic substrate: cycles, stalls, utilisation, DRAM bytes, energy.
+    Gemm(cli::gemm::GemmArgs),
+    /// Place every op of a run on the substrate's roofline (optionally as an SVG plot).
+    Roofline(cli::roofline::RooflineArgs),
+    /// Multi-objective search (NSGA-II): benchmark problems or architecture spaces.
+    Search(cli::search::SearchArgs),
+    /// Co-design sweep over a grid: loss-latency frontier, feasible regions, budgets.
+    Sweep(cli::sweep::SweepArgs),
     /// Predict every row of a measured-trace CSV and report errors per row and group.
     Validate(cli::validate::ValidateArgs),
     /// Fit a substrate's efficiencies to measured rows and write a calibrated substrate.
@@ -40,6 +50,11 @@ fn main() -> ExitCode {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Graph(args) => cli::graph::run(args),
         Command::Substrate(cmd) => cli::substrate::run(cmd),
+        Command::Sim(args) => cli::sim::run(args),
+        Command::Gemm(args) => cli::gemm::run(args),
+        Command::Roofline(args) => cli::roofline::run(args),
+        Command::Search(args) => cli::search::run(args),
+        Command::Sweep(args) => cli::sweep::run(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Calibrate(args) => cli::calibrate::run(args),
     };

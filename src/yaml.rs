@@ -104,6 +104,19 @@ impl Loc {
     }
 }
 
+/// Byte offset of a 1-based line and (character) column of `text`, clamped to the text.
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let mut offset = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            let in_line: usize = l.chars().take(column.saturating_sub(1)).map(char::len_utf8).sum();
+            return offset + in_line;
+        }
+        offset += l.len();
+    }
+    text.len()
+}
+
 /// A value with the position it was written at. Deserializes like `T`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Located<T> {
@@ -223,15 +236,30 @@ impl SourceFile {
         if let Some(k) = message.find(", set DuplicateKeyPolicy") {
             message.truncate(k);
         }
-        let loc = e.location().map(Loc::from_saphyr).unwrap_or(Loc::UNKNOWN);
         let help = yaml_help(&message);
-        self.build(
-            DescErrorKind::Yaml,
-            loc.is_known().then_some(loc.span()),
-            message,
-            "here".into(),
-            help,
-        )
+        let (span, label) = match e.location() {
+            Some(l) if l != serde_saphyr::Location::UNKNOWN => {
+                let loc = Loc::from_saphyr(l);
+                if loc.is_known() {
+                    (Some(loc.span()), "here")
+                } else {
+                    // Scanner errors carry a line and column but no byte offset.
+                    let line = usize::try_from(l.line()).unwrap_or(usize::MAX);
+                    let column = usize::try_from(l.column()).unwrap_or(usize::MAX);
+                    let offset = offset_of(&self.text, line, column);
+                    let len = self.text[offset..].chars().next().map_or(0, char::len_utf8);
+                    (Some(SourceSpan::from((offset, len))), "here")
+                }
+            }
+            // No position (e.g. an unclosed bracket): point at the end of the file.
+            _ => {
+                let trimmed = self.text.trim_end();
+                let last = trimmed.chars().last().map_or(0, char::len_utf8);
+                let span = (!trimmed.is_empty()).then(|| SourceSpan::from((trimmed.len() - last, last)));
+                (span, "the file ends here")
+            }
+        };
+        self.build(DescErrorKind::Yaml, span, message, label.into(), help)
     }
 
     /// An error at a located value, e.g. a validation failure: `file.error(field.loc,
@@ -603,6 +631,14 @@ pub struct Expression {
     verbatim: bool,
 }
 
+/// Two expressions are equal when they were written the same way (text and string-or-number),
+/// wherever they are in a file.
+impl PartialEq for Expression {
+    fn eq(&self, other: &Expression) -> bool {
+        self.text == other.text && self.verbatim == other.verbatim
+    }
+}
+
 /// An error found while deserializing an [`Expression`], reported when it is evaluated.
 #[derive(Clone, Debug)]
 enum Deferred {
@@ -868,6 +904,11 @@ mod tests {
         assert!(e.help_text().unwrap().contains("quote"));
         let e = from_str::<Mem>("size: 1 B\n", "m.yaml").unwrap_err();
         assert!(e.message().contains("missing field `bandwidth`"), "{e}");
+        // Scanner errors have a line and column but no byte offset from serde-saphyr.
+        let e = from_str::<Mem>("size: 1 B\nbandwidth: 'x\n", "m.yaml").unwrap_err();
+        assert_eq!((e.line(), e.column()), (2, 12), "{e}");
+        let e = from_str::<Mem>("size: 1 B\nbandwidth: b: c\n", "m.yaml").unwrap_err();
+        assert_eq!((e.line(), e.column()), (2, 13), "{e}");
     }
 
     #[test]

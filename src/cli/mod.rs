@@ -2,7 +2,13 @@
 //! `miette::Result<()>` so located diagnostics render with their source.
 
 pub mod calibrate;
+pub mod gemm;
 pub mod graph;
 pub mod model;
+pub mod roofline;
+pub mod search;
+pub mod search_arch;
+pub mod sim;
 pub mod substrate;
+pub mod sweep;
 pub mod validate;

@@ -93,7 +93,7 @@ pub enum DslErrorKind {
     },
     /// Occurs when a whole number is required (`16`) and the value is fractional, negative or
     /// beyond 2^53.
-    #[error("expected a whole number, found {value}")]
+    #[error("expected a whole number, found {}", super::format_number(*.value))]
     NotAnInteger { value: f64 },
     /// Occurs when a single value is required and the text is a range or a set.
     #[error("expected a single value, found {found}")]
@@ -120,7 +120,10 @@ fn wrong_dimension_message(expected: Dim, what: &str, example: &str, found: Dim,
         format!("{what} such as `{example}`")
     };
     if found.is_none() {
-        format!("expected {wanted}, found the bare number {value}")
+        format!(
+            "expected {wanted}, found the bare number {}",
+            super::format_number(value)
+        )
     } else {
         format!("expected {wanted}, found {}", found.describe())
     }
@@ -164,7 +167,7 @@ impl DslErrorKind {
             DslErrorKind::NotFinite { .. } => "not finite".into(),
             DslErrorKind::WrongDimension { found, .. } if found.is_none() => "a bare number".into(),
             DslErrorKind::WrongDimension { found, .. } => format!("this is {}", found.describe()),
-            DslErrorKind::NotAnInteger { value } => format!("this is {value}"),
+            DslErrorKind::NotAnInteger { value } => format!("this is {}", super::format_number(*value)),
             DslErrorKind::NotAScalar { found } => format!("this is {found}"),
             DslErrorKind::InvalidRange { .. } => "this range".into(),
             DslErrorKind::TooManyCandidates { .. } => "too many values".into(),
@@ -200,11 +203,15 @@ impl DslErrorKind {
                 ..
             } if found.is_none() => {
                 let unit = example.split_once(' ').map(|(_, u)| u).unwrap_or("");
+                let value = super::format_number(*value);
                 (!unit.is_empty()).then(|| format!("write the unit after the number, e.g. `{value} {unit}`"))
             }
             DslErrorKind::WrongDimension { expected, found, .. } => {
-                if *expected == Dim::BYTES_PER_SEC && *found == Dim::BYTES_PER_CYCLE {
-                    Some("multiply by a clock to get bytes per second: `clock * 64 B`".into())
+                let per_cycle = expected.checked_div(Dim::HERTZ);
+                if Some(*found) == per_cycle {
+                    Some("a quantity per cycle becomes one per second when multiplied by a clock: `clock * 64 B/cycle`".into())
+                } else if Some(*found) == expected.checked_mul(Dim::CYCLES) {
+                    Some("a clock (Hz) counts cycles per second: multiply it by a quantity per cycle, e.g. `clock * 4 B/cycle`".into())
                 } else {
                     Some(format!(
                         "this field is in `{expected}`; the value is in `{found}`"
@@ -274,6 +281,14 @@ impl DslError {
     /// Adds a secondary label.
     pub fn with_label(mut self, span: Span, text: impl Into<String>) -> DslError {
         self.labels.push((span, text.into()));
+        self
+    }
+
+    /// Replaces the text of the primary label.
+    pub fn with_primary_label(mut self, text: impl Into<String>) -> DslError {
+        if let Some(first) = self.labels.first_mut() {
+            first.1 = text.into();
+        }
         self
     }
 

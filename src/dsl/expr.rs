@@ -203,11 +203,30 @@ fn write_node(out: &mut String, node: &Node, min_prec: u8) {
             out.push(' ');
             out.push_str(op.symbol());
             out.push(' ');
-            write_node(out, rhs, prec + 1);
+            if *op == BinOp::Div && starts_with_unit_name(rhs) {
+                // `x B / bit` would read back as the unit `B/bit`: keep the name a name.
+                out.push('(');
+                write_node(out, rhs, PREC_SUM);
+                out.push(')');
+            } else {
+                write_node(out, rhs, prec + 1);
+            }
         }
     }
     if parens {
         out.push(')');
+    }
+}
+
+/// Whether the printed node starts with a name that is also a unit spelling.
+fn starts_with_unit_name(node: &Node) -> bool {
+    match &node.kind {
+        NodeKind::Ref(name) => super::units::lookup_unit(name).is_some(),
+        NodeKind::WithUnit(operand, _) => starts_with_unit_name(operand),
+        NodeKind::Binary(BinOp::Pow, base, _) => starts_with_unit_name(base),
+        // Products and sums print in parentheses on the right of `/`; numbers and `-` are not
+        // unit names.
+        _ => false,
     }
 }
 
@@ -545,15 +564,17 @@ impl Expr {
                     Some(StepNode::Mul(s)) => {
                         let f = ev.node(s)?;
                         if !f.is_dimensionless() {
-                            return Err(ev.err(
-                                DslErrorKind::InvalidRange {
-                                    reason: format!(
-                                        "a `step *` factor must be a plain number, found {}",
-                                        f.dim.describe()
-                                    ),
-                                },
-                                s.span,
-                            ));
+                            return Err(ev
+                                .err(
+                                    DslErrorKind::InvalidRange {
+                                        reason: format!(
+                                            "a `step *` factor must be a plain number, found {}",
+                                            f.dim.describe()
+                                        ),
+                                    },
+                                    s.span,
+                                )
+                                .with_primary_label("not a plain number"));
                         }
                         Step::Mul(f.value)
                     }

@@ -5,7 +5,7 @@
 //! ```text
 //! bandwidth: "204.8 GB/s"        clock: "1.5 GHz"          sram: "512 KiB"
 //! energy:    "0.2 pJ/bit"        macs:  "16 * 16"          width: "4 B/cycle"
-//! link:      "clock * 4 B"       mid:   "(a + b) / 2"      lines: "2^10"
+//! link:      "clock * 4 B/cycle" mid:   "(a + b) / 2"      lines: "2^10"
 //! d_model:   "64..=512 step 32"  heads: "{16, 32, 64}"     smem:  "{24 KB, 48 KB}"
 //! ```
 //!
@@ -25,7 +25,7 @@
 //! // Names resolve through a callback (a sibling field, another component...).
 //! let clock = Quantity::from(Hertz::ghz(1.5));
 //! let env = |name: &str| (name == "clock").then_some(clock);
-//! let link: BytesPerSec = dsl::parse("clock * 4 B")?.eval_as(&env)?;
+//! let link: BytesPerSec = dsl::parse("clock * 4 B/cycle")?.eval_as(&env)?;
 //! assert_eq!(link.get(), 6e9);
 //!
 //! // Search spaces: ranges and sets expand to candidates.
@@ -62,8 +62,11 @@
 //! * `FLOP` and `OP` share one dimension (operations); `FLOPS`/`TFLOPS`/`TOPS` are rates
 //!   (per second); `MAC` is 2 FLOP. `FLOPs` is rejected as ambiguous.
 //! * `bit` is 1/8 B (so `pJ/bit` is energy per byte times 8); `b` is not a unit.
-//! * `%` is 0.01 (dimensionless). `cycle` (or `cycles`) is its own dimension: `B/cycle` and
-//!   `B/s` are different, and only an explicit clock converts one into the other.
+//! * `%` is 0.01 (dimensionless). `cycle` (or `cycles`) is its own dimension and `Hz` is
+//!   `cycle/s` (a clock counts cycles per second), mirroring [`crate::units`]:
+//!   `clock * 4 B/cycle` is a bandwidth, `1000 cycle / clock` a time, `clock * 20 ns` a cycle
+//!   count. `B/cycle` never silently becomes `B/s`, and `clock * 4 B` is not a bandwidth
+//!   (its help says to write `B/cycle`). A bare period inverts to `1/s`, not Hz.
 //! * A unit after an operand binds tighter than `*` and `/` but looser than `^`:
 //!   `2^10 B` is 1024 B, `1 / 2 s` is 0.5/s. After a unit, `/` continues the unit only when a
 //!   unit follows (`4 B/cycle`); otherwise it divides (`1 GB / n`).

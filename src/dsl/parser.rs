@@ -38,15 +38,27 @@ pub(crate) struct PError<'a> {
     len: usize,
     kind: PErrorKind,
     context: Option<&'static str>,
+    /// The unclosed `(` or `{`, for "opened here".
+    open: Option<&'a str>,
 }
 
 impl<'a> PError<'a> {
+    fn unclosed(input: &'a str, what: &'static str, open: &'a str) -> nom::Err<PError<'a>> {
+        nom::Err::Failure(PError {
+            input,
+            len: 0,
+            kind: PErrorKind::Nom,
+            context: Some(what),
+            open: Some(open),
+        })
+    }
     fn external(input: &'a str, len: usize, kind: DslErrorKind) -> nom::Err<PError<'a>> {
         nom::Err::Failure(PError {
             input,
             len,
             kind: PErrorKind::External(kind),
             context: None,
+            open: None,
         })
     }
     fn expected(input: &'a str, what: &'static str) -> nom::Err<PError<'a>> {
@@ -55,6 +67,7 @@ impl<'a> PError<'a> {
             len: 0,
             kind: PErrorKind::Nom,
             context: Some(what),
+            open: None,
         })
     }
 }
@@ -66,6 +79,7 @@ impl<'a> ParseError<&'a str> for PError<'a> {
             len: 0,
             kind: PErrorKind::Nom,
             context: None,
+            open: None,
         }
     }
     fn append(_input: &'a str, _kind: ErrorKind, other: Self) -> Self {
@@ -77,6 +91,7 @@ impl<'a> ParseError<&'a str> for PError<'a> {
             len: 0,
             kind: PErrorKind::Char(c),
             context: None,
+            open: None,
         }
     }
     /// Of two alternatives, report the one that got further.
@@ -106,6 +121,7 @@ impl<'a> FromExternalError<&'a str, DslErrorKind> for PError<'a> {
             len: 0,
             kind: PErrorKind::External(e),
             context: None,
+            open: None,
         }
     }
 }
@@ -138,6 +154,14 @@ fn unit_word(i: &str) -> Option<(&str, &str)> {
         .find(|&(_, c)| !is_unit_char(c))
         .map_or(i.len(), |(k, _)| k);
     Some(i.split_at(end))
+}
+
+/// Whether `rest` continues a dotted name (`.` then a letter, digit or `_`), as after `m` in
+/// `m.count`; `..` (a range) does not.
+fn starts_name_part(rest: &str) -> bool {
+    rest.strip_prefix('.')
+        .and_then(|r| r.chars().next())
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A short description of the token at `i`, and its byte length, for "found ..." messages.
@@ -301,7 +325,7 @@ impl<'a> P<'a> {
                 let span = self.span(open, r);
                 return self.end(r, Top::Set { members, span }, "the end after `}`");
             } else {
-                return Err(PError::expected(rest, "`,` or `}`"));
+                return Err(PError::unclosed(rest, "`,` or `}`", open));
             }
         }
     }
@@ -381,9 +405,11 @@ impl<'a> P<'a> {
                 break;
             };
             let k = ws(after_slash);
-            // `/` continues the unit only when a known unit follows; else it divides.
+            // `/` continues the unit only when a known unit follows (and not the first part
+            // of a dotted name such as `m.count`); else it divides.
             match unit_word(k) {
-                Some((word, _)) if word != "step" && lookup_unit(word).is_some() => {}
+                Some((word, after))
+                    if word != "step" && !starts_name_part(after) && lookup_unit(word).is_some() => {}
                 _ => break,
             }
             let (r, (term, f, d)) = self.unit_term(k, true)?;
@@ -529,7 +555,7 @@ impl<'a> P<'a> {
                 self.nested(i, || context(OPERAND, cut(|i| self.sum(i))).parse(ws(after)))?;
             let rest = ws(rest);
             let Some(rest) = rest.strip_prefix(')') else {
-                return Err(PError::expected(rest, "an operator or a closing `)`"));
+                return Err(PError::unclosed(rest, "an operator or a closing `)`", i));
             };
             // The node keeps its kind; its span grows to cover the parentheses.
             inner.span = self.span(i, rest);
@@ -570,26 +596,46 @@ fn syntax(expected: &str, found: &str) -> DslErrorKind {
 
 fn to_dsl_error(p: &P<'_>, src: &Arc<str>, e: PError<'_>) -> DslError {
     let offset = p.src.len() - e.input.len();
-    match e.kind {
-        PErrorKind::External(kind) => DslError::new(kind, src.clone(), Span::new(offset, e.len)),
-        PErrorKind::Char(c) if e.context.is_none() => {
-            let (found, len) = next_token(e.input);
-            DslError::new(
-                syntax(&format!("`{c}`"), &found),
-                src.clone(),
-                Span::new(offset, len),
+    let expected = match (&e.kind, e.context) {
+        (PErrorKind::External(kind), _) => {
+            return DslError::new(kind.clone(), src.clone(), Span::new(offset, e.len));
+        }
+        (_, Some(context)) => context.to_string(),
+        (PErrorKind::Char(c), None) => format!("`{c}`"),
+        (_, None) => OPERAND.to_string(),
+    };
+    let (found, len) = next_token(e.input);
+    let text = p.src;
+    let trimmed = text.trim_end();
+    let (span, label) = match trimmed.chars().last() {
+        // At the end: point at the last character, after which something is missing.
+        Some(last) if len == 0 && offset >= trimmed.len() => {
+            let width = last.len_utf8();
+            (
+                Span::new(trimmed.len() - width, width),
+                format!("expected {expected} after this"),
             )
         }
-        _ => {
-            let (found, len) = next_token(e.input);
-            let expected = e.context.unwrap_or(OPERAND);
-            let mut err = DslError::new(syntax(expected, &found), src.clone(), Span::new(offset, len));
-            if found == "`)`" && expected.contains("end") {
-                err = err.with_help("this `)` has no matching `(`");
-            } else if found == "end of input" && offset == 0 {
-                err = err.with_help("write a value such as `16`, `512 KiB` or `clock * 4 B`");
-            }
-            err
-        }
+        _ => (
+            Span::new(offset, len),
+            if len == 0 {
+                "here".to_string()
+            } else {
+                "unexpected".to_string()
+            },
+        ),
+    };
+    let mut err = DslError::new(syntax(&expected, &found), src.clone(), span).with_primary_label(label);
+    if let Some(open) = e.open
+        && found == "end of input"
+    {
+        let at = p.src.len() - open.len();
+        err = err.with_label(Span::new(at, 1), "opened here");
     }
+    if found == "`)`" && expected.contains("the end") {
+        err = err.with_help("this `)` has no matching `(`");
+    } else if trimmed.is_empty() {
+        err = err.with_help("write a value such as `16`, `512 KiB` or `clock * 4 B/cycle`");
+    }
+    err
 }

@@ -2,8 +2,10 @@
 //!
 //! A [`Dim`] is a vector of integer exponents over six base dimensions: bytes (`B`), seconds
 //! (`s`), clock cycles (`cycle`), operations (`FLOP`; `OP` shares the dimension), joules (`J`)
-//! and metres (`m`). Everything else is derived: hertz is `1/s`, watts are `J/s`, a bit is
-//! `1/8 B`, a multiply-accumulate (`MAC`) is `2 FLOP` (the convention of [`crate::units`]).
+//! and metres (`m`). Everything else is derived: hertz is `cycle/s` (a clock counts cycles per
+//! second, so `clock * 4 B/cycle` is a bandwidth and `1000 cycle / clock` a time, as in
+//! [`crate::units`]), watts are `J/s`, a bit is `1/8 B`, a multiply-accumulate (`MAC`) is
+//! `2 FLOP` (the convention of [`crate::units`]).
 //!
 //! A [`Quantity`] is an `f64` in base units plus its [`Dim`]. Typed extraction into the
 //! [`crate::units`] newtypes goes through [`FromQuantity`], which checks the dimension.
@@ -38,8 +40,8 @@ impl Dim {
     pub const FLOP: Dim = Dim([0, 0, 0, 1, 0, 0]);
     pub const JOULES: Dim = Dim([0, 0, 0, 0, 1, 0]);
     pub const METRES: Dim = Dim([0, 0, 0, 0, 0, 1]);
-    /// `1/s`.
-    pub const HERTZ: Dim = Dim([0, -1, 0, 0, 0, 0]);
+    /// `cycle/s`: a clock frequency counts cycles per second.
+    pub const HERTZ: Dim = Dim([0, -1, 1, 0, 0, 0]);
     /// `J/s`.
     pub const WATTS: Dim = Dim([0, -1, 0, 0, 1, 0]);
     pub const BYTES_PER_SEC: Dim = Dim([1, -1, 0, 0, 0, 0]);
@@ -241,10 +243,11 @@ impl Quantity {
 /// `value unit`, the unit in base symbols (`2.048e11 B/s`).
 impl fmt::Display for Quantity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = super::expr::fmt_number(self.value);
         if self.dim.is_none() {
-            write!(f, "{}", self.value)
+            f.write_str(&value)
         } else {
-            write!(f, "{} {}", self.value, self.dim)
+            write!(f, "{value} {}", self.dim)
         }
     }
 }
@@ -524,7 +527,8 @@ mod tests {
     #[test]
     fn dim_display() {
         assert_eq!(Dim::BYTES_PER_SEC.to_string(), "B/s");
-        assert_eq!(Dim::HERTZ.to_string(), "1/s");
+        assert_eq!(Dim::HERTZ.to_string(), "cycle/s");
+        assert_eq!(Dim([0, -1, 0, 0, 0, 0]).to_string(), "1/s");
         assert_eq!(Dim::AREA.to_string(), "m^2");
         assert_eq!(Dim::NONE.to_string(), "1");
         assert_eq!(Dim([1, -2, -1, 0, 0, 0]).to_string(), "B/s^2/cycle");

@@ -150,8 +150,8 @@ impl Traffic {
 
 /// Prices kernels on one substrate. Built once per run; holds the arrays and constants.
 #[derive(Clone, Debug)]
-pub struct Mapper {
-    pub substrate: Substrate,
+pub struct Mapper<'s> {
+    pub substrate: &'s Substrate,
     /// On-chip capacity for activations: GPU L2, systolic SRAM buffers.
     pub onchip: f64,
     /// Systolic word size (bytes per element) of weight GEMMs: the wider of the weight and
@@ -159,6 +159,10 @@ pub struct Mapper {
     pub weight_word: f64,
     /// ... of attention GEMMs: the wider of the KV-cache and activation formats.
     pub attention_word: f64,
+    /// Bytes per stored weight.
+    pub weight_bytes: f64,
+    /// Systolic arrays for the two words (weight GEMMs, attention GEMMs).
+    pub arrays: Option<(SystolicArray, SystolicArray)>,
 }
 
 /// The two cost models.
@@ -168,8 +172,8 @@ pub enum Model {
     Sim,
 }
 
-impl Mapper {
-    pub fn new(substrate: &Substrate, precision: &Precisions) -> Mapper {
+impl<'s> Mapper<'s> {
+    pub fn new(substrate: &'s Substrate, precision: &Precisions) -> Mapper<'s> {
         let onchip = match &substrate.kind {
             Kind::Gpu(g) => g.l2_size.get(),
             Kind::Systolic(s) => {
@@ -177,11 +181,19 @@ impl Mapper {
                 i + f + o
             }
         };
+        let weight_word = precision.weights.bytes().max(precision.activations.bytes());
+        let attention_word = precision.kv_cache.bytes().max(precision.activations.bytes());
+        let arrays = match &substrate.kind {
+            Kind::Systolic(s) => Some((array(s, weight_word), array(s, attention_word))),
+            Kind::Gpu(_) => None,
+        };
         Mapper {
-            substrate: substrate.clone(),
+            substrate,
             onchip,
-            weight_word: precision.weights.bytes().max(precision.activations.bytes()),
-            attention_word: precision.kv_cache.bytes().max(precision.activations.bytes()),
+            weight_word,
+            attention_word,
+            weight_bytes: precision.weights.bytes(),
+            arrays,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod gpu;
 pub mod program;
 pub mod result;
+pub mod ring;
 pub mod systolic;
 pub mod systolic_map;
 

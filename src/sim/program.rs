@@ -28,6 +28,49 @@ pub enum Dep {
     Local(u32),
 }
 
+/// The inputs of an op: at most four (attention scores read Q, K and the KV write).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deps {
+    items: [Dep; 4],
+    len: u8,
+}
+
+impl Default for Deps {
+    fn default() -> Self {
+        Deps {
+            items: [Dep::Input; 4],
+            len: 0,
+        }
+    }
+}
+
+impl Deps {
+    /// Adds `d` unless present. An op with more than four inputs keeps the first four (the
+    /// lowering never makes one).
+    pub fn push(&mut self, d: Dep) {
+        if !self.as_slice().contains(&d) && (self.len as usize) < self.items.len() {
+            self.items[self.len as usize] = d;
+            self.len += 1;
+        }
+    }
+    pub fn as_slice(&self) -> &[Dep] {
+        &self.items[..self.len as usize]
+    }
+    pub fn iter(&self) -> std::slice::Iter<'_, Dep> {
+        self.as_slice().iter()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    fn sort(&mut self) {
+        let n = self.len as usize;
+        self.items[..n].sort_by_key(|d| match d {
+            Dep::Input => -1,
+            Dep::Local(i) => *i as i64,
+        });
+    }
+}
+
 /// Per-unit-context increments of an op's quantities (all zero for ops that do not depend on
 /// the context, and in prefill).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -50,7 +93,7 @@ impl Slope {
 pub struct ProgOp {
     pub op: Op,
     pub slope: Slope,
-    pub deps: Vec<Dep>,
+    pub deps: Deps,
     /// For attention GEMMs, query heads per KV group (H / G; 1 when G does not divide H), so
     /// that a mapper can run the heads of a group as one GEMM against their shared K or V.
     pub heads_per_group: u64,
@@ -165,9 +208,9 @@ enum Part {
 }
 
 /// Lowers `model` with only `layer` (or no layer) and splits it into head / block / tail.
-fn lower_parts(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<(Op, Vec<Dep>)>; 3] {
+fn lower_parts(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<(Op, Deps)>; 3] {
     let mini = Model {
-        name: model.name.clone(),
+        name: String::new(),
         d_model: model.d_model,
         vocab: model.vocab,
         tied_embeddings: model.tied_embeddings,
@@ -195,10 +238,14 @@ fn lower_parts(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<(Op, 
         local[i.index()] = counts[p as usize];
         counts[p as usize] += 1;
     }
-    let mut out: [Vec<(Op, Vec<Dep>)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut out: [Vec<(Op, Deps)>; 3] = [
+        Vec::with_capacity(counts[0] as usize),
+        Vec::with_capacity(counts[1] as usize),
+        Vec::with_capacity(counts[2] as usize),
+    ];
     for i in g.dag.node_indices() {
         let p = part[i.index()];
-        let mut deps: Vec<Dep> = Vec::new();
+        let mut deps = Deps::default();
         for e in g.dag.edges_directed(i, petgraph::Direction::Incoming) {
             let s = e.source().index();
             let d = if part[s] == p {
@@ -206,14 +253,9 @@ fn lower_parts(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<(Op, 
             } else {
                 Dep::Input
             };
-            if !deps.contains(&d) {
-                deps.push(d);
-            }
+            deps.push(d);
         }
-        deps.sort_by_key(|d| match d {
-            Dep::Input => -1,
-            Dep::Local(i) => *i as i64,
-        });
+        deps.sort();
         out[p as usize].push((g.dag[i].clone(), deps));
     }
     out
@@ -229,12 +271,7 @@ fn heads_per_group(layer: Option<&Layer>, op: &Op) -> u64 {
 }
 
 /// Builds ProgOps from one lowering (prefill) or two (decode at c0 and c0 + 1).
-fn prog_ops(
-    a: Vec<(Op, Vec<Dep>)>,
-    b: Option<Vec<(Op, Vec<Dep>)>>,
-    layer: Option<&Layer>,
-    c0: u64,
-) -> Vec<ProgOp> {
+fn prog_ops(a: Vec<(Op, Deps)>, b: Option<Vec<(Op, Deps)>>, layer: Option<&Layer>, c0: u64) -> Vec<ProgOp> {
     match b {
         None => a
             .into_iter()

@@ -4,7 +4,7 @@
 //! with one of SCALE-Sim's three dataflows. Conventions follow SCALE-Sim: `M` = output rows,
 //! `N` = output columns, `K` = reduction; `A` is the *ifmap*, `B` the *filter*, `C` the *ofmap*.
 //! Everything here is pure arithmetic on the shape (no per-cycle loop, no I/O, no panics on any
-//! `u64` input): one call costs a few hundred nanoseconds.
+//! `u64` input): one call costs 45-120 ns (benches/systolic.rs).
 //!
 //! # Compute cycles
 //! Each dataflow maps two GEMM dimensions onto the array (spatial, `Sr` rows and `Sc` columns)

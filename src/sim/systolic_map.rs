@@ -11,6 +11,9 @@
 //!   as rows of one GEMM against their shared K (or V), so the cache is read once per group,
 //!   as the graph's KV bytes say. Causal prefill computes the full P x P score matrix (the
 //!   array does not skip the masked half; the graph's FLOPs count the triangle).
+//! * **MoE projections** stand for several matrices of one shape: `s` shared experts run as
+//!   a batch of `s` GEMMs; routed experts as one GEMM per expert the batch touches (the
+//!   graph's expected count, rounded up), each over its share of the `t * active` rows.
 //! * **Vector ops** (norms, softmax, activations, RoPE, residual adds) run on the vector unit
 //!   at `vector.ops_per_cycle` FLOPs per cycle; their weights and any activations that do not
 //!   fit the SRAM stream over the DRAM channels.
@@ -29,7 +32,7 @@ use crate::substrate::Systolic;
 use crate::units::{Bytes, Joules, Seconds};
 
 /// Cost of a kernel (always one op on systolic substrates).
-pub fn cost(mapper: &Mapper, s: &Systolic, ops: &[&Op], heads_per_group: u64) -> Cost {
+pub fn cost(mapper: &Mapper<'_>, s: &Systolic, ops: &[&Op], heads_per_group: u64) -> Cost {
     let op = ops[0];
     let clock = s.clock.get();
     let rd = s.dram_read.get();
@@ -40,17 +43,46 @@ pub fn cost(mapper: &Mapper, s: &Systolic, ops: &[&Op], heads_per_group: u64) ->
     let all = t.weights + t.kv_read + t.kv_write + t.activations();
     match (op.kind, op.unit) {
         (OpKind::Gemm { m, n, k, batch }, _) => {
+            let mut copies_w = 1u64;
             let (batch, m) = if heads_per_group > 1 && batch % heads_per_group == 0 {
                 (batch / heads_per_group, m * heads_per_group)
+            } else if t.weights > 0.0 && batch == 1 {
+                // A projection may stand for several matrices of this shape (MoE): shared
+                // experts (FLOPs and weights both times s) and routed experts (the batch's
+                // t * active rows spread over the experts it touches, each expert's weights
+                // read once). Run them as `copies` GEMMs over their share of the rows.
+                let one = (k * n) as f64 * mapper.weight_bytes;
+                let weight_copies = if one > 0.0 { t.weights / one } else { 1.0 };
+                let copies = ((weight_copies - 0.05).ceil() as u64).max(1);
+                let mnk = 2.0 * (m * n * k) as f64;
+                let flop_copies = if mnk > 0.0 {
+                    ((op.flops.get() / mnk).round() as u64).max(1)
+                } else {
+                    1
+                };
+                copies_w = copies;
+                (copies, (m * flop_copies).div_ceil(copies))
             } else {
                 (batch, m)
             };
-            let word = if op.name.starts_with("attn_") {
-                mapper.attention_word
-            } else {
-                mapper.weight_word
+            let attention = op.name.starts_with("attn_");
+            let arr = match mapper.arrays {
+                Some((w, a)) => {
+                    if attention {
+                        a
+                    } else {
+                        w
+                    }
+                }
+                None => array(
+                    s,
+                    if attention {
+                        mapper.attention_word
+                    } else {
+                        mapper.weight_word
+                    },
+                ),
             };
-            let arr = array(s, word);
             let g = arr.gemm_batched(batch, m, n, k);
             // The array cannot do more than one MAC per PE per cycle; bias adds count as MACs.
             let pes = (s.rows * s.cols) as f64;
@@ -59,7 +91,14 @@ pub fn cost(mapper: &Mapper, s: &Systolic, ops: &[&Op], heads_per_group: u64) ->
             let fill_c = g.fill_cycles.get();
             let drain_c = g.drain_cycles.get();
             let steady_c = g.cycles.get() - fill_c - drain_c + extra;
-            let reads_c = g.dram_read_bytes.get() / rd;
+            // Biases are weights the GEMM model does not see: streamed in beside the matrix.
+            let matrices = (copies_w * k * n) as f64 * mapper.weight_bytes;
+            let bias = if heads_per_group > 1 {
+                0.0
+            } else {
+                (t.weights - matrices).max(0.0)
+            };
+            let reads_c = (g.dram_read_bytes.get() + bias) / rd;
             let writes_c = g.dram_write_bytes.get() / wr;
             let e = g.energy_breakdown(&systolic_actions(s), s.clock);
             let mac_energy = s.energy.mac * (op.flops.get() / 2.0).max(g.macs as f64);
@@ -73,11 +112,11 @@ pub fn cost(mapper: &Mapper, s: &Systolic, ops: &[&Op], heads_per_group: u64) ->
                 stream_read: Seconds::new((reads_c - fill_c).max(0.0) / clock),
                 stream_write: Seconds::new((writes_c - drain_c).max(0.0) / clock),
                 drain: Seconds::new(drain_c / clock),
-                dram_bytes: g.dram_read_bytes + g.dram_write_bytes,
+                dram_bytes: g.dram_read_bytes + g.dram_write_bytes + Bytes::new(bias),
                 energy: Energy {
                     compute: mac_energy,
                     onchip: e.sram,
-                    dram: e.dram,
+                    dram: e.dram + s.energy.dram_byte * bias,
                     static_: Joules::ZERO,
                 },
             }

@@ -181,3 +181,73 @@ fn malformed_hf_configs_give_located_errors() {
     .unwrap_err();
     assert_eq!(err.line(), 8, "{err}");
 }
+
+/// Rendered errors for malformed descriptions, as a reader sees them (miette, no colour,
+/// width 80). Each file in tests/fixtures/model/err must fail.
+#[test]
+fn rendered_model_errors() {
+    insta::glob!(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/model/err"),
+        "*.yaml",
+        |path| {
+            let src = std::fs::read_to_string(path).unwrap();
+            let name = format!("err/{}", path.file_name().unwrap().to_string_lossy());
+            let err = desc::parse(&src, &name).expect_err("an err fixture must fail");
+            let mut out = String::new();
+            let handler =
+                miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+                    .with_width(80);
+            handler.render_report(&mut out, &err).unwrap();
+            insta::assert_snapshot!(out);
+        }
+    );
+}
+
+mod never_panics {
+    use llmforge::model::{desc, hf, layerlist};
+    use proptest::prelude::*;
+
+    const DESC: &str = include_str!("../../dsl/models/llmforge-eco-294m.yaml");
+    const HF: &str = include_str!("../fixtures/hf/qwen1.5-moe-a2.7b.json");
+    const LAYERLIST: &str = include_str!("../fixtures/llmforge-archs/LLMForge-Fast-365M.yaml");
+
+    /// Cuts `src` at a random place and splices in random text: the loaders must return a
+    /// value or an error, never panic.
+    fn mangled(src: &'static str) -> impl Strategy<Value = String> {
+        (0..src.len(), 0..64usize, "[ -~\n\t{}\\[\\]:,\"'#-]{0,40}").prop_map(move |(at, cut, junk)| {
+            let mut at = at;
+            while !src.is_char_boundary(at) {
+                at -= 1;
+            }
+            let mut end = (at + cut).min(src.len());
+            while !src.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}{}{}", &src[..at], junk, &src[end..])
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn model_description(src in mangled(DESC)) {
+            let _ = desc::parse(&src, "fuzz.yaml");
+        }
+        #[test]
+        fn hf_config(src in mangled(HF)) {
+            let _ = hf::from_config_json(&src, "config.json", "fuzz");
+        }
+        #[test]
+        fn layer_list(src in mangled(LAYERLIST)) {
+            let _ = layerlist::parse(&src, "fuzz.yaml", "fuzz");
+        }
+        #[test]
+        fn arbitrary_text(src in "\\PC{0,200}") {
+            let _ = desc::parse(&src, "fuzz.yaml");
+            let _ = hf::from_config_json(&src, "config.json", "fuzz");
+            let _ = layerlist::parse(&src, "fuzz.yaml", "fuzz");
+            let _ = llmforge::substrate::load_str(&src, "fuzz.yaml", &[]);
+            let _ = llmforge::search::space::parse(&src, "fuzz.yaml");
+        }
+    }
+}

@@ -204,7 +204,13 @@ def main():
     ap.add_argument("--timeout-s", type=float, default=600.0, help="per-run time limit")
     ap.add_argument("--max-cost", type=float, default=float("inf"),
                     help="skip runs whose estimated cost (cycles*3*rows) exceeds this")
+    ap.add_argument("--shapes", default="", help="only these MxNxK shapes (comma-separated)")
+    ap.add_argument("--arrays", default="", help="only these array sizes, e.g. 128")
+    ap.add_argument("--dataflows", default="", help="only these dataflows, e.g. os,ws")
     args = ap.parse_args()
+    only_shapes = {s for s in args.shapes.split(",") if s}
+    only_arrays = {int(a) for a in args.arrays.split(",") if a}
+    only_dfs = {d for d in args.dataflows.split(",") if d}
 
     try:
         import scalesim  # noqa: F401
@@ -226,6 +232,9 @@ def main():
         for r in ARRAYS:
             for df in DATAFLOWS:
                 if (f"{m}x{n}x{k}", f"{r}x{r}", df) in done:
+                    continue
+                if ((only_shapes and f"{m}x{n}x{k}" not in only_shapes)
+                        or (only_arrays and r not in only_arrays) or (only_dfs and df not in only_dfs)):
                     continue
                 cost = est_cost(m, n, k, r, df)
                 if cost <= args.max_cost:

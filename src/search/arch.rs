@@ -1,0 +1,196 @@
+//! The architecture search problem: genomes of a [`Space`], evaluated through the pipeline.
+//!
+//! For each genome: the model it describes, its predicted loss from a [`LossModel`], and —
+//! unless the loss alone already breaks a loss budget (surrogate screening) — its costs from
+//! the simulator on the substrate and workload. Objectives and constraints are
+//! [`Metric`]s; constraints are [`Budget`]s, and their summed relative violation is the
+//! genome's constraint violation (Deb's constrained domination). Reported costs always come
+//! from the simulator; the loss model only predicts quality.
+
+use super::nsga2::{Evaluation, Problem};
+use super::space::{Genome, Space};
+use crate::model::{Model, accounting};
+use crate::quality::LossModel;
+use crate::sim::{self, Engine, Workload};
+use crate::substrate::Substrate;
+use crate::sweep::budget::{Budget, Metric, Metrics};
+use rand::Rng;
+use std::convert::Infallible;
+
+/// Objective value given to a screened-out candidate's cost objectives (it is infeasible, so
+/// only its violation is ever compared; a finite value keeps sorts and crowding well-defined).
+pub const SCREENED: f64 = 1e30;
+
+pub struct ArchProblem {
+    pub space: Space,
+    pub substrate: Substrate,
+    pub workload: Workload,
+    pub engine: Engine,
+    pub objectives: Vec<Metric>,
+    pub constraints: Vec<Budget>,
+    pub loss: Box<dyn LossModel>,
+    /// Optimism of the loss objective: mu - beta * sigma (0 for deterministic laws).
+    pub beta: f64,
+}
+
+/// Everything measured of one genome (for result files).
+#[derive(Clone, Debug)]
+pub struct Measured {
+    pub model: Model,
+    pub metrics: Metrics,
+    pub loss_sigma: f64,
+    pub simulated: bool,
+}
+
+impl ArchProblem {
+    /// Loss only (cheap), then costs from the simulator unless a loss budget is already broken.
+    pub fn measure(&self, g: &Genome) -> Measured {
+        let model = self.space.model(g, "candidate");
+        let p = self.loss.predict(&model);
+        let mut m = Metrics {
+            loss: p.mu - self.beta * p.sigma,
+            params: accounting::params(&model).total as f64,
+            weights: accounting::weight_bytes(&model).get(),
+            kv: accounting::kv_bytes_per_token(&model).get()
+                * (self.workload.prompt + self.workload.generate) as f64
+                * self.workload.batch as f64,
+            ..Metrics::default()
+        };
+        let loss_violated = self
+            .constraints
+            .iter()
+            .any(|b| b.terms == [Metric::Loss] && b.violation(&m) > 0.0);
+        if loss_violated {
+            m.ttft = SCREENED;
+            m.tpot = SCREENED;
+            m.latency = SCREENED;
+            m.energy = SCREENED;
+            return Measured {
+                model,
+                metrics: m,
+                loss_sigma: p.sigma,
+                simulated: false,
+            };
+        }
+        let s = sim::summary(&model, &self.substrate, self.workload, self.engine);
+        m.ttft = s.ttft_s;
+        m.tpot = s.tpot_s;
+        m.latency = s.ttft_s + s.tpot_s * self.workload.generate as f64;
+        m.energy = s.energy_per_token_j;
+        Measured {
+            model,
+            metrics: m,
+            loss_sigma: p.sigma,
+            simulated: true,
+        }
+    }
+
+    pub fn violation(&self, m: &Metrics) -> f64 {
+        self.constraints.iter().map(|b| b.violation(m)).sum()
+    }
+}
+
+impl Problem for ArchProblem {
+    type Genome = Genome;
+    type Key = Genome;
+    type Error = Infallible;
+
+    fn n_objectives(&self) -> usize {
+        self.objectives.len()
+    }
+    fn key(&self, genome: &Genome) -> Genome {
+        genome.clone()
+    }
+    fn random<R: Rng + ?Sized>(&self, rng: &mut R) -> Genome {
+        self.space.random(rng)
+    }
+    fn initial_population<R: Rng + ?Sized>(&self, size: usize, rng: &mut R) -> Vec<Genome> {
+        self.space.initial_population(size, rng)
+    }
+    fn crossover<R: Rng + ?Sized>(&self, a: &Genome, b: &Genome, rng: &mut R) -> (Genome, Genome) {
+        self.space.crossover(a, b, rng)
+    }
+    fn mutate<R: Rng + ?Sized>(&self, genome: &mut Genome, rng: &mut R) {
+        self.space.mutate(genome, rng)
+    }
+    fn repair(&self, genome: &mut Genome) {
+        self.space.repair(genome)
+    }
+    fn evaluate(&self, genome: &Genome) -> Result<Evaluation, Infallible> {
+        let m = self.measure(genome);
+        Ok(Evaluation {
+            objectives: self.objectives.iter().map(|o| m.metrics.get(*o)).collect(),
+            violation: self.violation(&m.metrics),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quality::ChinchillaPrior;
+    use crate::search::nsga2::{Nsga2, Settings, Truncation};
+
+    fn problem(constraints: &[&str]) -> ArchProblem {
+        ArchProblem {
+            space: super::super::space::load("smollm2-135m-seeded").unwrap(),
+            substrate: crate::substrate::load("gemmini", &[]).unwrap(),
+            workload: Workload::new(64, 16, 1).unwrap(),
+            engine: Engine::Roofline,
+            objectives: vec![Metric::Loss, Metric::Tpot],
+            constraints: constraints.iter().map(|c| Budget::parse(c).unwrap()).collect(),
+            loss: Box::new(ChinchillaPrior {
+                tokens_per_param: 20.0,
+            }),
+            beta: 0.0,
+        }
+    }
+
+    #[test]
+    fn search_improves_on_the_seed_and_is_deterministic() {
+        let p = problem(&["loss<=3.9"]);
+        let settings = Settings {
+            population: 8,
+            offspring: 16,
+            generations: 4,
+            crossover_prob: 0.6,
+            mutation_prob: 0.3,
+            seed: 42,
+            eliminate_duplicates: true,
+            truncation: Truncation::IterativeCrowding,
+        };
+        let run = || {
+            let mut e = Nsga2::new(&p, settings.clone()).unwrap();
+            e.run(|_, _| {}).unwrap();
+            e.pareto_front()
+                .iter()
+                .map(|i| i.evaluation.objectives.clone())
+                .collect::<Vec<_>>()
+        };
+        let a = run();
+        assert_eq!(a, run());
+        assert!(!a.is_empty());
+        let seed = p.space.genome_of(p.space.seed.as_ref().unwrap());
+        let s = p.evaluate(&seed).unwrap();
+        // every front member is non-dominated by the seed
+        for f in &a {
+            assert!(
+                !crate::search::nsga2::dominates(&s.objectives, f),
+                "{f:?} dominated by the seed {:?}",
+                s.objectives
+            );
+        }
+    }
+
+    #[test]
+    fn loss_budget_screens_before_simulating() {
+        let p = problem(&["loss<=2.0"]);
+        let seed = p.space.genome_of(p.space.seed.as_ref().unwrap());
+        let m = p.measure(&seed);
+        assert!(!m.simulated);
+        assert!(p.violation(&m.metrics) > 0.0);
+        let p = problem(&["loss<=9"]);
+        let m = p.measure(&seed);
+        assert!(m.simulated && m.metrics.tpot > 0.0 && m.metrics.tpot < SCREENED);
+    }
+}

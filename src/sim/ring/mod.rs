@@ -1,0 +1,133 @@
+//! The multi-chip ring accelerator ("rDXE", LLMForge's featured substrate): an analytical
+//! cost model of a decoder running weight-stationary on a ring of identical chips.
+//!
+//! Source: the corrected model from the LLMForge authors' later code, restated with every
+//! constant in `shared/reference/llmforge.md`. Pipeline:
+//!
+//! 1. [`RingModel::new`] prepares a [`Model`](crate::model::Model) once per workload: per
+//!    layer the INT8 weight bytes (d*Dqk*(H+G) + d*Dv*G + Dv*H*d + 3*d*m, 2*d*m for a
+//!    non-gated FFN, no attention weights in attention-free layers) and the weight GEMMs
+//!    (fused Q+K projection, V projection, output projection, FFN gate, up, down).
+//! 2. [`packing`] places layers on chips (the paper's rule: core count per chip from the
+//!    largest layer, greedy contiguous fill, smallest n_chips x chip area).
+//! 3. [`eval`] prices every GEMM with the analytical model of [`gemm`] (action counts times
+//!    the energy table), the attention core per KV group reading K/V from the KV cache
+//!    (M = H/G query rows share one read of the group's K and V, V reads x1.2), KV writes
+//!    (x1.06), softmax and norm energy, link hops, leakage; then the ring step
+//!    (TPOT = (sum of stage cycles + hops) / clock) and the token-pipelined prefill
+//!    (every prompt token priced as a decode token at ctx = P/2; TTFT = fill + (P-1) x the
+//!    slowest stage plus a hop).
+//! 4. [`cosearch`] runs the grid of hardware genes and keeps the best design within the
+//!    area and power envelope.
+//!
+//! Decisions (the paper leaves them open):
+//! - *Cores and DXTs.* A core is one VAC of `pe` MACs; a chip of n cores has
+//!   ceil(n / vacs_per_dxt) DXTs (head SRAMs). The reference chip is 8 DXT x 16 VAC.
+//! - *Envelope.* Area is the total silicon (n_chips x chip area), power the larger of the
+//!   prefill and decode average powers (energy / time of each phase).
+//! - *Core doublings.* "Doubled up to 6 times" = 7 candidates, start .. start x 64.
+//! - *Largest chip KV.* The KV of a chip's attention layers at context P + D for all users.
+//! - *Decode context.* [`DecodeContext::Midpoint`] (paper-comparable) prices one step at
+//!   ctx = P + D/2; [`DecodeContext::Average`] averages the D steps exactly.
+//! - *Energy per token.* `energy_per_token_paper` = (E_prefill + D*E_step)/(P + D);
+//!   `energy_per_generated_token` = (E_prefill + D*E_step)/D; `decode_step_energy` = E_step.
+//! - *Prefill energy.* P x (dynamic energy of one token step at P/2, hops included) plus the
+//!   leakage of all chips over the TTFT.
+//! - *Norms.* 0.3 pJ per element for each norm of a block: 2 x d per token with attention,
+//!   1 x d without (and 1 x d with a parallel residual). Peri-LN's extra norms are not priced,
+//!   as in the paper's formula. Softmax and norms take no cycles.
+//! - *Global SRAM.* Its 0.17 pJ/B is in the spec but priced nowhere: the corrected model has
+//!   no global-SRAM traffic.
+//! - *MoE.* All experts stationary (their bytes are packed); per token step the router and
+//!   the expected distinct routed experts for u users, E*(1-(1-a/E)^u), each on u*a/touched
+//!   rows, plus the shared experts, are computed.
+//! - *Weight format.* The ring is an INT8 machine: 1 byte per weight, per KV element and per
+//!   activation, whatever the model's own precision.
+//! - *LM head and embedding.* The paper ignores them ([`LmHead::Excluded`], paper numbers);
+//!   [`LmHead::Included`] adds the LM head as one more layer (V*d bytes, d -> V GEMM, final
+//!   norm) packed like any other, plus a d-byte embedding-row DRAM read per token.
+//!
+//! Extensions beyond the paper (see [`packing`]; off in [`RingOptions::paper`]):
+//! - *DRAM spill* (`spill_to_dram`): layers that find no chip stream their weights from DRAM
+//!   every decode step (64 pJ/B; GEMM cycles = max(compute, bytes / DRAM bandwidth)); in the
+//!   prefill they are batched over the whole prompt (weights read once, M = P x u rows) and
+//!   run after the pipeline drains.
+//! - *Tensor parallelism* (`tensor_parallel`): a layer larger than one chip (possible only
+//!   with `max_cores_per_chip`) is split over k chips, column-parallel Q/K/V/gate/up and
+//!   row-parallel output/down projections, KV groups divided over the chips; per token the
+//!   input is broadcast along the group and each all-reduce point costs a ring all-reduce
+//!   (2(k-1) steps of bytes/k; each chip sends 2(k-1)/k x bytes). When both are allowed,
+//!   both packings are priced and the one with the lower objective is kept.
+//!
+//! What the rules imply (measured with the reference constants, P = D = 256, u = 1):
+//! - The core doublings keep the total core count of a packing nearly constant (layers per
+//!   chip double with the cores), so the smallest-n_chips x area rule is decided by the
+//!   per-chip head and global SRAM and picks the *fewest* chips: SmolLM2-360M lands on one
+//!   16,384-core chip. `max_chips` then rarely binds, the prefill is not pipelined across
+//!   chips, and TTFT follows the chip count more than the model (Eco-294M packs onto 3 chips
+//!   and prefills ~3.7x faster than the one-chip designs).
+//! - Decode energy is ~one WMEM byte read plus one MAC per weight (0.443 pJ/B), within a few
+//!   percent; the 100 W power envelope never binds for these models (< 10 W).
+//! - A layer-sized chip runs a layer in a few hundred cycles, so TPOT is ~0.1 ms, far below
+//!   the paper-era 5.6 ms (which its authors superseded).
+
+pub mod cosearch;
+pub mod eval;
+pub mod gemm;
+pub mod packing;
+pub mod prepare;
+pub mod spec;
+pub mod workload;
+
+pub use cosearch::{
+    CoSearchResult, DesignGrid, GridDim, GridPoint, GridValue, PointOutcome, RingGrid, co_search,
+    co_search_best,
+};
+pub use eval::{
+    ChipReport, EnergyBreakdown, LayerReport, LinkReport, LinkUse, Objective, PhaseCost, RingDesign,
+    RingReport, StageReport, evaluate,
+};
+pub use packing::{Oversize, Packing, Placement, Stage};
+pub use prepare::{LayerOrigin, RingModel};
+pub use spec::{
+    ChipConfig, Envelope, PackingRules, RingArea, RingChip, RingDram, RingEnergy, RingLeakage, RingLink,
+    RingSpec,
+};
+pub use workload::{DecodeContext, LmHead, RingOptions, RingWorkload};
+
+use crate::units::Bytes;
+
+/// Errors of the ring model.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RingError {
+    // --- descriptions ---
+    /// Occurs when a hardware parameter is out of range.
+    #[error("ring spec: `{field}` {message}")]
+    InvalidSpec { field: &'static str, message: String },
+    /// Occurs when a workload parameter is out of range.
+    #[error("ring workload: `{field}` {message}")]
+    InvalidWorkload { field: &'static str, message: String },
+    /// Occurs when a design point is out of range.
+    #[error("ring design: `{field}` {message}")]
+    InvalidDesign { field: &'static str, message: String },
+    /// Occurs when a co-search grid is malformed.
+    #[error("ring grid: {message}")]
+    InvalidGrid { message: String },
+    /// Occurs when the model fails validation.
+    #[error("model `{model}` is invalid: {message}")]
+    InvalidModel { model: String, message: String },
+    // --- results ---
+    /// Occurs when no packing of the model fits the design and spilling is off.
+    #[error(
+        "model `{model}` ({weight_bytes} of INT8 weights) does not fit {} chips with {} MACs/VAC and {} WMEM/core (spilling to DRAM is off)",
+        design.max_chips, design.macs_per_vac, design.wmem_per_core
+    )]
+    DoesNotFit {
+        model: String,
+        design: RingDesign,
+        weight_bytes: Bytes,
+    },
+    /// Occurs when no grid point can hold the model.
+    #[error("model `{model}` fits none of the {points} grid points (spilling to DRAM is off)")]
+    NothingFits { model: String, points: usize },
+}
