@@ -24,4 +24,5 @@ pub mod substrate;
 pub mod sweep;
 pub mod trace;
 pub mod units;
+pub mod validate;
 pub mod yaml;

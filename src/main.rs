@@ -44,6 +44,10 @@ enum Command {
     /// Fit, evaluate, cross-validate and query the gradient-boosted loss surrogate.
     #[command(subcommand)]
     Surrogate(cli::surrogate::SurrogateCmd),
+    /// Predict every row of a measured-trace CSV and report errors per row and group.
+    Validate(cli::validate::ValidateArgs),
+    /// Fit a substrate's efficiencies to measured rows and write a calibrated substrate.
+    Calibrate(cli::calibrate::CalibrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,8 @@ fn main() -> ExitCode {
         Command::Sweep(args) => cli::sweep::run(args),
         Command::Law(cmd) => cli::law::run(cmd),
         Command::Surrogate(cmd) => cli::surrogate::run(cmd),
+        Command::Validate(args) => cli::validate::run(args),
+        Command::Calibrate(args) => cli::calibrate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,3 +10,4 @@ mod substrate;
 mod surrogate;
 mod sweep;
 mod systolic;
+mod validate;

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each has a clap `Args`/`Subcommand` type and `run`, returning
 //! `miette::Result<()>` so located diagnostics render with their source.
 
+pub mod calibrate;
 pub mod gemm;
 pub mod graph;
 pub mod law;
@@ -12,3 +13,4 @@ pub mod sim;
 pub mod substrate;
 pub mod surrogate;
 pub mod sweep;
+pub mod validate;

@@ -33,6 +33,12 @@ presets!(
     "llmforge-acc-347m",
     "llmforge-eco-294m",
     "llmforge-fast-365m",
+    "llama-2-13b",
+    "llama-2-70b",
+    "codellama-34b",
+    "qwen2-7b",
+    "qwen2-72b",
+    "qwen1.5-7b",
 );
 
 /// Why a model could not be loaded.

@@ -1,0 +1,286 @@
+//! `llmforge calibrate`: fit a substrate's efficiencies to measured rows, report how well the
+//! fit carries over to rows held out of it, and write a calibrated substrate (and overlay).
+
+use super::validate::{EngineArg, Format, load_maps};
+use clap::Args;
+use llmforge::substrate::{self, Efficiency};
+use llmforge::validate::calibrate::{self, Fit, Point};
+use llmforge::validate::predict::Engine;
+use llmforge::validate::stats::{self, ErrorStats};
+use llmforge::validate::{self, Library, ValidateError, overlay, traces};
+use miette::IntoDiagnostic;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::fmt::Write;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct CalibrateArgs {
+    /// Measured-trace CSV.
+    #[arg(long)]
+    pub traces: PathBuf,
+    /// The substrate to calibrate (shipped name or file); rows mapped to it are fitted.
+    #[arg(long)]
+    pub substrate: String,
+    /// Fit only rows of this software stack (`llama.cpp`, `vllm`, `tensorrt-llm`, ...).
+    #[arg(long)]
+    pub stack: Option<String>,
+    /// Write the calibrated substrate here (a full substrate file `sim` accepts).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write a per-stack overlay (efficiency overrides only).
+    #[arg(long)]
+    pub overlay_out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = EngineArg::Roofline)]
+    pub engine: EngineArg,
+    /// Extra mapping table; repeatable.
+    #[arg(long = "substrate-map", value_name = "CSV")]
+    pub substrate_map: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// Errors of a set of rows under one efficiency.
+#[derive(Clone, Debug, Serialize)]
+struct Eval {
+    stats: Option<ErrorStats>,
+}
+
+fn eval(points: &[Point], eff: Efficiency, engine: Engine) -> Eval {
+    let errs: Vec<(u64, f64)> = points
+        .iter()
+        .map(|p| {
+            let v = calibrate::predict_with(p, eff, engine);
+            (p.line, stats::rel_error(v, p.case.measured))
+        })
+        .collect();
+    Eval {
+        stats: ErrorStats::of(&errs),
+    }
+}
+
+#[derive(Serialize)]
+struct HeldOutEval {
+    /// What was held out: a model preset, or `this device` (fit on the family's others).
+    held_out: String,
+    fitted_on: usize,
+    fit: Option<Fit>,
+    uncalibrated: Option<ErrorStats>,
+    calibrated: Option<ErrorStats>,
+    note: Option<String>,
+}
+
+#[derive(Serialize)]
+struct CalReport {
+    traces: String,
+    substrate: String,
+    stack: Option<String>,
+    engine: &'static str,
+    rows: usize,
+    start: FitEff,
+    fit: Fit,
+    in_sample_uncalibrated: Option<ErrorStats>,
+    in_sample_calibrated: Option<ErrorStats>,
+    held_out: Vec<HeldOutEval>,
+    out: String,
+}
+
+#[derive(Serialize)]
+struct FitEff {
+    compute: f64,
+    memory: f64,
+    kernel_overhead_s: f64,
+    token_overhead_s: f64,
+}
+
+fn fe(e: &Efficiency) -> FitEff {
+    FitEff {
+        compute: e.compute,
+        memory: e.memory,
+        kernel_overhead_s: e.kernel_overhead.get(),
+        token_overhead_s: e.token_overhead.get(),
+    }
+}
+
+pub fn run(args: CalibrateArgs) -> miette::Result<()> {
+    let engine: Engine = args.engine.into();
+    let traces = traces::read(&args.traces)?;
+    let maps = load_maps(&args.substrate_map)?;
+    let base = substrate::load(&args.substrate, &[])?;
+    let mut lib = Library::new(Vec::new());
+    let ready = validate::ready_cases(&traces, &maps, &mut lib);
+    let stack = args.stack.as_deref();
+    let on_stack = |c: &llmforge::validate::mapping::Case| stack.is_none_or(|s| c.stack == s);
+    let points = validate::points_where(&traces, &ready, &lib, |c| {
+        c.substrate == args.substrate && on_stack(c)
+    });
+    if points.is_empty() {
+        return Err(ValidateError::NothingToFit {
+            file: traces.file.clone(),
+            substrate: args.substrate.clone(),
+            stack: stack.map(|s| format!(" with stack `{s}`")).unwrap_or_default(),
+        }
+        .into());
+    }
+    let start = base.efficiency;
+    let fit = calibrate::fit(&points, start, engine).ok_or_else(|| miette::miette!("nothing to fit"))?;
+    let before = eval(&points, start, engine);
+    let after = eval(&points, fit.efficiency, engine);
+    let mut held = Vec::new();
+    // Leave one model out, on this device.
+    let models: BTreeSet<&str> = points.iter().map(|p| p.case.preset.as_str()).collect();
+    for m in &models {
+        let train: Vec<Point> = points.iter().filter(|p| p.case.preset != *m).copied().collect();
+        let test: Vec<Point> = points.iter().filter(|p| p.case.preset == *m).copied().collect();
+        let f = calibrate::fit(&train, start, engine);
+        held.push(HeldOutEval {
+            held_out: format!("model {m}"),
+            fitted_on: train.len(),
+            uncalibrated: eval(&test, start, engine).stats,
+            calibrated: f.map(|f| eval(&test, f.efficiency, engine).stats).unwrap_or(None),
+            note: f
+                .is_none()
+                .then(|| "no other model on this device to fit on".to_string()),
+            fit: f,
+        });
+    }
+    // This device, fitted on the other devices of its family (same stack).
+    let families: BTreeSet<&str> = points.iter().map(|p| p.case.family.as_str()).collect();
+    for fam in families {
+        let others = validate::points_where(&traces, &ready, &lib, |c| {
+            c.family == fam && c.substrate != args.substrate && on_stack(c)
+        });
+        let f = calibrate::fit(&others, start, engine);
+        let subs: BTreeSet<&str> = others.iter().map(|p| p.case.substrate.as_str()).collect();
+        held.push(HeldOutEval {
+            held_out: format!(
+                "this device (fitted on family {fam}: {})",
+                subs.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            fitted_on: others.len(),
+            uncalibrated: before.stats.clone(),
+            calibrated: f
+                .map(|f| eval(&points, f.efficiency, engine).stats)
+                .unwrap_or(None),
+            note: f
+                .is_none()
+                .then(|| format!("no other device of family `{fam}` to fit on")),
+            fit: f,
+        });
+    }
+    // Write the calibrated substrate, checked by loading it back first.
+    let src = match substrate::SHIPPED
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(&args.substrate))
+    {
+        Some((_, s)) => s.to_string(),
+        None => std::fs::read_to_string(&args.substrate).into_diagnostic()?,
+    };
+    let header = vec![
+        format!(
+            "Calibrated by `llmforge calibrate --substrate {}{} --engine {}` on {} rows of {}.",
+            args.substrate,
+            stack.map(|s| format!(" --stack {s}")).unwrap_or_default(),
+            engine.name(),
+            fit.n,
+            traces.file
+        ),
+        format!(
+            "Fit: RMS log error {:.4}, in-sample MAPE {:.1}% (uncalibrated {:.1}%).",
+            fit.rms_log,
+            fit.mape,
+            before.stats.as_ref().map_or(f64::NAN, |s| s.mape)
+        ),
+    ];
+    let text = overlay::calibrated_substrate(&src, &fit.efficiency, &header).ok_or_else(|| {
+        ValidateError::Substrate {
+            name: args.substrate.clone(),
+            message: "the file has no `efficiency:` block to replace".into(),
+        }
+    })?;
+    substrate::load_str(&text, &args.out.display().to_string(), &[])?;
+    validate::write_atomic(&args.out, &text)?;
+    if let Some(p) = &args.overlay_out {
+        let y = overlay::to_yaml(
+            stack.unwrap_or("any"),
+            ("substrate", &args.substrate),
+            &fit.efficiency,
+            &header,
+        );
+        overlay::parse(&y, &p.display().to_string())?;
+        validate::write_atomic(p, &y)?;
+    }
+    let report = CalReport {
+        traces: traces.file.clone(),
+        substrate: args.substrate.clone(),
+        stack: args.stack.clone(),
+        engine: engine.name(),
+        rows: points.len(),
+        start: fe(&start),
+        fit,
+        in_sample_uncalibrated: before.stats,
+        in_sample_calibrated: after.stats,
+        held_out: held,
+        out: args.out.display().to_string(),
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report).into_diagnostic()?),
+        Format::Table => print!("{}", table(&report)),
+    }
+    Ok(())
+}
+
+fn table(r: &CalReport) -> String {
+    let mut s = String::new();
+    let e = &r.fit.efficiency;
+    let _ = writeln!(
+        s,
+        "{} {}: {} rows of {} ({} engine)",
+        r.substrate,
+        r.stack
+            .as_deref()
+            .map(|s| format!("under {s}"))
+            .unwrap_or_default(),
+        r.rows,
+        r.traces,
+        r.engine
+    );
+    let _ = writeln!(
+        s,
+        "  start   compute {:.3}  memory {:.3}  kernel overhead {:.2} us  token overhead {:.1} us",
+        r.start.compute,
+        r.start.memory,
+        r.start.kernel_overhead_s * 1e6,
+        r.start.token_overhead_s * 1e6
+    );
+    let _ = writeln!(
+        s,
+        "  fitted  compute {:.3}  memory {:.3}  kernel overhead {:.2} us  token overhead {:.1} us  ({} iterations)",
+        e.compute,
+        e.memory,
+        e.kernel_overhead.get() * 1e6,
+        e.token_overhead.get() * 1e6,
+        r.fit.iterations
+    );
+    let m = |x: &Option<ErrorStats>| x.as_ref().map_or("-".to_string(), |s| format!("{:.1}%", s.mape));
+    let _ = writeln!(
+        s,
+        "  in-sample MAPE: uncalibrated {}, calibrated {}",
+        m(&r.in_sample_uncalibrated),
+        m(&r.in_sample_calibrated)
+    );
+    let _ = writeln!(s, "  held out of the fit:");
+    for h in &r.held_out {
+        let _ = writeln!(
+            s,
+            "    {:<70} fitted on {:>4} rows: MAPE uncalibrated {:>7}, calibrated {:>7}{}",
+            h.held_out,
+            h.fitted_on,
+            m(&h.uncalibrated),
+            m(&h.calibrated),
+            h.note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default()
+        );
+    }
+    let _ = writeln!(s, "  wrote {}", r.out);
+    s
+}

@@ -1,0 +1,656 @@
+//! Validation against measured inference results, and calibration.
+//!
+//! A trace file ([`traces`], format in `traces/README.md`) lists published measurements. Each
+//! row is mapped ([`mapping`]) to a substrate, a model preset with the row's weight format,
+//! a workload and a metric, or reported unmappable with its reason; mapped rows are predicted
+//! with the cost engine ([`predict`]) and compared ([`stats`]): per row, and per group
+//! (device, stack, metric) the MAPE, median and worst error. [`calibrate`] fits a substrate's
+//! efficiencies to measurements and measures how well a fit carries over to held-out devices
+//! and models; [`overlay`] stores a fit per stack without copying the chip description;
+//! [`plot`] draws predicted against measured.
+//!
+//! Architecture invariant: every predicted number comes from [`crate::sim`]; nothing here
+//! computes a roofline of its own.
+
+pub mod calibrate;
+pub mod mapping;
+pub mod overlay;
+pub mod plot;
+pub mod predict;
+pub mod stats;
+pub mod traces;
+
+use calibrate::{HoldOut, Point};
+use mapping::{Case, Maps, ReasonKind, Unmappable};
+use overlay::Overlay;
+use predict::{Engine, Prediction};
+use rayon::prelude::*;
+use serde::Serialize;
+use stats::{ErrorStats, Group};
+use std::collections::{BTreeMap, HashMap};
+use traces::{TraceRow, Traces};
+
+use crate::model::Model;
+use crate::substrate::Substrate;
+
+/// Errors of validation and calibration (file problems are reported, located, by the
+/// readers as [`crate::yaml::DescErrors`]).
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ValidateError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    File(#[from] crate::yaml::DescErrors),
+    #[error("cannot write `{path}`")]
+    Write { path: String, source: std::io::Error },
+    #[error("substrate `{name}`: {message}")]
+    Substrate { name: String, message: String },
+    #[error("no mappable row of `{file}` runs on substrate `{substrate}`{stack}")]
+    NothingToFit {
+        file: String,
+        substrate: String,
+        stack: String,
+    },
+}
+
+/// Models and substrates loaded once per name (and per stack, for overlays).
+pub struct Library {
+    models: BTreeMap<String, Result<Model, String>>,
+    substrates: BTreeMap<(String, String, String), Result<Substrate, String>>,
+    overlays: Vec<Overlay>,
+}
+
+impl Library {
+    pub fn new(overlays: Vec<Overlay>) -> Library {
+        Library {
+            models: BTreeMap::new(),
+            substrates: BTreeMap::new(),
+            overlays,
+        }
+    }
+
+    /// Loads everything the cases need (load problems become unmappable reasons).
+    fn prepare(&mut self, cases: &[&Case]) {
+        for c in cases {
+            self.models.entry(c.preset.clone()).or_insert_with(|| {
+                crate::model::load(&c.preset).map_err(|e| format!("model `{}`: {e}", c.preset))
+            });
+            let key = substrate_key(c);
+            if !self.substrates.contains_key(&key) {
+                // The hardware map's overrides, then the overlay's (which win on a shared path).
+                let mut overrides: Vec<crate::substrate::Override> = c
+                    .set
+                    .iter()
+                    .map(|(path, expr)| crate::substrate::Override {
+                        path: path.clone(),
+                        expr: expr.clone(),
+                    })
+                    .collect();
+                if let Some(o) = self
+                    .overlays
+                    .iter()
+                    .rev()
+                    .find(|o| o.applies(&c.substrate, &c.family, &c.stack))
+                {
+                    overrides.retain(|x| o.overrides.iter().all(|y| y.path != x.path));
+                    overrides.extend(o.overrides.iter().cloned());
+                }
+                let s = crate::substrate::load(&c.substrate, &overrides)
+                    .map_err(|e| format!("substrate `{}`: {e}", c.substrate));
+                self.substrates.insert(key, s);
+            }
+        }
+    }
+
+    fn model(&self, c: &Case) -> Result<&Model, Unmappable> {
+        match self.models.get(&c.preset) {
+            Some(Ok(m)) => Ok(m),
+            Some(Err(e)) => Err(Unmappable {
+                kind: ReasonKind::Load,
+                reason: e.clone(),
+            }),
+            None => Err(Unmappable {
+                kind: ReasonKind::Load,
+                reason: format!("model `{}` not loaded", c.preset),
+            }),
+        }
+    }
+
+    fn substrate(&self, c: &Case) -> Result<&Substrate, Unmappable> {
+        match self.substrates.get(&substrate_key(c)) {
+            Some(Ok(s)) => Ok(s),
+            Some(Err(e)) => Err(Unmappable {
+                kind: ReasonKind::Load,
+                reason: e.clone(),
+            }),
+            None => Err(Unmappable {
+                kind: ReasonKind::Load,
+                reason: format!("substrate `{}` not loaded", c.substrate),
+            }),
+        }
+    }
+}
+
+fn substrate_key(c: &Case) -> (String, String, String) {
+    let set: Vec<String> = c.set.iter().map(|(p, e)| format!("{p}={e}")).collect();
+    (c.substrate.clone(), c.stack.clone(), set.join(";"))
+}
+
+/// One predicted row.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RowResult {
+    pub line: u64,
+    pub hardware: String,
+    pub software: String,
+    pub model: String,
+    pub metric: String,
+    pub unit: String,
+    /// Measured value, in the row's unit.
+    pub measured: f64,
+    /// Predicted value, in the row's unit.
+    pub predicted: f64,
+    /// Signed relative error in percent.
+    pub error_pct: f64,
+    pub substrate: String,
+    pub devices: u64,
+    pub family: String,
+    pub stack: String,
+    pub preset: String,
+    pub weights: String,
+    pub batch: u64,
+    pub prompt: u64,
+    pub generate: u64,
+    /// `decode`, `prefill`, `e2e` or `energy`.
+    pub phase: &'static str,
+    pub prediction: Prediction,
+    pub source: String,
+    pub assumptions: Vec<String>,
+    /// Why the row is kept out of the statistics and of calibration fits (an anomaly the
+    /// source's curator marked, or a measurement beyond the ideal bound); `None` for most.
+    pub excluded: Option<String>,
+}
+
+/// A row that could not be predicted.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UnmappedRow {
+    pub line: u64,
+    pub hardware: String,
+    pub model: String,
+    pub metric: String,
+    pub kind: ReasonKind,
+    pub reason: String,
+}
+
+/// Rows sharing one unmappable reason.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReasonCount {
+    pub kind: ReasonKind,
+    pub reason: String,
+    pub count: usize,
+    /// Their lines, compressed into ranges.
+    pub lines: String,
+}
+
+/// Uncalibrated and calibrated statistics over the same rows.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Compare {
+    pub key: Vec<String>,
+    pub uncalibrated: ErrorStats,
+    pub calibrated: ErrorStats,
+}
+
+/// A held-out calibrated prediction of one row.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HeldRow {
+    pub line: u64,
+    pub predicted: f64,
+    pub error_pct: f64,
+    pub uncalibrated_error_pct: f64,
+    pub fit: calibrate::Fit,
+}
+
+/// Results of one hold-out scheme.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HoldoutReport {
+    pub by: HoldOut,
+    pub rows: Vec<HeldRow>,
+    /// Rows with no held-out prediction, and why.
+    pub not_predicted: Vec<(u64, String)>,
+    /// By phase class (`decode batch 1`, `prefill`, ...).
+    pub by_phase: Vec<Compare>,
+    pub by_family: Vec<Compare>,
+    pub by_model: Vec<Compare>,
+    pub by_device: Vec<Compare>,
+}
+
+/// Row counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub rows: usize,
+    /// Rows predicted (including the excluded ones).
+    pub mapped: usize,
+    /// Predicted rows kept out of the statistics and fits, each with its reason.
+    pub excluded: usize,
+    pub unmapped: usize,
+}
+
+/// The whole validation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub file: String,
+    pub engine: &'static str,
+    pub counts: Counts,
+    /// Per (device, stack, metric).
+    pub groups: Vec<Group>,
+    /// Per metric.
+    pub by_metric: Vec<Group>,
+    /// Per phase class.
+    pub by_phase: Vec<Group>,
+    pub reasons: Vec<ReasonCount>,
+    /// Excluded rows by reason.
+    pub exclusions: Vec<ReasonCount>,
+    pub holdout: Vec<HoldoutReport>,
+    pub rows: Vec<RowResult>,
+    pub unmapped: Vec<UnmappedRow>,
+}
+
+/// Validation options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub engine: Engine,
+    /// Hold-out calibration schemes to evaluate (none: uncalibrated only).
+    pub holdout: Vec<HoldOut>,
+}
+
+/// The phase class of a row for summaries: decode at batch 1 is its own class.
+pub fn phase_class(case: &Case) -> String {
+    let p = case.target.phase();
+    if p == "decode" && case.batch == 1 {
+        "decode batch 1".to_string()
+    } else {
+        p.to_string()
+    }
+}
+
+/// Maps every row; returns the cases (with their row index) and the unmappable rows.
+pub fn map_rows(traces: &Traces, maps: &Maps) -> (Vec<(usize, Case)>, Vec<UnmappedRow>) {
+    let mut cases = Vec::new();
+    let mut unmapped = Vec::new();
+    for (i, row) in traces.rows.iter().enumerate() {
+        match mapping::map_row(row, maps) {
+            Ok(c) => cases.push((i, c)),
+            Err(u) => unmapped.push(unmapped_row(row, u)),
+        }
+    }
+    (cases, unmapped)
+}
+
+fn unmapped_row(row: &TraceRow, u: Unmappable) -> UnmappedRow {
+    UnmappedRow {
+        line: row.line,
+        hardware: row.hardware.clone(),
+        model: row.model.clone(),
+        metric: row.metric.clone(),
+        kind: u.kind,
+        reason: u.reason,
+    }
+}
+
+/// A key identifying a prediction: cases with equal keys have equal predictions.
+fn prediction_key(c: &Case) -> String {
+    format!(
+        "{}|{:?}|{:?}|{:?}|{}|{}|{}|{:?}|{:?}|{}|{}|{}|{:?}|{}",
+        c.preset,
+        c.set,
+        c.pipeline,
+        c.formats,
+        c.substrate,
+        c.stack,
+        c.devices,
+        c.link_bw,
+        c.link_latency,
+        c.batch,
+        c.prompt,
+        c.generate,
+        c.target,
+        c.multi.name()
+    )
+}
+
+/// Validates every row of `traces`.
+pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options) -> Report {
+    let (cases, mut unmapped) = map_rows(traces, maps);
+    lib.prepare(&cases.iter().map(|(_, c)| c).collect::<Vec<_>>());
+    // Load problems make rows unmappable too.
+    let mut ready: Vec<(usize, &Case, Model)> = Vec::new();
+    for (i, c) in &cases {
+        match lib.model(c).and_then(|m| lib.substrate(c).map(|_| m)) {
+            Ok(m) => ready.push((*i, c, predict::with_formats(m, c))),
+            Err(u) => unmapped.push(unmapped_row(&traces.rows[*i], u)),
+        }
+    }
+    // Predict each distinct case once.
+    let mut first: HashMap<String, usize> = HashMap::new();
+    let mut distinct: Vec<usize> = Vec::new();
+    let keys: Vec<String> = ready.iter().map(|(_, c, _)| prediction_key(c)).collect();
+    for (k, key) in keys.iter().enumerate() {
+        if !first.contains_key(key) {
+            first.insert(key.clone(), k);
+            distinct.push(k);
+        }
+    }
+    let lib_ref: &Library = lib;
+    let predicted: Vec<Prediction> = distinct
+        .par_iter()
+        .map(|&k| {
+            let (_, c, m) = &ready[k];
+            match lib_ref.substrate(c) {
+                Ok(s) => predict::predict(c, m, s, opts.engine),
+                Err(_) => Prediction::default(),
+            }
+        })
+        .collect();
+    // The same at the ideal bound: full peak and bandwidth, no overheads.
+    let ideal: Vec<Prediction> = distinct
+        .par_iter()
+        .map(|&k| {
+            let (_, c, m) = &ready[k];
+            match lib_ref.substrate(c) {
+                Ok(s) => predict::predict(c, m, &calibrate::with_efficiency(s, IDEAL), opts.engine),
+                Err(_) => Prediction::default(),
+            }
+        })
+        .collect();
+    let by_key: HashMap<&str, (&Prediction, &Prediction)> = distinct
+        .iter()
+        .zip(predicted.iter().zip(&ideal))
+        .map(|(&k, p)| (keys[k].as_str(), p))
+        .collect();
+    let mut rows = Vec::with_capacity(ready.len());
+    for (k, (i, c, _)) in ready.iter().enumerate() {
+        let row = &traces.rows[*i];
+        let (p, best) = by_key
+            .get(keys[k].as_str())
+            .map(|(p, b)| (**p, **b))
+            .unwrap_or_default();
+        let excluded = exclusion(row, c, best.value);
+        rows.push(RowResult {
+            line: row.line,
+            hardware: row.hardware.clone(),
+            software: row.software.clone(),
+            model: row.model.clone(),
+            metric: row.metric.clone(),
+            unit: row.unit.clone(),
+            measured: row.value,
+            predicted: p.value / c.unit_factor,
+            error_pct: stats::rel_error(p.value, c.measured) * 100.0,
+            substrate: c.substrate.clone(),
+            devices: c.devices,
+            family: c.family.clone(),
+            stack: c.stack.clone(),
+            preset: c.preset.clone(),
+            weights: c.formats.weights.to_string(),
+            batch: c.batch,
+            prompt: c.prompt,
+            generate: c.generate,
+            phase: c.target.phase(),
+            prediction: p,
+            source: row.source.clone(),
+            assumptions: c.assumptions.clone(),
+            excluded,
+        });
+    }
+    let classes: Vec<String> = ready.iter().map(|(_, c, _)| phase_class(c)).collect();
+    let err = |r: &RowResult| r.error_pct / 100.0;
+    let counted = || rows.iter().zip(&classes).filter(|(r, _)| r.excluded.is_none());
+    let groups = stats::group(counted().map(|(r, _)| {
+        (
+            vec![r.hardware.clone(), r.software.clone(), r.metric.clone()],
+            r.line,
+            err(r),
+        )
+    }));
+    let by_metric = stats::group(counted().map(|(r, _)| (vec![r.metric.clone()], r.line, err(r))));
+    let by_phase = stats::group(counted().map(|(r, cl)| (vec![cl.clone()], r.line, err(r))));
+    // Hold-out calibration.
+    let mut holdout = Vec::new();
+    if !opts.holdout.is_empty() {
+        let points: Vec<Point> = ready
+            .iter()
+            .filter_map(|(i, c, m)| {
+                lib_ref.substrate(c).ok().map(|s| Point {
+                    line: traces.rows[*i].line,
+                    case: c,
+                    model: m,
+                    substrate: s,
+                })
+            })
+            .collect();
+        let fit_ok: Vec<bool> = points
+            .iter()
+            .zip(&rows)
+            .map(|(p, r)| p.case.target.is_timing() && r.excluded.is_none())
+            .collect();
+        for &by in &opts.holdout {
+            let held = calibrate::holdout(&points, &fit_ok, by, opts.engine);
+            holdout.push(holdout_report(by, &held, &points, &rows, &classes));
+        }
+    }
+    unmapped.sort_by_key(|u| u.line);
+    let reasons = reason_counts(unmapped.iter().map(|u| (u.kind, u.reason.clone(), u.line)));
+    let exclusions = reason_counts(rows.iter().filter_map(|r| {
+        r.excluded
+            .as_ref()
+            .map(|e| (ReasonKind::Workload, e.clone(), r.line))
+    }));
+    let excluded = rows.iter().filter(|r| r.excluded.is_some()).count();
+    Report {
+        file: traces.file.clone(),
+        engine: opts.engine.name(),
+        counts: Counts {
+            rows: traces.rows.len(),
+            mapped: rows.len(),
+            excluded,
+            unmapped: unmapped.len(),
+        },
+        groups,
+        by_metric,
+        by_phase,
+        reasons,
+        exclusions,
+        holdout,
+        rows,
+        unmapped,
+    }
+}
+
+/// Efficiencies of the ideal bound: full peak and bandwidth, no overheads.
+const IDEAL: crate::substrate::Efficiency = crate::substrate::Efficiency {
+    compute: 1.0,
+    memory: 1.0,
+    kernel_overhead: crate::units::Seconds::ZERO,
+    token_overhead: crate::units::Seconds::ZERO,
+};
+
+/// How far beyond the ideal bound a measurement may be before it is taken for an anomaly.
+pub const BEYOND_IDEAL: f64 = 2.0;
+
+/// Why a predicted row is kept out of the statistics: the source's curator marked it an
+/// anomaly (`FLAG` in the note), or it is more than [`BEYOND_IDEAL`] times faster than the
+/// engine's ideal bound (every kernel at full peak and bandwidth, no overheads) allows.
+fn exclusion(row: &TraceRow, c: &Case, ideal: f64) -> Option<String> {
+    if let Some(i) = row.note.find("FLAG") {
+        let text: String = row.note[i..].chars().take(120).collect();
+        return Some(format!("marked an anomaly in the source data: {text}"));
+    }
+    if !(ideal.is_finite() && ideal > 0.0 && c.target.is_timing()) {
+        return None;
+    }
+    let rate = matches!(
+        c.target,
+        mapping::Target::DecodeRate
+            | mapping::Target::PrefillRate
+            | mapping::Target::OutputThroughput
+            | mapping::Target::OutputThroughputPerDevice
+    );
+    let beyond = if rate {
+        c.measured / ideal
+    } else {
+        ideal / c.measured
+    };
+    (beyond > BEYOND_IDEAL).then(|| {
+        format!(
+            "more than {BEYOND_IDEAL}x faster than the ideal bound (full peak and bandwidth, no overheads)"
+        )
+    })
+}
+
+fn reason_counts(items: impl Iterator<Item = (ReasonKind, String, u64)>) -> Vec<ReasonCount> {
+    let mut by: BTreeMap<(ReasonKind, String), Vec<u64>> = BTreeMap::new();
+    for (k, r, line) in items {
+        by.entry((k, r)).or_default().push(line);
+    }
+    let mut out: Vec<ReasonCount> = by
+        .into_iter()
+        .map(|((kind, reason), lines)| ReasonCount {
+            kind,
+            reason,
+            count: lines.len(),
+            lines: stats::line_ranges(&lines),
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.kind.cmp(&b.kind))
+            .then(a.reason.cmp(&b.reason))
+    });
+    out
+}
+
+fn holdout_report(
+    by: HoldOut,
+    held: &[calibrate::HeldOut],
+    points: &[Point],
+    rows: &[RowResult],
+    classes: &[String],
+) -> HoldoutReport {
+    let mut out_rows = Vec::new();
+    let mut not_predicted = Vec::new();
+    // (key, line, uncalibrated error, calibrated error)
+    let mut items: Vec<(usize, f64, f64)> = Vec::new();
+    for h in held {
+        let p = &points[h.index];
+        let r = &rows[h.index];
+        match (h.predicted, &h.fit) {
+            _ if r.excluded.is_some() => {}
+            (Some(v), Some(fit)) if v.is_finite() && v > 0.0 => {
+                let e = stats::rel_error(v, p.case.measured);
+                out_rows.push(HeldRow {
+                    line: p.line,
+                    predicted: v / p.case.unit_factor,
+                    error_pct: e * 100.0,
+                    uncalibrated_error_pct: r.error_pct,
+                    fit: *fit,
+                });
+                items.push((h.index, r.error_pct / 100.0, e));
+            }
+            _ => not_predicted.push((
+                p.line,
+                h.why
+                    .clone()
+                    .unwrap_or_else(|| "the fit gave no finite prediction".into()),
+            )),
+        }
+    }
+    let compare = |key: &dyn Fn(usize) -> Vec<String>| -> Vec<Compare> {
+        type Errors = Vec<(u64, f64)>;
+        let mut m: BTreeMap<Vec<String>, (Errors, Errors)> = BTreeMap::new();
+        for &(i, u, c) in &items {
+            let e = m.entry(key(i)).or_default();
+            e.0.push((rows[i].line, u));
+            e.1.push((rows[i].line, c));
+        }
+        m.into_iter()
+            .filter_map(|(key, (u, c))| {
+                Some(Compare {
+                    key,
+                    uncalibrated: ErrorStats::of(&u)?,
+                    calibrated: ErrorStats::of(&c)?,
+                })
+            })
+            .collect()
+    };
+    HoldoutReport {
+        by,
+        by_phase: compare(&|i| vec![classes[i].clone()]),
+        by_family: compare(&|i| vec![classes[i].clone(), rows[i].family.clone(), rows[i].stack.clone()]),
+        by_model: compare(&|i| vec![classes[i].clone(), rows[i].preset.clone(), rows[i].stack.clone()]),
+        by_device: compare(&|i| {
+            vec![
+                classes[i].clone(),
+                rows[i].substrate.clone(),
+                rows[i].stack.clone(),
+            ]
+        }),
+        rows: out_rows,
+        not_predicted,
+    }
+}
+
+/// Points for fitting: the mapped rows with a timing metric that `keep` accepts.
+pub fn points_where<'a>(
+    traces: &Traces,
+    ready: &'a [(usize, Case, Model)],
+    lib: &'a Library,
+    keep: impl Fn(&Case) -> bool,
+) -> Vec<Point<'a>> {
+    ready
+        .iter()
+        .filter(|(_, c, _)| c.target.is_timing() && keep(c))
+        .filter_map(|(i, c, m)| {
+            lib.substrate(c).ok().map(|s| Point {
+                line: traces.rows[*i].line,
+                case: c,
+                model: m,
+                substrate: s,
+            })
+        })
+        .collect()
+}
+
+/// Mapped cases with their models loaded (formats applied), for calibration.
+pub fn ready_cases(traces: &Traces, maps: &Maps, lib: &mut Library) -> Vec<(usize, Case, Model)> {
+    let (cases, _) = map_rows(traces, maps);
+    lib.prepare(&cases.iter().map(|(_, c)| c).collect::<Vec<_>>());
+    cases
+        .into_iter()
+        .filter_map(|(i, c)| {
+            let m = lib.model(&c).ok()?;
+            lib.substrate(&c).ok()?;
+            let m = predict::with_formats(m, &c);
+            Some((i, c, m))
+        })
+        .collect()
+}
+
+/// Writes `contents` to `path` atomically (a temporary file beside it, then a rename).
+pub fn write_atomic(path: &std::path::Path, contents: &str) -> Result<(), ValidateError> {
+    let err = |source| ValidateError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, contents).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}

@@ -1,0 +1,176 @@
+//! Per-stack overlays: the efficiencies of a chip (or of a whole device family) under one
+//! software stack, as `--set`-style overrides on the shipped substrate, so the same chip
+//! description serves llama.cpp, vLLM and TensorRT-LLM without being copied.
+//!
+//! ```yaml
+//! # written by `llmforge calibrate` (provenance in the comments)
+//! stack: llama.cpp
+//! substrate: rtx-4090        # or `family: nvidia-ada-gddr`
+//! set:
+//!   efficiency.compute: "0.512"
+//!   efficiency.memory: "0.803"
+//!   efficiency.kernel_overhead: "2.31 us"
+//!   efficiency.token_overhead: "95.2 us"
+//! ```
+
+use crate::substrate::{Efficiency, Override};
+use crate::yaml::{DescErrors, Diagnostics, Located, SourceFile};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A validated overlay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overlay {
+    pub file: String,
+    pub stack: String,
+    pub substrate: Option<String>,
+    pub family: Option<String>,
+    pub overrides: Vec<Override>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverlay {
+    stack: Located<String>,
+    #[serde(default)]
+    substrate: Option<Located<String>>,
+    #[serde(default)]
+    family: Option<Located<String>>,
+    set: Located<BTreeMap<String, String>>,
+}
+
+impl Overlay {
+    /// Whether the overlay applies to a device of `substrate` in `family` under `stack`.
+    pub fn applies(&self, substrate: &str, family: &str, stack: &str) -> bool {
+        self.stack == stack
+            && (self.substrate.as_deref() == Some(substrate) || self.family.as_deref() == Some(family))
+    }
+}
+
+/// Reads an overlay file.
+pub fn read(path: &Path) -> Result<Overlay, DescErrors> {
+    let file = SourceFile::read(path)?;
+    parse(file.text(), file.name())
+}
+
+/// Parses overlay text. Override paths and values are checked when a substrate is loaded
+/// with them (an unknown path is an error there, naming the valid ones).
+pub fn parse(text: &str, name: &str) -> Result<Overlay, DescErrors> {
+    let file = SourceFile::new(name, text);
+    let raw: RawOverlay = file.parse()?;
+    let mut diags = Diagnostics::new(&file);
+    match (&raw.substrate, &raw.family) {
+        (Some(_), Some(f)) => diags.push(file.error(
+            f.loc,
+            "give either `substrate` or `family`, not both",
+            "here",
+            None,
+        )),
+        (None, None) => diags.push(file.error(
+            raw.stack.loc,
+            "the overlay names neither a `substrate` nor a `family`",
+            "for this stack",
+            Some("add `substrate: <name>` or `family: <family>`".into()),
+        )),
+        _ => {}
+    }
+    if raw.set.value.is_empty() {
+        diags.push(file.error(raw.set.loc, "`set` is empty", "here", None));
+    }
+    let overrides = raw
+        .set
+        .value
+        .iter()
+        .map(|(k, v)| Override {
+            path: k.clone(),
+            expr: v.clone(),
+        })
+        .collect();
+    diags.finish(Overlay {
+        file: name.to_string(),
+        stack: raw.stack.value,
+        substrate: raw.substrate.map(|s| s.value),
+        family: raw.family.map(|s| s.value),
+        overrides,
+    })
+}
+
+/// The overrides that set `eff`, with values written to four significant digits.
+pub fn efficiency_overrides(eff: &Efficiency) -> Vec<Override> {
+    vec![
+        Override {
+            path: "efficiency.compute".into(),
+            expr: format!("{:.4}", eff.compute),
+        },
+        Override {
+            path: "efficiency.memory".into(),
+            expr: format!("{:.4}", eff.memory),
+        },
+        Override {
+            path: "efficiency.kernel_overhead".into(),
+            expr: format!("{:.4} us", eff.kernel_overhead.get() * 1e6),
+        },
+        Override {
+            path: "efficiency.token_overhead".into(),
+            expr: format!("{:.4} us", eff.token_overhead.get() * 1e6),
+        },
+    ]
+}
+
+/// Overlay text for `eff`; `header` lines become comments.
+pub fn to_yaml(stack: &str, target: (&str, &str), eff: &Efficiency, header: &[String]) -> String {
+    let mut s = String::new();
+    for h in header {
+        s.push_str("# ");
+        s.push_str(h);
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        "stack: \"{stack}\"\n{}: \"{}\"\nset:\n",
+        target.0, target.1
+    ));
+    for o in efficiency_overrides(eff) {
+        s.push_str(&format!("  {}: \"{}\"\n", o.path, o.expr));
+    }
+    s
+}
+
+/// Substrate YAML `src` with its `efficiency:` block replaced by `eff` and `header` comment
+/// lines put first. `None` when the text has no `efficiency:` block of the usual shape.
+pub fn calibrated_substrate(src: &str, eff: &Efficiency, header: &[String]) -> Option<String> {
+    let lines: Vec<&str> = src.lines().collect();
+    let start = lines.iter().position(|l| l.trim_end() == "efficiency:")?;
+    let mut end = start + 1;
+    while end < lines.len() && (lines[end].starts_with(' ') || lines[end].trim().is_empty()) {
+        end += 1;
+    }
+    let mut out = String::new();
+    for h in header {
+        out.push_str("# ");
+        out.push_str(h);
+        out.push('\n');
+    }
+    for l in &lines[..start] {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out.push_str("efficiency:                          # calibrated (see the header)\n");
+    for o in efficiency_overrides(eff) {
+        let key = o.path.trim_start_matches("efficiency.");
+        out.push_str(&format!("  {key}: {}\n", quote_if_unit(&o.expr)));
+    }
+    for l in &lines[end..] {
+        out.push_str(l);
+        out.push('\n');
+    }
+    Some(out)
+}
+
+fn quote_if_unit(e: &str) -> String {
+    if e.contains(' ') {
+        format!("\"{e}\"")
+    } else {
+        e.to_string()
+    }
+}

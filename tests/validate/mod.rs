@@ -1,0 +1,358 @@
+//! Validation against measured traces: the reader's located errors, the mapping (every row
+//! predicted or named unmappable with a reason), calibration recovering known efficiencies,
+//! held-out calibration, overlays and calibrated substrates that load, the plot, determinism.
+
+use llmforge::model::accounting;
+use llmforge::substrate::{self, Efficiency};
+use llmforge::units::Seconds;
+use llmforge::validate::calibrate::{self, HoldOut, Point};
+use llmforge::validate::mapping::{self, Maps, ReasonKind};
+use llmforge::validate::predict::{self, Engine};
+use llmforge::validate::{self, Library, Options, overlay, plot, traces};
+use std::path::Path;
+
+const SAMPLE: &str = "tests/fixtures/validate/sample.csv";
+
+fn sample() -> traces::Traces {
+    traces::read(Path::new(SAMPLE)).expect("the sample trace parses")
+}
+
+fn opts() -> Options {
+    Options {
+        engine: Engine::Roofline,
+        holdout: Vec::new(),
+    }
+}
+
+#[test]
+fn new_presets_have_their_published_parameter_counts() {
+    for (name, params) in [
+        ("llama-2-13b", 13_015_864_320u64),
+        ("llama-2-70b", 68_976_648_192),
+        ("codellama-34b", 33_743_970_304),
+        ("qwen2-7b", 7_615_616_512),
+        ("qwen2-72b", 72_706_203_648),
+        ("qwen1.5-7b", 7_721_324_544),
+    ] {
+        let m = llmforge::model::load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(accounting::params(&m).total, params, "{name}");
+    }
+}
+
+#[test]
+fn reader_reports_every_error_with_line_and_column() {
+    let err = traces::read(Path::new("tests/fixtures/validate/bad.csv")).unwrap_err();
+    let errs = err.errors();
+    assert_eq!(errs.len(), 3, "{err:?}");
+    // `value` of line 2 is `fast`: column of the 15th field.
+    assert_eq!((errs[0].line(), errs[0].column()), (2, 111));
+    assert!(errs[0].message().contains("`value`"), "{}", errs[0].message());
+    assert_eq!(errs[1].line(), 3);
+    assert!(errs[1].message().contains("prompt_len"));
+    // A quoted hardware field with a comma shifts the columns; the error still points at `lots`.
+    assert_eq!((errs[2].line(), errs[2].column()), (4, 35));
+    assert!(errs[2].message().contains("hw_bw_GBps"));
+}
+
+#[test]
+fn reader_names_missing_columns() {
+    let err = traces::parse("hardware,model\nA,B\n", "x.csv").unwrap_err();
+    let msg = err.errors()[0].message().to_string();
+    assert!(
+        msg.contains("software") && msg.contains("metric") && msg.contains("value"),
+        "{msg}"
+    );
+    assert_eq!(err.errors()[0].line(), 1);
+}
+
+#[test]
+fn shipped_maps_load_and_point_at_shipped_substrates_and_presets() {
+    let maps = Maps::builtin().expect("shipped maps parse");
+    for h in &maps.hardware {
+        if let Some(s) = &h.substrate {
+            substrate::load(s, &[]).unwrap_or_else(|e| panic!("{}: {e:?}", h.hardware));
+            assert!(!h.family.is_empty(), "{}", h.hardware);
+        } else {
+            assert!(
+                !h.note.is_empty(),
+                "unmappable hardware `{}` needs a reason",
+                h.hardware
+            );
+        }
+    }
+    for m in &maps.models {
+        match &m.preset {
+            Some(p) => {
+                llmforge::model::load(p).unwrap_or_else(|e| panic!("{}: {e}", m.model));
+            }
+            None => assert!(!m.note.is_empty(), "{}", m.model),
+        }
+    }
+}
+
+#[test]
+fn weights_map_to_formats() {
+    use llmforge::model::Precision;
+    let (f, notes) = mapping::formats("GGUF Q4_K_M", Some(4.89)).unwrap();
+    assert_eq!(f.weights, Precision::Bits(4.89));
+    assert!(notes.is_empty());
+    let (f, _) = mapping::formats("FP16 (Weight = fp16, KV Cache = fp8)", Some(16.0)).unwrap();
+    assert_eq!((f.weights, f.kv_cache), (Precision::F16, Precision::Fp8));
+    let (f, _) = mapping::formats("INT8_SQ (Weight = int8_sq, KV Cache = int8)", None).unwrap();
+    assert_eq!(
+        (f.weights, f.activations, f.kv_cache),
+        (Precision::Int8, Precision::Int8, Precision::Int8)
+    );
+    let e = mapping::formats("GPTQ 4-bit", None).unwrap_err();
+    assert_eq!(e.kind, ReasonKind::Weights);
+    assert!(mapping::formats("FP16", Some(8.0)).is_err());
+    assert_eq!(mapping::split_count("4x NVIDIA A40"), (4, "NVIDIA A40"));
+    assert_eq!(mapping::split_count("NVIDIA A40"), (1, "NVIDIA A40"));
+}
+
+#[test]
+fn every_row_is_predicted_or_named_with_a_reason() {
+    let t = sample();
+    let maps = Maps::builtin().unwrap();
+    let mut lib = Library::new(Vec::new());
+    let r = validate::validate(&t, &maps, &mut lib, &opts());
+    assert_eq!(r.counts.rows, t.rows.len());
+    assert_eq!(r.counts.mapped + r.counts.unmapped, r.counts.rows);
+    assert_eq!(r.rows.len() + r.unmapped.len(), t.rows.len());
+    let mut lines: Vec<u64> = r
+        .rows
+        .iter()
+        .map(|x| x.line)
+        .chain(r.unmapped.iter().map(|u| u.line))
+        .collect();
+    lines.sort_unstable();
+    assert_eq!(lines, t.rows.iter().map(|x| x.line).collect::<Vec<_>>());
+    for u in &r.unmapped {
+        assert!(!u.reason.is_empty(), "line {}", u.line);
+    }
+    assert_eq!(
+        r.reasons.iter().map(|x| x.count).sum::<usize>(),
+        r.counts.unmapped
+    );
+    // The sample holds operator-level, scheduler-batch and unsupported-model rows.
+    for kind in [
+        ReasonKind::Metric,
+        ReasonKind::Workload,
+        ReasonKind::Model,
+        ReasonKind::Hardware,
+    ] {
+        assert!(r.unmapped.iter().any(|u| u.kind == kind), "no {kind:?} reason");
+    }
+    // FLAG rows and rows beyond the ideal bound are predicted but excluded, with a reason.
+    let flagged = r
+        .rows
+        .iter()
+        .filter(|x| x.excluded.as_deref().is_some_and(|e| e.contains("anomaly")));
+    assert!(flagged.count() >= 1, "{:?}", r.exclusions);
+    let beyond = r
+        .rows
+        .iter()
+        .filter(|x| x.excluded.as_deref().is_some_and(|e| e.contains("ideal bound")));
+    assert!(beyond.count() >= 1);
+    for x in &r.rows {
+        assert!(
+            x.predicted.is_finite() && x.predicted > 0.0,
+            "line {}: {}",
+            x.line,
+            x.predicted
+        );
+    }
+    // Statistics count only the rows not excluded.
+    let counted: usize = r.by_metric.iter().map(|g| g.stats.n).sum();
+    assert_eq!(counted, r.counts.mapped - r.counts.excluded);
+}
+
+#[test]
+fn decode_rate_follows_bandwidth_and_tensor_parallel_adds_communication() {
+    let maps = Maps::builtin().unwrap();
+    let text = "hardware,software,model,weights,bits_per_weight,batch,prompt_len,gen_len,metric,value,unit,source\n\
+        NVIDIA GeForce RTX 3090,llama.cpp CUDA,Meta-Llama-3-8B,GGUF F16,16,1,0,128,tg_tokens_per_s,47,tok/s,t\n\
+        2x NVIDIA H100 SXM5 80GB,vLLM (fp16),meta-llama/Llama-2-70b-hf,FP16,16,1,128,128,e2e_batch_latency,3,s,t\n";
+    let t = traces::parse(text, "inline.csv").unwrap();
+    let cases: Vec<_> = t
+        .rows
+        .iter()
+        .map(|r| mapping::map_row(r, &maps).unwrap())
+        .collect();
+    let m = llmforge::model::load("llama-3-8b").unwrap();
+    let sub = substrate::load("rtx-3090", &[]).unwrap();
+    let model = predict::with_formats(&m, &cases[0]);
+    let p = predict::predict(&cases[0], &model, &sub, Engine::Roofline);
+    // Decode of a 16 GB model is memory-bound: no faster than bandwidth allows.
+    let bytes = accounting::weight_bytes(&model).get();
+    let bound = 936e9 / bytes;
+    assert!(p.value < bound && p.value > 0.3 * bound, "{} vs {bound}", p.value);
+    // Tensor parallel over 2 devices: the shard has half the heads and FFN width, plus comm.
+    let m70 = predict::with_formats(&llmforge::model::load("llama-2-70b").unwrap(), &cases[1]);
+    let shard = predict::shard(&m70, 2);
+    let full = accounting::weight_bytes(&m70).get();
+    let half = accounting::weight_bytes(&shard).get();
+    assert!((half / full - 0.5).abs() < 0.01, "{half} / {full}");
+    let h100 = substrate::load("h100-sxm", &[]).unwrap();
+    let p2 = predict::predict(&cases[1], &m70, &h100, Engine::Roofline);
+    assert!(p2.comm_s > 0.0 && p2.comm_s < p2.value);
+}
+
+#[test]
+fn calibration_recovers_known_efficiencies() {
+    // Measurements made by the engine itself at known efficiencies must be fitted back.
+    let truth = Efficiency {
+        compute: 0.45,
+        memory: 0.72,
+        kernel_overhead: Seconds::new(6e-6),
+        token_overhead: Seconds::new(150e-6),
+    };
+    let maps = Maps::builtin().unwrap();
+    let mut rows = String::from(
+        "hardware,software,model,weights,bits_per_weight,batch,prompt_len,gen_len,metric,value,unit,source\n",
+    );
+    for (model, w, bpw) in [
+        ("Meta-Llama-3-8B", "GGUF Q4_K_M", "4.89"),
+        ("Meta-Llama-3-8B", "GGUF F16", "16"),
+        ("Llama2-13B", "GGUF Q4_0", "4.5"),
+    ] {
+        for n in [128, 512, 2048] {
+            rows.push_str(&format!(
+                "NVIDIA GeForce RTX 3090,llama.cpp CUDA,{model},{w},{bpw},1,0,{n},tg_tokens_per_s,1,tok/s,t\n"
+            ));
+            rows.push_str(&format!(
+                "NVIDIA GeForce RTX 3090,llama.cpp CUDA,{model},{w},{bpw},1,{n},0,pp_tokens_per_s,1,tok/s,t\n"
+            ));
+        }
+    }
+    let t = traces::parse(&rows, "synthetic.csv").unwrap();
+    let base = substrate::load("rtx-3090", &[]).unwrap();
+    let truth_sub = calibrate::with_efficiency(&base, truth);
+    let mut cases: Vec<_> = t
+        .rows
+        .iter()
+        .map(|r| mapping::map_row(r, &maps).unwrap())
+        .collect();
+    let models: Vec<_> = cases
+        .iter()
+        .map(|c| predict::with_formats(&llmforge::model::load(&c.preset).unwrap(), c))
+        .collect();
+    for (c, m) in cases.iter_mut().zip(&models) {
+        c.measured = predict::predict(c, m, &truth_sub, Engine::Roofline).value;
+    }
+    let points: Vec<Point> = cases
+        .iter()
+        .zip(&models)
+        .enumerate()
+        .map(|(i, (c, m))| Point {
+            line: i as u64,
+            case: c,
+            model: m,
+            substrate: &base,
+        })
+        .collect();
+    let fit = calibrate::fit(&points, base.efficiency, Engine::Roofline).unwrap();
+    assert!(fit.mape < 0.5, "{fit:?}");
+    let e = fit.efficiency;
+    assert!((e.memory - 0.72).abs() < 0.02, "{e:?}");
+    assert!((e.compute - 0.45).abs() < 0.02, "{e:?}");
+    // Start far away: the defaults predict these rows badly.
+    let before: f64 = points
+        .iter()
+        .map(|p| {
+            (calibrate::predict_with(p, base.efficiency, Engine::Roofline) / p.case.measured - 1.0).abs()
+        })
+        .sum::<f64>()
+        / points.len() as f64;
+    assert!(before > 0.1, "{before}");
+}
+
+#[test]
+fn holdout_predicts_each_device_from_the_others() {
+    let t = sample();
+    let maps = Maps::builtin().unwrap();
+    let mut lib = Library::new(Vec::new());
+    let o = Options {
+        engine: Engine::Roofline,
+        holdout: vec![HoldOut::Device, HoldOut::Model],
+    };
+    let r = validate::validate(&t, &maps, &mut lib, &o);
+    assert_eq!(r.holdout.len(), 2);
+    for h in &r.holdout {
+        // Every predicted, non-excluded row is either held-out predicted or said why not.
+        let counted = r.rows.iter().filter(|x| x.excluded.is_none()).count();
+        assert_eq!(h.rows.len() + h.not_predicted.len(), counted, "{:?}", h.by);
+        for x in &h.rows {
+            assert!(x.predicted.is_finite() && x.predicted > 0.0);
+        }
+    }
+}
+
+#[test]
+fn calibrated_substrate_and_overlay_load_back() {
+    let eff = Efficiency {
+        compute: 0.512,
+        memory: 0.803,
+        kernel_overhead: Seconds::new(2.31e-6),
+        token_overhead: Seconds::new(95.2e-6),
+    };
+    let (_, src) = substrate::SHIPPED.iter().find(|(n, _)| *n == "rtx-3090").unwrap();
+    let text = overlay::calibrated_substrate(src, &eff, &["calibrated in a test".into()]).unwrap();
+    let s = substrate::load_str(&text, "cal.yaml", &[]).unwrap();
+    assert!((s.efficiency.memory - 0.803).abs() < 1e-9);
+    assert!((s.efficiency.kernel_overhead.get() - 2.31e-6).abs() < 1e-12);
+    let y = overlay::to_yaml("llama.cpp", ("substrate", "rtx-3090"), &eff, &[]);
+    let o = overlay::parse(&y, "o.yaml").unwrap();
+    assert!(o.applies("rtx-3090", "any", "llama.cpp") && !o.applies("rtx-3090", "any", "vllm"));
+    let s2 = substrate::load("rtx-3090", &o.overrides).unwrap();
+    assert_eq!(s2.efficiency, s.efficiency);
+    let bad = overlay::parse("stack: x\nset: {efficiency.memory: \"0.5\"}\n", "b.yaml").unwrap_err();
+    assert!(bad.errors()[0].message().contains("neither"));
+}
+
+#[test]
+fn report_is_deterministic_and_plots() {
+    let t = sample();
+    let maps = Maps::builtin().unwrap();
+    let a = serde_json::to_string(&validate::validate(
+        &t,
+        &maps,
+        &mut Library::new(Vec::new()),
+        &opts(),
+    ))
+    .unwrap();
+    let r = validate::validate(&t, &maps, &mut Library::new(Vec::new()), &opts());
+    let b = serde_json::to_string(&r).unwrap();
+    assert_eq!(a, b);
+    let pts: Vec<plot::PlotPoint> = r
+        .rows
+        .iter()
+        .map(|x| plot::PlotPoint {
+            panel: x.phase.to_string(),
+            color_key: x.stack.clone(),
+            series: 0,
+            measured: x.measured,
+            predicted: x.predicted,
+        })
+        .collect();
+    let svg = plot::svg(&pts, "test", &["roofline"]);
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(svg.matches("<circle").count(), r.rows.len() + 1);
+}
+
+#[test]
+fn public_file_every_row_accounted_for() {
+    let path = Path::new("traces/public-llm-inference.csv");
+    let t = traces::read(path).unwrap();
+    assert_eq!(t.rows.len(), 4520);
+    let maps = Maps::builtin().unwrap();
+    let r = validate::validate(&t, &maps, &mut Library::new(Vec::new()), &opts());
+    assert_eq!(r.counts.mapped + r.counts.unmapped, 4520);
+    // Batch-1 decode is predicted from the datasheet within a modest error before calibration.
+    let decode = r.by_phase.iter().find(|g| g.key == ["decode batch 1"]).unwrap();
+    assert!(
+        decode.stats.n > 350 && decode.stats.mape < 30.0,
+        "{:?}",
+        decode.stats
+    );
+}
