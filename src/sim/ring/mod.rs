@@ -1,6 +1,11 @@
 //! The multi-chip ring accelerator ("rDXE", LLMForge's featured substrate): an analytical
 //! cost model of a decoder running weight-stationary on a ring of identical chips.
 //!
+//! In files: `kind: ring` substrates (`substrates/ring-edge.yaml`, the reference chip;
+//! `substrates/ring-edge-cosearch.yaml`, with the 45-point grid declared in the file) load
+//! into [`crate::substrate::Ring`]; [`crate::sim::ring_adapter`] runs them, and `sim::run` /
+//! `llmforge sim` dispatch ring substrates there.
+//!
 //! Source: the corrected model from the LLMForge authors' later code, restated with every
 //! constant in `shared/reference/llmforge.md`. Pipeline:
 //!
