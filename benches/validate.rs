@@ -14,7 +14,10 @@ fn main() {
 
 #[divan::bench(sample_count = 10)]
 fn read_public_traces() -> usize {
-    traces::parse(divan::black_box(PUBLIC), "public.csv").unwrap().rows.len()
+    traces::parse(divan::black_box(PUBLIC), "public.csv")
+        .unwrap()
+        .rows
+        .len()
 }
 
 #[divan::bench(sample_count = 5)]
