@@ -151,7 +151,15 @@ struct RawLayerSpace {
     active_experts: Option<Expression>,
 }
 
-fn candidates(file: &SourceFile, errs: &mut Vec<DescError>, what: &str, e: &Expression) -> Vec<u64> {
+/// The sorted, distinct whole-number candidates of a field (each at least 1), recording any
+/// error and standing in `[1]` so validation can go on collecting. Shared by search spaces and
+/// sweep grids.
+pub(crate) fn candidates(
+    file: &SourceFile,
+    errs: &mut Vec<DescError>,
+    what: &str,
+    e: &Expression,
+) -> Vec<u64> {
     match e.eval_candidates::<u64>(file, &crate::dsl::no_names) {
         Ok(mut v) => {
             v.sort_unstable();

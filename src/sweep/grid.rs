@@ -6,7 +6,8 @@
 //! stream without ever being held in memory, and a shard `i/N` is a plain index range.
 
 use crate::model::{Attention, Ffn, FfnKind, Layer, Model, Moe, NormKind, Positional, Precision, Precisions};
-use crate::yaml::{DescError, DescErrors, Expression, Loc, Located, SourceFile};
+use crate::search::space::candidates;
+use crate::yaml::{DescErrors, Expression, Loc, Located, SourceFile};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -82,41 +83,18 @@ struct RawGrid {
     activations: Located<String>,
 }
 
-fn ints(file: &SourceFile, errs: &mut Vec<DescError>, what: &str, e: &Expression) -> Vec<u64> {
-    match e.eval_candidates::<u64>(file, &crate::dsl::no_names) {
-        Ok(mut v) => {
-            v.sort_unstable();
-            v.dedup();
-            if v.is_empty() || v[0] == 0 {
-                errs.push(file.error(
-                    e.loc(),
-                    format!("`{what}` needs candidates of at least 1"),
-                    "here",
-                    None,
-                ));
-                return vec![1];
-            }
-            v
-        }
-        Err(err) => {
-            errs.push(err);
-            vec![1]
-        }
-    }
-}
-
 /// Parses and validates a grid.
 pub fn parse(src: &str, file_name: &str) -> Result<Grid, DescErrors> {
     let file = SourceFile::new(file_name, src);
     let raw: RawGrid = file.parse()?;
     let mut errs = Vec::new();
-    let vocab = ints(&file, &mut errs, "vocab", &raw.vocab)[0];
-    let depth = ints(&file, &mut errs, "depth", &raw.depth);
-    let width = ints(&file, &mut errs, "width", &raw.width);
-    let head_dim = ints(&file, &mut errs, "head_dim", &raw.head_dim);
-    let kv_heads = ints(&file, &mut errs, "kv_heads", &raw.kv_heads);
-    let experts = ints(&file, &mut errs, "experts", &raw.experts);
-    let active_experts = ints(&file, &mut errs, "active_experts", &raw.active_experts);
+    let vocab = candidates(&file, &mut errs, "vocab", &raw.vocab)[0];
+    let depth = candidates(&file, &mut errs, "depth", &raw.depth);
+    let width = candidates(&file, &mut errs, "width", &raw.width);
+    let head_dim = candidates(&file, &mut errs, "head_dim", &raw.head_dim);
+    let kv_heads = candidates(&file, &mut errs, "kv_heads", &raw.kv_heads);
+    let experts = candidates(&file, &mut errs, "experts", &raw.experts);
+    let active_experts = candidates(&file, &mut errs, "active_experts", &raw.active_experts);
     let ffn_ratio = match raw.ffn_ratio.eval_candidates::<f64>(&file, &crate::dsl::no_names) {
         Ok(v) if !v.is_empty() && v.iter().all(|r| *r > 0.0 && r.is_finite()) => v,
         Ok(_) => {
