@@ -77,6 +77,8 @@ struct CalReport {
     stack: Option<String>,
     engine: &'static str,
     rows: usize,
+    /// Rows of the file left out of every fit (source anomalies, beyond the ideal bound).
+    excluded_lines: String,
     start: FitEff,
     fit: Fit,
     in_sample_uncalibrated: Option<ErrorStats>,
@@ -108,7 +110,7 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
     let maps = load_maps(&args.substrate_map)?;
     let base = substrate::load(&args.substrate, &[])?;
     let mut lib = Library::new(Vec::new());
-    let ready = validate::ready_cases(&traces, &maps, &mut lib);
+    let (ready, excluded) = validate::ready_cases(&traces, &maps, &mut lib, engine);
     let stack = args.stack.as_deref();
     let on_stack = |c: &llmforge::validate::mapping::Case| stack.is_none_or(|s| c.stack == s);
     let points = validate::points_where(&traces, &ready, &lib, |c| {
@@ -192,19 +194,41 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
             before.stats.as_ref().map_or(f64::NAN, |s| s.mape)
         ),
     ];
-    let text = overlay::calibrated_substrate(&src, &fit.efficiency, &header).ok_or_else(|| {
-        ValidateError::Substrate {
-            name: args.substrate.clone(),
-            message: "the file has no `efficiency:` block to replace".into(),
-        }
+    // The hardware map's overrides for this substrate (the fit ran with them), then the fit.
+    let extra: Vec<substrate::Override> = points[0]
+        .case
+        .set
+        .iter()
+        .map(|(path, expr)| substrate::Override {
+            path: path.clone(),
+            expr: expr.clone(),
+        })
+        .collect();
+    let all: Vec<substrate::Override> = extra
+        .iter()
+        .cloned()
+        .chain(overlay::efficiency_overrides(&fit.efficiency))
+        .collect();
+    let text = overlay::with_values(&src, &all, &header).ok_or_else(|| ValidateError::Substrate {
+        name: args.substrate.clone(),
+        message: "a fitted field is not written in the file in the usual `section:` / `key:` form".into(),
     })?;
-    substrate::load_str(&text, &args.out.display().to_string(), &[])?;
+    let written = substrate::load_str(&text, &args.out.display().to_string(), &[])?;
+    let fitted = calibrate::with_efficiency(&substrate::load(&args.substrate, &extra)?, written.efficiency);
+    if written.kind != fitted.kind || (written.efficiency.memory - fit.efficiency.memory).abs() > 1e-3 {
+        return Err(ValidateError::Substrate {
+            name: args.substrate.clone(),
+            message: "the calibrated file does not read back as the fitted substrate".into(),
+        }
+        .into());
+    }
     validate::write_atomic(&args.out, &text)?;
     if let Some(p) = &args.overlay_out {
         let y = overlay::to_yaml(
             stack.unwrap_or("any"),
             ("substrate", &args.substrate),
             &fit.efficiency,
+            &extra,
             &header,
         );
         overlay::parse(&y, &p.display().to_string())?;
@@ -216,6 +240,9 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
         stack: args.stack.clone(),
         engine: engine.name(),
         rows: points.len(),
+        excluded_lines: llmforge::validate::stats::line_ranges(
+            &excluded.iter().map(|e| e.0).collect::<Vec<_>>(),
+        ),
         start: fe(&start),
         fit,
         in_sample_uncalibrated: before.stats,
@@ -245,6 +272,13 @@ fn table(r: &CalReport) -> String {
         r.traces,
         r.engine
     );
+    if !r.excluded_lines.is_empty() {
+        let _ = writeln!(
+            s,
+            "  left out of every fit (source anomalies, beyond the ideal bound): lines {}",
+            r.excluded_lines
+        );
+    }
     let _ = writeln!(
         s,
         "  start   compute {:.3}  memory {:.3}  kernel overhead {:.2} us  token overhead {:.1} us",

@@ -618,11 +618,22 @@ pub fn points_where<'a>(
         .collect()
 }
 
-/// Mapped cases with their models loaded (formats applied), for calibration.
-pub fn ready_cases(traces: &Traces, maps: &Maps, lib: &mut Library) -> Vec<(usize, Case, Model)> {
+/// A mapped case with its row index and its model (formats applied).
+pub type Ready = (usize, Case, Model);
+
+/// Mapped cases with their models loaded (formats applied), for calibration; rows
+/// [`validate`] would exclude from statistics (source anomalies, beyond the ideal bound)
+/// are left out and returned apart with their reasons.
+pub fn ready_cases(
+    traces: &Traces,
+    maps: &Maps,
+    lib: &mut Library,
+    engine: Engine,
+) -> (Vec<Ready>, Vec<(u64, String)>) {
     let (cases, _) = map_rows(traces, maps);
     lib.prepare(&cases.iter().map(|(_, c)| c).collect::<Vec<_>>());
-    cases
+    let lib: &Library = lib;
+    let loaded: Vec<(usize, Case, Model)> = cases
         .into_iter()
         .filter_map(|(i, c)| {
             let m = lib.model(&c).ok()?;
@@ -630,7 +641,26 @@ pub fn ready_cases(traces: &Traces, maps: &Maps, lib: &mut Library) -> Vec<(usiz
             let m = predict::with_formats(m, &c);
             Some((i, c, m))
         })
-        .collect()
+        .collect();
+    let why: Vec<Option<String>> = loaded
+        .par_iter()
+        .map(|(i, c, m)| {
+            let ideal = lib
+                .substrate(c)
+                .map(|s| predict::predict(c, m, &calibrate::with_efficiency(s, IDEAL), engine).value)
+                .unwrap_or(f64::NAN);
+            exclusion(&traces.rows[*i], c, ideal)
+        })
+        .collect();
+    let mut kept = Vec::new();
+    let mut excluded = Vec::new();
+    for (x, w) in loaded.into_iter().zip(why) {
+        match w {
+            Some(reason) => excluded.push((traces.rows[x.0].line, reason)),
+            None => kept.push(x),
+        }
+    }
+    (kept, excluded)
 }
 
 /// Writes `contents` to `path` atomically (a temporary file beside it, then a rename).

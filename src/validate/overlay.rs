@@ -118,8 +118,15 @@ pub fn efficiency_overrides(eff: &Efficiency) -> Vec<Override> {
     ]
 }
 
-/// Overlay text for `eff`; `header` lines become comments.
-pub fn to_yaml(stack: &str, target: (&str, &str), eff: &Efficiency, header: &[String]) -> String {
+/// Overlay text for `eff` plus `extra` overrides (e.g. the hardware map's); `header` lines
+/// become comments.
+pub fn to_yaml(
+    stack: &str,
+    target: (&str, &str),
+    eff: &Efficiency,
+    extra: &[Override],
+    header: &[String],
+) -> String {
     let mut s = String::new();
     for h in header {
         s.push_str("# ");
@@ -130,20 +137,48 @@ pub fn to_yaml(stack: &str, target: (&str, &str), eff: &Efficiency, header: &[St
         "stack: \"{stack}\"\n{}: \"{}\"\nset:\n",
         target.0, target.1
     ));
-    for o in efficiency_overrides(eff) {
+    for o in extra.iter().cloned().chain(efficiency_overrides(eff)) {
         s.push_str(&format!("  {}: \"{}\"\n", o.path, o.expr));
     }
     s
 }
 
-/// Substrate YAML `src` with its `efficiency:` block replaced by `eff` and `header` comment
-/// lines put first. `None` when the text has no `efficiency:` block of the usual shape.
-pub fn calibrated_substrate(src: &str, eff: &Efficiency, header: &[String]) -> Option<String> {
-    let lines: Vec<&str> = src.lines().collect();
-    let start = lines.iter().position(|l| l.trim_end() == "efficiency:")?;
-    let mut end = start + 1;
-    while end < lines.len() && (lines[end].starts_with(' ') || lines[end].trim().is_empty()) {
-        end += 1;
+/// Substrate YAML `src` with the values at `overrides`' paths replaced (a path is `key` or
+/// `section.key`, as `--set` takes them) and `header` comment lines put first. `None` when a
+/// path is not written in the text as `key:` or as `key:` indented under `section:`.
+pub fn with_values(src: &str, overrides: &[Override], header: &[String]) -> Option<String> {
+    let mut lines: Vec<String> = src.lines().map(str::to_string).collect();
+    for o in overrides {
+        let (section, key) = match o.path.split_once('.') {
+            Some((a, b)) => (Some(a), b),
+            None => (None, o.path.as_str()),
+        };
+        let value = if o.expr.contains(' ') || o.expr.contains(':') {
+            format!("\"{}\"", o.expr)
+        } else {
+            o.expr.clone()
+        };
+        let idx = match section {
+            None => lines.iter().position(|l| l.starts_with(&format!("{key}:")))?,
+            Some(sec) => {
+                let start = lines
+                    .iter()
+                    .position(|l| l.trim_end() == format!("{sec}:") || l.starts_with(&format!("{sec}:")))?;
+                let mut found = None;
+                for (j, l) in lines.iter().enumerate().skip(start + 1) {
+                    if !l.starts_with(' ') && !l.trim().is_empty() {
+                        break;
+                    }
+                    if l.trim_start().starts_with(&format!("{key}:")) {
+                        found = Some(j);
+                        break;
+                    }
+                }
+                found?
+            }
+        };
+        let indent: String = lines[idx].chars().take_while(|c| *c == ' ').collect();
+        lines[idx] = format!("{indent}{key}: {value}                # written by llmforge calibrate");
     }
     let mut out = String::new();
     for h in header {
@@ -151,26 +186,14 @@ pub fn calibrated_substrate(src: &str, eff: &Efficiency, header: &[String]) -> O
         out.push_str(h);
         out.push('\n');
     }
-    for l in &lines[..start] {
-        out.push_str(l);
-        out.push('\n');
-    }
-    out.push_str("efficiency:                          # calibrated (see the header)\n");
-    for o in efficiency_overrides(eff) {
-        let key = o.path.trim_start_matches("efficiency.");
-        out.push_str(&format!("  {key}: {}\n", quote_if_unit(&o.expr)));
-    }
-    for l in &lines[end..] {
-        out.push_str(l);
+    for l in lines {
+        out.push_str(&l);
         out.push('\n');
     }
     Some(out)
 }
 
-fn quote_if_unit(e: &str) -> String {
-    if e.contains(' ') {
-        format!("\"{e}\"")
-    } else {
-        e.to_string()
-    }
+/// Substrate YAML `src` with its efficiencies set to `eff` (see [`with_values`]).
+pub fn calibrated_substrate(src: &str, eff: &Efficiency, header: &[String]) -> Option<String> {
+    with_values(src, &efficiency_overrides(eff), header)
 }

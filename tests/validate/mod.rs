@@ -301,11 +301,21 @@ fn calibrated_substrate_and_overlay_load_back() {
     let s = substrate::load_str(&text, "cal.yaml", &[]).unwrap();
     assert!((s.efficiency.memory - 0.803).abs() < 1e-9);
     assert!((s.efficiency.kernel_overhead.get() - 2.31e-6).abs() < 1e-12);
-    let y = overlay::to_yaml("llama.cpp", ("substrate", "rtx-3090"), &eff, &[]);
+    let y = overlay::to_yaml("llama.cpp", ("substrate", "rtx-3090"), &eff, &[], &[]);
     let o = overlay::parse(&y, "o.yaml").unwrap();
     assert!(o.applies("rtx-3090", "any", "llama.cpp") && !o.applies("rtx-3090", "any", "vllm"));
     let s2 = substrate::load("rtx-3090", &o.overrides).unwrap();
     assert_eq!(s2.efficiency, s.efficiency);
+    // Other paths are written in place too.
+    let peak = substrate::Override {
+        path: "matrix_peak.fp16".into(),
+        expr: "300 TFLOP/s".into(),
+    };
+    let t2 = overlay::with_values(src, std::slice::from_ref(&peak), &[]).unwrap();
+    assert_eq!(
+        substrate::load_str(&t2, "t2.yaml", &[]).unwrap(),
+        substrate::load("rtx-3090", &[peak]).unwrap()
+    );
     let bad = overlay::parse("stack: x\nset: {efficiency.memory: \"0.5\"}\n", "b.yaml").unwrap_err();
     assert!(bad.errors()[0].message().contains("neither"));
 }
