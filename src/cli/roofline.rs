@@ -10,29 +10,15 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct RooflineArgs {
-    #[arg(long)]
-    pub model: String,
-    #[arg(long)]
-    pub substrate: String,
-    #[arg(long, default_value_t = 256)]
-    pub prompt: u64,
-    #[arg(long = "gen", default_value_t = 256)]
-    pub generate: u64,
-    #[arg(long, default_value_t = 1)]
-    pub batch: u64,
-    #[arg(long = "set", value_name = "PATH=EXPR")]
-    pub set: Vec<String>,
-    #[arg(long)]
-    pub precision: Option<String>,
+    #[command(flatten)]
+    pub run: super::sim::RunArgs,
     /// Write the plot as SVG.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
 }
 
 pub fn run(args: RooflineArgs) -> miette::Result<()> {
-    let m = super::sim::load_model(&args.model, args.precision.as_deref())?;
-    let s = super::substrate::load(&args.substrate, &args.set)?;
-    let w = super::sim::workload(args.prompt, args.generate, args.batch)?;
+    let (m, s, w) = args.run.load()?;
     let r = sim::run(&m, &s, w, Engine::Roofline);
     let ceilings: Vec<(String, f64)> = match &s.kind {
         Kind::Gpu(g) => g

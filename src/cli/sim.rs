@@ -7,8 +7,10 @@ use llmforge::trace;
 use miette::IntoDiagnostic;
 use std::path::PathBuf;
 
+/// What every costing command takes: the model, the substrate (with overrides) and the
+/// workload. Flattened into `sim` and `roofline`.
 #[derive(Args)]
-pub struct SimArgs {
+pub struct RunArgs {
     /// A model preset name or a model file.
     #[arg(long)]
     pub model: String,
@@ -23,14 +25,36 @@ pub struct SimArgs {
     pub generate: u64,
     #[arg(long, default_value_t = 1)]
     pub batch: u64,
-    #[arg(long, value_enum, default_value_t = EngineArg::Sim)]
-    pub engine: EngineArg,
     /// Override a substrate field: `--set dram.read="8 B/cycle"` (repeatable).
     #[arg(long = "set", value_name = "PATH=EXPR")]
     pub set: Vec<String>,
     /// Run the model at this precision (weights, activations and KV cache), e.g. int8.
     #[arg(long)]
     pub precision: Option<String>,
+}
+
+impl RunArgs {
+    /// Loads the model and substrate and validates the workload.
+    pub fn load(
+        &self,
+    ) -> miette::Result<(
+        llmforge::model::Model,
+        llmforge::substrate::Substrate,
+        llmforge::sim::Workload,
+    )> {
+        let m = load_model(&self.model, self.precision.as_deref())?;
+        let s = super::substrate::load(&self.substrate, &self.set)?;
+        let w = workload(self.prompt, self.generate, self.batch)?;
+        Ok((m, s, w))
+    }
+}
+
+#[derive(Args)]
+pub struct SimArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[arg(long, value_enum, default_value_t = EngineArg::Sim)]
+    pub engine: EngineArg,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     /// Write per-op rows (prefill ops, then decode totals) as CSV.
@@ -91,9 +115,7 @@ pub fn workload(prompt: u64, generate: u64, batch: u64) -> miette::Result<Worklo
 }
 
 pub fn run(args: SimArgs) -> miette::Result<()> {
-    let m = load_model(&args.model, args.precision.as_deref())?;
-    let s = super::substrate::load(&args.substrate, &args.set)?;
-    let w = workload(args.prompt, args.generate, args.batch)?;
+    let (m, s, w) = args.run.load()?;
     let engine: Engine = args.engine.into();
     let ring = matches!(s.kind, llmforge::substrate::Kind::Ring(_));
     let result = match &args.chrome_trace {
