@@ -13,9 +13,11 @@
 //!   bandwidth) and L2 bytes / L2 bandwidth.
 //! * **Fused attention** (flash attention): one CTA per (sequence, head, query block of `tm`
 //!   rows, KV split); causal prefill skips the KV blocks above the diagonal; a decode step
-//!   (one query row) pads to a 16-row MMA and splits the context across CTAs to fill the SMs
-//!   (flash-decoding). Matrix time is wave-quantised; the softmax runs on the vector units,
-//!   serially with the matrix work. K and V are re-read through L2 once per query block.
+//!   (one query row) pads to a 16-row MMA and may split the context across CTAs to fill the
+//!   SMs (flash-decoding; the mapper tries a fixed set of split factors and keeps the
+//!   fastest). CTAs run heaviest first in waves of one per SM, each wave as long as its
+//!   heaviest CTA; the softmax runs on the vector units, serially with the matrix work. K and
+//!   V are re-read through L2 once per query block.
 //! * **Vector and memory kernels** run at the vector peak and stream their bytes.
 //! * Every kernel pays the substrate's launch overhead and runs alone on one stream (eager
 //!   execution): kernel time = overhead + max(compute, memory).
@@ -193,7 +195,34 @@ pub fn cost(g: &Gpu, eff: Efficiency, onchip: f64, ops: &[&Op]) -> Cost {
 
 type KernelFigures = (f64, f64, f64, f64, f64, f64, Resource);
 
+/// Split-K factors the flash-attention mapper tries. The set is fixed (it does not depend on
+/// the shape), so the chosen time -- a minimum over plans that are each monotone in the
+/// number of query rows and the context -- is itself monotone.
+const ATTENTION_SPLITS: [u64; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+
+/// Duration of a grid of CTAs on `sms` SMs, in units of work: the CTAs are issued heaviest
+/// first (as flash attention orders causal blocks) in waves of `sms`, and each wave lasts as
+/// long as its heaviest CTA. `runs` holds (work per CTA, number of such CTAs). Making any
+/// CTA heavier, or adding CTAs, never shortens it.
+fn wave_time(runs: &mut [(u64, u64)], sms: u64) -> u64 {
+    runs.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
+    let (mut at, mut total) = (0u64, 0u64);
+    for &(work, count) in runs.iter() {
+        // Wave starts (multiples of `sms`) inside positions at .. at + count.
+        let starts = cdiv(at + count, sms) - cdiv(at, sms);
+        total += work * starts;
+        at += count;
+    }
+    total
+}
+
 /// scores -> softmax -> PV as one flash-attention kernel.
+///
+/// Query blocks of `br` rows (the substrate's tile rows, or the query rows padded to a
+/// 16-row MMA when fewer) meet KV blocks of `bc` columns; causal prefill skips the blocks
+/// above the diagonal. Each query block's KV blocks may be split over `s` CTAs
+/// (flash-decoding) whose fp32 partials are written and combined; the mapper tries every
+/// `s` in [`ATTENTION_SPLITS`] and keeps the fastest plan.
 fn fused_attention(g: &Gpu, eff: Efficiency, ops: &[&Op], t: &Traffic, act_on_chip: bool) -> KernelFigures {
     let (scores, softmax, pv) = (ops[0], ops[1], ops[2]);
     let (qrows, ctx, dqk, bh) = match scores.kind {
@@ -211,36 +240,55 @@ fn fused_attention(g: &Gpu, eff: Efficiency, ops: &[&Op], t: &Traffic, act_on_ch
     let bc = g.tile.1.max(1);
     let q_blocks = cdiv(qrows, br);
     let causal = qrows == ctx && qrows > 1;
-    let per_row_block = |kv: u64| br as f64 * (cdiv(kv, bc) * bc) as f64 * 2.0 * (dqk + dv) as f64;
-    let padded_per_head: f64 = if causal {
-        (0..q_blocks).map(|i| per_row_block(ctx.min((i + 1) * br))).sum()
-    } else {
-        q_blocks as f64 * per_row_block(ctx)
+    // KV blocks seen by query block `i`.
+    let kv_blocks = |i: u64| {
+        if causal {
+            cdiv(ctx.min((i + 1) * br), bc)
+        } else {
+            cdiv(ctx, bc)
+        }
     };
-    let ctas0 = bh.saturating_mul(q_blocks).max(1);
-    let splits = if ctas0 >= sms {
-        1
-    } else {
-        cdiv(sms, ctas0).min(cdiv(ctx, bc)).max(1)
-    };
-    let ctas = ctas0 * splits;
-    let waves = cdiv(ctas, sms) as f64;
+    // FLOPs of one (query block, KV block) pair, padded to whole blocks.
+    let block_work = br as f64 * bc as f64 * 2.0 * (dqk + dv) as f64;
     let matrix_flops = scores.flops.get() + pv.flops.get();
-    let padded = bh as f64 * padded_per_head;
-    let t_matrix = (waves * (padded / ctas as f64) / per_sm).max(matrix_flops / (eff.compute * peak));
+    let floor = matrix_flops / (eff.compute * peak);
     let vector_flops = softmax.flops.get();
     let t_vector = vector_flops / (eff.compute * g.vector_peak.get());
-    let partials = if splits > 1 {
-        2.0 * splits as f64 * (bh * qrows * dv) as f64 * 4.0
-    } else {
-        0.0
-    };
-    let l2 = (t.act_in + t.kv_read) * q_blocks as f64 + t.act_out + t.kv_write + partials;
+    let l2_base = (t.act_in + t.kv_read) * q_blocks as f64 + t.act_out + t.kv_write;
     let act = if act_on_chip { 0.0 } else { t.activations() };
     let dram = t.kv_read + t.kv_write + act;
-    let memory = (dram / (eff.memory * g.memory_bandwidth.get())).max(l2 / g.l2_bandwidth.get());
+    let dram_time = dram / (eff.memory * g.memory_bandwidth.get());
+    let l2_bw = g.l2_bandwidth.get();
+    // Non-causal blocks all see the same KV, so one query block stands for all of them.
+    let distinct = if causal { q_blocks } else { 1 };
+    let copies = if causal { bh } else { bh.saturating_mul(q_blocks) };
+    let mut runs: Vec<(u64, u64)> = Vec::with_capacity(2 * distinct as usize);
+    let mut best: Option<(f64, f64, f64)> = None;
+    for s in ATTENTION_SPLITS {
+        runs.clear();
+        let mut pieces = 0u64;
+        for i in 0..distinct {
+            let blocks = kv_blocks(i);
+            let parts = s.min(blocks).max(1);
+            let (q, r) = (blocks / parts, blocks % parts);
+            runs.push((q + 1, r.saturating_mul(copies)));
+            runs.push((q, (parts - r).saturating_mul(copies)));
+            pieces += parts;
+        }
+        let t_matrix = (wave_time(&mut runs, sms) as f64 * block_work / per_sm).max(floor);
+        // Partial outputs (fp32) of every split beyond the first: written, then read back.
+        let split_rows = (pieces - distinct) as f64 * br.min(qrows) as f64 * copies as f64;
+        let partials = 2.0 * split_rows * dv as f64 * 4.0;
+        let l2 = l2_base + partials;
+        let compute = t_matrix + t_vector;
+        let memory = dram_time.max(l2 / l2_bw);
+        if best.is_none_or(|(c, m, _)| compute.max(memory) < c.max(m)) {
+            best = Some((compute, memory, l2));
+        }
+    }
+    let (compute, memory, l2) = best.unwrap_or((floor + t_vector, dram_time, l2_base));
     (
-        t_matrix + t_vector,
+        compute,
         memory,
         dram,
         l2,
