@@ -311,30 +311,42 @@ mod properties {
                     qkv_bias: false,
                     o_bias: false,
                 };
-                let layer = |a: bool| Layer {
-                    attention: a.then_some(attn),
-                    ffn: Ffn::Dense {
-                        kind: FfnKind::SwiGlu,
-                        width,
-                        bias: false,
-                    },
-                    parallel_residual: false,
-                };
-                Model {
-                    name: "prop".into(),
-                    d_model: d,
-                    vocab: 1000,
-                    tied_embeddings: true,
-                    norm: NormKind::RmsNorm,
-                    positional: Positional::Rope { fraction: 1.0 },
-                    precision: Precisions {
-                        weights: p,
-                        activations: p,
-                        kv_cache: p,
-                    },
-                    layers: (0..layers).map(|i| layer(!(attn_free_first && i == 0))).collect(),
-                }
+                model(layers, d, attn, width, p, attn_free_first)
             })
+    }
+
+    /// `layers` SwiGLU blocks of width `d` sharing `attn` (the first attention-free if asked).
+    fn model(
+        layers: usize,
+        d: u64,
+        attn: Attention,
+        width: u64,
+        p: Precision,
+        attn_free_first: bool,
+    ) -> Model {
+        let layer = |a: bool| Layer {
+            attention: a.then_some(attn),
+            ffn: Ffn::Dense {
+                kind: FfnKind::SwiGlu,
+                width,
+                bias: false,
+            },
+            parallel_residual: false,
+        };
+        Model {
+            name: "prop".into(),
+            d_model: d,
+            vocab: 1000,
+            tied_embeddings: true,
+            norm: NormKind::RmsNorm,
+            positional: Positional::Rope { fraction: 1.0 },
+            precision: Precisions {
+                weights: p,
+                activations: p,
+                kv_cache: p,
+            },
+            layers: (0..layers).map(|i| layer(!(attn_free_first && i == 0))).collect(),
+        }
     }
 
     fn arb_substrate() -> impl Strategy<Value = &'static str> {
@@ -398,35 +410,15 @@ mod properties {
     /// imbalanced. Each wave now lasts as long as its heaviest CTA.
     #[test]
     fn prompt_113_to_129_does_not_lower_ttft_on_a100() {
-        let m = Model {
-            name: "prop".into(),
-            d_model: 128,
-            vocab: 1000,
-            tied_embeddings: true,
-            norm: NormKind::RmsNorm,
-            positional: Positional::Rope { fraction: 1.0 },
-            precision: Precisions {
-                weights: Precision::Int8,
-                activations: Precision::Int8,
-                kv_cache: Precision::Int8,
-            },
-            layers: vec![Layer {
-                attention: Some(Attention {
-                    heads: 1,
-                    kv_groups: 1,
-                    d_qk: 32,
-                    d_v: 32,
-                    qkv_bias: false,
-                    o_bias: false,
-                }),
-                ffn: Ffn::Dense {
-                    kind: FfnKind::SwiGlu,
-                    width: 256,
-                    bias: false,
-                },
-                parallel_residual: false,
-            }],
+        let attn = Attention {
+            heads: 1,
+            kv_groups: 1,
+            d_qk: 32,
+            d_v: 32,
+            qkv_bias: false,
+            o_bias: false,
         };
+        let m = model(1, 128, attn, 256, Precision::Int8, false);
         let sub = sub("a100-sxm4-40gb");
         let mut last = 0.0;
         for p in 100..=160 {
