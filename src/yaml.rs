@@ -164,6 +164,42 @@ impl<T: Serialize> Serialize for Located<T> {
     }
 }
 
+/// `&[(name, text)]` of description files shipped inside the binary: every `<name>.yaml` named,
+/// read from `<dir>` under the crate root at compile time.
+macro_rules! shipped {
+    ($dir:literal, [$($name:literal),* $(,)?]) => {
+        &[$(($name, include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $dir, "/", $name, ".yaml"))),)*]
+    };
+}
+pub(crate) use shipped;
+
+/// The description `spec` names: a file, when one exists at that path, else the entry of
+/// `shipped` (written under `dir`) whose name matches ignoring case. Neither gives an error
+/// that lists the shipped `kind`s.
+pub fn shipped_or_file(
+    spec: &str,
+    shipped: &[(&str, &'static str)],
+    dir: &str,
+    kind: &str,
+) -> Result<SourceFile, DescError> {
+    let path = Path::new(spec);
+    if path.is_file() {
+        return SourceFile::read(path);
+    }
+    match shipped.iter().find(|(n, _)| n.eq_ignore_ascii_case(spec)) {
+        Some((n, src)) => Ok(SourceFile::new(format!("{dir}/{n}.yaml"), *src)),
+        None => {
+            let names: Vec<&str> = shipped.iter().map(|(n, _)| *n).collect();
+            Err(SourceFile::new(spec, "").error(
+                Loc::UNKNOWN,
+                format!("`{spec}` is neither a shipped {kind} nor a file"),
+                "",
+                Some(format!("shipped {kind}s: {}", names.join(", "))),
+            ))
+        }
+    }
+}
+
 /// A description file: its display name and its text, both shared (cheap to clone).
 #[derive(Clone, Debug)]
 pub struct SourceFile {

@@ -2,43 +2,38 @@
 //! takes a preset name or a file path.
 
 use super::Model;
-use crate::yaml::DescErrors;
+use crate::yaml::{DescErrors, shipped};
 use std::path::Path;
 
-macro_rules! presets {
-    ($($name:literal),* $(,)?) => {
-        /// (name, YAML source) of every shipped model description.
-        pub const PRESETS: &[(&str, &str)] = &[
-            $(($name, include_str!(concat!("../../dsl/models/", $name, ".yaml"))),)*
-        ];
-    };
-}
-
-presets!(
-    "smollm2-135m",
-    "smollm2-360m",
-    "qwen2.5-0.5b",
-    "llama-3.2-1b",
-    "pythia-160m",
-    "gpt2",
-    "gemma-2b",
-    "llama-2-7b",
-    "llama-3-8b",
-    "llama-3-70b",
-    "mistral-7b",
-    "mixtral-8x7b",
-    "qwen1.5-moe-a2.7b",
-    "llmforge-acc-123m",
-    "llmforge-compact-106m",
-    "llmforge-acc-347m",
-    "llmforge-eco-294m",
-    "llmforge-fast-365m",
-    "llama-2-13b",
-    "llama-2-70b",
-    "codellama-34b",
-    "qwen2-7b",
-    "qwen2-72b",
-    "qwen1.5-7b",
+/// (name, YAML source) of every shipped model description.
+pub const PRESETS: &[(&str, &str)] = shipped!(
+    "dsl/models",
+    [
+        "smollm2-135m",
+        "smollm2-360m",
+        "qwen2.5-0.5b",
+        "llama-3.2-1b",
+        "pythia-160m",
+        "gpt2",
+        "gemma-2b",
+        "llama-2-7b",
+        "llama-3-8b",
+        "llama-3-70b",
+        "mistral-7b",
+        "mixtral-8x7b",
+        "qwen1.5-moe-a2.7b",
+        "llmforge-acc-123m",
+        "llmforge-compact-106m",
+        "llmforge-acc-347m",
+        "llmforge-eco-294m",
+        "llmforge-fast-365m",
+        "llama-2-13b",
+        "llama-2-70b",
+        "codellama-34b",
+        "qwen2-7b",
+        "qwen2-72b",
+        "qwen1.5-7b",
+    ]
 );
 
 /// Why a model could not be loaded.

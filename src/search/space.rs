@@ -16,25 +16,19 @@
 use crate::model::{
     self, Attention, Ffn, FfnKind, Layer, Model, Moe, NormKind, Positional, Precision, Precisions,
 };
-use crate::yaml::{DescError, DescErrors, Expression, Loc, Located, SourceFile};
+use crate::yaml::{DescError, DescErrors, Expression, Loc, Located, SourceFile, shipped, shipped_or_file};
 use rand::{Rng, RngExt};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
-macro_rules! shipped {
-    ($($name:literal),* $(,)?) => {
-        /// (name, YAML source) of every shipped search space (`dsl/spaces/*.yaml`).
-        pub const SHIPPED: &[(&str, &str)] = &[
-            $(($name, include_str!(concat!("../../dsl/spaces/", $name, ".yaml"))),)*
-        ];
-    };
-}
-
-shipped!(
-    "llmforge-200m",
-    "smollm2-360m-seeded",
-    "smollm2-135m-seeded",
-    "edge-moe"
+/// (name, YAML source) of every shipped search space (`dsl/spaces/*.yaml`).
+pub const SHIPPED: &[(&str, &str)] = shipped!(
+    "dsl/spaces",
+    [
+        "llmforge-200m",
+        "smollm2-360m-seeded",
+        "smollm2-135m-seeded",
+        "edge-moe"
+    ]
 );
 
 /// Per-layer gene values of one slot.
@@ -320,25 +314,8 @@ pub fn parse(src: &str, file_name: &str) -> Result<Space, DescErrors> {
 
 /// Loads a shipped space by name or a space file by path.
 pub fn load(spec: &str) -> Result<Space, DescErrors> {
-    let path = Path::new(spec);
-    if path.is_file() {
-        let file = SourceFile::read(path)?;
-        return parse(file.text(), file.name());
-    }
-    match SHIPPED.iter().find(|(n, _)| *n == spec) {
-        Some((n, src)) => parse(src, &format!("dsl/spaces/{n}.yaml")),
-        None => {
-            let names: Vec<&str> = SHIPPED.iter().map(|(n, _)| *n).collect();
-            Err(SourceFile::new(spec, "")
-                .error(
-                    Loc::UNKNOWN,
-                    format!("`{spec}` is neither a shipped search space nor a file"),
-                    "",
-                    Some(format!("shipped spaces: {}", names.join(", "))),
-                )
-                .into())
-        }
-    }
+    let file = shipped_or_file(spec, SHIPPED, "dsl/spaces", "search space")?;
+    parse(file.text(), file.name())
 }
 
 /// The candidate nearest to `v` (ties to the smaller).

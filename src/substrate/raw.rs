@@ -15,63 +15,59 @@ use crate::sim::systolic::{Buffers, Dataflow, Mode};
 use crate::units::{
     Bytes, BytesPerCycle, BytesPerSec, FlopsPerSec, Hertz, Joules, Seconds, SquareMeters, Watts,
 };
-use crate::yaml::{DescError, DescErrors, Diagnostics, Expression, Loc, Located, SourceFile};
+use crate::yaml::{
+    DescError, DescErrors, Diagnostics, Expression, Loc, Located, SourceFile, shipped, shipped_or_file,
+};
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::Path;
 
-macro_rules! shipped {
-    ($($name:literal),* $(,)?) => {
-        /// (name, YAML source) of every shipped substrate (`substrates/*.yaml`).
-        pub const SHIPPED: &[(&str, &str)] = &[
-            $(($name, include_str!(concat!("../../substrates/", $name, ".yaml"))),)*
-        ];
-    };
-}
-
-shipped!(
-    "jetson-agx-orin-64gb",
-    "jetson-orin-nano-super",
-    "a100-sxm4-40gb",
-    "h100-sxm",
-    "rtx-4090",
-    "apple-m2-ultra",
-    "gemmini",
-    "eyeriss",
-    "flat-edge",
-    "scalesim-8x8",
-    "scalesim-32x32",
-    "scalesim-128x128",
-    "ring-edge",
-    "ring-edge-cosearch",
-    "a100-sxm4-80gb",
-    "a100-pcie-80gb",
-    "h100-pcie",
-    "h200-sxm",
-    "gh200-96gb",
-    "l40s",
-    "rtx-3070",
-    "rtx-3080-10gb",
-    "rtx-3080-ti",
-    "rtx-3090",
-    "rtx-3090-ti",
-    "rtx-4070-ti",
-    "rtx-4080",
-    "rtx-a6000",
-    "a40",
-    "rtx-6000-ada",
-    "rtx-5000-ada",
-    "rtx-4000-ada",
-    "apple-m1",
-    "apple-m1-max",
-    "apple-m3-max",
-    "mi300x",
-    "mi250-gcd",
-    "mi210",
-    "max-1550",
-    "max-1550-stack",
-    "gaudi2",
+/// (name, YAML source) of every shipped substrate (`substrates/*.yaml`).
+pub const SHIPPED: &[(&str, &str)] = shipped!(
+    "substrates",
+    [
+        "jetson-agx-orin-64gb",
+        "jetson-orin-nano-super",
+        "a100-sxm4-40gb",
+        "h100-sxm",
+        "rtx-4090",
+        "apple-m2-ultra",
+        "gemmini",
+        "eyeriss",
+        "flat-edge",
+        "scalesim-8x8",
+        "scalesim-32x32",
+        "scalesim-128x128",
+        "ring-edge",
+        "ring-edge-cosearch",
+        "a100-sxm4-80gb",
+        "a100-pcie-80gb",
+        "h100-pcie",
+        "h200-sxm",
+        "gh200-96gb",
+        "l40s",
+        "rtx-3070",
+        "rtx-3080-10gb",
+        "rtx-3080-ti",
+        "rtx-3090",
+        "rtx-3090-ti",
+        "rtx-4070-ti",
+        "rtx-4080",
+        "rtx-a6000",
+        "a40",
+        "rtx-6000-ada",
+        "rtx-5000-ada",
+        "rtx-4000-ada",
+        "apple-m1",
+        "apple-m1-max",
+        "apple-m3-max",
+        "mi300x",
+        "mi250-gcd",
+        "mi210",
+        "max-1550",
+        "max-1550-stack",
+        "gaudi2",
+    ]
 );
 
 /// The names of the shipped substrates.
@@ -789,25 +785,5 @@ pub fn load(spec: &str, overrides: &[Override]) -> Result<Substrate, DescErrors>
 
 /// The text of a shipped substrate (by name) or of a substrate file (by path).
 pub(super) fn source(spec: &str) -> Result<SourceFile, DescErrors> {
-    let path = Path::new(spec);
-    if path.is_file() {
-        return Ok(SourceFile::read(path)?);
-    }
-    match SHIPPED.iter().find(|(n, _)| n.eq_ignore_ascii_case(spec)) {
-        Some((n, src)) => Ok(SourceFile::new(format!("substrates/{n}.yaml"), *src)),
-        None => {
-            let file = SourceFile::new(spec, "");
-            Err(file
-                .error(
-                    Loc::UNKNOWN,
-                    format!("`{spec}` is neither a shipped substrate nor a file"),
-                    "",
-                    Some(format!(
-                        "shipped substrates: {}",
-                        names().collect::<Vec<_>>().join(", ")
-                    )),
-                )
-                .into())
-        }
-    }
+    Ok(shipped_or_file(spec, SHIPPED, "substrates", "substrate")?)
 }

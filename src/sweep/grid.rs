@@ -7,20 +7,11 @@
 
 use crate::model::{Attention, Ffn, FfnKind, Layer, Model, Moe, NormKind, Positional, Precision, Precisions};
 use crate::search::space::candidates;
-use crate::yaml::{DescErrors, Expression, Loc, Located, SourceFile};
+use crate::yaml::{DescErrors, Expression, Located, SourceFile, shipped, shipped_or_file};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 
-macro_rules! shipped {
-    ($($name:literal),* $(,)?) => {
-        /// (name, YAML source) of every shipped grid (`dsl/grids/*.yaml`).
-        pub const SHIPPED: &[(&str, &str)] = &[
-            $(($name, include_str!(concat!("../../dsl/grids/", $name, ".yaml"))),)*
-        ];
-    };
-}
-
-shipped!("codesign-orin", "codesign-10m", "tiny");
+/// (name, YAML source) of every shipped grid (`dsl/grids/*.yaml`).
+pub const SHIPPED: &[(&str, &str)] = shipped!("dsl/grids", ["codesign-orin", "codesign-10m", "tiny"]);
 
 /// A validated grid.
 #[derive(Clone, Debug, PartialEq)]
@@ -161,25 +152,8 @@ pub fn parse(src: &str, file_name: &str) -> Result<Grid, DescErrors> {
 
 /// Loads a shipped grid by name or a grid file by path.
 pub fn load(spec: &str) -> Result<Grid, DescErrors> {
-    let path = Path::new(spec);
-    if path.is_file() {
-        let file = SourceFile::read(path)?;
-        return parse(file.text(), file.name());
-    }
-    match SHIPPED.iter().find(|(n, _)| *n == spec) {
-        Some((n, src)) => parse(src, &format!("dsl/grids/{n}.yaml")),
-        None => {
-            let names: Vec<&str> = SHIPPED.iter().map(|(n, _)| *n).collect();
-            Err(SourceFile::new(spec, "")
-                .error(
-                    Loc::UNKNOWN,
-                    format!("`{spec}` is neither a shipped grid nor a file"),
-                    "",
-                    Some(format!("shipped grids: {}", names.join(", "))),
-                )
-                .into())
-        }
-    }
+    let file = shipped_or_file(spec, SHIPPED, "dsl/grids", "grid")?;
+    parse(file.text(), file.name())
 }
 
 impl Grid {
