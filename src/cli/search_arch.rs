@@ -8,7 +8,6 @@
 use super::search::{OutputFormat, SearchArgs, TruncationName, lexicographic};
 use clap::{Args, ValueEnum};
 use llmforge::model::desc;
-use llmforge::quality::LossModel;
 use llmforge::search::arch::{ArchProblem, SCREENED};
 use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::nsga2::{CacheInCheckpoint, Checkpoint, Individual, Nsga2, Settings, Truncation};
@@ -37,13 +36,8 @@ pub struct ArchArgs {
     /// Constraints, e.g. `loss<=3.8`, `ttft<=50ms`, `weights+kv<=8GB` (repeatable).
     #[arg(long = "constraint")]
     pub constraints: Vec<String>,
-    /// Quality model: `chinchilla` (the published Hoffmann fit), a law file from
-    /// `llmforge law fit`, or a surrogate file from `llmforge surrogate fit`.
-    #[arg(long, default_value = "chinchilla")]
-    pub quality: String,
-    /// Training tokens per parameter the scaling laws assume (20 = compute-optimal).
-    #[arg(long, default_value_t = 20.0)]
-    pub tokens_per_param: f64,
+    #[command(flatten)]
+    pub quality: super::QualityArgs,
     /// Optimism of the loss objective: mu - beta * sigma.
     #[arg(long, default_value_t = 1.0)]
     pub beta: f64,
@@ -71,10 +65,6 @@ pub enum EngineName {
 struct State {
     engine: Checkpoint<Genome>,
     history: Option<History>,
-}
-
-fn loss_model(spec: &str, tokens_per_param: f64) -> miette::Result<Box<dyn LossModel>> {
-    llmforge::quality::load_loss_model(spec, tokens_per_param).map_err(|e| miette!("--quality: {e}"))
 }
 
 fn metric(name: &str) -> miette::Result<Metric> {
@@ -117,7 +107,7 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
         },
         objectives: objectives.clone(),
         constraints,
-        loss: loss_model(&a.quality, a.tokens_per_param)?,
+        loss: a.quality.load()?,
         beta: a.beta,
     };
 

@@ -2,7 +2,6 @@
 
 use clap::{Args, ValueEnum};
 use llmforge::model;
-use llmforge::quality::LossModel;
 use llmforge::search::persist::write_atomic;
 use llmforge::sim::{Engine, Workload};
 use llmforge::sweep::budget::{Budget, Metric, Metrics};
@@ -26,13 +25,8 @@ pub struct SweepArgs {
     substrate: String,
     #[arg(long = "set", value_name = "PATH=EXPR")]
     set: Vec<String>,
-    /// Quality model: `chinchilla` (the published Hoffmann fit), a law file from
-    /// `llmforge law fit`, or a surrogate file from `llmforge surrogate fit`.
-    #[arg(long, default_value = "chinchilla")]
-    quality: String,
-    /// Training tokens per parameter the scaling laws assume (20 = compute-optimal).
-    #[arg(long, default_value_t = 20.0)]
-    tokens_per_param: f64,
+    #[command(flatten)]
+    quality: super::QualityArgs,
     #[arg(long, default_value_t = 1024)]
     prompt: u64,
     #[arg(long = "gen", default_value_t = 16)]
@@ -83,10 +77,6 @@ enum Rows {
 
 const CHUNK: u64 = 16_384;
 
-fn loss_model(spec: &str, tokens_per_param: f64) -> miette::Result<Box<dyn LossModel>> {
-    llmforge::quality::load_loss_model(spec, tokens_per_param).map_err(|e| miette!("--quality: {e}"))
-}
-
 fn shard(spec: &Option<String>, len: u64) -> miette::Result<std::ops::Range<u64>> {
     let Some(s) = spec else { return Ok(0..len) };
     let (i, n) = s
@@ -119,7 +109,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         }
     }
     let substrate = super::substrate::load(&args.substrate, &args.set)?;
-    let loss = loss_model(&args.quality, args.tokens_per_param)?;
+    let loss = args.quality.load()?;
     let budgets: Vec<Budget> = args
         .budgets
         .iter()
