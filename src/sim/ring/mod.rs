@@ -100,11 +100,15 @@
 //!   ~600 to 800 cycles per layer. TPOT is therefore ~0.1 ms (the paper-era 5.6 ms, which its
 //!   authors superseded, would need ~280 B/cycle for the whole model, i.e. ~18 WMEM ports)
 //!   and it follows the number and width of the layers: Eco-294M (27 layers, d 960) decodes
-//!   faster than Fast-365M (32 layers, d 1088), whose fewer heads (196 vs 283 across the
-//!   model) save attention cycles that are only ~20% of a step at ctx <= 512. TTFT is P x the
-//!   slowest stage, 4 layers on every 8-chip design, so all three variants and SmolLM2 land
-//!   within 1.3% of each other (3.61 to 3.66 ms). Fast being the lowest-latency variant does
-//!   not reproduce.
+//!   faster than Fast-365M (32 layers, d 1088), whose fewer heads (196 vs 301 across the
+//!   model) save attention cycles that are only ~20% of a step at ctx <= 512: on 2048-core
+//!   chips with 64-MAC VACs an attention layer of SmolLM2 or Eco takes 588 weight + 170
+//!   attention cycles at ctx 384, one of Fast 608 + 128 (its wider d costs K tiles). TTFT is
+//!   P x the slowest stage, 4 layers on every 8-chip design, so all three variants and
+//!   SmolLM2 land within 1.3% of each other (3.61 to 3.66 ms). Fast being the lowest-latency
+//!   variant does not reproduce at the paper's P = D = 256; its fewer heads do win the
+//!   prefill once attention weighs more (lowest TTFT of the five from P = D = 1024 on, where
+//!   Eco still decodes fastest).
 
 pub mod cosearch;
 pub mod eval;
