@@ -14,7 +14,9 @@
 //! leakage: {sram, accumulator, head_sram, global_sram}     # "5.907e-7 pJ/B/cycle", "... pJ/cycle"
 //! envelope: {area, power}                       # required for a ring
 //! packing: {weight_headroom, kv_headroom, min_kv_per_core, core_doublings,
-//!           max_cores_per_chip}                 # the last optional: no limit (the paper)
+//!           max_cores_per_chip,                 # optional: no limit (the paper)
+//!           chip_sizing}                        # optional: smallest_fitting (default) or
+//!                                               #   smallest_total_area
 //! options: {decode_context, lm_head, spill_to_dram, tensor_parallel}
 //! ```
 //!
@@ -28,8 +30,8 @@ use super::raw::{Ctx, RawEnvelope, envelope, non_negative, positive, positive_in
 use super::{Efficiency, Kind, Ring, Substrate};
 use crate::dsl::Dim;
 use crate::sim::ring::{
-    DecodeContext, Envelope, LmHead, PackingRules, RingArea, RingChip, RingDesign, RingDram, RingEnergy,
-    RingLeakage, RingLink, RingOptions, RingSpec,
+    ChipSizing, DecodeContext, Envelope, LmHead, PackingRules, RingArea, RingChip, RingDesign, RingDram,
+    RingEnergy, RingLeakage, RingLink, RingOptions, RingSpec,
 };
 use crate::units::{Bytes, BytesPerCycle, Cycles, Hertz, Joules, SquareMeters};
 use crate::yaml::{Expression, Located};
@@ -129,6 +131,7 @@ struct RawPacking {
     min_kv_per_core: Expression,
     core_doublings: Expression,
     max_cores_per_chip: Option<Expression>,
+    chip_sizing: Option<Located<String>>,
 }
 
 #[derive(Deserialize)]
@@ -253,6 +256,16 @@ pub(super) fn ring(ctx: &Ctx, raw: &RawRing) -> Option<Substrate> {
         p.max_cores_per_chip.as_ref(),
         power_of_two,
     );
+    let chip_sizing = match &p.chip_sizing {
+        None => Some(ChipSizing::SmallestFitting),
+        Some(w) => ctx.word("packing.chip_sizing", w, |s| match s {
+            "smallest_fitting" => Ok(ChipSizing::SmallestFitting),
+            "smallest_total_area" => Ok(ChipSizing::SmallestTotalArea),
+            other => Err(format!(
+                "expected smallest_fitting or smallest_total_area, found `{other}`"
+            )),
+        }),
+    };
 
     let o = &raw.options;
     let decode_context = ctx.word("options.decode_context", &o.decode_context, |s| match s {
@@ -336,6 +349,7 @@ pub(super) fn ring(ctx: &Ctx, raw: &RawRing) -> Option<Substrate> {
         min_kv_per_core: min_kv?,
         core_doublings: u32::try_from(doubl?).ok()?,
         max_cores_per_chip: max_cores?,
+        chip_sizing: chip_sizing?,
     };
     let options = RingOptions {
         decode_context: decode_context?,

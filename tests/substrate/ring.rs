@@ -2,7 +2,7 @@
 //! every field is read, bad values are located, overrides apply.
 
 use super::set;
-use llmforge::sim::ring::{DecodeContext, LmHead, RingDesign, RingOptions, RingSpec};
+use llmforge::sim::ring::{ChipSizing, DecodeContext, LmHead, RingDesign, RingOptions, RingSpec};
 use llmforge::substrate::{self, Kind, Ring, Substrate};
 use llmforge::units::Bytes;
 use serde_json::Value;
@@ -219,6 +219,13 @@ fn every_field_is_read() {
         (o.decode_context, o.lm_head),
         (DecodeContext::Average, LmHead::Included)
     );
+    // the chip-sizing reading of the packing rule (a word, default smallest_fitting)
+    assert_eq!(
+        ring(&base).spec.packing().chip_sizing,
+        ChipSizing::SmallestFitting
+    );
+    let s = load("ring-edge", &[set("packing.chip_sizing", "smallest_total_area")]);
+    assert_eq!(ring(&s).spec.packing().chip_sizing, ChipSizing::SmallestTotalArea);
     // the extended spec of the ring module: the reference with 4096 cores per chip
     let s = load("ring-edge", &[set("packing.max_cores_per_chip", "4096")]);
     let want = serde_json::to_value(RingSpec::llmforge_extended()).unwrap();
@@ -316,6 +323,10 @@ fn structural_problems_are_errors() {
         (set("link.energy", "1 pJ"), "link.energy"),
         (set("options.lm_head", "maybe"), "excluded or included"),
         (set("packing.max_cores_per_chip", "3"), "power of two"),
+        (
+            set("packing.chip_sizing", "largest"),
+            "expected smallest_fitting or smallest_total_area, found `largest`",
+        ),
     ] {
         let err = substrate::load("ring-edge", std::slice::from_ref(&o)).expect_err(&o.path);
         let text = format!("{err:?}");

@@ -14,7 +14,7 @@
 //!    non-gated FFN, no attention weights in attention-free layers) and the weight GEMMs
 //!    (fused Q+K projection, V projection, output projection, FFN gate, up, down).
 //! 2. [`packing`] places layers on chips (the paper's rule: core count per chip from the
-//!    largest layer, greedy contiguous fill, smallest n_chips x chip area).
+//!    largest layer, doubled until the model fits max_chips, greedy contiguous fill).
 //! 3. [`eval`] prices every GEMM with the analytical model of [`gemm`] (action counts times
 //!    the energy table), the attention core per KV group reading K/V from the KV cache
 //!    (M = H/G query rows share one read of the group's K and V, V reads x1.2), KV writes
@@ -64,17 +64,51 @@
 //!   (2(k-1) steps of bytes/k; each chip sends 2(k-1)/k x bytes). When both are allowed,
 //!   both packings are priced and the one with the lower objective is kept.
 //!
-//! What the rules imply (measured with the reference constants, P = D = 256, u = 1):
-//! - The core doublings keep the total core count of a packing nearly constant (layers per
-//!   chip double with the cores), so the smallest-n_chips x area rule is decided by the
-//!   per-chip head and global SRAM and picks the *fewest* chips: SmolLM2-360M lands on one
-//!   16,384-core chip. `max_chips` then rarely binds, the prefill is not pipelined across
-//!   chips, and TTFT follows the chip count more than the model (Eco-294M packs onto 3 chips
-//!   and prefills ~3.7x faster than the one-chip designs).
+//! - *Chip size* ([`ChipSizing`], reference "Packing"). The reference starts the core count at
+//!   next_pow2(ceil(largest_layer*1.15/wmem_per_core)), "doubled up to 6 times", keeps "the
+//!   packing with the smallest n_chips x chip area" and rejects "configs needing more than
+//!   max_chips". Read as "price all 7 candidates, keep the least silicon"
+//!   ([`ChipSizing::SmallestTotalArea`]) the rule is degenerate: doubling the cores halves the
+//!   chips, so the total silicon of every candidate is the same to within the per-chip global
+//!   SRAM (0.005 mm^2 of ~600 mm^2) and that crumb picks the *fewest, largest* chips. SmolLM2-360M
+//!   then lands on one 16,384-core, 615 mm^2 die, no design ever uses the max_chips the
+//!   co-search varies (8, 16 or 32 give the same packing), and whether a model's prefill
+//!   pipelines over several chips depends on greedy-fill rounding (Eco-294M: 3 chips, SmolLM2:
+//!   1, TTFT 6.1 vs 22.9 ms). We read "up to 6 times" as a stopping rule
+//!   ([`ChipSizing::SmallestFitting`], the default): double only while the packing needs more
+//!   than max_chips, i.e. the smallest die that holds the model within the design's chip
+//!   budget. That is what an architect building a *multi-chip* ring does (at equal silicon,
+//!   smaller dies yield better and pipeline the prefill), it makes max_chips a live gene of
+//!   the co-search, and it reproduces the paper's scale: SmolLM2-360M on 8 chips of 2048 cores
+//!   (the paper-era model: 7 chips). The area rule still ranks design points; the old reading
+//!   stays selectable (`packing.chip_sizing: smallest_total_area`).
+//!
+//! What the rules imply (measured with the reference constants, P = D = 256, u = 1, the
+//! 45-point energy co-search):
+//! - Every model picks 64 MACs/VAC, 24 KiB WMEM/core and the 8-chip budget: 24 KiB is the
+//!   shallowest WMEM (energy per byte scales with depth^0.78: 48 KiB costs +72% per WMEM
+//!   byte), 64-MAC VACs need the fewest accumulator read-modify-writes, and 16 or 32 smaller
+//!   chips pipeline the prefill faster but decode slower, so their leakage over the 256 decode
+//!   steps costs more than the prefill saves (SmolLM2: 149.4 / 150.5 / 153.7 uJ per token).
 //! - Decode energy is ~one WMEM byte read plus one MAC per weight (0.443 pJ/B), within a few
-//!   percent; the 100 W power envelope never binds for these models (< 10 W).
-//! - A layer-sized chip runs a layer in a few hundred cycles, so TPOT is ~0.1 ms, far below
-//!   the paper-era 5.6 ms (which its authors superseded).
+//!   percent; the 100 W power envelope never binds for these models (< 10 W). Energy per
+//!   token therefore follows the weight bytes: Eco-294M is lowest (115.7 uJ vs 149.4 for
+//!   SmolLM2-360M, -23%; the paper reports -40%).
+//! - Latency is not a bandwidth sum but a chain of GEMM latencies: a 64-MAC VAC reads its
+//!   64-byte K tile through a 16 B/cycle WMEM port, so every weight GEMM takes about
+//!   ceil(N/n_cores) x K/16 cycles however many cores the chip has, and one token step is
+//!   ~600 to 800 cycles per layer. TPOT is therefore ~0.1 ms (the paper-era 5.6 ms, which its
+//!   authors superseded, would need ~280 B/cycle for the whole model, i.e. ~18 WMEM ports)
+//!   and it follows the number and width of the layers: Eco-294M (27 layers, d 960) decodes
+//!   faster than Fast-365M (32 layers, d 1088), whose fewer heads (196 vs 301 across the
+//!   model) save attention cycles that are only ~20% of a step at ctx <= 512: on 2048-core
+//!   chips with 64-MAC VACs an attention layer of SmolLM2 or Eco takes 588 weight + 170
+//!   attention cycles at ctx 384, one of Fast 608 + 128 (its wider d costs K tiles). TTFT is
+//!   P x the slowest stage, 4 layers on every 8-chip design, so all three variants and
+//!   SmolLM2 land within 1.3% of each other (3.61 to 3.66 ms). Fast being the lowest-latency
+//!   variant does not reproduce at the paper's P = D = 256; its fewer heads do win the
+//!   prefill once attention weighs more (lowest TTFT of the five from P = D = 1024 on, where
+//!   Eco still decodes fastest).
 
 pub mod cosearch;
 pub mod eval;
@@ -95,8 +129,8 @@ pub use eval::{
 pub use packing::{Oversize, Packing, Placement, Stage};
 pub use prepare::{LayerOrigin, RingModel};
 pub use spec::{
-    ChipConfig, Envelope, PackingRules, RingArea, RingChip, RingDram, RingEnergy, RingLeakage, RingLink,
-    RingSpec,
+    ChipConfig, ChipSizing, Envelope, PackingRules, RingArea, RingChip, RingDram, RingEnergy, RingLeakage,
+    RingLink, RingSpec,
 };
 pub use workload::{DecodeContext, LmHead, RingOptions, RingWorkload};
 

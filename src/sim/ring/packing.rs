@@ -8,6 +8,13 @@
 //! n_cores); the candidate with the smallest n_chips x chip area is kept; candidates needing
 //! more than max_chips are rejected.
 //!
+//! Which candidates compete is [`ChipSizing`]: by default ([`ChipSizing::SmallestFitting`])
+//! the doubling stops at the first core count whose packing fits max_chips, so each chip is
+//! the smallest that lets the model fit the design's chip budget; with
+//! [`ChipSizing::SmallestTotalArea`] all candidates within max_chips are priced and the
+//! smallest silicon wins, which in practice is the fewest, largest chips (see the ring
+//! module docs for the numbers).
+//!
 //! Extensions (off in the paper options):
 //! - with `max_cores_per_chip`, a layer may exceed one chip (oversize). Policy
 //!   [`Oversize::TensorParallel`] gives it its own stage of k = ceil(bytes / capacity)
@@ -17,7 +24,7 @@
 
 use super::eval::RingDesign;
 use super::prepare::RingModel;
-use super::spec::{ChipConfig, RingSpec};
+use super::spec::{ChipConfig, ChipSizing, RingSpec};
 use crate::units::Bytes;
 use serde::Serialize;
 use std::ops::Range;
@@ -264,6 +271,12 @@ pub(crate) fn best_packing(
                 kv_per_core: kv,
             };
             let area = scratch.n_chips as f64 * scratch.chip.area_m2(chip);
+            // the smallest chip that holds the whole model stationary in max_chips ends the
+            // doubling; candidates that split or stream layers compete by area meanwhile
+            if rules.chip_sizing == ChipSizing::SmallestFitting && !scratch.uses_extensions() {
+                best.copy_from(scratch);
+                return true;
+            }
             if area < best_area {
                 best_area = area;
                 best.copy_from(scratch);
@@ -341,45 +354,91 @@ mod tests {
         assert_eq!(kv_per_core(&spec, 2e6, 64), Bytes::kib(64.0));
     }
 
+    fn packed(spec: &RingSpec, m: &RingModel, max_chips: u64) -> (u64, u64) {
+        let (mut s, mut b) = (Packing::empty(), Packing::empty());
+        let design = RingDesign::new(16, max_chips, Bytes::kib(1.0)).unwrap();
+        assert!(best_packing(
+            spec,
+            m,
+            &design,
+            Oversize::TensorParallel,
+            &mut s,
+            &mut b
+        ));
+        (b.chip.n_cores, b.n_chips)
+    }
+
+    fn with_sizing(spec: &RingSpec, sizing: ChipSizing) -> RingSpec {
+        spec.with_packing(PackingRules {
+            chip_sizing: sizing,
+            ..*spec.packing()
+        })
+        .unwrap()
+    }
+
     #[test]
-    fn smallest_total_area_wins() {
-        // tiny(4), WMEM 1 KiB/core: start = next_pow2(ceil(2560*1.15/1024)) = 4 cores.
-        // 4 cores: 1 layer/chip, 4 chips; 8 cores (capacity 7123 B): 2/chip, 2 chips;
-        // 16 cores: 5/chip, 1 chip. Equal total cores (16), so the per-chip parts (head SRAM,
-        // global SRAM) decide: the single 16-core chip.
+    fn smallest_fitting_doubles_only_until_the_model_fits() {
+        // tiny(4) = 4 layers of 2560 B, WMEM 1 KiB/core:
+        // start = next_pow2(ceil(2560*1.15/1024)) = next_pow2(3) = 4 cores, capacity
+        // 4*1024/1.15 = 3562 B -> 1 layer/chip, 4 chips; 8 cores (7123 B) -> 2/chip, 2 chips;
+        // 16 cores (14247 B) -> 4/chip, 1 chip.
         let spec = RingSpec::llmforge_reference();
+        assert_eq!(spec.packing().chip_sizing, ChipSizing::SmallestFitting);
         let m = RingModel::new(
             &tiny(4),
             &RingWorkload::new(4, 2, 1).unwrap(),
             &RingOptions::paper(),
         )
         .unwrap();
-        let (mut s, mut b) = (Packing::empty(), Packing::empty());
-        let design = RingDesign::new(16, 8, Bytes::kib(1.0)).unwrap();
-        assert!(best_packing(
-            &spec,
-            &m,
-            &design,
-            Oversize::TensorParallel,
-            &mut s,
-            &mut b
-        ));
-        assert_eq!((b.chip.n_cores, b.n_chips), (16, 1));
-        // max 4 cores per chip: the 4-core option only
-        let spec = spec
+        // the start fits 8 chips: no doubling
+        assert_eq!(packed(&spec, &m, 8), (4, 4));
+        assert_eq!(packed(&spec, &m, 4), (4, 4));
+        // 3 chips: 4 cores need 4 > 3, one doubling -> 8 cores, 2 chips
+        assert_eq!(packed(&spec, &m, 3), (8, 2));
+        // 1 chip: two doublings
+        assert_eq!(packed(&spec, &m, 1), (16, 1));
+        // no doubling allowed: 1 chip cannot hold it
+        let none = spec
             .with_packing(PackingRules {
-                max_cores_per_chip: Some(4),
+                core_doublings: 0,
                 ..*spec.packing()
             })
             .unwrap();
-        assert!(best_packing(
-            &spec,
+        let (mut s, mut b) = (Packing::empty(), Packing::empty());
+        let design = RingDesign::new(16, 1, Bytes::kib(1.0)).unwrap();
+        assert!(!best_packing(
+            &none,
             &m,
             &design,
             Oversize::TensorParallel,
             &mut s,
             &mut b
         ));
-        assert_eq!((b.chip.n_cores, b.n_chips), (4, 4));
+    }
+
+    #[test]
+    fn smallest_total_area_wins() {
+        // Same candidates as above. Equal total cores (16), so the per-chip parts (head SRAM
+        // per DXT scales with the cores; the global SRAM, 4824.14 um^2, is per chip) decide:
+        // the single 16-core chip.
+        let spec = with_sizing(&RingSpec::llmforge_reference(), ChipSizing::SmallestTotalArea);
+        let m = RingModel::new(
+            &tiny(4),
+            &RingWorkload::new(4, 2, 1).unwrap(),
+            &RingOptions::paper(),
+        )
+        .unwrap();
+        assert_eq!(packed(&spec, &m, 8), (16, 1));
+        // max 4 cores per chip: the 4-core option only, under both readings
+        for sizing in [ChipSizing::SmallestTotalArea, ChipSizing::SmallestFitting] {
+            let capped = spec
+                .with_packing(PackingRules {
+                    max_cores_per_chip: Some(4),
+                    chip_sizing: sizing,
+                    ..*spec.packing()
+                })
+                .unwrap();
+            assert_eq!(packed(&capped, &m, 8), (4, 4), "{sizing:?}");
+        }
     }
 }

@@ -135,6 +135,27 @@ pub struct PackingRules {
     /// Largest core count a chip may have. `None` (the paper) sizes every chip so that the
     /// largest layer fits; a limit makes oversize layers possible (tensor-parallel or streamed).
     pub max_cores_per_chip: Option<u64>,
+    /// Which of the core-count candidates becomes the chip.
+    pub chip_sizing: ChipSizing,
+}
+
+/// How the packing picks a chip's core count among start x 2^0 ..= start x 2^core_doublings.
+///
+/// The reference ("Packing", shared/reference/llmforge.md) says: cores start at
+/// next_pow2(ceil(largest_layer*1.15/wmem_per_core)), "doubled up to 6 times"; "keep the packing
+/// with the smallest n_chips x chip area; reject configs needing more than max_chips". Two
+/// readings; see the ring module docs for why [`ChipSizing::SmallestFitting`] is the default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChipSizing {
+    /// Double only while the greedy packing needs more than `max_chips` chips: the chip is the
+    /// smallest candidate that fits the budget ("up to 6 times" as a stopping rule), and
+    /// "smallest n_chips x chip area" then ranks what differs between design points.
+    SmallestFitting,
+    /// Price every candidate within `max_chips` and keep the smallest n_chips x chip area.
+    /// Doubling the cores halves the chips, so the silicon is nearly constant and the per-chip
+    /// global SRAM (0.005 mm^2) decides: this picks the fewest, largest chips.
+    SmallestTotalArea,
 }
 
 /// A validated ring description.
@@ -347,6 +368,7 @@ impl RingSpec {
             min_kv_per_core: Bytes::kib(8.0),
             core_doublings: 6,
             max_cores_per_chip: None,
+            chip_sizing: ChipSizing::SmallestFitting,
         };
         RingSpec {
             chip,
