@@ -50,7 +50,22 @@ enum Command {
     Calibrate(cli::calibrate::CalibrateArgs),
 }
 
+/// Rust starts with SIGPIPE ignored, so writing to a closed pipe (`llmforge sim ... | head`)
+/// makes `println!` panic. A command-line tool should instead end quietly, as `cat` does.
+#[cfg(unix)]
+fn default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; it only sets SIGPIPE back
+    // to the default action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn default_sigpipe() {}
+
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Model(cmd) => cli::model::run(cmd),

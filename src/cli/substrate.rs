@@ -2,7 +2,7 @@
 
 use clap::{Subcommand, ValueEnum};
 use llmforge::model::{self, ComputeClass};
-use llmforge::sim::ring::RingWorkload;
+use llmforge::sim::ring::{ChipSizing, RingWorkload};
 use llmforge::sim::ring_adapter;
 use llmforge::substrate::cosearch::{PointStatus, objective_name};
 use llmforge::substrate::{self, DesignSpace, Kind, Substrate};
@@ -283,12 +283,16 @@ fn print_ring(r: &substrate::Ring) {
     );
     let p = r.spec.packing();
     println!(
-        "packing                weight headroom {}, KV headroom {}, min KV {:.0} KiB/core, {} core doublings, max cores/chip {}",
+        "packing                weight headroom {}, KV headroom {}, min KV {:.0} KiB/core, {} core doublings, max cores/chip {}, chip sizing {}",
         p.weight_headroom,
         p.kv_headroom,
         p.min_kv_per_core.get() / 1024.0,
         p.core_doublings,
-        p.max_cores_per_chip.map_or("none".into(), |m| m.to_string())
+        p.max_cores_per_chip.map_or("none".into(), |m| m.to_string()),
+        match p.chip_sizing {
+            ChipSizing::SmallestFitting => "smallest_fitting",
+            ChipSizing::SmallestTotalArea => "smallest_total_area",
+        }
     );
     let o = r.options;
     println!(

@@ -607,6 +607,41 @@ mod cli {
         )
     }
 
+    /// `llmforge sim ... | head -1`: the reader goes away after one line; the tool must end
+    /// without a panic message (it dies of SIGPIPE, like any Unix filter).
+    #[cfg(unix)]
+    #[test]
+    fn a_closed_pipe_ends_the_tool_quietly() {
+        use std::io::{BufRead, BufReader};
+        use std::process::Stdio;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_llmforge"))
+            // ~800 kB of JSON: far more than a pipe buffers.
+            .args([
+                "sim",
+                "--model",
+                "smollm2-135m",
+                "--substrate",
+                "a100-sxm4-40gb",
+                "--gen",
+                "4",
+            ])
+            .args(["--format", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        // The reader (and the pipe's only read end) is dropped here.
+        let out = child.wait_with_output().unwrap();
+        assert!(first.starts_with('{'), "{first}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert_ne!(out.status.code(), Some(101), "{err}");
+    }
+
     fn tmp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("llmforge-sim-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
