@@ -469,6 +469,8 @@ const IDEAL: crate::substrate::Efficiency = crate::substrate::Efficiency {
     memory: 1.0,
     kernel_overhead: crate::units::Seconds::ZERO,
     token_overhead: crate::units::Seconds::ZERO,
+    quantised_compute: 1.0,
+    score_bytes: crate::units::Bytes::ZERO,
 };
 
 /// How far beyond the ideal bound a measurement may be before it is taken for an anomaly.

@@ -4,7 +4,7 @@
 
 use llmforge::model::accounting;
 use llmforge::substrate::{self, Efficiency};
-use llmforge::units::Seconds;
+use llmforge::units::{Bytes, Seconds};
 use llmforge::validate::calibrate::{self, HoldOut, Point};
 use llmforge::validate::mapping::{self, Maps, ReasonKind};
 use llmforge::validate::predict::{self, Engine};
@@ -206,6 +206,8 @@ fn calibration_recovers_known_efficiencies() {
         memory: 0.72,
         kernel_overhead: Seconds::new(6e-6),
         token_overhead: Seconds::new(150e-6),
+        quantised_compute: 0.8,
+        score_bytes: Bytes::new(12.0),
     };
     let maps = Maps::builtin().unwrap();
     let mut rows = String::from(
@@ -295,12 +297,17 @@ fn calibrated_substrate_and_overlay_load_back() {
         memory: 0.803,
         kernel_overhead: Seconds::new(2.31e-6),
         token_overhead: Seconds::new(95.2e-6),
+        quantised_compute: 0.7,
+        score_bytes: Bytes::new(16.0),
     };
     let (_, src) = substrate::SHIPPED.iter().find(|(n, _)| *n == "rtx-3090").unwrap();
     let text = overlay::calibrated_substrate(src, &eff, &["calibrated in a test".into()]).unwrap();
     let s = substrate::load_str(&text, "cal.yaml", &[]).unwrap();
     assert!((s.efficiency.memory - 0.803).abs() < 1e-9);
     assert!((s.efficiency.kernel_overhead.get() - 2.31e-6).abs() < 1e-12);
+    // The optional fields the shipped file leaves out are added to its efficiency section.
+    assert!((s.efficiency.quantised_compute - 0.7).abs() < 1e-9);
+    assert!((s.efficiency.score_bytes.get() - 16.0).abs() < 1e-9);
     let y = overlay::to_yaml("llama.cpp", ("substrate", "rtx-3090"), &eff, &[], &[]);
     let o = overlay::parse(&y, "o.yaml").unwrap();
     assert!(o.applies("rtx-3090", "any", "llama.cpp") && !o.applies("rtx-3090", "any", "vllm"));
@@ -365,4 +372,108 @@ fn public_file_every_row_accounted_for() {
         "{:?}",
         decode.stats
     );
+}
+
+fn set(path: &str, expr: &str) -> substrate::Override {
+    substrate::Override {
+        path: path.into(),
+        expr: expr.into(),
+    }
+}
+
+fn prefill_s(model: &llmforge::model::Model, sub: &substrate::Substrate, prompt: u64, engine: Engine) -> f64 {
+    let w = llmforge::sim::Workload {
+        prompt,
+        generate: 1,
+        batch: 1,
+    };
+    llmforge::sim::summary(model, sub, w, engine).prefill.time.get()
+}
+
+#[test]
+fn efficiency_extensions_default_to_the_old_model() {
+    // Stated defaults (quantised GEMMs at the full compute fraction, no score traffic) price
+    // exactly as a substrate without the fields.
+    let base = substrate::load("rtx-3090", &[]).unwrap();
+    assert_eq!(base.efficiency.quantised_compute, 1.0);
+    assert_eq!(base.efficiency.score_bytes, Bytes::ZERO);
+    let same = substrate::load(
+        "rtx-3090",
+        &[
+            set("efficiency.quantised_compute", "1"),
+            set("efficiency.score_bytes", "0 B"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(base, same);
+}
+
+#[test]
+fn quantised_weights_slow_only_quantised_gemms() {
+    let f16 = llmforge::model::load("llama-3-8b").unwrap();
+    let mut q4 = f16.clone();
+    q4.precision.weights = llmforge::model::Precision::Bits(4.89);
+    let base = substrate::load("rtx-4090", &[]).unwrap();
+    let slow = substrate::load("rtx-4090", &[set("efficiency.quantised_compute", "0.5")]).unwrap();
+    for engine in [Engine::Roofline, Engine::Sim] {
+        // fp16 weights: unchanged.
+        assert_eq!(
+            prefill_s(&f16, &base, 2048, engine),
+            prefill_s(&f16, &slow, 2048, engine)
+        );
+        // Block-quantised weights: a compute-bound prefill slows, by less than the factor 2
+        // (attention and elementwise kernels are not weight GEMMs).
+        let (a, b) = (
+            prefill_s(&q4, &base, 2048, engine),
+            prefill_s(&q4, &slow, 2048, engine),
+        );
+        assert!(b > 1.3 * a && b < 2.0 * a, "{engine:?}: {a} -> {b}");
+    }
+}
+
+#[test]
+fn materialised_scores_cost_more_for_longer_prompts() {
+    let m = llmforge::model::load("llama-3-8b").unwrap();
+    let base = substrate::load("rtx-4090", &[]).unwrap();
+    let unfused = substrate::load("rtx-4090", &[set("efficiency.score_bytes", "16 B")]).unwrap();
+    for engine in [Engine::Roofline, Engine::Sim] {
+        let extra = |p: u64| prefill_s(&m, &unfused, p, engine) / prefill_s(&m, &base, p, engine);
+        let (short, long) = (extra(512), extra(8192));
+        assert!(short >= 1.0 && long > short + 0.1, "{engine:?}: {short} {long}");
+    }
+    // The cycle model stays at or above the roofline with the score traffic.
+    let r = prefill_s(&m, &unfused, 4096, Engine::Roofline);
+    let g = prefill_s(&m, &unfused, 4096, Engine::Sim);
+    assert!(g >= r * (1.0 - 1e-9), "{g} < {r}");
+}
+
+#[test]
+fn efficiency_extensions_are_checked_with_locations() {
+    let (_, src) = substrate::SHIPPED.iter().find(|(n, _)| *n == "rtx-3090").unwrap();
+    let bad = src.replace(
+        "  kernel_overhead:",
+        "  score_bytes: \"-3 B\"\n  quantised_compute: 1.5\n  kernel_overhead:",
+    );
+    let err = substrate::load_str(&bad, "bad.yaml", &[]).unwrap_err();
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let find = |word: &str| {
+        err.errors()
+            .iter()
+            .find(|e| e.message().contains(word) || e.labels().iter().any(|l| l.1.contains(word)))
+            .unwrap_or_else(|| panic!("no error about {word}: {err:?}"))
+    };
+    let e = find("non-negative");
+    assert_eq!(
+        (e.file(), e.line()),
+        ("bad.yaml", line_of("score_bytes")),
+        "{e:?}"
+    );
+    let e = find("(0, 1]");
+    assert_eq!(
+        (e.file(), e.line()),
+        ("bad.yaml", line_of("quantised_compute")),
+        "{e:?}"
+    );
+    let e = substrate::load("rtx-3090", &[set("efficiency.quantised_compute", "0")]).unwrap_err();
+    assert!(e.errors()[0].file().contains("quantised_compute"), "{e:?}");
 }
