@@ -1,18 +1,23 @@
 //! Calibration: fitting a substrate's efficiencies (achieved fraction of the matrix peak and
-//! of the memory bandwidth, fixed per-kernel and per-pass overheads) to measurements.
+//! of the memory bandwidth, fixed per-kernel and per-pass overheads, the fraction of the
+//! compute fraction that GEMMs over block-quantised weights reach, and the DRAM bytes per
+//! attention score of a stack that materialises the score matrix) to measurements.
 //!
-//! The fit minimises the sum of squared log ratios `ln(predicted / measured)` over the rows
-//! (a relative error, the same for a rate and for its time) with Levenberg-Marquardt on
-//! bounded transforms of the four parameters: `compute = sigmoid(u0)`, `memory =
-//! sigmoid(u1)`, `kernel_overhead = 1 us * exp(u2)`, `token_overhead = 10 us * exp(u3)`. The Jacobian is taken by forward differences through the cost engine
+//! The fit minimises a Huber loss of the log ratios `ln(predicted / measured)` over the rows
+//! (a relative error, the same for a rate and for its time; quadratic up to 0.1, linear
+//! beyond, so that it weighs rows like the mean absolute error it is judged by) with
+//! Levenberg-Marquardt (iteratively reweighted) on bounded transforms of the six parameters:
+//! `compute = sigmoid(u0)`, `memory = sigmoid(u1)`, `kernel_overhead = 1 us * exp(u2)`,
+//! `token_overhead = 10 us * exp(u3)`, `quantised_compute = sigmoid(u4)`, `score_bytes =
+//! 0.1 B * exp(u5)`. The Jacobian is taken by forward differences through the cost engine
 //! itself, so the fitted values are exactly the ones the engine then uses. A weak prior pulls
 //! each transformed parameter towards its start, so a parameter the rows do not constrain
 //! (the compute fraction when every row is a memory-bound decode) stays at the substrate's
-//! stated default instead of drifting.
+//! stated default instead of drifting. [`fit_some`] frees only some parameters.
 //!
 //! [`holdout`] measures how well a fit generalises: each device (or model) of a family and
 //! stack is predicted with parameters fitted on the *other* devices (models) only, one
-//! parameter set per phase (prefill, decode, whole runs).
+//! parameter set per phase (prefill, decode, whole runs; see [`fit_phase`] and [`PREFILL`]).
 
 use super::mapping::Case;
 use super::predict::{Engine, predict};
