@@ -477,3 +477,73 @@ fn efficiency_extensions_are_checked_with_locations() {
     let e = substrate::load("rtx-3090", &[set("efficiency.quantised_compute", "0")]).unwrap_err();
     assert!(e.errors()[0].file().contains("quantised_compute"), "{e:?}");
 }
+
+#[test]
+fn micro_batched_prompts_pay_one_pass_per_micro_batch() {
+    // llama.cpp cuts a 2048-token prompt into 4 micro-batches of 512: 3 more one-token passes
+    // than the engine's single pass; a stack without micro-batches pays none.
+    let maps = Maps::builtin().unwrap();
+    let text = "hardware,software,model,weights,bits_per_weight,batch,prompt_len,gen_len,metric,value,unit,source\n\
+        NVIDIA GeForce RTX 3090,llama.cpp CUDA,Meta-Llama-3-8B,GGUF F16,16,1,2048,0,pp_tokens_per_s,4000,tok/s,t\n\
+        NVIDIA GeForce RTX 3090,llama.cpp CUDA,Meta-Llama-3-8B,GGUF F16,16,1,512,0,pp_tokens_per_s,4000,tok/s,t\n";
+    let t = traces::parse(text, "inline.csv").unwrap();
+    let cases: Vec<_> = t
+        .rows
+        .iter()
+        .map(|r| mapping::map_row(r, &maps).unwrap())
+        .collect();
+    assert_eq!(cases[0].pipeline.map(|p| p.0), Some(512));
+    let m = predict::with_formats(&llmforge::model::load("llama-3-8b").unwrap(), &cases[0]);
+    let sub = substrate::load("rtx-3090", &[]).unwrap();
+    let one = predict::engine_run(&m, &sub, 1, 1, 1, Engine::Roofline).prefill;
+    let single = predict::engine_run(&m, &sub, 2048, 1, 1, Engine::Roofline).prefill;
+    let p = predict::predict(&cases[0], &m, &sub, Engine::Roofline);
+    assert!(
+        (p.prefill_s - (single + 3.0 * one)).abs() < 1e-9 * single,
+        "{p:?}"
+    );
+    assert!((p.value - 2048.0 / p.prefill_s).abs() < 1e-6);
+    // One micro-batch: exactly the engine's pass.
+    let p512 = predict::predict(&cases[1], &m, &sub, Engine::Roofline);
+    let single512 = predict::engine_run(&m, &sub, 512, 1, 1, Engine::Roofline).prefill;
+    assert!((p512.prefill_s - single512).abs() < 1e-12);
+    // Without micro-batches (no ubatch in the stack entry) the pass is the engine's.
+    let mut whole = cases[0].clone();
+    whole.pipeline = None;
+    let pw = predict::predict(&whole, &m, &sub, Engine::Roofline);
+    assert!((pw.prefill_s - single).abs() < 1e-12);
+}
+
+#[test]
+fn prefill_holdout_fits_keep_the_overheads_and_fit_per_phase() {
+    let t = sample();
+    let maps = Maps::builtin().unwrap();
+    let mut lib = Library::new(Vec::new());
+    let o = Options {
+        engine: Engine::Roofline,
+        holdout: vec![HoldOut::Device],
+    };
+    let r = validate::validate(&t, &maps, &mut lib, &o);
+    let by_line: std::collections::HashMap<u64, &validate::RowResult> =
+        r.rows.iter().map(|x| (x.line, x)).collect();
+    let mut prefill = 0;
+    for x in &r.holdout[0].rows {
+        let row = by_line[&x.line];
+        if row.phase != "prefill" {
+            continue;
+        }
+        prefill += 1;
+        let sub = substrate::load(&row.substrate, &[]).unwrap();
+        assert_eq!(x.fit.efficiency.kernel_overhead, sub.efficiency.kernel_overhead);
+        assert_eq!(x.fit.efficiency.token_overhead, sub.efficiency.token_overhead);
+    }
+    assert!(prefill > 0, "the sample has held-out prefill rows");
+    // Every fit a prefill row gets is fitted on prefill rows only: its row count is at most
+    // the number of prefill rows of other devices.
+    let n_prefill = r.rows.iter().filter(|x| x.phase == "prefill").count();
+    for x in &r.holdout[0].rows {
+        if by_line[&x.line].phase == "prefill" {
+            assert!(x.fit.n < n_prefill, "{} >= {n_prefill}", x.fit.n);
+        }
+    }
+}
