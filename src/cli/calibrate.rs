@@ -93,6 +93,8 @@ struct FitEff {
     memory: f64,
     kernel_overhead_s: f64,
     token_overhead_s: f64,
+    quantised_compute: f64,
+    score_bytes: f64,
 }
 
 fn fe(e: &Efficiency) -> FitEff {
@@ -101,6 +103,8 @@ fn fe(e: &Efficiency) -> FitEff {
         memory: e.memory,
         kernel_overhead_s: e.kernel_overhead.get(),
         token_overhead_s: e.token_overhead.get(),
+        quantised_compute: e.quantised_compute,
+        score_bytes: e.score_bytes.get(),
     }
 }
 
@@ -281,19 +285,23 @@ fn table(r: &CalReport) -> String {
     }
     let _ = writeln!(
         s,
-        "  start   compute {:.3}  memory {:.3}  kernel overhead {:.2} us  token overhead {:.1} us",
+        "  start   compute {:.3}  memory {:.3}  kernel overhead {:.2} us  token overhead {:.1} us  quantised GEMMs {:.3}  score bytes {:.1} B",
         r.start.compute,
         r.start.memory,
         r.start.kernel_overhead_s * 1e6,
-        r.start.token_overhead_s * 1e6
+        r.start.token_overhead_s * 1e6,
+        r.start.quantised_compute,
+        r.start.score_bytes
     );
     let _ = writeln!(
         s,
-        "  fitted  compute {:.3}  memory {:.3}  kernel overhead {:.2} us  token overhead {:.1} us  ({} iterations)",
+        "  fitted  compute {:.3}  memory {:.3}  kernel overhead {:.2} us  token overhead {:.1} us  quantised GEMMs {:.3}  score bytes {:.1} B  ({} iterations)",
         e.compute,
         e.memory,
         e.kernel_overhead.get() * 1e6,
         e.token_overhead.get() * 1e6,
+        e.quantised_compute,
+        e.score_bytes.get(),
         r.fit.iterations
     );
     let m = |x: &Option<ErrorStats>| x.as_ref().map_or("-".to_string(), |s| format!("{:.1}%", s.mape));

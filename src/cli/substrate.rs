@@ -202,6 +202,10 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                             "efficiency             compute {}, memory {}, kernel overhead {}, token overhead {}",
                             e.compute, e.memory, e.kernel_overhead, e.token_overhead
                         );
+                        println!(
+                            "                       quantised-weight GEMMs {} of compute, attention scores {} per element",
+                            e.quantised_compute, e.score_bytes
+                        );
                     }
                     let env = s.envelope;
                     if env.max_area.is_some() || env.max_power.is_some() {

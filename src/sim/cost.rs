@@ -161,6 +161,10 @@ pub struct Mapper<'s> {
     pub attention_word: f64,
     /// Bytes per stored weight.
     pub weight_bytes: f64,
+    /// Bits per stored weight (to tell block-quantised weights from native ones).
+    pub weight_bits: f64,
+    /// Bytes per activation element (to count attention-score elements).
+    pub activation_bytes: f64,
     /// Systolic arrays for the two words (weight GEMMs, attention GEMMs).
     pub arrays: Option<(SystolicArray, SystolicArray)>,
 }
@@ -195,6 +199,8 @@ impl<'s> Mapper<'s> {
             weight_word,
             attention_word,
             weight_bytes: precision.weights.bytes(),
+            weight_bits: precision.weights.bits(),
+            activation_bytes: precision.activations.bytes(),
             arrays,
         }
     }
@@ -213,6 +219,36 @@ impl<'s> Mapper<'s> {
         self.substrate.efficiency
     }
 
+    /// The efficiency a kernel runs at: a GEMM over weights stored narrower than its
+    /// arithmetic (block-quantised, dequantised on the fly) reaches `quantised_compute` of the
+    /// compute fraction.
+    pub fn eff_for(&self, ops: &[&Op]) -> Efficiency {
+        let e = self.eff();
+        match ops {
+            [op] if self.quantised_gemm(op) => Efficiency {
+                compute: e.compute * e.quantised_compute,
+                ..e
+            },
+            _ => e,
+        }
+    }
+
+    fn quantised_gemm(&self, op: &Op) -> bool {
+        matches!(op.kind, OpKind::Gemm { .. })
+            && op.reads.weights.get() > 0.0
+            && self.weight_bits < class_bits(op.compute)
+    }
+
+    /// DRAM bytes of the attention-score matrix a stack that does not fuse attention moves
+    /// (`score_bytes` per score element), for a fused attention kernel `ops`; 0 otherwise.
+    pub fn score_traffic(&self, ops: &[&Op]) -> f64 {
+        let per = self.eff().score_bytes.get();
+        if ops.len() != 3 || per <= 0.0 || self.activation_bytes <= 0.0 {
+            return 0.0;
+        }
+        per * ops[0].writes.activations.get() / self.activation_bytes
+    }
+
     /// DRAM activation bytes (in, out) under the on-chip rule.
     pub fn dram_activations(&self, t: &Traffic) -> (f64, f64) {
         if t.activations() <= self.onchip {
@@ -228,7 +264,9 @@ impl<'s> Mapper<'s> {
         match model {
             Model::Roofline => self.roofline(ops),
             Model::Sim => match &self.substrate.kind {
-                Kind::Gpu(g) => super::gpu::cost(g, self.eff(), self.onchip, ops),
+                Kind::Gpu(g) => {
+                    super::gpu::cost(g, self.eff_for(ops), self.onchip, ops, self.score_traffic(ops))
+                }
                 Kind::Systolic(s) => super::systolic_map::cost(self, s, ops, heads_per_group),
                 Kind::Ring(_) => self.roofline(ops),
             },
@@ -251,7 +289,7 @@ impl<'s> Mapper<'s> {
     /// `stream_read` / `stream_write` carry the read and write channel times (informational:
     /// the roofline does not schedule channels).
     pub fn roofline(&self, ops: &[&Op]) -> Cost {
-        let eff = self.eff();
+        let eff = self.eff_for(ops);
         let sub = &self.substrate;
         let t = Traffic::of(ops);
         let (ai, ao) = self.dram_activations(&t);
@@ -271,8 +309,11 @@ impl<'s> Mapper<'s> {
                 Unit::Memory => {}
             }
         }
-        let reads = t.weights + t.kv_read + ai;
-        let writes = t.kv_write + ao;
+        // A materialised score matrix (stacks without fused attention) goes through DRAM;
+        // split evenly between reads and writes.
+        let scores = self.score_traffic(ops);
+        let reads = t.weights + t.kv_read + ai + scores / 2.0;
+        let writes = t.kv_write + ao + scores / 2.0;
         let dram = reads + writes;
         let all_bytes = t.weights + t.kv_read + t.kv_write + t.activations();
         let class = ops[0].compute;

@@ -120,8 +120,10 @@ fn gemm_plan(
     })
 }
 
-/// Cost of a kernel of `ops` on GPU `g`.
-pub fn cost(g: &Gpu, eff: Efficiency, onchip: f64, ops: &[&Op]) -> Cost {
+/// Cost of a kernel of `ops` on GPU `g`; `scores` are the DRAM bytes of a materialised
+/// attention-score matrix (a stack without fused attention; 0 otherwise), added to an
+/// attention kernel's traffic.
+pub fn cost(g: &Gpu, eff: Efficiency, onchip: f64, ops: &[&Op], scores: f64) -> Cost {
     let t = Traffic::of(ops);
     let act_on_chip = t.activations() <= onchip;
     let bw = eff.memory * g.memory_bandwidth.get();
@@ -130,7 +132,9 @@ pub fn cost(g: &Gpu, eff: Efficiency, onchip: f64, ops: &[&Op]) -> Cost {
     let scale = class_bits(op.compute) / 16.0;
     let vpeak = eff.compute * g.vector_peak.get();
     let (compute, memory, dram, l2, matrix_flops, vector_flops, resource) = if ops.len() == 3 {
-        fused_attention(g, eff, ops, &t, act_on_chip)
+        let (c, m, d, l2, mf, vf, r) = fused_attention(g, eff, ops, &t, act_on_chip);
+        let m = m.max((d + scores) / bw).max((l2 + scores) / l2_bw);
+        (c, m, d + scores, l2 + scores, mf, vf, r)
     } else {
         match (op.kind, op.unit) {
             (OpKind::Gemm { m, n, k, batch }, _) => {

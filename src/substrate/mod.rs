@@ -131,6 +131,15 @@ pub struct Efficiency {
     pub kernel_overhead: Seconds,
     /// Fixed cost per generated token or prefill pass (framework, sampling, synchronisation).
     pub token_overhead: Seconds,
+    /// Fraction of `compute` that GEMMs reach when their weights are stored narrower than
+    /// their arithmetic (block-quantised formats such as GGUF k-quants, dequantised on the fly
+    /// to fp16), in (0, 1]; 1 (the default) prices them like native-format GEMMs.
+    pub quantised_compute: f64,
+    /// DRAM bytes moved per attention-score element by a stack that materialises the score
+    /// matrix instead of fusing attention (e.g. llama.cpp without flash attention: the QK
+    /// product written in fp32, read and written by the softmax, read by the PV product, about
+    /// 16 B). GPU fused-attention kernels only; 0 (the default) is flash attention.
+    pub score_bytes: Bytes,
 }
 
 /// A GPU (or any SIMT chip with matrix units): streaming multiprocessors, a matrix peak per
@@ -221,6 +230,8 @@ impl Efficiency {
         memory: 1.0,
         kernel_overhead: Seconds::ZERO,
         token_overhead: Seconds::ZERO,
+        quantised_compute: 1.0,
+        score_bytes: Bytes::ZERO,
     };
 }
 

@@ -105,6 +105,10 @@ struct RawEfficiency {
     memory: Expression,
     kernel_overhead: Expression,
     token_overhead: Expression,
+    #[serde(default)]
+    quantised_compute: Option<Expression>,
+    #[serde(default)]
+    score_bytes: Option<Expression>,
 }
 
 #[derive(Deserialize)]
@@ -350,25 +354,41 @@ impl<'a> Ctx<'a> {
             Ok(v) => match valid(v) {
                 None => Some(v),
                 Some(msg) => {
-                    self.push(self.file.error(
-                        Self::loc_of(expr),
-                        format!("`{path}` {msg}"),
-                        "invalid value",
-                        None,
-                    ));
+                    self.push(self.error_at(path, expr, format!("`{path}` {msg}"), "invalid value", None));
                     None
                 }
             },
             Err(e) => {
                 let help = e.help_text().map(str::to_string);
-                self.push(self.file.error(
-                    Self::loc_of(expr),
-                    format!("`{path}`: {e}"),
-                    "wrong dimension",
-                    help,
-                ));
+                self.push(self.error_at(path, expr, format!("`{path}`: {e}"), "wrong dimension", help));
                 None
             }
+        }
+    }
+
+    /// An error about the value at `path`: at its expression in the file, or, for a field the
+    /// file leaves out and an override gives, at the `--set` text.
+    fn error_at(
+        &self,
+        path: &str,
+        expr: &Expression,
+        message: String,
+        label: &str,
+        help: Option<String>,
+    ) -> DescError {
+        let loc = Self::loc_of(expr);
+        match self.overrides.iter().find(|o| o.path == path) {
+            Some(o) if !loc.is_known() => {
+                let cli = SourceFile::new(format!("--set {}", o.path), o.expr.clone());
+                let at = Loc {
+                    line: 1,
+                    column: 1,
+                    offset: 0,
+                    len: o.expr.len(),
+                };
+                cli.error(at, message, label, help)
+            }
+            _ => self.file.error(loc, message, label, help),
         }
     }
 
@@ -541,11 +561,19 @@ fn efficiency(ctx: &Ctx, e: &RawEfficiency) -> Option<Efficiency> {
     let memory = ctx.get::<f64>("efficiency.memory", &e.memory, fraction);
     let kernel = ctx.get::<Seconds>("efficiency.kernel_overhead", &e.kernel_overhead, non_negative);
     let token = ctx.get::<Seconds>("efficiency.token_overhead", &e.token_overhead, non_negative);
+    let quantised = ctx.optional::<f64>(
+        "efficiency.quantised_compute",
+        e.quantised_compute.as_ref(),
+        fraction,
+    );
+    let score = ctx.optional::<Bytes>("efficiency.score_bytes", e.score_bytes.as_ref(), non_negative);
     Some(Efficiency {
         compute: compute?,
         memory: memory?,
         kernel_overhead: kernel?,
         token_overhead: token?,
+        quantised_compute: quantised?.unwrap_or(1.0),
+        score_bytes: score?.unwrap_or(Bytes::ZERO),
     })
 }
 

@@ -1,23 +1,29 @@
 //! Calibration: fitting a substrate's efficiencies (achieved fraction of the matrix peak and
-//! of the memory bandwidth, fixed per-kernel and per-pass overheads) to measurements.
+//! of the memory bandwidth, fixed per-kernel and per-pass overheads, the fraction of the
+//! compute fraction that GEMMs over block-quantised weights reach, and the DRAM bytes per
+//! attention score of a stack that materialises the score matrix) to measurements.
 //!
-//! The fit minimises the sum of squared log ratios `ln(predicted / measured)` over the rows
-//! (a relative error, the same for a rate and for its time) with Levenberg-Marquardt on
-//! bounded transforms of the four parameters: `compute = sigmoid(u0)`, `memory =
-//! sigmoid(u1)`, `kernel_overhead = 1 us * exp(u2)`, `token_overhead = 10 us * exp(u3)`. The Jacobian is taken by forward differences through the cost engine
+//! The fit minimises a Huber loss of the log ratios `ln(predicted / measured)` over the rows
+//! (a relative error, the same for a rate and for its time; quadratic up to 0.1, linear
+//! beyond, so that it weighs rows like the mean absolute error it is judged by) with
+//! Levenberg-Marquardt (iteratively reweighted) on bounded transforms of the six parameters:
+//! `compute = sigmoid(u0)`, `memory = sigmoid(u1)`, `kernel_overhead = 1 us * exp(u2)`,
+//! `token_overhead = 10 us * exp(u3)`, `quantised_compute = sigmoid(u4)`, `score_bytes =
+//! 0.1 B * exp(u5)`. The Jacobian is taken by forward differences through the cost engine
 //! itself, so the fitted values are exactly the ones the engine then uses. A weak prior pulls
 //! each transformed parameter towards its start, so a parameter the rows do not constrain
 //! (the compute fraction when every row is a memory-bound decode) stays at the substrate's
-//! stated default instead of drifting.
+//! stated default instead of drifting. [`fit_some`] frees only some parameters.
 //!
 //! [`holdout`] measures how well a fit generalises: each device (or model) of a family and
-//! stack is predicted with parameters fitted on the *other* devices (models) only.
+//! stack is predicted with parameters fitted on the *other* devices (models) only, one
+//! parameter set per phase (prefill, decode, whole runs; see [`fit_phase`] and [`PREFILL`]).
 
 use super::mapping::Case;
 use super::predict::{Engine, predict};
 use crate::model::Model;
 use crate::substrate::{Efficiency, Substrate};
-use crate::units::Seconds;
+use crate::units::{Bytes, Seconds};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -47,16 +53,28 @@ pub struct Fit {
 
 fn ser_eff<S: serde::Serializer>(e: &Efficiency, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
-    let mut st = s.serialize_struct("Efficiency", 4)?;
+    let mut st = s.serialize_struct("Efficiency", 6)?;
     st.serialize_field("compute", &e.compute)?;
     st.serialize_field("memory", &e.memory)?;
     st.serialize_field("kernel_overhead_s", &e.kernel_overhead.get())?;
     st.serialize_field("token_overhead_s", &e.token_overhead.get())?;
+    st.serialize_field("quantised_compute", &e.quantised_compute)?;
+    st.serialize_field("score_bytes", &e.score_bytes.get())?;
     st.end()
 }
 
+/// Number of fitted parameters.
+const N: usize = 6;
 const KERNEL_SCALE: f64 = 1e-6;
 const TOKEN_SCALE: f64 = 1e-5;
+/// Unit of the score-bytes transform.
+const SCORE_SCALE: f64 = 0.1;
+/// Score bytes start from no less than this: from 0 (flash attention, outside the log
+/// transform) or any value small enough that the attention kernel stays compute-bound, the
+/// fit would see no gradient (a compute-bound kernel's time does not depend on its bytes).
+const SCORE_START: f64 = 4.0;
+/// The quantised-GEMM fraction starts from no more than this (1 is outside the logit).
+const QUANTISED_START: f64 = 0.9;
 /// Weight of the prior on each transformed parameter (per unit of the transform).
 const PRIOR: f64 = 0.01;
 
@@ -68,21 +86,25 @@ fn logit(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
 }
 
-fn to_eff(u: &[f64; 4]) -> Efficiency {
+fn to_eff(u: &[f64; N]) -> Efficiency {
     Efficiency {
         compute: sigmoid(u[0]).max(1e-6),
         memory: sigmoid(u[1]).max(1e-6),
         kernel_overhead: Seconds::new(KERNEL_SCALE * u[2].clamp(-30.0, 30.0).exp()),
         token_overhead: Seconds::new(TOKEN_SCALE * u[3].clamp(-30.0, 30.0).exp()),
+        quantised_compute: sigmoid(u[4]).max(1e-6),
+        score_bytes: Bytes::new(SCORE_SCALE * u[5].clamp(-30.0, 30.0).exp()),
     }
 }
 
-fn from_eff(e: &Efficiency) -> [f64; 4] {
+fn from_eff(e: &Efficiency) -> [f64; N] {
     [
         logit(e.compute),
         logit(e.memory),
         (e.kernel_overhead.get() / KERNEL_SCALE).max(1e-9).ln(),
         (e.token_overhead.get() / TOKEN_SCALE).max(1e-9).ln(),
+        logit(e.quantised_compute),
+        (e.score_bytes.get() / SCORE_SCALE).max(1e-9).ln(),
     ]
 }
 
@@ -113,22 +135,43 @@ fn log_residuals(points: &[Point], eff: Efficiency, engine: Engine) -> Vec<f64> 
         .collect()
 }
 
-fn cost(r: &[f64], u: &[f64; 4], u0: &[f64; 4]) -> f64 {
-    let data: f64 = r.iter().map(|x| x * x).sum();
+/// Log ratio beyond which a residual counts linearly (Huber loss): the fit weighs rows like the
+/// mean absolute error it is judged by, so a few rows the model cannot explain do not drag the
+/// parameters for all the others.
+const HUBER: f64 = 0.1;
+
+/// Huber loss of one log ratio (times 2, so that it is `r^2` inside the threshold).
+fn huber(r: f64) -> f64 {
+    let a = r.abs();
+    if a <= HUBER {
+        a * a
+    } else {
+        HUBER * (2.0 * a - HUBER)
+    }
+}
+
+/// The Huber weight of one residual in the Gauss-Newton step.
+fn huber_weight(r: f64) -> f64 {
+    let a = r.abs();
+    if a <= HUBER { 1.0 } else { HUBER / a }
+}
+
+fn cost(r: &[f64], u: &[f64; N], u0: &[f64; N]) -> f64 {
+    let data: f64 = r.iter().map(|&x| huber(x)).sum();
     let prior: f64 = u.iter().zip(u0).map(|(a, b)| (PRIOR * (a - b)).powi(2)).sum();
     data + prior
 }
 
-/// Solves the 4x4 system `a x = b` by Gaussian elimination with partial pivoting.
-fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> Option<[f64; 4]> {
-    for c in 0..4 {
-        let piv = (c..4).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
+/// Solves the NxN system `a x = b` by Gaussian elimination with partial pivoting.
+fn solve(mut a: [[f64; N]; N], mut b: [f64; N]) -> Option<[f64; N]> {
+    for c in 0..N {
+        let piv = (c..N).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
         if a[piv][c].abs() < 1e-300 {
             return None;
         }
         a.swap(c, piv);
         b.swap(c, piv);
-        for r in c + 1..4 {
+        for r in c + 1..N {
             let f = a[r][c] / a[c][c];
             let pivot_row = a[c];
             for (x, p) in a[r].iter_mut().zip(pivot_row).skip(c) {
@@ -137,16 +180,60 @@ fn solve4(mut a: [[f64; 4]; 4], mut b: [f64; 4]) -> Option<[f64; 4]> {
             b[r] -= f * b[c];
         }
     }
-    let mut x = [0.0; 4];
-    for c in (0..4).rev() {
-        let s: f64 = (c + 1..4).map(|k| a[c][k] * x[k]).sum();
+    let mut x = [0.0; N];
+    for c in (0..N).rev() {
+        let s: f64 = (c + 1..N).map(|k| a[c][k] * x[k]).sum();
         x[c] = (b[c] - s) / a[c][c];
     }
     Some(x)
 }
 
+/// Which parameters a fit frees, in the order compute, memory, kernel overhead, token
+/// overhead, quantised-GEMM fraction, score bytes.
+pub type Free = [bool; N];
+
+/// Every parameter free.
+pub const ALL: Free = [true; N];
+
+/// A prefill fit frees the compute and memory fractions, the quantised-GEMM fraction and the
+/// score bytes, and keeps the launch and per-pass overheads at the substrate's values: a
+/// prefill kernel runs for milliseconds, so prompt rows say little about microsecond
+/// overheads, and a free per-kernel overhead would stand in for arithmetic (it too grows with
+/// the micro-batches of a long prompt) and mis-scale to a model with other layer sizes.
+pub const PREFILL: Free = [true, true, false, false, true, true];
+
+/// `to_eff(u)` with the parameters `free` does not free at their `start` values.
+fn eff_of(u: &[f64; N], start: &Efficiency, free: &Free) -> Efficiency {
+    let e = to_eff(u);
+    Efficiency {
+        compute: if free[0] { e.compute } else { start.compute },
+        memory: if free[1] { e.memory } else { start.memory },
+        kernel_overhead: if free[2] {
+            e.kernel_overhead
+        } else {
+            start.kernel_overhead
+        },
+        token_overhead: if free[3] {
+            e.token_overhead
+        } else {
+            start.token_overhead
+        },
+        quantised_compute: if free[4] {
+            e.quantised_compute
+        } else {
+            start.quantised_compute
+        },
+        score_bytes: if free[5] { e.score_bytes } else { start.score_bytes },
+    }
+}
+
 /// Fits the efficiencies to `points`, starting from `start`. `None` when there are no points.
 pub fn fit(points: &[Point], start: Efficiency, engine: Engine) -> Option<Fit> {
+    fit_some(points, start, engine, &ALL)
+}
+
+/// [`fit`] with only the parameters `free` frees; the others keep their `start` values.
+pub fn fit_some(points: &[Point], start: Efficiency, engine: Engine, free: &Free) -> Option<Fit> {
     if points.is_empty() {
         return None;
     }
@@ -155,11 +242,13 @@ pub fn fit(points: &[Point], start: Efficiency, engine: Engine) -> Option<Fit> {
     let floored = Efficiency {
         kernel_overhead: Seconds::new(start.kernel_overhead.get().max(KERNEL_SCALE)),
         token_overhead: Seconds::new(start.token_overhead.get().max(TOKEN_SCALE)),
+        quantised_compute: start.quantised_compute.min(QUANTISED_START),
+        score_bytes: Bytes::new(start.score_bytes.get().max(SCORE_START)),
         ..start
     };
     let u0 = from_eff(&floored);
     let mut u = u0;
-    let mut r = log_residuals(points, to_eff(&u), engine);
+    let mut r = log_residuals(points, eff_of(&u, &start, free), engine);
     let mut c = cost(&r, &u, &u0);
     let mut mu = 1e-2;
     let mut iterations = 0;
@@ -167,21 +256,37 @@ pub fn fit(points: &[Point], start: Efficiency, engine: Engine) -> Option<Fit> {
     for _ in 0..80 {
         iterations += 1;
         // Jacobian of the data residuals by forward differences.
-        let cols: Vec<Vec<f64>> = (0..4)
+        let cols: Vec<Vec<f64>> = (0..N)
             .map(|j| {
+                if !free[j] {
+                    return vec![0.0; r.len()];
+                }
                 let mut v = u;
                 v[j] += h;
-                let rj = log_residuals(points, to_eff(&v), engine);
+                let rj = log_residuals(points, eff_of(&v, &start, free), engine);
                 rj.iter().zip(&r).map(|(a, b)| (a - b) / h).collect()
             })
             .collect();
-        let mut a = [[0.0; 4]; 4];
-        let mut g = [0.0; 4];
-        for i in 0..4 {
-            for k in 0..4 {
-                a[i][k] = cols[i].iter().zip(&cols[k]).map(|(x, y)| x * y).sum();
+        // Iteratively reweighted: the Huber weights of the current residuals.
+        let w: Vec<f64> = r.iter().map(|&x| huber_weight(x)).collect();
+        let mut a = [[0.0; N]; N];
+        let mut g = [0.0; N];
+        for i in 0..N {
+            for k in 0..N {
+                a[i][k] = cols[i]
+                    .iter()
+                    .zip(&cols[k])
+                    .zip(&w)
+                    .map(|((x, y), w)| w * x * y)
+                    .sum();
             }
-            g[i] = cols[i].iter().zip(&r).map(|(x, y)| x * y).sum::<f64>() + PRIOR * PRIOR * (u[i] - u0[i]);
+            g[i] = cols[i]
+                .iter()
+                .zip(&r)
+                .zip(&w)
+                .map(|((x, y), w)| w * x * y)
+                .sum::<f64>()
+                + PRIOR * PRIOR * (u[i] - u0[i]);
             a[i][i] += PRIOR * PRIOR;
         }
         let mut improved = false;
@@ -190,15 +295,15 @@ pub fn fit(points: &[Point], start: Efficiency, engine: Engine) -> Option<Fit> {
             for (i, row) in m.iter_mut().enumerate() {
                 row[i] += mu * a[i][i] + 1e-12;
             }
-            let Some(step) = solve4(m, [-g[0], -g[1], -g[2], -g[3]]) else {
+            let Some(step) = solve(m, g.map(|x| -x)) else {
                 mu *= 10.0;
                 continue;
             };
             let mut v = u;
-            for i in 0..4 {
+            for i in 0..N {
                 v[i] += step[i].clamp(-4.0, 4.0);
             }
-            let rv = log_residuals(points, to_eff(&v), engine);
+            let rv = log_residuals(points, eff_of(&v, &start, free), engine);
             let cv = cost(&rv, &v, &u0);
             if cv < c {
                 let rel = (c - cv) / c.max(1e-300);
@@ -219,7 +324,7 @@ pub fn fit(points: &[Point], start: Efficiency, engine: Engine) -> Option<Fit> {
     let rms_log = (r.iter().map(|x| x * x).sum::<f64>() / n as f64).sqrt();
     let mape = r.iter().map(|x| (x.exp() - 1.0).abs()).sum::<f64>() / n as f64 * 100.0;
     Some(Fit {
-        efficiency: to_eff(&u),
+        efficiency: eff_of(&u, &start, free),
         n,
         rms_log,
         mape,
@@ -258,20 +363,34 @@ pub struct HeldOut {
     pub fit: Option<Fit>,
 }
 
-/// Held-out predictions for every point: points are grouped by (family, stack); within a
-/// group, each device (or model) is predicted from a fit on the group's other points.
-/// `fit_points` says which points may be fitted on (timing metrics); all are predicted.
+/// The phase a point's parameters are fitted for: `prefill`, `decode`, or `e2e` (whole runs,
+/// and the energy of whole runs). Each phase has its own parameter set in the hold-out: the
+/// achieved fractions and overheads differ between a compute-bound prefill pass and
+/// memory-bound decode steps (and serving stacks run whole batches with their own
+/// scheduling), so one phase's rows are not made to explain another's.
+pub fn fit_phase(case: &Case) -> &'static str {
+    match case.target.phase() {
+        "energy" => "e2e",
+        p => p,
+    }
+}
+
+/// Held-out predictions for every point: points are grouped by (family, stack, fitted phase,
+/// see [`fit_phase`]); within a group, each device (or model) is predicted from a fit on the
+/// group's other points. `fit_ok` says which points may be fitted on (timing metrics); all
+/// are predicted.
 pub fn holdout(points: &[Point], fit_ok: &[bool], by: HoldOut, engine: Engine) -> Vec<HeldOut> {
     use std::collections::BTreeMap;
     let key_of = |p: &Point| match by {
         HoldOut::Device => p.case.substrate.clone(),
         HoldOut::Model => p.case.preset.clone(),
     };
-    // (family, stack) -> held-out key -> point indices
-    let mut groups: BTreeMap<(String, String), BTreeMap<String, Vec<usize>>> = BTreeMap::new();
+    // (family, stack, phase) -> held-out key -> point indices
+    type Groups = BTreeMap<(String, String, &'static str), BTreeMap<String, Vec<usize>>>;
+    let mut groups: Groups = BTreeMap::new();
     for (i, p) in points.iter().enumerate() {
         groups
-            .entry((p.case.family.clone(), p.case.stack.clone()))
+            .entry((p.case.family.clone(), p.case.stack.clone(), fit_phase(p.case)))
             .or_default()
             .entry(key_of(p))
             .or_default()
@@ -285,7 +404,7 @@ pub fn holdout(points: &[Point], fit_ok: &[bool], by: HoldOut, engine: Engine) -
             fit: None,
         })
         .collect();
-    for ((family, stack), members) in &groups {
+    for ((family, stack, phase), members) in &groups {
         for (held, idx) in members {
             let train: Vec<Point> = members
                 .iter()
@@ -296,7 +415,7 @@ pub fn holdout(points: &[Point], fit_ok: &[bool], by: HoldOut, engine: Engine) -
                 .collect();
             if train.is_empty() {
                 let why = format!(
-                    "no other {} in family `{family}` with stack `{stack}` to fit on",
+                    "no other {} in family `{family}` with stack `{stack}` and {phase} rows to fit on",
                     by.name()
                 );
                 for &i in idx {
@@ -305,7 +424,8 @@ pub fn holdout(points: &[Point], fit_ok: &[bool], by: HoldOut, engine: Engine) -
                 continue;
             }
             let start = points[idx[0]].substrate.efficiency;
-            let Some(f) = fit(&train, start, engine) else {
+            let free = if *phase == "prefill" { &PREFILL } else { &ALL };
+            let Some(f) = fit_some(&train, start, engine, free) else {
                 continue;
             };
             for &i in idx {
@@ -328,29 +448,35 @@ mod tests {
             memory: 0.81,
             kernel_overhead: Seconds::new(3.5e-6),
             token_overhead: Seconds::new(120e-6),
+            quantised_compute: 0.7,
+            score_bytes: Bytes::new(16.0),
         };
         let back = to_eff(&from_eff(&e));
         assert!((back.compute - 0.63).abs() < 1e-12);
         assert!((back.memory - 0.81).abs() < 1e-12);
         assert!((back.kernel_overhead.get() - 3.5e-6).abs() < 1e-15);
         assert!((back.token_overhead.get() - 120e-6).abs() < 1e-13);
+        assert!((back.quantised_compute - 0.7).abs() < 1e-12);
+        assert!((back.score_bytes.get() - 16.0).abs() < 1e-9);
     }
 
     #[test]
     fn solves_a_linear_system() {
         let a = [
-            [4.0, 1.0, 0.0, 0.0],
-            [1.0, 3.0, 1.0, 0.0],
-            [0.0, 1.0, 2.0, 1.0],
-            [0.0, 0.0, 1.0, 5.0],
+            [4.0, 1.0, 0.0, 0.0, 0.0, 0.0],
+            [1.0, 3.0, 1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 2.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 5.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0, 4.0, 2.0],
+            [0.0, 0.0, 0.0, 0.0, 2.0, 6.0],
         ];
-        let x = [1.0, -2.0, 0.5, 3.0];
+        let x = [1.0, -2.0, 0.5, 3.0, -1.5, 0.25];
         let b: Vec<f64> = a
             .iter()
             .map(|r| r.iter().zip(&x).map(|(p, q)| p * q).sum())
             .collect();
-        let got = solve4(a, [b[0], b[1], b[2], b[3]]).unwrap();
-        for i in 0..4 {
+        let got = solve(a, [b[0], b[1], b[2], b[3], b[4], b[5]]).unwrap();
+        for i in 0..N {
             assert!((got[i] - x[i]).abs() < 1e-12);
         }
     }

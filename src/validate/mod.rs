@@ -215,7 +215,7 @@ pub struct HoldoutReport {
     pub rows: Vec<HeldRow>,
     /// Rows with no held-out prediction, and why.
     pub not_predicted: Vec<(u64, String)>,
-    /// By phase class (`decode batch 1`, `prefill`, ...).
+    /// By phase class (`decode batch 1`, `prefill batch 1`, `prefill`, ...).
     pub by_phase: Vec<Compare>,
     pub by_family: Vec<Compare>,
     pub by_model: Vec<Compare>,
@@ -261,11 +261,12 @@ pub struct Options {
     pub holdout: Vec<HoldOut>,
 }
 
-/// The phase class of a row for summaries: decode at batch 1 is its own class.
+/// The phase class of a row for summaries: decode and prefill at batch 1 (one stream, the
+/// edge case) are classes of their own.
 pub fn phase_class(case: &Case) -> String {
     let p = case.target.phase();
-    if p == "decode" && case.batch == 1 {
-        "decode batch 1".to_string()
+    if (p == "decode" || p == "prefill") && case.batch == 1 {
+        format!("{p} batch 1")
     } else {
         p.to_string()
     }
@@ -469,6 +470,8 @@ const IDEAL: crate::substrate::Efficiency = crate::substrate::Efficiency {
     memory: 1.0,
     kernel_overhead: crate::units::Seconds::ZERO,
     token_overhead: crate::units::Seconds::ZERO,
+    quantised_compute: 1.0,
+    score_bytes: crate::units::Bytes::ZERO,
 };
 
 /// How far beyond the ideal bound a measurement may be before it is taken for an anomaly.

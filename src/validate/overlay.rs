@@ -115,6 +115,14 @@ pub fn efficiency_overrides(eff: &Efficiency) -> Vec<Override> {
             path: "efficiency.token_overhead".into(),
             expr: format!("{:.4} us", eff.token_overhead.get() * 1e6),
         },
+        Override {
+            path: "efficiency.quantised_compute".into(),
+            expr: format!("{:.4}", eff.quantised_compute),
+        },
+        Override {
+            path: "efficiency.score_bytes".into(),
+            expr: format!("{:.4} B", eff.score_bytes.get()),
+        },
     ]
 }
 
@@ -144,8 +152,9 @@ pub fn to_yaml(
 }
 
 /// Substrate YAML `src` with the values at `overrides`' paths replaced (a path is `key` or
-/// `section.key`, as `--set` takes them) and `header` comment lines put first. `None` when a
-/// path is not written in the text as `key:` or as `key:` indented under `section:`.
+/// `section.key`, as `--set` takes them) and `header` comment lines put first. A `key` its
+/// `section:` lacks (an optional field) is added at the end of the section. `None` when a
+/// path is not written in the text as `key:`, or its section as `section:`.
 pub fn with_values(src: &str, overrides: &[Override], header: &[String]) -> Option<String> {
     let mut lines: Vec<String> = src.lines().map(str::to_string).collect();
     for o in overrides {
@@ -165,6 +174,8 @@ pub fn with_values(src: &str, overrides: &[Override], header: &[String]) -> Opti
                     .iter()
                     .position(|l| l.trim_end() == format!("{sec}:") || l.starts_with(&format!("{sec}:")))?;
                 let mut found = None;
+                // Last line of the section with content, and its indentation.
+                let mut last = None;
                 for (j, l) in lines.iter().enumerate().skip(start + 1) {
                     if !l.starts_with(' ') && !l.trim().is_empty() {
                         break;
@@ -173,8 +184,19 @@ pub fn with_values(src: &str, overrides: &[Override], header: &[String]) -> Opti
                         found = Some(j);
                         break;
                     }
+                    if !l.trim().is_empty() && !l.trim_start().starts_with('#') {
+                        last = Some(j);
+                    }
                 }
-                found?
+                match (found, last) {
+                    (Some(j), _) => j,
+                    (None, Some(j)) => {
+                        let indent: String = lines[j].chars().take_while(|c| *c == ' ').collect();
+                        lines.insert(j + 1, format!("{indent}{key}: 0"));
+                        j + 1
+                    }
+                    (None, None) => return None,
+                }
             }
         };
         let indent: String = lines[idx].chars().take_while(|c| *c == ' ').collect();

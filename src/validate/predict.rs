@@ -21,6 +21,15 @@
 //!   one behind the other) runs a batch of `u` micro-batches in `(u + N - 1) / (u N)` of the
 //!   single-device time: `u + N - 1` pipeline stages of one micro-batch on one device's share
 //!   of the layers.
+//!
+//! # Micro-batched prompts
+//! A stack that cuts a prompt into micro-batches of `ubatch` tokens (llama.cpp: `n_ubatch`,
+//! 512 by default) runs one forward pass per micro-batch: every pass re-reads the weights,
+//! relaunches every kernel and pays the per-pass overhead. The engine prices a prompt as one
+//! pass, so each further micro-batch adds the engine's cost of a one-token pass (weights,
+//! launches, per-pass overhead: the part of a pass that does not grow with its tokens). The
+//! attention of micro-batch `i` over the `i * ubatch` earlier keys is the causal attention the
+//! one-pass prompt already counts.
 
 use super::mapping::{Case, MultiDevice, Target};
 use crate::model::{Ffn, Model, Precisions};
@@ -172,9 +181,25 @@ pub fn predict(case: &Case, model: &Model, sub: &Substrate, engine: Engine) -> P
         _ => (p, g.saturating_sub(1).max(1)),
     };
     let out = engine_run(&run_model, sub, engine_prompt, engine_gen, b, engine);
+    // Micro-batched prompts: one extra pass's fixed cost per further micro-batch.
+    let extra_passes = match case.pipeline {
+        Some((ubatch, _)) if ubatch > 0 => (b * p).div_ceil(ubatch).saturating_sub(1),
+        _ => 0,
+    };
+    let (extra_s, extra_j) = if extra_passes > 0 {
+        let one = engine_run(&run_model, sub, 1, 1, 1, engine);
+        let n = extra_passes as f64;
+        (one.prefill * n, one.prefill_energy * n)
+    } else {
+        (0.0, 0.0)
+    };
     let comm_prefill = comm_per_pass(model, case, b * p.max(1));
     let comm_step = comm_per_pass(model, case, b);
-    let prefill = out.prefill * pipeline_factor(case) + comm_prefill;
+    let prefill = (out.prefill + extra_s) * pipeline_factor(case) + comm_prefill;
+    let out = EngineOut {
+        prefill_energy: out.prefill_energy + extra_j,
+        ..out
+    };
     let decode_steps = match case.target {
         Target::DecodeRate | Target::Tpot => g,
         _ => g.saturating_sub(1),

@@ -4,7 +4,7 @@
 
 use llmforge::model::accounting;
 use llmforge::substrate::{self, Efficiency};
-use llmforge::units::Seconds;
+use llmforge::units::{Bytes, Seconds};
 use llmforge::validate::calibrate::{self, HoldOut, Point};
 use llmforge::validate::mapping::{self, Maps, ReasonKind};
 use llmforge::validate::predict::{self, Engine};
@@ -206,6 +206,8 @@ fn calibration_recovers_known_efficiencies() {
         memory: 0.72,
         kernel_overhead: Seconds::new(6e-6),
         token_overhead: Seconds::new(150e-6),
+        quantised_compute: 0.8,
+        score_bytes: Bytes::new(12.0),
     };
     let maps = Maps::builtin().unwrap();
     let mut rows = String::from(
@@ -295,12 +297,17 @@ fn calibrated_substrate_and_overlay_load_back() {
         memory: 0.803,
         kernel_overhead: Seconds::new(2.31e-6),
         token_overhead: Seconds::new(95.2e-6),
+        quantised_compute: 0.7,
+        score_bytes: Bytes::new(16.0),
     };
     let (_, src) = substrate::SHIPPED.iter().find(|(n, _)| *n == "rtx-3090").unwrap();
     let text = overlay::calibrated_substrate(src, &eff, &["calibrated in a test".into()]).unwrap();
     let s = substrate::load_str(&text, "cal.yaml", &[]).unwrap();
     assert!((s.efficiency.memory - 0.803).abs() < 1e-9);
     assert!((s.efficiency.kernel_overhead.get() - 2.31e-6).abs() < 1e-12);
+    // The optional fields the shipped file leaves out are added to its efficiency section.
+    assert!((s.efficiency.quantised_compute - 0.7).abs() < 1e-9);
+    assert!((s.efficiency.score_bytes.get() - 16.0).abs() < 1e-9);
     let y = overlay::to_yaml("llama.cpp", ("substrate", "rtx-3090"), &eff, &[], &[]);
     let o = overlay::parse(&y, "o.yaml").unwrap();
     assert!(o.applies("rtx-3090", "any", "llama.cpp") && !o.applies("rtx-3090", "any", "vllm"));
@@ -365,4 +372,178 @@ fn public_file_every_row_accounted_for() {
         "{:?}",
         decode.stats
     );
+}
+
+fn set(path: &str, expr: &str) -> substrate::Override {
+    substrate::Override {
+        path: path.into(),
+        expr: expr.into(),
+    }
+}
+
+fn prefill_s(model: &llmforge::model::Model, sub: &substrate::Substrate, prompt: u64, engine: Engine) -> f64 {
+    let w = llmforge::sim::Workload {
+        prompt,
+        generate: 1,
+        batch: 1,
+    };
+    llmforge::sim::summary(model, sub, w, engine).prefill.time.get()
+}
+
+#[test]
+fn efficiency_extensions_default_to_the_old_model() {
+    // Stated defaults (quantised GEMMs at the full compute fraction, no score traffic) price
+    // exactly as a substrate without the fields.
+    let base = substrate::load("rtx-3090", &[]).unwrap();
+    assert_eq!(base.efficiency.quantised_compute, 1.0);
+    assert_eq!(base.efficiency.score_bytes, Bytes::ZERO);
+    let same = substrate::load(
+        "rtx-3090",
+        &[
+            set("efficiency.quantised_compute", "1"),
+            set("efficiency.score_bytes", "0 B"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(base, same);
+}
+
+#[test]
+fn quantised_weights_slow_only_quantised_gemms() {
+    let f16 = llmforge::model::load("llama-3-8b").unwrap();
+    let mut q4 = f16.clone();
+    q4.precision.weights = llmforge::model::Precision::Bits(4.89);
+    let base = substrate::load("rtx-4090", &[]).unwrap();
+    let slow = substrate::load("rtx-4090", &[set("efficiency.quantised_compute", "0.5")]).unwrap();
+    for engine in [Engine::Roofline, Engine::Sim] {
+        // fp16 weights: unchanged.
+        assert_eq!(
+            prefill_s(&f16, &base, 2048, engine),
+            prefill_s(&f16, &slow, 2048, engine)
+        );
+        // Block-quantised weights: a compute-bound prefill slows, by less than the factor 2
+        // (attention and elementwise kernels are not weight GEMMs).
+        let (a, b) = (
+            prefill_s(&q4, &base, 2048, engine),
+            prefill_s(&q4, &slow, 2048, engine),
+        );
+        assert!(b > 1.3 * a && b < 2.0 * a, "{engine:?}: {a} -> {b}");
+    }
+}
+
+#[test]
+fn materialised_scores_cost_more_for_longer_prompts() {
+    let m = llmforge::model::load("llama-3-8b").unwrap();
+    let base = substrate::load("rtx-4090", &[]).unwrap();
+    let unfused = substrate::load("rtx-4090", &[set("efficiency.score_bytes", "16 B")]).unwrap();
+    for engine in [Engine::Roofline, Engine::Sim] {
+        let extra = |p: u64| prefill_s(&m, &unfused, p, engine) / prefill_s(&m, &base, p, engine);
+        let (short, long) = (extra(512), extra(8192));
+        assert!(short >= 1.0 && long > short + 0.1, "{engine:?}: {short} {long}");
+    }
+    // The cycle model stays at or above the roofline with the score traffic.
+    let r = prefill_s(&m, &unfused, 4096, Engine::Roofline);
+    let g = prefill_s(&m, &unfused, 4096, Engine::Sim);
+    assert!(g >= r * (1.0 - 1e-9), "{g} < {r}");
+}
+
+#[test]
+fn efficiency_extensions_are_checked_with_locations() {
+    let (_, src) = substrate::SHIPPED.iter().find(|(n, _)| *n == "rtx-3090").unwrap();
+    let bad = src.replace(
+        "  kernel_overhead:",
+        "  score_bytes: \"-3 B\"\n  quantised_compute: 1.5\n  kernel_overhead:",
+    );
+    let err = substrate::load_str(&bad, "bad.yaml", &[]).unwrap_err();
+    let line_of = |needle: &str| bad.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let find = |word: &str| {
+        err.errors()
+            .iter()
+            .find(|e| e.message().contains(word) || e.labels().iter().any(|l| l.1.contains(word)))
+            .unwrap_or_else(|| panic!("no error about {word}: {err:?}"))
+    };
+    let e = find("non-negative");
+    assert_eq!(
+        (e.file(), e.line()),
+        ("bad.yaml", line_of("score_bytes")),
+        "{e:?}"
+    );
+    let e = find("(0, 1]");
+    assert_eq!(
+        (e.file(), e.line()),
+        ("bad.yaml", line_of("quantised_compute")),
+        "{e:?}"
+    );
+    let e = substrate::load("rtx-3090", &[set("efficiency.quantised_compute", "0")]).unwrap_err();
+    assert!(e.errors()[0].file().contains("quantised_compute"), "{e:?}");
+}
+
+#[test]
+fn micro_batched_prompts_pay_one_pass_per_micro_batch() {
+    // llama.cpp cuts a 2048-token prompt into 4 micro-batches of 512: 3 more one-token passes
+    // than the engine's single pass; a stack without micro-batches pays none.
+    let maps = Maps::builtin().unwrap();
+    let text = "hardware,software,model,weights,bits_per_weight,batch,prompt_len,gen_len,metric,value,unit,source\n\
+        NVIDIA GeForce RTX 3090,llama.cpp CUDA,Meta-Llama-3-8B,GGUF F16,16,1,2048,0,pp_tokens_per_s,4000,tok/s,t\n\
+        NVIDIA GeForce RTX 3090,llama.cpp CUDA,Meta-Llama-3-8B,GGUF F16,16,1,512,0,pp_tokens_per_s,4000,tok/s,t\n";
+    let t = traces::parse(text, "inline.csv").unwrap();
+    let cases: Vec<_> = t
+        .rows
+        .iter()
+        .map(|r| mapping::map_row(r, &maps).unwrap())
+        .collect();
+    assert_eq!(cases[0].pipeline.map(|p| p.0), Some(512));
+    let m = predict::with_formats(&llmforge::model::load("llama-3-8b").unwrap(), &cases[0]);
+    let sub = substrate::load("rtx-3090", &[]).unwrap();
+    let one = predict::engine_run(&m, &sub, 1, 1, 1, Engine::Roofline).prefill;
+    let single = predict::engine_run(&m, &sub, 2048, 1, 1, Engine::Roofline).prefill;
+    let p = predict::predict(&cases[0], &m, &sub, Engine::Roofline);
+    assert!(
+        (p.prefill_s - (single + 3.0 * one)).abs() < 1e-9 * single,
+        "{p:?}"
+    );
+    assert!((p.value - 2048.0 / p.prefill_s).abs() < 1e-6);
+    // One micro-batch: exactly the engine's pass.
+    let p512 = predict::predict(&cases[1], &m, &sub, Engine::Roofline);
+    let single512 = predict::engine_run(&m, &sub, 512, 1, 1, Engine::Roofline).prefill;
+    assert!((p512.prefill_s - single512).abs() < 1e-12);
+    // Without micro-batches (no ubatch in the stack entry) the pass is the engine's.
+    let mut whole = cases[0].clone();
+    whole.pipeline = None;
+    let pw = predict::predict(&whole, &m, &sub, Engine::Roofline);
+    assert!((pw.prefill_s - single).abs() < 1e-12);
+}
+
+#[test]
+fn prefill_holdout_fits_keep_the_overheads_and_fit_per_phase() {
+    let t = sample();
+    let maps = Maps::builtin().unwrap();
+    let mut lib = Library::new(Vec::new());
+    let o = Options {
+        engine: Engine::Roofline,
+        holdout: vec![HoldOut::Device],
+    };
+    let r = validate::validate(&t, &maps, &mut lib, &o);
+    let by_line: std::collections::HashMap<u64, &validate::RowResult> =
+        r.rows.iter().map(|x| (x.line, x)).collect();
+    let mut prefill = 0;
+    for x in &r.holdout[0].rows {
+        let row = by_line[&x.line];
+        if row.phase != "prefill" {
+            continue;
+        }
+        prefill += 1;
+        let sub = substrate::load(&row.substrate, &[]).unwrap();
+        assert_eq!(x.fit.efficiency.kernel_overhead, sub.efficiency.kernel_overhead);
+        assert_eq!(x.fit.efficiency.token_overhead, sub.efficiency.token_overhead);
+    }
+    assert!(prefill > 0, "the sample has held-out prefill rows");
+    // Every fit a prefill row gets is fitted on prefill rows only: its row count is at most
+    // the number of prefill rows of other devices.
+    let n_prefill = r.rows.iter().filter(|x| x.phase == "prefill").count();
+    for x in &r.holdout[0].rows {
+        if by_line[&x.line].phase == "prefill" {
+            assert!(x.fit.n < n_prefill, "{} >= {n_prefill}", x.fit.n);
+        }
+    }
 }
