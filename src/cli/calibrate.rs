@@ -25,6 +25,11 @@ pub struct CalibrateArgs {
     /// Fit only rows of this software stack (`llama.cpp`, `vllm`, `tensorrt-llm`, ...).
     #[arg(long)]
     pub stack: Option<String>,
+    /// Fit only rows of one phase (`prefill`, `decode`, or `e2e` for whole runs), freeing the
+    /// parameters the hold-out frees for it: a prefill-calibrated substrate is for TTFT, a
+    /// decode-calibrated one for TPOT. Without it, all rows are fitted jointly.
+    #[arg(long, value_parser = ["prefill", "decode", "e2e"])]
+    pub phase: Option<String>,
     /// Write the calibrated substrate here (a full substrate file `sim` accepts).
     #[arg(long)]
     pub out: PathBuf,
@@ -117,6 +122,11 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
     let (ready, excluded) = validate::ready_cases(&traces, &maps, &mut lib, engine);
     let stack = args.stack.as_deref();
     let on_stack = |c: &llmforge::validate::mapping::Case| stack.is_none_or(|s| c.stack == s);
+    let phase = args.phase.as_deref();
+    let on_stack = |c: &llmforge::validate::mapping::Case| {
+        on_stack(c) && phase.is_none_or(|ph| calibrate::fit_phase(c) == ph)
+    };
+    let free = calibrate::free_for(phase);
     let points = validate::points_where(&traces, &ready, &lib, |c| {
         c.substrate == args.substrate && on_stack(c)
     });
@@ -124,12 +134,14 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
         return Err(ValidateError::NothingToFit {
             file: traces.file.clone(),
             substrate: args.substrate.clone(),
-            stack: stack.map(|s| format!(" with stack `{s}`")).unwrap_or_default(),
+            stack: stack.map(|s| format!(" with stack `{s}`")).unwrap_or_default()
+                + &phase.map(|p| format!(" in phase `{p}`")).unwrap_or_default(),
         }
         .into());
     }
     let start = base.efficiency;
-    let fit = calibrate::fit(&points, start, engine).ok_or_else(|| miette::miette!("nothing to fit"))?;
+    let fit =
+        calibrate::fit_some(&points, start, engine, free).ok_or_else(|| miette::miette!("nothing to fit"))?;
     let before = eval(&points, start, engine);
     let after = eval(&points, fit.efficiency, engine);
     let mut held = Vec::new();
@@ -138,7 +150,7 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
     for m in &models {
         let train: Vec<Point> = points.iter().filter(|p| p.case.preset != *m).copied().collect();
         let test: Vec<Point> = points.iter().filter(|p| p.case.preset == *m).copied().collect();
-        let f = calibrate::fit(&train, start, engine);
+        let f = calibrate::fit_some(&train, start, engine, free);
         held.push(HeldOutEval {
             held_out: format!("model {m}"),
             fitted_on: train.len(),
@@ -156,7 +168,7 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
         let others = validate::points_where(&traces, &ready, &lib, |c| {
             c.family == fam && c.substrate != args.substrate && on_stack(c)
         });
-        let f = calibrate::fit(&others, start, engine);
+        let f = calibrate::fit_some(&others, start, engine, free);
         let subs: BTreeSet<&str> = others.iter().map(|p| p.case.substrate.as_str()).collect();
         held.push(HeldOutEval {
             held_out: format!(
@@ -175,18 +187,16 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
         });
     }
     // Write the calibrated substrate, checked by loading it back first.
-    let src = match substrate::SHIPPED
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(&args.substrate))
-    {
-        Some((_, s)) => s.to_string(),
-        None => std::fs::read_to_string(&args.substrate).into_diagnostic()?,
-    };
+    let src =
+        llmforge::yaml::shipped_or_file(&args.substrate, substrate::SHIPPED, "substrates", "substrate")?
+            .text()
+            .to_string();
     let header = vec![
         format!(
-            "Calibrated by `llmforge calibrate --substrate {}{} --engine {}` on {} rows of {}.",
+            "Calibrated by `llmforge calibrate --substrate {}{}{} --engine {}` on {} rows of {}.",
             args.substrate,
             stack.map(|s| format!(" --stack {s}")).unwrap_or_default(),
+            phase.map(|p| format!(" --phase {p}")).unwrap_or_default(),
             engine.name(),
             fit.n,
             traces.file

@@ -202,6 +202,13 @@ pub const ALL: Free = [true; N];
 /// the micro-batches of a long prompt) and mis-scale to a model with other layer sizes.
 pub const PREFILL: Free = [true, true, false, false, true, true];
 
+/// A decode fit frees the compute and memory fractions and both overheads, and keeps the
+/// quantised-GEMM fraction and the score bytes at the substrate's values: a batch-1 decode
+/// step streams weights (its GEMMs are memory-bound) and its one-row score matrix is a few
+/// kB, so decode rows cannot tell these two apart and a free fit drifts to unphysical values
+/// (hundreds of bytes per score).
+pub const DECODE: Free = [true, true, true, true, false, false];
+
 /// `to_eff(u)` with the parameters `free` does not free at their `start` values.
 fn eff_of(u: &[f64; N], start: &Efficiency, free: &Free) -> Efficiency {
     let e = to_eff(u);
@@ -375,6 +382,16 @@ pub fn fit_phase(case: &Case) -> &'static str {
     }
 }
 
+/// The parameters a fit for `phase` (see [`fit_phase`]; `None`: all rows jointly) frees:
+/// [`PREFILL`] for prefill, [`DECODE`] for decode, [`ALL`] otherwise.
+pub fn free_for(phase: Option<&str>) -> &'static Free {
+    match phase {
+        Some("prefill") => &PREFILL,
+        Some("decode") => &DECODE,
+        _ => &ALL,
+    }
+}
+
 /// Held-out predictions for every point: points are grouped by (family, stack, fitted phase,
 /// see [`fit_phase`]); within a group, each device (or model) is predicted from a fit on the
 /// group's other points. `fit_ok` says which points may be fitted on (timing metrics); all
@@ -424,7 +441,7 @@ pub fn holdout(points: &[Point], fit_ok: &[bool], by: HoldOut, engine: Engine) -
                 continue;
             }
             let start = points[idx[0]].substrate.efficiency;
-            let free = if *phase == "prefill" { &PREFILL } else { &ALL };
+            let free = free_for(Some(phase));
             let Some(f) = fit_some(&train, start, engine, free) else {
                 continue;
             };

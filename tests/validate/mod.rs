@@ -267,6 +267,25 @@ fn calibration_recovers_known_efficiencies() {
         .sum::<f64>()
         / points.len() as f64;
     assert!(before > 0.1, "{before}");
+    // A decode-only fit (`calibrate --phase decode`) sees only the tg rows and leaves the two
+    // parameters those rows cannot identify where they started.
+    let decode: Vec<Point> = points
+        .iter()
+        .filter(|p| calibrate::fit_phase(p.case) == "decode")
+        .copied()
+        .collect();
+    assert_eq!(decode.len(), 9);
+    let d = calibrate::fit_some(
+        &decode,
+        base.efficiency,
+        Engine::Roofline,
+        calibrate::free_for(Some("decode")),
+    )
+    .unwrap()
+    .efficiency;
+    assert_eq!(d.quantised_compute, base.efficiency.quantised_compute);
+    assert_eq!(d.score_bytes, base.efficiency.score_bytes);
+    assert!((d.memory - 0.72).abs() < 0.02, "{d:?}");
 }
 
 #[test]
