@@ -261,7 +261,13 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                 s.data_hash,
                 out.display()
             );
-            println!("feature importance (share of split gain), top 15:");
+            if let Some(r) = &s.regime {
+                eprintln!(
+                    "high regime: {} training rows above {} (median {:.4}), {} classifier trees per member",
+                    r.n_high, r.split, r.value, cfg.classifier_iterations
+                );
+            }
+            println!("feature importance of the regressors (share of split gain), top 15:");
             for imp in s.importance.iter().take(15) {
                 println!("  {:<28} {:.4}", imp.feature, imp.gain_share);
             }
