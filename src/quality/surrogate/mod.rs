@@ -110,7 +110,10 @@ impl Transform {
 /// keep prediction above the speed budget (MAE 0.2120, Kendall 0.5809 on the same folds, so
 /// that choice was not made on held-out data; depth and rounds of the classifier moved MAE by
 /// less than 0.003 in the few settings tried).
+// Missing fields take their defaults, so a version-1 file reaches the version check and gets
+// a clear "refit" message instead of a missing-field error.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FitConfig {
     pub seed: u64,
     /// Bootstrap ensemble size (1 = a single model on all rows, sigma 0).
@@ -959,6 +962,20 @@ mod tests {
         renamed.feature_names[0] = "width".into();
         let e = Surrogate::from_json(&renamed.to_json(), "m.json").unwrap_err();
         assert!(matches!(e, SurrogateError::Schema { .. }), "{e}");
+        let mut v1: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v1["version"] = 1.into();
+        v1["config"]
+            .as_object_mut()
+            .unwrap()
+            .remove("classifier_iterations");
+        v1.as_object_mut().unwrap().remove("regime");
+        let e = Surrogate::from_json(&v1.to_string(), "m.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("version 1, expected `llmforge-surrogate` version 2"),
+            "{e}"
+        );
         let e = Surrogate::from_json("{\"format\": 3}", "m.json")
             .unwrap_err()
             .to_string();
