@@ -78,9 +78,10 @@ fn cpu_time_report() {
         p as f64 / ((t3 - t2) as f64 * 1e-9)
     );
     println!(
-        "  fit ({} members x {} trees, {} rows): {:.2} CPU-s",
+        "  fit ({} members x ({} regression + {} classifier trees), {} rows): {:.2} CPU-s",
         fit.1,
         FitConfig::default().iterations,
+        FitConfig::default().classifier_iterations,
         f.targets.len(),
         fit.0 as f64 * 1e-9
     );

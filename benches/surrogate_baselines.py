@@ -132,7 +132,7 @@ def main():
             pred[te] = np.exp(p) + s if log_target else p
         return pred, time.perf_counter() - t0
 
-    results = {"ours (forust GBDT, ensemble of 8)": (metrics(ours, y), None)}
+    results = {"ours (forust GBDT, two regimes, 8 members)": (metrics(ours, y), None)}
     rf = lambda: RandomForestRegressor(n_estimators=300, min_samples_leaf=1, max_features=0.5, random_state=0, n_jobs=2)
     p, s = cv(rf)
     results["random forest (sklearn, 300 trees)"] = (metrics(p, y), s)

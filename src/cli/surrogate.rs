@@ -101,6 +101,17 @@ pub struct FitArgs {
     /// Rows per ensemble member: `bootstrap`, `all`, or a fraction drawn without replacement.
     #[arg(long, default_value = "0.8", value_parser = parse_resample)]
     resample: Resample,
+    /// Targets above this value form the high (failed-run) regime, recognised by a classifier.
+    #[arg(long, default_value_t = 4.5)]
+    regime_split: f64,
+    /// One regressor on every row, no high-regime classifier.
+    #[arg(long)]
+    single_regime: bool,
+    /// Boosting rounds of each regime classifier.
+    #[arg(long, default_value_t = FitConfig::default().classifier_iterations)]
+    classifier_iterations: usize,
+    #[arg(long, default_value_t = FitConfig::default().classifier_max_depth)]
+    classifier_max_depth: usize,
 }
 
 fn parse_resample(s: &str) -> Result<Resample, String> {
@@ -129,6 +140,9 @@ impl FitArgs {
             min_leaf_weight: self.min_leaf_weight,
             log_target: !self.raw_target,
             resample: self.resample,
+            regime_split: (!self.single_regime).then_some(self.regime_split),
+            classifier_iterations: self.classifier_iterations,
+            classifier_max_depth: self.classifier_max_depth,
             ..FitConfig::default()
         }
     }
@@ -247,7 +261,13 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                 s.data_hash,
                 out.display()
             );
-            println!("feature importance (share of split gain), top 15:");
+            if let Some(r) = &s.regime {
+                eprintln!(
+                    "high regime: {} training rows above {} (median {:.4}), {} classifier trees per member",
+                    r.n_high, r.split, r.value, cfg.classifier_iterations
+                );
+            }
+            println!("feature importance of the regressors (share of split gain), top 15:");
             for imp in s.importance.iter().take(15) {
                 println!("  {:<28} {:.4}", imp.feature, imp.gain_share);
             }

@@ -112,6 +112,38 @@ fn cross_validation_beats_trivial_predictors() {
     assert!(r.predictions.iter().all(|q| q.mu.is_finite() && q.sigma >= 0.0));
 }
 
+/// The default surrogate's 5-fold CV on the file (split seed 42), pinned: the figures the
+/// README reports. Baselines on the same folds and features (benches/surrogate_baselines.py):
+/// random forest on ln(y - shift) MAE 0.2205 / Kendall 0.5728, the best of them on both.
+#[test]
+fn default_cv_figures_are_pinned_and_beat_the_baselines() {
+    let ds = read_llmforge_csv(&data_path(), Some("val_loss")).unwrap();
+    let x = features::extract_matrix(ds.models());
+    let y = ds.targets();
+    let fold = fold_assignment(y.len(), 5, 42);
+    let cfg = FitConfig::default();
+    let r = cross_validate(&x, &y, &fold, 5, &cfg).unwrap();
+    let p = &r.pooled;
+    let close = |a: f64, b: f64| (a - b).abs() < 5e-5;
+    assert!(
+        close(p.mae, 0.2120) && close(p.kendall_tau_b, 0.5809),
+        "CV MAE {} Kendall {}",
+        p.mae,
+        p.kendall_tau_b
+    );
+    assert!(close(p.spearman, 0.7547) && close(p.top5_mae, 0.0681), "{p:?}");
+    assert_eq!((p.k_at_1pct, p.k_at_5pct), (859, 1228));
+    assert!(p.mae < 0.2205 && p.kendall_tau_b > 0.5728);
+    // the same fit with one regime (the previous default) is worse on both
+    let single = FitConfig {
+        regime_split: None,
+        ..cfg
+    };
+    let s = cross_validate(&x, &y, &fold, 5, &single).unwrap().pooled;
+    assert!(close(s.mae, 0.2277) && close(s.kendall_tau_b, 0.5625), "{s:?}");
+    assert!(r.predictions.iter().all(|q| q.mu.is_finite() && q.sigma >= 0.0));
+}
+
 #[test]
 fn cli_fit_is_deterministic_and_round_trips() {
     let dir = tmpdir("fit");
@@ -143,6 +175,11 @@ fn cli_fit_is_deterministic_and_round_trips() {
     assert_eq!(ja, jb, "same seed must give byte-identical model files");
     let s = Surrogate::from_json(std::str::from_utf8(&ja).unwrap(), "a.json").unwrap();
     assert_eq!(s.members.len(), 2);
+    let regime = s.regime.as_ref().expect("two-regime fit by default");
+    assert_eq!(regime.classifiers.len(), 2);
+    assert_eq!(regime.split, 4.5);
+    // the file's rows above 4.5 nats
+    assert_eq!(regime.n_high, 118);
     assert_eq!(s.n_train, 1643);
     assert_eq!(s.feature_names, features::feature_names());
     assert!(s.data_hash.starts_with("fnv1a64:"));
