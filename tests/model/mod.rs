@@ -203,7 +203,7 @@ fn rendered_model_errors() {
     );
 }
 
-mod never_panics {
+pub(crate) mod never_panics {
     use llmforge::model::{desc, hf, layerlist};
     use proptest::prelude::*;
 
@@ -213,7 +213,7 @@ mod never_panics {
 
     /// Cuts `src` at a random place and splices in random text: the loaders must return a
     /// value or an error, never panic.
-    fn mangled(src: &'static str) -> impl Strategy<Value = String> {
+    pub(crate) fn mangled(src: &'static str) -> impl Strategy<Value = String> {
         (0..src.len(), 0..64usize, "[ -~\n\t{}\\[\\]:,\"'#-]{0,40}").prop_map(move |(at, cut, junk)| {
             let mut at = at;
             while !src.is_char_boundary(at) {

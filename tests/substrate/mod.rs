@@ -135,3 +135,57 @@ fn malformed_files_report_every_problem_located() {
         );
     }
 }
+
+/// Mangled substrate files, `--set` overrides, trace CSVs and overlays: the loaders return a
+/// value or an error, never panic.
+mod never_panics {
+    use crate::model::never_panics::mangled;
+    use llmforge::substrate;
+    use llmforge::validate::{overlay, traces};
+    use proptest::prelude::*;
+
+    const GPU: &str = include_str!("../../substrates/a100-sxm4-40gb.yaml");
+    const SYSTOLIC: &str = include_str!("../../substrates/gemmini.yaml");
+    const RING: &str = include_str!("../../substrates/ring-edge-cosearch.yaml");
+    const OVERLAY: &str = include_str!("../../traces/overlays/llama.cpp--rtx-3090.yaml");
+    const TRACES: &str = include_str!("../fixtures/validate/sample.csv");
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn gpu(src in mangled(GPU)) {
+            let _ = substrate::load_str(&src, "fuzz.yaml", &[]);
+        }
+        #[test]
+        fn systolic(src in mangled(SYSTOLIC)) {
+            let _ = substrate::load_str(&src, "fuzz.yaml", &[]);
+        }
+        #[test]
+        fn ring(src in mangled(RING)) {
+            let _ = substrate::load_str(&src, "fuzz.yaml", &[]);
+        }
+        #[test]
+        fn overrides(
+            path in prop::sample::select(vec![
+                "efficiency.compute", "efficiency.quantised_compute", "efficiency.score_bytes",
+                "efficiency.kernel_overhead", "memory.bandwidth", "packing.chip_sizing",
+                "packing.core_doublings", "chip.clock", "cosearch", "nope.nothing",
+            ]),
+            expr in "[ -~]{0,24}",
+        ) {
+            if let Ok(o) = substrate::parse_overrides(&[format!("{path}={expr}")]) {
+                for s in ["a100-sxm4-40gb", "gemmini", "ring-edge-cosearch"] {
+                    let _ = substrate::load(s, &o);
+                }
+            }
+        }
+        #[test]
+        fn trace_csv(src in mangled(TRACES)) {
+            let _ = traces::parse(&src, "fuzz.csv");
+        }
+        #[test]
+        fn overlay_file(src in mangled(OVERLAY)) {
+            let _ = overlay::parse(&src, "fuzz.yaml");
+        }
+    }
+}
