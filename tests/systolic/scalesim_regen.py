@@ -68,6 +68,33 @@ SHAPES = [
     (256, 1536, 576),   # SmolLM2-135M FFN up, prefill 256 (256x576x1536)
     (512, 512, 512),
     (512, 2880, 960),   # 512x960x2880
+    # second batch: more odd sizes and the decode / attention GEMMs of the SmolLM2 models
+    (2, 2, 2),
+    (3, 5, 7),
+    (12, 12, 12),
+    (24, 40, 56),
+    (31, 31, 31),
+    (48, 96, 24),
+    (65, 65, 65),
+    (96, 32, 128),
+    (127, 1, 255),
+    (3, 300, 7),
+    (5, 5, 500),
+    (250, 3, 40),
+    (17, 129, 33),
+    (64, 128, 32),
+    (128, 64, 64),
+    (1, 576, 576),      # SmolLM2-135M q/o projection, decode
+    (1, 192, 576),      # SmolLM2-135M k/v projection, decode (3 KV groups x 64)
+    (1, 960, 960),      # SmolLM2-360M q/o projection, decode
+    (1, 320, 960),      # SmolLM2-360M k/v projection, decode (5 KV groups x 64)
+    (1, 256, 64),       # attention scores of one decode query over 256 keys (d_head 64)
+    (1, 64, 256),       # attention PV of one decode query over 256 values
+    (256, 256, 64),     # attention scores, prefill 256, one head
+    (256, 64, 256),     # attention PV, prefill 256, one head
+    (16, 576, 576),     # SmolLM2-135M q projection, prefill 16
+    (4, 1536, 576),     # SmolLM2-135M FFN up, batch-4 decode
+    (40, 80, 160),
 ]
 
 
