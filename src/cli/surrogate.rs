@@ -112,6 +112,10 @@ pub struct FitArgs {
     classifier_iterations: usize,
     #[arg(long, default_value_t = FitConfig::default().classifier_max_depth)]
     classifier_max_depth: usize,
+    /// Share of the out-of-bag residuals behind each level's residual table, in (0, 1]; by
+    /// default the share with the least out-of-bag MAE on the training rows.
+    #[arg(long)]
+    residual_window: Option<f64>,
 }
 
 fn parse_resample(s: &str) -> Result<Resample, String> {
@@ -143,6 +147,7 @@ impl FitArgs {
             regime_split: (!self.single_regime).then_some(self.regime_split),
             classifier_iterations: self.classifier_iterations,
             classifier_max_depth: self.classifier_max_depth,
+            residual_window: self.residual_window,
             ..FitConfig::default()
         }
     }
@@ -265,6 +270,17 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                 eprintln!(
                     "high regime: {} training rows above {} (median {:.4}), {} classifier trees per member",
                     r.n_high, r.split, r.value, cfg.classifier_iterations
+                );
+                let tried: Vec<String> = r
+                    .window_oob_mae
+                    .iter()
+                    .map(|[w, mae]| format!("{w} -> {mae:.4}"))
+                    .collect();
+                eprintln!(
+                    "low regime: residual tables at {} levels, window {} of the out-of-bag rows (out-of-bag MAE by window: {})",
+                    r.residual_levels.len(),
+                    r.residual_window,
+                    tried.join(", ")
                 );
             }
             println!("feature importance of the regressors (share of split gain), top 15:");
