@@ -115,7 +115,7 @@ fn cross_validation_beats_trivial_predictors() {
 /// The default surrogate's 5-fold CV on the file (split seed 42), pinned: the figures the
 /// README reports. Baselines on the same folds and features (benches/surrogate_baselines.py):
 /// random forest on ln(y - shift) MAE 0.2205 / Kendall 0.5728, the best of them on both.
-/// The paper's Forge-Former reports test MAE 0.2055 on its own 411-row split.
+/// The paper's Forge-Former reports test MAE 0.2055 on its own 411-row split; this is below.
 #[test]
 fn default_cv_figures_are_pinned_and_beat_the_baselines() {
     let ds = read_llmforge_csv(&data_path(), Some("val_loss")).unwrap();
@@ -127,21 +127,22 @@ fn default_cv_figures_are_pinned_and_beat_the_baselines() {
     let p = &r.pooled;
     let close = |a: f64, b: f64| (a - b).abs() < 5e-5;
     assert!(
-        close(p.mae, 0.2060) && close(p.kendall_tau_b, 0.5784),
+        close(p.mae, 0.2048) && close(p.kendall_tau_b, 0.5810),
         "CV MAE {} Kendall {}",
         p.mae,
         p.kendall_tau_b
     );
-    assert!(close(p.spearman, 0.7521) && close(p.top5_mae, 0.0673), "{p:?}");
-    assert_eq!((p.k_at_1pct, p.k_at_5pct), (831, 1194));
+    assert!(close(p.spearman, 0.7549) && close(p.top5_mae, 0.0673), "{p:?}");
+    assert_eq!((p.k_at_1pct, p.k_at_5pct), (834, 1236));
     assert!(p.mae < 0.2205 && p.kendall_tau_b > 0.5728);
+    assert!(p.mae < 0.2055);
     // one residual table for every level (the version-2 model, plus Platt scaling) is worse
     let one_table = FitConfig {
         residual_window: Some(1.0),
         ..cfg
     };
     let s = cross_validate(&x, &y, &fold, 5, &one_table).unwrap().pooled;
-    assert!(close(s.mae, 0.2114) && close(s.kendall_tau_b, 0.5803), "{s:?}");
+    assert!(close(s.mae, 0.2113) && close(s.kendall_tau_b, 0.5811), "{s:?}");
     assert!(r.predictions.iter().all(|q| q.mu.is_finite() && q.sigma >= 0.0));
 }
 
