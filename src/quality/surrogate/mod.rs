@@ -242,7 +242,8 @@ impl FitConfig {
     }
 }
 
-/// Mean and spread of the ensemble for one candidate.
+/// The prediction for one candidate: `mu` the point prediction (the ensemble mean, or the
+/// two-regime mixture's median), `sigma` the ensemble members' disagreement about it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub mu: f64,
@@ -292,8 +293,11 @@ pub struct Surrogate {
 /// which is far from either outcome. Instead each member also fits a classifier (log loss)
 /// of "target above `split`"; with `p` the members' mean probability, `mu` is the median of
 /// the mixture `(1 - p) low + p high` (what minimises absolute error, see [`Regime::median`]),
-/// and `sigma` is the mixture's spread `sqrt(p (1 - p) (value - r)^2 + var_members(r))` with
-/// `r` the regressors' mean.
+/// and `sigma` is the members' disagreement `sqrt(var_m(p_m) (value - r)^2 + var_m(r_m))`
+/// (`r` the regressors' mean): model uncertainty, like the paper's MC-dropout spread, so an
+/// optimistic acquisition `mu - beta sigma` explores where the members disagree. The failure
+/// risk itself (`p (1 - p)`, which one member also has) is not uncertainty about the model and
+/// is not rewarded: with it, searches favoured likely-failing designs.
 ///
 /// The low regime's conditional distribution is the regressors' mean transformed prediction
 /// plus a residual distribution that depends on the prediction's level: runs predicted near
@@ -830,18 +834,21 @@ impl Surrogate {
                     sq[i] += y * y;
                 }
             }
-            let mut p_high = [0.0; forest::BLOCK];
+            let (mut p_high, mut p_sq) = ([0.0; forest::BLOCK], [0.0; forest::BLOCK]);
             if let Some(regime) = &self.regime {
                 for c in &regime.classifiers {
                     let mut logit = [0.0; forest::BLOCK];
                     c.predict_block(&rows, &mut logit);
                     for i in 0..n {
-                        p_high[i] += 1.0 / (1.0 + (-logit[i]).exp());
+                        let p = 1.0 / (1.0 + (-logit[i]).exp());
+                        p_high[i] += p;
+                        p_sq[i] += p * p;
                     }
                 }
                 let k = regime.classifiers.len().max(1) as f64;
-                for p in &mut p_high[..n] {
-                    *p /= k;
+                for i in 0..n {
+                    p_high[i] /= k;
+                    p_sq[i] /= k;
                 }
             }
             out.extend((0..n).map(|i| {
@@ -849,11 +856,11 @@ impl Surrogate {
                 let var = (sq[i] / m - r * r).max(0.0);
                 match &self.regime {
                     Some(regime) => {
-                        let p = regime.calibrate(p_high[i]);
+                        let var_p = (p_sq[i] - p_high[i] * p_high[i]).max(0.0);
                         let d = regime.value - r;
                         Prediction {
-                            mu: regime.median(p, zbar[i], self.transform),
-                            sigma: (p * (1.0 - p) * d * d + var).sqrt(),
+                            mu: regime.median(regime.calibrate(p_high[i]), zbar[i], self.transform),
+                            sigma: (var_p * d * d + var).sqrt(),
                         }
                     }
                     None => Prediction {
@@ -1285,6 +1292,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("residual_quantiles"), "{e}");
+        // one member: no disagreement, so sigma is 0 even where the failure risk is not
+        let one = Surrogate::fit(
+            &x,
+            &y,
+            "y",
+            &FitConfig {
+                ensemble: 1,
+                ..cfg.clone()
+            },
+        )
+        .unwrap();
+        let p1 = one.predict_features(&x).unwrap();
+        assert!(p1.iter().all(|p| p.sigma == 0.0));
         // too few high rows: one regime
         let one = Surrogate::fit(
             &x,
