@@ -299,3 +299,73 @@ fn cli_errors_are_located() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Saved surrogate files with one number changed (to a negative, huge, fractional, zero or
+/// out-of-range value, anywhere in the file: tree nodes, feature indices, residual tables,
+/// calibration, settings): loading returns a model or a located error, and a loaded model
+/// predicts without panicking.
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    fn saved() -> &'static (serde_json::Value, Vec<serde_json::Value>, Vec<f64>) {
+        static SAVED: OnceLock<(serde_json::Value, Vec<serde_json::Value>, Vec<f64>)> = OnceLock::new();
+        SAVED.get_or_init(|| {
+            let ds = read_llmforge_csv(&data_path(), Some("val_loss")).unwrap();
+            let x = features::extract_matrix(ds.models());
+            let y = ds.targets();
+            let cfg = FitConfig {
+                ensemble: 2,
+                iterations: 4,
+                classifier_iterations: 2,
+                max_depth: 3,
+                ..FitConfig::default()
+            };
+            let s = Surrogate::fit(&x, &y, "val_loss", &cfg).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+            // JSON pointers of every number in the file
+            fn walk(v: &serde_json::Value, at: String, out: &mut Vec<serde_json::Value>) {
+                match v {
+                    serde_json::Value::Number(_) => out.push(at.into()),
+                    serde_json::Value::Array(a) => {
+                        for (i, e) in a.iter().enumerate() {
+                            walk(e, format!("{at}/{i}"), out);
+                        }
+                    }
+                    serde_json::Value::Object(o) => {
+                        for (k, e) in o {
+                            walk(e, format!("{at}/{k}"), out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let mut pointers = Vec::new();
+            walk(&v, String::new(), &mut pointers);
+            let rows = x[..20 * features::N_FEATURES].to_vec();
+            (v, pointers, rows)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn one_number_changed(
+            pick in any::<prop::sample::Index>(),
+            value in prop::sample::select(vec![
+                -1.0, 0.0, 0.5, 1.0, 2.0, 168.0, 169.0, 255.0, 256.0, 1e9, -1e9, 1e300, -1e300,
+                4_294_967_296.0,
+            ]),
+        ) {
+            let (v, pointers, rows) = saved();
+            let at = pointers[pick.index(pointers.len())].as_str().unwrap();
+            let mut m = v.clone();
+            *m.pointer_mut(at).unwrap() = serde_json::json!(value);
+            if let Ok(s) = Surrogate::from_json(&m.to_string(), "fuzz.json") {
+                let p = s.predict_features(rows);
+                prop_assert!(p.is_ok());
+            }
+        }
+    }
+}
