@@ -5,7 +5,7 @@ use llmforge::model;
 use llmforge::quality::dataset::{self, Dataset};
 use llmforge::quality::surrogate::{
     self, FitConfig, Prediction, Resample, Surrogate, cross_validate, features, fold_assignment,
-    metrics::Metrics,
+    metrics::Metrics, nested_cross_validate,
 };
 use miette::{IntoDiagnostic, WrapErr, miette};
 use serde::Serialize;
@@ -54,6 +54,14 @@ pub enum SurrogateCmd {
         /// (CSV), so baselines can be run on the same folds and features.
         #[arg(long)]
         export: Option<PathBuf>,
+        /// Nested CV: candidate depths of the regime classifiers (e.g. `3,4`); each outer
+        /// fold picks one by an inner CV of its own training rows (overrides
+        /// --classifier-max-depth).
+        #[arg(long, value_delimiter = ',')]
+        select_classifier_depth: Vec<usize>,
+        /// Folds of the inner CV of --select-classifier-depth.
+        #[arg(long, default_value_t = 4)]
+        inner_folds: usize,
     },
     /// Predict mu and sigma for the rows of an LLMForge CSV or for one model file.
     Predict {
@@ -233,6 +241,9 @@ struct CvReport<'a> {
     config: &'a FitConfig,
     pooled: &'a Metrics,
     per_fold: &'a [Metrics],
+    /// Nested CV: the classifier depth chosen for each outer fold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    selected_classifier_depth: Vec<usize>,
 }
 
 #[derive(Serialize)]
@@ -330,6 +341,8 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             fit,
             format,
             export,
+            select_classifier_depth,
+            inner_folds,
         } => {
             let ds = read_data(&data, Some(&target))?;
             let cfg = fit.config();
@@ -338,7 +351,20 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             let x = features::extract_matrix(models.iter().copied());
             let y = ds.targets();
             let fold = fold_assignment(y.len(), folds, split_seed);
-            let r = cross_validate(&x, &y, &fold, folds, &cfg).map_err(|e| miette!("{e}"))?;
+            let r = if select_classifier_depth.is_empty() {
+                cross_validate(&x, &y, &fold, folds, &cfg)
+            } else {
+                let candidates: Vec<FitConfig> = select_classifier_depth
+                    .iter()
+                    .map(|&d| FitConfig {
+                        classifier_max_depth: d,
+                        ..cfg.clone()
+                    })
+                    .collect();
+                nested_cross_validate(&x, &y, &fold, folds, &candidates, inner_folds, split_seed)
+            }
+            .map_err(|e| miette!("{e}"))?;
+            let depths: Vec<usize> = r.selected.iter().map(|&c| select_classifier_depth[c]).collect();
             if let Some(path) = &export {
                 write_atomic(path, &export_csv(&ds, &x, &r.fold, &r.predictions))?;
                 eprintln!(
@@ -357,6 +383,7 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                         config: &cfg,
                         pooled: &r.pooled,
                         per_fold: &r.per_fold,
+                        selected_classifier_depth: depths,
                     })?
                 ),
                 Format::Table => {
@@ -367,8 +394,12 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                     print!("{}", metrics_table(&title, &r.pooled));
                     println!("  per fold MAE / Kendall:");
                     for (i, m) in r.per_fold.iter().enumerate() {
+                        let chosen = depths
+                            .get(i)
+                            .map(|d| format!("  (classifier depth {d}, chosen by inner CV)"))
+                            .unwrap_or_default();
                         println!(
-                            "    fold {i}: n {:>4}  MAE {:.4}  tau-b {:.4}",
+                            "    fold {i}: n {:>4}  MAE {:.4}  tau-b {:.4}{chosen}",
                             m.n, m.mae, m.kendall_tau_b
                         );
                     }

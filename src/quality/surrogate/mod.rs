@@ -1039,6 +1039,8 @@ pub struct CvResult {
     pub per_fold: Vec<Metrics>,
     /// Metrics over every out-of-fold prediction.
     pub pooled: Metrics,
+    /// Nested CV only: the candidate setting chosen for each outer fold.
+    pub selected: Vec<usize>,
 }
 
 /// k-fold cross-validation of the surrogate with the given fold assignment (`fold[i] < k`).
@@ -1048,6 +1050,52 @@ pub fn cross_validate(
     fold: &[usize],
     k: usize,
     cfg: &FitConfig,
+) -> Result<CvResult, SurrogateError> {
+    let mut r = cv_with(x, y, fold, k, |_, _| Ok((cfg.clone(), 0)))?;
+    r.selected.clear();
+    Ok(r)
+}
+
+/// Nested k-fold cross-validation: in each outer fold every candidate setting is scored by an
+/// `inner`-fold CV (split seed `inner_seed`) of the outer training rows alone, and the one with
+/// the least pooled inner MAE (the first on ties) is refitted on them and predicts the held-out
+/// fold. Settings chosen this way never see the rows they are scored on.
+pub fn nested_cross_validate(
+    x: &[f64],
+    y: &[f64],
+    fold: &[usize],
+    k: usize,
+    candidates: &[FitConfig],
+    inner: usize,
+    inner_seed: u64,
+) -> Result<CvResult, SurrogateError> {
+    if candidates.is_empty() {
+        return Err(SurrogateError::BadConfig(
+            "nested CV needs at least one candidate".into(),
+        ));
+    }
+    cv_with(x, y, fold, k, |xt, yt| {
+        let inner_fold = fold_assignment(yt.len(), inner, inner_seed);
+        let mut best: Option<(usize, f64)> = None;
+        for (c, cfg) in candidates.iter().enumerate() {
+            let mae = cross_validate(xt, yt, &inner_fold, inner, cfg)?.pooled.mae;
+            if best.is_none_or(|(_, b)| mae < b) {
+                best = Some((c, mae));
+            }
+        }
+        let (c, _) = best.expect("candidates is not empty");
+        Ok((candidates[c].clone(), c))
+    })
+}
+
+/// The cross-validation loop; `pick` chooses the setting (and its index) from a fold's
+/// training rows.
+fn cv_with(
+    x: &[f64],
+    y: &[f64],
+    fold: &[usize],
+    k: usize,
+    pick: impl Fn(&[f64], &[f64]) -> Result<(FitConfig, usize), SurrogateError>,
 ) -> Result<CvResult, SurrogateError> {
     if k < 2 || y.len() < 2 * k {
         return Err(SurrogateError::Folds {
@@ -1063,6 +1111,7 @@ pub fn cross_validate(
         y.len()
     ];
     let mut per_fold = Vec::with_capacity(k);
+    let mut selected = Vec::with_capacity(k);
     for f in 0..k {
         let (mut xt, mut yt, mut test) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..y.len() {
@@ -1073,7 +1122,9 @@ pub fn cross_validate(
                 yt.push(y[i]);
             }
         }
-        let s = Surrogate::fit(&xt, &yt, "cv", cfg)?;
+        let (cfg, chosen) = pick(&xt, &yt)?;
+        selected.push(chosen);
+        let s = Surrogate::fit(&xt, &yt, "cv", &cfg)?;
         let xs: Vec<f64> = test
             .iter()
             .flat_map(|&i| x[i * N_FEATURES..(i + 1) * N_FEATURES].iter().copied())
@@ -1093,6 +1144,7 @@ pub fn cross_validate(
         pooled: Metrics::compute(&mu, y),
         predictions,
         per_fold,
+        selected,
     })
 }
 
@@ -1426,6 +1478,32 @@ mod tests {
             );
             assert!(matches!(e, Err(SurrogateError::BadConfig(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn nested_cv_picks_per_fold_and_reduces_to_plain_cv() {
+        let (x, y) = synthetic(120);
+        let fold = fold_assignment(y.len(), 3, 1);
+        let cfg = small_cfg();
+        let plain = cross_validate(&x, &y, &fold, 3, &cfg).unwrap();
+        assert!(plain.selected.is_empty());
+        // one candidate: the same predictions, candidate 0 everywhere
+        let one = nested_cross_validate(&x, &y, &fold, 3, std::slice::from_ref(&cfg), 3, 2).unwrap();
+        assert_eq!(one.predictions, plain.predictions);
+        assert_eq!(one.selected, vec![0; 3]);
+        // a crippled candidate (1 tree of depth 1) loses every inner CV
+        let weak = FitConfig {
+            iterations: 1,
+            max_depth: 1,
+            ..cfg.clone()
+        };
+        let r = nested_cross_validate(&x, &y, &fold, 3, &[weak, cfg.clone()], 3, 2).unwrap();
+        assert_eq!(r.selected, vec![1; 3]);
+        assert_eq!(r.predictions, plain.predictions);
+        assert!(matches!(
+            nested_cross_validate(&x, &y, &fold, 3, &[], 3, 2),
+            Err(SurrogateError::BadConfig(_))
+        ));
     }
 
     #[test]
