@@ -246,12 +246,13 @@ fn reference(population: &[Individual<Genome>]) -> Vec<f64> {
     max.iter().map(|m| m * 1.05).collect()
 }
 
-/// One row per front member: objectives, feasibility, then the architecture.
+/// One row per front member: objectives, feasibility, the loss model's prediction (`loss_mu`,
+/// `loss_sigma`: the `loss` objective is `loss_mu - beta * loss_sigma`), then the architecture.
 fn pareto_csv(problem: &ArchProblem, names: &[&str], front: &[Individual<Genome>]) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "rank,{},feasible,violation,d_model,layers,attention_layers,weights,params,layer_genes",
+        "rank,{},feasible,violation,loss_mu,loss_sigma,d_model,layers,attention_layers,weights,params,layer_genes",
         names.join(",")
     );
     for (k, ind) in front.iter().enumerate() {
@@ -279,12 +280,15 @@ fn pareto_csv(problem: &ArchProblem, names: &[&str], front: &[Individual<Genome>
             })
             .collect();
         let m = problem.space.model(g, "x");
+        let loss = problem.loss.predict(&m);
         let _ = writeln!(
             text,
-            "{k},{},{},{:?},{},{},{},{},{},{}",
+            "{k},{},{},{:?},{:?},{:?},{},{},{},{},{},{}",
             objectives.join(","),
             ind.evaluation.violation == 0.0,
             ind.evaluation.violation,
+            loss.mu,
+            loss.sigma,
             g.d_model,
             m.n_layers(),
             m.n_attention_layers(),
