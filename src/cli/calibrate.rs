@@ -1,10 +1,12 @@
-//! `llmforge calibrate`: fit a substrate's efficiencies to measured rows, report how well the
-//! fit carries over to rows held out of it, and write a calibrated substrate (and overlay).
+//! `llmforge calibrate`: fit a substrate's efficiencies to measured rows (and, when there are
+//! power rows, the scales of its energy parameters), report how well the fit carries over to
+//! rows held out of it, and write a calibrated substrate (and overlay).
 
 use super::validate::{EngineArg, Format, load_maps};
 use clap::Args;
 use llmforge::substrate::{self, Efficiency};
 use llmforge::validate::calibrate::{self, Fit, Point};
+use llmforge::validate::energy::{self, EnergyFit};
 use llmforge::validate::predict::Engine;
 use llmforge::validate::stats::{self, ErrorStats};
 use llmforge::validate::{self, Library, ValidateError, overlay, traces};
@@ -89,7 +91,19 @@ struct CalReport {
     in_sample_uncalibrated: Option<ErrorStats>,
     in_sample_calibrated: Option<ErrorStats>,
     held_out: Vec<HeldOutEval>,
+    /// Power and energy rows of this substrate: the energy scales fitted on them (under the
+    /// fitted efficiency) and written to the calibrated substrate, with their in-sample error.
+    energy: Option<EnergyReport>,
     out: String,
+}
+
+#[derive(Serialize)]
+struct EnergyReport {
+    rows: usize,
+    fit: Option<EnergyFit>,
+    uncalibrated: Option<ErrorStats>,
+    calibrated: Option<ErrorStats>,
+    note: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -186,6 +200,46 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
             fit: f,
         });
     }
+    // Power and energy rows of this substrate: scale its energy parameters (after time).
+    let energy_points = validate::points_of(&traces, &ready, &lib, |c| {
+        c.substrate == args.substrate
+            && stack.is_none_or(|s| c.stack == s)
+            && c.target.phase() == "energy"
+            && phase.is_none_or(|ph| ph == "e2e")
+    });
+    let energy_report = (!energy_points.is_empty()).then(|| {
+        let parts: Vec<Option<[f64; 3]>> = energy_points
+            .iter()
+            .map(|p| energy::parts(p, fit.efficiency, engine))
+            .collect();
+        let rows: Vec<([f64; 3], f64)> = parts
+            .iter()
+            .zip(&energy_points)
+            .filter_map(|(v, p)| v.map(|v| (v, p.case.measured)))
+            .collect();
+        let efit = energy::fit(&rows);
+        let errors = |k: [f64; 3]| {
+            let e: Vec<(u64, f64)> = parts
+                .iter()
+                .zip(&energy_points)
+                .filter_map(|(v, p)| {
+                    let v = v.as_ref()?;
+                    let pred = v[0] * k[0] + v[1] * k[1] + v[2] * k[2];
+                    Some((p.line, stats::rel_error(pred, p.case.measured)))
+                })
+                .collect();
+            ErrorStats::of(&e)
+        };
+        EnergyReport {
+            rows: energy_points.len(),
+            uncalibrated: errors([1.0; 3]),
+            calibrated: efit.and_then(|f| errors(f.scales())),
+            note: efit
+                .is_none()
+                .then(|| "no energy fit (a ring substrate, or no usable rows)".to_string()),
+            fit: efit,
+        }
+    });
     // Write the calibrated substrate, checked by loading it back first.
     let src =
         llmforge::yaml::shipped_or_file(&args.substrate, substrate::SHIPPED, "substrates", "substrate")?
@@ -218,17 +272,35 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
             expr: expr.clone(),
         })
         .collect();
+    let mut header = header;
+    if let Some(f) = energy_report.as_ref().and_then(|r| r.fit) {
+        header.push(format!(
+            "Energy scaled by compute x{:.3}, memory x{:.3}, static x{:.3}, fitted on {} power / energy rows (in-sample MAPE {:.1}%).",
+            f.compute, f.memory, f.static_, f.n, f.mape
+        ));
+    }
+    let energy_set = match energy_report.as_ref().and_then(|r| r.fit) {
+        Some(f) => energy::energy_overrides(&substrate::load(&args.substrate, &extra)?, f.scales())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     let all: Vec<substrate::Override> = extra
         .iter()
         .cloned()
         .chain(overlay::efficiency_overrides(&fit.efficiency))
+        .chain(energy_set.iter().cloned())
         .collect();
     let text = overlay::with_values(&src, &all, &header).ok_or_else(|| ValidateError::Substrate {
         name: args.substrate.clone(),
         message: "a fitted field is not written in the file in the usual `section:` / `key:` form".into(),
     })?;
     let written = substrate::load_str(&text, &args.out.display().to_string(), &[])?;
-    let fitted = calibrate::with_efficiency(&substrate::load(&args.substrate, &extra)?, written.efficiency);
+    // (the map's overrides and the energy scales as written, then the fitted efficiency)
+    let with_energy: Vec<substrate::Override> = extra.iter().cloned().chain(energy_set).collect();
+    let fitted = calibrate::with_efficiency(
+        &substrate::load(&args.substrate, &with_energy)?,
+        written.efficiency,
+    );
     if written.kind != fitted.kind || (written.efficiency.memory - fit.efficiency.memory).abs() > 1e-3 {
         return Err(ValidateError::Substrate {
             name: args.substrate.clone(),
@@ -262,6 +334,7 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
         in_sample_uncalibrated: before.stats,
         in_sample_calibrated: after.stats,
         held_out: held,
+        energy: energy_report,
         out: args.out.display().to_string(),
     };
     match args.format {
@@ -331,6 +404,22 @@ fn table(r: &CalReport) -> String {
             m(&h.uncalibrated),
             m(&h.calibrated),
             h.note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default()
+        );
+    }
+    if let Some(e) = &r.energy {
+        let scales = e.fit.map_or("-".to_string(), |f| {
+            format!(
+                "compute x{:.3}, memory x{:.3}, static x{:.3}",
+                f.compute, f.memory, f.static_
+            )
+        });
+        let _ = writeln!(
+            s,
+            "  energy ({} power / energy rows): scales {scales}; in-sample MAPE uncalibrated {}, calibrated {}{}",
+            e.rows,
+            m(&e.uncalibrated),
+            m(&e.calibrated),
+            e.note.as_deref().map(|n| format!("  ({n})")).unwrap_or_default()
         );
     }
     let _ = writeln!(s, "  wrote {}", r.out);

@@ -368,6 +368,9 @@ pub struct HeldOut {
     pub predicted: Option<f64>,
     pub why: Option<String>,
     pub fit: Option<Fit>,
+    /// Power and energy rows: the energy scales fitted on the other devices' (models')
+    /// power and energy rows under `fit` ([`super::energy`]); `None` when there were none.
+    pub energy: Option<super::energy::EnergyFit>,
 }
 
 /// The phase a point's parameters are fitted for: `prefill`, `decode`, or `e2e` (whole runs,
@@ -419,6 +422,7 @@ pub fn holdout(points: &[Point], fit_ok: &[bool], by: HoldOut, engine: Engine) -
             predicted: None,
             why: None,
             fit: None,
+            energy: None,
         })
         .collect();
     for ((family, stack, phase), members) in &groups {
@@ -445,9 +449,36 @@ pub fn holdout(points: &[Point], fit_ok: &[bool], by: HoldOut, engine: Engine) -
             let Some(f) = fit_some(&train, start, engine, free) else {
                 continue;
             };
+            // Power and energy rows: scale the energy parameters, fitted on the other
+            // devices' (models') power and energy rows under the fitted timing.
+            let is_energy = |i: usize| points[i].case.target.phase() == "energy";
+            let energy = if idx.iter().any(|&i| is_energy(i)) {
+                let rows: Vec<([f64; 3], f64)> = members
+                    .iter()
+                    .filter(|(k, _)| *k != held)
+                    .flat_map(|(_, v)| v.iter().copied())
+                    .filter(|&i| is_energy(i))
+                    .filter_map(|i| {
+                        super::energy::parts(&points[i], f.efficiency, engine)
+                            .map(|v| (v, points[i].case.measured))
+                    })
+                    .collect();
+                super::energy::fit(&rows)
+            } else {
+                None
+            };
             for &i in idx {
-                out[i].predicted = Some(predict_with(&points[i], f.efficiency, engine));
+                let scaled = match energy {
+                    Some(e) if is_energy(i) => super::energy::parts(&points[i], f.efficiency, engine)
+                        .map(|v| v.iter().zip(e.scales()).map(|(a, b)| a * b).sum()),
+                    _ => None,
+                };
+                out[i].predicted =
+                    Some(scaled.unwrap_or_else(|| predict_with(&points[i], f.efficiency, engine)));
                 out[i].fit = Some(f);
+                if scaled.is_some() {
+                    out[i].energy = energy;
+                }
             }
         }
     }

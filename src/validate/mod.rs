@@ -13,6 +13,7 @@
 //! computes a roofline of its own.
 
 pub mod calibrate;
+pub mod energy;
 pub mod mapping;
 pub mod overlay;
 pub mod plot;
@@ -206,6 +207,9 @@ pub struct HeldRow {
     pub error_pct: f64,
     pub uncalibrated_error_pct: f64,
     pub fit: calibrate::Fit,
+    /// Power and energy rows: the fitted energy scales ([`energy`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub energy: Option<energy::EnergyFit>,
 }
 
 /// Results of one hold-out scheme.
@@ -554,6 +558,7 @@ fn holdout_report(
                     error_pct: e * 100.0,
                     uncalibrated_error_pct: r.error_pct,
                     fit: *fit,
+                    energy: h.energy,
                 });
                 items.push((h.index, r.error_pct / 100.0, e));
             }
@@ -607,9 +612,20 @@ pub fn points_where<'a>(
     lib: &'a Library,
     keep: impl Fn(&Case) -> bool,
 ) -> Vec<Point<'a>> {
+    points_of(traces, ready, lib, |c| c.target.is_timing() && keep(c))
+}
+
+/// Points of the mapped rows that `keep` accepts, whatever their metric (power and energy
+/// rows included).
+pub fn points_of<'a>(
+    traces: &Traces,
+    ready: &'a [(usize, Case, Model)],
+    lib: &'a Library,
+    keep: impl Fn(&Case) -> bool,
+) -> Vec<Point<'a>> {
     ready
         .iter()
-        .filter(|(_, c, _)| c.target.is_timing() && keep(c))
+        .filter(|(_, c, _)| keep(c))
         .filter_map(|(i, c, m)| {
             lib.substrate(c).ok().map(|s| Point {
                 line: traces.rows[*i].line,
