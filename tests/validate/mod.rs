@@ -198,6 +198,28 @@ fn decode_rate_follows_bandwidth_and_tensor_parallel_adds_communication() {
     assert!(p2.comm_s > 0.0 && p2.comm_s < p2.value);
 }
 
+/// The rows of `t`, mapped, with their models (formats applied), each "measured" as the
+/// engine predicts it on `truth`.
+fn measured_by(
+    t: &traces::Traces,
+    maps: &Maps,
+    truth: &substrate::Substrate,
+) -> (Vec<mapping::Case>, Vec<llmforge::model::Model>) {
+    let mut cases: Vec<_> = t
+        .rows
+        .iter()
+        .map(|r| mapping::map_row(r, maps).unwrap())
+        .collect();
+    let models: Vec<_> = cases
+        .iter()
+        .map(|c| predict::with_formats(&llmforge::model::load(&c.preset).unwrap(), c))
+        .collect();
+    for (c, m) in cases.iter_mut().zip(&models) {
+        c.measured = predict::predict(c, m, truth, Engine::Roofline).value;
+    }
+    (cases, models)
+}
+
 #[test]
 fn calibration_recovers_known_efficiencies() {
     // Measurements made by the engine itself at known efficiencies must be fitted back.
@@ -230,18 +252,7 @@ fn calibration_recovers_known_efficiencies() {
     let t = traces::parse(&rows, "synthetic.csv").unwrap();
     let base = substrate::load("rtx-3090", &[]).unwrap();
     let truth_sub = calibrate::with_efficiency(&base, truth);
-    let mut cases: Vec<_> = t
-        .rows
-        .iter()
-        .map(|r| mapping::map_row(r, &maps).unwrap())
-        .collect();
-    let models: Vec<_> = cases
-        .iter()
-        .map(|c| predict::with_formats(&llmforge::model::load(&c.preset).unwrap(), c))
-        .collect();
-    for (c, m) in cases.iter_mut().zip(&models) {
-        c.measured = predict::predict(c, m, &truth_sub, Engine::Roofline).value;
-    }
+    let (cases, models) = measured_by(&t, &maps, &truth_sub);
     let points: Vec<Point> = cases
         .iter()
         .zip(&models)
@@ -589,18 +600,7 @@ fn energy_calibration_recovers_known_scales() {
     let base = substrate::load("h100-sxm", &[]).unwrap();
     let truth = [2.0, 3.0, 2.5];
     let truth_sub = validate::energy::with_energy_scale(&base, truth).unwrap();
-    let mut cases: Vec<_> = t
-        .rows
-        .iter()
-        .map(|r| mapping::map_row(r, &maps).unwrap())
-        .collect();
-    let models: Vec<_> = cases
-        .iter()
-        .map(|c| predict::with_formats(&llmforge::model::load(&c.preset).unwrap(), c))
-        .collect();
-    for (c, m) in cases.iter_mut().zip(&models) {
-        c.measured = predict::predict(c, m, &truth_sub, Engine::Roofline).value;
-    }
+    let (cases, models) = measured_by(&t, &maps, &truth_sub);
     let rows: Vec<([f64; 3], f64)> = cases
         .iter()
         .zip(&models)
