@@ -128,6 +128,18 @@ pub struct Forest {
 }
 
 impl Forest {
+    /// Checks a loaded forest: a finite base score and every tree's split features below
+    /// `n_features`; the error names the tree.
+    pub fn check(&self, n_features: usize) -> Result<(), String> {
+        if !self.base.is_finite() {
+            return Err("base score is not finite".into());
+        }
+        for (t, tree) in self.trees.iter().enumerate() {
+            tree.check(n_features).map_err(|e| format!("tree {t}: {e}"))?;
+        }
+        Ok(())
+    }
+
     #[inline]
     pub fn predict(&self, x: &[f64]) -> f64 {
         // Same order of additions as the batch walk, so both give identical bits.

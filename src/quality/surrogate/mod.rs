@@ -401,13 +401,17 @@ fn residual_tables(points: &[(f64, f64)], share: f64) -> (Vec<f64>, Vec<Vec<f64>
     (levels, tables)
 }
 
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
 fn logit(p: f64) -> f64 {
     let p = p.clamp(1e-6, 1.0 - 1e-6);
     (p / (1.0 - p)).ln()
 }
 
 fn platt([a, b]: [f64; 2], p: f64) -> f64 {
-    1.0 / (1.0 + (-(a * logit(p) + b)).exp())
+    sigmoid(a * logit(p) + b)
 }
 
 /// Platt scaling `[a, b]` fitted by Newton's method on log loss of `label ~ sigmoid(a logit(p)
@@ -420,13 +424,13 @@ fn fit_platt(pairs: &[(f64, bool)], min_class: usize) -> [f64; 2] {
     }
     const RIDGE: f64 = 1e-3;
     let (mut a, mut b) = (1.0, 0.0);
+    let w = 1.0 / pairs.len() as f64;
     for _ in 0..50 {
         // Gradient and Hessian of the mean log loss plus RIDGE/2 ((a - 1)^2 + b^2).
         let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (RIDGE * (a - 1.0), RIDGE * b, RIDGE, 0.0, RIDGE);
-        let w = 1.0 / pairs.len() as f64;
         for &(p, label) in pairs {
             let x = logit(p);
-            let q = 1.0 / (1.0 + (-(a * x + b)).exp());
+            let q = sigmoid(a * x + b);
             let r = q - if label { 1.0 } else { 0.0 };
             let h = q * (1.0 - q);
             ga += w * r * x;
@@ -671,7 +675,7 @@ impl Surrogate {
                     let row = &x[i * N_FEATURES..(i + 1) * N_FEATURES];
                     oob[i].0 += reg.predict(row);
                     if let Some(c) = cls {
-                        oob[i].1 += 1.0 / (1.0 + (-c.predict(row)).exp());
+                        oob[i].1 += sigmoid(c.predict(row));
                     }
                     oob[i].2 += 1;
                 }
@@ -680,10 +684,9 @@ impl Surrogate {
                 .iter()
                 .map(|&(z, p, k)| (k > 0).then(|| (z / k as f64, p / k as f64)))
                 .collect();
-            // Low-regime residuals against the out-of-bag predictions, sorted by prediction;
-            // in-sample residuals of the whole ensemble when too few rows are out of bag (one
-            // member or no resampling).
-            // (prediction, residual, row), sorted by prediction.
+            // Low-regime residuals against the out-of-bag predictions as (prediction, residual,
+            // row), sorted by prediction; in-sample residuals of the whole ensemble when too few
+            // rows are out of bag (one member or no resampling).
             let mut points: Vec<(f64, f64, usize)> = (0..n)
                 .filter(|&i| low(y[i]))
                 .filter_map(|i| oob[i].map(|(zo, _)| (zo, z[i] - zo, i)))
@@ -750,22 +753,10 @@ impl Surrogate {
                 }
             }
             let (residual_window, _) = best.expect("at least one residual window is tried");
-            let Regime {
-                residual_levels,
-                residual_quantiles,
-                ..
-            } = trial(tables_of(residual_window, &|_| true), residual_window);
             Regime {
-                split: t,
-                value: quantile(&high, 0.5),
-                n_high: high.len(),
-                high_quantiles,
-                residual_levels,
-                residual_quantiles,
-                residual_window,
                 window_oob_mae,
-                calibration,
                 classifiers,
+                ..trial(tables_of(residual_window, &|_| true), residual_window)
             }
         });
         let fitted: Vec<(Forest, Vec<f64>)> = fitted.into_iter().map(|(r, _, _)| r).collect();
@@ -840,7 +831,7 @@ impl Surrogate {
                     let mut logit = [0.0; forest::BLOCK];
                     c.predict_block(&rows, &mut logit);
                     for i in 0..n {
-                        let p = 1.0 / (1.0 + (-logit[i]).exp());
+                        let p = sigmoid(logit[i]);
                         p_high[i] += p;
                         p_sq[i] += p * p;
                     }
@@ -950,13 +941,9 @@ impl Surrogate {
             return Err(invalid("no ensemble members".into()));
         }
         for (m, member) in s.members.iter().enumerate() {
-            if !member.base.is_finite() {
-                return Err(invalid(format!("member {m}: base score is not finite")));
-            }
-            for (t, tree) in member.trees.iter().enumerate() {
-                tree.check(N_FEATURES)
-                    .map_err(|e| invalid(format!("member {m} tree {t}: {e}")))?;
-            }
+            member
+                .check(N_FEATURES)
+                .map_err(|e| invalid(format!("member {m}: {e}")))?;
         }
         if let Some(r) = &s.regime {
             if !(r.split.is_finite() && r.value.is_finite()) {
@@ -1002,13 +989,8 @@ impl Surrogate {
                 )));
             }
             for (m, c) in r.classifiers.iter().enumerate() {
-                if !c.base.is_finite() {
-                    return Err(invalid(format!("classifier {m}: base score is not finite")));
-                }
-                for (t, tree) in c.trees.iter().enumerate() {
-                    tree.check(N_FEATURES)
-                        .map_err(|e| invalid(format!("classifier {m} tree {t}: {e}")))?;
-                }
+                c.check(N_FEATURES)
+                    .map_err(|e| invalid(format!("classifier {m}: {e}")))?;
             }
         }
         Ok(s)
