@@ -101,6 +101,7 @@ struct CalReport {
 struct EnergyReport {
     rows: usize,
     fit: Option<EnergyFit>,
+    /// With the stated energy parameters (and the fitted efficiency).
     uncalibrated: Option<ErrorStats>,
     calibrated: Option<ErrorStats>,
     note: Option<String>,
@@ -223,8 +224,7 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
                 .iter()
                 .zip(&energy_points)
                 .filter_map(|(v, p)| {
-                    let v = v.as_ref()?;
-                    let pred = v[0] * k[0] + v[1] * k[1] + v[2] * k[2];
+                    let pred = energy::scaled((*v)?, k);
                     Some((p.line, stats::rel_error(pred, p.case.measured)))
                 })
                 .collect();

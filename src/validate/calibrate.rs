@@ -470,7 +470,7 @@ pub fn holdout(points: &[Point], fit_ok: &[bool], by: HoldOut, engine: Engine) -
             for &i in idx {
                 let scaled = match energy {
                     Some(e) if is_energy(i) => super::energy::parts(&points[i], f.efficiency, engine)
-                        .map(|v| v.iter().zip(e.scales()).map(|(a, b)| a * b).sum()),
+                        .map(|v| super::energy::scaled(v, e.scales())),
                     _ => None,
                 };
                 out[i].predicted =

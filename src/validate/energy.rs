@@ -45,6 +45,11 @@ impl EnergyFit {
     }
 }
 
+/// A row's value under scales `k`, from its [`parts`] `v`: `sum_j k_j v_j`.
+pub fn scaled(v: [f64; 3], k: [f64; 3]) -> f64 {
+    v[0] * k[0] + v[1] * k[1] + v[2] * k[2]
+}
+
 /// `sub` with its energy parameters scaled by `k` (compute, memory, static); `None` for a
 /// ring substrate, whose energy parameters are per-chip constants this fit does not cover.
 pub fn with_energy_scale(sub: &Substrate, k: [f64; 3]) -> Option<Substrate> {
@@ -155,7 +160,7 @@ pub fn fit(rows: &[([f64; 3], f64)]) -> Option<EnergyFit> {
         let fit: f64 = rows
             .iter()
             .map(|(v, y)| {
-                let r = (k[0] * v[0] + k[1] * v[1] + k[2] * v[2]) / y - 1.0;
+                let r = scaled(*v, *k) / y - 1.0;
                 r * r
             })
             .sum::<f64>()
@@ -192,7 +197,7 @@ pub fn fit(rows: &[([f64; 3], f64)]) -> Option<EnergyFit> {
     let (k, _) = best?;
     let mape = rows
         .iter()
-        .map(|(v, y)| ((k[0] * v[0] + k[1] * v[1] + k[2] * v[2]) / y - 1.0).abs())
+        .map(|(v, y)| (scaled(*v, k) / y - 1.0).abs())
         .sum::<f64>()
         / n
         * 100.0;
