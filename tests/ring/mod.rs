@@ -30,15 +30,19 @@ fn paper_model(m: &Model) -> RingModel {
     RingModel::new(m, &RingWorkload::llmforge_paper(), &RingOptions::paper()).unwrap()
 }
 
-fn paper_search(name: &str) -> CoSearchResult {
-    let rm = paper_model(&fixture(name));
+/// The reference spec's 45-point energy-minimising co-search.
+fn reference_search(rm: &RingModel) -> CoSearchResult {
     co_search(
         &RingSpec::llmforge_reference(),
-        &rm,
+        rm,
         &RingGrid::llmforge_ring(),
         Objective::Energy,
     )
     .unwrap()
+}
+
+fn paper_search(name: &str) -> CoSearchResult {
+    reference_search(&paper_model(&fixture(name)))
 }
 
 /// Llama-3-8B (d 4096, 32 layers, H 32, G 8, D 128, SwiGLU 14336, vocab 128256): 218 MB
@@ -112,14 +116,7 @@ fn paper_ordering() {
 fn fast_prefills_fastest_once_attention_matters() {
     let w = RingWorkload::new(1024, 1024, 1).unwrap();
     let ttft = |name: &str| {
-        let rm = RingModel::new(&fixture(name), &w, &RingOptions::paper()).unwrap();
-        let r = co_search(
-            &RingSpec::llmforge_reference(),
-            &rm,
-            &RingGrid::llmforge_ring(),
-            Objective::Energy,
-        )
-        .unwrap();
+        let r = reference_search(&RingModel::new(&fixture(name), &w, &RingOptions::paper()).unwrap());
         (r.best.ttft, r.best.tpot)
     };
     let fast = ttft(FAST);
@@ -287,13 +284,7 @@ fn a_model_too_big_for_the_envelope_still_gets_numbers() {
     // paper rules: the cores grow until one 218 MB layer fits a chip; 32 layers on <= 32
     // chips pack, but every point is far beyond 800 mm^2
     let rm = paper_model(&m);
-    let r = co_search(
-        &RingSpec::llmforge_reference(),
-        &rm,
-        &RingGrid::llmforge_ring(),
-        Objective::Energy,
-    )
-    .unwrap();
+    let r = reference_search(&rm);
     assert!(!r.feasible);
     assert!(r.best.total_area.as_mm2() > 800.0);
     assert!(!r.best.packing.uses_extensions());

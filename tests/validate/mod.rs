@@ -17,6 +17,17 @@ fn sample() -> traces::Traces {
     traces::read(Path::new(SAMPLE)).expect("the sample trace parses")
 }
 
+/// The sample validated with the roofline engine and the given hold-outs.
+fn validate_sample(holdout: Vec<HoldOut>) -> validate::Report {
+    let maps = Maps::builtin().unwrap();
+    let mut lib = Library::new(Vec::new());
+    let o = Options {
+        engine: Engine::Roofline,
+        holdout,
+    };
+    validate::validate(&sample(), &maps, &mut lib, &o)
+}
+
 fn opts() -> Options {
     Options {
         engine: Engine::Roofline,
@@ -301,14 +312,7 @@ fn calibration_recovers_known_efficiencies() {
 
 #[test]
 fn holdout_predicts_each_device_from_the_others() {
-    let t = sample();
-    let maps = Maps::builtin().unwrap();
-    let mut lib = Library::new(Vec::new());
-    let o = Options {
-        engine: Engine::Roofline,
-        holdout: vec![HoldOut::Device, HoldOut::Model],
-    };
-    let r = validate::validate(&t, &maps, &mut lib, &o);
+    let r = validate_sample(vec![HoldOut::Device, HoldOut::Model]);
     assert_eq!(r.holdout.len(), 2);
     for h in &r.holdout {
         // Every predicted, non-excluded row is either held-out predicted or said why not.
@@ -546,14 +550,7 @@ fn micro_batched_prompts_pay_one_pass_per_micro_batch() {
 
 #[test]
 fn prefill_holdout_fits_keep_the_overheads_and_fit_per_phase() {
-    let t = sample();
-    let maps = Maps::builtin().unwrap();
-    let mut lib = Library::new(Vec::new());
-    let o = Options {
-        engine: Engine::Roofline,
-        holdout: vec![HoldOut::Device],
-    };
-    let r = validate::validate(&t, &maps, &mut lib, &o);
+    let r = validate_sample(vec![HoldOut::Device]);
     let by_line: std::collections::HashMap<u64, &validate::RowResult> =
         r.rows.iter().map(|x| (x.line, x)).collect();
     let mut prefill = 0;
