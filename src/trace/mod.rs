@@ -8,6 +8,7 @@
 
 mod chrome;
 mod svg;
+pub mod table;
 
 pub use chrome::ChromeTrace;
 pub use svg::{RooflinePoint, roofline_svg};
