@@ -17,6 +17,7 @@
 pub mod dsl;
 pub mod graph;
 pub mod model;
+pub mod numeric;
 pub mod provenance;
 pub mod quality;
 pub mod search;

@@ -44,6 +44,7 @@ impl RunArgs {
     )> {
         let m = load_model(&self.model, self.precision.as_deref())?;
         let s = super::substrate::load(&self.substrate, &self.set)?;
+        check_precision(&m, &s)?;
         let w = workload(self.prompt, self.generate, self.batch)?;
         Ok((m, s, w))
     }
@@ -101,6 +102,14 @@ pub fn load_model(spec: &str, precision: Option<&str>) -> miette::Result<Model> 
         };
     }
     Ok(m)
+}
+
+/// Refuses a model whose formats the substrate cannot run (`Substrate::resolve`).
+pub fn check_precision(m: &Model, s: &llmforge::substrate::Substrate) -> miette::Result<()> {
+    match s.resolve(&m.precision) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(miette::miette!(help = e.help(), "model `{}`: {e}", m.name)),
+    }
 }
 
 pub fn workload(prompt: u64, generate: u64, batch: u64) -> miette::Result<Workload> {

@@ -72,7 +72,11 @@ pub struct Op {
     pub layer: Option<u32>,
     pub kind: OpKind,
     pub unit: Unit,
-    /// Arithmetic class (precision) the operator computes in.
+    /// The arithmetic the operator needs at least: for a GEMM, the narrowest type both its
+    /// operands reach exactly (activations with the weights, or with the KV cache for the
+    /// attention GEMMs; [`crate::numeric::exact_common`]); for other ops, that of the weight
+    /// GEMMs. A substrate runs it at its narrowest native type this widens to
+    /// (`Substrate::resolve`).
     pub compute: ComputeClass,
     pub flops: Flops,
     pub reads: RoleBytes,
@@ -181,6 +185,7 @@ struct Lowering<'m> {
     a: f64,
     kv: f64,
     compute: ComputeClass,
+    attention: ComputeClass,
     layer: Option<u32>,
 }
 
@@ -201,7 +206,11 @@ impl Lowering<'_> {
             layer: self.layer,
             kind,
             unit,
-            compute: self.compute,
+            compute: if matches!(name, "attn_scores" | "attn_pv") {
+                self.attention
+            } else {
+                self.compute
+            },
             flops: Flops::new(flops),
             reads,
             writes,
@@ -534,11 +543,8 @@ pub fn lower(model: &Model, phase: Phase) -> Graph {
         w: model.precision.weights.bytes(),
         a: model.precision.activations.bytes(),
         kv: model.precision.kv_cache.bytes(),
-        compute: model
-            .precision
-            .weights
-            .compute_class()
-            .max(model.precision.activations.compute_class()),
+        compute: model.precision.weight_gemm(),
+        attention: model.precision.attention_gemm(),
         layer: None,
     };
     let d = model.d_model;

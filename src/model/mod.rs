@@ -17,7 +17,7 @@ pub mod layerlist;
 pub mod precision;
 pub mod presets;
 
-pub use precision::{ComputeClass, Precision};
+pub use precision::{ComputeClass, Precision, Precisions};
 pub use presets::{LoadError, load, preset};
 use serde::{Deserialize, Serialize};
 
@@ -155,14 +155,6 @@ pub struct Layer {
     pub ffn: Ffn,
     /// Attention and FFN read the same input and their outputs are added (GPT-NeoX).
     pub parallel_residual: bool,
-}
-
-/// The formats a model is stored and run in.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Precisions {
-    pub weights: Precision,
-    pub activations: Precision,
-    pub kv_cache: Precision,
 }
 
 /// A validated model.

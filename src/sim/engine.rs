@@ -50,7 +50,7 @@ use super::result::{
 use super::{Engine, Workload};
 use crate::graph::{self, Op, Phase, RoleBytes};
 use crate::model::{Model, accounting};
-use crate::substrate::Substrate;
+use crate::substrate::{PrecisionError, PrecisionReport, ResolvedPrecision, Substrate};
 use crate::units::{Bytes, Flops, Seconds};
 
 /// An input of a kernel.
@@ -733,12 +733,58 @@ pub(crate) struct Want<'s> {
     pub sink: Option<&'s mut dyn Sink>,
 }
 
+/// The model's formats resolved on `sub` (a rejected pair priced with its rejected formats
+/// quantised to the narrowest native type, the error kept in the report), and the model in
+/// its stored formats when a quantisation replaced one.
+pub(crate) fn resolve<'m>(
+    model: &'m Model,
+    sub: &Substrate,
+) -> (
+    std::borrow::Cow<'m, Model>,
+    ResolvedPrecision,
+    Option<PrecisionError>,
+) {
+    let (r, rejected) = sub.resolve_forced(&model.precision);
+    let stored = r.stored();
+    let model = if stored == model.precision {
+        std::borrow::Cow::Borrowed(model)
+    } else {
+        let mut m = model.clone();
+        m.precision = stored;
+        std::borrow::Cow::Owned(m)
+    };
+    (model, r, rejected)
+}
+
+/// The report of a resolution, with the rejection when there is one.
+pub(crate) fn precision_report(r: &ResolvedPrecision, rejected: Option<&PrecisionError>) -> PrecisionReport {
+    let mut rep = r.report();
+    rep.rejected =
+        rejected.map(|e| format!("{e}; priced as quantised to the substrate's narrowest native type"));
+    rep
+}
+
+/// Sets every matrix op of a program to its native arithmetic on the substrate.
+fn bind_program(p: &mut Program, r: &ResolvedPrecision) {
+    for op in p
+        .head
+        .iter_mut()
+        .chain(p.templates.iter_mut().flatten())
+        .chain(p.tail.iter_mut())
+    {
+        cost::bind(&mut op.op, r);
+    }
+}
+
 pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, want: Want<'_>) -> RunResult {
     // A ring has its own cost model (sim::ring, driven by sim::ring_adapter).
     if let crate::substrate::Kind::Ring(_) = sub.kind {
         return super::ring_adapter::engine_run(model, sub, w, want.records, want.sink);
     }
-    let mapper = Mapper::new(sub, &model.precision);
+    let (model, resolved, rejected) = resolve(model, sub);
+    let model = model.as_ref();
+    let report = precision_report(&resolved, rejected.as_ref());
+    let mapper = Mapper::resolved(sub, resolved, rejected);
     let cm = match engine {
         Engine::Roofline => cost::Model::Roofline,
         Engine::Sim => cost::Model::Sim,
@@ -748,13 +794,14 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
     let n_layers = model.layers.len();
 
     // Prefill: one pass.
-    let pre_prog = Program::new(
+    let mut pre_prog = Program::new(
         model,
         Phase::Prefill {
             tokens: w.prompt,
             batch: w.batch,
         },
     );
+    bind_program(&mut pre_prog, &mapper.precision);
     let mut pre = Mapped::new(&pre_prog, &mapper);
     pre.price(&mapper, cm, 0, true);
     let mut pre_out = PhaseOut::new(&pre);
@@ -772,13 +819,14 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
 
     // Decode: steps at contexts P+1 ..= P+D.
     let (lo, hi) = (w.prompt + 1, w.prompt + w.generate);
-    let dec_prog = Program::new(
+    let mut dec_prog = Program::new(
         model,
         Phase::Decode {
             context: lo,
             batch: w.batch,
         },
     );
+    bind_program(&mut dec_prog, &mapper.precision);
     let mut dec = Mapped::new(&dec_prog, &mapper);
     dec.price(&mapper, cm, lo, true);
     let mut dec_out = PhaseOut::new(&dec);
@@ -887,7 +935,7 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
         Vec::new()
     };
     RunResult {
-        summary: summarize(model, sub, w, engine, pre_summary, dec_summary),
+        summary: summarize(model, sub, w, engine, report, pre_summary, dec_summary),
         ops,
     }
 }
@@ -988,6 +1036,7 @@ fn summarize(
     sub: &Substrate,
     w: Workload,
     engine: Engine,
+    precision: PrecisionReport,
     prefill: PhaseSummary,
     decode: PhaseSummary,
 ) -> RunSummary {
@@ -1006,6 +1055,7 @@ fn summarize(
         prompt: w.prompt,
         generate: w.generate,
         batch: w.batch,
+        precision,
         ttft_s: prefill.time.get(),
         tpot_s: per(decode.time.get(), w.generate as f64),
         tokens_per_s: per(gen_tokens, decode.time.get()),
@@ -1033,7 +1083,10 @@ pub fn reference(model: &Model, sub: &Substrate, w: Workload, engine: Engine) ->
     if let crate::substrate::Kind::Ring(_) = sub.kind {
         return super::ring_adapter::engine_run(model, sub, w, false, None).summary;
     }
-    let mapper = Mapper::new(sub, &model.precision);
+    let (model, resolved, rejected) = resolve(model, sub);
+    let model = model.as_ref();
+    let report = precision_report(&resolved, rejected.as_ref());
+    let mapper = Mapper::resolved(sub, resolved, rejected);
     let cm = match engine {
         Engine::Roofline => cost::Model::Roofline,
         Engine::Sim => cost::Model::Sim,
@@ -1043,7 +1096,14 @@ pub fn reference(model: &Model, sub: &Substrate, w: Workload, engine: Engine) ->
     let power = static_power(sub).get();
     let pass = |phase: Phase| -> (f64, Energy, f64, f64, [f64; 3]) {
         let g = graph::lower(model, phase);
-        let ops: Vec<Op> = g.ops().cloned().collect();
+        let ops: Vec<Op> = g
+            .ops()
+            .map(|o| {
+                let mut o = o.clone();
+                cost::bind(&mut o, &mapper.precision);
+                o
+            })
+            .collect();
         // One-part program: the whole graph, heads per group from the model's layers.
         let mut prog_ops: Vec<ProgOp> = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
@@ -1144,7 +1204,7 @@ pub fn reference(model: &Model, sub: &Substrate, w: Workload, engine: Engine) ->
             })
             .collect(),
     );
-    summarize(model, sub, w, engine, prefill, decode)
+    summarize(model, sub, w, engine, report, prefill, decode)
 }
 
 #[cfg(test)]

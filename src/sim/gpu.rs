@@ -5,7 +5,12 @@
 //!   per-SM matrix peak (wave quantisation). A small mapper tries the substrate's tile and its
 //!   halvings (down to 16 x 32, the smallest tensor-core-friendly tiles) and split-K factors
 //!   1..32 (a K slice of at least 64), and keeps the fastest: a batch-1 decode GEMV splits K
-//!   to occupy the SMs instead of idling 127 of 128 tile rows.
+//!   to occupy the SMs instead of idling 127 of 128 tile rows. A GEMM of few rows may also run
+//!   as a GEMV on the vector units (CUDA cores, shader ALUs: what llama.cpp's `mul_mat_vec`
+//!   kernels do for decode), unpadded at the vector peak, reading every operand once; the
+//!   mapper keeps it when faster. Without it a batch-1 decode GEMV pads to a 16-row MMA and
+//!   comes out compute-bound on chips with a small matrix peak (Apple M1: sixteen times the
+//!   FLOPs, so Q4_0 and Q8_0 weights decoded equally slowly).
 //! * **Memory**: every operand access goes through L2 (A re-read once per tile column, B once
 //!   per tile row, C written once, split-K partials in fp32 written and read back). DRAM sees
 //!   an operand once when it fits half the L2, else as often as L2 sees it; activations that
@@ -110,6 +115,26 @@ fn gemm_plan(
                     best = Some(plan);
                 }
             }
+        }
+    }
+    // GEMV on the vector units: no row padding, every operand read once.
+    {
+        let compute = (flops / (eff.compute * g.vector_peak.get())).max(floor_time);
+        let (dram_a, dram_c) = if act_on_chip { (0.0, 0.0) } else { (a, c) };
+        let dram = dram_a + b + dram_c;
+        let l2 = a + b + c;
+        let memory = (dram / bw).max(l2 / l2_bw);
+        let plan = GemmPlan {
+            compute,
+            memory,
+            dram,
+            l2,
+        };
+        if best
+            .as_ref()
+            .is_none_or(|p| compute.max(memory) < p.compute.max(p.memory))
+        {
+            best = Some(plan);
         }
     }
     best.unwrap_or(GemmPlan {

@@ -663,6 +663,7 @@ pub fn engine_run(
             prompt: w.prompt,
             generate: w.generate,
             batch: w.batch,
+            precision: ring_precision(model, sub),
             ttft_s: s.ttft_s,
             tpot_s: s.tpot_s,
             tokens_per_s: s.tokens_per_s,
@@ -681,6 +682,13 @@ pub fn engine_run(
         },
         ops,
     }
+}
+
+/// The ring's precision rules for `model`: int8 everything (its MACs, WMEM and KV cache are
+/// 8-bit), other formats quantised to it.
+fn ring_precision(model: &Model, sub: &Substrate) -> crate::substrate::PrecisionReport {
+    let (r, rejected) = sub.resolve_forced(&model.precision);
+    super::engine::precision_report(&r, rejected.as_ref())
 }
 
 /// The summary of a model no design of the ring can hold.
@@ -703,6 +711,7 @@ fn does_not_fit(model: &Model, sub: &Substrate, w: super::Workload) -> RunResult
             prompt: w.prompt,
             generate: w.generate,
             batch: w.batch,
+            precision: ring_precision(model, sub),
             ttft_s: inf,
             tpot_s: inf,
             tokens_per_s: 0.0,

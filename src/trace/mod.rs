@@ -163,7 +163,22 @@ pub fn table(result: &RunResult, top: usize) -> String {
         "{} on {} ({} engine): prompt {}, generate {}, batch {}",
         s.model, s.substrate, s.engine, s.prompt, s.generate, s.batch
     );
-    let rows: [(&str, String); 12] = [
+    let p = &s.precision;
+    let gemms = if p.weight_gemm == p.attention_gemm {
+        p.weight_gemm.to_string()
+    } else {
+        format!("{} (attention {})", p.weight_gemm, p.attention_gemm)
+    };
+    let mut rows: Vec<(&str, String)> = vec![
+        ("weights (precision)", p.weights.clone()),
+        ("activations (precision)", p.activations.clone()),
+        ("KV cache (precision)", p.kv_cache.clone()),
+        ("GEMM arithmetic", gemms),
+    ];
+    if let Some(r) = &p.rejected {
+        rows.push(("REJECTED", r.clone()));
+    }
+    rows.extend([
         ("TTFT", fmt_si(s.ttft_s, "s")),
         ("TPOT (mean)", fmt_si(s.tpot_s, "s")),
         ("tokens/s", format!("{:.1}", s.tokens_per_s)),
@@ -182,7 +197,7 @@ pub fn table(result: &RunResult, top: usize) -> String {
             "fits memory",
             if s.fits_memory { "yes".into() } else { "NO".into() },
         ),
-    ];
+    ]);
     for (k, v) in rows {
         let _ = writeln!(o, "  {k:<34} {v}");
     }
