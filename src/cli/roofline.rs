@@ -27,7 +27,7 @@ pub fn run(args: RooflineArgs) -> miette::Result<()> {
             .map(|(c, p)| (format!("matrix {}", c.name()), p.get()))
             .collect(),
         Kind::Systolic(_) | Kind::Ring(_) => vec![(
-            "matrix (all precisions)".to_string(),
+            format!("matrix ({})", s.precision_support().list()),
             s.matrix_peak(ComputeClass::Int8).get(),
         )],
     };

@@ -83,6 +83,13 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
         .ok_or_else(|| miette!("--space needs --substrate"))?;
     let substrate = super::substrate::load(sub_spec, &a.set)?;
     let space = space::load(space_spec)?;
+    super::sim::check_formats(
+        &format!("space `{}`", space.name),
+        &substrate,
+        &space.weights,
+        space.activations,
+        space.kv_cache,
+    )?;
     let workload = Workload::new(a.prompt, a.generate, a.batch).into_diagnostic()?;
     let objectives = a
         .objectives

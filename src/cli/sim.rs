@@ -44,8 +44,8 @@ impl RunArgs {
     )> {
         let m = load_model(&self.model, self.precision.as_deref())?;
         let s = super::substrate::load(&self.substrate, &self.set)?;
-        check_precision(&m, &s)?;
         let w = workload(self.prompt, self.generate, self.batch)?;
+        check_precision(&m, &s)?;
         Ok((m, s, w))
     }
 }
@@ -106,10 +106,35 @@ pub fn load_model(spec: &str, precision: Option<&str>) -> miette::Result<Model> 
 
 /// Refuses a model whose formats the substrate cannot run (`Substrate::resolve`).
 pub fn check_precision(m: &Model, s: &llmforge::substrate::Substrate) -> miette::Result<()> {
-    match s.resolve(&m.precision) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(miette::miette!(help = e.help(), "model `{}`: {e}", m.name)),
+    check_formats(
+        &format!("model `{}`", m.name),
+        s,
+        &[m.precision.weights],
+        m.precision.activations,
+        m.precision.kv_cache,
+    )
+}
+
+/// Refuses a space or grid with a weight format (beside its activation and KV-cache formats)
+/// the substrate cannot run.
+pub fn check_formats(
+    what: &str,
+    s: &llmforge::substrate::Substrate,
+    weights: &[Precision],
+    activations: Precision,
+    kv_cache: Precision,
+) -> miette::Result<()> {
+    for &w in weights {
+        let p = Precisions {
+            weights: w,
+            activations,
+            kv_cache,
+        };
+        if let Err(e) = s.resolve(&p) {
+            return Err(miette::miette!(help = e.help(), "{what}: {e}"));
+        }
     }
+    Ok(())
 }
 
 pub fn workload(prompt: u64, generate: u64, batch: u64) -> miette::Result<Workload> {

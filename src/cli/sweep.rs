@@ -109,6 +109,13 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         }
     }
     let substrate = super::substrate::load(&args.substrate, &args.set)?;
+    super::sim::check_formats(
+        &format!("grid `{}`", g.name),
+        &substrate,
+        &g.weights,
+        g.activations,
+        g.kv_cache,
+    )?;
     let loss = args.quality.load()?;
     let budgets: Vec<Budget> = args
         .budgets

@@ -26,8 +26,10 @@
 //! real bits (a Q4_0 weight is 4.5 bits in DRAM on every substrate kind; the systolic model
 //! prices the filter operand at its own width). On a systolic array a GEMM whose filter
 //! operand is stored narrower than the arithmetic (int4 or GGUF weights on an int8 array) has
-//! it dequantised on the vector unit as it is loaded: `vector.dequantise_ops` per element,
-//! running beside the array, so the GEMM takes at least that pass (both engines).
+//! it dequantised by the vector unit in the load path: `vector.dequantise_ops` per stored
+//! byte at `vector.ops_per_cycle` times `efficiency.memory` (a stage of the DRAM stream, so
+//! it slows with it), beside the array; the GEMM takes at least that pass (both engines).
+//! Priced per stored byte, a narrower format never dequantises for longer than a wider one.
 //!
 //! # Roofline
 //! `time = max(compute, memory) + overhead` with `compute = FLOPs / (eta_c * peak)` (matrix
@@ -286,8 +288,8 @@ impl<'s> Mapper<'s> {
     }
 
     /// Vector-unit operations that dequantise the filter operand of a systolic GEMM stored
-    /// narrower than its arithmetic (weights, or the KV cache of an attention GEMM): elements
-    /// read times `vector.dequantise_ops`; 0 for other ops and substrates.
+    /// narrower than its arithmetic (weights, or the KV cache of an attention GEMM): its
+    /// stored bytes times `vector.dequantise_ops`; 0 for other ops and substrates.
     pub fn dequantise_ops(&self, op: &Op) -> f64 {
         let Kind::Systolic(s) = &self.substrate.kind else {
             return 0.0;
@@ -295,21 +297,24 @@ impl<'s> Mapper<'s> {
         if op.unit != Unit::Matrix || !matches!(op.kind, OpKind::Gemm { .. }) {
             return 0.0;
         }
-        let (rule, bytes, per) = if is_attention(op) {
-            (
-                self.precision.kv_cache.rule,
-                op.reads.kv_cache.get(),
-                self.kv_bytes,
-            )
+        let (rule, bytes) = if is_attention(op) {
+            (self.precision.kv_cache.rule, op.reads.kv_cache.get())
         } else {
-            (
-                self.precision.weights.rule,
-                op.reads.weights.get(),
-                self.weight_bytes,
-            )
+            (self.precision.weights.rule, op.reads.weights.get())
         };
         match rule {
-            Rule::Dequantised(_) if per > 0.0 => bytes / per * s.dequantise_ops,
+            Rule::Dequantised(_) => bytes * s.dequantise_ops,
+            _ => 0.0,
+        }
+    }
+
+    /// Seconds of a systolic dequantisation pass of `ops` vector operations (see
+    /// [`Self::dequantise_ops`]); 0 elsewhere.
+    pub fn dequantise_time(&self, ops: f64) -> f64 {
+        match &self.substrate.kind {
+            Kind::Systolic(s) if ops > 0.0 => {
+                ops / (s.vector_ops_per_cycle * self.eff().memory * s.clock.get())
+            }
             _ => 0.0,
         }
     }
@@ -376,11 +381,8 @@ impl<'s> Mapper<'s> {
             match op.unit {
                 Unit::Matrix => {
                     matrix_flops += f;
-                    let d = self.dequantise_ops(op);
-                    dequantise += d;
-                    // the vector unit dequantises beside the array: the longer of the two
-                    compute += (f / (eff.compute * sub.matrix_peak(op.compute).get()))
-                        .max(d / (eff.compute * sub.vector_peak().get()));
+                    dequantise += self.dequantise_ops(op);
+                    compute += f / (eff.compute * sub.matrix_peak(op.compute).get());
                 }
                 Unit::Vector => {
                     vector_flops += f;
@@ -416,8 +418,9 @@ impl<'s> Mapper<'s> {
             Kind::Systolic(s) => {
                 let rd = s.dram_read.get() * s.clock.get();
                 let wr = s.dram_write.get() * s.clock.get();
+                // the dequantisation pass streams beside the DRAM reads (module docs)
                 (
-                    (reads / rd).max(writes / wr) / eff.memory,
+                    ((reads / rd).max(writes / wr) / eff.memory).max(self.dequantise_time(dequantise)),
                     reads / rd / eff.memory,
                     writes / wr / eff.memory,
                     Energy {

@@ -7,8 +7,8 @@
 //!   1..32 (a K slice of at least 64), and keeps the fastest: a batch-1 decode GEMV splits K
 //!   to occupy the SMs instead of idling 127 of 128 tile rows. A GEMM of few rows may also run
 //!   as a GEMV on the vector units (CUDA cores, shader ALUs: what llama.cpp's `mul_mat_vec`
-//!   kernels do for decode), unpadded at the vector peak, reading every operand once; the
-//!   mapper keeps it when faster. Without it a batch-1 decode GEMV pads to a 16-row MMA and
+//!   kernels do for decode, up to 8 rows), unpadded at the vector peak, reading every operand
+//!   once; the mapper keeps it when faster. Without it a batch-1 decode GEMV pads to a 16-row MMA and
 //!   comes out compute-bound on chips with a small matrix peak (Apple M1: sixteen times the
 //!   FLOPs, so Q4_0 and Q8_0 weights decoded equally slowly).
 //! * **Memory**: every operand access goes through L2 (A re-read once per tile column, B once
@@ -49,6 +49,9 @@ fn halvings(from: u64, floor: u64) -> impl Iterator<Item = u64> {
     let floor = floor.min(from).max(1);
     std::iter::successors(Some(from), |v| Some(v / 2)).take_while(move |v| *v >= floor)
 }
+
+/// The most rows a GEMM may have to run as a GEMV on the vector units.
+const GEMV_MAX_ROWS: u64 = 8;
 
 struct GemmPlan {
     compute: f64,
@@ -117,8 +120,9 @@ fn gemm_plan(
             }
         }
     }
-    // GEMV on the vector units: no row padding, every operand read once.
-    {
+    // GEMV on the vector units: no row padding, every operand read once (up to 8 rows, as
+    // llama.cpp's mul_mat_vec kernels take; more rows are a GEMM and tile like one).
+    if m <= GEMV_MAX_ROWS {
         let compute = (flops / (eff.compute * g.vector_peak.get())).max(floor_time);
         let (dram_a, dram_c) = if act_on_chip { (0.0, 0.0) } else { (a, c) };
         let dram = dram_a + b + dram_c;

@@ -22,9 +22,9 @@
 //!   writes the new keys and values over the write channel.
 //! * **Dequantisation**: a GEMM whose filter is stored narrower than its arithmetic (int4 or
 //!   GGUF weights on an int8 array) has it dequantised by the vector unit as it streams in,
-//!   `vector.dequantise_ops` per element at `vector.ops_per_cycle`: the steady phase lasts at
-//!   least that pass (the vector unit feeding the array; its contention with other vector ops
-//!   is not modelled).
+//!   `vector.dequantise_ops` per stored byte at `vector.ops_per_cycle` times
+//!   `efficiency.memory`: the steady phase lasts at least that pass (the vector unit feeding
+//!   the array; its contention with other vector ops is not modelled).
 //! * **Efficiencies** apply as in the roofline: the array and the vector unit reach
 //!   `efficiency.compute` of their rate (compute cycles / eta_c), DRAM transfers run at
 //!   `efficiency.memory` of the bandwidth (the GEMM model's fill, streams and drain included;
@@ -100,10 +100,10 @@ pub fn cost(mapper: &Mapper<'_>, s: &Systolic, ops: &[&Op], heads_per_group: u64
             let floor_c = op.flops.get() / (2.0 * pes) / eff.compute;
             // The vector unit dequantises a narrow filter as it streams in, beside the array.
             let dequant = mapper.dequantise_ops(op);
-            let dequant_c = dequant / s.vector_ops_per_cycle / eff.compute;
+            let dequant_c = mapper.dequantise_time(dequant) * clock;
             // MACs beyond the array model's count (bias adds) run after it.
             let extra = (floor_c - g.compute_cycles.get()).max(0.0);
-            let compute_c = (g.compute_cycles.get() + extra).max(dequant_c);
+            let compute_c = g.compute_cycles.get() + extra;
             let fill_c = g.fill_cycles.get();
             let drain_c = g.drain_cycles.get();
             let steady_c = (g.cycles.get() - fill_c - drain_c + extra).max(dequant_c);
@@ -122,7 +122,7 @@ pub fn cost(mapper: &Mapper<'_>, s: &Systolic, ops: &[&Op], heads_per_group: u64
             Cost {
                 resource: Some(Resource::Matrix),
                 compute: Seconds::new(compute_c / clock),
-                memory: Seconds::new(reads_c.max(writes_c) / clock),
+                memory: Seconds::new(reads_c.max(writes_c).max(dequant_c) / clock),
                 overhead,
                 fill: Seconds::new(fill_c / clock),
                 main: overhead + Seconds::new(steady_c / clock),

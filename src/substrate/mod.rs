@@ -209,9 +209,11 @@ pub struct Systolic {
     /// Formats the array declares it quantises to its narrowest native type
     /// (`array.quantise`); empty: none (others are rejected; see [`precision`]).
     pub quantise: Vec<Precision>,
-    /// Vector-unit operations per weight element dequantised (weights stored narrower than the
-    /// arithmetic: block formats, int4 on an int8 array): unpacking the code and applying its
-    /// scale (`vector.dequantise_ops`).
+    /// Vector-unit operations per stored byte of a filter operand dequantised on its way in
+    /// (weights stored narrower than the arithmetic: GGUF block formats, int4 on an int8
+    /// array): unpacking the byte's codes and applying their block scale
+    /// (`vector.dequantise_ops`). The pass runs in the load path at `vector.ops_per_cycle`
+    /// times `efficiency.memory`.
     pub dequantise_ops: f64,
     pub energy: SystolicEnergy,
 }

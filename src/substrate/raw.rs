@@ -227,7 +227,8 @@ struct RawDram {
 #[serde(deny_unknown_fields)]
 struct RawVector {
     ops_per_cycle: Expression,
-    /// Vector operations per weight dequantised (default 2: unpack the code, apply its scale).
+    /// Vector operations per stored byte of weights dequantised (default 1: unpack the byte's
+    /// codes and apply their scale in one lane operation).
     #[serde(default)]
     dequantise_ops: Option<Expression>,
 }
@@ -623,9 +624,10 @@ fn efficiency(ctx: &Ctx, e: &RawEfficiency) -> Option<Efficiency> {
     })
 }
 
-/// Vector operations per dequantised weight when a systolic file does not say: one to unpack
-/// the code, one to apply its block scale.
-pub const DEFAULT_DEQUANTISE_OPS: f64 = 2.0;
+/// Vector operations per stored byte of dequantised weights when a systolic file does not say:
+/// one lane operation unpacks a byte's codes (two int4 codes, one Q8_0 code) and applies their
+/// block scale.
+pub const DEFAULT_DEQUANTISE_OPS: f64 = 1.0;
 
 fn parse_class(s: &str) -> Result<ComputeClass, String> {
     s.parse::<ComputeClass>()
