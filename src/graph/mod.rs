@@ -206,11 +206,7 @@ impl Lowering<'_> {
             layer: self.layer,
             kind,
             unit,
-            compute: if matches!(name, "attn_scores" | "attn_pv") {
-                self.attention
-            } else {
-                self.compute
-            },
+            compute: self.compute,
             flops: Flops::new(flops),
             reads,
             writes,
@@ -465,6 +461,8 @@ impl Lowering<'_> {
                 Phase::Prefill { tokens, .. } => (tokens, tokens),
                 Phase::Decode { context, .. } => (1, context),
             };
+            // the attention GEMMs compute in the activations' and KV cache's common type
+            let weight_class = std::mem::replace(&mut self.compute, self.attention);
             let scores = self.add(
                 "attn_scores",
                 OpKind::Gemm {
@@ -486,7 +484,9 @@ impl Lowering<'_> {
                 },
                 &[q, k, kv_write],
             );
+            self.compute = weight_class;
             let probs = self.elementwise("softmax", pairs, elementwise::SOFTMAX, pairs, 0.0, &[scores]);
+            self.compute = self.attention;
             let pv = self.add(
                 "attn_pv",
                 OpKind::Gemm {
@@ -508,6 +508,7 @@ impl Lowering<'_> {
                 },
                 &[probs, v, kv_write],
             );
+            self.compute = weight_class;
             let o = self.linear("o_proj", t, a.o_width(), d, a.o_bias, Copies::ONE, pv);
             Some(o)
         } else {

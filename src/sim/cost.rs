@@ -188,6 +188,9 @@ pub struct Mapper<'s> {
     pub weight_bytes: f64,
     pub activation_bytes: f64,
     pub kv_bytes: f64,
+    /// Whether some GEMM has a filter to dequantise on a systolic array (see
+    /// [`Self::dequantise_ops`]).
+    pub dequantises: bool,
     /// Systolic arrays (at the substrate's efficiencies) for weight GEMMs and attention GEMMs:
     /// activations as ifmap and ofmap at their width, the weights or the KV cache as filter.
     pub arrays: Option<(SystolicArray, SystolicArray)>,
@@ -241,11 +244,16 @@ impl<'s> Mapper<'s> {
             }
             Kind::Gpu(_) | Kind::Ring(_) => None,
         };
+        let dequantises = matches!(substrate.kind, Kind::Systolic(_))
+            && [r.weights.rule, r.kv_cache.rule]
+                .iter()
+                .any(|rule| matches!(rule, Rule::Dequantised(_)));
         Mapper {
             substrate,
             onchip,
             precision: r,
             rejected,
+            dequantises,
             weight_bytes: wb,
             activation_bytes: ab,
             kv_bytes: kb,
@@ -291,6 +299,9 @@ impl<'s> Mapper<'s> {
     /// narrower than its arithmetic (weights, or the KV cache of an attention GEMM): its
     /// stored bytes times `vector.dequantise_ops`; 0 for other ops and substrates.
     pub fn dequantise_ops(&self, op: &Op) -> f64 {
+        if !self.dequantises {
+            return 0.0;
+        }
         let Kind::Systolic(s) = &self.substrate.kind else {
             return 0.0;
         };

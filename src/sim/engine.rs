@@ -756,14 +756,6 @@ pub(crate) fn resolve<'m>(
     (model, r, rejected)
 }
 
-/// The report of a resolution, with the rejection when there is one.
-pub(crate) fn precision_report(r: &ResolvedPrecision, rejected: Option<&PrecisionError>) -> PrecisionReport {
-    let mut rep = r.report();
-    rep.rejected =
-        rejected.map(|e| format!("{e}; priced as quantised to the substrate's narrowest native type"));
-    rep
-}
-
 /// Sets every matrix op of a program to its native arithmetic on the substrate.
 fn bind_program(p: &mut Program, r: &ResolvedPrecision) {
     for op in p
@@ -783,7 +775,10 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
     }
     let (model, resolved, rejected) = resolve(model, sub);
     let model = model.as_ref();
-    let report = precision_report(&resolved, rejected.as_ref());
+    let report = PrecisionReport {
+        resolved,
+        rejected: rejected.clone(),
+    };
     let mapper = Mapper::resolved(sub, resolved, rejected);
     let cm = match engine {
         Engine::Roofline => cost::Model::Roofline,
@@ -1085,7 +1080,10 @@ pub fn reference(model: &Model, sub: &Substrate, w: Workload, engine: Engine) ->
     }
     let (model, resolved, rejected) = resolve(model, sub);
     let model = model.as_ref();
-    let report = precision_report(&resolved, rejected.as_ref());
+    let report = PrecisionReport {
+        resolved,
+        rejected: rejected.clone(),
+    };
     let mapper = Mapper::resolved(sub, resolved, rejected);
     let cm = match engine {
         Engine::Roofline => cost::Model::Roofline,

@@ -79,6 +79,12 @@ fn gemm_plan(
     let l2_bw = g.l2_bandwidth.get();
     let floor_time = flops / (eff.compute * peak);
     let mut best: Option<GemmPlan> = None;
+    let mut consider = |plan: GemmPlan| {
+        let t = plan.compute.max(plan.memory);
+        if best.as_ref().is_none_or(|p| t < p.compute.max(p.memory)) {
+            best = Some(plan);
+        }
+    };
     for tm in halvings(g.tile.0, 16) {
         for tn in halvings(g.tile.1, 32) {
             for s in [1u64, 2, 4, 8, 16, 32] {
@@ -107,16 +113,12 @@ fn gemm_plan(
                 let dram_c = if act_on_chip { 0.0 } else { c };
                 let dram = dram_a + dram_b + dram_c;
                 let memory = (dram / bw).max(l2 / l2_bw);
-                let plan = GemmPlan {
+                consider(GemmPlan {
                     compute,
                     memory,
                     dram,
                     l2,
-                };
-                let t = plan.compute.max(plan.memory);
-                if best.as_ref().is_none_or(|p| t < p.compute.max(p.memory)) {
-                    best = Some(plan);
-                }
+                });
             }
         }
     }
@@ -128,18 +130,12 @@ fn gemm_plan(
         let dram = dram_a + b + dram_c;
         let l2 = a + b + c;
         let memory = (dram / bw).max(l2 / l2_bw);
-        let plan = GemmPlan {
+        consider(GemmPlan {
             compute,
             memory,
             dram,
             l2,
-        };
-        if best
-            .as_ref()
-            .is_none_or(|p| compute.max(memory) < p.compute.max(p.memory))
-        {
-            best = Some(plan);
-        }
+        });
     }
     best.unwrap_or(GemmPlan {
         compute: floor_time,

@@ -687,8 +687,8 @@ pub fn engine_run(
 /// The ring's precision rules for `model`: int8 everything (its MACs, WMEM and KV cache are
 /// 8-bit), other formats quantised to it.
 fn ring_precision(model: &Model, sub: &Substrate) -> crate::substrate::PrecisionReport {
-    let (r, rejected) = sub.resolve_forced(&model.precision);
-    super::engine::precision_report(&r, rejected.as_ref())
+    let (resolved, rejected) = sub.resolve_forced(&model.precision);
+    crate::substrate::PrecisionReport { resolved, rejected }
 }
 
 /// The summary of a model no design of the ring can hold.

@@ -271,6 +271,10 @@ impl Gpu {
     /// Matrix peak of the native type an op needing `class` runs at ([`Self::native_for`]);
     /// fp32 without a matrix peak runs at the vector peak.
     pub fn matrix_peak_for(&self, class: ComputeClass) -> FlopsPerSec {
+        // ops are bound to a native type before pricing: one lookup on the hot path
+        if let Some(p) = self.matrix_peak.get(&class) {
+            return *p;
+        }
         self.matrix_peak
             .get(&self.native_for(class))
             .copied()

@@ -48,21 +48,60 @@ pub enum Quantise {
     AllOthers,
 }
 
+/// A set of arithmetic types.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassSet(u8);
+
+impl ClassSet {
+    fn bit(c: ComputeClass) -> u8 {
+        1 << (c as u8)
+    }
+    pub fn insert(&mut self, c: ComputeClass) {
+        self.0 |= Self::bit(c);
+    }
+    pub fn contains(self, c: ComputeClass) -> bool {
+        self.0 & Self::bit(c) != 0
+    }
+    /// The members, in [`ComputeClass::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = ComputeClass> {
+        ComputeClass::ALL.into_iter().filter(move |c| self.contains(*c))
+    }
+    pub fn to_vec(self) -> Vec<ComputeClass> {
+        self.iter().collect()
+    }
+}
+
+impl FromIterator<ComputeClass> for ClassSet {
+    fn from_iter<I: IntoIterator<Item = ComputeClass>>(it: I) -> ClassSet {
+        let mut s = ClassSet::default();
+        for c in it {
+            s.insert(c);
+        }
+        s
+    }
+}
+
+impl Serialize for ClassSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
 /// The arithmetic types a substrate runs natively, and its declared quantisation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PrecisionSupport {
-    /// Native arithmetic types, in [`ComputeClass::ALL`] order.
-    pub native: Vec<ComputeClass>,
+    /// Native arithmetic types.
+    pub native: ClassSet,
     pub quantise: Quantise,
 }
 
 impl PrecisionSupport {
     pub fn is_native(&self, c: ComputeClass) -> bool {
-        self.native.contains(&c)
+        self.native.contains(c)
     }
     /// The narrowest native type (by bits; integers before floats of the same width).
     pub fn narrowest(&self) -> Option<ComputeClass> {
-        self.native.iter().copied().min_by(|a, b| {
+        self.native.iter().min_by(|a, b| {
             a.bits()
                 .total_cmp(&b.bits())
                 .then(a.is_float().cmp(&b.is_float()))
@@ -112,16 +151,29 @@ pub enum Rule {
     Quantised(ComputeClass),
 }
 
+/// Why a format was quantised ([`Rule::Quantised`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuantisedBecause {
+    /// Not quantised.
+    No,
+    /// The substrate file declares it (`array.quantise`).
+    Declared,
+    /// The ring stores and computes 8-bit values.
+    Ring,
+    /// The pair was rejected and priced anyway ([`Substrate::resolve_forced`]).
+    Forced,
+}
+
 /// One tensor role after resolution.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct TensorPrecision {
     /// The format the model gives.
     pub format: Precision,
     /// The format it is stored in on the substrate (differs only under [`Rule::Quantised`]).
     pub stored: Precision,
     pub rule: Rule,
-    /// The rule in words: `Q4_K_M (4.85 b/w) dequantised to int8`.
-    pub description: String,
+    pub because: QuantisedBecause,
 }
 
 impl TensorPrecision {
@@ -129,11 +181,26 @@ impl TensorPrecision {
     pub fn bits(&self) -> f64 {
         self.stored.bits()
     }
+    /// The rule in words: `Q4_K_M (4.85 b/w) dequantised to int8`.
+    pub fn description(&self) -> String {
+        let f = self.format.describe();
+        match (self.rule, self.because) {
+            (Rule::Native, _) => f,
+            (Rule::Quantised(_), QuantisedBecause::Ring) => {
+                format!("{f} {} (the ring stores and computes 8-bit values)", self.rule)
+            }
+            (Rule::Quantised(_), QuantisedBecause::Declared) => {
+                format!("{f} {} (declared by the substrate)", self.rule)
+            }
+            (Rule::Quantised(_), _) => format!("{f} {} (not supported: priced as if quantised)", self.rule),
+            _ => format!("{f} {}", self.rule),
+        }
+    }
 }
 
 /// A model's formats resolved on one substrate: storage per tensor role, the arithmetic of
 /// each kind of GEMM, and the rules that applied.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct ResolvedPrecision {
     pub weights: TensorPrecision,
     pub activations: TensorPrecision,
@@ -161,32 +228,69 @@ impl ResolvedPrecision {
             .iter()
             .any(|t| matches!(t.rule, Rule::Quantised(_)))
     }
-    /// The rules in words, for outputs.
-    pub fn report(&self) -> PrecisionReport {
-        PrecisionReport {
-            weights: self.weights.description.clone(),
-            activations: self.activations.description.clone(),
-            kv_cache: self.kv_cache.description.clone(),
-            weight_gemm: self.weight_gemm.name(),
-            attention_gemm: self.attention_gemm.name(),
-            rejected: None,
+    /// The activations' rule in words, with the attention arithmetic when it differs.
+    pub fn activations_description(&self) -> String {
+        let mut d = self.activations.description();
+        let own = self.activations.stored.arithmetic();
+        if self.attention_gemm != self.weight_gemm && own != Some(self.attention_gemm) {
+            d.push_str(&format!(", {} in attention", self.attention_gemm));
         }
+        d
     }
 }
 
-/// The precision rules of a run, in words, for outputs (`sim` table and JSON).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+/// The precision rules of a run (`sim` table and JSON): the resolution, and the rejection
+/// when a library caller priced a pair [`Substrate::resolve`] refuses (it was then priced as
+/// quantised to the substrate's narrowest native type). Serialises as the rules in words:
+/// `{weights: "Q4_K_M (4.85 b/w) dequantised to int8", activations: "int8", kv_cache: "int8",
+/// weight_gemm: "int8", attention_gemm: "int8"}` (plus `rejected`).
+#[derive(Clone, Debug, PartialEq)]
 pub struct PrecisionReport {
-    pub weights: String,
-    pub activations: String,
-    pub kv_cache: String,
-    /// Native arithmetic of the weight GEMMs and of the attention GEMMs.
-    pub weight_gemm: &'static str,
-    pub attention_gemm: &'static str,
-    /// Set when the pair was rejected ([`PrecisionError`]) and a library caller priced it
-    /// anyway: the error, and the model was priced as quantised to the narrowest native type.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rejected: Option<String>,
+    pub resolved: ResolvedPrecision,
+    pub rejected: Option<PrecisionError>,
+}
+
+impl PrecisionReport {
+    pub fn weights(&self) -> String {
+        self.resolved.weights.description()
+    }
+    pub fn activations(&self) -> String {
+        self.resolved.activations_description()
+    }
+    pub fn kv_cache(&self) -> String {
+        self.resolved.kv_cache.description()
+    }
+    /// Native arithmetic of the weight GEMMs.
+    pub fn weight_gemm(&self) -> &'static str {
+        self.resolved.weight_gemm.name()
+    }
+    /// Native arithmetic of the attention GEMMs.
+    pub fn attention_gemm(&self) -> &'static str {
+        self.resolved.attention_gemm.name()
+    }
+    /// The rejection in words, when there was one.
+    pub fn rejected(&self) -> Option<String> {
+        self.rejected
+            .as_ref()
+            .map(|e| format!("{e}; priced as quantised to the substrate's narrowest native type"))
+    }
+}
+
+impl Serialize for PrecisionReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let rejected = self.rejected();
+        let mut m = s.serialize_map(Some(5 + rejected.is_some() as usize))?;
+        m.serialize_entry("weights", &self.weights())?;
+        m.serialize_entry("activations", &self.activations())?;
+        m.serialize_entry("kv_cache", &self.kv_cache())?;
+        m.serialize_entry("weight_gemm", self.weight_gemm())?;
+        m.serialize_entry("attention_gemm", self.attention_gemm())?;
+        if let Some(r) = rejected {
+            m.serialize_entry("rejected", &r)?;
+        }
+        m.end()
+    }
 }
 
 /// A model format a substrate cannot run.
@@ -271,31 +375,20 @@ fn stored_rule(format: Precision, stored: Precision, c: ComputeClass) -> Rule {
     }
 }
 
-fn describe(format: Precision, rule: Rule, why: &str) -> String {
-    match rule {
-        Rule::Native => format.describe(),
-        Rule::Quantised(_) => format!("{} {rule} ({why})", format.describe()),
-        _ => format!("{} {rule}", format.describe()),
-    }
-}
-
 impl Substrate {
     /// The arithmetic types this substrate runs natively and its declared quantisation.
     pub fn precision_support(&self) -> PrecisionSupport {
         match &self.kind {
             Kind::Gpu(g) => {
-                let mut native: Vec<ComputeClass> = g.matrix_peak.keys().copied().collect();
-                if !native.contains(&ComputeClass::F32) {
-                    native.push(ComputeClass::F32); // on the vector units
-                }
-                native.sort();
+                let mut native: ClassSet = g.matrix_peak.keys().copied().collect();
+                native.insert(ComputeClass::F32); // on the vector units without a key
                 PrecisionSupport {
                     native,
                     quantise: Quantise::Nothing,
                 }
             }
             Kind::Systolic(s) => PrecisionSupport {
-                native: s.precisions.clone(),
+                native: s.precisions.iter().copied().collect(),
                 quantise: if s.quantise.is_empty() {
                     Quantise::Nothing
                 } else {
@@ -303,7 +396,7 @@ impl Substrate {
                 },
             },
             Kind::Ring(_) => PrecisionSupport {
-                native: vec![ComputeClass::Int8],
+                native: [ComputeClass::Int8].into_iter().collect(),
                 quantise: Quantise::AllOthers,
             },
         }
@@ -349,7 +442,7 @@ impl Substrate {
                             format,
                             stored: format,
                             rule: Rule::Native,
-                            description: format.describe(),
+                            because: QuantisedBecause::No,
                         };
                         let r = ResolvedPrecision {
                             weights: t(p.weights),
@@ -368,10 +461,10 @@ impl Substrate {
     fn resolve_with(&self, p: &Precisions, force: Force) -> Result<ResolvedPrecision, PrecisionError> {
         let support = self.precision_support();
         let narrowest = support.narrowest();
-        let why = |f: Precision| match &self.kind {
-            Kind::Ring(_) => "the ring stores and computes 8-bit values".to_string(),
-            _ if support.quantises(f) => format!("declared by `{}`", self.name),
-            _ => format!("not supported by `{}`: priced as if quantised", self.name),
+        let because = |f: Precision| match &self.kind {
+            Kind::Ring(_) => QuantisedBecause::Ring,
+            _ if support.quantises(f) => QuantisedBecause::Declared,
+            _ => QuantisedBecause::Forced,
         };
         let reachable = |f: Precision| f.targets().iter().any(|c| support.is_native(*c));
         let quantise = |f: Precision| -> Precision {
@@ -431,7 +524,11 @@ impl Substrate {
                 format,
                 stored,
                 rule,
-                description: describe(format, rule, &why(format)),
+                because: if stored == format {
+                    QuantisedBecause::No
+                } else {
+                    because(format)
+                },
             }
         };
         let weights = operand(p.weights, stored.weights, weight_gemm);
@@ -448,15 +545,15 @@ impl Substrate {
             } else {
                 Rule::Widened(weight_gemm)
             };
-            let mut description = describe(format, rule, &why(format));
-            if attention_gemm != weight_gemm && own != Some(attention_gemm) {
-                description.push_str(&format!(", {attention_gemm} in attention"));
-            }
             TensorPrecision {
                 format,
                 stored: stored.activations,
                 rule,
-                description,
+                because: if stored.activations == format {
+                    QuantisedBecause::No
+                } else {
+                    because(format)
+                },
             }
         };
         Ok(ResolvedPrecision {
@@ -519,17 +616,20 @@ mod tests {
 
     #[test]
     fn declared_native_types() {
-        assert_eq!(sub("gemmini").precision_support().native, [Int8]);
+        assert_eq!(sub("gemmini").precision_support().native.to_vec(), [Int8]);
         assert_eq!(
-            sub("a100-sxm4-40gb").precision_support().native,
+            sub("a100-sxm4-40gb").precision_support().native.to_vec(),
             [F32, F16, Bf16, Int8]
         );
         assert_eq!(
-            sub("h100-sxm").precision_support().native,
+            sub("h100-sxm").precision_support().native.to_vec(),
             [F32, F16, Bf16, Fp8, Int8]
         );
-        assert_eq!(sub("apple-m1").precision_support().native, [F32, F16, Bf16]);
-        assert_eq!(sub("ring-edge").precision_support().native, [Int8]);
+        assert_eq!(
+            sub("apple-m1").precision_support().native.to_vec(),
+            [F32, F16, Bf16]
+        );
+        assert_eq!(sub("ring-edge").precision_support().native.to_vec(), [Int8]);
     }
 
     #[test]
@@ -552,8 +652,8 @@ mod tests {
         assert_eq!(r.weights.rule, Rule::Quantised(Int8));
         assert_eq!(r.stored(), Precisions::all(Precision::Int8));
         assert_eq!(
-            r.weights.description,
-            "bf16 quantised to int8 (declared by `gemmini`)"
+            r.weights.description(),
+            "bf16 quantised to int8 (declared by the substrate)"
         );
     }
 
@@ -580,13 +680,13 @@ mod tests {
     fn weight_only_quantisation_is_dequantised_to_the_native_type() {
         // GGUF k-quant on an int8 array with int8 activations: int8 GEMMs, 4.85 bits stored
         let r = sub("gemmini").resolve(&p("Q4_K_M", "int8", "int8")).unwrap();
-        assert_eq!(r.weights.description, "Q4_K_M (4.85 b/w) dequantised to int8");
+        assert_eq!(r.weights.description(), "Q4_K_M (4.85 b/w) dequantised to int8");
         assert_eq!((r.weights.bits(), r.weight_gemm), (4.85, Int8));
         // the llama.cpp case on a GPU: fp16 GEMMs over 4.5-bit weights
         let r = sub("apple-m1").resolve(&p("Q4_0", "fp16", "fp16")).unwrap();
         assert_eq!((r.weight_gemm, r.weights.rule), (F16, Rule::Dequantised(F16)));
         assert_eq!(r.weights.bits(), 4.5);
-        assert_eq!(r.report().weights, "Q4_0 (4.5 b/w) dequantised to fp16");
+        assert_eq!(r.weights.description(), "Q4_0 (4.5 b/w) dequantised to fp16");
         // W8A16 runs fp16, not int8; int8 on Apple (no integer units) runs fp16
         let r = sub("a100-sxm4-40gb").resolve(&p("int8", "fp16", "fp16")).unwrap();
         assert_eq!((r.weight_gemm, r.weights.rule), (F16, Rule::Dequantised(F16)));
@@ -603,7 +703,7 @@ mod tests {
             .resolve(&Precisions::all(Precision::Fp8))
             .unwrap();
         assert_eq!((r.weight_gemm, r.weights.rule), (F16, Rule::Dequantised(F16)));
-        assert_eq!(r.activations.description, "fp8 widened to fp16");
+        assert_eq!(r.activations.description(), "fp8 widened to fp16");
         let r = sub("h100-sxm").resolve(&Precisions::all(Precision::Fp8)).unwrap();
         assert_eq!((r.weight_gemm, r.weights.rule), (Fp8, Rule::Native));
         // bf16 on a GPU without bf16 units (a T4 or V100): fp32
@@ -625,7 +725,7 @@ mod tests {
         let r = ring.resolve(&p("Q4_0", "bf16", "fp16")).unwrap();
         assert_eq!(r.stored(), Precisions::all(Precision::Int8));
         assert_eq!(
-            r.weights.description,
+            r.weights.description(),
             "Q4_0 (4.5 b/w) quantised to int8 (the ring stores and computes 8-bit values)"
         );
         assert_eq!(
@@ -640,7 +740,7 @@ mod tests {
     #[test]
     fn operands_native_alone_but_without_a_common_type() {
         let s = set("gemmini", "array.precisions", "int8, fp8");
-        assert_eq!(s.precision_support().native, [Fp8, Int8]);
+        assert_eq!(s.precision_support().native.to_vec(), [Fp8, Int8]);
         let e = s.resolve(&p("int8", "fp8", "fp8")).unwrap_err();
         assert!(matches!(e, PrecisionError::NoCommonType { .. }), "{e}");
         assert!(e.to_string().contains("fp8 activations with int8 weights"), "{e}");

@@ -164,19 +164,19 @@ pub fn table(result: &RunResult, top: usize) -> String {
         s.model, s.substrate, s.engine, s.prompt, s.generate, s.batch
     );
     let p = &s.precision;
-    let gemms = if p.weight_gemm == p.attention_gemm {
-        p.weight_gemm.to_string()
+    let gemms = if p.weight_gemm() == p.attention_gemm() {
+        p.weight_gemm().to_string()
     } else {
-        format!("{} (attention {})", p.weight_gemm, p.attention_gemm)
+        format!("{} (attention {})", p.weight_gemm(), p.attention_gemm())
     };
     let mut rows: Vec<(&str, String)> = vec![
-        ("weights (precision)", p.weights.clone()),
-        ("activations (precision)", p.activations.clone()),
-        ("KV cache (precision)", p.kv_cache.clone()),
+        ("weights (precision)", p.weights()),
+        ("activations (precision)", p.activations()),
+        ("KV cache (precision)", p.kv_cache()),
         ("GEMM arithmetic", gemms),
     ];
-    if let Some(r) = &p.rejected {
-        rows.push(("REJECTED", r.clone()));
+    if let Some(r) = p.rejected() {
+        rows.push(("REJECTED", r));
     }
     rows.extend([
         ("TTFT", fmt_si(s.ttft_s, "s")),

@@ -408,8 +408,8 @@ fn systolic_sim_prices_int4_weights_at_4_bits() {
             w8.tpot_s
         );
         assert!(w4.tpot_s <= q4.tpot_s, "{s}");
-        assert_eq!(w4.precision.weights, "int4 dequantised to int8");
-        assert_eq!(q4.precision.weights, "Q4_0 (4.5 b/w) dequantised to int8");
+        assert_eq!(w4.precision.weights(), "int4 dequantised to int8");
+        assert_eq!(q4.precision.weights(), "Q4_0 (4.5 b/w) dequantised to int8");
     }
 }
 
@@ -424,7 +424,7 @@ fn int4_on_int8_array_runs_at_int8_rate() {
         for e in [Engine::Sim, Engine::Roofline] {
             let a = sim::run(&formats(m.clone(), "int8", "int8", "int8"), &sub, w, e);
             let b = sim::run(&formats(m.clone(), "int4", "int4", "int4"), &sub, w, e);
-            assert_eq!(b.summary.precision.weight_gemm, "int8");
+            assert_eq!(b.summary.precision.weight_gemm(), "int8");
             for (x, y) in a.ops.iter().zip(&b.ops) {
                 if x.kind == "gemm" {
                     let (cx, cy) = (x.compute_time.get(), y.compute_time.get());
@@ -448,13 +448,7 @@ fn bf16_on_int8_only_array_is_rejected() {
         );
         // a library caller that prices it anyway gets the rejection in the report
         let r = sim::summary(&m, &sub(s), Workload::new(8, 2, 1).unwrap(), Engine::Sim);
-        assert!(
-            r.precision
-                .rejected
-                .as_deref()
-                .is_some_and(|x| x.contains("bf16")),
-            "{s}"
-        );
+        assert!(r.precision.rejected().is_some_and(|x| x.contains("bf16")), "{s}");
     }
     // the ring declares that it quantises: bf16 runs, and says so
     let r = sim::summary(
@@ -465,9 +459,9 @@ fn bf16_on_int8_only_array_is_rejected() {
     );
     assert!(r.precision.rejected.is_none());
     assert!(
-        r.precision.weights.starts_with("bf16 quantised to int8"),
+        r.precision.weights().starts_with("bf16 quantised to int8"),
         "{}",
-        r.precision.weights
+        r.precision.weights()
     );
 }
 
@@ -547,39 +541,30 @@ mod properties {
         ])
     }
 
-    /// Every kind: GPUs (HBM, GDDR, unified memory, no matrix units), systolic arrays in both
-    /// modes, the ring.
-    fn arb_any_substrate() -> impl Strategy<Value = &'static str> {
-        prop::sample::select(vec![
-            "gemmini",
-            "eyeriss",
-            "flat-edge",
-            "scalesim-8x8",
-            "scalesim-32x32",
-            "a100-sxm4-40gb",
-            "h100-sxm",
-            "rtx-4090",
-            "apple-m1",
-            "jetson-orin-nano-super",
-            "ring-edge",
-        ])
+    /// The kinds priced kernel by kernel: GPUs (HBM, GDDR, unified memory without matrix
+    /// units), systolic arrays in both modes.
+    const KERNEL_SUBSTRATES: [&str; 10] = [
+        "gemmini",
+        "eyeriss",
+        "flat-edge",
+        "scalesim-8x8",
+        "scalesim-32x32",
+        "a100-sxm4-40gb",
+        "h100-sxm",
+        "rtx-4090",
+        "apple-m1",
+        "jetson-orin-nano-super",
+    ];
+
+    fn arb_kernel_substrate() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(KERNEL_SUBSTRATES.to_vec())
     }
 
-    /// The kinds priced kernel by kernel (the ring has its own model, the same in both
-    /// engines).
-    fn arb_kernel_substrate() -> impl Strategy<Value = &'static str> {
-        prop::sample::select(vec![
-            "gemmini",
-            "eyeriss",
-            "flat-edge",
-            "scalesim-8x8",
-            "scalesim-32x32",
-            "a100-sxm4-40gb",
-            "h100-sxm",
-            "rtx-4090",
-            "apple-m1",
-            "jetson-orin-nano-super",
-        ])
+    /// Every kind: those and the ring (its own model, the same in both engines).
+    fn arb_any_substrate() -> impl Strategy<Value = &'static str> {
+        let mut v = KERNEL_SUBSTRATES.to_vec();
+        v.push("ring-edge");
+        prop::sample::select(v)
     }
 
     /// The substrate reaching `compute` of its peaks and `memory` of its bandwidth.
