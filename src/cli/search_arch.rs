@@ -6,8 +6,10 @@
 //! models as model YAML files under `models/` (loadable by `sim`).
 
 use super::search::{OutputFormat, SearchArgs, TruncationName, lexicographic};
+use super::search_front;
 use clap::{Args, ValueEnum};
 use llmforge::model::desc;
+use llmforge::quality::LossTally;
 use llmforge::search::arch::{ArchProblem, SCREENED};
 use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::nsga2::{CacheInCheckpoint, Checkpoint, Individual, Nsga2, Settings, Truncation};
@@ -150,6 +152,7 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
     let progress = args.format == OutputFormat::Table && std::io::stderr().is_terminal();
     let started = Instant::now();
     let generations = engine.settings().generations;
+    let (mut tally, mut tallied) = (LossTally::default(), 0);
     while !engine.is_done() {
         let report = engine.step().into_diagnostic()?;
         // Hypervolume reference: 1.05 x the per-objective maximum over generation 0's
@@ -157,6 +160,10 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
         let h = history
             .get_or_insert_with(|| History::new(ReferencePoint::Fixed(reference(engine.population()))));
         let row = h.record(&engine, &report).into_diagnostic()?.clone();
+        search_front::tally_new(&problem, engine.archive(), &mut tallied, &mut tally);
+        if problem.loss.domain().is_some() {
+            h.set_out_of_domain(tally.outside);
+        }
         if let Some(dir) = &out {
             let state = State {
                 engine: engine.checkpoint(CacheInCheckpoint::Include),
@@ -175,6 +182,8 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
         eprintln!();
     }
     let wall = started.elapsed().as_secs_f64();
+    // a resumed run that was already finished steps no generation: count its archive now
+    search_front::tally_new(&problem, engine.archive(), &mut tallied, &mut tally);
 
     let mut front: Vec<Individual<Genome>> = engine.pareto_front().into_iter().cloned().collect();
     front.sort_by(|x, y| lexicographic(&x.evaluation.objectives, &y.evaluation.objectives));
@@ -207,26 +216,27 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
                 "space": problem.space.name, "substrate": problem.substrate.name, "objectives": names,
                 "evaluations": engine.evaluations(), "cache_hits": engine.cache_hits(), "wall_time_s": wall,
                 "hypervolume": history.as_ref().and_then(|h| h.rows.last()).map(|r| r.hypervolume),
+                "loss_model": problem.loss.name(), "scored_by": tally.scored,
+                "out_of_domain": problem.loss.domain().map(|_| serde_json::json!({"total": tally.outside, "by": tally.outside_by})),
                 "front": rows,
             });
             println!("{}", serde_json::to_string_pretty(&j).into_diagnostic()?);
         }
         OutputFormat::Table => {
-            println!(
-                "{} on {} ({}): {} evaluations ({} cache hits) in {wall:.2} s; front of {}",
-                problem.space.name,
-                problem.substrate.name,
-                problem.loss.name(),
+            let run = format!(
+                "{} evaluations ({} cache hits) in {wall:.2} s; front of {}",
                 engine.evaluations(),
                 engine.cache_hits(),
                 front.len()
             );
-            print!("{csv}");
-            if let Some(dir) = &out {
-                println!(
-                    "wrote {}/{{pareto.csv, history.csv, pareto.svg, models/}}",
+            print!("{}", search_front::header(&problem, &tally, &run));
+            print!("{}", search_front::front_table(&problem, &objectives, &front));
+            match &out {
+                Some(dir) => println!(
+                    "wrote {}/{{pareto.csv, history.csv, pareto.svg, models/}}: every layer's genes in pareto.csv (layer_genes), the model of row # in models/pareto-#.yaml",
                     dir.display()
-                );
+                ),
+                None => println!("per-layer genes and model files: add --out DIR"),
             }
         }
     }
@@ -247,12 +257,14 @@ fn reference(population: &[Individual<Genome>]) -> Vec<f64> {
 }
 
 /// One row per front member: objectives, feasibility, the loss model's prediction (`loss_mu`,
-/// `loss_sigma`: the `loss` objective is `loss_mu - beta * loss_sigma`), then the architecture.
+/// `loss_sigma`: the `loss` objective is `loss_mu - beta * loss_sigma`), which model made it
+/// (`loss_model`) and, for a candidate outside the surrogate's training domain, the first
+/// quantity that left it (`out_of_domain`, empty inside), then the architecture.
 fn pareto_csv(problem: &ArchProblem, names: &[&str], front: &[Individual<Genome>]) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "rank,{},feasible,violation,loss_mu,loss_sigma,d_model,layers,attention_layers,weights,params,layer_genes",
+        "rank,{},feasible,violation,loss_mu,loss_sigma,loss_model,out_of_domain,d_model,layers,attention_layers,weights,params,layer_genes",
         names.join(",")
     );
     for (k, ind) in front.iter().enumerate() {
@@ -283,12 +295,14 @@ fn pareto_csv(problem: &ArchProblem, names: &[&str], front: &[Individual<Genome>
         let loss = problem.loss.predict(&m);
         let _ = writeln!(
             text,
-            "{k},{},{},{:?},{:?},{:?},{},{},{},{},{},{}",
+            "{k},{},{},{:?},{:?},{:?},{},{},{},{},{},{},{},{}",
             objectives.join(","),
             ind.evaluation.violation == 0.0,
             ind.evaluation.violation,
             loss.mu,
             loss.sigma,
+            loss.scorer.name(),
+            loss.outside.map_or(String::new(), |o| o.to_string()),
             g.d_model,
             m.n_layers(),
             m.n_attention_layers(),

@@ -196,7 +196,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
     let reference = match &args.reference {
         Some(r) => {
             let m = model::load(r)?;
-            let (metrics, _, _) = measure(&m, &spec);
+            let (metrics, _, _, _) = measure(&m, &spec);
             Some((m.name, metrics))
         }
         None => None,
@@ -220,7 +220,16 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         &args,
         &g.name,
         &substrate.name,
-        &loss.name(),
+        &format!(
+            "{}.\nCandidates scored by {}{}",
+            loss.name(),
+            outcome.losses.describe(loss.domain().is_some()),
+            if outcome.losses.scored.len() > 1 {
+                ". **The losses of different models are on different scales**: compare candidates of one model (`loss_model` column), or name one with --quality"
+            } else {
+                ""
+            }
+        ),
         &outcome,
         &budgets,
         x,
@@ -235,7 +244,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
 
 fn header(budgets: &[Budget], both: bool) -> String {
     let mut h = String::from(
-        "index,depth,width,heads,kv_heads,head_dim,ffn,ffn_ratio,experts,active_experts,weights,params,active_params,weight_bytes,kv_bytes,ttft_s,tpot_s,latency_s,energy_per_token_j,loss,feasible,binding",
+        "index,depth,width,heads,kv_heads,head_dim,ffn,ffn_ratio,experts,active_experts,weights,params,active_params,weight_bytes,kv_bytes,ttft_s,tpot_s,latency_s,energy_per_token_j,loss,feasible,binding,loss_model,out_of_domain",
     );
     if both {
         h.push_str(",tpot_sim_s");
@@ -271,6 +280,12 @@ fn row_csv(r: &Row, budgets: &[Budget]) -> String {
         m.loss,
         r.feasible,
         r.binding.map_or(String::new(), |k| budgets[k].text.clone())
+    );
+    let _ = write!(
+        s,
+        ",{},{}",
+        r.loss.scorer.name(),
+        r.loss.outside.map_or(String::new(), |o| o.to_string())
     );
     if let Some(t) = r.sim_tpot {
         let _ = write!(s, ",{t:.6e}");
@@ -331,7 +346,7 @@ fn summary_md(
     let _ = writeln!(s, "# Sweep of `{grid}` on `{substrate}`\n");
     let _ = writeln!(
         s,
-        "Workload: prompt {}, generate {}, batch {}; quality: {quality}; engine: {}.",
+        "Workload: prompt {}, generate {}, batch {}; engine: {}.\nLoss model: {quality}.",
         args.prompt,
         args.generate,
         args.batch,
