@@ -313,44 +313,18 @@ impl fmt::Display for Domain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Attention, Layer, Moe, Precision, Precisions};
+    use crate::model::Moe;
 
     /// (H, G, Dqk, Dv) of an attention layer, `None` for an attention-free one, and the FFN width.
     type Spec = (Option<(u64, u64, u64, u64)>, u64);
 
     fn model(layers: &[Spec]) -> Model {
-        Model {
-            name: "m".into(),
-            d_model: 768,
-            vocab: 50_257,
-            tied_embeddings: true,
-            norm: NormKind::RmsNorm,
-            positional: Positional::Rope { fraction: 1.0 },
-            precision: Precisions {
-                weights: Precision::Bf16,
-                activations: Precision::Bf16,
-                kv_cache: Precision::Bf16,
-            },
-            layers: layers
+        super::super::features::tests::model(
+            layers
                 .iter()
-                .map(|&(a, w)| Layer {
-                    attention: a.map(|(heads, kv_groups, d_qk, d_v)| Attention {
-                        heads,
-                        kv_groups,
-                        d_qk,
-                        d_v,
-                        qkv_bias: false,
-                        o_bias: false,
-                    }),
-                    ffn: Ffn::Dense {
-                        kind: FfnKind::SwiGlu,
-                        width: w,
-                        bias: false,
-                    },
-                    parallel_residual: false,
-                })
+                .map(|&(a, w)| super::super::features::tests::layer(a, w))
                 .collect(),
-        }
+        )
     }
 
     #[test]
