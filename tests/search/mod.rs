@@ -184,7 +184,7 @@ fn out_of_domain_candidates_are_counted_and_flagged() {
                 "--substrate",
                 "flat-edge",
             ])
-            .args(["--engine", "roofline", "--population", "16", "--offspring", "16"])
+            .args(["--engine", "roofline", "--population", "12", "--offspring", "12"])
             .args([
                 "--generations",
                 "3",
