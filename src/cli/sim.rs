@@ -137,6 +137,9 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
         let csv = trace::ops_csv(&result.ops).into_diagnostic()?;
         trace::write_atomic(path, csv.as_bytes()).into_diagnostic()?;
     }
+    if let Some(w) = trace::memory_warning(&result.summary) {
+        eprintln!("warning: {w}");
+    }
     match args.format {
         Format::Json => print!("{}", trace::json(&result).into_diagnostic()?),
         Format::Table => {

@@ -1,17 +1,18 @@
 //! Output formats of cost results: text tables, JSON, per-op CSV, Chrome trace-event JSON
-//! (opens in Perfetto / chrome://tracing) and the SVG roofline plot; and the atomic file
-//! writer every output goes through.
+//! (opens in Perfetto / chrome://tracing), the SVG plots ([`plot`]) and the HTML report
+//! ([`report`]); and the atomic file writer every output goes through.
 //!
 //! **API boundary**: the only module that knows output formats. Engines produce plain values
 //! ([`crate::sim::RunResult`]) and events ([`crate::sim::Sink`]); everything here renders them.
 //! Rendering is deterministic: fixed float formats, no maps with random order.
 
 mod chrome;
-mod svg;
+pub mod plot;
+pub mod report;
 pub mod table;
 
 pub use chrome::ChromeTrace;
-pub use svg::{RooflinePoint, roofline_svg};
+pub use plot::{RooflinePoint, roofline_svg};
 
 use crate::sim::{OpRecord, RunResult, RunSummary};
 use crate::units::fmt_si;
@@ -67,11 +68,14 @@ pub fn json(result: &RunResult) -> Result<String, TraceError> {
     struct Out<'a> {
         #[serde(flatten)]
         summary: &'a RunSummary,
+        /// Problems with the result a reader must know: the model not fitting memory.
+        warnings: Vec<String>,
         kind_totals: Vec<crate::sim::KindTotal>,
         ops: &'a [OpRecord],
     }
     let out = Out {
         summary: &result.summary,
+        warnings: memory_warning(&result.summary).into_iter().collect(),
         kind_totals: result.kind_totals(),
         ops: &result.ops,
     };
@@ -153,9 +157,39 @@ pub fn ops_csv(ops: &[OpRecord]) -> Result<String, TraceError> {
     String::from_utf8(bytes).map_err(|e| TraceError::Encode(e.to_string()))
 }
 
-/// The summary as an aligned text table, then per-(phase, kind) totals and, if `ops` is
-/// set, the `ops` slowest operators of each phase.
+/// When the model does not fit the substrate's memory (weights + KV cache > capacity), the
+/// warning to print (the rates are still those of the cost model, as if it did).
+pub fn memory_warning(s: &RunSummary) -> Option<String> {
+    (!s.fits_memory).then(|| {
+        format!(
+            "{} does not fit {}'s memory: weights {} + KV cache {} = {} > capacity {}; the rates assume it did (a real run would need more devices, offloading or smaller weights)",
+            s.model,
+            s.substrate,
+            fmt_si(s.weight_bytes, "B"),
+            fmt_si(s.kv_bytes, "B"),
+            fmt_si(s.weight_bytes + s.kv_bytes, "B"),
+            fmt_si(s.memory_capacity_bytes, "B")
+        )
+    })
+}
+
+/// Four significant digits, no exponent for ordinary magnitudes.
+fn sig(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let a = v.abs();
+    if !(1e-4..1e9).contains(&a) {
+        return format!("{v:.3e}");
+    }
+    let digits = (3 - a.log10().floor() as i32).clamp(0, 8) as usize;
+    format!("{v:.digits$}")
+}
+
+/// The summary as an aligned text table, then per-(phase, kind) totals and, if `top` is
+/// set, the `top` slowest operators of each phase. Every column names its unit.
 pub fn table(result: &RunResult, top: usize) -> String {
+    use table::{Column, Table};
     let s = &result.summary;
     let mut o = String::new();
     let _ = writeln!(
@@ -163,10 +197,11 @@ pub fn table(result: &RunResult, top: usize) -> String {
         "{} on {} ({} engine): prompt {}, generate {}, batch {}",
         s.model, s.substrate, s.engine, s.prompt, s.generate, s.batch
     );
+    let mut t = Table::new(vec![Column::text("quantity"), Column::number("value", "")]).indent(2);
     let rows: [(&str, String); 12] = [
         ("TTFT", fmt_si(s.ttft_s, "s")),
         ("TPOT (mean)", fmt_si(s.tpot_s, "s")),
-        ("tokens/s", format!("{:.1}", s.tokens_per_s)),
+        ("throughput", format!("{:.1} tokens/s", s.tokens_per_s)),
         ("energy / generated token", fmt_si(s.energy_per_token_j, "J")),
         (
             "energy / processed token (paper)",
@@ -180,30 +215,40 @@ pub fn table(result: &RunResult, top: usize) -> String {
         ("memory capacity", fmt_si(s.memory_capacity_bytes, "B")),
         (
             "fits memory",
-            if s.fits_memory { "yes".into() } else { "NO".into() },
+            if s.fits_memory {
+                "yes".into()
+            } else {
+                "NO: weights + KV cache exceed the capacity".into()
+            },
         ),
     ];
     for (k, v) in rows {
-        let _ = writeln!(o, "  {k:<34} {v}");
+        t.row([k.to_string(), v]);
     }
-    let _ = writeln!(
-        o,
-        "\n  {:<8} {:<16} {:>5} {:>12} {:>12} {:>12} {:>12}",
-        "phase", "kind", "ops", "FLOPs", "DRAM bytes", "time", "energy"
-    );
+    o.push_str(&t.render());
+    o.push('\n');
+    let mut t = Table::new(vec![
+        Column::text("phase"),
+        Column::text("kind"),
+        Column::number("ops", ""),
+        Column::number("FLOPs", "GFLOP"),
+        Column::number("DRAM", "MB"),
+        Column::number("time", "ms"),
+        Column::number("energy", "mJ"),
+    ])
+    .indent(2);
     for k in result.kind_totals() {
-        let _ = writeln!(
-            o,
-            "  {:<8} {:<16} {:>5} {:>12.4e} {:>12.4e} {:>12} {:>12}",
-            k.phase.name(),
-            k.kind,
-            k.ops,
-            k.flops.get(),
-            k.dram_bytes.get(),
-            fmt_si(k.time.get(), "s"),
-            fmt_si(k.energy.get(), "J")
-        );
+        t.row([
+            k.phase.name().to_string(),
+            k.kind.to_string(),
+            k.ops.to_string(),
+            sig(k.flops.get() / 1e9),
+            sig(k.dram_bytes.get() / 1e6),
+            sig(k.time.get() * 1e3),
+            sig(k.energy.get() * 1e3),
+        ]);
     }
+    o.push_str(&t.render());
     if top > 0 && !result.ops.is_empty() {
         for phase in [crate::sim::PhaseKind::Prefill, crate::sim::PhaseKind::Decode] {
             let mut v: Vec<&OpRecord> = result.ops.iter().filter(|r| r.phase == phase).collect();
@@ -222,23 +267,26 @@ pub fn table(result: &RunResult, top: usize) -> String {
                     ""
                 }
             );
-            let _ = writeln!(
-                o,
-                "  {:<22} {:<16} {:>12} {:>12} {:>9} {:>12}",
-                "op", "kind", "time", "DRAM bytes", "bound", "energy"
-            );
+            let mut t = Table::new(vec![
+                Column::text("op"),
+                Column::text("kind"),
+                Column::number("time", "ms"),
+                Column::number("DRAM", "MB"),
+                Column::text("bound"),
+                Column::number("energy", "mJ"),
+            ])
+            .indent(2);
             for r in v.into_iter().take(top) {
-                let _ = writeln!(
-                    o,
-                    "  {:<22} {:<16} {:>12} {:>12.4e} {:>9} {:>12}",
-                    r.label,
-                    r.kind,
-                    fmt_si(r.time.get(), "s"),
-                    r.dram_bytes.get(),
-                    r.bound.name(),
-                    fmt_si(r.energy.total().get(), "J")
-                );
+                t.row([
+                    r.label.clone(),
+                    r.kind.to_string(),
+                    sig(r.time.get() * 1e3),
+                    sig(r.dram_bytes.get() / 1e6),
+                    r.bound.name().to_string(),
+                    sig(r.energy.total().get() * 1e3),
+                ]);
             }
+            o.push_str(&t.render());
         }
     }
     o

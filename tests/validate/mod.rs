@@ -4,11 +4,12 @@
 
 use llmforge::model::accounting;
 use llmforge::substrate::{self, Efficiency};
+use llmforge::trace::plot::{PlotPoint, scatter_svg};
 use llmforge::units::{Bytes, Seconds};
 use llmforge::validate::calibrate::{self, HoldOut, Point};
 use llmforge::validate::mapping::{self, Maps, ReasonKind};
 use llmforge::validate::predict::{self, Engine};
-use llmforge::validate::{self, Library, Options, overlay, plot, traces};
+use llmforge::validate::{self, Library, Options, overlay, traces};
 use std::path::Path;
 
 const SAMPLE: &str = "tests/fixtures/validate/sample.csv";
@@ -375,20 +376,23 @@ fn report_is_deterministic_and_plots() {
     let r = validate::validate(&t, &maps, &mut Library::new(Vec::new()), &opts());
     let b = serde_json::to_string(&r).unwrap();
     assert_eq!(a, b);
-    let pts: Vec<plot::PlotPoint> = r
+    let pts: Vec<PlotPoint> = r
         .rows
         .iter()
-        .map(|x| plot::PlotPoint {
-            panel: x.phase.to_string(),
+        .map(|x| PlotPoint {
+            quantity: x.phase.to_string(),
+            unit: x.unit.clone(),
             color_key: x.stack.clone(),
+            shape_key: "one phase".into(),
             series: 0,
             measured: x.measured,
             predicted: x.predicted,
         })
         .collect();
-    let svg = plot::svg(&pts, "test", &["roofline"]);
+    let svg = scatter_svg(&pts, "test", &["roofline"]).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("<circle").count(), r.rows.len() + 1);
+    // one marker per row, and two in the legend (the series and the phase)
+    assert_eq!(svg.matches("<circle").count(), r.rows.len() + 2);
 }
 
 #[test]
