@@ -137,9 +137,6 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
         let csv = trace::ops_csv(&result.ops).into_diagnostic()?;
         trace::write_atomic(path, csv.as_bytes()).into_diagnostic()?;
     }
-    if let Some(w) = trace::memory_warning(&result.summary) {
-        eprintln!("warning: {w}");
-    }
     match args.format {
         Format::Json => print!("{}", trace::json(&result).into_diagnostic()?),
         Format::Table => {
@@ -148,6 +145,11 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
                 print!("{}", sim::ring_adapter::hardware_table(h));
             }
         }
+    }
+    if let Some(w) = trace::memory_warning(&result.summary) {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        eprintln!("warning: {w}");
     }
     Ok(())
 }

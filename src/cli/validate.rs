@@ -162,6 +162,17 @@ pub fn svg(report: &Report) -> miette::Result<String> {
     scatter_svg(&pts, &format!("Predicted vs measured: {}", report.file), &refs).into_diagnostic()
 }
 
+/// `x` cut to `n` characters (the last one `~`), so long device and stack names keep tables
+/// narrow; the JSON report has them in full.
+fn short(x: &str, n: usize) -> String {
+    if x.chars().count() > n {
+        let t: String = x.chars().take(n - 1).collect();
+        format!("{t}~")
+    } else {
+        x.to_string()
+    }
+}
+
 /// The error-statistics columns after `keys` text columns.
 fn stats_table(keys: &[&str]) -> Table {
     let mut cols: Vec<Column> = keys.iter().map(|k| Column::text(k)).collect();
@@ -233,7 +244,8 @@ pub fn table(r: &Report, rows: bool) -> String {
     let _ = writeln!(s, "\nby device, stack, metric");
     let mut t = stats_table(&["device", "stack", "metric"]);
     for g in &r.groups {
-        stats_row(&mut t, &g.key, &g.stats);
+        let key = [short(&g.key[0], 44), short(&g.key[1], 40), g.key[2].clone()];
+        stats_row(&mut t, &key, &g.stats);
     }
     s.push_str(&t.render());
     let _ = writeln!(s, "\nunmappable rows ({}), by reason:", r.counts.unmapped);
@@ -314,7 +326,7 @@ pub fn table(r: &Report, rows: bool) -> String {
         for x in &r.rows {
             t.row([
                 x.line.to_string(),
-                x.hardware.clone(),
+                short(&x.hardware, 40),
                 x.preset.clone(),
                 x.metric.clone(),
                 x.unit.clone(),

@@ -186,6 +186,43 @@ fn sig(v: f64) -> String {
     format!("{v:.digits$}")
 }
 
+/// The unit (prefix + `base`) and scale for a column whose largest value is `max`.
+fn column_unit(max: f64, base: &str) -> (String, f64) {
+    const PREFIXES: [(f64, &str); 9] = [
+        (1e15, "P"),
+        (1e12, "T"),
+        (1e9, "G"),
+        (1e6, "M"),
+        (1e3, "k"),
+        (1.0, ""),
+        (1e-3, "m"),
+        (1e-6, "µ"),
+        (1e-9, "n"),
+    ];
+    let (scale, prefix) = PREFIXES
+        .iter()
+        .copied()
+        .find(|(s, _)| max >= *s)
+        .unwrap_or((1.0, ""));
+    (format!("{prefix}{base}"), 1.0 / scale)
+}
+
+/// A value with an SI prefix in one cell (`36.59 TB`, `8.389 kB`): for columns whose
+/// values span many orders of magnitude.
+fn si_cell(value: f64, unit: &str) -> String {
+    if value == 0.0 {
+        return format!("0 {unit}");
+    }
+    let (number, unit) = si_parts(value, unit);
+    format!("{number} {unit}")
+}
+
+/// A value with an SI prefix, split into (number, unit) for a table.
+fn si_parts(value: f64, unit: &str) -> (String, String) {
+    let (u, scale) = column_unit(value.abs(), unit);
+    (sig(value * scale), u)
+}
+
 /// The summary as an aligned text table, then per-(phase, kind) totals and, if `top` is
 /// set, the `top` slowest operators of each phase. Every column names its unit.
 pub fn table(result: &RunResult, top: usize) -> String {
@@ -197,44 +234,56 @@ pub fn table(result: &RunResult, top: usize) -> String {
         "{} on {} ({} engine): prompt {}, generate {}, batch {}",
         s.model, s.substrate, s.engine, s.prompt, s.generate, s.batch
     );
-    let mut t = Table::new(vec![Column::text("quantity"), Column::number("value", "")]).indent(2);
-    let rows: [(&str, String); 12] = [
-        ("TTFT", fmt_si(s.ttft_s, "s")),
-        ("TPOT (mean)", fmt_si(s.tpot_s, "s")),
-        ("throughput", format!("{:.1} tokens/s", s.tokens_per_s)),
-        ("energy / generated token", fmt_si(s.energy_per_token_j, "J")),
+    let mut t = Table::new(vec![
+        Column::text("quantity"),
+        Column::number("value", ""),
+        Column::text("unit"),
+    ])
+    .indent(2);
+    let rows: [(&str, f64, &str); 11] = [
+        ("TTFT", s.ttft_s, "s"),
+        ("TPOT (mean)", s.tpot_s, "s"),
+        ("throughput", s.tokens_per_s, "tokens/s"),
+        ("energy / generated token", s.energy_per_token_j, "J"),
         (
             "energy / processed token (paper)",
-            fmt_si(s.energy_per_processed_token_j, "J"),
+            s.energy_per_processed_token_j,
+            "J",
         ),
-        ("prefill energy", fmt_si(s.prefill_energy_j, "J")),
-        ("decode energy", fmt_si(s.decode_energy_j, "J")),
-        ("total energy", fmt_si(s.total_energy_j, "J")),
-        ("weights", fmt_si(s.weight_bytes, "B")),
-        ("KV cache (end)", fmt_si(s.kv_bytes, "B")),
-        ("memory capacity", fmt_si(s.memory_capacity_bytes, "B")),
-        (
-            "fits memory",
-            if s.fits_memory {
-                "yes".into()
-            } else {
-                "NO: weights + KV cache exceed the capacity".into()
-            },
-        ),
+        ("prefill energy", s.prefill_energy_j, "J"),
+        ("decode energy", s.decode_energy_j, "J"),
+        ("total energy", s.total_energy_j, "J"),
+        ("weights", s.weight_bytes, "B"),
+        ("KV cache (end)", s.kv_bytes, "B"),
+        ("memory capacity", s.memory_capacity_bytes, "B"),
     ];
-    for (k, v) in rows {
-        t.row([k.to_string(), v]);
+    for (k, v, unit) in rows {
+        let (num, unit) = if unit == "tokens/s" {
+            (format!("{v:.1}"), unit.to_string())
+        } else {
+            si_parts(v, unit)
+        };
+        t.row([k.to_string(), num, unit]);
     }
+    t.row([
+        "fits memory".to_string(),
+        if s.fits_memory { "yes" } else { "NO" }.to_string(),
+        if s.fits_memory {
+            String::new()
+        } else {
+            "weights + KV cache exceed the capacity".to_string()
+        },
+    ]);
     o.push_str(&t.render());
     o.push('\n');
     let mut t = Table::new(vec![
         Column::text("phase"),
         Column::text("kind"),
         Column::number("ops", ""),
-        Column::number("FLOPs", "GFLOP"),
-        Column::number("DRAM", "MB"),
-        Column::number("time", "ms"),
-        Column::number("energy", "mJ"),
+        Column::number("FLOPs", ""),
+        Column::number("DRAM", ""),
+        Column::number("time", ""),
+        Column::number("energy", ""),
     ])
     .indent(2);
     for k in result.kind_totals() {
@@ -242,10 +291,10 @@ pub fn table(result: &RunResult, top: usize) -> String {
             k.phase.name().to_string(),
             k.kind.to_string(),
             k.ops.to_string(),
-            sig(k.flops.get() / 1e9),
-            sig(k.dram_bytes.get() / 1e6),
-            sig(k.time.get() * 1e3),
-            sig(k.energy.get() * 1e3),
+            si_cell(k.flops.get(), "FLOP"),
+            si_cell(k.dram_bytes.get(), "B"),
+            si_cell(k.time.get(), "s"),
+            si_cell(k.energy.get(), "J"),
         ]);
     }
     o.push_str(&t.render());
@@ -256,11 +305,12 @@ pub fn table(result: &RunResult, top: usize) -> String {
                 continue;
             }
             v.sort_by(|a, b| b.time.get().total_cmp(&a.time.get()).then(a.label.cmp(&b.label)));
+            v.truncate(top);
             let _ = writeln!(
                 o,
                 "\n  slowest {} ops ({}{}):",
                 phase.name(),
-                top.min(v.len()),
+                v.len(),
                 if phase == crate::sim::PhaseKind::Decode {
                     ", totals over all steps"
                 } else {
@@ -270,20 +320,20 @@ pub fn table(result: &RunResult, top: usize) -> String {
             let mut t = Table::new(vec![
                 Column::text("op"),
                 Column::text("kind"),
-                Column::number("time", "ms"),
-                Column::number("DRAM", "MB"),
+                Column::number("time", ""),
+                Column::number("DRAM", ""),
                 Column::text("bound"),
-                Column::number("energy", "mJ"),
+                Column::number("energy", ""),
             ])
             .indent(2);
-            for r in v.into_iter().take(top) {
+            for r in v {
                 t.row([
                     r.label.clone(),
                     r.kind.to_string(),
-                    sig(r.time.get() * 1e3),
-                    sig(r.dram_bytes.get() / 1e6),
+                    si_cell(r.time.get(), "s"),
+                    si_cell(r.dram_bytes.get(), "B"),
                     r.bound.name().to_string(),
-                    sig(r.energy.total().get() * 1e3),
+                    si_cell(r.energy.total().get(), "J"),
                 ]);
             }
             o.push_str(&t.render());

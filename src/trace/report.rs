@@ -126,6 +126,8 @@ fn column_format(name: &str, objective: bool, values: &[String]) -> (String, Str
                 "loss_mu" => "loss μ",
                 "loss_sigma" => "loss σ",
                 "active_params" => "active parameters",
+                "weight_bytes" => "weight memory",
+                "kv_bytes" => "KV memory",
                 _ => display,
             };
             (display.to_string(), unit.to_string(), scale, true)
@@ -353,9 +355,9 @@ impl Report {
         };
         let _ = writeln!(
             h,
-            "<h2>{what}</h2>\n<p class=\"hint\">Click a column to sort; hover a design for its architecture, click it for the model description (or open <code>report.html#design-N</code>).</p>"
+            "<h2>{what}</h2>\n<p class=\"hint\">Click a column to sort; hover a design for its architecture, click it for the model description (or open <code>report.html#design=N</code>).</p>"
         );
-        h.push_str("<table id=\"designs\">\n<thead><tr>");
+        h.push_str("<div class=\"scroll\">\n<table id=\"designs\">\n<thead><tr>");
         for (k, c) in self.columns.iter().enumerate() {
             let unit = if c.unit.is_empty() {
                 String::new()
@@ -406,7 +408,7 @@ impl Report {
             }
             h.push_str("</td></tr></tbody>\n");
         }
-        h.push_str("</table>\n");
+        h.push_str("</table>\n</div>\n");
         for (caption, svg) in &self.plots {
             let _ = writeln!(
                 h,
@@ -465,12 +467,13 @@ pub fn esc(s: &str) -> String {
     o
 }
 
-const CSS: &str = r#"body { font-family: "DejaVu Sans", Verdana, Arial, sans-serif; margin: 24px auto; max-width: 1200px; padding: 0 16px; color: #222; }
+const CSS: &str = r#"body { font-family: "DejaVu Sans", Verdana, Arial, sans-serif; margin: 24px auto; max-width: 1400px; padding: 0 16px; color: #222; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 28px; }
 .fact, .hint { color: #444; margin: 4px 0; } .hint { font-size: 13px; }
 #errors { background: #fdd; border: 1px solid #c00; padding: 8px; white-space: pre-wrap; }
-table { border-collapse: collapse; font-size: 13px; margin-top: 8px; }
-th, td { padding: 4px 8px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 12px; margin-top: 8px; }
+th, td { padding: 3px 6px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
 th { background: #f3f3f3; cursor: pointer; user-select: none; position: sticky; top: 0; }
 th.num, td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th .unit { display: block; font-weight: normal; color: #666; font-size: 11px; }
@@ -530,9 +533,10 @@ const SCRIPT: &str = r##"(function () {
       toggle(b, b.rows[1].hidden);
     });
   });
-  if (location.hash.indexOf("#design-") === 0) {
-    var target = document.getElementById(location.hash.slice(1));
-    if (target) { toggle(target, true); }
+  // report.html#design=N opens design N (no element has that id, so nothing scrolls)
+  var m = /^#design=(\d+)$/.exec(location.hash);
+  if (m) {
+    bodies.forEach(function (b) { if (b.getAttribute("data-row") === m[1]) { toggle(b, true); } });
   }
   var first = table.tHead.rows[0].cells[0];
   if (first && first.hasAttribute("data-col")) { sortBy(first, 1); }

@@ -2,7 +2,7 @@
 //! chromium is installed, unless `LLMFORGE_REQUIRE_CHROMIUM=1` (set by `.ci/run`, which
 //! installs it).
 
-use super::{ink, search_dir, shots};
+use super::{ink, search_dir, shots, sweep_dir};
 use resvg::tiny_skia::Pixmap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,9 +20,10 @@ fn chromium() -> Option<PathBuf> {
     None
 }
 
-/// Runs headless chromium on `page` with `extra` arguments; (stdout, stderr).
-fn headless(browser: &Path, page: &Path, profile: &Path, extra: &[&str]) -> (String, String) {
-    let url = format!("file://{}", page.canonicalize().unwrap().display());
+/// Runs headless chromium on `page` (with a `#fragment`, or "") with `extra` arguments;
+/// (stdout, stderr).
+fn headless(browser: &Path, page: &Path, fragment: &str, profile: &Path, extra: &[&str]) -> (String, String) {
+    let url = format!("file://{}{fragment}", page.canonicalize().unwrap().display());
     let out = Command::new(browser)
         .args([
             "--headless",
@@ -66,59 +67,67 @@ fn report_runs_in_headless_chromium() {
         );
         return;
     };
-    let dir = search_dir();
-    let page = dir.join("report.html");
-    let rows = std::fs::read_to_string(dir.join("pareto.csv"))
-        .unwrap()
-        .lines()
-        .count()
-        - 1;
     let profile = super::scratch("chromium-profile");
+    for (name, dir, csv, first) in [
+        ("search", search_dir(), "pareto.csv", "rank"),
+        ("sweep", sweep_dir(), "frontier.csv", "index"),
+    ] {
+        let page = dir.join("report.html");
+        let rows = std::fs::read_to_string(dir.join(csv)).unwrap().lines().count() - 1;
+        let (dom, log) = headless(&browser, &page, "#design=0", &profile, &["--dump-dom"]);
+        assert!(
+            dom.contains("data-ready=\"1\""),
+            "{name}: the script ran to its end:\n{dom}"
+        );
+        assert!(
+            !dom.contains("data-errors"),
+            "{name}: a script error was caught:\n{dom}"
+        );
+        assert!(
+            dom.contains(&format!("data-rows=\"{rows}\"")),
+            "{name}: the script saw every row"
+        );
+        assert_eq!(
+            dom.matches("<tbody class=\"design").count(),
+            rows,
+            "{name}: every design is a row"
+        );
+        assert!(
+            dom.contains(&format!("data-sorted-by=\"{first}\"")),
+            "{name}: the table was sorted by its first column"
+        );
+        // the address opened the first design's architecture, as a reader's click would
+        assert!(
+            dom.contains("<tbody class=\"design open\" id=\"design-0\""),
+            "{name}: #design=0 is open"
+        );
+        let errors = console_errors(&log);
+        assert!(errors.is_empty(), "{name}: console errors: {errors:#?}");
 
-    let (dom, log) = headless(&browser, &page, &profile, &["--dump-dom"]);
-    assert!(
-        dom.contains("data-ready=\"1\""),
-        "the script ran to its end:\n{dom}"
-    );
-    assert!(!dom.contains("data-errors"), "a script error was caught:\n{dom}");
-    assert!(
-        dom.contains(&format!("data-rows=\"{rows}\"")),
-        "the script saw every row"
-    );
-    assert_eq!(
-        dom.matches("<tbody class=\"design\"").count(),
-        rows,
-        "every design is a row"
-    );
-    assert!(
-        dom.contains("data-sorted-by=\"rank\""),
-        "the table was sorted by its first column"
-    );
-    let errors = console_errors(&log);
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
-
-    let shot = profile.join("report.png");
-    let (_, log) = headless(
-        &browser,
-        &page,
-        &profile,
-        &[
-            "--hide-scrollbars",
-            "--window-size=1280,1800",
-            &format!("--screenshot={}", shot.display()),
-        ],
-    );
-    let errors = console_errors(&log);
-    assert!(errors.is_empty(), "console errors: {errors:#?}");
-    let png = Pixmap::load_png(&shot).expect("chromium wrote a PNG screenshot");
-    assert_eq!((png.width(), png.height()), (1280, 1800));
-    let (inked, var) = ink(&png);
-    assert!(
-        inked > 0.02 && var > 100.0,
-        "blank screenshot ({inked:.4} inked, variance {var:.1})"
-    );
-    if let Some(d) = shots() {
-        std::fs::copy(&shot, d.join("report-search.png")).unwrap();
+        let shot = profile.join(format!("{name}.png"));
+        let (_, log) = headless(
+            &browser,
+            &page,
+            "#design=0",
+            &profile,
+            &[
+                "--hide-scrollbars",
+                "--window-size=1280,1800",
+                &format!("--screenshot={}", shot.display()),
+            ],
+        );
+        let errors = console_errors(&log);
+        assert!(errors.is_empty(), "{name}: console errors: {errors:#?}");
+        let png = Pixmap::load_png(&shot).expect("chromium wrote a PNG screenshot");
+        assert_eq!((png.width(), png.height()), (1280, 1800));
+        let (inked, var) = ink(&png);
+        assert!(
+            inked > 0.02 && var > 100.0,
+            "{name}: blank screenshot ({inked:.4} inked, variance {var:.1})"
+        );
+        if let Some(d) = shots() {
+            std::fs::copy(&shot, d.join(format!("report-{name}.png"))).unwrap();
+        }
     }
     let _ = std::fs::remove_dir_all(&profile);
 }

@@ -675,3 +675,33 @@ fn calibrate_writes_fitted_energy_into_the_substrate() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 18: the text report's headers line up with their numbers, and `--rows` has a header.
+#[test]
+fn text_report_headers_line_up() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llmforge"))
+        .args(["validate", "--traces", SAMPLE, "--rows"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // every table: a header, a unit line, a rule, then rows whose right-aligned "bias" column
+    // ends where its header ends
+    let heads: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].trim_start().starts_with("phase ") && lines[i].contains("bias"))
+        .collect();
+    assert!(!heads.is_empty(), "{text}");
+    for h in heads {
+        let col = lines[h].find("bias").unwrap() + "bias".len();
+        assert!(lines[h + 2].trim_start().starts_with('─'));
+        for row in lines[h + 3..].iter().take_while(|l| !l.trim().is_empty()) {
+            assert_eq!(row.chars().count(), col, "{row}");
+        }
+    }
+    let rows = lines.iter().position(|l| *l == "rows").expect("a rows section");
+    for name in ["line", "hardware", "metric", "measured", "predicted", "error"] {
+        assert!(lines[rows + 1].contains(name), "{}", lines[rows + 1]);
+    }
+    assert!(lines[rows + 3].trim_start().starts_with('─'));
+}
