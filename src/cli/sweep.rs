@@ -500,20 +500,13 @@ fn frontier_svg(
 
 /// The region map: best feasible loss per pair of values of the two region axes.
 fn region_svg(o: &Outcome, title: &str, axes: (Axis, Axis)) -> miette::Result<String> {
-    let xs: Vec<&String> = o
-        .region
-        .keys()
-        .map(|(a, _)| a)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let ys: Vec<&String> = o
-        .region
-        .keys()
-        .map(|(_, b)| b)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    // the distinct values of one axis, in order
+    let values = |axis: fn(&(String, String)) -> &String| -> Vec<&String> {
+        let set: std::collections::BTreeSet<&String> = o.region.keys().map(axis).collect();
+        set.into_iter().collect()
+    };
+    let xs = values(|k| &k.0);
+    let ys = values(|k| &k.1);
     // the keys sort by value (zero-padded); show them without the padding
     let shown = |v: &String| {
         let t = v.trim_start_matches('0');

@@ -173,54 +173,13 @@ pub fn memory_warning(s: &RunSummary) -> Option<String> {
     })
 }
 
-/// Four significant digits, no exponent for ordinary magnitudes.
-fn sig(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return format!("{v}");
-    }
-    let a = v.abs();
-    if !(1e-4..1e9).contains(&a) {
-        return format!("{v:.3e}");
-    }
-    let digits = (3 - a.log10().floor() as i32).clamp(0, 8) as usize;
-    format!("{v:.digits$}")
-}
-
-/// The unit (prefix + `base`) and scale for a column whose largest value is `max`.
-fn column_unit(max: f64, base: &str) -> (String, f64) {
-    const PREFIXES: [(f64, &str); 9] = [
-        (1e15, "P"),
-        (1e12, "T"),
-        (1e9, "G"),
-        (1e6, "M"),
-        (1e3, "k"),
-        (1.0, ""),
-        (1e-3, "m"),
-        (1e-6, "µ"),
-        (1e-9, "n"),
-    ];
-    let (scale, prefix) = PREFIXES
-        .iter()
-        .copied()
-        .find(|(s, _)| max >= *s)
-        .unwrap_or((1.0, ""));
-    (format!("{prefix}{base}"), 1.0 / scale)
-}
-
-/// A value with an SI prefix in one cell (`36.59 TB`, `8.389 kB`): for columns whose
-/// values span many orders of magnitude.
-fn si_cell(value: f64, unit: &str) -> String {
-    if value == 0.0 {
-        return format!("0 {unit}");
-    }
-    let (number, unit) = si_parts(value, unit);
-    format!("{number} {unit}")
-}
-
-/// A value with an SI prefix, split into (number, unit) for a table.
+/// A value with an SI prefix, split into (number, unit) for a table's two columns.
 fn si_parts(value: f64, unit: &str) -> (String, String) {
-    let (u, scale) = column_unit(value.abs(), unit);
-    (sig(value * scale), u)
+    let text = plot::si(value, unit);
+    match text.split_once(' ') {
+        Some((n, u)) => (n.to_string(), u.to_string()),
+        None => (text, String::new()),
+    }
 }
 
 /// The summary as an aligned text table, then per-(phase, kind) totals and, if `top` is
@@ -291,10 +250,10 @@ pub fn table(result: &RunResult, top: usize) -> String {
             k.phase.name().to_string(),
             k.kind.to_string(),
             k.ops.to_string(),
-            si_cell(k.flops.get(), "FLOP"),
-            si_cell(k.dram_bytes.get(), "B"),
-            si_cell(k.time.get(), "s"),
-            si_cell(k.energy.get(), "J"),
+            plot::si(k.flops.get(), "FLOP"),
+            plot::si(k.dram_bytes.get(), "B"),
+            plot::si(k.time.get(), "s"),
+            plot::si(k.energy.get(), "J"),
         ]);
     }
     o.push_str(&t.render());
@@ -330,10 +289,10 @@ pub fn table(result: &RunResult, top: usize) -> String {
                 t.row([
                     r.label.clone(),
                     r.kind.to_string(),
-                    si_cell(r.time.get(), "s"),
-                    si_cell(r.dram_bytes.get(), "B"),
+                    plot::si(r.time.get(), "s"),
+                    plot::si(r.dram_bytes.get(), "B"),
                     r.bound.name().to_string(),
-                    si_cell(r.energy.total().get(), "J"),
+                    plot::si(r.energy.total().get(), "J"),
                 ]);
             }
             o.push_str(&t.render());

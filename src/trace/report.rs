@@ -46,6 +46,19 @@ pub struct ReportRow {
     pub model_path: Option<String>,
 }
 
+impl ReportRow {
+    /// A row whose model file is `path` under `dir`, embedded when it exists.
+    fn new(dir: &Path, path: String, cells: Vec<Cell>, summary: String) -> Result<ReportRow, TraceError> {
+        let yaml = read_optional(&dir.join(&path))?;
+        Ok(ReportRow {
+            cells,
+            summary,
+            model_path: yaml.is_some().then_some(path),
+            model_yaml: yaml,
+        })
+    }
+}
+
 /// The report's content.
 #[derive(Clone, Debug)]
 pub struct Report {
@@ -222,9 +235,6 @@ impl Report {
         let mut out = Vec::new();
         for (r, cells) in rows.iter().zip(cells) {
             let get = |n: &str| col(n).and_then(|k| r.get(k)).cloned().unwrap_or_default();
-            let rank = get("rank");
-            let path = format!("models/pareto-{rank}.yaml");
-            let yaml = read_optional(&dir.join(&path))?;
             let summary = format!(
                 "d_model {}, {} layers ({} with attention), {} weights; layers: {}",
                 get("d_model"),
@@ -233,12 +243,12 @@ impl Report {
                 get("weights"),
                 get("layer_genes")
             );
-            out.push(ReportRow {
+            out.push(ReportRow::new(
+                dir,
+                format!("models/pareto-{}.yaml", get("rank")),
                 cells,
                 summary,
-                model_path: yaml.is_some().then_some(path),
-                model_yaml: yaml,
-            });
+            )?);
         }
         let mut facts = vec![format!(
             "{} designs on the Pareto front; objectives: {} (all minimised).",
@@ -286,8 +296,6 @@ impl Report {
         for (r, cells) in rows.iter().zip(cells) {
             let get = |n: &str| col(n).and_then(|k| r.get(k)).cloned().unwrap_or_default();
             let index = get("index");
-            let path = format!("models/frontier-{index}.yaml");
-            let yaml = read_optional(&dir.join(&path))?;
             let experts = get("experts");
             let moe = if experts.parse::<u64>().is_ok_and(|e| e > 1) {
                 format!(", {experts} experts ({} active)", get("active_experts"))
@@ -304,12 +312,12 @@ impl Report {
                 get("ffn"),
                 get("weights")
             );
-            out.push(ReportRow {
+            out.push(ReportRow::new(
+                dir,
+                format!("models/frontier-{index}.yaml"),
                 cells,
                 summary,
-                model_path: yaml.is_some().then_some(path),
-                model_yaml: yaml,
-            });
+            )?);
         }
         let mut plots = Vec::new();
         for (file, caption) in [

@@ -111,16 +111,66 @@ pub(crate) fn render(
     height: u32,
     draw: impl FnOnce(&Area) -> Result<(), TraceError>,
 ) -> Result<String, TraceError> {
+    render_with_tips(width, height, |area, _| draw(area))
+}
+
+/// A hover tooltip: a circle of radius `r` around pixel (`x`, `y`) showing `text`.
+pub(crate) struct Tip {
+    pub x: i32,
+    pub y: i32,
+    pub r: u32,
+    pub text: String,
+}
+
+/// Like [`render`], with the tooltips the drawing collects laid over the plot as invisible
+/// circles with a `<title>` (browsers show it on hover; renderers draw nothing).
+pub(crate) fn render_with_tips(
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(&Area, &mut Vec<Tip>) -> Result<(), TraceError>,
+) -> Result<String, TraceError> {
     register_font();
     let mut out = String::new();
+    let mut tips = Vec::new();
     {
         let root = SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
         root.fill(&WHITE).plot()?;
-        draw(&root)?;
+        draw(&root, &mut tips)?;
         root.present().plot()?;
+    }
+    if !tips.is_empty() {
+        let end = out.rfind("</svg>").unwrap_or(out.len());
+        let mut layer = String::from("<g fill=\"#000\" fill-opacity=\"0\">\n");
+        for t in &tips {
+            layer.push_str(&format!(
+                "<circle cx=\"{}\" cy=\"{}\" r=\"{}\"><title>{}</title></circle>\n",
+                t.x,
+                t.y,
+                t.r,
+                xml_escape(&t.text)
+            ));
+        }
+        layer.push_str("</g>\n");
+        out.insert_str(end, &layer);
     }
     out.push('\n');
     Ok(out)
+}
+
+/// Escapes text for XML content and attributes.
+fn xml_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c => o.push(c),
+        }
+    }
+    o
 }
 
 /// A text style of the plot font.
@@ -286,27 +336,14 @@ pub fn tick_label(v: f64) -> String {
     trim(&format!("{v:.digits$}"))
 }
 
-/// A value with an SI prefix and 3 significant digits: `312 TFLOP/s`, `1.56 TB/s`.
+/// A value with an SI prefix and 3 significant digits: `312 TFLOP/s`, `1.56 TB/s`, `4.2 µs`.
 pub fn si(value: f64, unit: &str) -> String {
     if value == 0.0 || !value.is_finite() {
         return format!("{value} {unit}");
     }
-    const PREFIXES: [(f64, &str); 9] = [
-        (1e15, "P"),
-        (1e12, "T"),
-        (1e9, "G"),
-        (1e6, "M"),
-        (1e3, "k"),
-        (1.0, ""),
-        (1e-3, "m"),
-        (1e-6, "µ"),
-        (1e-9, "n"),
-    ];
-    let (scale, prefix) = PREFIXES
-        .iter()
-        .copied()
-        .find(|(s, _)| value.abs() >= *s * 0.9995)
-        .unwrap_or((1e-9, "n"));
+    // 999.6 rounds to 3 digits as 1000: take the next prefix up
+    let (scale, prefix) = crate::units::si_prefix(value.abs() * 1.0005);
+    let prefix = if prefix == "u" { "µ" } else { prefix };
     let v = value / scale;
     let digits = (2 - v.abs().log10().floor() as i32).clamp(0, 3) as usize;
     format!("{} {prefix}{unit}", trim(&format!("{v:.digits$}")))
@@ -583,31 +620,34 @@ pub(crate) fn draw_marker(
         Shape::Square => area
             .draw(&Rectangle::new([(c.0 - s, c.1 - s), (c.0 + s, c.1 + s)], style))
             .plot(),
-        Shape::Triangle => {
-            let pts = vec![(c.0, c.1 - s - 1), (c.0 + s + 1, c.1 + s), (c.0 - s - 1, c.1 + s)];
-            if filled {
-                area.draw(&Polygon::new(pts, style)).plot()
-            } else {
-                let mut closed = pts.clone();
-                closed.push(pts[0]);
-                area.draw(&PathElement::new(closed, style)).plot()
-            }
-        }
-        Shape::Diamond => {
-            let pts = vec![
+        Shape::Triangle => polygon(
+            area,
+            vec![(c.0, c.1 - s - 1), (c.0 + s + 1, c.1 + s), (c.0 - s - 1, c.1 + s)],
+            style,
+            filled,
+        ),
+        Shape::Diamond => polygon(
+            area,
+            vec![
                 (c.0, c.1 - s - 1),
                 (c.0 + s + 1, c.1),
                 (c.0, c.1 + s + 1),
                 (c.0 - s - 1, c.1),
-            ];
-            if filled {
-                area.draw(&Polygon::new(pts, style)).plot()
-            } else {
-                let mut closed = pts.clone();
-                closed.push(pts[0]);
-                area.draw(&PathElement::new(closed, style)).plot()
-            }
-        }
+            ],
+            style,
+            filled,
+        ),
+    }
+}
+
+/// A filled polygon, or its closed outline.
+fn polygon(area: &Area, points: Vec<(i32, i32)>, style: ShapeStyle, filled: bool) -> Result<(), TraceError> {
+    if filled {
+        area.draw(&Polygon::new(points, style)).plot()
+    } else {
+        let mut closed = points.clone();
+        closed.push(points[0]);
+        area.draw(&PathElement::new(closed, style)).plot()
     }
 }
 

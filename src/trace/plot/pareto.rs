@@ -4,7 +4,8 @@
 //! in every panel. With one objective, its values against evaluation order.
 
 use super::{
-    Axis, Corner, Key, OrPlotError, Scale, Shape, chart, draw_marker, legend, legend_size, render, text_size,
+    Axis, Corner, Key, OrPlotError, Scale, Shape, Tip, chart, draw_marker, legend, legend_size,
+    render_with_tips, text_size,
 };
 use crate::trace::TraceError;
 use plotters::prelude::*;
@@ -92,7 +93,7 @@ pub fn pareto_svg(p: &ParetoPlot) -> Result<String, TraceError> {
     let width = (side * CELL).max(title_w).max(lw + 40);
     let height = TITLE_H + side * CELL + if legend_below { lh + 20 } else { 0 };
 
-    render(width, height, |root| {
+    render_with_tips(width, height, |root, tips| {
         let (head, rest) = root.split_vertically(TITLE_H);
         head.draw(&Text::new(
             p.title.clone(),
@@ -122,11 +123,22 @@ pub fn pareto_svg(p: &ParetoPlot) -> Result<String, TraceError> {
                     draw_marker(root, c.backend_coord(&at), Shape::Circle, colour, true, 2)?;
                 }
             }
-            for v in &p.front {
+            for (k, v) in p.front.iter().enumerate() {
                 if let Some(at) = place(v) {
                     let px = c.backend_coord(&at);
                     draw_marker(root, px, Shape::Circle, FRONT.to_rgba(), true, 4)?;
                     draw_marker(root, px, Shape::Circle, RGBColor(120, 0, 0).to_rgba(), false, 4)?;
+                    let values: Vec<String> = axes
+                        .iter()
+                        .zip(v)
+                        .map(|(a, x)| format!("{} {} {}", a.name, super::tick_label(x * a.scale), a.unit))
+                        .collect();
+                    tips.push(Tip {
+                        x: px.0,
+                        y: px.1,
+                        r: 5,
+                        text: format!("front member {k}: {}", values.join(", ")),
+                    });
                 }
             }
         }

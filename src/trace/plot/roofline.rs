@@ -6,8 +6,8 @@
 //! placed on a log axis and are counted in the note under the plot.
 
 use super::{
-    Axis, Corner, HPos, Key, OrPlotError, PALETTE, Pos, Scale, Shape, VPos, chart, draw_line, draw_marker,
-    label, legend, legend_size, render, si,
+    Axis, Corner, HPos, Key, OrPlotError, PALETTE, Pos, Scale, Shape, Tip, VPos, chart, draw_line,
+    draw_marker, label, legend, legend_size, render_with_tips, si,
 };
 use crate::trace::TraceError;
 use plotters::prelude::*;
@@ -182,7 +182,7 @@ pub fn roofline_svg(p: &RooflinePlot) -> Result<String, TraceError> {
     let y_hi = (peak_t - a * y_lo) / (1.0 - a);
     let y = Scale::new(y_axis.clone(), y_lo, y_hi, 0.0);
 
-    render(W, H, |root| {
+    render_with_tips(W, H, |root, tips| {
         let (main, note) = root.split_vertically(H - NOTE_H);
         let mut c = chart(&main, &x, &y, Some((&p.title, 18.0)), 13.0, 14.0, 12)?;
         let xr = (x.lo, x.hi);
@@ -259,6 +259,21 @@ pub fn roofline_svg(p: &RooflinePlot) -> Result<String, TraceError> {
             }
             let at = c.backend_coord(&(it, perf));
             draw_marker(root, at, shape, colour.mix(0.75), filled, 4)?;
+            tips.push(Tip {
+                x: at.0,
+                y: at.1,
+                r: 4,
+                text: format!(
+                    "{} ({} {}): {}, {} DRAM, {} per run, {}",
+                    q.label,
+                    q.phase,
+                    q.unit,
+                    si(q.flops, "FLOP"),
+                    si(q.dram_bytes, "B"),
+                    si(q.time, "s"),
+                    si(q.flops / q.time, "FLOP/s")
+                ),
+            });
         }
         let inside = c.plotting_area().get_pixel_range();
         legend(root, inside, Corner::TopLeft, &entries, columns, 12.0)?;
