@@ -816,8 +816,9 @@ pub(super) fn load_file(
         kind: Located<String>,
     }
     let head: KindOnly = file.parse()?;
-    // The file's shape first: every unknown, missing or mistyped field at once.
-    if ["gpu", "systolic", "ring"].contains(&head.kind.value.as_str()) {
+    // The file's shape first: every unknown, missing or mistyped field at once (a co-search
+    // point is the base file, checked when the design space was loaded).
+    if !point && ["gpu", "systolic", "ring"].contains(&head.kind.value.as_str()) {
         let problems = super::schema::check(file, &head.kind.value);
         if !problems.is_empty() {
             let mut diags = file.diagnostics();

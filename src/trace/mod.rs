@@ -33,6 +33,10 @@ pub enum TraceError {
     },
     #[error("cannot encode output: {0}")]
     Encode(String),
+    /// Occurs when a directory given to `report` is not a search or sweep output, or one of its
+    /// files cannot be read as written.
+    #[error("cannot report on {0}")]
+    Report(String),
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename.

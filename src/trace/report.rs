@@ -86,7 +86,7 @@ fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), TraceError> 
     let mut r = csv::ReaderBuilder::new()
         .flexible(false)
         .from_reader(text.as_bytes());
-    let bad = |e: csv::Error| TraceError::Encode(format!("{}: {e}", path.display()));
+    let bad = |e: csv::Error| TraceError::Report(format!("{}: {e}", path.display()));
     let header: Vec<String> = r.headers().map_err(bad)?.iter().map(str::to_string).collect();
     let mut rows = Vec::new();
     for rec in r.records() {
@@ -169,8 +169,8 @@ impl Report {
         } else if dir.join("frontier.csv").is_file() {
             Self::sweep(dir)
         } else {
-            Err(TraceError::Encode(format!(
-                "{} holds neither a search (pareto.csv) nor a sweep (frontier.csv)",
+            Err(TraceError::Report(format!(
+                "{}: it holds neither a search (pareto.csv) nor a sweep (frontier.csv)",
                 dir.display()
             )))
         }

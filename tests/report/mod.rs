@@ -327,3 +327,20 @@ fn reports_embed_every_plot_and_row() {
         }
     }
 }
+
+#[test]
+fn report_refuses_a_directory_without_results() {
+    let dir = scratch("empty");
+    let out = Command::new(env!("CARGO_BIN_EXE_llmforge"))
+        .args(["report", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pareto.csv") && err.contains("frontier.csv"),
+        "{err}"
+    );
+    assert!(!dir.join("report.html").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
