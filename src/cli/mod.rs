@@ -6,6 +6,7 @@ pub mod gemm;
 pub mod graph;
 pub mod law;
 pub mod model;
+pub mod report;
 pub mod roofline;
 pub mod search;
 pub mod search_arch;

@@ -16,6 +16,7 @@
 pub mod cosearch;
 mod raw;
 mod ring;
+pub mod schema;
 
 pub use cosearch::{CoSearch, DesignSpace, GridAxis};
 pub use raw::{Override, SHIPPED, load, load_str, names, parse_overrides};
