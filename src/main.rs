@@ -48,6 +48,9 @@ enum Command {
     Validate(cli::validate::ValidateArgs),
     /// Fit a substrate's efficiencies to measured rows and write a calibrated substrate.
     Calibrate(cli::calibrate::CalibrateArgs),
+    /// Write report.html for a search or sweep output directory: plots, a sortable table of
+    /// the front or frontier, each design's architecture and model file (self-contained).
+    Report(cli::report::ReportArgs),
 }
 
 /// Rust starts with SIGPIPE ignored, so writing to a closed pipe (`llmforge sim ... | head`)
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Roofline(args) => cli::roofline::run(args),
         Command::Search(args) => cli::search::run(args),
         Command::Sweep(args) => cli::sweep::run(args),
+        Command::Report(args) => cli::report::run(args),
         Command::Law(cmd) => cli::law::run(cmd),
         Command::Surrogate(cmd) => cli::surrogate::run(cmd),
         Command::Validate(args) => cli::validate::run(args),

@@ -3,6 +3,7 @@
 mod dsl;
 mod law;
 mod model;
+mod report;
 mod ring;
 mod search;
 mod sim;

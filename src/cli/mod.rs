@@ -6,9 +6,11 @@ pub mod gemm;
 pub mod graph;
 pub mod law;
 pub mod model;
+pub mod report;
 pub mod roofline;
 pub mod search;
 pub mod search_arch;
+pub mod search_front;
 pub mod sim;
 pub mod substrate;
 pub mod surrogate;
@@ -18,9 +20,12 @@ pub mod validate;
 /// The loss objective's source, shared by `search --space` and `sweep`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct QualityArgs {
-    /// Quality model: `chinchilla` (the published Hoffmann fit), a law file from
+    /// Quality model: `auto` (the shipped surrogate llmforge-200m for candidates inside its
+    /// training domain, the Chinchilla prior for the rest; both counted and flagged in the
+    /// results), `chinchilla` (the published Hoffmann fit), a shipped surrogate's name
+    /// (`llmforge-200m`: every candidate, those outside its domain flagged), a law file from
     /// `llmforge law fit`, or a surrogate file from `llmforge surrogate fit`.
-    #[arg(long, default_value = "chinchilla")]
+    #[arg(long, default_value = "auto")]
     pub quality: String,
     /// Training tokens per parameter the scaling laws assume (20 = compute-optimal).
     #[arg(long, default_value_t = 20.0)]

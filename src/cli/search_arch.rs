@@ -6,8 +6,10 @@
 //! models as model YAML files under `models/` (loadable by `sim`).
 
 use super::search::{OutputFormat, SearchArgs, TruncationName, lexicographic};
+use super::search_front;
 use clap::{Args, ValueEnum};
 use llmforge::model::desc;
+use llmforge::quality::LossTally;
 use llmforge::search::arch::{ArchProblem, SCREENED};
 use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::nsga2::{CacheInCheckpoint, Checkpoint, Individual, Nsga2, Settings, Truncation};
@@ -15,6 +17,7 @@ use llmforge::search::persist::{load_json, save_json, write_atomic};
 use llmforge::search::space::{self, Genome};
 use llmforge::sim::{Engine, Workload};
 use llmforge::sweep::budget::{Budget, Metric};
+use llmforge::trace::plot::ParetoPlot;
 use miette::{IntoDiagnostic, WrapErr, miette};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -52,6 +55,9 @@ pub struct ArchArgs {
     /// Continue the run checkpointed in this directory (its settings are reused).
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
+    /// Also write report.html into the output directory (`llmforge report DIR` does the same).
+    #[arg(long)]
+    pub report: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -149,6 +155,9 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
         }
     };
     let out = args.out.clone().or_else(|| a.resume.clone());
+    if a.report && out.is_none() {
+        return Err(miette!("--report needs an output directory: --out DIR"));
+    }
     if let Some(dir) = &out {
         std::fs::create_dir_all(dir.join("models"))
             .into_diagnostic()
@@ -157,6 +166,7 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
     let progress = args.format == OutputFormat::Table && std::io::stderr().is_terminal();
     let started = Instant::now();
     let generations = engine.settings().generations;
+    let (mut tally, mut tallied) = (LossTally::default(), 0);
     while !engine.is_done() {
         let report = engine.step().into_diagnostic()?;
         // Hypervolume reference: 1.05 x the per-objective maximum over generation 0's
@@ -164,6 +174,10 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
         let h = history
             .get_or_insert_with(|| History::new(ReferencePoint::Fixed(reference(engine.population()))));
         let row = h.record(&engine, &report).into_diagnostic()?.clone();
+        search_front::tally_new(&problem, engine.archive(), &mut tallied, &mut tally);
+        if problem.loss.domain().is_some() {
+            h.set_out_of_domain(tally.outside);
+        }
         if let Some(dir) = &out {
             let state = State {
                 engine: engine.checkpoint(CacheInCheckpoint::Include),
@@ -182,6 +196,8 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
         eprintln!();
     }
     let wall = started.elapsed().as_secs_f64();
+    // a resumed run that was already finished steps no generation: count its archive now
+    search_front::tally_new(&problem, engine.archive(), &mut tallied, &mut tally);
 
     let mut front: Vec<Individual<Genome>> = engine.pareto_front().into_iter().cloned().collect();
     front.sort_by(|x, y| lexicographic(&x.evaluation.objectives, &y.evaluation.objectives));
@@ -192,7 +208,8 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
         if let Some(h) = &history {
             write_atomic(&dir.join("history.csv"), h.to_csv().as_bytes()).into_diagnostic()?;
         }
-        write_atomic(&dir.join("pareto.svg"), pareto_svg(&names, &front).as_bytes()).into_diagnostic()?;
+        let svg = pareto_svg(&problem, &names, engine.archive(), &front)?;
+        write_atomic(&dir.join("pareto.svg"), svg.as_bytes()).into_diagnostic()?;
         for (k, ind) in front.iter().enumerate() {
             let m = problem
                 .space
@@ -202,6 +219,9 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
                 desc::to_yaml(&m).as_bytes(),
             )
             .into_diagnostic()?;
+        }
+        if a.report {
+            super::report::write(dir)?;
         }
     }
     match args.format {
@@ -214,26 +234,27 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
                 "space": problem.space.name, "substrate": problem.substrate.name, "objectives": names,
                 "evaluations": engine.evaluations(), "cache_hits": engine.cache_hits(), "wall_time_s": wall,
                 "hypervolume": history.as_ref().and_then(|h| h.rows.last()).map(|r| r.hypervolume),
+                "loss_model": problem.loss.name(), "scored_by": tally.scored,
+                "out_of_domain": problem.loss.domain().map(|_| serde_json::json!({"total": tally.outside, "by": tally.outside_by})),
                 "front": rows,
             });
             println!("{}", serde_json::to_string_pretty(&j).into_diagnostic()?);
         }
         OutputFormat::Table => {
-            println!(
-                "{} on {} ({}): {} evaluations ({} cache hits) in {wall:.2} s; front of {}",
-                problem.space.name,
-                problem.substrate.name,
-                problem.loss.name(),
+            let run = format!(
+                "{} evaluations ({} cache hits) in {wall:.2} s; front of {}",
                 engine.evaluations(),
                 engine.cache_hits(),
                 front.len()
             );
-            print!("{csv}");
-            if let Some(dir) = &out {
-                println!(
-                    "wrote {}/{{pareto.csv, history.csv, pareto.svg, models/}}",
+            print!("{}", search_front::header(&problem, &tally, &run));
+            print!("{}", search_front::front_table(&problem, &objectives, &front));
+            match &out {
+                Some(dir) => println!(
+                    "wrote {}/{{pareto.csv, history.csv, pareto.svg, models/}}: every layer's genes in pareto.csv (layer_genes), the model of row # in models/pareto-#.yaml",
                     dir.display()
-                );
+                ),
+                None => println!("per-layer genes and model files: add --out DIR"),
             }
         }
     }
@@ -254,12 +275,14 @@ fn reference(population: &[Individual<Genome>]) -> Vec<f64> {
 }
 
 /// One row per front member: objectives, feasibility, the loss model's prediction (`loss_mu`,
-/// `loss_sigma`: the `loss` objective is `loss_mu - beta * loss_sigma`), then the architecture.
+/// `loss_sigma`: the `loss` objective is `loss_mu - beta * loss_sigma`), which model made it
+/// (`loss_model`) and, for a candidate outside the surrogate's training domain, the first
+/// quantity that left it (`out_of_domain`, empty inside), then the architecture.
 fn pareto_csv(problem: &ArchProblem, names: &[&str], front: &[Individual<Genome>]) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "rank,{},feasible,violation,loss_mu,loss_sigma,d_model,layers,attention_layers,weights,params,layer_genes",
+        "rank,{},feasible,violation,loss_mu,loss_sigma,loss_model,out_of_domain,d_model,layers,attention_layers,weights,params,layer_genes",
         names.join(",")
     );
     for (k, ind) in front.iter().enumerate() {
@@ -290,12 +313,14 @@ fn pareto_csv(problem: &ArchProblem, names: &[&str], front: &[Individual<Genome>
         let loss = problem.loss.predict(&m);
         let _ = writeln!(
             text,
-            "{k},{},{},{:?},{:?},{:?},{},{},{},{},{},{}",
+            "{k},{},{},{:?},{:?},{:?},{},{},{},{},{},{},{},{}",
             objectives.join(","),
             ind.evaluation.violation == 0.0,
             ind.evaluation.violation,
             loss.mu,
             loss.sigma,
+            loss.scorer.name(),
+            loss.outside.map_or(String::new(), |o| o.to_string()),
             g.d_model,
             m.n_layers(),
             m.n_attention_layers(),
@@ -307,71 +332,33 @@ fn pareto_csv(problem: &ArchProblem, names: &[&str], front: &[Individual<Genome>
     text
 }
 
-/// A scatter of the first two objectives of the front (hand-written SVG, no fonts needed).
-fn pareto_svg(names: &[&str], front: &[Individual<Genome>]) -> String {
-    let (w, h, pad) = (640.0, 480.0, 60.0);
-    let pts: Vec<(f64, f64)> = front
-        .iter()
-        .map(|i| {
-            let o = &i.evaluation.objectives;
-            (o[0], *o.get(1).unwrap_or(&0.0))
-        })
-        .filter(|(x, y)| *x < SCREENED && *y < SCREENED)
-        .collect();
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for (x, y) in &pts {
-        x0 = x0.min(*x);
-        x1 = x1.max(*x);
-        y0 = y0.min(*y);
-        y1 = y1.max(*y);
-    }
-    if pts.is_empty() {
-        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
-    }
-    let span = |a: f64, b: f64| if b > a { b - a } else { 1.0 };
-    let sx = |x: f64| pad + (x - x0) / span(x0, x1) * (w - 2.0 * pad);
-    let sy = |y: f64| h - pad - (y - y0) / span(y0, y1) * (h - 2.0 * pad);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
-    let _ = writeln!(
-        s,
-        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
-        h - pad,
-        w - pad,
-        h - pad
-    );
-    let _ = writeln!(
-        s,
-        "<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>",
-        h - pad
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{} ({:.4e} .. {:.4e})</text>",
-        w / 2.0,
-        h - 20.0,
-        names[0],
-        x0,
-        x1
-    );
-    let ylabel = names.get(1).copied().unwrap_or("");
-    let _ = writeln!(
-        s,
-        "<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">{ylabel} ({:.4e} .. {:.4e})</text>",
-        h / 2.0,
-        h / 2.0,
-        y0,
-        y1
-    );
-    for (x, y) in &pts {
-        let _ = writeln!(
-            s,
-            "<circle cx=\"{:.2}\" cy=\"{:.2}\" r=\"4\" fill=\"steelblue\"/>",
-            sx(*x),
-            sy(*y)
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+/// The scatter matrix of every pair of objectives: every evaluated candidate faint, the
+/// front bold. Screened candidates (placeholder objectives) are left out.
+fn pareto_svg(
+    problem: &ArchProblem,
+    names: &[&str],
+    archive: &[Individual<Genome>],
+    front: &[Individual<Genome>],
+) -> miette::Result<String> {
+    let real = |o: &[f64]| o.iter().all(|v| *v < SCREENED && v.is_finite());
+    let plot = ParetoPlot {
+        title: format!(
+            "Pareto front: {} on {} ({} evaluated)",
+            problem.space.name,
+            problem.substrate.name,
+            archive.len()
+        ),
+        objectives: names.iter().map(|n| n.to_string()).collect(),
+        evaluated: archive
+            .iter()
+            .filter(|i| real(&i.evaluation.objectives))
+            .map(|i| (i.evaluation.objectives.clone(), i.evaluation.is_feasible()))
+            .collect(),
+        front: front
+            .iter()
+            .filter(|i| real(&i.evaluation.objectives))
+            .map(|i| i.evaluation.objectives.clone())
+            .collect(),
+    };
+    llmforge::trace::plot::pareto_svg(&plot).into_diagnostic()
 }

@@ -180,5 +180,10 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
             }
         }
     }
+    if let Some(w) = trace::memory_warning(&result.summary) {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        eprintln!("warning: {w}");
+    }
     Ok(())
 }

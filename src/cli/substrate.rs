@@ -12,6 +12,11 @@ use miette::IntoDiagnostic;
 pub enum SubstrateCmd {
     /// List the shipped substrates.
     List,
+    /// Print a commented template of a substrate file (every field, its unit and meaning).
+    New {
+        #[arg(long, value_enum)]
+        kind: NewKind,
+    },
     /// Validate a substrate file, reporting every problem with its line and column.
     Check {
         /// A substrate file (or shipped name).
@@ -53,6 +58,13 @@ pub enum SubstrateCmd {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+pub enum NewKind {
+    Gpu,
+    Systolic,
+    Ring,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
     Table,
     Json,
@@ -72,6 +84,17 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
             for name in substrate::names() {
                 let s = substrate::load(name, &[])?;
                 println!("{name:26} {:9} {}", s.kind_name(), s.description);
+            }
+        }
+        SubstrateCmd::New { kind } => {
+            let name = match kind {
+                NewKind::Gpu => "gpu",
+                NewKind::Systolic => "systolic",
+                NewKind::Ring => "ring",
+            };
+            match substrate::schema::template(name) {
+                Some(t) => print!("{t}"),
+                None => return Err(miette::miette!("no template for kind `{name}`")),
             }
         }
         SubstrateCmd::Check { file, set } => {

@@ -28,6 +28,7 @@ pub enum SurrogateCmd {
     },
     /// Evaluate a saved model on an LLMForge CSV (every metric).
     Eval {
+        /// A surrogate file or a shipped surrogate's name (llmforge-200m).
         #[arg(long)]
         model: PathBuf,
         #[arg(long)]
@@ -65,6 +66,7 @@ pub enum SurrogateCmd {
     },
     /// Predict mu and sigma for the rows of an LLMForge CSV or for one model file.
     Predict {
+        /// A surrogate file or a shipped surrogate's name (llmforge-200m).
         #[arg(long)]
         model: PathBuf,
         #[arg(long, conflicts_with = "arch", required_unless_present = "arch")]
@@ -198,8 +200,14 @@ fn read_data(path: &Path, target: Option<&str>) -> miette::Result<Dataset> {
     Ok(ds)
 }
 
+/// A surrogate file, or a shipped surrogate's name when no such file exists.
 fn load_model(path: &Path) -> miette::Result<Surrogate> {
     let file = path.display().to_string();
+    if !path.exists() {
+        if let Some(s) = llmforge::quality::shipped_surrogate(&file) {
+            return s.map_err(|e| miette!("{e}"));
+        }
+    }
     let src = std::fs::read_to_string(path)
         .into_diagnostic()
         .wrap_err_with(|| format!("cannot read {file}"))?;
@@ -277,6 +285,9 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                 s.data_hash,
                 out.display()
             );
+            if let Some(d) = &s.domain {
+                eprintln!("training domain: {d}");
+            }
             if let Some(r) = &s.regime {
                 eprintln!(
                     "high regime: {} training rows above {} (median {:.4}), {} classifier trees per member",

@@ -7,6 +7,8 @@ use llmforge::sim::{Engine, Workload};
 use llmforge::sweep::budget::{Budget, Metric, Metrics};
 use llmforge::sweep::grid;
 use llmforge::sweep::run::{Axis, Outcome, Row, SweepSpec, measure, sweep};
+use llmforge::trace;
+use llmforge::trace::plot::{FrontierPlot, Limit, RegionCell, RegionPlot};
 use miette::{IntoDiagnostic, WrapErr, miette};
 use std::fmt::Write as _;
 use std::fs::File;
@@ -59,6 +61,9 @@ pub struct SweepArgs {
     shard: Option<String>,
     #[arg(long)]
     out: PathBuf,
+    /// Also write report.html into the output directory (`llmforge report DIR` does the same).
+    #[arg(long)]
+    report: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -203,7 +208,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
     let reference = match &args.reference {
         Some(r) => {
             let m = model::load(r)?;
-            let (metrics, _, _) = measure(&m, &spec);
+            let (metrics, _, _, _) = measure(&m, &spec);
             Some((m.name, metrics))
         }
         None => None,
@@ -213,21 +218,43 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         frontier_csv(&outcome, &budgets).as_bytes(),
     )
     .into_diagnostic()?;
+    let frontier_title = format!(
+        "Loss frontier: {} on {} (loss vs {})",
+        g.name,
+        substrate.name,
+        x.name()
+    );
     write_atomic(
         &args.out.join("frontier.svg"),
-        frontier_svg(&outcome, x, &budgets, reference.as_ref()).as_bytes(),
+        frontier_svg(&outcome, &frontier_title, x, &budgets, reference.as_ref())?.as_bytes(),
     )
     .into_diagnostic()?;
+    let region_title = format!(
+        "Feasible region: {} on {}, best loss per ({}, {})",
+        g.name,
+        substrate.name,
+        region.0.name(),
+        region.1.name()
+    );
     write_atomic(
         &args.out.join("region.svg"),
-        region_svg(&outcome, region).as_bytes(),
+        region_svg(&outcome, &region_title, region)?.as_bytes(),
     )
     .into_diagnostic()?;
     let summary = summary_md(
         &args,
         &g.name,
         &substrate.name,
-        &loss.name(),
+        &format!(
+            "{}.\nCandidates scored by {}{}",
+            loss.name(),
+            outcome.losses.describe(loss.domain().is_some()),
+            if outcome.losses.scored.len() > 1 {
+                ". **The losses of different models are on different scales**: compare candidates of one model (`loss_model` column), or name one with --quality"
+            } else {
+                ""
+            }
+        ),
         &outcome,
         &budgets,
         x,
@@ -236,13 +263,27 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         &range,
     );
     write_atomic(&args.out.join("summary.md"), summary.as_bytes()).into_diagnostic()?;
+    // The frontier's designs as model files (loadable by `sim`, linked from report.html).
+    std::fs::create_dir_all(args.out.join("models")).into_diagnostic()?;
+    for (index, row) in &outcome.frontier_rows {
+        let m = g.model(&row.point);
+        write_atomic(
+            &args.out.join("models").join(format!("frontier-{index}.yaml")),
+            model::desc::to_yaml(&m).as_bytes(),
+        )
+        .into_diagnostic()?;
+    }
     print!("{summary}");
+    if args.report {
+        let path = super::report::write(&args.out)?;
+        println!("report: {}", path.display());
+    }
     Ok(())
 }
 
 fn header(budgets: &[Budget], both: bool) -> String {
     let mut h = String::from(
-        "index,depth,width,heads,kv_heads,head_dim,ffn,ffn_ratio,experts,active_experts,weights,params,active_params,weight_bytes,kv_bytes,ttft_s,tpot_s,latency_s,energy_per_token_j,loss,feasible,binding",
+        "index,depth,width,heads,kv_heads,head_dim,ffn,ffn_ratio,experts,active_experts,weights,params,active_params,weight_bytes,kv_bytes,ttft_s,tpot_s,latency_s,energy_per_token_j,loss,feasible,binding,loss_model,out_of_domain",
     );
     if both {
         h.push_str(",tpot_sim_s");
@@ -278,6 +319,12 @@ fn row_csv(r: &Row, budgets: &[Budget]) -> String {
         m.loss,
         r.feasible,
         r.binding.map_or(String::new(), |k| budgets[k].text.clone())
+    );
+    let _ = write!(
+        s,
+        ",{},{}",
+        r.loss.scorer.name(),
+        r.loss.outside.map_or(String::new(), |o| o.to_string())
     );
     if let Some(t) = r.sim_tpot {
         let _ = write!(s, ",{t:.6e}");
@@ -338,7 +385,7 @@ fn summary_md(
     let _ = writeln!(s, "# Sweep of `{grid}` on `{substrate}`\n");
     let _ = writeln!(
         s,
-        "Workload: prompt {}, generate {}, batch {}; quality: {quality}; engine: {}.",
+        "Workload: prompt {}, generate {}, batch {}; engine: {}.\nLoss model: {quality}.",
         args.prompt,
         args.generate,
         args.batch,
@@ -443,238 +490,74 @@ fn summary_md(
     s
 }
 
-struct Plot {
-    w: f64,
-    h: f64,
-    pad: f64,
-    x0: f64,
-    x1: f64,
-    y0: f64,
-    y1: f64,
-    log_x: bool,
-}
-
-impl Plot {
-    fn sx(&self, x: f64) -> f64 {
-        let (a, b, v) = if self.log_x {
-            (self.x0.ln(), self.x1.ln(), x.ln())
-        } else {
-            (self.x0, self.x1, x)
-        };
-        self.pad + (v - a) / (b - a).max(1e-300) * (self.w - 2.0 * self.pad)
-    }
-    fn sy(&self, y: f64) -> f64 {
-        self.h - self.pad - (y - self.y0) / (self.y1 - self.y0).max(1e-300) * (self.h - 2.0 * self.pad)
-    }
-}
-
-fn frontier_svg(o: &Outcome, x: Metric, budgets: &[Budget], reference: Option<&(String, Metrics)>) -> String {
-    let pts = &o.sample;
-    let fr: Vec<(f64, f64)> = o.frontier.points().map(|p| (p.x, p.y)).collect();
-    let all = pts.iter().map(|(a, b, _)| (*a, *b)).chain(fr.iter().copied());
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for (a, b) in all {
-        if a > 0.0 && a.is_finite() && b.is_finite() {
-            x0 = x0.min(a);
-            x1 = x1.max(a);
-            y0 = y0.min(b);
-            y1 = y1.max(b);
-        }
-    }
-    if x0 > x1 {
-        (x0, x1, y0, y1) = (1e-3, 1.0, 0.0, 1.0);
-    }
-    let p = Plot {
-        w: 720.0,
-        h: 520.0,
-        pad: 70.0,
-        x0: x0 * 0.9,
-        x1: x1 * 1.1,
-        y0: y0 - 0.05,
-        y1: y1 + 0.05,
-        log_x: true,
+/// The frontier plot: a sample of candidates, the frontier, budgets on its axes, the reference.
+fn frontier_svg(
+    o: &Outcome,
+    title: &str,
+    x: Metric,
+    budgets: &[Budget],
+    reference: Option<&(String, Metrics)>,
+) -> miette::Result<String> {
+    let limits = |m: Metric| -> Vec<Limit> {
+        budgets
+            .iter()
+            .filter(|b| b.terms == [m])
+            .map(|b| Limit {
+                text: b.text.clone(),
+                value: b.limit,
+            })
+            .collect()
     };
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
-        p.w, p.h
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{} (log scale, {} .. {})</text>",
-        p.w / 2.0,
-        p.h - 25.0,
-        x.name(),
-        fmt_metric(x, p.x0),
-        fmt_metric(x, p.x1)
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"18\" y=\"{}\" transform=\"rotate(-90 18 {})\" text-anchor=\"middle\">loss ({:.3} .. {:.3})</text>",
-        p.h / 2.0,
-        p.h / 2.0,
-        p.y0,
-        p.y1
-    );
-    let _ = writeln!(
-        s,
-        "<rect x=\"{0}\" y=\"{0}\" width=\"{1}\" height=\"{2}\" fill=\"none\" stroke=\"black\"/>",
-        p.pad,
-        p.w - 2.0 * p.pad,
-        p.h - 2.0 * p.pad
-    );
-    for (a, b, feasible) in pts {
-        if *a > 0.0 {
-            let c = if *feasible { "#9ecae1" } else { "#dddddd" };
-            let _ = writeln!(
-                s,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"{c}\"/>",
-                p.sx(*a),
-                p.sy(*b)
-            );
-        }
-    }
-    let path: Vec<String> = fr
-        .iter()
-        .filter(|(a, _)| *a > 0.0)
-        .map(|(a, b)| format!("{:.1},{:.1}", p.sx(*a), p.sy(*b)))
-        .collect();
-    let _ = writeln!(
-        s,
-        "<polyline points=\"{}\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\"/>",
-        path.join(" ")
-    );
-    for b in budgets {
-        if b.terms == [x] && b.limit > p.x0 && b.limit < p.x1 {
-            let bx = p.sx(b.limit);
-            let _ = writeln!(
-                s,
-                "<line x1=\"{bx:.1}\" y1=\"{}\" x2=\"{bx:.1}\" y2=\"{}\" stroke=\"#2ca02c\" stroke-dasharray=\"5,4\"/><text x=\"{:.1}\" y=\"{}\" fill=\"#2ca02c\">{}</text>",
-                p.pad,
-                p.h - p.pad,
-                bx + 3.0,
-                p.pad + 14.0,
-                b.text
-            );
-        }
-        if b.terms == [Metric::Loss] && b.limit > p.y0 && b.limit < p.y1 {
-            let by = p.sy(b.limit);
-            let _ = writeln!(
-                s,
-                "<line x1=\"{}\" y1=\"{by:.1}\" x2=\"{}\" y2=\"{by:.1}\" stroke=\"#2ca02c\" stroke-dasharray=\"5,4\"/><text x=\"{}\" y=\"{:.1}\" fill=\"#2ca02c\">{}</text>",
-                p.pad,
-                p.w - p.pad,
-                p.pad + 4.0,
-                by - 4.0,
-                b.text
-            );
-        }
-    }
-    if let Some((name, m)) = reference {
-        let (a, b) = (m.get(x), m.loss);
-        if a > 0.0 {
-            let _ = writeln!(
-                s,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"6\" fill=\"none\" stroke=\"black\" stroke-width=\"2\"/><text x=\"{:.1}\" y=\"{:.1}\">{name}</text>",
-                p.sx(a),
-                p.sy(b),
-                p.sx(a) + 8.0,
-                p.sy(b) - 8.0
-            );
-        }
-    }
-    s.push_str("</svg>\n");
-    s
+    let plot = FrontierPlot {
+        title: title.to_string(),
+        x_metric: x.name().to_string(),
+        sample: o.sample.clone(),
+        front: o.frontier.points().map(|p| (p.x, p.y)).collect(),
+        x_limits: limits(x),
+        y_limits: limits(Metric::Loss),
+        reference: reference.map(|(name, m)| (name.clone(), m.get(x), m.loss)),
+    };
+    trace::plot::frontier_svg(&plot).into_diagnostic()
 }
 
-fn region_svg(o: &Outcome, axes: (Axis, Axis)) -> String {
-    let xs: std::collections::BTreeSet<&String> = o.region.keys().map(|(a, _)| a).collect();
-    let ys: std::collections::BTreeSet<&String> = o.region.keys().map(|(_, b)| b).collect();
-    let xs: Vec<&String> = xs.into_iter().collect();
-    let ys: Vec<&String> = ys.into_iter().collect();
-    let (cw, ch, pad) = (
-        (640.0 / xs.len().max(1) as f64).min(40.0),
-        (440.0 / ys.len().max(1) as f64).min(30.0),
-        80.0,
-    );
-    let (w, h) = (pad * 2.0 + cw * xs.len() as f64, pad * 2.0 + ch * ys.len() as f64);
-    let losses: Vec<f64> = o.region.values().filter_map(|c| c.best_loss).collect();
-    let (lo, hi) = losses
+/// The region map: best feasible loss per pair of values of the two region axes.
+fn region_svg(o: &Outcome, title: &str, axes: (Axis, Axis)) -> miette::Result<String> {
+    // the distinct values of one axis, in order
+    let values = |axis: fn(&(String, String)) -> &String| -> Vec<&String> {
+        let set: std::collections::BTreeSet<&String> = o.region.keys().map(axis).collect();
+        set.into_iter().collect()
+    };
+    let xs = values(|k| &k.0);
+    let ys = values(|k| &k.1);
+    // the keys sort by value (zero-padded); show them without the padding
+    let shown = |v: &String| {
+        let t = v.trim_start_matches('0');
+        if t.is_empty() || t.starts_with('.') {
+            format!("0{t}")
+        } else {
+            t.to_string()
+        }
+    };
+    let cells = o
+        .region
         .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), &l| (a.min(l), b.max(l)));
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w:.0}\" height=\"{h:.0}\" font-family=\"sans-serif\" font-size=\"10\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"{:.0}\" y=\"20\" text-anchor=\"middle\" font-size=\"13\">feasible region: best feasible loss per ({}, {}); grey = none feasible</text>",
-        w / 2.0,
-        axes.0.name(),
-        axes.1.name()
-    );
-    for ((a, b), c) in &o.region {
-        let i = xs.iter().position(|v| *v == a).unwrap_or(0) as f64;
-        let j = ys.iter().position(|v| *v == b).unwrap_or(0) as f64;
-        let fill = match c.best_loss {
-            Some(l) => {
-                let t = if hi > lo { (l - lo) / (hi - lo) } else { 0.0 };
-                format!(
-                    "rgb({},{},{})",
-                    (30.0 + 200.0 * t) as u8,
-                    (120.0 + 80.0 * (1.0 - t)) as u8,
-                    (200.0 - 150.0 * t) as u8
-                )
-            }
-            None => "#e0e0e0".into(),
-        };
-        let _ = writeln!(
-            s,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{cw:.1}\" height=\"{ch:.1}\" fill=\"{fill}\" stroke=\"white\"><title>{}={}, {}={}: {}/{} feasible{}</title></rect>",
-            pad + i * cw,
-            h - pad - (j + 1.0) * ch,
-            axes.0.name(),
-            a.trim_start_matches('0'),
-            axes.1.name(),
-            b.trim_start_matches('0'),
-            c.feasible,
-            c.candidates,
-            c.best_loss
-                .map_or(String::new(), |l| format!(", best loss {l:.4}"))
-        );
-    }
-    for (i, a) in xs.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" transform=\"rotate(-60 {:.1} {:.1})\" text-anchor=\"end\">{}</text>",
-            pad + (i as f64 + 0.5) * cw,
-            h - pad + 12.0,
-            pad + (i as f64 + 0.5) * cw,
-            h - pad + 12.0,
-            a.trim_start_matches('0')
-        );
-    }
-    for (j, b) in ys.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            pad - 4.0,
-            h - pad - (j as f64 + 0.5) * ch + 3.0,
-            b.trim_start_matches('0')
-        );
-    }
-    let _ = writeln!(
-        s,
-        "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\" font-size=\"12\">{}</text>",
-        w / 2.0,
-        h - 10.0,
-        axes.0.name()
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"14\" y=\"{:.0}\" transform=\"rotate(-90 14 {:.0})\" text-anchor=\"middle\" font-size=\"12\">{}</text>",
-        h / 2.0,
-        h / 2.0,
-        axes.1.name()
-    );
-    s.push_str("</svg>\n");
-    s
+        .map(|((a, b), c)| RegionCell {
+            x: xs.iter().position(|v| *v == a).unwrap_or(0),
+            y: ys.iter().position(|v| *v == b).unwrap_or(0),
+            candidates: c.candidates,
+            feasible: c.feasible,
+            best: c.best_loss,
+        })
+        .collect();
+    let plot = RegionPlot {
+        title: title.to_string(),
+        x_name: axes.0.name().to_string(),
+        y_name: axes.1.name().to_string(),
+        x_labels: xs.into_iter().map(shown).collect(),
+        y_labels: ys.into_iter().map(shown).collect(),
+        cells,
+        value: "the best loss among the cell's candidates that meet every budget".into(),
+        bar: "loss (nats)".into(),
+    };
+    trace::plot::region_svg(&plot).into_diagnostic()
 }

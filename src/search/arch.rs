@@ -10,7 +10,7 @@
 use super::nsga2::{Evaluation, Problem};
 use super::space::{Genome, Space};
 use crate::model::{Model, accounting};
-use crate::quality::LossModel;
+use crate::quality::{LossModel, LossTally};
 use crate::sim::{self, Engine, Workload};
 use crate::substrate::Substrate;
 use crate::sweep::budget::{Budget, Metric, Metrics};
@@ -83,6 +83,18 @@ impl ArchProblem {
             loss_sigma: p.sigma,
             simulated: true,
         }
+    }
+
+    /// How many of `genomes` each loss model scores, and how many lie outside the
+    /// surrogate's training domain ([`LossModel::scorer`]: a domain check per genome, no
+    /// prediction). Over [`Nsga2::archive`](super::nsga2::Nsga2::archive), every distinct
+    /// candidate the run evaluated.
+    pub fn loss_tally<'a>(&self, genomes: impl IntoIterator<Item = &'a Genome>) -> LossTally {
+        let mut t = LossTally::default();
+        for g in genomes {
+            t.add(self.loss.scorer(&self.space.model(g, "candidate")));
+        }
+        t
     }
 
     pub fn violation(&self, m: &Metrics) -> f64 {

@@ -21,6 +21,7 @@ pub mod cosearch;
 pub mod precision;
 mod raw;
 mod ring;
+pub mod schema;
 
 pub use cosearch::{CoSearch, DesignSpace, GridAxis};
 pub use precision::{

@@ -113,7 +113,7 @@ struct RawEfficiency {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawGpu {
+pub(super) struct RawGpu {
     name: Located<String>,
     #[serde(default)]
     description: String,
@@ -165,7 +165,7 @@ struct RawGpuEnergy {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawSystolic {
+pub(super) struct RawSystolic {
     name: Located<String>,
     #[serde(default)]
     description: String,
@@ -367,10 +367,49 @@ impl<'a> Ctx<'a> {
                 }
             },
             Err(e) => {
-                let help = e.help_text().map(str::to_string);
+                let help = self
+                    .conversion(path, expr, q, &e)
+                    .or_else(|| e.help_text().map(str::to_string));
                 self.push(self.error_at(path, expr, format!("`{path}`: {e}"), "wrong dimension", help));
                 None
             }
+        }
+    }
+
+    /// For a per-second value where a per-cycle one is expected (or the reverse), the
+    /// conversion through the file's clock: `"51.2 GB/s / clock"`, with the number it gives.
+    fn conversion(
+        &self,
+        path: &str,
+        expr: &Expression,
+        q: Quantity,
+        e: &crate::dsl::DslError,
+    ) -> Option<String> {
+        let crate::dsl::DslErrorKind::WrongDimension { expected, found, .. } = e.kind() else {
+            return None;
+        };
+        let (clock_path, clock) = ["clock", "chip.clock"]
+            .iter()
+            .find_map(|p| Some((*p, self.value_at(p)?.in_dim(Dim::HERTZ).ok()?)))?;
+        let text = match self.overrides.iter().find(|o| o.path == path) {
+            Some(o) => o.expr.clone(),
+            None => expr.text().to_string(),
+        };
+        let value = q.in_dim(*found).ok()?;
+        let ghz = crate::dsl::format_number(clock / 1e9);
+        let num = |x: f64| crate::dsl::format_number((x * 1e4).round() / 1e4);
+        if expected.checked_mul(Dim::HERTZ) == Some(*found) {
+            Some(format!(
+                "`{path}` is per clock cycle: write `\"{text} / {clock_path}\"` ({} {expected} at this file's {ghz} GHz clock)",
+                num(value / clock)
+            ))
+        } else if expected.checked_div(Dim::HERTZ) == Some(*found) {
+            Some(format!(
+                "`{path}` is per second: write `\"{text} * {clock_path}\"` ({} {expected} at this file's {ghz} GHz clock)",
+                num(value * clock)
+            ))
+        } else {
+            None
         }
     }
 
@@ -859,6 +898,18 @@ pub(super) fn load_file(
         kind: Located<String>,
     }
     let head: KindOnly = file.parse()?;
+    // The file's shape first: every unknown, missing or mistyped field at once (a co-search
+    // point is the base file, checked when the design space was loaded).
+    if !point && ["gpu", "systolic", "ring"].contains(&head.kind.value.as_str()) {
+        let problems = super::schema::check(file, &head.kind.value);
+        if !problems.is_empty() {
+            let mut diags = file.diagnostics();
+            for p in problems {
+                diags.push(p);
+            }
+            diags.finish(())?;
+        }
+    }
     let mut ctx = Ctx::new(file, overrides);
     ctx.point = point;
     let substrate = match head.kind.value.as_str() {

@@ -7,7 +7,7 @@ use super::budget::{Budget, Metric, Metrics};
 use super::frontier::{FrontPoint, Frontier};
 use super::grid::{Grid, Point};
 use crate::model::{Model, accounting};
-use crate::quality::LossModel;
+use crate::quality::{LossModel, LossPrediction, LossTally};
 use crate::sim::{self, Engine, Workload};
 use crate::substrate::Substrate;
 use rayon::prelude::*;
@@ -80,6 +80,9 @@ pub struct Row {
     /// Simulator TPOT when both engines are asked for.
     pub sim_tpot: Option<f64>,
     pub active_params: u64,
+    /// The loss model's prediction (`metrics.loss` is its `mu`): which model scored the
+    /// candidate, and where it leaves the surrogate's training domain.
+    pub loss: LossPrediction,
     pub feasible: bool,
     /// The budget with the least slack (the binding one), when there are budgets.
     pub binding: Option<usize>,
@@ -113,14 +116,18 @@ pub struct Outcome {
     pub best_per_budget: Vec<Option<Best>>,
     /// Best design meeting every budget.
     pub best_overall: Option<Best>,
+    /// Candidates per loss model, and those outside the surrogate's training domain.
+    pub losses: LossTally,
     /// A deterministic sample of evaluated points (x, loss, feasible) for plots.
     pub sample: Vec<(f64, f64, bool)>,
     pub interrupted: bool,
 }
 
-/// Metrics of one model on the substrate.
-pub fn measure(model: &Model, spec: &SweepSpec) -> (Metrics, Option<f64>, u64) {
+/// Metrics of one model on the substrate, the simulator's TPOT when both engines are asked
+/// for, the active parameters, and the loss model's prediction.
+pub fn measure(model: &Model, spec: &SweepSpec) -> (Metrics, Option<f64>, u64, LossPrediction) {
     let s = sim::summary(model, spec.substrate, spec.workload, spec.engine);
+    let loss = spec.loss.predict(model);
     let p = accounting::params(model);
     let w = spec.workload;
     let metrics = Metrics {
@@ -130,18 +137,18 @@ pub fn measure(model: &Model, spec: &SweepSpec) -> (Metrics, Option<f64>, u64) {
         weights: accounting::weight_bytes(model).get(),
         kv: accounting::kv_bytes_per_token(model).get() * ((w.prompt + w.generate) * w.batch) as f64,
         energy: s.energy_per_token_j,
-        loss: spec.loss.predict(model).mu,
+        loss: loss.mu,
         params: p.total as f64,
     };
     let sim_tpot = (spec.both_engines && spec.engine != Engine::Sim)
         .then(|| sim::summary(model, spec.substrate, w, Engine::Sim).tpot_s);
-    (metrics, sim_tpot, p.active)
+    (metrics, sim_tpot, p.active, loss)
 }
 
 fn evaluate(spec: &SweepSpec, index: u64) -> Option<Row> {
     let point = spec.grid.point(index)?;
     let model = spec.grid.model(&point);
-    let (metrics, sim_tpot, active_params) = measure(&model, spec);
+    let (metrics, sim_tpot, active_params, loss) = measure(&model, spec);
     let feasible = spec.budgets.iter().all(|b| b.violation(&metrics) == 0.0);
     let binding = (0..spec.budgets.len()).min_by(|&a, &b| {
         spec.budgets[a]
@@ -153,6 +160,7 @@ fn evaluate(spec: &SweepSpec, index: u64) -> Option<Row> {
         metrics,
         sim_tpot,
         active_params,
+        loss,
         feasible,
         binding,
     })
@@ -202,6 +210,7 @@ fn better(best: &Option<Best>, row: &Row) -> bool {
 
 fn fold(out: &mut Outcome, spec: &SweepSpec, row: &Row, sample_every: u64) {
     out.evaluated += 1;
+    out.losses.add((row.loss.scorer, row.loss.outside));
     let x = row.metrics.get(spec.x);
     if row.feasible {
         out.feasible += 1;

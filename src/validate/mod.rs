@@ -6,8 +6,8 @@
 //! with the cost engine ([`predict`]) and compared ([`stats`]): per row, and per group
 //! (device, stack, metric) the MAPE, median and worst error. [`calibrate`] fits a substrate's
 //! efficiencies to measurements and measures how well a fit carries over to held-out devices
-//! and models; [`overlay`] stores a fit per stack without copying the chip description;
-//! [`plot`] draws predicted against measured.
+//! and models; [`overlay`] stores a fit per stack without copying the chip description.
+//! `crate::trace::plot::scatter_svg` draws predicted against measured.
 //!
 //! Architecture invariant: every predicted number comes from [`crate::sim`]; nothing here
 //! computes a roofline of its own.
@@ -16,7 +16,6 @@ pub mod calibrate;
 pub mod energy;
 pub mod mapping;
 pub mod overlay;
-pub mod plot;
 pub mod predict;
 pub mod stats;
 pub mod traces;

@@ -947,6 +947,72 @@ mod cli {
         assert_ne!(out.status.code(), Some(101), "{err}");
     }
 
+    /// Issue 18: a model that does not fit memory still gets its rates, with a warning on
+    /// stderr and in the JSON; a model that fits gets neither.
+    #[test]
+    fn does_not_fit_memory_is_a_warning() {
+        let args = [
+            "sim",
+            "--model",
+            "qwen2-72b",
+            "--substrate",
+            "jetson-orin-nano-super",
+            "--gen",
+            "4",
+        ];
+        let (ok, out, err) = llmforge(&args);
+        assert!(ok, "{err}");
+        assert!(
+            err.contains("warning: qwen2-72b does not fit jetson-orin-nano-super's memory"),
+            "{err}"
+        );
+        assert!(out.contains("fits memory") && out.contains("NO"), "{out}");
+        let (ok, out, _) = llmforge(&[&args[..], &["--format", "json"]].concat());
+        assert!(ok);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["fits_memory"], false);
+        assert!(
+            v["warnings"][0].as_str().unwrap().contains("does not fit"),
+            "{}",
+            v["warnings"]
+        );
+        assert!(v["tpot_s"].as_f64().unwrap() > 0.0, "the rate is still reported");
+        let (ok, out, err) = llmforge(&[
+            "sim",
+            "--model",
+            "smollm2-135m",
+            "--substrate",
+            "gemmini",
+            "--format",
+            "json",
+        ]);
+        assert!(ok && !err.contains("warning"), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["warnings"], serde_json::json!([]));
+    }
+
+    /// The table's headers line up with their numbers, and every column names its unit.
+    #[test]
+    fn sim_table_columns_line_up() {
+        let (ok, out, err) = llmforge(&["sim", "--model", "smollm2-135m", "--substrate", "gemmini"]);
+        assert!(ok, "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        let head = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("phase "))
+            .unwrap();
+        let end = |l: &str, w: &str| l.find(w).map(|k| k + w.len());
+        // right-aligned: "energy" ends where each row's energy cell ends
+        let col = end(lines[head], "energy").unwrap();
+        for row in &lines[head + 2..] {
+            if row.trim().is_empty() {
+                break;
+            }
+            assert_eq!(row.trim_end().chars().count(), col, "{row}");
+            assert!(row.ends_with('J'), "{row}");
+        }
+    }
+
     fn tmp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("llmforge-sim-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

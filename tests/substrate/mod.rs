@@ -3,6 +3,7 @@
 
 mod cosearch;
 mod ring;
+mod schema;
 
 use llmforge::model::ComputeClass;
 use llmforge::substrate::{self, Kind, Override};
