@@ -298,6 +298,7 @@ impl<'s> Mapper<'s> {
     /// Vector-unit operations that dequantise the filter operand of a systolic GEMM stored
     /// narrower than its arithmetic (weights, or the KV cache of an attention GEMM): its
     /// stored bytes times `vector.dequantise_ops`; 0 for other ops and substrates.
+    #[inline]
     pub fn dequantise_ops(&self, op: &Op) -> f64 {
         if !self.dequantises {
             return 0.0;

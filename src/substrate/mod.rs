@@ -271,6 +271,7 @@ impl Gpu {
     }
     /// Matrix peak of the native type an op needing `class` runs at ([`Self::native_for`]);
     /// fp32 without a matrix peak runs at the vector peak.
+    #[inline]
     pub fn matrix_peak_for(&self, class: ComputeClass) -> FlopsPerSec {
         // ops are bound to a native type before pricing: one lookup on the hot path
         if let Some(p) = self.matrix_peak.get(&class) {
@@ -287,6 +288,7 @@ impl Substrate {
     /// Peak FLOP/s of the matrix units for an op needing arithmetic `class` (a GPU: the peak of
     /// the native type it runs at). A systolic array runs every native type at one MAC per PE
     /// per cycle; a ring is an INT8 machine: its peak is that of `max_chips` template chips.
+    #[inline]
     pub fn matrix_peak(&self, class: ComputeClass) -> FlopsPerSec {
         match &self.kind {
             Kind::Gpu(g) => g.matrix_peak_for(class),
