@@ -756,6 +756,30 @@ pub(crate) fn resolve<'m>(
     (model, r, rejected)
 }
 
+/// What both paths start from: the model in its stored formats, the precision report, the
+/// mapper and the cost model of `engine`.
+fn prepare<'m, 's>(
+    model: &'m Model,
+    sub: &'s Substrate,
+    engine: Engine,
+) -> (
+    std::borrow::Cow<'m, Model>,
+    PrecisionReport,
+    Mapper<'s>,
+    cost::Model,
+) {
+    let (model, resolved, rejected) = resolve(model, sub);
+    let report = PrecisionReport {
+        resolved,
+        rejected: rejected.clone(),
+    };
+    let cm = match engine {
+        Engine::Roofline => cost::Model::Roofline,
+        Engine::Sim => cost::Model::Sim,
+    };
+    (model, report, Mapper::resolved(sub, resolved, rejected), cm)
+}
+
 /// Sets every matrix op of a program to its native arithmetic on the substrate.
 fn bind_program(p: &mut Program, r: &ResolvedPrecision) {
     for op in p
@@ -773,17 +797,8 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
     if let crate::substrate::Kind::Ring(_) = sub.kind {
         return super::ring_adapter::engine_run(model, sub, w, want.records, want.sink);
     }
-    let (model, resolved, rejected) = resolve(model, sub);
+    let (model, report, mapper, cm) = prepare(model, sub, engine);
     let model = model.as_ref();
-    let report = PrecisionReport {
-        resolved,
-        rejected: rejected.clone(),
-    };
-    let mapper = Mapper::resolved(sub, resolved, rejected);
-    let cm = match engine {
-        Engine::Roofline => cost::Model::Roofline,
-        Engine::Sim => cost::Model::Sim,
-    };
     let pol = policy(&mapper, cm);
     let tok = sub.efficiency.token_overhead.get();
     let n_layers = model.layers.len();
@@ -1078,17 +1093,8 @@ pub fn reference(model: &Model, sub: &Substrate, w: Workload, engine: Engine) ->
     if let crate::substrate::Kind::Ring(_) = sub.kind {
         return super::ring_adapter::engine_run(model, sub, w, false, None).summary;
     }
-    let (model, resolved, rejected) = resolve(model, sub);
+    let (model, report, mapper, cm) = prepare(model, sub, engine);
     let model = model.as_ref();
-    let report = PrecisionReport {
-        resolved,
-        rejected: rejected.clone(),
-    };
-    let mapper = Mapper::resolved(sub, resolved, rejected);
-    let cm = match engine {
-        Engine::Roofline => cost::Model::Roofline,
-        Engine::Sim => cost::Model::Sim,
-    };
     let pol = policy(&mapper, cm);
     let tok = sub.efficiency.token_overhead.get();
     let power = static_power(sub).get();

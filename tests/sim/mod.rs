@@ -333,18 +333,31 @@ fn q4_0_decode_faster_than_q8_0_on_apple_m1_sim() {
 /// Issue 13: the systolic simulator ignored `efficiency.memory` (and `.compute`): at memory
 /// 0.5 the roofline's TPOT doubled and the simulator's did not, so the roofline came out
 /// slower than the simulator. Both engines now apply both; decode (DRAM-bound) doubles.
+/// SmolLM2-135M at int8 on each systolic substrate, as shipped and with `set` applied to its
+/// efficiency, through the simulator (with per-op records).
+fn efficiency_pairs(
+    w: Workload,
+    set: impl Fn(&mut substrate::Efficiency),
+) -> Vec<(&'static str, Model, Substrate, sim::RunResult, sim::RunResult)> {
+    let model = int8(model::preset("smollm2-135m").unwrap());
+    ["gemmini", "eyeriss", "flat-edge", "scalesim-32x32"]
+        .into_iter()
+        .map(|s| {
+            let base = sub(s);
+            let mut changed = base.clone();
+            set(&mut changed.efficiency);
+            let a = sim::run(&model, &base, w, Engine::Sim);
+            let b = sim::run(&model, &changed, w, Engine::Sim);
+            (s, model.clone(), changed, a, b)
+        })
+        .collect()
+}
+
 #[test]
 fn systolic_sim_honours_memory_efficiency() {
-    let model = int8(model::preset("smollm2-135m").unwrap());
     let w = Workload::new(64, 16, 1).unwrap();
-    for s in ["gemmini", "eyeriss", "flat-edge", "scalesim-32x32"] {
-        let base = sub(s);
-        let mut half = base.clone();
-        half.efficiency.memory = 0.5;
-        let (a, b) = (
-            sim::summary(&model, &base, w, Engine::Sim),
-            sim::summary(&model, &half, w, Engine::Sim),
-        );
+    for (s, model, half, a, b) in efficiency_pairs(w, |e| e.memory = 0.5) {
+        let (a, b) = (a.summary, b.summary);
         let ratio = b.tpot_s / a.tpot_s;
         assert!((1.9..=2.0 + 1e-9).contains(&ratio), "{s}: TPOT x{ratio}");
         let r = sim::summary(&model, &half, w, Engine::Roofline);
@@ -355,16 +368,8 @@ fn systolic_sim_honours_memory_efficiency() {
 /// ... and `efficiency.compute`: every GEMM's array time doubles at 0.5.
 #[test]
 fn systolic_sim_honours_compute_efficiency() {
-    let model = int8(model::preset("smollm2-135m").unwrap());
     let w = Workload::new(256, 4, 1).unwrap();
-    for s in ["gemmini", "eyeriss", "flat-edge", "scalesim-32x32"] {
-        let base = sub(s);
-        let mut half = base.clone();
-        half.efficiency.compute = 0.5;
-        let (a, b) = (
-            sim::run(&model, &base, w, Engine::Sim),
-            sim::run(&model, &half, w, Engine::Sim),
-        );
+    for (s, model, half, a, b) in efficiency_pairs(w, |e| e.compute = 0.5) {
         for (x, y) in a.ops.iter().zip(&b.ops) {
             if x.kind == "gemm" {
                 let (cx, cy) = (x.compute_time.get(), y.compute_time.get());
