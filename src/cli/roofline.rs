@@ -2,6 +2,7 @@
 
 use clap::Args;
 use llmforge::model::ComputeClass;
+use llmforge::output::{Outputs, write_atomic};
 use llmforge::sim::{self, Engine};
 use llmforge::substrate::Kind;
 use llmforge::trace::{self, RooflinePoint};
@@ -18,6 +19,11 @@ pub struct RooflineArgs {
 }
 
 pub fn run(args: RooflineArgs) -> miette::Result<()> {
+    args.run
+        .inputs(&mut Outputs::new())
+        .file("--plot", args.plot.as_deref())
+        .check()
+        .into_diagnostic()?;
     let (m, s, w) = args.run.load()?;
     let r = sim::run(&m, &s, w, Engine::Roofline);
     let ceilings: Vec<(String, f64)> = match &s.kind {
@@ -78,7 +84,7 @@ pub fn run(args: RooflineArgs) -> miette::Result<()> {
             m.name, s.name, w.prompt, w.generate, w.batch
         );
         let svg = trace::roofline_svg(&title, &ceilings, s.vector_peak().get(), bw, &points);
-        trace::write_atomic(path, svg.as_bytes()).into_diagnostic()?;
+        write_atomic(path, svg.as_bytes()).into_diagnostic()?;
         println!("  plot: {}", path.display());
     }
     Ok(())

@@ -154,19 +154,23 @@ mod tests {
         }
     }
 
+    fn settings(population: usize, offspring: usize, generations: usize, seed: u64) -> Settings {
+        Settings {
+            population,
+            offspring,
+            generations,
+            crossover_prob: 0.6,
+            mutation_prob: 0.3,
+            seed,
+            eliminate_duplicates: true,
+            truncation: Truncation::IterativeCrowding,
+        }
+    }
+
     #[test]
     fn search_improves_on_the_seed_and_is_deterministic() {
         let p = problem(&["loss<=3.9"]);
-        let settings = Settings {
-            population: 8,
-            offspring: 16,
-            generations: 4,
-            crossover_prob: 0.6,
-            mutation_prob: 0.3,
-            seed: 42,
-            eliminate_duplicates: true,
-            truncation: Truncation::IterativeCrowding,
-        };
+        let settings = settings(8, 16, 4, 42);
         let run = || {
             let mut e = Nsga2::new(&p, settings.clone()).unwrap();
             e.run(|_, _| {}).unwrap();
@@ -215,17 +219,7 @@ mod tests {
             static SETTING: OnceLock<(ArchProblem, Checkpoint<Genome>)> = OnceLock::new();
             SETTING.get_or_init(|| {
                 let p = problem(&["loss<=3.9"]);
-                let settings = Settings {
-                    population: 6,
-                    offspring: 6,
-                    generations: 3,
-                    crossover_prob: 0.6,
-                    mutation_prob: 0.3,
-                    seed: 5,
-                    eliminate_duplicates: true,
-                    truncation: Truncation::IterativeCrowding,
-                };
-                let mut engine = Nsga2::new(&p, settings).unwrap();
+                let mut engine = Nsga2::new(&p, settings(6, 6, 3, 5)).unwrap();
                 engine.step().unwrap();
                 let checkpoint = engine.checkpoint(CacheInCheckpoint::Omit);
                 (p, checkpoint)

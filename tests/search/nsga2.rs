@@ -1,13 +1,13 @@
 //! The NSGA-II engine: sorting, crowding, truncation, the ask/tell protocol, the cache,
 //! constraint handling, determinism across thread counts, and checkpoint/resume.
 
+use llmforge::output::{load_json, save_json};
 use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::hypervolume::hypervolume;
 use llmforge::search::nsga2::{
     CacheInCheckpoint, Checkpoint, Evaluation, Individual, Nsga2, Nsga2Error, Problem, Settings, Truncation,
     constrained_dominates, crowding_distance, non_dominated_sort, survive,
 };
-use llmforge::search::persist::{load_json, save_json};
 use llmforge::search::problems::{Benchmark, BenchmarkProblem};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
