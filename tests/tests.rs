@@ -3,6 +3,7 @@
 mod dsl;
 mod law;
 mod model;
+mod outputs;
 mod ring;
 mod search;
 mod sim;
