@@ -1,9 +1,9 @@
 //! The one integration-test binary; one module per area.
 
 mod dsl;
+mod hostile;
 mod law;
 mod model;
-mod outputs;
 mod ring;
 mod search;
 mod sim;

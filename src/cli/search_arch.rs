@@ -19,7 +19,7 @@ use llmforge::search::arch::{ArchProblem, SCREENED};
 use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::nsga2::{CacheInCheckpoint, Checkpoint, Individual, Nsga2, Settings, Truncation};
 use llmforge::search::space::{self, Genome};
-use llmforge::sim::{Engine, Workload};
+use llmforge::sim::Engine;
 use llmforge::sweep::budget::{Budget, Metric};
 use llmforge::yaml::shipped_or_file;
 use miette::{IntoDiagnostic, WrapErr, miette};
@@ -402,7 +402,7 @@ fn build(record: &ProblemRecord) -> miette::Result<ArchProblem> {
     Ok(ArchProblem {
         space: space::load(&record.space.spec)?,
         substrate: super::substrate::load(&record.substrate.spec, &record.set)?,
-        workload: Workload::new(record.prompt, record.generate, record.batch).into_diagnostic()?,
+        workload: super::sim::workload(record.prompt, record.generate, record.batch)?,
         engine: match record.engine.as_str() {
             "roofline" => Engine::Roofline,
             "sim" => Engine::Sim,
@@ -495,6 +495,12 @@ pub fn run_space(args: &SearchArgs) -> miette::Result<()> {
     let mut plan = Outputs::new();
     let (run, state, record, problem) = match (dir, a.resume.is_some()) {
         (Some(dir), true) => {
+            if !dir.is_dir() {
+                return Err(miette!(
+                    "--resume {}: no such directory, nothing to resume",
+                    dir.display()
+                ));
+            }
             let run = RunDir::open("--resume", dir, Reuse::Resume, OUTPUTS).into_diagnostic()?;
             let state = restore(args, &run)?;
             let record = state.problem.clone();

@@ -13,10 +13,26 @@ fn architecture_search_resumes_byte_identically() {
     let dir = std::env::temp_dir().join(format!("llmforge-arch-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (a, b) = (dir.join("a"), dir.join("b"));
+    let common = [
+        "search",
+        "--space",
+        "smollm2-135m-seeded",
+        "--substrate",
+        "gemmini",
+        "--engine",
+        "roofline",
+        "--constraint",
+        "loss<=3.9",
+        "--population",
+        "8",
+        "--offspring",
+        "16",
+        "--format",
+        "json",
+    ];
     let run = |extra: &[&str]| {
         let out = std::process::Command::new(bin)
-            .args(crate::outputs::SEARCH)
-            .args(["--format", "json"])
+            .args(common)
             .args(extra)
             .output()
             .unwrap();

@@ -1,8 +1,9 @@
-//! Issue 14 (outputs) and the `--resume` part of issue 18: every file the tool writes goes
-//! through `llmforge::output`. Regression tests, one per case the hardening issue found: an
-//! output that is an input or another output, non-regular files, reused and concurrently used
-//! run directories, temporary files left behind, interrupted runs exiting 0, write errors
-//! found at the end, untrusted checkpoints, and `--resume` continuing on another problem.
+//! Output and concurrency cases of the hostile-input suite: issue 14 (outputs) and the
+//! `--resume` part of issue 18. Every file the tool writes goes through `llmforge::output`;
+//! one regression test per case the hardening issue found: an output that is an input or
+//! another output, non-regular files, reused and concurrently used run directories, temporary
+//! files left behind, interrupted runs exiting 0, write errors found at the end, untrusted
+//! checkpoints, and `--resume` continuing on another problem.
 //!
 //! These run the binary, mostly on the `tiny` grid and an 8-member search, so the module takes
 //! seconds. The full-disk test mounts a small tmpfs when run as root (CI) and skips with a

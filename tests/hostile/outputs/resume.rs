@@ -185,5 +185,11 @@ fn resume_without_a_checkpoint_or_into_another_out_is_refused() {
         &llmforge(&["search", "--resume", s(&empty), "--out", s(&dir)]),
         "continues the run in its own directory",
     );
+    let missing = dir.join("missing");
+    assert_refused(
+        &llmforge(&["search", "--resume", s(&missing)]),
+        "no such directory, nothing to resume",
+    );
+    assert!(!missing.exists(), "--resume created the directory it was to read");
     let _ = fs::remove_dir_all(dir);
 }
