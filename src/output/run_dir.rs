@@ -148,6 +148,48 @@ pub fn command_line() -> Vec<String> {
         .collect()
 }
 
+/// Temporary files ([`super::AtomicFile`]'s `.<name>.<random>.tmp`) of the manifest and of
+/// `owned` in `dir`.
+fn stale_temporaries(dir: &Path, owned: &[Owned]) -> Vec<PathBuf> {
+    let of = |name: &str, real: &dyn Fn(&str) -> bool| -> bool {
+        let Some(inner) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
+            return false;
+        };
+        // `<real name>.<random>`
+        inner
+            .rsplit_once('.')
+            .is_some_and(|(real_name, _)| real(real_name))
+    };
+    let scan = |folder: &Path, real: &dyn Fn(&str) -> bool| -> Vec<PathBuf> {
+        let Ok(entries) = fs::read_dir(folder) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter(|e| of(&e.file_name().to_string_lossy(), real))
+            .map(|e| e.path())
+            .collect()
+    };
+    let top =
+        |name: &str| name == MANIFEST || owned.iter().any(|o| matches!(o, Owned::File(f) if *f == name));
+    let mut found = scan(dir, &top);
+    for o in owned {
+        if let Owned::Pattern {
+            folder,
+            prefix,
+            suffix,
+        } = o
+        {
+            found.extend(scan(&dir.join(folder), &|n: &str| {
+                n.starts_with(prefix) && n.ends_with(suffix)
+            }));
+        }
+    }
+    found.sort();
+    found
+}
+
 /// Takes an exclusive lock on `file` without waiting: `Ok(false)` when another process holds
 /// it. The lock goes with the open file (flock(2), as std's `File::try_lock` on Linux), so it
 /// is released when the process ends, however it ends.
@@ -221,6 +263,11 @@ impl RunDir {
                     source,
                 });
             }
+        }
+        // with the lock held, no other run writes here: temporary files of this directory's
+        // outputs are left over from a run that was killed (SIGKILL, power loss)
+        for stale in stale_temporaries(path, owned) {
+            fs::remove_file(&stale).map_err(OutputError::io("remove", &stale))?;
         }
         let manifest_path = path.join(MANIFEST);
         let previous: Option<Manifest> = if manifest_path.exists() {
@@ -357,6 +404,35 @@ mod tests {
         assert!(matches!(err, OutputError::Locked { .. }), "{err}");
         drop(first);
         RunDir::open("--out", &dir, Reuse::Fresh, OWNED).unwrap();
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn temporaries_left_by_a_killed_run_are_removed_and_others_kept() {
+        let _serial = crate::output::test_lock();
+        let dir = scratch("stale");
+        fs::create_dir_all(dir.join("models")).unwrap();
+        let stale = [
+            ".pareto.csv.a1B2c3.tmp",
+            ".manifest.json.zzzzzz.tmp",
+            "models/.pareto-3.yaml.q9Q9q9.tmp",
+        ];
+        let kept = [
+            ".notes.txt.abcdef.tmp",
+            "pareto.csv.tmp",
+            "models/.other.yaml.abcdef.tmp",
+        ];
+        for name in stale.iter().chain(&kept) {
+            fs::write(dir.join(name), "x").unwrap();
+        }
+        let run = RunDir::open("--out", &dir, Reuse::Resume, OWNED).unwrap();
+        for name in stale {
+            assert!(!dir.join(name).exists(), "{name} kept");
+        }
+        for name in kept {
+            assert!(dir.join(name).exists(), "{name} removed");
+        }
+        drop(run);
         let _ = fs::remove_dir_all(dir);
     }
 
