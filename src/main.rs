@@ -70,6 +70,13 @@ fn default_sigpipe() {}
 fn main() -> ExitCode {
     default_sigpipe();
     let cli = Cli::parse();
+    // SIGINT / SIGTERM / SIGHUP: long commands finish the work in flight and write complete
+    // outputs; any other command removes its unfinished temporary files and stops at once.
+    if let Err(err) = llmforge::output::interrupt::install() {
+        eprintln!(
+            "warning: cannot handle SIGINT / SIGTERM ({err}); an interrupted run may leave temporary files"
+        );
+    }
     let result = match cli.command {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Graph(args) => cli::graph::run(args),
@@ -85,11 +92,19 @@ fn main() -> ExitCode {
         Command::Validate(args) => cli::validate::run(args),
         Command::Calibrate(args) => cli::calibrate::run(args),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("{err:?}");
-            ExitCode::FAILURE
+    if let Err(err) = &result {
+        eprintln!("{err:?}");
+    }
+    // an interrupted run never exits 0, even when it wrote complete outputs for what it did
+    match (llmforge::output::interrupt::received(), result) {
+        (Some(signal), _) => {
+            eprintln!(
+                "llmforge: interrupted by {}: the outputs cover only the work done before it",
+                signal.name()
+            );
+            ExitCode::from(signal.exit_code())
         }
+        (None, Ok(())) => ExitCode::SUCCESS,
+        (None, Err(_)) => ExitCode::FAILURE,
     }
 }

@@ -4,6 +4,7 @@
 
 use super::validate::{EngineArg, Format, load_maps};
 use clap::Args;
+use llmforge::output::{Outputs, write_atomic};
 use llmforge::substrate::{self, Efficiency};
 use llmforge::validate::calibrate::{self, Fit, Point};
 use llmforge::validate::energy::{self, EnergyFit};
@@ -129,6 +130,14 @@ fn fe(e: &Efficiency) -> FitEff {
 }
 
 pub fn run(args: CalibrateArgs) -> miette::Result<()> {
+    Outputs::new()
+        .input("--traces", &args.traces)
+        .input("--substrate", &args.substrate)
+        .inputs("--substrate-map", &args.substrate_map)
+        .file("--out", Some(&args.out))
+        .file("--overlay-out", args.overlay_out.as_deref())
+        .check()
+        .into_diagnostic()?;
     let engine: Engine = args.engine.into();
     let traces = traces::read(&args.traces)?;
     let maps = load_maps(&args.substrate_map)?;
@@ -308,7 +317,7 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
         }
         .into());
     }
-    validate::write_atomic(&args.out, &text)?;
+    write_atomic(&args.out, text.as_bytes()).into_diagnostic()?;
     if let Some(p) = &args.overlay_out {
         let y = overlay::to_yaml(
             stack.unwrap_or("any"),
@@ -318,7 +327,7 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
             &header,
         );
         overlay::parse(&y, &p.display().to_string())?;
-        validate::write_atomic(p, &y)?;
+        write_atomic(p, y.as_bytes()).into_diagnostic()?;
     }
     let report = CalReport {
         traces: traces.file.clone(),

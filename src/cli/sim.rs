@@ -2,6 +2,7 @@
 
 use clap::{Args, ValueEnum};
 use llmforge::model::{self, Model, Precision, Precisions};
+use llmforge::output::{Outputs, write_atomic};
 use llmforge::sim::{self, Engine, Workload};
 use llmforge::trace;
 use miette::IntoDiagnostic;
@@ -46,6 +47,13 @@ impl RunArgs {
         let s = super::substrate::load(&self.substrate, &self.set)?;
         let w = workload(self.prompt, self.generate, self.batch)?;
         Ok((m, s, w))
+    }
+
+    /// Registers the model and substrate files (when they are files) as inputs.
+    pub fn inputs<'a>(&self, outputs: &'a mut Outputs) -> &'a mut Outputs {
+        outputs
+            .input("--model", &self.model)
+            .input("--substrate", &self.substrate)
     }
 }
 
@@ -115,6 +123,12 @@ pub fn workload(prompt: u64, generate: u64, batch: u64) -> miette::Result<Worklo
 }
 
 pub fn run(args: SimArgs) -> miette::Result<()> {
+    args.run
+        .inputs(&mut Outputs::new())
+        .file("--trace", args.trace.as_deref())
+        .file("--chrome-trace", args.chrome_trace.as_deref())
+        .check()
+        .into_diagnostic()?;
     let (m, s, w) = args.run.load()?;
     let engine: Engine = args.engine.into();
     let ring = matches!(s.kind, llmforge::substrate::Kind::Ring(_));
@@ -122,20 +136,20 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
         // a ring's trace has a process per chip and a track per link (sim::ring_adapter)
         Some(path) if ring => {
             let (r, text) = sim::ring_adapter::chrome_trace(&m, &s, w);
-            trace::write_atomic(path, text.as_bytes()).into_diagnostic()?;
+            write_atomic(path, text.as_bytes()).into_diagnostic()?;
             r
         }
         Some(path) => {
             let mut chrome = trace::ChromeTrace::new();
             let r = sim::run_with_sink(&m, &s, w, engine, &mut chrome);
-            trace::write_atomic(path, chrome.finish().as_bytes()).into_diagnostic()?;
+            write_atomic(path, chrome.finish().as_bytes()).into_diagnostic()?;
             r
         }
         None => sim::run(&m, &s, w, engine),
     };
     if let Some(path) = &args.trace {
         let csv = trace::ops_csv(&result.ops).into_diagnostic()?;
-        trace::write_atomic(path, csv.as_bytes()).into_diagnostic()?;
+        write_atomic(path, csv.as_bytes()).into_diagnostic()?;
     }
     match args.format {
         Format::Json => print!("{}", trace::json(&result).into_diagnostic()?),

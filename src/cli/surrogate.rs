@@ -1,7 +1,9 @@
 //! `llmforge surrogate ...`: fit, evaluate, cross-validate and query the loss surrogate.
 
+use super::write_output;
 use clap::{Args, Subcommand, ValueEnum};
 use llmforge::model;
+use llmforge::output::Outputs;
 use llmforge::quality::dataset::{self, Dataset};
 use llmforge::quality::surrogate::{
     self, FitConfig, Prediction, Resample, Surrogate, cross_validate, features, fold_assignment,
@@ -176,24 +178,6 @@ pub enum PredictFormat {
     Csv,
 }
 
-/// Writes `text` to `path` through a temporary file in the same folder and a rename.
-fn write_atomic(path: &Path, text: &str) -> miette::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| miette!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, text)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write {}", path.display()))
-}
-
 fn read_data(path: &Path, target: Option<&str>) -> miette::Result<Dataset> {
     let ds = dataset::read_llmforge_csv(path, target).map_err(|e| miette!("{e}"))?;
     eprint!("{}", ds.report());
@@ -270,13 +254,18 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             out,
             fit,
         } => {
+            Outputs::new()
+                .input("--data", &data)
+                .file("--out", Some(&out))
+                .check()
+                .into_diagnostic()?;
             let ds = read_data(&data, Some(&target))?;
             let cfg = fit.config();
             let t0 = std::time::Instant::now();
             let s = Surrogate::fit_models(&ds.models(), &ds.targets(), &target, &cfg)
                 .map_err(|e| miette!("{e}"))?;
             let secs = t0.elapsed().as_secs_f64();
-            write_atomic(&out, &s.to_json())?;
+            write_output(&out, &s.to_json())?;
             eprintln!(
                 "fitted {} members x {} trees on {} rows in {secs:.2} s; data hash {}; wrote {}",
                 s.members.len(),
@@ -355,6 +344,11 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             select_classifier_depth,
             inner_folds,
         } => {
+            Outputs::new()
+                .input("--data", &data)
+                .file("--export", export.as_deref())
+                .check()
+                .into_diagnostic()?;
             let ds = read_data(&data, Some(&target))?;
             let cfg = fit.config();
             let split_seed = split_seed.unwrap_or(cfg.seed);
@@ -377,7 +371,7 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             .map_err(|e| miette!("{e}"))?;
             let depths: Vec<usize> = r.selected.iter().map(|&c| select_classifier_depth[c]).collect();
             if let Some(path) = &export {
-                write_atomic(path, &export_csv(&ds, &x, &r.fold, &r.predictions))?;
+                write_output(path, &export_csv(&ds, &x, &r.fold, &r.predictions))?;
                 eprintln!(
                     "wrote folds, out-of-fold predictions and features to {}",
                     path.display()
@@ -426,6 +420,13 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             format,
             out,
         } => {
+            Outputs::new()
+                .input("--model", &model)
+                .inputs("--data", &data)
+                .inputs("--arch", &arch)
+                .file("--out", out.as_deref())
+                .check()
+                .into_diagnostic()?;
             let s = load_model(&model)?;
             let (ids, preds): (Vec<String>, Vec<Prediction>) = match (&data, &arch) {
                 (Some(path), _) => {
@@ -477,7 +478,7 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                 }
             };
             match out {
-                Some(path) => write_atomic(&path, &text),
+                Some(path) => write_output(&path, &text),
                 None => {
                     print!("{text}");
                     Ok(())

@@ -1,6 +1,7 @@
 //! `llmforge validate`: predict every row of a measured-trace file and report the errors.
 
 use clap::{Args, ValueEnum};
+use llmforge::output::{Outputs, write_atomic};
 use llmforge::trace::plot::{PlotPoint, scatter_svg};
 use llmforge::trace::table::{Column, Table};
 use llmforge::validate::calibrate::HoldOut;
@@ -82,6 +83,14 @@ pub fn load_maps(extra: &[PathBuf]) -> miette::Result<Maps> {
 }
 
 pub fn run(args: ValidateArgs) -> miette::Result<()> {
+    Outputs::new()
+        .input("--traces", &args.traces)
+        .inputs("--substrate-map", &args.substrate_map)
+        .inputs("--overlay", &args.overlay)
+        .file("--out", args.out.as_deref())
+        .file("--svg", args.svg.as_deref())
+        .check()
+        .into_diagnostic()?;
     let traces = traces::read(&args.traces)?;
     let maps = load_maps(&args.substrate_map)?;
     let overlays = args
@@ -107,11 +116,11 @@ pub fn run(args: ValidateArgs) -> miette::Result<()> {
         Format::Table => table(&report, args.rows),
     };
     match &args.out {
-        Some(p) => validate::write_atomic(p, &text)?,
+        Some(p) => write_atomic(p, text.as_bytes()).into_diagnostic()?,
         None => print!("{text}"),
     }
     if let Some(p) = &args.svg {
-        validate::write_atomic(p, &svg(&report)?)?;
+        write_atomic(p, svg(&report)?.as_bytes()).into_diagnostic()?;
     }
     Ok(())
 }

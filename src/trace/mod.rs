@@ -1,6 +1,6 @@
 //! Output formats of cost results: text tables, JSON, per-op CSV, Chrome trace-event JSON
 //! (opens in Perfetto / chrome://tracing), the SVG plots ([`plot`]) and the HTML report
-//! ([`report`]); and the atomic file writer every output goes through.
+//! ([`report`]). Files are written by [`crate::output`].
 //!
 //! **API boundary**: the only module that knows output formats. Engines produce plain values
 //! ([`crate::sim::RunResult`]) and events ([`crate::sim::Sink`]); everything here renders them.
@@ -18,52 +18,27 @@ use crate::sim::{OpRecord, RunResult, RunSummary};
 use crate::units::fmt_si;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::Path;
 use thiserror::Error;
 
-/// Errors writing outputs.
+/// Errors rendering outputs.
 #[derive(Debug, Error)]
 pub enum TraceError {
-    #[error("cannot write `{path}`")]
+    /// Occurs when a file an output is built from (a run directory's CSVs) cannot be read.
+    #[error("cannot read `{path}`")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    /// Occurs when an output cannot be written (see [`crate::output`]).
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
     #[error("cannot encode output: {0}")]
     Encode(String),
     /// Occurs when a directory given to `report` is not a search or sweep output, or one of its
     /// files cannot be read as written.
     #[error("cannot report on {0}")]
     Report(String),
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TraceError> {
-    let err = |source| TraceError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
 }
 
 /// The run as pretty JSON: the summary fields at the top level, per-op rows under `ops`.

@@ -40,8 +40,6 @@ pub enum ValidateError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     File(#[from] crate::yaml::DescErrors),
-    #[error("cannot write `{path}`")]
-    Write { path: String, source: std::io::Error },
     #[error("substrate `{name}`: {message}")]
     Substrate { name: String, message: String },
     #[error("no mappable row of `{file}` runs on substrate `{substrate}`{stack}")]
@@ -679,26 +677,4 @@ pub fn ready_cases(
         }
     }
     (kept, excluded)
-}
-
-/// Writes `contents` to `path` atomically (a temporary file beside it, then a rename).
-pub fn write_atomic(path: &std::path::Path, contents: &str) -> Result<(), ValidateError> {
-    let err = |source| ValidateError::Write {
-        path: path.display().to_string(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, contents).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
 }
