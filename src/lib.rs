@@ -16,6 +16,8 @@
 
 pub mod dsl;
 pub mod graph;
+pub mod input;
+pub mod limits;
 pub mod model;
 pub mod provenance;
 pub mod quality;

@@ -88,7 +88,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{err:?}");
+            // Rendered whole, then written at once: the renderer writes piece by piece, and
+            // stderr is unbuffered.
+            let text = format!("{err:?}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
             ExitCode::FAILURE
         }
     }

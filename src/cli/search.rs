@@ -87,11 +87,28 @@ pub enum OutputFormat {
 }
 
 pub fn run(args: SearchArgs) -> miette::Result<()> {
+    check_sizes(&args)?;
     match (&args.problem, &args.space) {
         (Some(problem), _) => run_problem(problem.benchmark(), &args),
         (None, Some(space)) => super::search_arch::run_space(space, &args),
         (None, None) => Err(miette!("nothing to search: give --problem or --space")),
     }
+}
+
+/// `--population`, `--offspring` and `--generations` within their limits, the error naming
+/// the flag (the engine checks the same limits on settings read back from a checkpoint).
+fn check_sizes(args: &SearchArgs) -> miette::Result<()> {
+    use llmforge::limits;
+    for (flag, v, max) in [
+        ("--population", args.population, limits::MAX_POPULATION),
+        ("--offspring", args.offspring, limits::MAX_OFFSPRING),
+        ("--generations", args.generations, limits::MAX_GENERATIONS),
+    ] {
+        if let Some(m) = v.and_then(|v| limits::above(&flag[2..], v as u64, max as u64)) {
+            return Err(miette!("{flag}: {m} (see {})", limits::DOC));
+        }
+    }
+    Ok(())
 }
 
 /// The benchmark reference point: 1.1 in every objective (the fronts lie in [0, 1]).

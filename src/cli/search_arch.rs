@@ -15,7 +15,7 @@ use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::nsga2::{CacheInCheckpoint, Checkpoint, Individual, Nsga2, Settings, Truncation};
 use llmforge::search::persist::{load_json, save_json, write_atomic};
 use llmforge::search::space::{self, Genome};
-use llmforge::sim::{Engine, Workload};
+use llmforge::sim::Engine;
 use llmforge::sweep::budget::{Budget, Metric};
 use llmforge::trace::plot::ParetoPlot;
 use miette::{IntoDiagnostic, WrapErr, miette};
@@ -89,7 +89,7 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
         .ok_or_else(|| miette!("--space needs --substrate"))?;
     let substrate = super::substrate::load(sub_spec, &a.set)?;
     let space = space::load(space_spec)?;
-    let workload = Workload::new(a.prompt, a.generate, a.batch).into_diagnostic()?;
+    let workload = super::sim::workload(a.prompt, a.generate, a.batch)?;
     let objectives = a
         .objectives
         .iter()
@@ -229,6 +229,8 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
                 "hypervolume": history.as_ref().and_then(|h| h.rows.last()).map(|r| r.hypervolume),
                 "loss_model": problem.loss.name(), "scored_by": tally.scored,
                 "out_of_domain": problem.loss.domain().map(|_| serde_json::json!({"total": tally.outside, "by": tally.outside_by})),
+                "feasibility": "meets every constraint and fits the substrate's memory (weights + KV cache at the workload)",
+                "memory_capacity_bytes": problem.substrate.memory_capacity().get(),
                 "front": rows,
             });
             println!("{}", serde_json::to_string_pretty(&j).into_diagnostic()?);

@@ -63,6 +63,11 @@ pub struct SimArgs {
     /// Write a Chrome trace-event JSON of every scheduled interval (open in Perfetto).
     #[arg(long = "chrome-trace", value_name = "FILE")]
     pub chrome_trace: Option<PathBuf>,
+    /// Decode steps in the Chrome trace: all of them when the run has at most this many,
+    /// else this many spread evenly from the first step to the last (the prefill is always
+    /// whole). At most 65,536.
+    #[arg(long = "trace-steps", value_name = "N", default_value_t = llmforge::limits::DEFAULT_TRACE_STEPS)]
+    pub trace_steps: u64,
     /// Rows of the slowest ops to list per phase in the table.
     #[arg(long, default_value_t = 8)]
     pub top: usize,
@@ -89,6 +94,9 @@ pub enum Format {
     Json,
 }
 
+/// The most decode steps `--trace-steps` may ask for.
+const MAX_TRACE_STEPS: u64 = 1 << 16;
+
 /// Loads the model, applying `--precision`.
 pub fn load_model(spec: &str, precision: Option<&str>) -> miette::Result<Model> {
     let mut m = model::load(spec)?;
@@ -103,12 +111,20 @@ pub fn load_model(spec: &str, precision: Option<&str>) -> miette::Result<Model> 
     Ok(m)
 }
 
+/// The workload of the `--prompt`, `--gen` and `--batch` flags; an error names the flag(s).
 pub fn workload(prompt: u64, generate: u64, batch: u64) -> miette::Result<Workload> {
     Workload::new(prompt, generate, batch).map_err(|e| {
-        let flag = match e {
-            sim::SimError::Zero { field: "generate" } => "--gen".to_string(),
-            sim::SimError::Zero { field } => format!("--{field}"),
-            _ => String::new(),
+        let field = match &e {
+            sim::SimError::Zero { field } | sim::SimError::Limit { field, .. } => *field,
+            sim::SimError::UnknownEngine(_) => "",
+        };
+        let flag = match field {
+            "prompt" => "--prompt",
+            "generate" => "--gen",
+            "batch" => "--batch",
+            "context" => "--prompt + --gen",
+            "in_flight" => "--batch x (--prompt + --gen)",
+            _ => "workload",
         };
         miette::miette!("{flag}: {e}")
     })
@@ -118,19 +134,25 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
     let (m, s, w) = args.run.load()?;
     let engine: Engine = args.engine.into();
     let ring = matches!(s.kind, llmforge::substrate::Kind::Ring(_));
+    if let Some(m) = llmforge::limits::above("--trace-steps", args.trace_steps, MAX_TRACE_STEPS) {
+        return Err(miette::miette!("{m}"));
+    }
+    let steps = Some(args.trace_steps);
     let result = match &args.chrome_trace {
         // a ring's trace has a process per chip and a track per link (sim::ring_adapter)
         Some(path) if ring => {
-            let (r, text) = sim::ring_adapter::chrome_trace(&m, &s, w);
+            let (r, text) = sim::ring_adapter::chrome_trace(&m, &s, w, steps);
             trace::write_atomic(path, text.as_bytes()).into_diagnostic()?;
             r
         }
-        Some(path) => {
-            let mut chrome = trace::ChromeTrace::new();
+        // streamed to the file as the events arrive
+        Some(path) => trace::write_atomic_with(path, |f| {
+            let mut chrome = trace::ChromeTrace::to_writer(f).decode_steps(steps);
             let r = sim::run_with_sink(&m, &s, w, engine, &mut chrome);
-            trace::write_atomic(path, chrome.finish().as_bytes()).into_diagnostic()?;
-            r
-        }
+            chrome.finish()?;
+            Ok(r)
+        })
+        .into_diagnostic()?,
         None => sim::run(&m, &s, w, engine),
     };
     if let Some(path) = &args.trace {

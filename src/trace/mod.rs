@@ -41,6 +41,15 @@ pub enum TraceError {
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TraceError> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// Streams a file to `path` atomically: `write` fills a temporary file in the same directory
+/// (buffered), which is renamed over `path` when `write` succeeds and removed otherwise.
+pub fn write_atomic_with<T>(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<T>,
+) -> Result<T, TraceError> {
     let err = |source| TraceError::Io {
         path: path.display().to_string(),
         source,
@@ -54,13 +63,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TraceError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+    let run = || -> std::io::Result<T> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        let value = write(&mut f)?;
+        let f = f.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        Ok(value)
     };
-    write().map_err(|e| {
+    run().map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         err(e)
     })
