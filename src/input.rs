@@ -12,28 +12,28 @@ use std::path::Path;
 /// Why an input file cannot be read. `Display` is "`path`: reason".
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("`{path}`: {}", self.reason())]
+    #[error("{path}: {}", self.reason())]
     NotFound { path: String },
-    #[error("`{path}`: {}", self.reason())]
+    #[error("{path}: {}", self.reason())]
     NotAFile {
         path: String,
         what: &'static str,
         kind: &'static str,
     },
-    #[error("`{path}`: {}", self.reason())]
+    #[error("{path}: {}", self.reason())]
     TooLarge {
         path: String,
         kind: &'static str,
         size: u64,
         limit: u64,
     },
-    #[error("`{path}`:{line}:{column}: {}", self.reason())]
+    #[error("{path}:{line}:{column}: {}", self.reason())]
     NotUtf8 {
         path: String,
         line: usize,
         column: usize,
     },
-    #[error("`{path}`: {}", self.reason())]
+    #[error("{path}: {}", self.reason())]
     Io {
         path: String,
         #[source]
@@ -202,7 +202,7 @@ mod tests {
             assert!(e.to_string().contains("character device"), "{e}");
         }
         let e = read_text(Path::new("/no/such/file.yaml"), "model", 100).unwrap_err();
-        assert_eq!(e.to_string(), "`/no/such/file.yaml`: no such file");
+        assert_eq!(e.to_string(), "/no/such/file.yaml: no such file");
     }
 
     #[test]
@@ -210,7 +210,7 @@ mod tests {
         let e = text(b"ab\ncd\xffe".to_vec(), "f.yaml").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "`f.yaml`:2:3: the file is not UTF-8 text (a binary file?)"
+            "f.yaml:2:3: the file is not UTF-8 text (a binary file?)"
         );
     }
 

@@ -336,6 +336,9 @@ impl SourceFile {
                 .format_message(e)
                 .into_owned(),
         };
+        if message.contains("recursion limit exceeded") {
+            message = "the YAML is too large to read: it nests sequences and mappings too deeply (more than a few hundred levels)".into();
+        }
         // Drop the note addressed to programmers ("set DuplicateKeyPolicy in Options...").
         if let Some(k) = message.find(", set DuplicateKeyPolicy") {
             message.truncate(k);

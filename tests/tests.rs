@@ -1,6 +1,7 @@
 //! The one integration-test binary; one module per area.
 
 mod dsl;
+mod hostile;
 mod law;
 mod model;
 mod report;

@@ -44,11 +44,11 @@ pub struct ArchArgs {
     /// Optimism of the loss objective: mu - beta * sigma.
     #[arg(long, default_value_t = 1.0)]
     pub beta: f64,
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, allow_negative_numbers = true)]
     pub prompt: u64,
-    #[arg(long = "gen", default_value_t = 256)]
+    #[arg(long = "gen", default_value_t = 256, allow_negative_numbers = true)]
     pub generate: u64,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub batch: u64,
     #[arg(long, value_enum, default_value_t = EngineName::Sim)]
     pub engine: EngineName,
@@ -87,6 +87,12 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
         .substrate
         .as_deref()
         .ok_or_else(|| miette!("--space needs --substrate"))?;
+    if !(a.beta.is_finite() && a.beta >= 0.0) {
+        return Err(miette!(
+            "--beta {}: expected a finite optimism of at least 0",
+            a.beta
+        ));
+    }
     let substrate = super::substrate::load(sub_spec, &a.set)?;
     let space = space::load(space_spec)?;
     let workload = super::sim::workload(a.prompt, a.generate, a.batch)?;

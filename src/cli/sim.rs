@@ -18,12 +18,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub substrate: String,
     /// Prompt tokens P (prefill).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, allow_negative_numbers = true)]
     pub prompt: u64,
     /// Generated tokens D (decode steps at contexts P+1 ..= P+D).
-    #[arg(long = "gen", default_value_t = 256)]
+    #[arg(long = "gen", default_value_t = 256, allow_negative_numbers = true)]
     pub generate: u64,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub batch: u64,
     /// Override a substrate field: `--set dram.read="8 B/cycle"` (repeatable).
     #[arg(long = "set", value_name = "PATH=EXPR")]

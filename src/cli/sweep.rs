@@ -29,11 +29,11 @@ pub struct SweepArgs {
     set: Vec<String>,
     #[command(flatten)]
     quality: super::QualityArgs,
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true)]
     prompt: u64,
-    #[arg(long = "gen", default_value_t = 16)]
+    #[arg(long = "gen", default_value_t = 16, allow_negative_numbers = true)]
     generate: u64,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     batch: u64,
     /// Budgets, e.g. `tpot<=20ms`, `weights+kv<=8GB`, `loss<=3.5` (repeatable).
     #[arg(long = "budget")]

@@ -192,7 +192,7 @@ fn parse_reader<R: std::io::Read>(input: R, file: &str) -> Result<Traces, DescEr
         });
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
-        Err(e) => return Err(csv_error(file, &kept.borrow(), &e).into()),
+        Err(e) => return Err(csv_error(file, &kept.borrow(), &e, &csv::Position::new()).into()),
     };
     let index = |name: &str| headers.iter().position(|h| h.trim() == name);
     let missing: Vec<&str> = REQUIRED.iter().copied().filter(|c| index(c).is_none()).collect();
@@ -215,14 +215,14 @@ fn parse_reader<R: std::io::Read>(input: R, file: &str) -> Result<Traces, DescEr
     let mut rows = Vec::new();
     let mut record = csv::StringRecord::new();
     loop {
-        if let Some(p) = record.position() {
-            kept.borrow_mut().discard_before(p.byte());
-        }
+        // Where the next record starts: what is before it is not needed any more.
+        let next = reader.position().clone();
+        kept.borrow_mut().discard_before(next.byte());
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                diags.push(csv_error(file, &kept.borrow(), &e));
+                diags.push(csv_error(file, &kept.borrow(), &e, &next));
                 // A structural CSV error (unequal field count) leaves the reader usable.
                 if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) && !diags.is_full() {
                     continue;
@@ -394,10 +394,11 @@ fn field_ranges(text: &str, rec_start: usize) -> Vec<(usize, usize)> {
     out
 }
 
-fn csv_error(file: &str, kept: &Kept, e: &csv::Error) -> DescError {
-    let pos = e.position();
-    let byte = pos.map_or(kept.base, |p| p.byte());
-    let line = pos.map_or(1, |p| p.line());
+/// An error of the CSV reader, at its position or else at `next` (where the record being
+/// read started).
+fn csv_error(file: &str, kept: &Kept, e: &csv::Error, next: &csv::Position) -> DescError {
+    let pos = e.position().unwrap_or(next);
+    let (byte, line) = (pos.byte(), pos.line().max(1));
     let text = kept.line_from(byte);
     let src = SourceFile::excerpt(
         file,

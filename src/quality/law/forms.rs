@@ -123,6 +123,7 @@ impl LawForm {
 
 /// One term exp(c) * x^(-e) of a log-sum-exp law.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Term {
     /// c = ln of the coefficient.
     pub log_coef: f64,
@@ -139,6 +140,7 @@ impl Term {
 
 /// L = E + A / N^alpha + B / D^beta.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Chinchilla {
     #[serde(rename = "E")]
     pub e: f64,
@@ -169,6 +171,7 @@ impl Chinchilla {
 
 /// The four-variable Gemstones law over (width, depth, N, D).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Gemstones {
     /// e: the irreducible loss is exp(e).
     pub irreducible_log: f64,
@@ -214,6 +217,7 @@ impl Gemstones {
 
 /// The Gemstones log-sum-exp law over (N, D) only: the Chinchilla form in log coordinates.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GemstonesNd {
     pub irreducible_log: f64,
     pub params: Term,
@@ -245,6 +249,7 @@ impl GemstonesNd {
 /// L = (a0 + a1 ln(d / sqrt N) + a2 sqrt(N) / d) * (b0 + b1 ln r + b2 / r) * L_opt(N, D).
 /// With b1 = b2 = 0 the ratio factor is the constant b0 and r is not read.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Conditional {
     pub a0: f64,
     pub a1: f64,
