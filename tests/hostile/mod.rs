@@ -14,6 +14,8 @@
 //! and concurrency cases go in a module of their own beside it (`outputs.rs`).
 
 mod inputs;
+mod props;
+mod regressions;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -302,8 +302,8 @@ fn cli_errors_are_located() {
 
 /// Saved surrogate files with one number changed (to a negative, huge, fractional, zero or
 /// out-of-range value, anywhere in the file: tree nodes, feature indices, residual tables,
-/// calibration, settings): loading returns a model or a located error, and a loaded model
-/// predicts without panicking.
+/// calibration, settings): loading returns a model or a located error, a loaded model
+/// predicts without panicking, and every loader of surrogate files agrees on the file.
 mod never_panics {
     use super::*;
     use proptest::prelude::*;
@@ -366,6 +366,17 @@ mod never_panics {
                 let p = s.predict_features(rows);
                 prop_assert!(p.is_ok());
             }
+            // Every loader agrees (`surrogate predict` and `--quality`): both load the file
+            // or both refuse it, and a loaded model predicts finite positive losses.
+            let path = std::env::temp_dir().join(format!("llmforge-surrogate-fuzz-{}.json", std::process::id()));
+            std::fs::write(&path, m.to_string()).unwrap();
+            let direct = Surrogate::load(&path);
+            let quality = llmforge::quality::load_loss_model(path.to_str().unwrap(), 20.0);
+            prop_assert_eq!(direct.is_ok(), quality.is_ok(), "{:?}", direct.err());
+            if let Ok(q) = quality {
+                prop_assert!(llmforge::quality::check_predictions(q.as_ref()).is_ok());
+            }
+            let _ = std::fs::remove_file(&path);
         }
     }
 }

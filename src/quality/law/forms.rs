@@ -336,7 +336,7 @@ impl Law {
     /// Problems with the coefficients, each as (coefficient name as in [`Law::coefficients`],
     /// message): every number finite; Chinchilla's E >= 0 and A, B > 0; exponents in (0, 3];
     /// log-coefficients within +-100; the irreducible loss exp(e) at most 100 nats; the
-    /// conditional law's factors positive for d / sqrt(N) and r in [0.05, 20]. A law that
+    /// conditional law's factors positive for d / sqrt(N) and r in [0.01, 100]. A law that
     /// passes predicts a finite positive loss for any finite positive inputs (for the
     /// conditional law, within those ranges). Shared by every loader of law files.
     pub fn problems(&self) -> Vec<(String, String)> {
@@ -430,8 +430,9 @@ impl Law {
                 }
                 chin("l_opt.", &c.l_opt, &mut need);
                 if out.is_empty() {
-                    // Both factors on a grid of d / sqrt(N) and r from 0.05 to 20.
-                    let grid = (0..=40).map(|i| 0.05f64 * 400f64.powf(i as f64 / 40.0));
+                    // Both factors on a grid of d / sqrt(N) and r from 0.01 to 100 (real
+                    // models: 0.03 for GPT-3 175B to 0.2 for a 100k-parameter toy).
+                    let grid = (0..=40).map(|i| 0.01f64 * 10_000f64.powf(i as f64 / 40.0));
                     if let Some(x) = grid.clone().find(|&x| !(c.width_factor(x, 1.0) > 0.0)) {
                         out.push((
                             "a0".into(),
