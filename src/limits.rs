@@ -106,6 +106,6 @@ mod tests {
         // KV elements written in a prefill: tokens * layers' G (Dqk + Dv)
         let kv = (MAX_TOKENS_IN_FLIGHT as u128) * (MAX_HEADS as u128) * 2 * (MAX_HEAD_DIM as u128);
         assert!(kv < 1u128 << 63);
-        assert!(MAX_GRID < 1 << 63);
+        const { assert!(MAX_GRID < 1 << 63) };
     }
 }

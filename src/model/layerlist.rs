@@ -113,9 +113,7 @@ pub fn parse(src: &str, file: &str, name: &str) -> Result<Model, DescErrors> {
     let heads = gene(&raw.n_head_layerlist, raw.n_head, None, "n_head");
     let groups = gene(&raw.n_kv_group_layerlist, raw.n_kv_group, None, "n_kv_group");
     // f x d, when it fits (a larger width fails the model's width limit below).
-    let mlp_default = raw
-        .mlp_expansion_factor
-        .map(|f| f.checked_mul(d).unwrap_or(u64::MAX));
+    let mlp_default = raw.mlp_expansion_factor.map(|f| f.saturating_mul(d));
     let mlp = gene(&raw.mlp_size_layerlist, raw.mlp_size, mlp_default, "mlp_size");
     let default_hd = raw.n_head.filter(|&h| h > 0 && d % h == 0).map(|h| d / h);
     let dqk = gene(

@@ -3,20 +3,7 @@
 //! trace CSVs, search checkpoints, paths that are not files, and the workload and search flags.
 //! Each family is a table: the input, the command, and what must happen.
 
-use super::{Case, fixture, run_all};
-
-const MODEL: &str = "name: tiny
-d_model: 64
-vocab: 100
-tied_embeddings: true
-norm: rmsnorm
-positional: rope
-precision: fp16
-layers:
-  - repeat: 2
-    attention: {heads: 4, kv_groups: 2, head_dim: 16}
-    ffn: {kind: swiglu, width: 128}
-";
+use super::{Case, MODEL, fixture, run_all};
 
 const SUBSTRATE: &str = include_str!("../../substrates/flat-edge.yaml");
 const SPACE: &str = include_str!("../../dsl/spaces/smollm2-135m-seeded.yaml");

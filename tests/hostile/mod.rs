@@ -21,6 +21,39 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A minimal valid model description that cases change one line of.
+pub const MODEL: &str = "name: tiny
+d_model: 64
+vocab: 100
+tied_embeddings: true
+norm: rmsnorm
+positional: rope
+precision: fp16
+layers:
+  - repeat: 2
+    attention: {heads: 4, kv_groups: 2, head_dim: 16}
+    ffn: {kind: swiglu, width: 128}
+";
+
+/// The JSON pointer of every number in `v` (for properties that change one number of a
+/// saved file).
+pub fn number_pointers(v: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Number(_) => out.push(at),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, e)| walk(e, format!("{at}/{i}"), out)),
+            serde_json::Value::Object(o) => o.iter().for_each(|(k, e)| walk(e, format!("{at}/{k}"), out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, String::new(), &mut out);
+    out
+}
+
 /// What a case must end with.
 #[derive(Clone, Debug)]
 pub enum Expect {

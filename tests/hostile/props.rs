@@ -96,19 +96,7 @@ fn checkpoint() -> &'static (String, Vec<String>) {
         e.step().unwrap();
         let text = serde_json::to_string(&e.checkpoint(CacheInCheckpoint::Include)).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        fn walk(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
-            match v {
-                serde_json::Value::Number(_) => out.push(at),
-                serde_json::Value::Array(a) => a
-                    .iter()
-                    .enumerate()
-                    .for_each(|(i, e)| walk(e, format!("{at}/{i}"), out)),
-                serde_json::Value::Object(o) => o.iter().for_each(|(k, e)| walk(e, format!("{at}/{k}"), out)),
-                _ => {}
-            }
-        }
-        let mut pointers = Vec::new();
-        walk(&v, String::new(), &mut pointers);
+        let pointers = super::number_pointers(&v);
         (text, pointers)
     })
 }

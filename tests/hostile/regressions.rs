@@ -2,6 +2,7 @@
 //! suite (`inputs.rs`) runs the same inputs through the binary; these pin the library's
 //! answer, the located error and the words of the message.
 
+use super::MODEL;
 use llmforge::model::{self, desc, hf};
 use llmforge::quality::law::{FitOptions, FitSpec, FittedLaw, LawForm, LawInputs};
 use llmforge::search::nsga2::{Settings, Truncation};
@@ -9,18 +10,14 @@ use llmforge::sim::{self, Engine, Workload};
 use llmforge::yaml::SourceFile;
 use std::path::Path;
 
-const MODEL: &str = "name: tiny
-d_model: 64
-vocab: 100
-tied_embeddings: true
-norm: rmsnorm
-positional: rope
-precision: fp16
-layers:
-  - repeat: 2
-    attention: {heads: 4, kv_groups: 2, head_dim: 16}
-    ffn: {kind: swiglu, width: 128}
-";
+/// The SmolLM2-135M config.json fixture.
+fn config() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/hf/smollm2-135m.json"
+    ))
+    .unwrap()
+}
 
 fn model_with(from: &str, to: &str) -> String {
     assert!(MODEL.contains(from));
@@ -64,11 +61,7 @@ fn repeat_one_billion_and_thirty_million_are_refused() {
 
 #[test]
 fn num_hidden_layers_one_billion_is_refused_at_its_key() {
-    let src = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/hf/smollm2-135m.json"
-    ))
-    .unwrap();
+    let src = config();
     let bad = src.replace("\"num_hidden_layers\": 30", "\"num_hidden_layers\": 1000000000");
     let e = hf::from_config_json(&bad, "config.json", "x").unwrap_err();
     assert_eq!(e.line(), 15, "{e}");
@@ -77,11 +70,7 @@ fn num_hidden_layers_one_billion_is_refused_at_its_key() {
 
 #[test]
 fn config_json_duplicate_keys_are_refused_at_the_second() {
-    let src = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/hf/smollm2-135m.json"
-    ))
-    .unwrap();
+    let src = config();
     let bad = src.replace(
         "\"hidden_size\": 576,",
         "\"hidden_size\": 576,\n  \"hidden_size\": 960,",
@@ -93,11 +82,7 @@ fn config_json_duplicate_keys_are_refused_at_the_second() {
 
 #[test]
 fn config_json_unknown_torch_dtype_is_refused() {
-    let src = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/hf/smollm2-135m.json"
-    ))
-    .unwrap();
+    let src = config();
     let bad = src.replace("\"bfloat16\"", "\"float7\"");
     let e = hf::from_config_json(&bad, "config.json", "x").unwrap_err();
     assert!(

@@ -324,25 +324,10 @@ mod never_panics {
             };
             let s = Surrogate::fit(&x, &y, "val_loss", &cfg).unwrap();
             let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
-            // JSON pointers of every number in the file
-            fn walk(v: &serde_json::Value, at: String, out: &mut Vec<serde_json::Value>) {
-                match v {
-                    serde_json::Value::Number(_) => out.push(at.into()),
-                    serde_json::Value::Array(a) => {
-                        for (i, e) in a.iter().enumerate() {
-                            walk(e, format!("{at}/{i}"), out);
-                        }
-                    }
-                    serde_json::Value::Object(o) => {
-                        for (k, e) in o {
-                            walk(e, format!("{at}/{k}"), out);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let mut pointers = Vec::new();
-            walk(&v, String::new(), &mut pointers);
+            let pointers = crate::hostile::number_pointers(&v)
+                .into_iter()
+                .map(serde_json::Value::from)
+                .collect();
             let rows = x[..20 * features::N_FEATURES].to_vec();
             (v, pointers, rows)
         })

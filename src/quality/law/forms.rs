@@ -433,7 +433,10 @@ impl Law {
                     // Both factors on a grid of d / sqrt(N) and r from 0.01 to 100 (real
                     // models: 0.03 for GPT-3 175B to 0.2 for a 100k-parameter toy).
                     let grid = (0..=40).map(|i| 0.01f64 * 10_000f64.powf(i as f64 / 40.0));
-                    if let Some(x) = grid.clone().find(|&x| !(c.width_factor(x, 1.0) > 0.0)) {
+                    if let Some(x) = grid
+                        .clone()
+                        .find(|&x| c.width_factor(x, 1.0).is_nan() || c.width_factor(x, 1.0) <= 0.0)
+                    {
                         out.push((
                             "a0".into(),
                             format!(
@@ -443,7 +446,10 @@ impl Law {
                         ));
                     }
                     if c.uses_ratio() {
-                        if let Some(r) = grid.clone().find(|&r| !(c.ratio_factor(r) > 0.0)) {
+                        if let Some(r) = grid
+                            .clone()
+                            .find(|&r| c.ratio_factor(r).is_nan() || c.ratio_factor(r) <= 0.0)
+                        {
                             out.push((
                                 "b0".into(),
                                 format!(
@@ -452,7 +458,7 @@ impl Law {
                                 ),
                             ));
                         }
-                    } else if !(c.b0 > 0.0) {
+                    } else if c.b0.is_nan() || c.b0 <= 0.0 {
                         out.push(("b0".into(), format!("is {}, expected a positive factor", c.b0)));
                     }
                 }
