@@ -357,13 +357,14 @@ pub fn load_loss_model(spec: &str, tokens_per_param: f64) -> Result<Box<dyn Loss
             return Ok(Box::new(s.map_err(|e| e.to_string())?));
         }
     }
-    let text = crate::input::read_text(path, "quality model", crate::limits::MAX_FITTED_BYTES).map_err(|e| {
-        let shipped: Vec<&str> = SHIPPED_SURROGATES.iter().map(|(n, _)| *n).collect();
-        format!(
-            "quality model `{spec}`: not `auto`, `chinchilla` or a shipped surrogate ({}), and {e}",
-            shipped.join(", ")
-        )
-    })?;
+    let text =
+        crate::input::read_text(path, "quality model", crate::limits::MAX_FITTED_BYTES).map_err(|e| {
+            let shipped: Vec<&str> = SHIPPED_SURROGATES.iter().map(|(n, _)| *n).collect();
+            format!(
+                "quality model `{spec}`: not `auto`, `chinchilla` or a shipped surrogate ({}), and {e}",
+                shipped.join(", ")
+            )
+        })?;
     let model: Box<dyn LossModel> = match surrogate::Surrogate::from_json(&text, spec) {
         Ok(s) => Box::new(s),
         // A file that says it is a surrogate gets the surrogate's error alone.
