@@ -17,6 +17,8 @@
 
 pub mod dsl;
 pub mod graph;
+pub mod input;
+pub mod limits;
 pub mod model;
 pub mod output;
 pub mod provenance;

@@ -93,7 +93,10 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => cli::calibrate::run(args),
     };
     if let Err(err) = &result {
-        eprintln!("{err:?}");
+        // Rendered whole, then written at once: the renderer writes piece by piece, and
+        // stderr is unbuffered.
+        let text = format!("{err:?}\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
     }
     // an interrupted run never exits 0, even when it wrote complete outputs for what it did
     match (llmforge::output::interrupt::received(), result) {

@@ -64,6 +64,9 @@ pub fn run(cmd: ModelCmd) -> miette::Result<()> {
             context,
             format,
         } => {
+            if let Some(m) = llmforge::limits::above("--context", context, llmforge::limits::MAX_CONTEXT) {
+                return Err(miette::miette!("{m}"));
+            }
             let m = model::load(&model)?;
             let p = accounting::params(&m);
             let r = ModelReport {

@@ -10,7 +10,7 @@ use llmforge::output::{Manifest, Outputs, Owned, Reuse, RunDir, Status, write_at
 use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::nsga2::{Nsga2, Problem, Settings, Truncation};
 use llmforge::search::problems::{Benchmark, BenchmarkProblem};
-use miette::IntoDiagnostic;
+use miette::{IntoDiagnostic, miette};
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
@@ -93,6 +93,7 @@ pub enum OutputFormat {
 }
 
 pub fn run(args: SearchArgs) -> miette::Result<()> {
+    check_sizes(&args)?;
     match &args.problem {
         Some(problem) => run_problem(problem.benchmark(), &args),
         None => super::search_arch::run_space(&args),
@@ -101,6 +102,22 @@ pub fn run(args: SearchArgs) -> miette::Result<()> {
 
 /// The files of a benchmark search's run directory.
 const OUTPUTS: &[Owned] = &[Owned::File("pareto.csv"), Owned::File("history.csv")];
+
+/// `--population`, `--offspring` and `--generations` within their limits, the error naming
+/// the flag (the engine checks the same limits on settings read back from a checkpoint).
+fn check_sizes(args: &SearchArgs) -> miette::Result<()> {
+    use llmforge::limits;
+    for (flag, v, max) in [
+        ("--population", args.population, limits::MAX_POPULATION),
+        ("--offspring", args.offspring, limits::MAX_OFFSPRING),
+        ("--generations", args.generations, limits::MAX_GENERATIONS),
+    ] {
+        if let Some(m) = v.and_then(|v| limits::above(&flag[2..], v as u64, max as u64)) {
+            return Err(miette!("{flag}: {m} (see {})", limits::DOC));
+        }
+    }
+    Ok(())
+}
 
 /// The benchmark reference point: 1.1 in every objective (the fronts lie in [0, 1]).
 const BENCHMARK_REFERENCE: f64 = 1.1;

@@ -56,13 +56,13 @@ pub struct ArchArgs {
     #[arg(long)]
     pub beta: Option<f64>,
     /// Prompt tokens [default: 256].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub prompt: Option<u64>,
     /// Generated tokens [default: 256].
-    #[arg(long = "gen")]
+    #[arg(long = "gen", allow_negative_numbers = true)]
     pub generate: Option<u64>,
     /// Batch size [default: 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub batch: Option<u64>,
     /// Cost engine [default: sim].
     #[arg(long, value_enum)]
@@ -227,6 +227,10 @@ fn fresh_record(args: &SearchArgs) -> miette::Result<ProblemRecord> {
         Some(list) => list.iter().map(|o| o.trim().to_string()).collect(),
         None => DEFAULT_OBJECTIVES.iter().map(|o| o.to_string()).collect(),
     };
+    let beta = a.beta.unwrap_or(DEFAULT_BETA);
+    if !(beta.is_finite() && beta >= 0.0) {
+        return Err(miette!("--beta {beta}: expected a finite optimism of at least 0"));
+    }
     Ok(ProblemRecord {
         space: described(space, true)?,
         substrate: described(substrate, false)?,
@@ -239,7 +243,7 @@ fn fresh_record(args: &SearchArgs) -> miette::Result<ProblemRecord> {
         constraints: a.constraints.clone(),
         quality: quality_source(a.quality.spec())?,
         tokens_per_param: a.quality.tokens_per_param(),
-        beta: a.beta.unwrap_or(DEFAULT_BETA),
+        beta,
     })
 }
 
@@ -673,6 +677,8 @@ pub fn run_space(args: &SearchArgs) -> miette::Result<()> {
                 "hypervolume": history.as_ref().and_then(|h| h.rows.last()).map(|r| r.hypervolume),
                 "loss_model": problem.loss.name(), "scored_by": tally.scored,
                 "out_of_domain": problem.loss.domain().map(|_| serde_json::json!({"total": tally.outside, "by": tally.outside_by})),
+                "feasibility": "meets every constraint and fits the substrate's memory (weights + KV cache at the workload)",
+                "memory_capacity_bytes": problem.substrate.memory_capacity().get(),
                 "front": rows,
             });
             println!("{}", serde_json::to_string_pretty(&j).into_diagnostic()?);

@@ -192,10 +192,7 @@ fn load_model(path: &Path) -> miette::Result<Surrogate> {
             return s.map_err(|e| miette!("{e}"));
         }
     }
-    let src = std::fs::read_to_string(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read {file}"))?;
-    Surrogate::from_json(&src, &file).map_err(|e| miette!("{e}"))
+    Surrogate::load(path).map_err(|e| miette!("{e}"))
 }
 
 fn metrics_table(title: &str, m: &Metrics) -> String {

@@ -29,11 +29,11 @@ pub struct SweepArgs {
     set: Vec<String>,
     #[command(flatten)]
     quality: super::QualityArgs,
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true)]
     prompt: u64,
-    #[arg(long = "gen", default_value_t = 16)]
+    #[arg(long = "gen", default_value_t = 16, allow_negative_numbers = true)]
     generate: u64,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     batch: u64,
     /// Budgets, e.g. `tpot<=20ms`, `weights+kv<=8GB`, `loss<=3.5` (repeatable).
     #[arg(long = "budget")]
@@ -211,7 +211,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         Axis::parse(s).ok_or_else(|| miette!("--region axis `{s}`: expected depth, width, kv_heads, ffn_ratio, experts, active_experts or weights"))
     };
     let region = (axis(&args.region[0])?, axis(&args.region[1])?);
-    let workload = Workload::new(args.prompt, args.generate, args.batch).into_diagnostic()?;
+    let workload = super::sim::workload(args.prompt, args.generate, args.batch)?;
     let spec = SweepSpec {
         grid: &g,
         substrate: &substrate,
@@ -285,7 +285,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
     let reference = match &args.reference {
         Some(r) => {
             let m = model::load(r)?;
-            let (metrics, _, _, _) = measure(&m, &spec);
+            let metrics = measure(&m, &spec).metrics;
             Some((m.name, metrics))
         }
         None => None,
@@ -334,6 +334,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         reference.as_ref(),
         wall,
         &range,
+        substrate.memory_capacity().get(),
     );
     write("summary.md", &summary)?;
     // The frontier's designs as model files (loadable by `sim`, linked from report.html).
@@ -365,7 +366,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
 
 fn header(budgets: &[Budget], both: bool) -> String {
     let mut h = String::from(
-        "index,depth,width,heads,kv_heads,head_dim,ffn,ffn_ratio,experts,active_experts,weights,params,active_params,weight_bytes,kv_bytes,ttft_s,tpot_s,latency_s,energy_per_token_j,loss,feasible,binding,loss_model,out_of_domain",
+        "index,depth,width,heads,kv_heads,head_dim,ffn,ffn_ratio,experts,active_experts,weights,params,active_params,weight_bytes,kv_bytes,ttft_s,tpot_s,latency_s,energy_per_token_j,loss,fits_memory,feasible,binding,loss_model,out_of_domain",
     );
     if both {
         h.push_str(",tpot_sim_s");
@@ -378,7 +379,7 @@ fn row_csv(r: &Row, budgets: &[Budget]) -> String {
     let p = &r.point;
     let m = &r.metrics;
     let mut s = format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6e},{:.6e},{:.6e},{:.6e},{:.6},{},{}",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6e},{:.6e},{:.6e},{:.6e},{:.6},{},{},{}",
         p.index,
         p.depth,
         p.width,
@@ -399,6 +400,7 @@ fn row_csv(r: &Row, budgets: &[Budget]) -> String {
         m.latency,
         m.energy,
         m.loss,
+        r.fits_memory,
         r.feasible,
         r.binding.map_or(String::new(), |k| budgets[k].text.clone())
     );
@@ -462,6 +464,7 @@ fn summary_md(
     reference: Option<&(String, Metrics)>,
     wall: f64,
     range: &std::ops::Range<u64>,
+    memory_bytes: f64,
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Sweep of `{grid}` on `{substrate}`\n");
@@ -479,12 +482,18 @@ fn summary_md(
     );
     let _ = writeln!(
         s,
-        "Grid indices {}..{}: {} candidates evaluated, {} skipped as invalid, {} feasible, in {:.2} s ({:.0}/s).{}\n",
+        "Grid indices {}..{}: {} candidates evaluated, {} skipped as invalid, {} feasible (fit the substrate's memory of {:.3} GB with their weights and KV cache at this workload{}), in {:.2} s ({:.0}/s).{}\n",
         range.start,
         range.end,
         o.evaluated,
         o.skipped,
         o.feasible,
+        memory_bytes / 1e9,
+        if budgets.is_empty() {
+            ""
+        } else {
+            ", and meet every budget"
+        },
         wall,
         (o.evaluated + o.skipped) as f64 / wall.max(1e-9),
         if o.interrupted {

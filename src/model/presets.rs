@@ -39,14 +39,20 @@ pub const PRESETS: &[(&str, &str)] = shipped!(
 /// Why a model could not be loaded.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LoadError {
-    #[error("cannot read model file `{path}`")]
-    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Input(crate::input::InputError),
     #[error("`{name}` is neither a model preset nor a file")]
     #[diagnostic(help("presets: {available}"))]
     UnknownPreset { name: String, available: String },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Invalid(#[from] DescErrors),
+}
+
+impl From<crate::input::InputError> for LoadError {
+    fn from(e: crate::input::InputError) -> LoadError {
+        LoadError::Input(e)
+    }
 }
 
 /// The names of all presets.
@@ -93,14 +99,14 @@ pub fn parse_text(src: &str, file: &str) -> Result<Model, LoadError> {
     Ok(super::desc::parse(src, file)?)
 }
 
-/// Loads a model from a preset name or a file path (a file that exists wins).
+/// Loads a model from a preset name or a file path (a file that exists wins; another
+/// existing path, such as a directory, is refused saying what it is unless it is also a
+/// preset's name).
 pub fn load(spec: &str) -> Result<Model, LoadError> {
     let path = Path::new(spec);
-    if path.is_file() {
-        let src = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-            path: spec.into(),
-            source,
-        })?;
+    let is_preset = PRESETS.iter().any(|(n, _)| n.eq_ignore_ascii_case(spec));
+    if path.is_file() || (crate::input::exists(spec) && !is_preset) {
+        let src = crate::input::read_text(path, "model", crate::limits::MAX_DESCRIPTION_BYTES)?;
         return parse_text(&src, spec);
     }
     let looks_like_path = spec.contains('/')
@@ -108,11 +114,8 @@ pub fn load(spec: &str) -> Result<Model, LoadError> {
         || path
             .extension()
             .is_some_and(|e| e == "yaml" || e == "json" || e == "yml");
-    if looks_like_path && PRESETS.iter().all(|(n, _)| *n != spec) {
-        return Err(LoadError::Io {
-            path: spec.into(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        });
+    if looks_like_path && !is_preset {
+        return Err(crate::input::InputError::NotFound { path: spec.into() }.into());
     }
     preset(spec)
 }

@@ -234,7 +234,8 @@ pub fn save_json<T: Serialize>(path: &Path, what: &'static str, value: &T) -> Re
 
 /// Reads a JSON document written by [`save_json`].
 pub fn load_json<T: DeserializeOwned>(path: &Path, what: &'static str) -> Result<T, OutputError> {
-    let text = fs::read_to_string(path).map_err(OutputError::io("read", path))?;
+    let text = crate::input::read_text(path, what, crate::limits::MAX_FITTED_BYTES)
+        .map_err(|e| OutputError::io("read", path)(std::io::Error::other(e.reason())))?;
     serde_json::from_str(&text).map_err(|error| OutputError::Decode {
         path: path.to_path_buf(),
         what,

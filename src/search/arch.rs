@@ -40,6 +40,11 @@ pub struct Measured {
     pub metrics: Metrics,
     pub loss_sigma: f64,
     pub simulated: bool,
+    /// How far weights plus the KV cache at the workload overshoot the substrate's memory
+    /// capacity, relative to it (0 when they fit, as the simulator's `fits_memory` says; also
+    /// 0 for a candidate screened out before simulation). Part of the constraint violation:
+    /// a design that does not fit the chip is infeasible.
+    pub memory_excess: f64,
 }
 
 impl ArchProblem {
@@ -60,7 +65,10 @@ impl ArchProblem {
             .constraints
             .iter()
             .any(|b| b.terms == [Metric::Loss] && b.violation(&m) > 0.0);
-        if loss_violated {
+        // A genome whose model passes the parameter limit is not simulated: it counts as a
+        // design a whole capacity over the chip's memory.
+        let too_large = model.size_error().is_some();
+        if loss_violated || too_large {
             m.ttft = SCREENED;
             m.tpot = SCREENED;
             m.latency = SCREENED;
@@ -70,6 +78,7 @@ impl ArchProblem {
                 metrics: m,
                 loss_sigma: p.sigma,
                 simulated: false,
+                memory_excess: if too_large { 1.0 } else { 0.0 },
             };
         }
         let s = sim::summary(&model, &self.substrate, self.workload, self.engine);
@@ -82,6 +91,7 @@ impl ArchProblem {
             metrics: m,
             loss_sigma: p.sigma,
             simulated: true,
+            memory_excess: s.memory_excess(),
         }
     }
 
@@ -97,8 +107,14 @@ impl ArchProblem {
         t
     }
 
+    /// The summed relative violation of the constraints (budgets) alone.
     pub fn violation(&self, m: &Metrics) -> f64 {
         self.constraints.iter().map(|b| b.violation(m)).sum()
+    }
+
+    /// The constraint violation the search ranks by: the budgets' plus the memory excess.
+    pub fn total_violation(&self, m: &Measured) -> f64 {
+        self.violation(&m.metrics) + m.memory_excess
     }
 }
 
@@ -140,7 +156,7 @@ impl Problem for ArchProblem {
         let m = self.measure(genome);
         Ok(Evaluation {
             objectives: self.objectives.iter().map(|o| m.metrics.get(*o)).collect(),
-            violation: self.violation(&m.metrics),
+            violation: self.total_violation(&m),
         })
     }
 }

@@ -153,6 +153,16 @@ impl Settings {
         if self.offspring == 0 {
             return bad("offspring", "must be at least 1".into());
         }
+        use crate::limits;
+        for (field, v, max) in [
+            ("population", self.population, limits::MAX_POPULATION),
+            ("offspring", self.offspring, limits::MAX_OFFSPRING),
+            ("generations", self.generations, limits::MAX_GENERATIONS),
+        ] {
+            if let Some(m) = limits::above(field, v as u64, max as u64) {
+                return bad(field, format!("{m} (see {})", limits::DOC));
+            }
+        }
         for (field, p) in [
             ("crossover_prob", self.crossover_prob),
             ("mutation_prob", self.mutation_prob),

@@ -13,6 +13,7 @@
 //! (on -> off 0.10, off -> on 0.20; a new layer copies a neighbour), layer rotation and
 //! mirroring (0.1 each), repair after each operator.
 
+use crate::limits;
 use crate::model::{
     self, Attention, Ffn, FfnKind, Layer, Model, Moe, NormKind, Positional, Precision, Precisions,
 };
@@ -153,6 +154,7 @@ pub(crate) fn candidates(
     errs: &mut Vec<DescError>,
     what: &str,
     e: &Expression,
+    max: u64,
 ) -> Vec<u64> {
     match e.eval_candidates::<u64>(file, &crate::dsl::no_names) {
         Ok(mut v) => {
@@ -165,6 +167,13 @@ pub(crate) fn candidates(
                     "here",
                     None,
                 ));
+                return vec![1];
+            }
+            if let Some(m) = v
+                .last()
+                .and_then(|&top| crate::limits::above(&format!("`{what}` candidate"), top, max))
+            {
+                errs.push(file.error(e.loc(), m, "here", Some(format!("see {}", crate::limits::DOC))));
                 return vec![1];
             }
             v
@@ -192,6 +201,11 @@ pub fn parse(src: &str, file_name: &str) -> Result<Space, DescErrors> {
     let raw: RawSpace = file.parse()?;
     let mut errs = Vec::new();
     let vocab = match raw.vocab.eval_as::<u64>(&file, &crate::dsl::no_names) {
+        Ok(v) if v > limits::MAX_VOCAB => {
+            let m = limits::above("`vocab`", v, limits::MAX_VOCAB).unwrap_or_default();
+            errs.push(file.error(raw.vocab.loc(), m, "here", None));
+            1
+        }
         Ok(v) if v > 0 => v,
         Ok(_) => {
             errs.push(file.error(raw.vocab.loc(), "`vocab` must be at least 1", "here", None));
@@ -239,15 +253,21 @@ pub fn parse(src: &str, file_name: &str) -> Result<Space, DescErrors> {
             None,
         ));
     }
-    let d_model = candidates(&file, &mut errs, "d_model", &raw.d_model);
-    let slots = candidates(&file, &mut errs, "slots", &raw.slots);
+    let d_model = candidates(&file, &mut errs, "d_model", &raw.d_model, limits::MAX_D_MODEL);
+    let slots = candidates(&file, &mut errs, "slots", &raw.slots, limits::MAX_SLOTS);
     let slots = if slots.len() == 1 {
         slots[0] as usize
     } else {
         errs.push(file.error(raw.slots.loc(), "`slots` must be one number", "here", None));
         1
     };
-    let active = candidates(&file, &mut errs, "active_layers", &raw.active_layers);
+    let active = candidates(
+        &file,
+        &mut errs,
+        "active_layers",
+        &raw.active_layers,
+        limits::MAX_LAYERS,
+    );
     let (min_active, max_active) = (active[0] as usize, *active.last().unwrap_or(&1) as usize);
     if max_active > slots {
         errs.push(file.error(
@@ -258,17 +278,23 @@ pub fn parse(src: &str, file_name: &str) -> Result<Space, DescErrors> {
         ));
     }
     let l = &raw.layer;
-    let heads = candidates(&file, &mut errs, "layer.heads", &l.heads);
-    let kv_groups = candidates(&file, &mut errs, "layer.kv_groups", &l.kv_groups);
-    let d_qk = candidates(&file, &mut errs, "layer.d_qk", &l.d_qk);
-    let d_v = candidates(&file, &mut errs, "layer.d_v", &l.d_v);
-    let ffn = candidates(&file, &mut errs, "layer.ffn", &l.ffn);
+    let heads = candidates(&file, &mut errs, "layer.heads", &l.heads, limits::MAX_HEADS);
+    let kv_groups = candidates(
+        &file,
+        &mut errs,
+        "layer.kv_groups",
+        &l.kv_groups,
+        limits::MAX_HEADS,
+    );
+    let d_qk = candidates(&file, &mut errs, "layer.d_qk", &l.d_qk, limits::MAX_HEAD_DIM);
+    let d_v = candidates(&file, &mut errs, "layer.d_v", &l.d_v, limits::MAX_HEAD_DIM);
+    let ffn = candidates(&file, &mut errs, "layer.ffn", &l.ffn, limits::MAX_FFN_WIDTH);
     let experts = match &l.experts {
-        Some(e) => candidates(&file, &mut errs, "layer.experts", e),
+        Some(e) => candidates(&file, &mut errs, "layer.experts", e, limits::MAX_EXPERTS),
         None => vec![1],
     };
     let active_experts = match &l.active_experts {
-        Some(e) => candidates(&file, &mut errs, "layer.active_experts", e),
+        Some(e) => candidates(&file, &mut errs, "layer.active_experts", e, limits::MAX_EXPERTS),
         None => vec![1],
     };
     if !kv_groups.contains(&1) {

@@ -470,7 +470,8 @@ pub fn engine_run(
     let tl = Timeline::new(rep, wl, clock);
     let (pre_off, dec_off) = (&tl.pre_off, &tl.dec_off);
     if let Some(sink) = sink {
-        tl.events(&mut |e| match e {
+        let steps = sink.decode_steps();
+        tl.events(steps, &mut |e| match e {
             RingEvent::Layer {
                 phase,
                 step,
@@ -879,7 +880,8 @@ impl<'a> Timeline<'a> {
     /// Every interval of the run: prompt token t's pass enters the pipeline at t x spacing
     /// (streamed layers run batched after it drains); decode step k starts at
     /// TTFT + (k-1) TPOT.
-    fn events(&self, f: &mut dyn FnMut(RingEvent)) {
+    /// Every event of the run; decode steps only those of `steps` (all when `None`).
+    fn events(&self, steps: Option<u64>, f: &mut dyn FnMut(RingEvent)) {
         let rep = self.rep;
         let p = self.wl.prompt();
         let spacing = rep.prefill_spacing_cycles.get();
@@ -946,7 +948,7 @@ impl<'a> Timeline<'a> {
             start: Seconds::ZERO,
             end: self.s(ttft),
         });
-        for k in 1..=self.wl.decode() {
+        for k in super::StepSample::new(self.wl.decode(), steps).iter() {
             let t0 = ttft + (k - 1) as f64 * step;
             for (i, l) in rep.layers.iter().enumerate() {
                 f(RingEvent::Layer {
@@ -983,7 +985,13 @@ impl<'a> Timeline<'a> {
 /// same `"X"` / `"M"` events, `ts`/`dur` in microseconds, as `trace::ChromeTrace`): one
 /// process per chip (pid = chip + 1) with its layers, one process `links` with a track per
 /// link, one process `passes` with the prefill and every decode step.
-pub fn chrome_trace(model: &Model, sub: &Substrate, w: super::Workload) -> (RunResult, String) {
+/// `steps`: the decode steps written (see [`super::StepSample`]; `None` for all).
+pub fn chrome_trace(
+    model: &Model,
+    sub: &Substrate,
+    w: super::Workload,
+    steps: Option<u64>,
+) -> (RunResult, String) {
     let result = engine_run(model, sub, w, true, None);
     let space = DesignSpace::of(sub);
     let wl = RingWorkload::new(w.prompt, w.generate, w.batch);
@@ -1028,7 +1036,7 @@ pub fn chrome_trace(model: &Model, sub: &Substrate, w: super::Workload) -> (RunR
                 (b - a).as_us()
             );
         };
-        Timeline::new(rep, wl, clock).events(&mut |e| match e {
+        Timeline::new(rep, wl, clock).events(steps, &mut |e| match e {
             RingEvent::Layer {
                 phase,
                 step,

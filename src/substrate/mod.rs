@@ -19,7 +19,7 @@ mod ring;
 pub mod schema;
 
 pub use cosearch::{CoSearch, DesignSpace, GridAxis};
-pub use raw::{Override, SHIPPED, load, load_str, names, parse_overrides};
+pub use raw::{Override, SHIPPED, check_efficiency, load, load_str, names, parse_overrides};
 
 use crate::model::ComputeClass;
 use crate::sim::ring::{RingDesign, RingOptions, RingSpec};

@@ -99,6 +99,22 @@ impl Library {
         }
     }
 
+    /// The case's model with its formats applied, one shared copy per (preset, formats):
+    /// a trace of a million rows of a few models holds a few models.
+    fn formatted(
+        &self,
+        c: &Case,
+        cache: &mut HashMap<(String, String), std::sync::Arc<Model>>,
+    ) -> Result<std::sync::Arc<Model>, Unmappable> {
+        let key = (c.preset.clone(), format!("{:?}", c.formats));
+        if let Some(m) = cache.get(&key) {
+            return Ok(m.clone());
+        }
+        let m = std::sync::Arc::new(predict::with_formats(self.model(c)?, c));
+        cache.insert(key, m.clone());
+        Ok(m)
+    }
+
     fn model(&self, c: &Case) -> Result<&Model, Unmappable> {
         match self.models.get(&c.preset) {
             Some(Ok(m)) => Ok(m),
@@ -323,10 +339,11 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
     let (cases, mut unmapped) = map_rows(traces, maps);
     lib.prepare(&cases.iter().map(|(_, c)| c).collect::<Vec<_>>());
     // Load problems make rows unmappable too.
-    let mut ready: Vec<(usize, &Case, Model)> = Vec::new();
+    let mut ready: Vec<(usize, &Case, std::sync::Arc<Model>)> = Vec::new();
+    let mut models = HashMap::new();
     for (i, c) in &cases {
-        match lib.model(c).and_then(|m| lib.substrate(c).map(|_| m)) {
-            Ok(m) => ready.push((*i, c, predict::with_formats(m, c))),
+        match lib.substrate(c).and_then(|_| lib.formatted(c, &mut models)) {
+            Ok(m) => ready.push((*i, c, m)),
             Err(u) => unmapped.push(unmapped_row(&traces.rows[*i], u)),
         }
     }
@@ -605,7 +622,7 @@ fn holdout_report(
 /// Points for fitting: the mapped rows with a timing metric that `keep` accepts.
 pub fn points_where<'a>(
     traces: &Traces,
-    ready: &'a [(usize, Case, Model)],
+    ready: &'a [Ready],
     lib: &'a Library,
     keep: impl Fn(&Case) -> bool,
 ) -> Vec<Point<'a>> {
@@ -616,7 +633,7 @@ pub fn points_where<'a>(
 /// rows included).
 pub fn points_of<'a>(
     traces: &Traces,
-    ready: &'a [(usize, Case, Model)],
+    ready: &'a [Ready],
     lib: &'a Library,
     keep: impl Fn(&Case) -> bool,
 ) -> Vec<Point<'a>> {
@@ -634,8 +651,9 @@ pub fn points_of<'a>(
         .collect()
 }
 
-/// A mapped case with its row index and its model (formats applied).
-pub type Ready = (usize, Case, Model);
+/// A mapped case with its row index and its model (formats applied, shared between the
+/// cases of one preset and formats).
+pub type Ready = (usize, Case, std::sync::Arc<Model>);
 
 /// Mapped cases with their models loaded (formats applied), for calibration; rows
 /// [`validate`] would exclude from statistics (source anomalies, beyond the ideal bound)
@@ -649,12 +667,12 @@ pub fn ready_cases(
     let (cases, _) = map_rows(traces, maps);
     lib.prepare(&cases.iter().map(|(_, c)| c).collect::<Vec<_>>());
     let lib: &Library = lib;
-    let loaded: Vec<(usize, Case, Model)> = cases
+    let mut models = HashMap::new();
+    let loaded: Vec<Ready> = cases
         .into_iter()
         .filter_map(|(i, c)| {
-            let m = lib.model(&c).ok()?;
             lib.substrate(&c).ok()?;
-            let m = predict::with_formats(m, &c);
+            let m = lib.formatted(&c, &mut models).ok()?;
             Some((i, c, m))
         })
         .collect();

@@ -110,7 +110,7 @@ fn chrome_trace_has_a_process_per_chip_and_a_track_per_link() {
     let sub = substrate::load("ring-edge", &[]).unwrap();
     let (p, d) = (6u64, 3u64);
     let w = Workload::new(p, d, 1).unwrap();
-    let (r, text) = ring_adapter::chrome_trace(&m, &sub, w);
+    let (r, text) = ring_adapter::chrome_trace(&m, &sub, w, None);
     assert_eq!(r, sim::run(&m, &sub, w, Engine::Sim));
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let events = doc["traceEvents"].as_array().unwrap();
