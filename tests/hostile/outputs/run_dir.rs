@@ -60,7 +60,7 @@ fn a_sweep_records_a_manifest_of_command_settings_inputs_and_version() {
         .map(|o| o.as_str().unwrap())
         .collect();
     assert_eq!(
-        outputs,
+        outputs[..5],
         [
             "candidates.csv",
             "frontier.csv",
@@ -68,6 +68,13 @@ fn a_sweep_records_a_manifest_of_command_settings_inputs_and_version() {
             "region.svg",
             "summary.md"
         ]
+    );
+    // then the frontier's model files, one per frontier row
+    assert!(outputs.len() > 5);
+    assert!(
+        outputs[5..]
+            .iter()
+            .all(|o| o.starts_with("models/frontier-") && o.ends_with(".yaml"))
     );
     for name in outputs {
         assert!(out.join(name).is_file(), "{name}");
