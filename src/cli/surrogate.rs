@@ -9,7 +9,7 @@ use llmforge::quality::surrogate::{
     self, FitConfig, Prediction, Resample, Surrogate, cross_validate, features, fold_assignment,
     metrics::Metrics, nested_cross_validate,
 };
-use miette::{IntoDiagnostic, WrapErr, miette};
+use miette::{IntoDiagnostic, miette};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@ use llmforge::model;
 use llmforge::output::{
     AtomicFile, Manifest, Outputs, Owned, Reuse, RunDir, Status, interrupt, write_atomic,
 };
-use llmforge::sim::{Engine, Workload};
+use llmforge::sim::Engine;
 use llmforge::sweep::budget::{Budget, Metric, Metrics};
 use llmforge::sweep::grid;
 use llmforge::sweep::run::{Axis, Outcome, Row, SweepSpec, measure, sweep};
