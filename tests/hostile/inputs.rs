@@ -891,7 +891,7 @@ fn checkpoint_cases() -> Vec<Case> {
             "checkpoint missing",
             "search --space smollm2-135m-seeded --substrate flat-edge --generations 1 --population 4 --offspring 4 --resume {dir}/none",
         )
-        .err(&["checkpoint.json"]),
+        .err(&["--resume", "no such directory"]),
     ]
 }
 
