@@ -511,13 +511,15 @@ impl DesignSpace {
 pub struct PointMetrics {
     pub ttft_s: f64,
     pub tpot_s: f64,
-    /// The paper's energy per processed token, (E_prefill + D E_step) / (P + D).
+    /// The paper's energy per processed token, (E_prefill + D E_step) / (P + D) (a ring under
+    /// the paper-era timing: one decode step's, as the release saved it).
     pub energy_per_token_j: f64,
     /// Request energy per generated token, (E_prefill + D E_step) / D.
     pub energy_per_generated_token_j: f64,
     /// Total silicon, when the substrate has an area model.
     pub area_m2: Option<f64>,
-    /// The larger of the prefill and decode average powers.
+    /// The larger of the prefill and decode average powers (a ring under the paper-era
+    /// timing: the decode power).
     pub power_w: f64,
 }
 
