@@ -10,6 +10,7 @@ mod chrome;
 mod envelope;
 pub mod plot;
 pub mod report;
+pub mod snapshot;
 pub mod table;
 
 pub use chrome::ChromeTrace;
