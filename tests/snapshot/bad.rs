@@ -117,6 +117,20 @@ fn bad_cases_files_get_located_errors() {
             13,
             "two cases are named `gpt2/gemmini/p256-g256-b1-int8/sim`",
         ),
+        (
+            "named defaults",
+            format!("defaults: {{name: x, prompt: 8}}\n{CASE}"),
+            1,
+            18,
+            "`defaults` take no name",
+        ),
+        (
+            "engine in a workload",
+            "matrix:\n  - models: gpt2\n    substrates: gemmini\n    workloads: [{engine: sim}]\n".into(),
+            4,
+            26,
+            "a workload takes no engine",
+        ),
         ("not a mapping", "- a\n- b\n".into(), 1, 1, ""),
         ("broken yaml", format!("{CASE}    prompt: [1\n"), 5, 13, ""),
     ];
