@@ -300,6 +300,19 @@ impl SourceFile {
         serde_saphyr::from_str::<T>(&self.text).map_err(|e| self.yaml_error(&e))
     }
 
+    /// As [`SourceFile::parse`], for a file llmforge records itself whose size follows the run
+    /// (a cost snapshot): serde-saphyr's budget of values raised to `nodes` (and of parser
+    /// events to 4x that); nesting depth, aliases and anchors keep their limits.
+    pub fn parse_recorded<T: DeserializeOwned>(&self, nodes: usize) -> Result<T, DescError> {
+        self.check_lines()?;
+        let mut budget = serde_saphyr::Budget::default();
+        budget.max_nodes = budget.max_nodes.max(nodes);
+        budget.max_events = budget.max_events.max(nodes.saturating_mul(4));
+        let mut options = serde_saphyr::Options::default();
+        options.budget = Some(budget);
+        serde_saphyr::from_str_with_options::<T>(&self.text, options).map_err(|e| self.yaml_error(&e))
+    }
+
     /// Refuses a line longer than [`limits::MAX_LINE_BYTES`], at its first byte past the limit.
     pub fn check_lines(&self) -> Result<(), DescError> {
         let mut start = 0;

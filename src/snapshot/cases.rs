@@ -24,7 +24,7 @@ use super::record::Inputs;
 use crate::dsl::{self, Dim};
 use crate::model::{self, Model, Precision, Precisions};
 use crate::provenance;
-use crate::sim::{Engine, Workload};
+use crate::sim::{Engine, SimError, Workload};
 use crate::substrate::{self, Override, Substrate};
 use crate::yaml::{DescError, DescErrors, Diagnostics, Entries, Expression, Loc, Located, SourceFile};
 use serde::Deserialize;
@@ -39,8 +39,8 @@ use std::sync::Arc;
 pub const DEFAULT_DIGITS: u32 = 4;
 /// Op names listed per phase unless the cases file says `top_ops:`.
 pub const DEFAULT_TOP_OPS: usize = 3;
-/// The most cases one file may expand to.
-pub const MAX_CASES: usize = 100_000;
+/// The most cases one file may expand to ([`crate::limits::MAX_SNAPSHOT_CASES`]).
+pub const MAX_CASES: usize = crate::limits::MAX_SNAPSHOT_CASES;
 /// The workload a case runs unless told otherwise: `llmforge sim`'s defaults.
 const DEFAULT_PROMPT: u64 = 256;
 const DEFAULT_GEN: u64 = 256;
@@ -662,6 +662,41 @@ fn validate(file: &SourceFile, base: &Path) -> Result<Cases, DescErrors> {
     })
 }
 
+/// A case's workload (`llmforge sim`'s defaults for what it leaves out), or `None` when it
+/// is zero or past a limit (reported at the field, else at the case).
+fn workload(d: &mut Diagnostics, f: &Fields, case: Loc) -> Option<Workload> {
+    let value = |v: Option<&Located<u64>>, default: u64| v.map_or(default, |l| l.value);
+    let (prompt, generate, batch) = (
+        value(f.prompt, DEFAULT_PROMPT),
+        value(f.generate, DEFAULT_GEN),
+        value(f.batch, DEFAULT_BATCH),
+    );
+    let e = match Workload::new(prompt, generate, batch) {
+        Ok(w) => return Some(w),
+        Err(e) => e,
+    };
+    let field = match &e {
+        SimError::Zero { field } | SimError::Limit { field, .. } => *field,
+        SimError::UnknownEngine(_) => "",
+    };
+    let at = match field {
+        "prompt" => f.prompt,
+        "generate" => f.generate,
+        "batch" => f.batch,
+        // the context: prompt + gen
+        _ => f.generate.or(f.prompt),
+    };
+    let message = match e {
+        SimError::Zero { field } => {
+            let key = if field == "generate" { "gen" } else { field };
+            format!("`{key}` must be at least 1, got 0")
+        }
+        other => other.to_string(),
+    };
+    d.error(at.map_or(case, |l| l.loc), message, "here", None);
+    None
+}
+
 fn engine(d: &mut Diagnostics, e: &Located<String>) -> Option<Engine> {
     match e.value.parse::<Engine>() {
         Ok(e) => Some(e),
@@ -879,23 +914,7 @@ fn example_of(unit: &str) -> &'static str {
 impl Loader<'_> {
     fn case(&mut self, d: &mut Diagnostics, dr: Draft) -> Option<Case> {
         let f = &dr.fields;
-        let count = |d: &mut Diagnostics, v: Option<&Located<u64>>, key: &str| -> Option<u64> {
-            match v {
-                Some(l) if l.value == 0 => {
-                    d.error(l.loc, format!("`{key}` must be at least 1, got 0"), "here", None);
-                    None
-                }
-                Some(l) => Some(l.value),
-                None => Some(match key {
-                    "prompt" => DEFAULT_PROMPT,
-                    "gen" => DEFAULT_GEN,
-                    _ => DEFAULT_BATCH,
-                }),
-            }
-        };
-        let prompt = count(d, f.prompt, "prompt");
-        let generate = count(d, f.generate, "gen");
-        let batch = count(d, f.batch, "batch");
+        let workload = workload(d, f, dr.at);
         let precision = f.precision.map(|p| precision(d, p));
         // later entries of `set` win (a case's over its workload's over the defaults)
         let mut set: Vec<(&Located<String>, &Expression)> = Vec::new();
@@ -905,9 +924,7 @@ impl Loader<'_> {
         }
         let model = self.model(d, &dr.model);
         let substrate = self.substrate(d, &dr.substrate, &set);
-        let (Some(prompt), Some(generate), Some(batch), Some(model), Some(substrate)) =
-            (prompt, generate, batch, model, substrate)
-        else {
+        let (Some(workload), Some(model), Some(substrate)) = (workload, model, substrate) else {
             return None;
         };
         let model = match precision {
@@ -915,7 +932,6 @@ impl Loader<'_> {
             Some(None) => return None,
             None => model,
         };
-        let workload = Workload::new(prompt, generate, batch).ok()?;
         Some(Case {
             name: dr.name,
             model_spec: dr.model.value.clone(),

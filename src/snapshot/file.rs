@@ -2,7 +2,8 @@
 
 use super::SnapshotError;
 use super::record::{FORMAT, Inputs, PrecisionNames, Record, Snapshot, TopOp, TopOps};
-use crate::yaml::{Located, SourceFile};
+use crate::limits;
+use crate::yaml::{DescError, Located, SourceFile};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -78,16 +79,19 @@ struct RawTopOp {
 }
 
 impl Snapshot {
-    /// Reads a snapshot file written by `llmforge snapshot record`.
+    /// Reads a snapshot file written by `llmforge snapshot record` (at most
+    /// [`limits::MAX_SNAPSHOT_BYTES`]).
     pub fn read(path: &Path) -> Result<Snapshot, SnapshotError> {
-        let file = SourceFile::read(path).map_err(|e| SnapshotError::Snapshot(e.into()))?;
-        Snapshot::parse(&file)
+        let name = path.display().to_string();
+        let text = crate::input::read_text(path, "snapshot", limits::MAX_SNAPSHOT_BYTES)
+            .map_err(|e| SnapshotError::Snapshot(DescError::io(&name, &e).into()))?;
+        Snapshot::parse(&SourceFile::new(name, text))
     }
 
     /// Parses the text of a snapshot file.
     pub fn parse(file: &SourceFile) -> Result<Snapshot, SnapshotError> {
-        let fail = |e: crate::yaml::DescError| SnapshotError::Snapshot(e.into());
-        let raw: RawSnapshot = file.parse().map_err(fail)?;
+        let fail = |e: DescError| SnapshotError::Snapshot(e.into());
+        let raw: RawSnapshot = file.parse_recorded(limits::MAX_SNAPSHOT_VALUES).map_err(fail)?;
         if raw.format.value != u64::from(FORMAT) {
             return Err(fail(file.error(
                 raw.format.loc,

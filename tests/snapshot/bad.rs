@@ -19,7 +19,7 @@ const CASE: &str = "cases:\n  - name: a\n    model: gpt2\n    substrate: gemmini
 fn bad_cases_files_get_located_errors() {
     let tol = |t: &str| format!("tolerances:\n  {t}\n{CASE}");
     let table: Vec<(&str, String, usize, usize, &str)> = vec![
-        ("wrong type", format!("{CASE}    prompt: lots\n"), 5, 13, "u64"),
+        ("wrong type", format!("{CASE}    prompt: lots\n"), 5, 13, "whole number"),
         ("negative", format!("{CASE}    gen: -3\n"), 5, 10, ""),
         ("unknown key", format!("{CASE}    promt: 3\n"), 5, 5, "unknown field `promt`"),
         ("unknown top key", format!("{CASE}matrx: []\n"), 5, 1, "unknown field `matrx`"),
@@ -57,6 +57,14 @@ fn bad_cases_files_get_located_errors() {
         ("no cases", "digits: 4\n".into(), 1, 1, "defines no cases"),
         ("empty cases", "cases: []\n".into(), 1, 8, "defines no cases"),
         ("zero prompt", format!("{CASE}    prompt: 0\n"), 5, 13, "at least 1"),
+        ("batch past its limit", format!("{CASE}    batch: 100000\n"), 5, 12, "65,536"),
+        (
+            "context past its limit",
+            format!("{CASE}    prompt: 16777000\n    gen: 1000\n"),
+            6,
+            10,
+            "context",
+        ),
         ("unknown engine", format!("{CASE}    engine: cycle\n"), 5, 13, "unknown engine `cycle`"),
         ("bad precision", format!("{CASE}    precision: int7\n"), 5, 16, "unknown precision `int7`"),
         (

@@ -322,6 +322,19 @@ fn records_are_byte_identical_across_runs_and_thread_counts() {
     assert_eq!(String::from_utf8(outs[0].clone()).unwrap(), one);
 }
 
+/// A snapshot far past serde-saphyr's default budget of 250,000 values (6,000 cases, about
+/// 290,000 values) reads back equal.
+#[test]
+fn large_snapshots_read_back() {
+    let cases = Cases::load(&fixtures().join("small.cases.yaml")).unwrap();
+    let mut snap = snapshot::record(&cases);
+    let one = snap.cases.values().next().unwrap().clone();
+    snap.cases = (0..6000).map(|i| (format!("case-{i:05}"), one.clone())).collect();
+    let text = trace::snapshot::yaml(&snap);
+    let back = Snapshot::parse(&llmforge::yaml::SourceFile::new("big.yaml", text)).unwrap();
+    assert_eq!(back, snap);
+}
+
 /// The project's own whole-model cost snapshot: every shipped model on every shipped
 /// substrate, P = D = 256, batch 1, both engines, compared exactly (at 4 significant digits)
 /// through the code path of `llmforge snapshot check`. After a reviewed cost change:
