@@ -6,6 +6,7 @@ use llmforge::sim::ring::{ChipSizing, RingTiming, RingWorkload};
 use llmforge::sim::ring_adapter;
 use llmforge::substrate::cosearch::{PointStatus, objective_name};
 use llmforge::substrate::{self, DesignSpace, Kind, Substrate};
+use llmforge::trace::{JsonMeta, PrecisionMeta, json_document};
 use miette::IntoDiagnostic;
 
 #[derive(Subcommand)]
@@ -142,7 +143,8 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                         "table": r.table,
                         "chosen": r.report,
                     });
-                    println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?);
+                    let meta = JsonMeta::cost("ring", Some(PrecisionMeta::Run(m.precision)));
+                    print!("{}", json_document(&meta, &out).into_diagnostic()?);
                 }
                 Format::Table => print_cosearch(&m.name, &space, &r),
             }
@@ -171,7 +173,7 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                         "vector_peak_flops": s.vector_peak().get(),
                         "derived": derived,
                     });
-                    println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?);
+                    print!("{}", json_document(&JsonMeta::default(), &out).into_diagnostic()?);
                 }
                 Format::Table => {
                     println!("{} ({}): {}", s.name, s.kind_name(), s.description);

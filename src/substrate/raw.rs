@@ -1012,7 +1012,12 @@ fn systolic(ctx: &Ctx, raw: &RawSystolic) -> Option<Substrate> {
 
 /// Loads a substrate from text, applying overrides, reporting every problem.
 pub fn load_str(src: &str, file: &str, overrides: &[Override]) -> Result<Substrate, DescErrors> {
-    load_file(&SourceFile::new(file, src), overrides, false)
+    load_source(&SourceFile::new(file, src), overrides)
+}
+
+/// Loads a substrate from a file already read ([`source`]), applying overrides.
+pub fn load_source(file: &SourceFile, overrides: &[Override]) -> Result<Substrate, DescErrors> {
+    load_file(file, overrides, false)
 }
 
 /// Loads `file`; with `point`, as one co-search point (the `cosearch` section and any
@@ -1074,7 +1079,7 @@ pub fn load(spec: &str, overrides: &[Override]) -> Result<Substrate, DescErrors>
     load_file(&source(spec)?, overrides, false)
 }
 
-/// The text of a shipped substrate (by name) or of a substrate file (by path).
-pub(super) fn source(spec: &str) -> Result<SourceFile, DescErrors> {
+/// The text of a shipped substrate (by name) or of a substrate file (by path; a file wins).
+pub fn source(spec: &str) -> Result<SourceFile, DescErrors> {
     Ok(shipped_or_file(spec, SHIPPED, "substrates", "substrate")?)
 }
