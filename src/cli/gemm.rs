@@ -4,6 +4,7 @@ use clap::{Args, ValueEnum};
 use llmforge::sim::cost;
 use llmforge::sim::systolic::{ActionEnergies, Dataflow};
 use llmforge::substrate::Kind;
+use llmforge::trace::{JsonMeta, PrecisionMeta, json_document};
 use llmforge::units::fmt_si;
 use miette::IntoDiagnostic;
 use serde::Serialize;
@@ -73,7 +74,29 @@ struct Out<'a> {
     energy_j: f64,
 }
 
+/// GEMM dimensions up to 2^24 each, batches up to 2^16 (`dsl/README.md`, Limits).
+const MAX_GEMM_DIM: u64 = 1 << 24;
+
 pub fn run(args: GemmArgs) -> miette::Result<()> {
+    for (flag, v, max) in [
+        ("--m", args.m, MAX_GEMM_DIM),
+        ("--n", args.n, MAX_GEMM_DIM),
+        ("--k", args.k, MAX_GEMM_DIM),
+        ("--batch", args.batch, llmforge::limits::MAX_BATCH),
+    ] {
+        if v == 0 {
+            miette::bail!("{flag} must be at least 1");
+        }
+        if let Some(m) = llmforge::limits::above(&flag[2..], v, max) {
+            miette::bail!("{flag}: {m}");
+        }
+    }
+    if !(args.word_bytes.is_finite() && args.word_bytes > 0.0 && args.word_bytes <= 64.0) {
+        miette::bail!(
+            "--word-bytes {}: expected bytes per element in (0, 64]",
+            args.word_bytes
+        );
+    }
     let s = super::substrate::load(&args.substrate, &args.set)?;
     let Kind::Systolic(sys) = &s.kind else {
         miette::bail!(
@@ -123,7 +146,11 @@ pub fn run(args: GemmArgs) -> miette::Result<()> {
         energy_j: g.energy(&energies, sys.clock).get(),
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?),
+        Format::Json => {
+            let bits = llmforge::model::Precision::Bits(args.word_bytes * 8.0);
+            let meta = JsonMeta::cost("systolic", Some(PrecisionMeta::Operands(bits)));
+            print!("{}", json_document(&meta, &out).into_diagnostic()?);
+        }
         Format::Table => {
             println!(
                 "GEMM {}x{}x{} (batch {}) on {} ({}x{}, {}, {} mode)",

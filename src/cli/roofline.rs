@@ -2,6 +2,7 @@
 
 use clap::Args;
 use llmforge::model::ComputeClass;
+use llmforge::output::{Outputs, write_atomic};
 use llmforge::sim;
 use llmforge::substrate::Kind;
 use llmforge::trace::plot::{Ceiling, RooflinePlot, si};
@@ -24,6 +25,11 @@ pub struct RooflineArgs {
 }
 
 pub fn run(args: RooflineArgs) -> miette::Result<()> {
+    args.run
+        .inputs(&mut Outputs::new())
+        .file("--plot", args.plot.as_deref())
+        .check()
+        .into_diagnostic()?;
     let (m, s, w) = args.run.load()?;
     let engine: sim::Engine = args.engine.into();
     let r = sim::run(&m, &s, w, engine);
@@ -112,7 +118,7 @@ pub fn run(args: RooflineArgs) -> miette::Result<()> {
             points: &points,
         };
         let svg = trace::roofline_svg(&plot).into_diagnostic()?;
-        trace::write_atomic(path, svg.as_bytes()).into_diagnostic()?;
+        write_atomic(path, svg.as_bytes()).into_diagnostic()?;
         println!("  plot: {}", path.display());
     }
     Ok(())

@@ -51,6 +51,11 @@ pub fn header(problem: &ArchProblem, tally: &LossTally, run: &str) -> String {
         "workload: prompt {}, generate {}, batch {}; loss = mu - {} sigma (nats)",
         w.prompt, w.generate, w.batch, problem.beta
     );
+    let _ = writeln!(
+        s,
+        "feasible = meets every --constraint and fits the substrate's memory ({:.3} GB for weights and the KV cache at this workload); violation adds the relative excess of each",
+        problem.substrate.memory_capacity().get() / 1e9
+    );
     s
 }
 

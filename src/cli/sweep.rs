@@ -2,8 +2,10 @@
 
 use clap::{Args, ValueEnum};
 use llmforge::model;
-use llmforge::search::persist::write_atomic;
-use llmforge::sim::{Engine, Workload};
+use llmforge::output::{
+    AtomicFile, Manifest, Outputs, Owned, Reuse, RunDir, Status, interrupt, write_atomic,
+};
+use llmforge::sim::Engine;
 use llmforge::sweep::budget::{Budget, Metric, Metrics};
 use llmforge::sweep::grid;
 use llmforge::sweep::run::{Axis, Outcome, Row, SweepSpec, measure, sweep};
@@ -11,10 +13,8 @@ use llmforge::trace;
 use llmforge::trace::plot::{FrontierPlot, Limit, RegionCell, RegionPlot};
 use miette::{IntoDiagnostic, WrapErr, miette};
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write as _};
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -29,11 +29,11 @@ pub struct SweepArgs {
     set: Vec<String>,
     #[command(flatten)]
     quality: super::QualityArgs,
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true)]
     prompt: u64,
-    #[arg(long = "gen", default_value_t = 16)]
+    #[arg(long = "gen", default_value_t = 16, allow_negative_numbers = true)]
     generate: u64,
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     batch: u64,
     /// Budgets, e.g. `tpot<=20ms`, `weights+kv<=8GB`, `loss<=3.5` (repeatable).
     #[arg(long = "budget")]
@@ -59,11 +59,16 @@ pub struct SweepArgs {
     /// Evaluate only shard i of N (`--shard 3/8`): a contiguous index range, for job arrays.
     #[arg(long)]
     shard: Option<String>,
+    /// Run directory for the results (created if missing; files written atomically, with a
+    /// manifest.json). A directory holding an earlier run's results is refused unless --force.
     #[arg(long)]
     out: PathBuf,
     /// Also write report.html into the output directory (`llmforge report DIR` does the same).
     #[arg(long)]
     report: bool,
+    /// Replace the results of an earlier run in --out (they are removed first).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,7 +85,58 @@ enum Rows {
     None,
 }
 
-const CHUNK: u64 = 16_384;
+/// Candidates evaluated (in parallel) between two writes of candidates.csv: at most 16,384,
+/// and at most 1/64 of the range (but at least 1,024), so that an interrupt or a write error
+/// is acted on within about 1.5% of a small sweep's run. Results do not depend on it.
+fn chunk_size(total: u64) -> u64 {
+    (total / 64).clamp(1_024, 16_384)
+}
+
+/// The files of a sweep's run directory.
+const OUTPUTS: &[Owned] = &[
+    Owned::File("candidates.csv"),
+    Owned::File("frontier.csv"),
+    Owned::File("frontier.svg"),
+    Owned::File("region.svg"),
+    Owned::File("summary.md"),
+    Owned::File("report.html"),
+    Owned::Pattern {
+        folder: "models",
+        prefix: "frontier-",
+        suffix: ".yaml",
+    },
+];
+const FRONTIER_MODELS: Owned = OUTPUTS[6];
+
+/// The sweep's settings after defaults, for the manifest.
+fn settings(args: &SweepArgs) -> serde_json::Value {
+    serde_json::json!({
+        "grid": args.grid,
+        "substrate": args.substrate,
+        "set": args.set,
+        "quality": args.quality.spec(),
+        "tokens_per_param": args.quality.tokens_per_param(),
+        "prompt": args.prompt,
+        "gen": args.generate,
+        "batch": args.batch,
+        "budgets": args.budgets,
+        "precision": args.precision,
+        "engine": match args.engine {
+            EngineChoice::Roofline => "roofline",
+            EngineChoice::Sim => "sim",
+            EngineChoice::Both => "both",
+        },
+        "x": args.x,
+        "region": args.region,
+        "reference": args.reference,
+        "candidates": match args.candidates {
+            Rows::All => "all",
+            Rows::Feasible => "feasible",
+            Rows::None => "none",
+        },
+        "shard": args.shard,
+    })
+}
 
 fn shard(spec: &Option<String>, len: u64) -> miette::Result<std::ops::Range<u64>> {
     let Some(s) = spec else { return Ok(0..len) };
@@ -98,6 +154,29 @@ fn shard(spec: &Option<String>, len: u64) -> miette::Result<std::ops::Range<u64>
 }
 
 pub fn run(args: SweepArgs) -> miette::Result<()> {
+    let mut plan = Outputs::new();
+    super::register_description(
+        &mut plan,
+        "--grid",
+        &args.grid,
+        grid::SHIPPED,
+        "dsl/grids",
+        "grid",
+    )?;
+    super::register_description(
+        &mut plan,
+        "--substrate",
+        &args.substrate,
+        llmforge::substrate::SHIPPED,
+        "substrates",
+        "substrate",
+    )?;
+    plan.input("--quality", args.quality.spec())
+        .inputs("--reference", &args.reference)
+        .dir("--out", &args.out, OUTPUTS)
+        .check()
+        .into_diagnostic()?;
+    let reuse = if args.force { Reuse::Force } else { Reuse::Fresh };
     let mut g = grid::load(&args.grid)?;
     if !args.precision.is_empty() {
         let keep: Vec<model::Precision> = args
@@ -114,13 +193,6 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         }
     }
     let substrate = super::substrate::load(&args.substrate, &args.set)?;
-    super::sim::check_formats(
-        &format!("grid `{}`", g.name),
-        &substrate,
-        &g.weights,
-        g.activations,
-        g.kv_cache,
-    )?;
     let loss = args.quality.load()?;
     let budgets: Vec<Budget> = args
         .budgets
@@ -139,7 +211,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         Axis::parse(s).ok_or_else(|| miette!("--region axis `{s}`: expected depth, width, kv_heads, ffn_ratio, experts, active_experts or weights"))
     };
     let region = (axis(&args.region[0])?, axis(&args.region[1])?);
-    let workload = Workload::new(args.prompt, args.generate, args.batch).into_diagnostic()?;
+    let workload = super::sim::workload(args.prompt, args.generate, args.batch)?;
     let spec = SweepSpec {
         grid: &g,
         substrate: &substrate,
@@ -156,34 +228,46 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         region,
     };
     let range = shard(&args.shard, g.len())?;
-    std::fs::create_dir_all(&args.out)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot create {}", args.out.display()))?;
+    // after the flags, so a bad flag is named first
+    super::sim::check_formats(
+        &format!("grid `{}`", g.name),
+        &substrate,
+        &g.weights,
+        g.activations,
+        g.kv_cache,
+    )?;
+    // from here on, SIGINT / SIGTERM stop the sweep after the chunk in flight
+    let cooperation = interrupt::cooperate();
+    let run = RunDir::open("--out", &args.out, reuse, OUTPUTS).into_diagnostic()?;
+    let mut manifest = Manifest::new(settings(&args), plan.records().into_diagnostic()?);
+    run.write_manifest(&manifest).into_diagnostic()?;
 
     // candidates.csv is streamed to a temporary file and renamed when complete (also after an
-    // interruption: it then holds every candidate evaluated so far).
-    let tmp = args.out.join(".candidates.csv.tmp");
-    let mut csv = BufWriter::new(File::create(&tmp).into_diagnostic()?);
+    // interruption: it then holds every candidate evaluated so far). A write error (a full
+    // disk) stops the sweep after the chunk in flight.
+    let mut csv = AtomicFile::create(&run.join("candidates.csv")).into_diagnostic()?;
     writeln!(csv, "{}", header(&budgets, spec.both_engines)).into_diagnostic()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // a second handler (in tests running several sweeps) is not an error worth failing on
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed));
-    }
+    let halt = AtomicBool::new(cooperation.stopping());
     let progress = std::io::stderr().is_terminal();
     let started = Instant::now();
     let total = range.end - range.start;
     let mut write_error = None;
     let mut done = 0u64;
-    let outcome = sweep(&spec, range.clone(), CHUNK, &stop, |rows, _| {
-        done += CHUNK.min(total - done);
+    let chunk = chunk_size(total);
+    let outcome = sweep(&spec, range.clone(), chunk, &halt, |rows, _| {
+        done += chunk.min(total - done);
         for r in rows {
+            if write_error.is_some() {
+                break;
+            }
             if args.candidates == Rows::All || (args.candidates == Rows::Feasible && r.feasible) {
                 if let Err(e) = writeln!(csv, "{}", row_csv(r, &budgets)) {
-                    write_error.get_or_insert(e);
+                    write_error = Some(e);
                 }
             }
+        }
+        if write_error.is_some() || cooperation.stopping() {
+            halt.store(true, Ordering::Relaxed);
         }
         if progress {
             let el = started.elapsed().as_secs_f64();
@@ -198,37 +282,38 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         eprintln!();
     }
     if let Some(e) = write_error {
-        return Err(e).into_diagnostic();
+        return Err(e)
+            .into_diagnostic()
+            .wrap_err(format!("sweep stopped after {done} of {total} candidates"));
     }
-    csv.flush().into_diagnostic()?;
-    drop(csv);
-    std::fs::rename(&tmp, args.out.join("candidates.csv")).into_diagnostic()?;
+    csv.commit().into_diagnostic()?;
+    manifest.outputs.push("candidates.csv".into());
     let wall = started.elapsed().as_secs_f64();
 
     let reference = match &args.reference {
         Some(r) => {
             let m = model::load(r)?;
-            let (metrics, _, _, _) = measure(&m, &spec);
+            let metrics = measure(&m, &spec).metrics;
             Some((m.name, metrics))
         }
         None => None,
     };
-    write_atomic(
-        &args.out.join("frontier.csv"),
-        frontier_csv(&outcome, &budgets).as_bytes(),
-    )
-    .into_diagnostic()?;
+    let mut write = |name: &str, text: &str| {
+        write_atomic(&run.join(name), text.as_bytes()).into_diagnostic()?;
+        manifest.outputs.push(name.to_string());
+        Ok::<(), miette::Report>(())
+    };
+    write("frontier.csv", &frontier_csv(&outcome, &budgets))?;
     let frontier_title = format!(
         "Loss frontier: {} on {} (loss vs {})",
         g.name,
         substrate.name,
         x.name()
     );
-    write_atomic(
-        &args.out.join("frontier.svg"),
-        frontier_svg(&outcome, &frontier_title, x, &budgets, reference.as_ref())?.as_bytes(),
-    )
-    .into_diagnostic()?;
+    write(
+        "frontier.svg",
+        &frontier_svg(&outcome, &frontier_title, x, &budgets, reference.as_ref())?,
+    )?;
     let region_title = format!(
         "Feasible region: {} on {}, best loss per ({}, {})",
         g.name,
@@ -236,11 +321,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         region.0.name(),
         region.1.name()
     );
-    write_atomic(
-        &args.out.join("region.svg"),
-        region_svg(&outcome, &region_title, region)?.as_bytes(),
-    )
-    .into_diagnostic()?;
+    write("region.svg", &region_svg(&outcome, &region_title, region)?)?;
     let summary = summary_md(
         &args,
         &g.name,
@@ -261,29 +342,39 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         reference.as_ref(),
         wall,
         &range,
+        substrate.memory_capacity().get(),
     );
-    write_atomic(&args.out.join("summary.md"), summary.as_bytes()).into_diagnostic()?;
+    write("summary.md", &summary)?;
     // The frontier's designs as model files (loadable by `sim`, linked from report.html).
-    std::fs::create_dir_all(args.out.join("models")).into_diagnostic()?;
+    run.clear(&FRONTIER_MODELS).into_diagnostic()?;
+    run.create_folder("models").into_diagnostic()?;
     for (index, row) in &outcome.frontier_rows {
         let m = g.model(&row.point);
-        write_atomic(
-            &args.out.join("models").join(format!("frontier-{index}.yaml")),
-            model::desc::to_yaml(&m).as_bytes(),
-        )
-        .into_diagnostic()?;
+        write(
+            &format!("models/frontier-{index}.yaml"),
+            &model::desc::to_yaml(&m),
+        )?;
     }
+    if args.report {
+        super::report::write(run.path())?;
+        manifest.outputs.push("report.html".into());
+    }
+    manifest.status = if outcome.interrupted {
+        Status::Interrupted
+    } else {
+        Status::Complete
+    };
+    run.write_manifest(&manifest).into_diagnostic()?;
     print!("{summary}");
     if args.report {
-        let path = super::report::write(&args.out)?;
-        println!("report: {}", path.display());
+        println!("report: {}", args.out.join("report.html").display());
     }
     Ok(())
 }
 
 fn header(budgets: &[Budget], both: bool) -> String {
     let mut h = String::from(
-        "index,depth,width,heads,kv_heads,head_dim,ffn,ffn_ratio,experts,active_experts,weights,params,active_params,weight_bytes,kv_bytes,ttft_s,tpot_s,latency_s,energy_per_token_j,loss,feasible,binding,loss_model,out_of_domain",
+        "index,depth,width,heads,kv_heads,head_dim,ffn,ffn_ratio,experts,active_experts,weights,params,active_params,weight_bytes,kv_bytes,ttft_s,tpot_s,latency_s,energy_per_token_j,loss,fits_memory,feasible,binding,loss_model,out_of_domain",
     );
     if both {
         h.push_str(",tpot_sim_s");
@@ -296,7 +387,7 @@ fn row_csv(r: &Row, budgets: &[Budget]) -> String {
     let p = &r.point;
     let m = &r.metrics;
     let mut s = format!(
-        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6e},{:.6e},{:.6e},{:.6e},{:.6},{},{}",
+        "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6e},{:.6e},{:.6e},{:.6e},{:.6},{},{},{}",
         p.index,
         p.depth,
         p.width,
@@ -317,6 +408,7 @@ fn row_csv(r: &Row, budgets: &[Budget]) -> String {
         m.latency,
         m.energy,
         m.loss,
+        r.fits_memory,
         r.feasible,
         r.binding.map_or(String::new(), |k| budgets[k].text.clone())
     );
@@ -380,6 +472,7 @@ fn summary_md(
     reference: Option<&(String, Metrics)>,
     wall: f64,
     range: &std::ops::Range<u64>,
+    memory_bytes: f64,
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Sweep of `{grid}` on `{substrate}`\n");
@@ -397,12 +490,18 @@ fn summary_md(
     );
     let _ = writeln!(
         s,
-        "Grid indices {}..{}: {} candidates evaluated, {} skipped as invalid, {} feasible, in {:.2} s ({:.0}/s).{}\n",
+        "Grid indices {}..{}: {} candidates evaluated, {} skipped as invalid, {} feasible (fit the substrate's memory of {:.3} GB with their weights and KV cache at this workload{}), in {:.2} s ({:.0}/s).{}\n",
         range.start,
         range.end,
         o.evaluated,
         o.skipped,
         o.feasible,
+        memory_bytes / 1e9,
+        if budgets.is_empty() {
+            ""
+        } else {
+            ", and meet every budget"
+        },
         wall,
         (o.evaluated + o.skipped) as f64 / wall.max(1e-9),
         if o.interrupted {

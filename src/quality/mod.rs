@@ -298,12 +298,47 @@ pub fn shipped_surrogate(name: &str) -> Option<Result<surrogate::Surrogate, surr
         .map(|(n, json)| surrogate::Surrogate::from_json(json, &format!("dsl/surrogates/{n}.json")))
 }
 
+/// Presets every loaded quality model is tried on: small to large, dense and mixture of
+/// experts.
+const PROBES: [&str; 4] = ["smollm2-135m", "llama-3.2-1b", "llama-3-8b", "mixtral-8x7b"];
+
+/// The check every loader of a quality file makes after its own (a law's coefficients, a
+/// surrogate's trees): the model predicts, for each of [`PROBES`], a finite loss between 0
+/// and 100 nats with a finite non-negative sigma. A file that passes cannot put a negative or
+/// NaN loss into a search front.
+pub fn check_predictions(m: &dyn LossModel) -> Result<(), String> {
+    for name in PROBES {
+        let Ok(model) = crate::model::preset(name) else {
+            continue;
+        };
+        let p = m.predict(&model);
+        if !(p.mu.is_finite() && p.mu > 0.0 && p.mu <= 100.0) {
+            return Err(format!(
+                "it predicts a loss of {} nats for {name}; a quality model must predict a finite loss between 0 and 100 nats",
+                p.mu
+            ));
+        }
+        if !(p.sigma.is_finite() && p.sigma >= 0.0) {
+            return Err(format!(
+                "it predicts sigma {} for {name}; sigma must be finite and non-negative",
+                p.sigma
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The quality model named on a command line: `auto` ([`AutoLoss`] over the shipped
 /// [`DEFAULT_SURROGATE`] and the Chinchilla prior), `chinchilla` (the published Hoffmann fit),
 /// a fitted law file (`llmforge law fit`), a surrogate file (`llmforge surrogate fit`), or a
 /// shipped surrogate's name (an existing file of that name wins). `tokens_per_param` sets the
 /// training tokens the laws assume.
 pub fn load_loss_model(spec: &str, tokens_per_param: f64) -> Result<Box<dyn LossModel>, String> {
+    if !(tokens_per_param.is_finite() && tokens_per_param > 0.0 && tokens_per_param <= 1e6) {
+        return Err(format!(
+            "--tokens-per-param {tokens_per_param}: expected a number of training tokens per parameter in (0, 1e6]"
+        ));
+    }
     let prior = ChinchillaPrior { tokens_per_param };
     if spec == "chinchilla" {
         return Ok(Box::new(prior));
@@ -322,23 +357,30 @@ pub fn load_loss_model(spec: &str, tokens_per_param: f64) -> Result<Box<dyn Loss
             return Ok(Box::new(s.map_err(|e| e.to_string())?));
         }
     }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        let shipped: Vec<&str> = SHIPPED_SURROGATES.iter().map(|(n, _)| *n).collect();
-        format!(
-            "quality model `{spec}`: not `auto`, `chinchilla` or a shipped surrogate ({}), and not a readable file ({e})",
-            shipped.join(", ")
-        )
-    })?;
-    match surrogate::Surrogate::from_json(&text, spec) {
-        Ok(s) => Ok(Box::new(s)),
+    let text =
+        crate::input::read_text(path, "quality model", crate::limits::MAX_FITTED_BYTES).map_err(|e| {
+            let shipped: Vec<&str> = SHIPPED_SURROGATES.iter().map(|(n, _)| *n).collect();
+            format!(
+                "quality model `{spec}`: not `auto`, `chinchilla` or a shipped surrogate ({}), and {e}",
+                shipped.join(", ")
+            )
+        })?;
+    let model: Box<dyn LossModel> = match surrogate::Surrogate::from_json(&text, spec) {
+        Ok(s) => Box::new(s),
+        // A file that says it is a surrogate gets the surrogate's error alone.
+        Err(surrogate_err) if text.contains(surrogate::FORMAT) => return Err(surrogate_err.to_string()),
         Err(surrogate_err) => match law::FittedLaw::from_json(spec, &text) {
-            Ok(law) => Ok(Box::new(LawPrior {
+            Ok(law) => Box::new(LawPrior {
                 law,
                 tokens_per_param,
-            })),
-            Err(law_err) => Err(format!(
-                "quality model `{spec}` is neither a surrogate file ({surrogate_err}) nor a law file ({law_err})"
-            )),
+            }),
+            Err(law_err) => {
+                return Err(format!(
+                    "quality model `{spec}` is neither a surrogate file ({surrogate_err}) nor a law file ({law_err})"
+                ));
+            }
         },
-    }
+    };
+    check_predictions(model.as_ref()).map_err(|e| format!("{spec}: {e}"))?;
+    Ok(model)
 }

@@ -27,7 +27,9 @@ pub use cosearch::{CoSearch, DesignSpace, GridAxis};
 pub use precision::{
     PrecisionError, PrecisionReport, PrecisionSupport, ResolvedPrecision, Rule, TensorPrecision,
 };
-pub use raw::{Override, SHIPPED, load, load_str, names, parse_overrides};
+pub use raw::{
+    Override, SHIPPED, check_efficiency, load, load_source, load_str, names, parse_overrides, source,
+};
 
 use crate::numeric::{ComputeClass, Precision};
 use crate::sim::ring::{RingDesign, RingOptions, RingSpec};

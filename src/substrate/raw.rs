@@ -13,7 +13,7 @@ use crate::dsl::{Dim, FromQuantity, Quantity};
 use crate::numeric::{ComputeClass, Precision};
 use crate::sim::systolic::{Buffers, Dataflow, Mode};
 use crate::units::{
-    Bytes, BytesPerCycle, BytesPerSec, FlopsPerSec, Hertz, Joules, Seconds, SquareMeters, Watts,
+    Bytes, BytesPerCycle, BytesPerSec, Cycles, FlopsPerSec, Hertz, Joules, Seconds, SquareMeters, Watts,
 };
 use crate::yaml::{
     DescError, DescErrors, Diagnostics, Expression, Loc, Located, SourceFile, shipped, shipped_or_file,
@@ -40,6 +40,7 @@ pub const SHIPPED: &[(&str, &str)] = shipped!(
         "scalesim-128x128",
         "ring-edge",
         "ring-edge-cosearch",
+        "ring-edge-paper",
         "a100-sxm4-80gb",
         "a100-pcie-80gb",
         "h100-pcie",
@@ -82,20 +83,126 @@ pub struct Override {
     pub expr: String,
 }
 
-/// Parses `path=expression` strings.
+/// Parses `path=expression` strings. A path given twice is an error (which value would
+/// win is not obvious).
 pub fn parse_overrides(items: &[String]) -> Result<Vec<Override>, String> {
-    items
-        .iter()
-        .map(|s| match s.split_once('=') {
-            Some((p, e)) if !p.trim().is_empty() && !e.trim().is_empty() => Ok(Override {
+    let mut out: Vec<Override> = Vec::with_capacity(items.len());
+    for s in items {
+        let o = match s.split_once('=') {
+            Some((p, e)) if !p.trim().is_empty() && !e.trim().is_empty() => Override {
                 path: p.trim().to_string(),
                 expr: e.trim().trim_matches('"').to_string(),
-            }),
-            _ => Err(format!(
-                "--set `{s}`: expected path=expression, e.g. dram.read=\"8 B/cycle\""
-            )),
-        })
-        .collect()
+            },
+            _ => {
+                return Err(format!(
+                    "--set `{}`: expected path=expression, e.g. dram.read=\"8 B/cycle\"",
+                    crate::yaml::clipped(s, 80)
+                ));
+            }
+        };
+        if let Some(first) = out.iter().find(|x| x.path == o.path) {
+            return Err(format!(
+                "--set {}: the field is set twice (`{}` and `{}`); give each field once",
+                o.path,
+                crate::yaml::clipped(&first.expr, 60),
+                crate::yaml::clipped(&o.expr, 60)
+            ));
+        }
+        out.push(o);
+    }
+    Ok(out)
+}
+
+/// The physical range every substrate value of a type must lie in, beyond its field's own
+/// check ("positive", "a fraction"), so that no value (`clock: "1e-300 Hz"`) makes a time,
+/// rate or energy infinite or NaN downstream. Generous: orders of magnitude past any chip.
+pub(super) trait Physical: Copy {
+    /// (lowest, highest, unit shown with the value, the range in words).
+    const RANGE: Option<(f64, f64, &'static str, &'static str)>;
+    fn magnitude(self) -> f64;
+}
+
+macro_rules! physical {
+    ($ty:ty, $lo:expr, $hi:expr, $unit:literal, $words:literal) => {
+        impl Physical for $ty {
+            const RANGE: Option<(f64, f64, &'static str, &'static str)> = Some(($lo, $hi, $unit, $words));
+            fn magnitude(self) -> f64 {
+                self.get()
+            }
+        }
+    };
+}
+
+physical!(Hertz, 1e3, 1e12, "Hz", "a clock must be between 1 kHz and 1 THz");
+physical!(
+    BytesPerSec,
+    1e3,
+    1e16,
+    "B/s",
+    "a bandwidth must be between 1 kB/s and 10 PB/s"
+);
+physical!(
+    BytesPerCycle,
+    1e-6,
+    1e9,
+    "B/cycle",
+    "a width must be between 1e-6 and 1e9 B/cycle"
+);
+physical!(Bytes, 0.0, 1e18, "B", "a size must be at most 1 EB");
+physical!(
+    FlopsPerSec,
+    1e3,
+    1e21,
+    "FLOP/s",
+    "a throughput must be between 1 kFLOP/s and 1 ZFLOP/s"
+);
+physical!(Watts, 0.0, 1e7, "W", "a power must be at most 10 MW");
+physical!(
+    Joules,
+    0.0,
+    1e-3,
+    "J",
+    "an energy per operation must be at most 1 mJ"
+);
+physical!(Seconds, 0.0, 1e3, "s", "a time must be at most 1000 s");
+physical!(
+    Cycles,
+    0.0,
+    1e12,
+    "cycles",
+    "a latency must be at most 1e12 cycles"
+);
+physical!(SquareMeters, 0.0, 1.0, "m^2", "an area must be at most 1 m^2");
+
+impl Physical for f64 {
+    const RANGE: Option<(f64, f64, &'static str, &'static str)> =
+        Some((-1e12, 1e12, "", "a plain number must be within 1e12"));
+    fn magnitude(self) -> f64 {
+        self
+    }
+}
+
+impl Physical for u64 {
+    const RANGE: Option<(f64, f64, &'static str, &'static str)> =
+        Some((0.0, 16_777_216.0, "", "a count must be at most 16,777,216"));
+    fn magnitude(self) -> f64 {
+        self as f64
+    }
+}
+
+/// `Some(message)` when `v` lies outside its type's physical range (or is not finite).
+fn physical_error<T: Physical>(path: &str, v: T) -> Option<String> {
+    let (lo, hi, unit, words) = T::RANGE?;
+    let x = v.magnitude();
+    if x.is_finite() && x >= lo && x <= hi {
+        return None;
+    }
+    let shown = if unit.is_empty() {
+        format!("{x:e}")
+    } else {
+        format!("{x:e} {unit}")
+    };
+    Some(format!("`{path}` is {shown}; {words}"))
 }
 
 #[derive(Deserialize)]
@@ -243,6 +350,18 @@ struct RawSystolicEnergy {
     leakage: Expression,
 }
 
+/// An error about an override's value, located in its `--set` text.
+fn cli_error(o: &Override, message: String, label: &str, help: Option<String>) -> DescError {
+    let cli = SourceFile::new(format!("--set {}", o.path), o.expr.clone());
+    let at = Loc {
+        line: 1,
+        column: 1,
+        offset: 0,
+        len: o.expr.len(),
+    };
+    cli.error(at, message, label, help)
+}
+
 /// Evaluation state: the file, the overrides (and which were used), the values evaluated so
 /// far (for references), and the errors.
 pub(super) struct Ctx<'a> {
@@ -318,21 +437,60 @@ impl<'a> Ctx<'a> {
     }
 
     /// Evaluates the quantity at `path`: the override if given, else the file's expression.
+    /// An override may name the field itself (`--set clock=clock*2`): the name then stands for
+    /// the file's value of the field.
     fn quantity(&self, path: &str, expr: &Expression) -> Option<Quantity> {
         let section = path.rsplit_once('.').map_or("", |(s, _)| s);
-        let values = self.values.borrow().clone();
-        let env = move |name: &str| -> Option<Quantity> {
-            values
-                .get(name)
-                .copied()
-                .or_else(|| values.get(&format!("{section}.{name}")).copied())
-        };
+        let field = path.rsplit_once('.').map_or(path, |(_, f)| f);
+        let mut values = self.values.borrow().clone();
         let result = match self.override_for(path) {
             Some(o) => {
                 let cli = SourceFile::new(format!("--set {}", o.path), o.expr.clone());
-                Expression::new(&o.expr).eval_scalar(&cli, &env)
+                let over = Expression::new(&o.expr);
+                let refs = over.references();
+                if refs.iter().any(|r| *r == path || *r == field) && !values.contains_key(path) {
+                    // The file's own value of the field, when the file gives one.
+                    let own = {
+                        let values = values.clone();
+                        let env = move |name: &str| -> Option<Quantity> {
+                            values
+                                .get(name)
+                                .copied()
+                                .or_else(|| values.get(&format!("{section}.{name}")).copied())
+                        };
+                        (expr.loc().is_known() || !expr.text().is_empty())
+                            .then(|| expr.eval_scalar(self.file, &env).ok())
+                            .flatten()
+                    };
+                    if let Some(q) = own {
+                        values.insert(path.to_string(), q);
+                    }
+                }
+                let env = move |name: &str| -> Option<Quantity> {
+                    values
+                        .get(name)
+                        .copied()
+                        .or_else(|| values.get(&format!("{section}.{name}")).copied())
+                };
+                Expression::new(&o.expr).eval_scalar(&cli, &env).map_err(|e| {
+                    if matches!(e.kind(), crate::yaml::DescErrorKind::Expression(crate::dsl::DslErrorKind::UnknownName { .. })) {
+                        e.with_help(format!(
+                            "a --set value may name fields evaluated before `{path}` in the file, and `{field}` itself for the file's value of it (e.g. --set {path}=\"{field} * 2\"); write a quantity such as \"8 B/cycle\" otherwise"
+                        ))
+                    } else {
+                        e
+                    }
+                })
             }
-            None => expr.eval_scalar(self.file, &env),
+            None => {
+                let env = move |name: &str| -> Option<Quantity> {
+                    values
+                        .get(name)
+                        .copied()
+                        .or_else(|| values.get(&format!("{section}.{name}")).copied())
+                };
+                expr.eval_scalar(self.file, &env)
+            }
         };
         match result {
             Ok(q) => {
@@ -350,8 +508,9 @@ impl<'a> Ctx<'a> {
         expr.loc()
     }
 
-    /// A typed value at `path`, checked with `valid` (a message when invalid).
-    pub fn get<T: FromQuantity + Copy>(
+    /// A typed value at `path`, checked with `valid` (a message when invalid) and against its
+    /// type's physical range ([`Physical`]).
+    pub fn get<T: FromQuantity + Copy + Physical>(
         &self,
         path: &str,
         expr: &Expression,
@@ -360,7 +519,13 @@ impl<'a> Ctx<'a> {
         let q = self.quantity(path, expr)?;
         match q.to::<T>() {
             Ok(v) => match valid(v) {
-                None => Some(v),
+                None => match physical_error(path, v) {
+                    None => Some(v),
+                    Some(msg) => {
+                        self.push(self.error_at(path, expr, msg, "out of range", None));
+                        None
+                    }
+                },
                 Some(msg) => {
                     self.push(self.error_at(path, expr, format!("`{path}` {msg}"), "invalid value", None));
                     None
@@ -423,39 +588,35 @@ impl<'a> Ctx<'a> {
         label: &str,
         help: Option<String>,
     ) -> DescError {
-        let loc = Self::loc_of(expr);
         match self.overrides.iter().find(|o| o.path == path) {
-            Some(o) if !loc.is_known() => {
-                let cli = SourceFile::new(format!("--set {}", o.path), o.expr.clone());
-                let at = Loc {
-                    line: 1,
-                    column: 1,
-                    offset: 0,
-                    len: o.expr.len(),
-                };
-                cli.error(at, message, label, help)
+            // A value given by --set is wrong at the --set text, not at the file's line.
+            Some(o) => {
+                let help = help.or_else(|| Some(format!("the value comes from --set {}={}", o.path, o.expr)));
+                cli_error(o, message, label, help)
             }
-            _ => self.file.error(loc, message, label, help),
+            None => self.file.error(Self::loc_of(expr), message, label, help),
         }
     }
 
     /// A value in a dimension without a newtype (energy per byte: `pJ/B`).
+    /// The physical range is 0 to 1 uJ per unit (a FLOP, a byte): real chips spend pJ.
     pub fn get_dim(&self, path: &str, expr: &Expression, dim: Dim, example: &str) -> Option<f64> {
         let q = self.quantity(path, expr)?;
         match q.in_dim(dim) {
-            Ok(v) if v.is_finite() && v >= 0.0 => Some(v),
-            Ok(_) => {
-                self.push(self.file.error(
-                    Self::loc_of(expr),
-                    format!("`{path}` must be finite and non-negative"),
-                    "invalid value",
-                    None,
-                ));
+            Ok(v) if v.is_finite() && (0.0..=1e-6).contains(&v) => Some(v),
+            Ok(v) => {
+                let msg = if v.is_finite() && v > 0.0 {
+                    format!("`{path}` is {v:e} J per unit; an energy per FLOP or byte must be at most 1 uJ")
+                } else {
+                    format!("`{path}` must be finite and non-negative")
+                };
+                self.push(self.error_at(path, expr, msg, "invalid value", None));
                 None
             }
             Err(e) => {
-                self.push(self.file.error(
-                    Self::loc_of(expr),
+                self.push(self.error_at(
+                    path,
+                    expr,
                     format!("`{path}`: {e}"),
                     "wrong dimension",
                     Some(format!("write it like `{example}`")),
@@ -480,10 +641,37 @@ impl<'a> Ctx<'a> {
         match parse(&text) {
             Ok(v) => Some(v),
             Err(msg) => {
-                self.push(
-                    self.file
-                        .error(field.loc, format!("`{path}`: {msg}"), "here", None),
-                );
+                let message = format!("`{path}`: {msg}");
+                let e = match self.overrides.iter().find(|o| o.path == path) {
+                    Some(o) => cli_error(o, message, "here", None),
+                    None => self.file.error(field.loc, message, "here", None),
+                };
+                self.push(e);
+                None
+            }
+        }
+    }
+
+    /// An optional word field: the file's word, else the override's, else `default`. An
+    /// invalid override of a field the file leaves out is reported at the `--set` text.
+    pub fn optional_word<T>(
+        &self,
+        path: &str,
+        field: Option<&Located<String>>,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        if let Some(field) = field {
+            return self.word(path, field, parse);
+        }
+        self.words.borrow_mut().push(path.to_string());
+        let Some(o) = self.override_for(path) else {
+            return Some(default);
+        };
+        match parse(&o.expr) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                self.push(cli_error(o, format!("`{path}`: {msg}"), "here", None));
                 None
             }
         }
@@ -568,7 +756,7 @@ impl<'a> Ctx<'a> {
 impl Ctx<'_> {
     /// A value that the file may leave out: `Some(None)` when neither the file nor an
     /// override gives it, `None` when it is given but invalid.
-    pub fn optional<T: FromQuantity + Copy>(
+    pub fn optional<T: FromQuantity + Copy + Physical>(
         &self,
         path: &str,
         expr: Option<&Expression>,
@@ -640,6 +828,30 @@ pub(super) fn non_negative<T: Into<f64> + Copy>(v: T) -> Option<&'static str> {
 
 pub(super) fn positive_int(v: u64) -> Option<&'static str> {
     if v > 0 { None } else { Some("must be at least 1") }
+}
+
+/// The check of an `efficiency.*` value given outside a substrate file (a calibration
+/// overlay's `set`): the same rule as the substrate loader's, `None` for another path.
+pub fn check_efficiency(path: &str, q: Quantity) -> Option<Result<(), String>> {
+    fn typed<T: FromQuantity + Copy + Physical>(
+        path: &str,
+        q: Quantity,
+        valid: impl Fn(T) -> Option<&'static str>,
+    ) -> Result<(), String> {
+        let v = q.to::<T>().map_err(|e| format!("`{path}`: {e}"))?;
+        if let Some(m) = valid(v) {
+            return Err(format!("`{path}` {m}"));
+        }
+        physical_error(path, v).map_or(Ok(()), Err)
+    }
+    Some(match path {
+        "efficiency.compute" | "efficiency.memory" | "efficiency.quantised_compute" => {
+            typed::<f64>(path, q, fraction)
+        }
+        "efficiency.kernel_overhead" | "efficiency.token_overhead" => typed::<Seconds>(path, q, non_negative),
+        "efficiency.score_bytes" => typed::<Bytes>(path, q, non_negative),
+        _ => return None,
+    })
 }
 
 fn efficiency(ctx: &Ctx, e: &RawEfficiency) -> Option<Efficiency> {
@@ -882,7 +1094,12 @@ fn systolic(ctx: &Ctx, raw: &RawSystolic) -> Option<Substrate> {
 
 /// Loads a substrate from text, applying overrides, reporting every problem.
 pub fn load_str(src: &str, file: &str, overrides: &[Override]) -> Result<Substrate, DescErrors> {
-    load_file(&SourceFile::new(file, src), overrides, false)
+    load_source(&SourceFile::new(file, src), overrides)
+}
+
+/// Loads a substrate from a file already read ([`source`]), applying overrides.
+pub fn load_source(file: &SourceFile, overrides: &[Override]) -> Result<Substrate, DescErrors> {
+    load_file(file, overrides, false)
 }
 
 /// Loads `file`; with `point`, as one co-search point (the `cosearch` section and any
@@ -944,7 +1161,7 @@ pub fn load(spec: &str, overrides: &[Override]) -> Result<Substrate, DescErrors>
     load_file(&source(spec)?, overrides, false)
 }
 
-/// The text of a shipped substrate (by name) or of a substrate file (by path).
-pub(super) fn source(spec: &str) -> Result<SourceFile, DescErrors> {
+/// The text of a shipped substrate (by name) or of a substrate file (by path; a file wins).
+pub fn source(spec: &str) -> Result<SourceFile, DescErrors> {
     Ok(shipped_or_file(spec, SHIPPED, "substrates", "substrate")?)
 }

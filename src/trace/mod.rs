@@ -1,36 +1,41 @@
 //! Output formats of cost results: text tables, JSON, per-op CSV, Chrome trace-event JSON
 //! (opens in Perfetto / chrome://tracing), the SVG plots ([`plot`]) and the HTML report
-//! ([`report`]); and the atomic file writer every output goes through.
+//! ([`report`]). Files are written by [`crate::output`].
 //!
 //! **API boundary**: the only module that knows output formats. Engines produce plain values
 //! ([`crate::sim::RunResult`]) and events ([`crate::sim::Sink`]); everything here renders them.
 //! Rendering is deterministic: fixed float formats, no maps with random order.
 
 mod chrome;
+mod envelope;
 pub mod plot;
 pub mod report;
+pub mod snapshot;
 pub mod table;
 
 pub use chrome::ChromeTrace;
+pub use envelope::{JsonMeta, PrecisionMeta, json_document};
 pub use plot::{RooflinePoint, roofline_svg};
 
 use crate::sim::{OpRecord, RunResult, RunSummary};
 use crate::units::fmt_si;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::Path;
 use thiserror::Error;
 
-/// Errors writing outputs.
+/// Errors rendering outputs.
 #[derive(Debug, Error)]
 pub enum TraceError {
-    #[error("cannot write `{path}`")]
+    /// Occurs when a file an output is built from (a run directory's CSVs) cannot be read.
+    #[error("cannot read `{path}`")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    /// Occurs when an output cannot be written (see [`crate::output`]).
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
     #[error("cannot encode output: {0}")]
     Encode(String),
     /// Occurs when a directory given to `report` is not a search or sweep output, or one of its
@@ -39,35 +44,9 @@ pub enum TraceError {
     Report(String),
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TraceError> {
-    let err = |source| TraceError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
-}
-
-/// The run as pretty JSON: the summary fields at the top level, per-op rows under `ops`.
-pub fn json(result: &RunResult) -> Result<String, TraceError> {
+/// The run as pretty JSON in the [`json_document`] envelope (llmforge version, engine, the
+/// precision the model ran at): the summary fields at the top level, per-op rows under `ops`.
+pub fn json(result: &RunResult, precision: &crate::model::Precisions) -> Result<String, TraceError> {
     #[derive(Serialize)]
     struct Out<'a> {
         #[serde(flatten)]
@@ -83,12 +62,8 @@ pub fn json(result: &RunResult) -> Result<String, TraceError> {
         kind_totals: result.kind_totals(),
         ops: &result.ops,
     };
-    serde_json::to_string_pretty(&out)
-        .map(|mut s| {
-            s.push('\n');
-            s
-        })
-        .map_err(|e| TraceError::Encode(e.to_string()))
+    let meta = JsonMeta::cost(result.summary.engine, Some(PrecisionMeta::Run(*precision)));
+    json_document(&meta, &out)
 }
 
 /// Per-op rows as CSV (one row per op and phase; decode rows are totals over the steps).

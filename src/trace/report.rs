@@ -439,7 +439,7 @@ impl Report {
     /// Writes `<dir>/report.html` (atomically) and returns its path.
     pub fn write(&self, dir: &Path) -> Result<std::path::PathBuf, TraceError> {
         let path = dir.join("report.html");
-        super::write_atomic(&path, self.html().as_bytes())?;
+        crate::output::write_atomic(&path, self.html().as_bytes())?;
         Ok(path)
     }
 }

@@ -889,6 +889,10 @@ pub fn map_row(row: &TraceRow, maps: &Maps) -> Result<Case, Unmappable> {
             "an end-to-end run needs prompt_len >= 1",
         ));
     }
+    // The engine runs at least one prompt token and one step (predict::engine_run).
+    if let Err(e) = crate::sim::Workload::new(prompt.max(1), generate.max(1), batch) {
+        return Err(unmappable(ReasonKind::Workload, e.to_string()));
+    }
     Ok(Case {
         substrate,
         devices,

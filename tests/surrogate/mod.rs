@@ -233,8 +233,8 @@ fn cli_fit_is_deterministic_and_round_trips() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mu = v[0]["mu"].as_f64().unwrap();
-    assert!(mu.is_finite() && v[0]["sigma"].as_f64().unwrap() >= 0.0);
+    let mu = v["rows"][0]["mu"].as_f64().unwrap();
+    assert!(mu.is_finite() && v["rows"][0]["sigma"].as_f64().unwrap() >= 0.0);
     let pred = dir.join("pred.csv");
     let o = llmforge(&[
         "surrogate",
@@ -302,8 +302,8 @@ fn cli_errors_are_located() {
 
 /// Saved surrogate files with one number changed (to a negative, huge, fractional, zero or
 /// out-of-range value, anywhere in the file: tree nodes, feature indices, residual tables,
-/// calibration, settings): loading returns a model or a located error, and a loaded model
-/// predicts without panicking.
+/// calibration, settings): loading returns a model or a located error, a loaded model
+/// predicts without panicking, and every loader of surrogate files agrees on the file.
 mod never_panics {
     use super::*;
     use proptest::prelude::*;
@@ -324,25 +324,10 @@ mod never_panics {
             };
             let s = Surrogate::fit(&x, &y, "val_loss", &cfg).unwrap();
             let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
-            // JSON pointers of every number in the file
-            fn walk(v: &serde_json::Value, at: String, out: &mut Vec<serde_json::Value>) {
-                match v {
-                    serde_json::Value::Number(_) => out.push(at.into()),
-                    serde_json::Value::Array(a) => {
-                        for (i, e) in a.iter().enumerate() {
-                            walk(e, format!("{at}/{i}"), out);
-                        }
-                    }
-                    serde_json::Value::Object(o) => {
-                        for (k, e) in o {
-                            walk(e, format!("{at}/{k}"), out);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let mut pointers = Vec::new();
-            walk(&v, String::new(), &mut pointers);
+            let pointers = crate::hostile::number_pointers(&v)
+                .into_iter()
+                .map(serde_json::Value::from)
+                .collect();
             let rows = x[..20 * features::N_FEATURES].to_vec();
             (v, pointers, rows)
         })
@@ -366,6 +351,17 @@ mod never_panics {
                 let p = s.predict_features(rows);
                 prop_assert!(p.is_ok());
             }
+            // Every loader agrees (`surrogate predict` and `--quality`): both load the file
+            // or both refuse it, and a loaded model predicts finite positive losses.
+            let path = std::env::temp_dir().join(format!("llmforge-surrogate-fuzz-{}.json", std::process::id()));
+            std::fs::write(&path, m.to_string()).unwrap();
+            let direct = Surrogate::load(&path);
+            let quality = llmforge::quality::load_loss_model(path.to_str().unwrap(), 20.0);
+            prop_assert_eq!(direct.is_ok(), quality.is_ok(), "{:?}", direct.err());
+            if let Ok(q) = quality {
+                prop_assert!(llmforge::quality::check_predictions(q.as_ref()).is_ok());
+            }
+            let _ = std::fs::remove_file(&path);
         }
     }
 }

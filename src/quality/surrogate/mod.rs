@@ -923,6 +923,22 @@ impl Surrogate {
 
     /// Parses a saved surrogate; `file` names it in errors. Checks the format, the feature
     /// schema against this build, and every tree.
+    /// Reads and checks a surrogate file (at most [`crate::limits::MAX_FITTED_BYTES`]): the
+    /// one loader of every command that takes one.
+    pub fn load(path: &std::path::Path) -> Result<Surrogate, SurrogateError> {
+        let file = path.display().to_string();
+        let src =
+            crate::input::read_text(path, "surrogate", crate::limits::MAX_FITTED_BYTES).map_err(|e| {
+                SurrogateError::Invalid {
+                    file: file.clone(),
+                    message: e.reason(),
+                }
+            })?;
+        let s = Surrogate::from_json(&src, &file)?;
+        crate::quality::check_predictions(&s).map_err(|message| SurrogateError::Invalid { file, message })?;
+        Ok(s)
+    }
+
     pub fn from_json(src: &str, file: &str) -> Result<Surrogate, SurrogateError> {
         let s: Surrogate = serde_json::from_str(src).map_err(|e| SurrogateError::Parse {
             file: file.into(),
@@ -965,6 +981,13 @@ impl Surrogate {
                     "domain: every range needs min <= max (or [18446744073709551615, 0]: none seen), and at least one family"
                         .into(),
                 ));
+            }
+        }
+        if let Transform::LogShift { shift } = s.transform {
+            if !(shift.is_finite() && shift.abs() <= 1e3) {
+                return Err(invalid(format!(
+                    "transform shift {shift} is not a finite loss within +-1000 nats"
+                )));
             }
         }
         for (m, member) in s.members.iter().enumerate() {
