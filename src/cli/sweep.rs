@@ -228,6 +228,14 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         region,
     };
     let range = shard(&args.shard, g.len())?;
+    // after the flags, so a bad flag is named first
+    super::sim::check_formats(
+        &format!("grid `{}`", g.name),
+        &substrate,
+        &g.weights,
+        g.activations,
+        g.kv_cache,
+    )?;
     // from here on, SIGINT / SIGTERM stop the sweep after the chunk in flight
     let cooperation = interrupt::cooperate();
     let run = RunDir::open("--out", &args.out, reuse, OUTPUTS).into_diagnostic()?;
