@@ -39,6 +39,7 @@ pub struct LayerCache {
     shard_bytes: usize,
     prefill: Shards<Arc<PreTemplate>>,
     decode: Shards<Arc<DecTemplate>>,
+    series: Shards<Arc<Series>>,
     steps: Shards<Arc<StepOut>>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -62,6 +63,7 @@ impl LayerCache {
             shard_bytes: capacity / SHARDS,
             prefill: Shards::default(),
             decode: Shards::default(),
+            series: Shards::default(),
             steps: Shards::default(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -212,7 +214,7 @@ impl Fx {
 }
 
 /// The content of a template's ops, without their layer index.
-fn fingerprint(ops: &[ProgOp], salt: u64) -> u64 {
+fn fingerprint(ops: &[ProgOp], salt: u64, with_deps: bool) -> u64 {
     let mut h = Fx::new(salt);
     for o in ops {
         let op = &o.op;
@@ -253,7 +255,7 @@ fn fingerprint(ops: &[ProgOp], salt: u64) -> u64 {
         for x in s.shape {
             h.word(x as u64);
         }
-        for d in o.deps.iter() {
+        for d in o.deps.iter().filter(|_| with_deps) {
             h.word(match d {
                 Dep::Input => u64::MAX,
                 Dep::Local(i) => u64::from(*i),
@@ -266,14 +268,14 @@ fn fingerprint(ops: &[ProgOp], salt: u64) -> u64 {
 }
 
 /// Same ops but for their layer index.
-fn same_ops(a: &[ProgOp], b: &[ProgOp]) -> bool {
+fn same_ops(a: &[ProgOp], b: &[ProgOp], with_deps: bool) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
             let (mut xo, yo) = (x.op.clone(), &y.op);
             xo.layer = yo.layer;
             xo == *yo
                 && x.slope == y.slope
-                && x.deps == y.deps
+                && (!with_deps || x.deps == y.deps)
                 && x.heads_per_group == y.heads_per_group
                 && x.ref_context == y.ref_context
         })
@@ -293,10 +295,21 @@ struct DecTemplate {
     precision: ResolvedPrecision,
     ops: Vec<ProgOp>,
     costs: Vec<Cost>,
-    /// `[run][dependent kernel]`, row-major.
-    dep_slots: Vec<Slot>,
-    /// Per dependent kernel: its costs summed over the runs, each times the run's steps.
-    dep_sum: Vec<Agg>,
+    /// Per context-dependent kernel, in kernel order.
+    dep: Vec<Arc<Series>>,
+}
+
+/// A context-dependent kernel (an attention core, a KV write) over the decode: shared by
+/// every template with the same kernel, whatever its other ops.
+struct Series {
+    precision: ResolvedPrecision,
+    /// The kernel's ops (their inputs aside: a kernel's cost does not depend on them).
+    ops: Vec<ProgOp>,
+    hpg: u64,
+    /// Its slot durations at every priced context.
+    slots: Vec<Slot>,
+    /// Its costs summed over the runs, each times the run's steps.
+    sum: Agg,
 }
 
 /// The relative schedule state at every priced decode context.
@@ -361,8 +374,9 @@ fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> R
     bind_program(&mut pre_prog, &mapper.precision);
     let mut pre = Mapped::new(&pre_prog, &mapper);
     for part in &mut pre.parts {
-        let key = fingerprint(part.ops, salt ^ 1);
-        let valid = |t: &Arc<PreTemplate>| t.precision == mapper.precision && same_ops(&t.ops, part.ops);
+        let key = fingerprint(part.ops, salt ^ 1, true);
+        let valid =
+            |t: &Arc<PreTemplate>| t.precision == mapper.precision && same_ops(&t.ops, part.ops, true);
         let t = match cache.get(&cache.prefill, key, valid) {
             Some(t) => t,
             None => {
@@ -422,7 +436,8 @@ fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> R
                 .iter()
                 .enumerate()
                 .filter(|(_, k)| k.dependent);
-            for ((k, _), sum) in dep.zip(&t.dep_sum) {
+            for ((k, _), series) in dep.zip(&t.dep) {
+                let sum = &series.sum;
                 let a = &mut dec_out.aggs[pi][k];
                 a.cost.add(&sum.cost.scaled(cnt));
                 a.time += sum.time * cnt;
@@ -473,8 +488,8 @@ fn dec_template(
     (lo, salt): (u64, u64),
     runs: &[(u64, f64)],
 ) -> Arc<DecTemplate> {
-    let key = fingerprint(part.ops, salt ^ 2);
-    let valid = |t: &Arc<DecTemplate>| t.precision == mapper.precision && same_ops(&t.ops, part.ops);
+    let key = fingerprint(part.ops, salt ^ 2, true);
+    let valid = |t: &Arc<DecTemplate>| t.precision == mapper.precision && same_ops(&t.ops, part.ops, true);
     if let Some(t) = cache.get(&cache.decode, key, valid) {
         return t;
     }
@@ -484,30 +499,78 @@ fn dec_template(
     let dependent: Vec<usize> = (0..part.kernels.len())
         .filter(|&k| part.kernels[k].dependent)
         .collect();
-    let mut dep_slots = Vec::with_capacity(runs.len() * dependent.len());
-    let mut dep_sum = vec![Agg::default(); dependent.len()];
-    for &(c, n) in runs {
-        for (d, &k) in dependent.iter().enumerate() {
-            let cost = kernel_cost(mapper, cm, part.ops, &part.kernels[k], c);
-            let mut slot = part.slots[k];
-            slot.set(&cost);
-            dep_slots.push(slot);
-            dep_sum[d].add_cost(&cost, n);
-        }
-    }
+    let dep: Vec<Arc<Series>> = dependent
+        .iter()
+        .map(|&k| series(cache, mapper, cm, part, k, (runs, salt)))
+        .collect();
     let t = Arc::new(DecTemplate {
         precision: mapper.precision,
         ops: part.ops.to_vec(),
         costs,
-        dep_slots,
-        dep_sum,
+        dep,
     });
     let bytes = slot_bytes::<ProgOp>(t.ops.len())
         + slot_bytes::<Cost>(t.costs.len())
-        + slot_bytes::<Slot>(t.dep_slots.len())
-        + slot_bytes::<Agg>(t.dep_sum.len());
+        + slot_bytes::<Arc<Series>>(t.dep.len());
     cache.put(&cache.decode, key, t.clone(), bytes);
     t
+}
+
+/// Kernel `k` of `part` at every priced context (`runs`), from the cache or priced.
+fn series(
+    cache: &LayerCache,
+    mapper: &Mapper<'_>,
+    cm: cost::Model,
+    part: &Part<'_>,
+    k: usize,
+    (runs, salt): (&[(u64, f64)], u64),
+) -> Arc<Series> {
+    let kern = &part.kernels[k];
+    let ops = &part.ops[kern.first..kern.first + kern.len];
+    let key = {
+        let mut h = Fx::new(fingerprint(ops, salt ^ 4, false));
+        h.word(kern.hpg);
+        h.finish()
+    };
+    let valid = |s: &Arc<Series>| {
+        s.precision == mapper.precision && s.hpg == kern.hpg && same_ops(&s.ops, ops, false)
+    };
+    if let Some(s) = cache.get(&cache.series, key, valid) {
+        return s;
+    }
+    let mut slots = Vec::with_capacity(runs.len());
+    let mut sum = Agg::default();
+    for &(c, n) in runs {
+        let cost = kernel_cost(mapper, cm, part.ops, kern, c);
+        let mut slot = Slot::default();
+        slot.set(&cost);
+        slots.push(slot);
+        sum.add_cost(&cost, n);
+    }
+    let s = Arc::new(Series {
+        precision: mapper.precision,
+        ops: ops.to_vec(),
+        hpg: kern.hpg,
+        slots,
+        sum,
+    });
+    let bytes = slot_bytes::<ProgOp>(s.ops.len()) + slot_bytes::<Slot>(s.slots.len()) + 256;
+    cache.put(&cache.series, key, s.clone(), bytes);
+    s
+}
+
+/// `slot` (a kernel's place in its template) with the durations and unit of `d`.
+fn durations(slot: Slot, d: &Slot) -> Slot {
+    Slot {
+        unit: d.unit,
+        fill: d.fill,
+        main: d.main,
+        overhead: d.overhead,
+        stream_read: d.stream_read,
+        stream_write: d.stream_write,
+        drain: d.drain,
+        ..slot
+    }
 }
 
 /// The template run from `entering` at every priced context.
@@ -538,13 +601,12 @@ fn step_out(
     let dependent: Vec<usize> = (0..part.kernels.len())
         .filter(|&k| part.kernels[k].dependent)
         .collect();
-    let nd = dependent.len();
     let mut exit = Vec::with_capacity(entering.v.len());
     let mut deltas = Vec::with_capacity(entering.v.len());
     let mut ends: Vec<f64> = Vec::with_capacity(slots.len());
     for (j, rel) in entering.v.iter().enumerate() {
         for (d, &k) in dependent.iter().enumerate() {
-            slots[k] = t.dep_slots[j * nd + d];
+            slots[k] = durations(slots[k], &t.dep[d].slots[j]);
         }
         let mut st = State {
             unit: [rel[0], rel[1], rel[2]],
