@@ -166,3 +166,28 @@ fn a_cache_serves_only_its_own_substrate_and_workload() {
         sim::summary(&m, &a, w, Engine::Roofline)
     );
 }
+
+/// On a ring substrate the cache keeps the design space and each chosen point's substrate;
+/// the co-search per model is the ring's own, so the summaries are equal exactly.
+#[test]
+fn ring_summaries_through_the_cache_are_the_engines() {
+    let w = Workload::new(128, 64, 1).unwrap();
+    for sub in ["ring-edge-cosearch", "ring-edge", "ring-edge-paper"] {
+        let s = substrate::load(sub, &[]).unwrap();
+        let cache = LayerCache::new(&s, w, 16 << 20);
+        for name in [
+            "smollm2-135m",
+            "llmforge-acc-123m",
+            "llmforge-fast-365m",
+            "llama-3-8b",
+        ] {
+            let m = model::preset(name).unwrap();
+            for engine in [Engine::Sim, Engine::Roofline] {
+                let direct = sim::summary(&m, &s, w, engine);
+                for _ in 0..2 {
+                    assert_eq!(cache.summary(&m, &s, w, engine), direct, "{name} on {sub}");
+                }
+            }
+        }
+    }
+}

@@ -41,6 +41,8 @@ pub struct LayerCache {
     decode: Shards<Arc<DecTemplate>>,
     series: Shards<Arc<Series>>,
     steps: Shards<Arc<StepOut>>,
+    /// A ring substrate's design space, prepared once (its co-search runs per model).
+    ring: Option<super::super::ring_adapter::Prepared>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -65,6 +67,12 @@ impl LayerCache {
             decode: Shards::default(),
             series: Shards::default(),
             steps: Shards::default(),
+            ring: match substrate.kind {
+                crate::substrate::Kind::Ring(_) if capacity > 0 => {
+                    Some(super::super::ring_adapter::Prepared::new(substrate))
+                }
+                _ => None,
+            },
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -96,8 +104,19 @@ impl LayerCache {
     /// substrate and workload and `engine` is the simulator on a non-ring substrate, otherwise
     /// [`crate::sim::summary`].
     pub fn summary(&self, model: &Model, sub: &Substrate, w: Workload, engine: Engine) -> RunSummary {
-        let ring = matches!(sub.kind, crate::substrate::Kind::Ring(_));
-        if self.bypass || engine != Engine::Sim || ring || w != self.workload || *sub != self.substrate {
+        if self.bypass || w != self.workload || *sub != self.substrate {
+            return super::super::summary(model, sub, w, engine);
+        }
+        // a ring has its own cost model, the same for both engines: its design space is kept
+        if let crate::substrate::Kind::Ring(_) = sub.kind {
+            return match &self.ring {
+                Some(prep) => {
+                    super::super::ring_adapter::engine_run_prepared(model, sub, w, false, None, prep).summary
+                }
+                None => super::super::summary(model, sub, w, engine),
+            };
+        }
+        if engine != Engine::Sim {
             return super::super::summary(model, sub, w, engine);
         }
         summary(model, sub, w, self)
