@@ -21,6 +21,7 @@ pub mod input;
 pub mod limits;
 pub mod model;
 pub mod output;
+pub mod progress;
 pub mod provenance;
 pub mod quality;
 pub mod search;

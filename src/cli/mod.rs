@@ -6,6 +6,7 @@ pub mod gemm;
 pub mod graph;
 pub mod law;
 pub mod model;
+pub mod progress;
 pub mod report;
 pub mod roofline;
 pub mod search;
@@ -70,11 +71,6 @@ impl QualityArgs {
 
     pub fn tokens_per_param(&self) -> f64 {
         self.tokens_per_param.unwrap_or(Self::DEFAULT_TOKENS_PER_PARAM)
-    }
-
-    /// Loads the quality model these arguments name.
-    pub fn load(&self) -> miette::Result<Box<dyn llmforge::quality::LossModel>> {
-        load_quality(self.spec(), self.tokens_per_param())
     }
 }
 
