@@ -26,6 +26,7 @@ pub mod provenance;
 pub mod quality;
 pub mod search;
 pub mod sim;
+pub mod snapshot;
 pub mod substrate;
 pub mod sweep;
 pub mod trace;

@@ -48,6 +48,15 @@ pub const MAX_GRID: u64 = 1 << 36;
 /// Search spaces: layer slots.
 pub const MAX_SLOTS: u64 = MAX_LAYERS;
 
+/// Cost snapshots: cases one cases file may expand to (a matrix is a product, checked as it
+/// expands).
+pub const MAX_SNAPSHOT_CASES: usize = 100_000;
+/// Cost snapshot files: 256 MiB (about 1 kB per case).
+pub const MAX_SNAPSHOT_BYTES: u64 = 256 << 20;
+/// Cost snapshot files: YAML values read (about 45 per case; serde-saphyr's default budget of
+/// 250,000 would stop at about 5,000 cases).
+pub const MAX_SNAPSHOT_VALUES: usize = 64 * MAX_SNAPSHOT_CASES;
+
 /// Description files (model YAML, HF config.json, layer lists, substrates, spaces, grids,
 /// overlays, mapping tables): 16 MiB. The largest shipped one is under 20 KB.
 pub const MAX_DESCRIPTION_BYTES: u64 = 16 << 20;

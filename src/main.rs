@@ -55,6 +55,9 @@ enum Command {
     /// Write report.html for a search or sweep output directory: plots, a sortable table of
     /// the front or frontier, each design's architecture and model file (self-contained).
     Report(cli::report::ReportArgs),
+    /// Cost-regression snapshots: record the costs of a cases file, check later runs.
+    #[command(subcommand)]
+    Snapshot(cli::snapshot::SnapshotCmd),
 }
 
 /// Rust starts with SIGPIPE ignored, so writing to a closed pipe (`llmforge sim ... | head`)
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Surrogate(cmd) => cli::surrogate::run(cmd),
         Command::Validate(args) => cli::validate::run(args),
         Command::Calibrate(args) => cli::calibrate::run(args),
+        Command::Snapshot(cmd) => cli::snapshot::run(cmd),
     };
     if let Err(err) = &result {
         // Rendered whole, then written at once: the renderer writes piece by piece, and

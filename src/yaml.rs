@@ -165,6 +165,31 @@ impl<T: Serialize> Serialize for Located<T> {
     }
 }
 
+/// A YAML mapping as written: its entries in file order, each key with its position (for
+/// errors about a key, e.g. an unknown field path), values deserialized as `V`.
+#[derive(Clone, Debug)]
+pub struct Entries<V>(pub Vec<(Located<String>, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<V> {
+            type Value = Entries<V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Entries<V>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<Located<String>, V>()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        deserializer.deserialize_map(EntriesVisitor(std::marker::PhantomData))
+    }
+}
+
 /// `&[(name, text)]` of description files shipped inside the binary: every `<name>.yaml` named,
 /// read from `<dir>` under the crate root at compile time.
 macro_rules! shipped {
@@ -190,8 +215,8 @@ pub fn shipped_or_file(
     if path.is_file() || (crate::input::exists(spec) && !is_shipped) {
         return SourceFile::read_as(path, kind_static(kind));
     }
-    match shipped.iter().find(|(n, _)| n.eq_ignore_ascii_case(spec)) {
-        Some((n, src)) => Ok(SourceFile::new(format!("{dir}/{n}.yaml"), *src)),
+    match shipped_named(spec, shipped, dir) {
+        Some(file) => Ok(file),
         None => {
             let names: Vec<&str> = shipped.iter().map(|(n, _)| *n).collect();
             Err(SourceFile::new(spec, "").error(
@@ -202,6 +227,15 @@ pub fn shipped_or_file(
             ))
         }
     }
+}
+
+/// The entry of `shipped` (written under `dir`) whose name matches `name` ignoring case; no
+/// file is looked at.
+pub fn shipped_named(name: &str, shipped: &[(&str, &'static str)], dir: &str) -> Option<SourceFile> {
+    shipped
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(n, src)| SourceFile::new(format!("{dir}/{n}.yaml"), *src))
 }
 
 /// A description file: its display name and its text, both shared (cheap to clone), and the
@@ -264,6 +298,19 @@ impl SourceFile {
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, DescError> {
         self.check_lines()?;
         serde_saphyr::from_str::<T>(&self.text).map_err(|e| self.yaml_error(&e))
+    }
+
+    /// As [`SourceFile::parse`], for a file llmforge records itself whose size follows the run
+    /// (a cost snapshot): serde-saphyr's budget of values raised to `nodes` (and of parser
+    /// events to 4x that); nesting depth, aliases and anchors keep their limits.
+    pub fn parse_recorded<T: DeserializeOwned>(&self, nodes: usize) -> Result<T, DescError> {
+        self.check_lines()?;
+        let mut budget = serde_saphyr::Budget::default();
+        budget.max_nodes = budget.max_nodes.max(nodes);
+        budget.max_events = budget.max_events.max(nodes.saturating_mul(4));
+        let mut options = serde_saphyr::Options::default();
+        options.budget = Some(budget);
+        serde_saphyr::from_str_with_options::<T>(&self.text, options).map_err(|e| self.yaml_error(&e))
     }
 
     /// Refuses a line longer than [`limits::MAX_LINE_BYTES`], at its first byte past the limit.

@@ -8,6 +8,7 @@ mod report;
 mod ring;
 mod search;
 mod sim;
+mod snapshot;
 mod substrate;
 mod surrogate;
 mod sweep;

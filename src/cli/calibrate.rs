@@ -6,6 +6,7 @@ use super::validate::{EngineArg, Format, load_maps};
 use clap::Args;
 use llmforge::output::{Outputs, write_atomic};
 use llmforge::substrate::{self, Efficiency};
+use llmforge::trace::{JsonMeta, PrecisionMeta, json_document};
 use llmforge::validate::calibrate::{self, Fit, Point};
 use llmforge::validate::energy::{self, EnergyFit};
 use llmforge::validate::predict::Engine;
@@ -347,7 +348,14 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
         out: args.out.display().to_string(),
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report).into_diagnostic()?),
+        Format::Json => print!(
+            "{}",
+            json_document(
+                &JsonMeta::cost(engine.name(), Some(PrecisionMeta::PerRow)),
+                &report
+            )
+            .into_diagnostic()?
+        ),
         Format::Table => print!("{}", table(&report)),
     }
     Ok(())

@@ -4,6 +4,7 @@ use clap::{Args, ValueEnum};
 use llmforge::sim::cost;
 use llmforge::sim::systolic::{ActionEnergies, Dataflow};
 use llmforge::substrate::Kind;
+use llmforge::trace::{JsonMeta, PrecisionMeta, json_document};
 use llmforge::units::fmt_si;
 use miette::IntoDiagnostic;
 use serde::Serialize;
@@ -145,7 +146,11 @@ pub fn run(args: GemmArgs) -> miette::Result<()> {
         energy_j: g.energy(&energies, sys.clock).get(),
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?),
+        Format::Json => {
+            let bits = llmforge::model::Precision::Bits(args.word_bytes * 8.0);
+            let meta = JsonMeta::cost("systolic", Some(PrecisionMeta::Operands(bits)));
+            print!("{}", json_document(&meta, &out).into_diagnostic()?);
+        }
         Format::Table => {
             println!(
                 "GEMM {}x{}x{} (batch {}) on {} ({}x{}, {}, {} mode)",

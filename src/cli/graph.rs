@@ -89,7 +89,11 @@ pub fn run(args: GraphArgs) -> miette::Result<()> {
                     .map(|e| (e.source().index(), e.target().index(), e.weight().bytes.get()))
                     .collect(),
             };
-            println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?);
+            print!(
+                "{}",
+                llmforge::trace::json_document(&llmforge::trace::JsonMeta::default(), &out)
+                    .into_diagnostic()?
+            );
         }
         Format::Dot => {
             let mut s =

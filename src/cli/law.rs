@@ -329,10 +329,9 @@ pub fn run(cmd: LawCmd) -> Result<()> {
     }
 }
 
+/// Pretty JSON in the envelope every `--format json` output carries (the llmforge version).
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
-    let mut s = serde_json::to_string_pretty(v).into_diagnostic()?;
-    s.push('\n');
-    Ok(s)
+    llmforge::trace::json_document(&llmforge::trace::JsonMeta::default(), v).into_diagnostic()
 }
 
 fn coefficient_table(law: &Law) -> String {
@@ -465,7 +464,7 @@ fn run_predict(a: PredictArgs) -> Result<()> {
                         .zip(&preds)
                         .map(|(r, p)| serde_json::json!({"line": r.line, "inputs": r.inputs, "predicted_loss": p}))
                         .collect();
-                    json(&rows)?
+                    json(&serde_json::json!({ "rows": rows }))?
                 }
                 Format::Table => {
                     let mut s = String::from("line");

@@ -13,6 +13,7 @@ pub mod search;
 pub mod search_arch;
 pub mod search_front;
 pub mod sim;
+pub mod snapshot;
 pub mod substrate;
 pub mod surrogate;
 pub mod sweep;

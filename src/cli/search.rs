@@ -213,7 +213,8 @@ pub fn run_problem(benchmark: Benchmark, args: &SearchArgs) -> miette::Result<()
     };
     let mut stdout = std::io::stdout().lock();
     let text = match args.format {
-        OutputFormat::Json => serde_json::to_string_pretty(&summary).into_diagnostic()? + "\n",
+        OutputFormat::Json => llmforge::trace::json_document(&llmforge::trace::JsonMeta::default(), &summary)
+            .into_diagnostic()?,
         OutputFormat::Table => summary.table(args.out.as_deref()),
     };
     stdout.write_all(text.as_bytes()).into_diagnostic()?;

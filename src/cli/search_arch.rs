@@ -669,7 +669,15 @@ pub fn run_space(args: &SearchArgs) -> miette::Result<()> {
         OutputFormat::Json => {
             let rows: Vec<serde_json::Value> = front
                 .iter()
-                .map(|i| serde_json::json!({"objectives": i.evaluation.objectives, "violation": i.evaluation.violation, "genome": i.genome}))
+                .map(|i| {
+                    let space = &problem.space;
+                    let precision = llmforge::model::Precisions {
+                        weights: space.weights[i.genome.weights],
+                        activations: space.activations,
+                        kv_cache: space.kv_cache,
+                    };
+                    serde_json::json!({"objectives": i.evaluation.objectives, "violation": i.evaluation.violation, "genome": i.genome, "precision": precision})
+                })
                 .collect();
             let j = serde_json::json!({
                 "space": problem.space.name, "substrate": problem.substrate.name, "objectives": names,
@@ -681,7 +689,11 @@ pub fn run_space(args: &SearchArgs) -> miette::Result<()> {
                 "memory_capacity_bytes": problem.substrate.memory_capacity().get(),
                 "front": rows,
             });
-            println!("{}", serde_json::to_string_pretty(&j).into_diagnostic()?);
+            let meta = llmforge::trace::JsonMeta::cost(
+                problem.engine.name(),
+                Some(llmforge::trace::PrecisionMeta::PerRow),
+            );
+            print!("{}", llmforge::trace::json_document(&meta, &j).into_diagnostic()?);
         }
         OutputFormat::Table => {
             let run_text = format!(

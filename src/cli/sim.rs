@@ -110,11 +110,7 @@ pub fn load_model(spec: &str, precision: Option<&str>) -> miette::Result<Model> 
     let mut m = model::load(spec)?;
     if let Some(p) = precision {
         let p: Precision = p.parse().map_err(|e| miette::miette!("--precision: {e}"))?;
-        m.precision = Precisions {
-            weights: p,
-            activations: p,
-            kv_cache: p,
-        };
+        m.precision = Precisions::uniform(p);
     }
     Ok(m)
 }
@@ -175,7 +171,7 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
         write_atomic(path, csv.as_bytes()).into_diagnostic()?;
     }
     match args.format {
-        Format::Json => print!("{}", trace::json(&result).into_diagnostic()?),
+        Format::Json => print!("{}", trace::json(&result, &m.precision).into_diagnostic()?),
         Format::Table => {
             print!("{}", trace::table(&result, args.top));
             if let Some(h) = &result.summary.ring {

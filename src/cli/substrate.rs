@@ -2,10 +2,11 @@
 
 use clap::{Subcommand, ValueEnum};
 use llmforge::model::{self, ComputeClass};
-use llmforge::sim::ring::{ChipSizing, RingWorkload};
+use llmforge::sim::ring::{ChipSizing, RingTiming, RingWorkload};
 use llmforge::sim::ring_adapter;
 use llmforge::substrate::cosearch::{PointStatus, objective_name};
 use llmforge::substrate::{self, DesignSpace, Kind, Substrate};
+use llmforge::trace::{JsonMeta, PrecisionMeta, json_document};
 use miette::IntoDiagnostic;
 
 #[derive(Subcommand)]
@@ -142,7 +143,8 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                         "table": r.table,
                         "chosen": r.report,
                     });
-                    println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?);
+                    let meta = JsonMeta::cost("ring", Some(PrecisionMeta::Run(m.precision)));
+                    print!("{}", json_document(&meta, &out).into_diagnostic()?);
                 }
                 Format::Table => print_cosearch(&m.name, &space, &r),
             }
@@ -171,7 +173,7 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                         "vector_peak_flops": s.vector_peak().get(),
                         "derived": derived,
                     });
-                    println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?);
+                    print!("{}", json_document(&JsonMeta::default(), &out).into_diagnostic()?);
                 }
                 Format::Table => {
                     println!("{} ({}): {}", s.name, s.kind_name(), s.description);
@@ -303,11 +305,23 @@ fn print_ring(r: &substrate::Ring) {
         wmem_per_core: d.wmem_per_core,
         kv_per_core: c.kv_per_core,
     };
-    println!(
-        "template chip          {:.3} mm^2, leakage {:.4} pJ/cycle",
-        template.area(c).as_mm2(),
-        template.leakage_per_cycle(c).as_pj()
-    );
+    match r.options.timing {
+        RingTiming::Corrected => println!(
+            "template chip          {:.3} mm^2, leakage {:.4} pJ/cycle",
+            template.area(c).as_mm2(),
+            template.leakage_per_cycle(c).as_pj()
+        ),
+        RingTiming::PaperEra => println!(
+            "template chip          {:.3} mm^2 (SRAM only), no leakage",
+            llmforge::sim::ring::paper_era::chip_sram_area(
+                &r.spec,
+                c.n_cores(),
+                d.wmem_per_core,
+                c.kv_per_core
+            )
+            .as_mm2()
+        ),
+    }
     let p = r.spec.packing();
     println!(
         "packing                weight headroom {}, KV headroom {}, min KV {:.0} KiB/core, {} core doublings, max cores/chip {}, chip sizing {}",
@@ -326,6 +340,12 @@ fn print_ring(r: &substrate::Ring) {
         "options                decode context {:?}, LM head {:?}, spill to DRAM {}, tensor parallel {}",
         o.decode_context, o.lm_head, o.spill_to_dram, o.tensor_parallel
     );
+    if o.timing == RingTiming::PaperEra {
+        println!(
+            "timing                 paper_era: every layer priced like the first, decode at ctx {}, serial softmax unit (the paper's table)",
+            llmforge::sim::ring::paper_era::DECODE_CONTEXT
+        );
+    }
 }
 
 fn print_cosearch(model: &str, space: &DesignSpace, r: &ring_adapter::RingCoSearch) {

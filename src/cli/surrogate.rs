@@ -208,8 +208,9 @@ fn metrics_table(title: &str, m: &Metrics) -> String {
     s
 }
 
+/// Pretty JSON (with a final newline) in the envelope every `--format json` output carries.
 fn json<T: Serialize>(v: &T) -> miette::Result<String> {
-    serde_json::to_string_pretty(v).into_diagnostic()
+    llmforge::trace::json_document(&llmforge::trace::JsonMeta::default(), v).into_diagnostic()
 }
 
 #[derive(Serialize)]
@@ -306,7 +307,7 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             let in_sample = surrogate::data_hash(&s.target, &x, &y) == s.data_hash;
             let m = s.evaluate(&models, &y);
             match format {
-                Format::Json => println!(
+                Format::Json => print!(
                     "{}",
                     json(&EvalReport {
                         model: model.display().to_string(),
@@ -375,7 +376,7 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                 );
             }
             match format {
-                Format::Json => println!(
+                Format::Json => print!(
                     "{}",
                     json(&CvReport {
                         data: data.display().to_string(),
@@ -448,7 +449,7 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                 })
                 .collect();
             let text = match format {
-                PredictFormat::Json => json(&rows)? + "\n",
+                PredictFormat::Json => json(&serde_json::json!({ "rows": rows }))?,
                 PredictFormat::Csv => {
                     let mut t = String::from("id,mu,sigma,acquisition\n");
                     for r in &rows {

@@ -4,12 +4,13 @@ use clap::{Args, ValueEnum};
 use llmforge::output::{Outputs, write_atomic};
 use llmforge::trace::plot::{PlotPoint, scatter_svg};
 use llmforge::trace::table::{Column, Table};
+use llmforge::trace::{JsonMeta, PrecisionMeta, json_document};
 use llmforge::validate::calibrate::HoldOut;
 use llmforge::validate::mapping::Maps;
 use llmforge::validate::overlay;
 use llmforge::validate::predict::Engine;
 use llmforge::validate::stats::ErrorStats;
-use llmforge::validate::{self, Compare, Library, Options, Report, traces};
+use llmforge::validate::{self, Compare, Library, Options, Report, gate, traces};
 use miette::IntoDiagnostic;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -71,6 +72,11 @@ pub struct ValidateArgs {
     /// In the table format, list every predicted row.
     #[arg(long)]
     pub rows: bool,
+    /// Exit 1 when the MAPE exceeds PERCENT: over every row (`15`), or over one group of the
+    /// report: `phase:decode batch 1=10`, `metric:NAME=20%`, `group:DEVICE | STACK |
+    /// METRIC=12`. Repeatable; a scope naming no group is an error.
+    #[arg(long = "max-mape", value_name = "[SCOPE=]PERCENT")]
+    pub max_mape: Vec<String>,
 }
 
 /// Shared by validate and calibrate: the shipped maps plus the user's.
@@ -83,6 +89,11 @@ pub fn load_maps(extra: &[PathBuf]) -> miette::Result<Maps> {
 }
 
 pub fn run(args: ValidateArgs) -> miette::Result<()> {
+    let limits = args
+        .max_mape
+        .iter()
+        .map(|l| l.parse::<gate::Limit>())
+        .collect::<Result<Vec<_>, _>>()?;
     Outputs::new()
         .input("--traces", &args.traces)
         .inputs("--substrate-map", &args.substrate_map)
@@ -112,7 +123,11 @@ pub fn run(args: ValidateArgs) -> miette::Result<()> {
     };
     let report = validate::validate(&traces, &maps, &mut lib, &opts);
     let text = match args.format {
-        Format::Json => serde_json::to_string_pretty(&report).into_diagnostic()? + "\n",
+        Format::Json => json_document(
+            &JsonMeta::cost(report.engine, Some(PrecisionMeta::PerRow)),
+            &report,
+        )
+        .into_diagnostic()?,
         Format::Table => table(&report, args.rows),
     };
     match &args.out {
@@ -121,6 +136,18 @@ pub fn run(args: ValidateArgs) -> miette::Result<()> {
     }
     if let Some(p) = &args.svg {
         write_atomic(p, svg(&report)?.as_bytes()).into_diagnostic()?;
+    }
+    let outcomes = gate::check(&report, &limits)?;
+    for o in &outcomes {
+        eprintln!("--max-mape {o}");
+    }
+    let exceeded: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.exceeded)
+        .map(|o| o.to_string())
+        .collect();
+    if !exceeded.is_empty() {
+        miette::bail!("MAPE above the limit: {}", exceeded.join("; "));
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ pub mod presets;
 
 use crate::limits;
 pub use precision::{ComputeClass, Precision};
-pub use presets::{LoadError, load, preset};
+pub use presets::{LoadError, ModelSource, load, preset, preset_source, source};
 use serde::{Deserialize, Serialize};
 
 /// Normalisation layer kind; LayerNorm carries a bias, RMSNorm does not.
@@ -249,6 +249,17 @@ pub struct Precisions {
     pub weights: Precision,
     pub activations: Precision,
     pub kv_cache: Precision,
+}
+
+impl Precisions {
+    /// One format for weights, activations and the KV cache (`--precision int8`).
+    pub fn uniform(p: Precision) -> Precisions {
+        Precisions {
+            weights: p,
+            activations: p,
+            kv_cache: p,
+        }
+    }
 }
 
 /// A validated model.

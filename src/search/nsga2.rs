@@ -364,6 +364,20 @@ impl<'p, P: Problem> Nsga2<'p, P> {
                 engine.archive.push(individual);
             }
         }
+        // every asked genome is either evaluated or a cache hit: the batch 0 asks `population`,
+        // every later batch `offspring`
+        let asked = match checkpoint.completed_batches {
+            0 => 0,
+            b => (engine.settings.population as u64)
+                .saturating_add((engine.settings.offspring as u64).saturating_mul(b as u64 - 1)),
+        };
+        let counted = checkpoint.evaluations.checked_add(checkpoint.cache_hits);
+        if counted.is_none_or(|c| c > asked) {
+            return refuse(format!(
+                "{} evaluations and {} cache hits, more than the {asked} genomes its {} batches asked for",
+                checkpoint.evaluations, checkpoint.cache_hits, checkpoint.completed_batches
+            ));
+        }
         engine.completed_batches = checkpoint.completed_batches;
         engine.evaluations = checkpoint.evaluations;
         engine.cache_hits = checkpoint.cache_hits;
@@ -601,7 +615,7 @@ impl<'p, P: Problem> Nsga2<'p, P> {
         }
         if !self.problem.cache_evaluations() {
             let evaluations = self.evaluate_all(genomes)?;
-            self.evaluations += genomes.len() as u64;
+            self.evaluations = self.evaluations.saturating_add(genomes.len() as u64);
             return Ok(evaluations);
         }
         let mut fresh_keys: HashMap<P::Key, usize, KeyHasher> =
@@ -613,13 +627,13 @@ impl<'p, P: Problem> Nsga2<'p, P> {
             let key = self.problem.key(genome);
             if let Some(&at) = self.cache_index.get(&key) {
                 slots.push(Slot::Archived(at));
-                self.cache_hits += 1;
+                self.cache_hits = self.cache_hits.saturating_add(1);
                 continue;
             }
             match fresh_keys.entry(key) {
                 Entry::Occupied(entry) => {
                     slots.push(Slot::Fresh(*entry.get()));
-                    self.cache_hits += 1;
+                    self.cache_hits = self.cache_hits.saturating_add(1);
                 }
                 Entry::Vacant(entry) => {
                     entry.insert(fresh.len());
@@ -655,7 +669,7 @@ impl<'p, P: Problem> Nsga2<'p, P> {
             },
             other => other,
         })?;
-        self.evaluations += fresh.len() as u64;
+        self.evaluations = self.evaluations.saturating_add(fresh.len() as u64);
         // Archive in batch order, so the cache (and a checkpoint of it) is deterministic.
         let base = self.archive.len();
         let mut by_order: Vec<(P::Key, usize)> = fresh_keys.into_iter().collect();

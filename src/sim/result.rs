@@ -184,7 +184,9 @@ pub struct RunSummary {
     /// Total energy (prefill + decode) per generated token: `total / (batch * gen)`.
     pub energy_per_token_j: f64,
     /// The LLMForge paper's form, per processed token: `(E_prefill + E_decode) / (batch * (P +
-    /// D))`, i.e. `(E_prefill + D * mean E_decode_step) / (P + D)` per sequence.
+    /// D))`, i.e. `(E_prefill + D * mean E_decode_step) / (P + D)` per sequence. On a ring
+    /// under `ring.timing: paper_era`, the paper-era model's own "energy per token": one
+    /// decode step's energy per sequence (its prefill is in `energy_per_token_j`).
     pub energy_per_processed_token_j: f64,
     pub prefill_energy_j: f64,
     pub decode_energy_j: f64,

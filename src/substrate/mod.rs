@@ -19,7 +19,9 @@ mod ring;
 pub mod schema;
 
 pub use cosearch::{CoSearch, DesignSpace, GridAxis};
-pub use raw::{Override, SHIPPED, check_efficiency, load, load_str, names, parse_overrides};
+pub use raw::{
+    Override, SHIPPED, check_efficiency, load, load_source, load_str, names, parse_overrides, source,
+};
 
 use crate::model::ComputeClass;
 use crate::sim::ring::{RingDesign, RingOptions, RingSpec};

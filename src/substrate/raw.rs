@@ -40,6 +40,7 @@ pub const SHIPPED: &[(&str, &str)] = shipped!(
         "scalesim-128x128",
         "ring-edge",
         "ring-edge-cosearch",
+        "ring-edge-paper",
         "a100-sxm4-80gb",
         "a100-pcie-80gb",
         "h100-pcie",
@@ -341,6 +342,18 @@ struct RawSystolicEnergy {
     leakage: Expression,
 }
 
+/// An error about an override's value, located in its `--set` text.
+fn cli_error(o: &Override, message: String, label: &str, help: Option<String>) -> DescError {
+    let cli = SourceFile::new(format!("--set {}", o.path), o.expr.clone());
+    let at = Loc {
+        line: 1,
+        column: 1,
+        offset: 0,
+        len: o.expr.len(),
+    };
+    cli.error(at, message, label, help)
+}
+
 /// Evaluation state: the file, the overrides (and which were used), the values evaluated so
 /// far (for references), and the errors.
 pub(super) struct Ctx<'a> {
@@ -570,15 +583,8 @@ impl<'a> Ctx<'a> {
         match self.overrides.iter().find(|o| o.path == path) {
             // A value given by --set is wrong at the --set text, not at the file's line.
             Some(o) => {
-                let cli = SourceFile::new(format!("--set {}", o.path), o.expr.clone());
-                let at = Loc {
-                    line: 1,
-                    column: 1,
-                    offset: 0,
-                    len: o.expr.len(),
-                };
                 let help = help.or_else(|| Some(format!("the value comes from --set {}={}", o.path, o.expr)));
-                cli.error(at, message, label, help)
+                cli_error(o, message, label, help)
             }
             None => self.file.error(Self::loc_of(expr), message, label, help),
         }
@@ -629,20 +635,35 @@ impl<'a> Ctx<'a> {
             Err(msg) => {
                 let message = format!("`{path}`: {msg}");
                 let e = match self.overrides.iter().find(|o| o.path == path) {
-                    Some(o) => SourceFile::new(format!("--set {}", o.path), o.expr.clone()).error(
-                        Loc {
-                            line: 1,
-                            column: 1,
-                            offset: 0,
-                            len: o.expr.len(),
-                        },
-                        message,
-                        "here",
-                        None,
-                    ),
+                    Some(o) => cli_error(o, message, "here", None),
                     None => self.file.error(field.loc, message, "here", None),
                 };
                 self.push(e);
+                None
+            }
+        }
+    }
+
+    /// An optional word field: the file's word, else the override's, else `default`. An
+    /// invalid override of a field the file leaves out is reported at the `--set` text.
+    pub fn optional_word<T>(
+        &self,
+        path: &str,
+        field: Option<&Located<String>>,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        if let Some(field) = field {
+            return self.word(path, field, parse);
+        }
+        self.words.borrow_mut().push(path.to_string());
+        let Some(o) = self.override_for(path) else {
+            return Some(default);
+        };
+        match parse(&o.expr) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                self.push(cli_error(o, format!("`{path}`: {msg}"), "here", None));
                 None
             }
         }
@@ -991,7 +1012,12 @@ fn systolic(ctx: &Ctx, raw: &RawSystolic) -> Option<Substrate> {
 
 /// Loads a substrate from text, applying overrides, reporting every problem.
 pub fn load_str(src: &str, file: &str, overrides: &[Override]) -> Result<Substrate, DescErrors> {
-    load_file(&SourceFile::new(file, src), overrides, false)
+    load_source(&SourceFile::new(file, src), overrides)
+}
+
+/// Loads a substrate from a file already read ([`source`]), applying overrides.
+pub fn load_source(file: &SourceFile, overrides: &[Override]) -> Result<Substrate, DescErrors> {
+    load_file(file, overrides, false)
 }
 
 /// Loads `file`; with `point`, as one co-search point (the `cosearch` section and any
@@ -1053,7 +1079,7 @@ pub fn load(spec: &str, overrides: &[Override]) -> Result<Substrate, DescErrors>
     load_file(&source(spec)?, overrides, false)
 }
 
-/// The text of a shipped substrate (by name) or of a substrate file (by path).
-pub(super) fn source(spec: &str) -> Result<SourceFile, DescErrors> {
+/// The text of a shipped substrate (by name) or of a substrate file (by path; a file wins).
+pub fn source(spec: &str) -> Result<SourceFile, DescErrors> {
     Ok(shipped_or_file(spec, SHIPPED, "substrates", "substrate")?)
 }

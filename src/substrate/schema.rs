@@ -268,6 +268,8 @@ pub const FIELDS: &[Field] = &[
     v(RING, "options.lm_head", "word: excluded | included", "excluded", "Whether the LM head is priced."),
     v(RING, "options.spill_to_dram", "word: true | false", "false", "Let layers that do not fit spill to DRAM."),
     v(RING, "options.tensor_parallel", "word: true | false", "false", "Split a layer across chips."),
+    opt_sec(RING, "ring", "the corrected timing", "Which cost model prices the ring."),
+    opt(RING, "ring.timing", "word: corrected | paper_era", "corrected", "corrected", "The corrected model (the authors' later code) or the paper-era one that reproduces the paper's table (options as above, chip_sizing smallest_fitting, no max_cores_per_chip)."),
     // --- co-search (every kind) ---
     opt_sec(ALL, "cosearch", "no co-search", "A grid of hardware variants, searched per model (`substrate cosearch`)."),
     v(ALL, "cosearch.objective", "word: energy | energy_per_generated_token | tpot | ttft | area", "energy", "What the chosen point minimises."),

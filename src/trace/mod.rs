@@ -7,11 +7,14 @@
 //! Rendering is deterministic: fixed float formats, no maps with random order.
 
 mod chrome;
+mod envelope;
 pub mod plot;
 pub mod report;
+pub mod snapshot;
 pub mod table;
 
 pub use chrome::ChromeTrace;
+pub use envelope::{JsonMeta, PrecisionMeta, json_document};
 pub use plot::{RooflinePoint, roofline_svg};
 
 use crate::sim::{OpRecord, RunResult, RunSummary};
@@ -41,8 +44,9 @@ pub enum TraceError {
     Report(String),
 }
 
-/// The run as pretty JSON: the summary fields at the top level, per-op rows under `ops`.
-pub fn json(result: &RunResult) -> Result<String, TraceError> {
+/// The run as pretty JSON in the [`json_document`] envelope (llmforge version, engine, the
+/// precision the model ran at): the summary fields at the top level, per-op rows under `ops`.
+pub fn json(result: &RunResult, precision: &crate::model::Precisions) -> Result<String, TraceError> {
     #[derive(Serialize)]
     struct Out<'a> {
         #[serde(flatten)]
@@ -58,12 +62,8 @@ pub fn json(result: &RunResult) -> Result<String, TraceError> {
         kind_totals: result.kind_totals(),
         ops: &result.ops,
     };
-    serde_json::to_string_pretty(&out)
-        .map(|mut s| {
-            s.push('\n');
-            s
-        })
-        .map_err(|e| TraceError::Encode(e.to_string()))
+    let meta = JsonMeta::cost(result.summary.engine, Some(PrecisionMeta::Run(*precision)));
+    json_document(&meta, &out)
 }
 
 /// Per-op rows as CSV (one row per op and phase; decode rows are totals over the steps).

@@ -14,6 +14,7 @@
 
 pub mod calibrate;
 pub mod energy;
+pub mod gate;
 pub mod mapping;
 pub mod overlay;
 pub mod predict;
@@ -47,6 +48,15 @@ pub enum ValidateError {
         file: String,
         substrate: String,
         stack: String,
+    },
+    /// Occurs when a `--max-mape` limit is not `[SCOPE=]PERCENT` or names no group of the
+    /// report.
+    #[error("--max-mape `{spec}`: {message}")]
+    #[diagnostic(help("{help}"))]
+    Limit {
+        spec: String,
+        message: String,
+        help: String,
     },
 }
 
@@ -256,6 +266,8 @@ pub struct Report {
     pub file: String,
     pub engine: &'static str,
     pub counts: Counts,
+    /// Every predicted row kept in the statistics (`None` when there is none).
+    pub overall: Option<ErrorStats>,
     /// Per (device, stack, metric).
     pub groups: Vec<Group>,
     /// Per metric.
@@ -430,6 +442,7 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
     }));
     let by_metric = stats::group(counted().map(|(r, _)| (vec![r.metric.clone()], r.line, err(r))));
     let by_phase = stats::group(counted().map(|(r, cl)| (vec![cl.clone()], r.line, err(r))));
+    let overall = ErrorStats::of(&counted().map(|(r, _)| (r.line, err(r))).collect::<Vec<_>>());
     // Hold-out calibration.
     let mut holdout = Vec::new();
     if !opts.holdout.is_empty() {
@@ -471,6 +484,7 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
             excluded,
             unmapped: unmapped.len(),
         },
+        overall,
         groups,
         by_metric,
         by_phase,

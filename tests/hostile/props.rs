@@ -111,6 +111,26 @@ fn resume(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Found by `checkpoint_with_one_number_changed_never_panics` (seed 5): a checkpoint whose
+/// evaluation counter is 2^64 - 1 overflowed the counter on the next generation. Counters are
+/// now held to the genomes the checkpoint's batches asked for.
+#[test]
+fn checkpoint_counters_beyond_the_asked_genomes_are_refused() {
+    let (text, _) = checkpoint();
+    for (field, value) in [
+        ("evaluations", u64::MAX),
+        ("cache_hits", u64::MAX),
+        ("evaluations", 1000),
+    ] {
+        let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
+        v[field] = serde_json::json!(value);
+        let err = resume(&v.to_string()).unwrap_err();
+        assert!(err.contains("more than the"), "{field} = {value}: {err}");
+    }
+    // the untouched checkpoint resumes
+    resume(text).unwrap();
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 

@@ -1,4 +1,5 @@
-//! Cost engines: fast paths against the slow exact path, bounds, monotonicity, snapshots.
+//! Cost engines: fast paths against the slow exact path, bounds, monotonicity, the CLI. The
+//! whole-model cost snapshot of every preset on every substrate is tests/snapshot (the_projects_whole_model_costs_match_their_snapshot).
 
 use llmforge::model::{self, Model, Precision, Precisions};
 use llmforge::sim::{self, Engine, RunSummary, Workload};
@@ -502,90 +503,6 @@ mod properties {
             for (a, c) in [(fast.ttft_s, slow.ttft_s), (fast.tpot_s, slow.tpot_s),
                            (fast.total_energy_j, slow.total_energy_j)] {
                 prop_assert!(close(a, c, 1e-9), "{a} vs {c}");
-            }
-        }
-    }
-}
-
-mod snapshots {
-    use super::*;
-    use serde_json::{Map, Value, json};
-
-    /// Rounds every float to 4 significant digits (integers stay as they are).
-    fn round(v: Value) -> Value {
-        match v {
-            Value::Number(n) if n.is_f64() => {
-                let x = n.as_f64().unwrap_or(0.0);
-                if x == 0.0 || !x.is_finite() {
-                    return json!(x);
-                }
-                let e = x.abs().log10().floor() as i32;
-                if e >= 3 {
-                    // integral: keep it an integer
-                    let scale = 10f64.powi(e - 3);
-                    let r = (x / scale).round() * scale;
-                    return json!(r as i64);
-                }
-                let mag = 10f64.powi(3 - e);
-                let r = (x * mag).round() / mag;
-                serde_json::Number::from_f64(r).map_or(Value::Null, Value::Number)
-            }
-            Value::Array(a) => Value::Array(a.into_iter().map(round).collect()),
-            Value::Object(o) => {
-                Value::Object(o.into_iter().map(|(k, v)| (k, round(v))).collect::<Map<_, _>>())
-            }
-            v => v,
-        }
-    }
-
-    fn summary_doc(r: &RunSummary) -> Value {
-        json!({
-            "ttft_s": r.ttft_s,
-            "tpot_s": r.tpot_s,
-            "tokens_per_s": r.tokens_per_s,
-            "energy_per_token_j": r.energy_per_token_j,
-            "energy_per_processed_token_j": r.energy_per_processed_token_j,
-            "prefill_energy_j": r.prefill_energy_j,
-            "decode_energy_j": r.decode_energy_j,
-            "prefill_dram_bytes": r.prefill.dram_bytes.get(),
-            "decode_dram_bytes": r.decode.dram_bytes.get(),
-            "decode_memory_bound_share": r.decode.memory_bound_time.get()
-                / (r.decode.compute_bound_time + r.decode.memory_bound_time + r.decode.overhead_bound_time).get(),
-        })
-    }
-
-    /// One snapshot per shipped model x substrate pair: P = D = 256, batch 1; both engines'
-    /// summaries and the simulator's per-(phase, kind) totals.
-    #[test]
-    fn cost_summary_of_every_model_on_every_substrate() {
-        let w = Workload::new(256, 256, 1).unwrap();
-        for s in substrate::names() {
-            let sub = sub(s);
-            for m in model::presets::names() {
-                let model = model::preset(m).unwrap();
-                let run = sim::run(&model, &sub, w, Engine::Sim);
-                let roof = sim::summary(&model, &sub, w, Engine::Roofline);
-                let kinds: Vec<Value> = run
-                    .kind_totals()
-                    .iter()
-                    .map(|k| {
-                        json!({
-                            "phase": k.phase.name(), "kind": k.kind, "ops": k.ops,
-                            "flops": k.flops.get(), "dram_bytes": k.dram_bytes.get(),
-                            "time_s": k.time.get(), "energy_j": k.energy.get(),
-                        })
-                    })
-                    .collect();
-                let doc = round(json!({
-                    "workload": "P=256 D=256 batch=1",
-                    "weight_bytes": run.summary.weight_bytes,
-                    "kv_bytes": run.summary.kv_bytes,
-                    "fits_memory": run.summary.fits_memory,
-                    "sim": summary_doc(&run.summary),
-                    "roofline": summary_doc(&roof),
-                    "sim_kind_totals": kinds,
-                }));
-                insta::assert_yaml_snapshot!(format!("{m}__{s}"), doc);
             }
         }
     }

@@ -233,8 +233,8 @@ fn cli_fit_is_deterministic_and_round_trips() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mu = v[0]["mu"].as_f64().unwrap();
-    assert!(mu.is_finite() && v[0]["sigma"].as_f64().unwrap() >= 0.0);
+    let mu = v["rows"][0]["mu"].as_f64().unwrap();
+    assert!(mu.is_finite() && v["rows"][0]["sigma"].as_f64().unwrap() >= 0.0);
     let pred = dir.join("pred.csv");
     let o = llmforge(&[
         "surrogate",

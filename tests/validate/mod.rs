@@ -12,6 +12,8 @@ use llmforge::validate::predict::{self, Engine};
 use llmforge::validate::{self, Library, Options, overlay, traces};
 use std::path::Path;
 
+mod gate;
+
 const SAMPLE: &str = "tests/fixtures/validate/sample.csv";
 
 fn sample() -> traces::Traces {
