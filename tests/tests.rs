@@ -1,5 +1,6 @@
 //! The one integration-test binary; one module per area.
 
+mod cluster;
 mod dsl;
 mod hostile;
 mod law;
