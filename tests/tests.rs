@@ -5,6 +5,7 @@ mod dsl;
 mod hostile;
 mod law;
 mod model;
+mod progress;
 mod report;
 mod ring;
 mod search;

@@ -11,6 +11,7 @@
 //! interval between lines (the tests set 0 to get a line per update).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use llmforge::progress::Tick;
 use std::io::{IsTerminal, Write as _};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -229,6 +230,29 @@ impl Progress {
             }
         }
     }
+}
+
+/// A library [`Tick`] shown as the progress of `what` (in `unit`s): a fresh bar or series of
+/// lines each time the computation starts over (told `done = 0`, or another total), e.g. once
+/// per hold-out scheme.
+pub fn tick(what: &str, unit: &'static str) -> Tick {
+    let what = what.to_string();
+    let current: Mutex<Option<Progress>> = Mutex::new(None);
+    Tick::new(move |done, total| {
+        let mut c = current.lock().unwrap_or_else(|p| p.into_inner());
+        if done == 0 || c.as_ref().is_none_or(|p| p.total != total) {
+            if let Some(p) = c.take() {
+                p.finish();
+            }
+            *c = Some(Progress::start(&what, total, unit));
+        }
+        if let Some(p) = c.as_ref() {
+            p.update(done, done, "");
+            if done >= total {
+                p.finish();
+            }
+        }
+    })
 }
 
 impl Drop for Progress {
