@@ -39,7 +39,7 @@ enum Command {
     /// Place every op of a run on the substrate's roofline (optionally as an SVG plot).
     Roofline(cli::roofline::RooflineArgs),
     /// Multi-objective search (NSGA-II): benchmark problems or architecture spaces.
-    Search(cli::search::SearchArgs),
+    Search(cli::search::SearchCommand),
     /// Co-design sweep over a grid: loss-latency frontier, feasible regions, budgets.
     Sweep(cli::sweep::SweepCommand),
     /// Fit, evaluate and apply parametric scaling laws (the search's loss prior).
@@ -92,7 +92,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => cli::sim::run(args),
         Command::Gemm(args) => cli::gemm::run(args),
         Command::Roofline(args) => cli::roofline::run(args),
-        Command::Search(args) => cli::search::run(args),
+        Command::Search(args) => cli::search::run_command(args),
         Command::Sweep(args) => cli::sweep::run(args),
         Command::Report(args) => cli::report::run(args),
         Command::Law(cmd) => cli::law::run(cmd),

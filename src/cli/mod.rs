@@ -12,6 +12,7 @@ pub mod roofline;
 pub mod search;
 pub mod search_arch;
 pub mod search_front;
+pub mod search_merge;
 pub mod sim;
 pub mod snapshot;
 pub mod substrate;

@@ -6,7 +6,7 @@
 //! its own `run_*` function next to [`run_problem`].
 
 use super::progress::Progress;
-use clap::{ArgGroup, Args, ValueEnum};
+use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use llmforge::output::{Manifest, Outputs, Owned, Reuse, RunDir, Status, write_atomic};
 use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::nsga2::{Nsga2, Problem, Settings, Truncation};
@@ -16,6 +16,32 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// `llmforge search ...` or `llmforge search merge ...`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SearchCommand {
+    #[command(subcommand)]
+    command: Option<SearchSub>,
+    #[command(flatten)]
+    args: SearchArgs,
+}
+
+#[derive(Subcommand)]
+enum SearchSub {
+    /// Put independent architecture searches together (other seeds, substrates or spaces, e.g.
+    /// a job array's tasks): the Pareto front of the union of their fronts with each point's
+    /// origin, their histories, the front's model files.
+    Merge(super::search_merge::MergeArgs),
+}
+
+/// Runs `search` or `search merge`.
+pub fn run_command(command: SearchCommand) -> miette::Result<()> {
+    match command.command {
+        Some(SearchSub::Merge(args)) => super::search_merge::run(args),
+        None => run(command.args),
+    }
+}
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("target").required(true).multiple(true)))]

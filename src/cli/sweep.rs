@@ -533,10 +533,10 @@ impl ShardDir {
             ));
         }
         let manifest: Manifest = output::load_json(&manifest_path, "run manifest").into_diagnostic()?;
-        if manifest.command.first().map(String::as_str) != Some("sweep") {
+        if manifest.subcommand() != "sweep" {
             return Err(miette!(
                 "`{name}` holds the results of `llmforge {}`, not of a sweep",
-                manifest.command.first().map_or("", String::as_str)
+                manifest.subcommand()
             ));
         }
         let settings: Settings = serde_json::from_value(manifest.settings.clone())

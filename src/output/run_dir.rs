@@ -155,6 +155,15 @@ pub struct ShardRecord {
 }
 
 impl Manifest {
+    /// The command that wrote the run (`sweep`, `search`): the first word of the command line
+    /// that is not a global flag such as `--quiet`.
+    pub fn subcommand(&self) -> &str {
+        self.command
+            .iter()
+            .find(|a| !a.starts_with('-'))
+            .map_or("", String::as_str)
+    }
+
     /// A manifest for a run started now by this process's command line.
     pub fn new(settings: serde_json::Value, inputs: Vec<InputRecord>) -> Manifest {
         Manifest {

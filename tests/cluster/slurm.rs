@@ -97,3 +97,83 @@ fn slurm_array_and_merge_job_reproduce_the_unsharded_sweep() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `cluster/slurm/submit-search.sh`: 2 searches (gemmini and eyeriss, seed 7) as an array and
+/// their merge; each task's pareto.csv `cmp`-equal to the same search run here, the merge's
+/// front drawn from both.
+#[test]
+fn slurm_search_array_and_merge_job_run_as_shipped() {
+    if skip(
+        "slurm_search_array_and_merge_job_run_as_shipped",
+        "slurm",
+        no_cluster(),
+    ) {
+        return;
+    }
+    let dir = scratch("slurm-search");
+    let flags = "--engine roofline --population 8 --offspring 16 --generations 2";
+    let run = dir.join("run");
+    let out = Command::new("timeout")
+        .args(["170", "bash"])
+        .arg(format!("{ROOT}/cluster/slurm/submit-search.sh"))
+        .arg("2")
+        .env("LLMFORGE", BIN)
+        .env("LLMFORGE_SPACE", "smollm2-135m-seeded")
+        .env("LLMFORGE_SUBSTRATES", "gemmini eyeriss")
+        .env("LLMFORGE_SEED", "7")
+        .env("LLMFORGE_SEARCH_ARGS", flags)
+        .env("LLMFORGE_RUN", &run)
+        .env("LLMFORGE_WAIT", "1")
+        .output()
+        .unwrap();
+    let log = |name: &str| std::fs::read_to_string(run.join("logs").join(name)).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "submit-search.sh failed ({}):\n{}{}\n{}\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        log("search-0.out"),
+        log("search-1.out"),
+        log("merge.out")
+    );
+    for (i, substrate) in ["gemmini", "eyeriss"].iter().enumerate() {
+        let here = dir.join(format!("here-{i}"));
+        let mut args = vec![
+            "search",
+            "--space",
+            "smollm2-135m-seeded",
+            "--substrate",
+            substrate,
+            "--seed",
+            "7",
+        ];
+        args.extend(flags.split(' '));
+        args.extend(["--out", here.to_str().unwrap()]);
+        ok(
+            "the search run here",
+            Command::new(BIN).args(&args).output().unwrap(),
+        );
+        for f in ["pareto.csv", "history.csv"] {
+            let cmp = Command::new("cmp")
+                .arg(here.join(f))
+                .arg(run.join(format!("search-{i}/{f}")))
+                .output()
+                .unwrap();
+            assert!(
+                cmp.status.success(),
+                "search-{i}/{f} differs from the same search run here"
+            );
+        }
+    }
+    let merged = std::fs::read_to_string(run.join("merged/pareto.csv")).unwrap();
+    for substrate in [",gemmini,7,", ",eyeriss,7,"] {
+        assert!(merged.contains(substrate), "{substrate} not in {merged}");
+    }
+    assert!(
+        log("merge.out").contains("merged 2 searches"),
+        "{}",
+        log("merge.out")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -2,6 +2,7 @@
 
 mod cli;
 mod hypervolume;
+mod merge;
 mod nsga2;
 mod problems;
 
