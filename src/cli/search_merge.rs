@@ -72,32 +72,13 @@ fn read_text(path: &Path) -> miette::Result<String> {
 impl Run {
     fn read(path: &Path) -> miette::Result<Run> {
         let name = path.display().to_string();
-        let manifest_path = path.join(output::MANIFEST);
-        if !manifest_path.is_file() {
-            return Err(miette!(
-                "`{name}` is not a search's run directory: it has no {}",
-                output::MANIFEST
-            ));
-        }
-        let manifest: Manifest = output::load_json(&manifest_path, "run manifest").into_diagnostic()?;
-        if manifest.subcommand() != "search" || !manifest.settings["problem"].is_object() {
+        let again = format!("finish it (`search --resume {name}`)");
+        let manifest = super::finished_run(path, "search", "a search's", &again)?;
+        if !manifest.settings["problem"].is_object() {
             return Err(miette!(
                 "`{name}` holds the results of `llmforge {}`, not of an architecture search (search --space)",
                 manifest.command.join(" ")
             ));
-        }
-        match manifest.status {
-            Status::Complete => {}
-            Status::Running => {
-                return Err(miette!(
-                    "`{name}` is still running, or was stopped by an error or a kill (its manifest says `running`): finish it (`search --resume {name}`) before merging"
-                ));
-            }
-            Status::Interrupted => {
-                return Err(miette!(
-                    "`{name}` was interrupted: finish it (`search --resume {name}`) before merging"
-                ));
-            }
         }
         let text = read_text(&path.join("pareto.csv"))?;
         let mut lines = text.lines();

@@ -525,36 +525,11 @@ struct ShardDir {
 impl ShardDir {
     fn read(path: &Path) -> miette::Result<ShardDir> {
         let name = path.display().to_string();
-        let manifest_path = path.join(output::MANIFEST);
-        if !manifest_path.is_file() {
-            return Err(miette!(
-                "`{name}` is not a sweep's run directory: it has no {}",
-                output::MANIFEST
-            ));
-        }
-        let manifest: Manifest = output::load_json(&manifest_path, "run manifest").into_diagnostic()?;
-        if manifest.subcommand() != "sweep" {
-            return Err(miette!(
-                "`{name}` holds the results of `llmforge {}`, not of a sweep",
-                manifest.subcommand()
-            ));
-        }
+        let manifest =
+            super::finished_run(path, "sweep", "a sweep's", "run that shard again (with --force)")?;
         let settings: Settings = serde_json::from_value(manifest.settings.clone())
             .into_diagnostic()
             .wrap_err_with(|| format!("`{name}`: its manifest's settings are not a sweep's"))?;
-        match manifest.status {
-            Status::Complete => {}
-            Status::Running => {
-                return Err(miette!(
-                    "`{name}` is still running, or was stopped by an error or a kill (its manifest says `running`): run that shard again (with --force) before merging"
-                ));
-            }
-            Status::Interrupted => {
-                return Err(miette!(
-                    "`{name}` was interrupted: its outputs cover only part of its grid indices; run that shard again (with --force) before merging"
-                ));
-            }
-        }
         let state_path = path.join("outcome.json");
         if !state_path.is_file() {
             return Err(miette!(

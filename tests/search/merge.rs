@@ -207,6 +207,6 @@ fn merged_searches_give_the_front_of_the_union_with_origins() {
         "--out",
         sweep.to_str().unwrap(),
     ]));
-    refused(&merge(&[&runs[0], &sweep]), &["not of an architecture search"]);
+    refused(&merge(&[&runs[0], &sweep]), &["not of `llmforge search`"]);
     let _ = std::fs::remove_dir_all(dir);
 }
