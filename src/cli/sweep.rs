@@ -93,8 +93,9 @@ pub struct SweepArgs {
     /// manifest.json). A directory holding an earlier run's results is refused unless --force.
     #[arg(long, required = true)]
     out: Option<PathBuf>,
-    /// Also write report.html into the output directory (`llmforge report DIR` does the same).
-    #[arg(long)]
+    /// Also write report.html into the output directory (`llmforge report DIR` does the same;
+    /// for a sharded sweep, give it to `sweep merge`).
+    #[arg(long, conflicts_with = "shard")]
     report: bool,
     /// Replace the results of an earlier run in --out (they are removed first).
     #[arg(long)]
@@ -399,6 +400,42 @@ fn run_sweep(args: SweepArgs) -> miette::Result<()> {
     csv.commit().into_diagnostic()?;
     manifest.outputs.push("candidates.csv".into());
     let wall = started.elapsed().as_secs_f64();
+    if let Some(s) = &shard {
+        // A shard writes what the merge needs (candidates.csv, outcome.json): its plots,
+        // summary and frontier would be of a part of the grid, and drawing them in every shard
+        // is most of the cost of sharding a small grid (benches/shard_overhead.sh).
+        let state = State::of(&outcome, range.clone(), grid_points);
+        write_atomic(
+            &run.join("outcome.json"),
+            (serde_json::to_string_pretty(&state).into_diagnostic()? + "\n").as_bytes(),
+        )
+        .into_diagnostic()?;
+        manifest.outputs.push("outcome.json".into());
+        manifest.status = if outcome.interrupted {
+            Status::Interrupted
+        } else {
+            Status::Complete
+        };
+        run.write_manifest(&manifest).into_diagnostic()?;
+        println!(
+            "shard {} of {}: grid indices {}..{} of {grid_points}: {} candidates evaluated, {} skipped as invalid, {} feasible, frontier of {}, in {wall:.2} s ({:.0} candidates/s){}",
+            s.label(),
+            sw.grid.name,
+            range.start,
+            range.end,
+            outcome.evaluated,
+            outcome.skipped,
+            outcome.feasible,
+            outcome.frontier.len(),
+            outcome.evaluated as f64 / wall.max(1e-9),
+            if outcome.interrupted {
+                "; interrupted: run it again before merging"
+            } else {
+                "; put the shards together with `llmforge sweep merge`"
+            }
+        );
+        return Ok(());
+    }
     let summary = write_results(
         &run,
         &mut manifest,
