@@ -20,6 +20,7 @@ pub mod graph;
 pub mod input;
 pub mod limits;
 pub mod model;
+pub mod numeric;
 pub mod output;
 pub mod progress;
 pub mod provenance;

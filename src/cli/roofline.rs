@@ -43,7 +43,7 @@ pub fn run(args: RooflineArgs) -> miette::Result<()> {
             })
             .collect(),
         Kind::Systolic(_) | Kind::Ring(_) => vec![Ceiling {
-            name: "all precisions".to_string(),
+            name: s.precision_support().list(),
             peak: s.matrix_peak(ComputeClass::Int8).get(),
         }],
     };

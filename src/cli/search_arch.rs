@@ -410,9 +410,18 @@ fn build(record: &ProblemRecord) -> miette::Result<ArchProblem> {
         .iter()
         .map(|c| Budget::parse(c).map_err(|e| miette!("--constraint: {e}")))
         .collect::<miette::Result<Vec<_>>>()?;
+    let space = space::load(&record.space.spec)?;
+    let substrate = super::substrate::load(&record.substrate.spec, &record.set)?;
+    super::sim::check_formats(
+        &format!("space `{}`", space.name),
+        &substrate,
+        &space.weights,
+        space.activations,
+        space.kv_cache,
+    )?;
     Ok(ArchProblem {
-        space: space::load(&record.space.spec)?,
-        substrate: super::substrate::load(&record.substrate.spec, &record.set)?,
+        space,
+        substrate,
         workload: super::sim::workload(record.prompt, record.generate, record.batch)?,
         engine: match record.engine.as_str() {
             "roofline" => Engine::Roofline,

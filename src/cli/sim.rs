@@ -46,6 +46,7 @@ impl RunArgs {
         let m = load_model(&self.model, self.precision.as_deref())?;
         let s = super::substrate::load(&self.substrate, &self.set)?;
         let w = workload(self.prompt, self.generate, self.batch)?;
+        check_precision(&m, &s)?;
         Ok((m, s, w))
     }
 
@@ -110,9 +111,42 @@ pub fn load_model(spec: &str, precision: Option<&str>) -> miette::Result<Model> 
     let mut m = model::load(spec)?;
     if let Some(p) = precision {
         let p: Precision = p.parse().map_err(|e| miette::miette!("--precision: {e}"))?;
-        m.precision = Precisions::uniform(p);
+        m.precision = Precisions::all(p);
     }
     Ok(m)
+}
+
+/// Refuses a model whose formats the substrate cannot run (`Substrate::resolve`).
+pub fn check_precision(m: &Model, s: &llmforge::substrate::Substrate) -> miette::Result<()> {
+    check_formats(
+        &format!("model `{}`", m.name),
+        s,
+        &[m.precision.weights],
+        m.precision.activations,
+        m.precision.kv_cache,
+    )
+}
+
+/// Refuses a space or grid with a weight format (beside its activation and KV-cache formats)
+/// the substrate cannot run.
+pub fn check_formats(
+    what: &str,
+    s: &llmforge::substrate::Substrate,
+    weights: &[Precision],
+    activations: Precision,
+    kv_cache: Precision,
+) -> miette::Result<()> {
+    for &w in weights {
+        let p = Precisions {
+            weights: w,
+            activations,
+            kv_cache,
+        };
+        if let Err(e) = s.resolve(&p) {
+            return Err(miette::miette!(help = e.help(), "{what}: {e}"));
+        }
+    }
+    Ok(())
 }
 
 /// The workload of the `--prompt`, `--gen` and `--batch` flags; an error names the flag(s).

@@ -77,13 +77,7 @@ pub fn load(spec: &str, set: &[String]) -> miette::Result<Substrate> {
     Ok(substrate::load(spec, &overrides)?)
 }
 
-const CLASSES: [ComputeClass; 5] = [
-    ComputeClass::F32,
-    ComputeClass::F16,
-    ComputeClass::Fp8,
-    ComputeClass::Int8,
-    ComputeClass::Int4,
-];
+const CLASSES: [ComputeClass; 6] = ComputeClass::ALL;
 
 pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
     match cmd {
@@ -162,6 +156,7 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                         .map(|&c| {
                             serde_json::json!({
                                 "class": c.name(),
+                                "runs_as": s.native_class(c).name(),
                                 "matrix_peak_flops": s.matrix_peak(c).get(),
                                 "ridge_flop_per_byte": s.ridge_point(c),
                             })
@@ -171,6 +166,7 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                         "substrate": s,
                         "memory_bandwidth_bytes_per_s": s.memory_bandwidth().get(),
                         "vector_peak_flops": s.vector_peak().get(),
+                        "precisions": s.precision_support(),
                         "derived": derived,
                     });
                     print!("{}", json_document(&JsonMeta::default(), &out).into_diagnostic()?);
@@ -187,9 +183,29 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                         "vector peak            {:.3} TFLOP/s",
                         s.vector_peak().get() / 1e12
                     );
+                    let support = s.precision_support();
+                    println!("native precisions      {}", support.list());
+                    match &support.quantise {
+                        llmforge::substrate::precision::Quantise::Nothing => {}
+                        llmforge::substrate::precision::Quantise::Listed(v) => println!(
+                            "quantises              {} (to {})",
+                            v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+                            support.narrowest().map_or("?", |c| c.name())
+                        ),
+                        llmforge::substrate::precision::Quantise::AllOthers => println!(
+                            "quantises              every other format (to {})",
+                            support.narrowest().map_or("?", |c| c.name())
+                        ),
+                    }
                     for c in CLASSES {
+                        let runs = s.native_class(c);
+                        let note = if runs == c {
+                            String::new()
+                        } else {
+                            format!("   (runs as {runs})")
+                        };
                         println!(
-                            "matrix peak {:5}      {:10.3} TFLOP/s   ridge {:8.1} FLOP/B",
+                            "matrix peak {:5}      {:10.3} TFLOP/s   ridge {:8.1} FLOP/B{note}",
                             c.name(),
                             s.matrix_peak(c).get() / 1e12,
                             s.ridge_point(c)

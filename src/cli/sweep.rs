@@ -277,6 +277,14 @@ impl Sweep {
         };
         let region = (axis(&s.region[0])?, axis(&s.region[1])?);
         let workload = super::sim::workload(s.prompt, s.generate, s.batch)?;
+        // after the flags, so a bad flag is named first
+        super::sim::check_formats(
+            &format!("grid `{}`", g.name),
+            &substrate,
+            &g.weights,
+            g.activations,
+            g.kv_cache,
+        )?;
         Ok(Sweep {
             grid: g,
             substrate,

@@ -18,7 +18,7 @@ pub mod precision;
 pub mod presets;
 
 use crate::limits;
-pub use precision::{ComputeClass, Precision};
+pub use precision::{ComputeClass, Precision, Precisions};
 pub use presets::{LoadError, ModelSource, load, preset, preset_source, source};
 use serde::{Deserialize, Serialize};
 
@@ -240,25 +240,6 @@ impl Layer {
             }
         }
         errs
-    }
-}
-
-/// The formats a model is stored and run in.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Precisions {
-    pub weights: Precision,
-    pub activations: Precision,
-    pub kv_cache: Precision,
-}
-
-impl Precisions {
-    /// One format for weights, activations and the KV cache (`--precision int8`).
-    pub fn uniform(p: Precision) -> Precisions {
-        Precisions {
-            weights: p,
-            activations: p,
-            kv_cache: p,
-        }
     }
 }
 

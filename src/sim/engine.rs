@@ -60,7 +60,7 @@ use super::result::{
 use super::{Engine, Workload};
 use crate::graph::{self, Op, Phase, RoleBytes};
 use crate::model::{Model, accounting};
-use crate::substrate::Substrate;
+use crate::substrate::{PrecisionError, PrecisionReport, ResolvedPrecision, Substrate};
 use crate::units::{Bytes, Flops, Seconds};
 
 /// An input of a kernel.
@@ -808,6 +808,65 @@ pub(crate) struct Want<'s> {
     pub runs: (u64, u64),
 }
 
+/// The model's formats resolved on `sub` (a rejected pair priced with its rejected formats
+/// quantised to the narrowest native type, the error kept in the report), and the model in
+/// its stored formats when a quantisation replaced one.
+pub(crate) fn resolve<'m>(
+    model: &'m Model,
+    sub: &Substrate,
+) -> (
+    std::borrow::Cow<'m, Model>,
+    ResolvedPrecision,
+    Option<PrecisionError>,
+) {
+    let (r, rejected) = sub.resolve_forced(&model.precision);
+    let stored = r.stored();
+    let model = if stored == model.precision {
+        std::borrow::Cow::Borrowed(model)
+    } else {
+        let mut m = model.clone();
+        m.precision = stored;
+        std::borrow::Cow::Owned(m)
+    };
+    (model, r, rejected)
+}
+
+/// What both paths start from: the model in its stored formats, the precision report, the
+/// mapper and the cost model of `engine`.
+fn prepare<'m, 's>(
+    model: &'m Model,
+    sub: &'s Substrate,
+    engine: Engine,
+) -> (
+    std::borrow::Cow<'m, Model>,
+    PrecisionReport,
+    Mapper<'s>,
+    cost::Model,
+) {
+    let (model, resolved, rejected) = resolve(model, sub);
+    let report = PrecisionReport {
+        resolved,
+        rejected: rejected.clone(),
+    };
+    let cm = match engine {
+        Engine::Roofline => cost::Model::Roofline,
+        Engine::Sim => cost::Model::Sim,
+    };
+    (model, report, Mapper::resolved(sub, resolved, rejected), cm)
+}
+
+/// Sets every matrix op of a program to its native arithmetic on the substrate.
+fn bind_program(p: &mut Program, r: &ResolvedPrecision) {
+    for op in p
+        .head
+        .iter_mut()
+        .chain(p.templates.iter_mut().flatten())
+        .chain(p.tail.iter_mut())
+    {
+        cost::bind(&mut op.op, r);
+    }
+}
+
 /// The engine's decode pricing: [`EXACT_STEPS`] alone, the rest in [`MAX_BLOCKS`] runs.
 pub(crate) const RUNS: (u64, u64) = (EXACT_STEPS, MAX_BLOCKS);
 
@@ -816,23 +875,21 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
     if let crate::substrate::Kind::Ring(_) = sub.kind {
         return super::ring_adapter::engine_run(model, sub, w, want.records, want.sink);
     }
-    let mapper = Mapper::new(sub, &model.precision);
-    let cm = match engine {
-        Engine::Roofline => cost::Model::Roofline,
-        Engine::Sim => cost::Model::Sim,
-    };
+    let (model, report, mapper, cm) = prepare(model, sub, engine);
+    let model = model.as_ref();
     let pol = policy(&mapper, cm);
     let tok = sub.efficiency.token_overhead.get();
     let n_layers = model.layers.len();
 
     // Prefill: one pass.
-    let pre_prog = Program::new(
+    let mut pre_prog = Program::new(
         model,
         Phase::Prefill {
             tokens: w.prompt,
             batch: w.batch,
         },
     );
+    bind_program(&mut pre_prog, &mapper.precision);
     let mut pre = Mapped::new(&pre_prog, &mapper);
     pre.price(&mapper, cm, 0, true);
     let mut pre_out = PhaseOut::new(&pre);
@@ -856,13 +913,14 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
         .as_ref()
         .map(|s| super::StepSample::new(w.generate, s.decode_steps()));
     let mut starts: Option<Vec<(u64, f64)>> = None;
-    let dec_prog = Program::new(
+    let mut dec_prog = Program::new(
         model,
         Phase::Decode {
             context: lo,
             batch: w.batch,
         },
     );
+    bind_program(&mut dec_prog, &mapper.precision);
     let mut dec = Mapped::new(&dec_prog, &mapper);
     dec.price(&mapper, cm, lo, true);
     let mut dec_out = PhaseOut::new(&dec);
@@ -987,7 +1045,7 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
         Vec::new()
     };
     RunResult {
-        summary: summarize(model, sub, w, engine, pre_summary, dec_summary),
+        summary: summarize(model, sub, w, engine, report, pre_summary, dec_summary),
         ops,
     }
 }
@@ -1088,6 +1146,7 @@ fn summarize(
     sub: &Substrate,
     w: Workload,
     engine: Engine,
+    precision: PrecisionReport,
     prefill: PhaseSummary,
     decode: PhaseSummary,
 ) -> RunSummary {
@@ -1106,6 +1165,7 @@ fn summarize(
         prompt: w.prompt,
         generate: w.generate,
         batch: w.batch,
+        precision,
         ttft_s: prefill.time.get(),
         tpot_s: per(decode.time.get(), w.generate as f64),
         tokens_per_s: per(gen_tokens, decode.time.get()),
@@ -1133,17 +1193,21 @@ pub fn reference(model: &Model, sub: &Substrate, w: Workload, engine: Engine) ->
     if let crate::substrate::Kind::Ring(_) = sub.kind {
         return super::ring_adapter::engine_run(model, sub, w, false, None).summary;
     }
-    let mapper = Mapper::new(sub, &model.precision);
-    let cm = match engine {
-        Engine::Roofline => cost::Model::Roofline,
-        Engine::Sim => cost::Model::Sim,
-    };
+    let (model, report, mapper, cm) = prepare(model, sub, engine);
+    let model = model.as_ref();
     let pol = policy(&mapper, cm);
     let tok = sub.efficiency.token_overhead.get();
     let power = static_power(sub).get();
     let pass = |phase: Phase| -> (f64, Energy, f64, f64, [f64; 3]) {
         let g = graph::lower(model, phase);
-        let ops: Vec<Op> = g.ops().cloned().collect();
+        let ops: Vec<Op> = g
+            .ops()
+            .map(|o| {
+                let mut o = o.clone();
+                cost::bind(&mut o, &mapper.precision);
+                o
+            })
+            .collect();
         // One-part program: the whole graph, heads per group from the model's layers.
         let mut prog_ops: Vec<ProgOp> = Vec::with_capacity(ops.len());
         for (i, op) in ops.iter().enumerate() {
@@ -1244,7 +1308,7 @@ pub fn reference(model: &Model, sub: &Substrate, w: Workload, engine: Engine) ->
             })
             .collect(),
     );
-    summarize(model, sub, w, engine, prefill, decode)
+    summarize(model, sub, w, engine, report, prefill, decode)
 }
 
 #[cfg(test)]

@@ -5,7 +5,12 @@
 //!   per-SM matrix peak (wave quantisation). A small mapper tries the substrate's tile and its
 //!   halvings (down to 16 x 32, the smallest tensor-core-friendly tiles) and split-K factors
 //!   1..32 (a K slice of at least 64), and keeps the fastest: a batch-1 decode GEMV splits K
-//!   to occupy the SMs instead of idling 127 of 128 tile rows.
+//!   to occupy the SMs instead of idling 127 of 128 tile rows. A GEMM of few rows may also run
+//!   as a GEMV on the vector units (CUDA cores, shader ALUs: what llama.cpp's `mul_mat_vec`
+//!   kernels do for decode, up to 8 rows), unpadded at the vector peak, reading every operand
+//!   once; the mapper keeps it when faster. Without it a batch-1 decode GEMV pads to a 16-row MMA and
+//!   comes out compute-bound on chips with a small matrix peak (Apple M1: sixteen times the
+//!   FLOPs, so Q4_0 and Q8_0 weights decoded equally slowly).
 //! * **Memory**: every operand access goes through L2 (A re-read once per tile column, B once
 //!   per tile row, C written once, split-K partials in fp32 written and read back). DRAM sees
 //!   an operand once when it fits half the L2, else as often as L2 sees it; activations that
@@ -45,6 +50,9 @@ fn halvings(from: u64, floor: u64) -> impl Iterator<Item = u64> {
     std::iter::successors(Some(from), |v| Some(v / 2)).take_while(move |v| *v >= floor)
 }
 
+/// The most rows a GEMM may have to run as a GEMV on the vector units.
+const GEMV_MAX_ROWS: u64 = 8;
+
 struct GemmPlan {
     compute: f64,
     memory: f64,
@@ -71,6 +79,12 @@ fn gemm_plan(
     let l2_bw = g.l2_bandwidth.get();
     let floor_time = flops / (eff.compute * peak);
     let mut best: Option<GemmPlan> = None;
+    let mut consider = |plan: GemmPlan| {
+        let t = plan.compute.max(plan.memory);
+        if best.as_ref().is_none_or(|p| t < p.compute.max(p.memory)) {
+            best = Some(plan);
+        }
+    };
     for tm in halvings(g.tile.0, 16) {
         for tn in halvings(g.tile.1, 32) {
             for s in [1u64, 2, 4, 8, 16, 32] {
@@ -99,18 +113,29 @@ fn gemm_plan(
                 let dram_c = if act_on_chip { 0.0 } else { c };
                 let dram = dram_a + dram_b + dram_c;
                 let memory = (dram / bw).max(l2 / l2_bw);
-                let plan = GemmPlan {
+                consider(GemmPlan {
                     compute,
                     memory,
                     dram,
                     l2,
-                };
-                let t = plan.compute.max(plan.memory);
-                if best.as_ref().is_none_or(|p| t < p.compute.max(p.memory)) {
-                    best = Some(plan);
-                }
+                });
             }
         }
+    }
+    // GEMV on the vector units: no row padding, every operand read once (up to 8 rows, as
+    // llama.cpp's mul_mat_vec kernels take; more rows are a GEMM and tile like one).
+    if m <= GEMV_MAX_ROWS {
+        let compute = (flops / (eff.compute * g.vector_peak.get())).max(floor_time);
+        let (dram_a, dram_c) = if act_on_chip { (0.0, 0.0) } else { (a, c) };
+        let dram = dram_a + b + dram_c;
+        let l2 = a + b + c;
+        let memory = (dram / bw).max(l2 / l2_bw);
+        consider(GemmPlan {
+            compute,
+            memory,
+            dram,
+            l2,
+        });
     }
     best.unwrap_or(GemmPlan {
         compute: floor_time,

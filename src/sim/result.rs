@@ -175,6 +175,9 @@ pub struct RunSummary {
     pub prompt: u64,
     pub generate: u64,
     pub batch: u64,
+    /// The model's formats on the substrate: the rule each tensor role ran by and the native
+    /// arithmetic of the weight and attention GEMMs (`Substrate::resolve`).
+    pub precision: crate::substrate::PrecisionReport,
     /// Time to first token: the prefill pass (it produces the first token's logits).
     pub ttft_s: f64,
     /// Time per output token: mean decode-step time over the `gen` steps.

@@ -674,6 +674,7 @@ pub fn engine_run(
             prompt: w.prompt,
             generate: w.generate,
             batch: w.batch,
+            precision: ring_precision(model, sub),
             ttft_s: s.ttft_s,
             tpot_s: s.tpot_s,
             tokens_per_s: s.tokens_per_s,
@@ -698,6 +699,13 @@ pub fn engine_run(
     }
 }
 
+/// The ring's precision rules for `model`: int8 everything (its MACs, WMEM and KV cache are
+/// 8-bit), other formats quantised to it.
+fn ring_precision(model: &Model, sub: &Substrate) -> crate::substrate::PrecisionReport {
+    let (resolved, rejected) = sub.resolve_forced(&model.precision);
+    crate::substrate::PrecisionReport { resolved, rejected }
+}
+
 /// The summary of a model no design of the ring can hold.
 fn does_not_fit(model: &Model, sub: &Substrate, w: super::Workload) -> RunResult {
     let inf = f64::INFINITY;
@@ -718,6 +726,7 @@ fn does_not_fit(model: &Model, sub: &Substrate, w: super::Workload) -> RunResult
             prompt: w.prompt,
             generate: w.generate,
             batch: w.batch,
+            precision: ring_precision(model, sub),
             ttft_s: inf,
             tpot_s: inf,
             tokens_per_s: 0.0,

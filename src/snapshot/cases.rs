@@ -932,6 +932,26 @@ impl Loader<'_> {
             Some(None) => return None,
             None => model,
         };
+        if let Err(e) = substrate.resolve(&model.precision) {
+            // priced anyway, the library would quantise it: a snapshot never records that silently
+            let (loc, label) = match f.precision {
+                Some(p) => (p.loc, "this precision"),
+                None => (dr.at, "this case"),
+            };
+            d.error(
+                loc,
+                format!(
+                    "case `{}`: model `{}` cannot run on substrate `{}`: {e}",
+                    dr.name, dr.model.value, dr.substrate.value
+                ),
+                label,
+                Some(format!(
+                    "{}; give the case (or its workload) a `precision:` the substrate runs",
+                    e.help()
+                )),
+            );
+            return None;
+        }
         Some(Case {
             name: dr.name,
             model_spec: dr.model.value.clone(),

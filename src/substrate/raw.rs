@@ -10,7 +10,7 @@ use super::cosearch::{RawCoSearch, cosearch};
 use super::ring::{RawRing, ring};
 use super::{DesignEnvelope, Efficiency, Gpu, GpuEnergy, Kind, Substrate, Systolic, SystolicEnergy};
 use crate::dsl::{Dim, FromQuantity, Quantity};
-use crate::model::ComputeClass;
+use crate::numeric::{ComputeClass, Precision};
 use crate::sim::systolic::{Buffers, Dataflow, Mode};
 use crate::units::{
     Bytes, BytesPerCycle, BytesPerSec, Cycles, FlopsPerSec, Hertz, Joules, Seconds, SquareMeters, Watts,
@@ -304,6 +304,10 @@ struct RawArray {
     cols: Expression,
     dataflow: Located<String>,
     mode: Located<String>,
+    /// Operand types the MACs take natively: `[int8]`.
+    precisions: Option<Located<Vec<Located<String>>>>,
+    /// Formats the array quantises to its narrowest native type: `[bf16, fp16]`.
+    quantise: Option<Located<Vec<Located<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -330,6 +334,10 @@ struct RawDram {
 #[serde(deny_unknown_fields)]
 struct RawVector {
     ops_per_cycle: Expression,
+    /// Vector operations per stored byte of weights dequantised (default 1: unpack the byte's
+    /// codes and apply their scale in one lane operation).
+    #[serde(default)]
+    dequantise_ops: Option<Expression>,
 }
 
 #[derive(Deserialize)]
@@ -669,6 +677,45 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A list of words (`[int8, fp16]`) with its override (`--set path=int8,fp16`); `Some(vec![])`
+    /// when neither the file nor an override gives it.
+    pub fn word_list<T>(
+        &self,
+        path: &str,
+        field: Option<&Located<Vec<Located<String>>>>,
+        at: Loc,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<Vec<T>> {
+        self.words.borrow_mut().push(path.to_string());
+        let items: Vec<(String, Loc)> = match self.override_for(path) {
+            Some(o) => o
+                .expr
+                .trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .split(',')
+                .map(|w| w.trim())
+                .filter(|w| !w.is_empty())
+                .map(|w| (w.to_string(), field.map_or(at, |f| f.loc)))
+                .collect(),
+            None => field.map_or_else(Vec::new, |f| {
+                f.value.iter().map(|w| (w.value.clone(), w.loc)).collect()
+            }),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (w, loc) in items {
+            match parse(&w) {
+                Ok(v) => out.push(v),
+                Err(msg) => {
+                    self.push(self.file.error(loc, format!("`{path}`: {msg}"), "here", None));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
     pub fn finish<T>(self, value: Option<T>) -> Result<T, DescErrors> {
         let unused: Vec<&Override> = self
             .overrides
@@ -828,17 +875,14 @@ fn efficiency(ctx: &Ctx, e: &RawEfficiency) -> Option<Efficiency> {
     })
 }
 
+/// Vector operations per stored byte of dequantised weights when a systolic file does not say:
+/// one lane operation unpacks a byte's codes (two int4 codes, one Q8_0 code) and applies their
+/// block scale.
+pub const DEFAULT_DEQUANTISE_OPS: f64 = 1.0;
+
 fn parse_class(s: &str) -> Result<ComputeClass, String> {
-    match s {
-        "fp32" => Ok(ComputeClass::F32),
-        "fp16" | "bf16" => Ok(ComputeClass::F16),
-        "fp8" => Ok(ComputeClass::Fp8),
-        "int8" => Ok(ComputeClass::Int8),
-        "int4" => Ok(ComputeClass::Int4),
-        other => Err(format!(
-            "unknown precision class `{other}`: expected fp32, fp16, fp8, int8 or int4"
-        )),
-    }
+    s.parse::<ComputeClass>()
+        .map_err(|_| format!("unknown precision class `{s}`: expected fp32, fp16, bf16, fp8, int8 or int4"))
 }
 
 fn gpu(ctx: &Ctx, raw: &RawGpu) -> Option<Substrate> {
@@ -860,13 +904,21 @@ fn gpu(ctx: &Ctx, raw: &RawGpu) -> Option<Substrate> {
             }
         }
     }
-    if peaks_ok && !matrix_peak.contains_key(&ComputeClass::F16) {
-        ctx.push(ctx.file.error(
-            raw.matrix_peak.loc,
-            "`matrix_peak` needs at least an fp16 entry",
-            "here",
-            None,
-        ));
+    if peaks_ok
+        && !matrix_peak.contains_key(&ComputeClass::F16)
+        && !matrix_peak.contains_key(&ComputeClass::Bf16)
+    {
+        ctx.push(
+            ctx.file.error(
+                raw.matrix_peak.loc,
+                "`matrix_peak` needs at least an fp16 or bf16 entry",
+                "here",
+                Some(
+                    "its keys are the types the matrix units run natively, e.g. fp16, bf16, fp8, int8, fp32"
+                        .into(),
+                ),
+            ),
+        );
         peaks_ok = false;
     }
     let vector_peak = ctx.get::<FlopsPerSec>("vector_peak", &raw.vector_peak, positive);
@@ -935,6 +987,28 @@ fn systolic(ctx: &Ctx, raw: &RawSystolic) -> Option<Substrate> {
     let mode = ctx.word("array.mode", &raw.array.mode, |s| {
         s.parse::<Mode>().map_err(|e| e.to_string())
     });
+    let precisions = ctx
+        .word_list("array.precisions", raw.array.precisions.as_ref(), raw.name.loc, parse_class)
+        .and_then(|v| {
+            if v.is_empty() {
+                let loc = raw.array.precisions.as_ref().map_or(raw.array.dataflow.loc, |p| p.loc);
+                ctx.push(ctx.file.error(
+                    loc,
+                    "`array.precisions`: the operand types the MACs take are required",
+                    "in this array",
+                    Some("e.g. array: {rows: 16, cols: 16, dataflow: ws, mode: overlapped, precisions: [int8]}".into()),
+                ));
+                None
+            } else {
+                let mut v = v;
+                v.sort();
+                v.dedup();
+                Some(v)
+            }
+        });
+    let quantise = ctx.word_list("array.quantise", raw.array.quantise.as_ref(), raw.name.loc, |s| {
+        s.parse::<Precision>().map_err(|e| e.to_string())
+    });
     let s = &raw.sram;
     let accumulator = ctx.get::<Bytes>("sram.accumulator", &s.accumulator, non_negative);
     let buffers = match (&s.unified, &s.operands, &s.ifmap, &s.filter, &s.ofmap) {
@@ -972,6 +1046,11 @@ fn systolic(ctx: &Ctx, raw: &RawSystolic) -> Option<Substrate> {
     let dram_write = ctx.get::<BytesPerCycle>("dram.write", &raw.dram.write, positive);
     let dram_capacity = ctx.get::<Bytes>("dram.capacity", &raw.dram.capacity, positive);
     let vector = ctx.get::<f64>("vector.ops_per_cycle", &raw.vector.ops_per_cycle, positive);
+    let dequantise = ctx.optional::<f64>(
+        "vector.dequantise_ops",
+        raw.vector.dequantise_ops.as_ref(),
+        non_negative,
+    );
     let eff = efficiency(ctx, &raw.efficiency);
     let e = &raw.energy;
     let mac = ctx.get::<Joules>("energy.mac", &e.mac, non_negative);
@@ -996,6 +1075,9 @@ fn systolic(ctx: &Ctx, raw: &RawSystolic) -> Option<Substrate> {
             dram_capacity: dram_capacity?,
             vector_ops_per_cycle: vector?,
             mode: mode?,
+            precisions: precisions?,
+            quantise: quantise?,
+            dequantise_ops: dequantise?.unwrap_or(DEFAULT_DEQUANTISE_OPS),
             energy: SystolicEnergy {
                 mac: mac?,
                 sram_byte: Joules::new(sram_byte?),

@@ -50,6 +50,8 @@ pub enum Shape {
     Value,
     /// A mapping with free keys (the co-search grid: field path -> candidates).
     Map,
+    /// A list of words (`[int8, fp16]`).
+    List,
 }
 
 /// Whether a field must be written.
@@ -112,6 +114,24 @@ const fn opt(
     }
 }
 
+const fn list(
+    kinds: Kinds,
+    path: &'static str,
+    need: Need,
+    example: &'static str,
+    meaning: &'static str,
+) -> Field {
+    Field {
+        kinds,
+        path,
+        shape: Shape::List,
+        unit: "list of precisions",
+        need,
+        example,
+        meaning,
+    }
+}
+
 const fn sec(kinds: Kinds, path: &'static str, meaning: &'static str) -> Field {
     Field {
         kinds,
@@ -148,12 +168,12 @@ pub const FIELDS: &[Field] = &[
     v(GPU, "clock", "Hz", "\"1.41 GHz\"", "Clock the peaks are quoted at (boost)."),
     v(GPU, "sms", "integer", "108", "Streaming multiprocessors (compute units); waves of thread blocks are counted over them."),
     sec(GPU, "matrix_peak", "Dense peak of the matrix (tensor) units per arithmetic precision."),
-    v(GPU, "matrix_peak.fp16", "FLOP/s", "\"312 TFLOP/s\"", "fp16 / bf16 peak; required."),
-    opt(GPU, "matrix_peak.bf16", "FLOP/s", "the fp16 entry", "\"312 TFLOP/s\"", "bf16 peak (one class with fp16: give one of the two)."),
+    opt(GPU, "matrix_peak.fp16", "FLOP/s", "none (give fp16 or bf16, or both)", "\"312 TFLOP/s\"", "fp16 peak. The keys are the types the matrix units run natively (README: Cost engine)."),
+    opt(GPU, "matrix_peak.bf16", "FLOP/s", "none: bf16 runs widened to fp32 (a chip without bf16 units, e.g. T4, V100)", "\"312 TFLOP/s\"", "bf16 peak, from the data sheet (GeForce: the FP32-accumulate rate)."),
     opt(GPU, "matrix_peak.fp32", "FLOP/s", "`vector_peak`", "\"19.5 TFLOP/s\"", "fp32 peak (TF32 tensor cores, or the CUDA cores)."),
-    opt(GPU, "matrix_peak.fp8", "FLOP/s", "the fp16 peak", "\"1979 TFLOP/s\"", "fp8 peak."),
-    opt(GPU, "matrix_peak.int8", "FLOP/s", "the fp16 peak", "\"624 TOPS\"", "int8 peak."),
-    opt(GPU, "matrix_peak.int4", "FLOP/s", "the int8 peak, else fp16", "\"1248 TOPS\"", "int4 peak."),
+    opt(GPU, "matrix_peak.fp8", "FLOP/s", "none: fp8 runs widened to fp16 (A100)", "\"1979 TFLOP/s\"", "fp8 peak."),
+    opt(GPU, "matrix_peak.int8", "FLOP/s", "none: int8 runs widened to fp16", "\"624 TOPS\"", "int8 peak."),
+    opt(GPU, "matrix_peak.int4", "FLOP/s", "none: int4 runs at the int8 peak, else fp16", "\"1248 TOPS\"", "int4 peak."),
     v(GPU, "vector_peak", "FLOP/s", "\"19.5 TFLOP/s\"", "Peak of the vector (CUDA) cores: norms, softmax, elementwise ops."),
     sec(GPU, "memory", "Device memory (DRAM / HBM)."),
     v(GPU, "memory.bandwidth", "B/s", "\"1555 GB/s\"", "DRAM bandwidth."),
@@ -171,6 +191,8 @@ pub const FIELDS: &[Field] = &[
     v(SYSTOLIC, "array.cols", "integer", "16", "Processing-element columns."),
     v(SYSTOLIC, "array.dataflow", "word: os | ws | is", "ws", "Output-, weight- or input-stationary."),
     v(SYSTOLIC, "array.mode", "word: overlapped | scalesim", "overlapped", "Timing: folds overlap with prefetch, or SCALE-Sim v3's exact cycles."),
+    list(SYSTOLIC, "array.precisions", Need::Required, "[int8]", "Operand types the MACs take natively, each at one MAC per PE per cycle; other formats follow the precision rules (README: Cost engine)."),
+    list(SYSTOLIC, "array.quantise", Need::Optional("none: a format that converts exactly to no native type is rejected"), "[bf16, fp16]", "Formats priced as quantised to the narrowest native type (stored and computed in it)."),
     sec(SYSTOLIC, "sram", "On-chip buffers: `unified`, or `operands`, or all of `ifmap`, `filter`, `ofmap`."),
     opt(SYSTOLIC, "sram.ifmap", "B", "none (give `unified` or `operands`)", "\"256 KiB\"", "Input-feature-map buffer (SCALE-Sim's split SRAMs)."),
     opt(SYSTOLIC, "sram.filter", "B", "none", "\"256 KiB\"", "Weight (filter) buffer."),
@@ -184,6 +206,7 @@ pub const FIELDS: &[Field] = &[
     v(SYSTOLIC, "dram.capacity", "B", "\"4 GiB\"", "DRAM capacity (weights + KV cache must fit)."),
     sec(SYSTOLIC, "vector", "The vector unit beside the array."),
     v(SYSTOLIC, "vector.ops_per_cycle", "number", "16", "Elementwise operations per cycle (norms, softmax, activations)."),
+    opt(SYSTOLIC, "vector.dequantise_ops", "number", "1", "1", "Vector operations per stored byte of weights dequantised in the load path (int4 or GGUF weights on an int8 array)."),
     // --- gpu and systolic: efficiency ---
     sec(CHIP, "efficiency", "Achieved fractions of peak and overheads (fitted by `llmforge calibrate`)."),
     v(CHIP, "efficiency.compute", "fraction", "0.75", "Fraction of the matrix peak GEMMs reach."),
@@ -548,7 +571,13 @@ fn walk(
                 "expected a mapping",
                 Some(how_to_write(f)),
             )),
-            (Shape::Value, Node::Scalar) => {}
+            (Shape::Value, Node::Scalar) | (Shape::List, Node::Seq) => {}
+            (Shape::List, _) => errors.push(file.error(
+                value.loc,
+                format!("`{full}` is a list ({}), not a single value", f.unit),
+                "expected a list",
+                Some(how_to_write(f)),
+            )),
             (Shape::Value, Node::Null) => errors.push(file.error(
                 key.loc,
                 format!("`{full}` has no value"),
@@ -682,8 +711,9 @@ pub fn reference_markdown() -> String {
     s
 }
 
-/// Optional fields the template writes out anyway: a systolic array needs one SRAM layout.
-const TEMPLATE_INCLUDES: &[&str] = &["sram.unified"];
+/// Optional fields the template writes out anyway: a systolic array needs one SRAM layout, a
+/// GPU an fp16 or bf16 peak.
+const TEMPLATE_INCLUDES: &[&str] = &["sram.unified", "matrix_peak.fp16", "matrix_peak.bf16"];
 
 /// A commented template of a substrate file of `kind` that `substrate check` accepts: every
 /// required field with its example, optional ones commented out with their default.

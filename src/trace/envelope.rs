@@ -117,10 +117,7 @@ mod tests {
 
     #[test]
     fn fields_keep_their_order_and_the_body_keeps_its_engine() {
-        let meta = JsonMeta::cost(
-            "sim",
-            Some(PrecisionMeta::Run(Precisions::uniform(Precision::Int8))),
-        );
+        let meta = JsonMeta::cost("sim", Some(PrecisionMeta::Run(Precisions::all(Precision::Int8))));
         let text = json_document(
             &meta,
             &Body {

@@ -172,6 +172,23 @@ pub fn table(result: &RunResult, top: usize) -> String {
         "{} on {} ({} engine): prompt {}, generate {}, batch {}",
         s.model, s.substrate, s.engine, s.prompt, s.generate, s.batch
     );
+    // the precision rules that applied (Substrate::resolve)
+    let p = &s.precision;
+    let gemms = if p.weight_gemm() == p.attention_gemm() {
+        p.weight_gemm().to_string()
+    } else {
+        format!("{} (attention {})", p.weight_gemm(), p.attention_gemm())
+    };
+    let mut pt = Table::new(vec![Column::text("precision"), Column::text("rule")]).indent(2);
+    pt.row(["weights".to_string(), p.weights()]);
+    pt.row(["activations".to_string(), p.activations()]);
+    pt.row(["KV cache".to_string(), p.kv_cache()]);
+    pt.row(["GEMM arithmetic".to_string(), gemms]);
+    if let Some(r) = p.rejected() {
+        pt.row(["REJECTED".to_string(), r]);
+    }
+    o.push_str(&pt.render());
+    o.push('\n');
     let mut t = Table::new(vec![
         Column::text("quantity"),
         Column::number("value", ""),

@@ -223,7 +223,7 @@ fn model_cases() -> Vec<Case> {
         show("model nul bytes", with(MODEL, "tiny", "ti\0ny")).err(&["m.yaml:1:"]),
         Case::new(
             "model sim 4096 layers roofline",
-            "sim --engine roofline --substrate flat-edge --prompt 8 --gen 2 --model {dir}/m.yaml",
+            "sim --engine roofline --substrate flat-edge --precision int8 --prompt 8 --gen 2 --model {dir}/m.yaml",
         )
         .file("m.yaml", with(MODEL, "repeat: 2", "repeat: 4096"))
         .ok(&["TTFT"]),
@@ -403,7 +403,7 @@ fn substrate_cases() -> Vec<Case> {
     let sim = |name: &str, set: &[&str]| {
         let mut c = Case::new(
             name,
-            "sim --model smollm2-135m --substrate flat-edge --engine roofline --prompt 16 --gen 2",
+            "sim --model smollm2-135m --precision int8 --substrate flat-edge --engine roofline --prompt 16 --gen 2",
         );
         for s in set {
             c = c.arg("--set").arg(*s);
@@ -458,12 +458,12 @@ fn substrate_cases() -> Vec<Case> {
             "substrate efficiency 5",
             with(SUBSTRATE, "compute: 1.0", "compute: 5"),
         )
-        .err(&["s.yaml:19:12", "fraction"]),
+        .err(&["s.yaml:20:12", "fraction"]),
         check(
             "substrate energy huge",
             with(SUBSTRATE, "\"64 pJ/B\"", "\"1 J/B\""),
         )
-        .err(&["s.yaml:26:14", "at most 1 uJ"]),
+        .err(&["s.yaml:27:14", "at most 1 uJ"]),
         check(
             "substrate unknown key",
             with(SUBSTRATE, "clock: \"1 GHz\"", "clock: \"1 GHz\"\nclok: 2"),
@@ -578,7 +578,7 @@ fn grid_cases() -> Vec<Case> {
     let sweep = |name: &str, text: String| {
         Case::new(
             name,
-            "sweep --grid {dir}/g.yaml --substrate flat-edge --prompt 16 --gen 2 --out {dir}/out",
+            "sweep --grid {dir}/g.yaml --substrate jetson-orin-nano-super --prompt 16 --gen 2 --out {dir}/out",
         )
         .file("g.yaml", text)
     };
@@ -899,7 +899,7 @@ fn flag_cases() -> Vec<Case> {
     let sim = |name: &str, flags: &str| {
         Case::new(
             name,
-            &format!("sim --model smollm2-135m --substrate flat-edge --format json {flags}"),
+            &format!("sim --model smollm2-135m --precision int8 --substrate flat-edge --format json {flags}"),
         )
     };
     let search = |name: &str, flags: &str| {
@@ -913,7 +913,7 @@ fn flag_cases() -> Vec<Case> {
     let sweep = |name: &str, flags: &str| {
         Case::new(
             name,
-            &format!("sweep --grid tiny --substrate flat-edge --out {{dir}}/o {flags}"),
+            &format!("sweep --grid tiny --substrate jetson-orin-nano-super --out {{dir}}/o {flags}"),
         )
     };
     vec![
@@ -931,12 +931,12 @@ fn flag_cases() -> Vec<Case> {
         sim("flags gen 1e7 sim", "--gen 10000000 --prompt 16").ok(&["\"fits_memory\": false"]),
         sim("flags gen 1e7 roofline", "--gen 10000000 --prompt 16 --engine roofline").ok(&["tpot_s"]),
         sim("flags prompt at limit roofline", "--prompt 16777215 --gen 1 --engine roofline").ok(&["\"fits_memory\": false"]),
-        sim("flags kv bytes at limit", "--prompt 8388608 --gen 8388608 --engine roofline").ok(&["\"kv_bytes\": 3"]),
+        Case::new("flags kv bytes at limit", "sim --model smollm2-135m --substrate jetson-orin-nano-super --format json --prompt 8388608 --gen 8388608 --engine roofline").ok(&["\"kv_bytes\": 3"]),
         sim("flags trace steps huge", "--trace-steps 100000000").err(&["--trace-steps"]),
         sim("flags precision unknown", "--precision fp3").err(&["--precision"]),
         Case::new("flags chrome trace sampled", "sim --model llama-2-7b --substrate a100-sxm4-40gb --prompt 512 --gen 4096 --trace-steps 8 --chrome-trace {dir}/t.json")
             .ok(&["TTFT"]),
-        Case::new("flags chrome trace no steps", "sim --model smollm2-135m --substrate gemmini --prompt 16 --gen 8 --trace-steps 0 --chrome-trace {dir}/t.json")
+        Case::new("flags chrome trace no steps", "sim --model smollm2-135m --precision int8 --substrate gemmini --prompt 16 --gen 8 --trace-steps 0 --chrome-trace {dir}/t.json")
             .ok(&["TTFT"]),
         Case::new("flags model dir", "sim --substrate flat-edge --model {dir}").err(&["this is a directory, not a model file"]),
         Case::new("flags model dev null", "sim --substrate flat-edge --model /dev/null").err(&["character device"]),

@@ -342,8 +342,9 @@ fn sweep_marks_designs_over_memory_capacity_infeasible() {
     use llmforge::sweep::budget::Metric;
     use llmforge::sweep::run::{Axis, SweepSpec, sweep};
     let g = llmforge::sweep::grid::load("tiny").unwrap();
-    let o = llmforge::substrate::parse_overrides(&["dram.capacity=1 MB".into()]).unwrap();
-    let sub = llmforge::substrate::load("flat-edge", &o).unwrap();
+    let o = llmforge::substrate::parse_overrides(&["memory.capacity=1 MB".into()]).unwrap();
+    // a GPU: the grid's fp16 designs run there (an int8-only array refuses them)
+    let sub = llmforge::substrate::load("jetson-orin-nano-super", &o).unwrap();
     let loss = ChinchillaPrior {
         tokens_per_param: 20.0,
     };

@@ -228,6 +228,8 @@ fn roofline_plots_render() {
         "smollm2-135m",
         "--substrate",
         "gemmini",
+        "--precision",
+        "int8",
         "--plot",
         gemmini.to_str().unwrap(),
     ]);

@@ -20,7 +20,7 @@ fn cost_commands_state_version_engine_and_precision() {
             "--model",
             "smollm2-135m",
             "--substrate",
-            "gemmini",
+            "jetson-orin-nano-super",
             "--prompt",
             "16",
             "--gen",

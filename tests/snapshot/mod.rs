@@ -101,8 +101,8 @@ fn moved(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
 const CHIP_CASES: [&str; 4] = [
     "smollm2-135m/chip/long/roofline",
     "smollm2-135m/chip/long/sim",
-    "smollm2-135m/chip/p32-g8-b1/roofline",
-    "smollm2-135m/chip/p32-g8-b1/sim",
+    "smollm2-135m/chip/p32-g8-b1-int8/roofline",
+    "smollm2-135m/chip/p32-g8-b1-int8/sim",
 ];
 
 #[test]

@@ -24,11 +24,14 @@ pub const SLOW_GRID: &str = concat!(
     "/tests/fixtures/outputs/slow-grid.yaml"
 );
 
-/// A copy of the shipped gemmini substrate in `dir` (an input file the test can change).
+/// A copy of the shipped jetson-orin-nano-super substrate in `dir` (an input file the test can change).
 pub fn copy_substrate(dir: &Path) -> PathBuf {
     let path = dir.join("g.yaml");
     std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/substrates/gemmini.yaml"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/substrates/jetson-orin-nano-super.yaml"
+        ),
         &path,
     )
     .unwrap();
@@ -43,7 +46,7 @@ pub fn slow_sweep(out: &Path) -> Command {
         "--grid",
         SLOW_GRID,
         "--substrate",
-        "gemmini",
+        "jetson-orin-nano-super",
         "--out",
         s(out),
     ]);

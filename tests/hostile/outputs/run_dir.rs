@@ -16,7 +16,7 @@ fn tiny_sweep(out: &Path, extra: &[&str]) -> std::process::Output {
         "--grid",
         "tiny",
         "--substrate",
-        "gemmini",
+        "jetson-orin-nano-super",
         "--out",
         s(out),
     ];
@@ -195,7 +195,7 @@ fn two_concurrent_sweeps_into_one_dir_one_fails_fast_the_other_completes() {
                 "--grid",
                 SLOW_GRID,
                 "--substrate",
-                "gemmini",
+                "jetson-orin-nano-super",
                 "--shard",
                 "0/8",
             ])

@@ -14,6 +14,8 @@ fn roofline(substrate: &str, plot: &str) -> std::process::Output {
         "roofline",
         "--model",
         "smollm2-135m",
+        "--precision",
+        "int8",
         "--substrate",
         substrate,
         "--plot",
