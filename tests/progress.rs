@@ -33,7 +33,7 @@ fn long_commands_report_progress_unless_quiet() {
             "--grid",
             "tiny",
             "--substrate",
-            "gemmini",
+            "jetson-orin-nano-super",
             "--out",
             out.to_str().unwrap(),
         ];

@@ -58,7 +58,7 @@ const SWEEP_ARGS: &str = "--budget tpot<=40ms --budget weights+kv<=30MB";
 
 /// The unsharded run of that sweep into `out`.
 fn unsharded(out: &Path) {
-    let mut args = vec!["sweep", "--grid", "tiny", "--substrate", "gemmini"];
+    let mut args = vec!["sweep", "--grid", "tiny", "--substrate", "jetson-orin-nano-super"];
     args.extend(SWEEP_ARGS.split(' '));
     args.extend(["--out", out.to_str().unwrap()]);
     ok(

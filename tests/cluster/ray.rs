@@ -42,7 +42,7 @@ fn ray_script_reproduces_the_unsharded_sweep() {
         "--grid".into(),
         "tiny".into(),
         "--substrate".into(),
-        "gemmini".into(),
+        "jetson-orin-nano-super".into(),
     ];
     args.extend(SWEEP_ARGS.split(' ').map(String::from));
     let out = Command::new("timeout")

@@ -51,7 +51,7 @@ fn slurm_array_and_merge_job_reproduce_the_unsharded_sweep() {
         .arg("4")
         .env("LLMFORGE", BIN)
         .env("LLMFORGE_GRID", "tiny")
-        .env("LLMFORGE_SUBSTRATE", "gemmini")
+        .env("LLMFORGE_SUBSTRATE", "jetson-orin-nano-super")
         .env("LLMFORGE_SWEEP_ARGS", SWEEP_ARGS)
         .env("LLMFORGE_RUN", &run)
         .env("LLMFORGE_WAIT", "1")
