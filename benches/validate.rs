@@ -27,6 +27,7 @@ fn validate_public_traces(b: divan::Bencher) {
     let opts = Options {
         engine: Engine::Roofline,
         holdout: Vec::new(),
+        progress: Default::default(),
     };
     b.bench(|| {
         let mut lib = Library::new(Vec::new());

@@ -16,6 +16,10 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// No progress on standard error (long commands otherwise show a bar on a terminal, or a
+    /// line every 5 s in a log).
+    #[arg(long, short, global = true)]
+    quiet: bool,
 }
 
 #[derive(Subcommand)]
@@ -35,9 +39,9 @@ enum Command {
     /// Place every op of a run on the substrate's roofline (optionally as an SVG plot).
     Roofline(cli::roofline::RooflineArgs),
     /// Multi-objective search (NSGA-II): benchmark problems or architecture spaces.
-    Search(cli::search::SearchArgs),
+    Search(cli::search::SearchCommand),
     /// Co-design sweep over a grid: loss-latency frontier, feasible regions, budgets.
-    Sweep(cli::sweep::SweepArgs),
+    Sweep(cli::sweep::SweepCommand),
     /// Fit, evaluate and apply parametric scaling laws (the search's loss prior).
     #[command(subcommand)]
     Law(cli::law::LawCmd),
@@ -73,6 +77,7 @@ fn default_sigpipe() {}
 fn main() -> ExitCode {
     default_sigpipe();
     let cli = Cli::parse();
+    cli::progress::set_quiet(cli.quiet);
     // SIGINT / SIGTERM / SIGHUP: long commands finish the work in flight and write complete
     // outputs; any other command removes its unfinished temporary files and stops at once.
     if let Err(err) = llmforge::output::interrupt::install() {
@@ -87,7 +92,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => cli::sim::run(args),
         Command::Gemm(args) => cli::gemm::run(args),
         Command::Roofline(args) => cli::roofline::run(args),
-        Command::Search(args) => cli::search::run(args),
+        Command::Search(args) => cli::search::run_command(args),
         Command::Sweep(args) => cli::sweep::run(args),
         Command::Report(args) => cli::report::run(args),
         Command::Law(cmd) => cli::law::run(cmd),

@@ -1,9 +1,11 @@
 //! The one integration-test binary; one module per area.
 
+mod cluster;
 mod dsl;
 mod hostile;
 mod law;
 mod model;
+mod progress;
 mod report;
 mod ring;
 mod search;

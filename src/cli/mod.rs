@@ -6,11 +6,13 @@ pub mod gemm;
 pub mod graph;
 pub mod law;
 pub mod model;
+pub mod progress;
 pub mod report;
 pub mod roofline;
 pub mod search;
 pub mod search_arch;
 pub mod search_front;
+pub mod search_merge;
 pub mod sim;
 pub mod snapshot;
 pub mod substrate;
@@ -72,11 +74,6 @@ impl QualityArgs {
     pub fn tokens_per_param(&self) -> f64 {
         self.tokens_per_param.unwrap_or(Self::DEFAULT_TOKENS_PER_PARAM)
     }
-
-    /// Loads the quality model these arguments name.
-    pub fn load(&self) -> miette::Result<Box<dyn llmforge::quality::LossModel>> {
-        load_quality(self.spec(), self.tokens_per_param())
-    }
 }
 
 /// Loads a quality model by name or file.
@@ -85,4 +82,42 @@ pub fn load_quality(
     tokens_per_param: f64,
 ) -> miette::Result<Box<dyn llmforge::quality::LossModel>> {
     llmforge::quality::load_loss_model(spec, tokens_per_param).map_err(|e| miette::miette!("--quality: {e}"))
+}
+
+/// The manifest of a finished run directory of `llmforge <command>`, for merges: refused,
+/// naming the directory, when it is not a run directory (`what`: "a sweep's"), holds another
+/// command's results, or is still running or interrupted (`again`: how to finish it, e.g.
+/// "run that shard again (with --force)").
+pub fn finished_run(
+    path: &std::path::Path,
+    command: &str,
+    what: &str,
+    again: &str,
+) -> miette::Result<llmforge::output::Manifest> {
+    use llmforge::output::{self, Status};
+    use miette::IntoDiagnostic;
+    let name = path.display();
+    let manifest_path = path.join(output::MANIFEST);
+    if !manifest_path.is_file() {
+        return Err(miette::miette!(
+            "`{name}` is not {what} run directory: it has no {}",
+            output::MANIFEST
+        ));
+    }
+    let manifest: output::Manifest = output::load_json(&manifest_path, "run manifest").into_diagnostic()?;
+    if manifest.subcommand() != command {
+        return Err(miette::miette!(
+            "`{name}` holds the results of `llmforge {}`, not of `llmforge {command}`",
+            manifest.command.join(" ")
+        ));
+    }
+    match manifest.status {
+        Status::Complete => Ok(manifest),
+        Status::Running => Err(miette::miette!(
+            "`{name}` is still running, or was stopped by an error or a kill (its manifest says `running`): {again} before merging"
+        )),
+        Status::Interrupted => Err(miette::miette!(
+            "`{name}` was interrupted: its outputs cover only part of its work; {again} before merging"
+        )),
+    }
 }

@@ -5,16 +5,43 @@
 //! architecture search (`--space ... --substrate ...`) joins the same `target` group and gets
 //! its own `run_*` function next to [`run_problem`].
 
-use clap::{ArgGroup, Args, ValueEnum};
+use super::progress::Progress;
+use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use llmforge::output::{Manifest, Outputs, Owned, Reuse, RunDir, Status, write_atomic};
 use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::nsga2::{Nsga2, Problem, Settings, Truncation};
 use llmforge::search::problems::{Benchmark, BenchmarkProblem};
 use miette::{IntoDiagnostic, miette};
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// `llmforge search ...` or `llmforge search merge ...`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SearchCommand {
+    #[command(subcommand)]
+    command: Option<SearchSub>,
+    #[command(flatten)]
+    args: SearchArgs,
+}
+
+#[derive(Subcommand)]
+enum SearchSub {
+    /// Put independent architecture searches together (other seeds, substrates or spaces, e.g.
+    /// a job array's tasks): the Pareto front of the union of their fronts with each point's
+    /// origin, their histories, the front's model files.
+    Merge(super::search_merge::MergeArgs),
+}
+
+/// Runs `search` or `search merge`.
+pub fn run_command(command: SearchCommand) -> miette::Result<()> {
+    match command.command {
+        Some(SearchSub::Merge(args)) => super::search_merge::run(args),
+        None => run(command.args),
+    }
+}
 
 #[derive(Args, Debug)]
 #[command(group(ArgGroup::new("target").required(true).multiple(true)))]
@@ -157,28 +184,33 @@ pub fn run_problem(benchmark: Benchmark, args: &SearchArgs) -> miette::Result<()
         None => None,
     };
     let reference = vec![BENCHMARK_REFERENCE; benchmark.n_objectives()];
-    let progress = args.format == OutputFormat::Table && std::io::stderr().is_terminal();
-    let mut history =
-        (args.out.is_some() || progress).then(|| History::new(ReferencePoint::Fixed(reference.clone())));
+    let mut history = args
+        .out
+        .is_some()
+        .then(|| History::new(ReferencePoint::Fixed(reference.clone())));
 
     let started = Instant::now();
     let mut engine = Nsga2::new(&problem, settings.clone()).into_diagnostic()?;
+    // generation 0 (the initial population) and `generations` more
+    let progress = Progress::start(
+        &format!("search {}", benchmark.name()),
+        settings.generations as u64 + 1,
+        "generations",
+    )
+    .counting("evaluations");
     while !engine.is_done() {
         let report = engine.step().into_diagnostic()?;
-        if let Some(history) = history.as_mut() {
-            let row = history.record(&engine, &report).into_diagnostic()?;
-            if progress {
-                eprint!(
-                    "\rgeneration {:>4}/{}  hypervolume {:.6}  front {:>4}",
-                    row.generation, settings.generations, row.hypervolume, row.front_size
-                );
+        let note = match history.as_mut() {
+            Some(history) => {
+                let row = history.record(&engine, &report).into_diagnostic()?;
+                format!("front {}, hypervolume {:.6}", row.front_size, row.hypervolume)
             }
-        }
+            None => String::new(),
+        };
+        progress.update(engine.next_generation() as u64, engine.evaluations(), &note);
     }
+    progress.finish();
     let wall = started.elapsed().as_secs_f64();
-    if progress {
-        eprintln!();
-    }
 
     let mut front: Vec<_> = engine.pareto_front().into_iter().cloned().collect();
     front.sort_by(|a, b| lexicographic(&a.evaluation.objectives, &b.evaluation.objectives));

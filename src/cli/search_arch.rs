@@ -11,6 +11,7 @@
 //! (loadable by `sim`). SIGINT / SIGTERM stop the run after the generation in flight, with
 //! the checkpoint current.
 
+use super::progress::Progress;
 use super::search::{OutputFormat, SearchArgs, TruncationName, lexicographic};
 use super::search_front;
 use clap::{Args, ValueEnum};
@@ -28,7 +29,6 @@ use llmforge::yaml::shipped_or_file;
 use miette::{IntoDiagnostic, WrapErr, miette};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -588,9 +588,17 @@ pub fn run_space(args: &SearchArgs) -> miette::Result<()> {
         run.write_manifest(&manifest).into_diagnostic()?;
     }
 
-    let progress = args.format == OutputFormat::Table && std::io::stderr().is_terminal();
     let started = Instant::now();
     let generations = engine.settings().generations;
+    // generation 0 (the initial population) and `generations` more; a resumed run counts
+    // from where its checkpoint ended
+    let (first, evaluated) = (engine.next_generation() as u64, engine.evaluations());
+    let progress = Progress::start(
+        &format!("search {} on {}", problem.space.name, problem.substrate.name),
+        (generations as u64 + 1).saturating_sub(first),
+        "generations",
+    )
+    .counting("evaluations");
     let (mut tally, mut tallied) = (LossTally::default(), 0);
     while !engine.is_done() && !cooperation.stopping() {
         let report = engine.step().into_diagnostic()?;
@@ -611,16 +619,13 @@ pub fn run_space(args: &SearchArgs) -> miette::Result<()> {
             };
             output::save_json(&run.join("checkpoint.json"), "checkpoint", &state).into_diagnostic()?;
         }
-        if progress {
-            eprint!(
-                "\rgeneration {:>3}/{generations}  evaluations {:>6}  front {:>3}  hypervolume {:.4e}",
-                row.generation, row.evaluations, row.front_size, row.hypervolume
-            );
-        }
+        progress.update(
+            engine.next_generation() as u64 - first,
+            row.evaluations - evaluated,
+            &format!("front {}, hypervolume {:.4e}", row.front_size, row.hypervolume),
+        );
     }
-    if progress {
-        eprintln!();
-    }
+    progress.finish();
     if cooperation.stopping() && !engine.is_done() {
         let done = engine.next_generation().saturating_sub(1);
         match &run {

@@ -63,7 +63,7 @@ pub fn run(cmd: SnapshotCmd) -> miette::Result<()> {
                 .file("--out", Some(&args.out))
                 .check()
                 .into_diagnostic()?;
-            let snap = snapshot::record(&cases);
+            let snap = snapshot::record_with(&cases, &super::progress::tick("snapshot record", "cases"));
             save(&args.out, &snap)?;
             eprintln!("recorded {} cases to {}", snap.cases.len(), args.out.display());
             Ok(())
@@ -94,7 +94,7 @@ fn check(args: CheckArgs) -> miette::Result<()> {
         cases.set_relative_tolerance(parse_tolerance(t)?);
     }
     let baseline = Snapshot::read(&args.baseline)?;
-    let current = snapshot::record(&cases);
+    let current = snapshot::record_with(&cases, &super::progress::tick("snapshot check", "cases"));
     let report = snapshot::compare(&cases, &baseline, &current);
     let text = match args.format {
         Format::Text => trace::snapshot::report_text(&report, &args.baseline.display().to_string()),

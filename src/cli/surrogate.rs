@@ -6,8 +6,8 @@ use llmforge::model;
 use llmforge::output::Outputs;
 use llmforge::quality::dataset::{self, Dataset};
 use llmforge::quality::surrogate::{
-    self, FitConfig, Prediction, Resample, Surrogate, cross_validate, features, fold_assignment,
-    metrics::Metrics, nested_cross_validate,
+    self, FitConfig, Prediction, Resample, Surrogate, cross_validate_with, features, fold_assignment,
+    metrics::Metrics, nested_cross_validate_with,
 };
 use miette::{IntoDiagnostic, miette};
 use serde::Serialize;
@@ -354,8 +354,9 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             let x = features::extract_matrix(models.iter().copied());
             let y = ds.targets();
             let fold = fold_assignment(y.len(), folds, split_seed);
+            let tick = super::progress::tick("surrogate cv", "folds");
             let r = if select_classifier_depth.is_empty() {
-                cross_validate(&x, &y, &fold, folds, &cfg)
+                cross_validate_with(&x, &y, &fold, folds, &cfg, &tick)
             } else {
                 let candidates: Vec<FitConfig> = select_classifier_depth
                     .iter()
@@ -364,7 +365,7 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                         ..cfg.clone()
                     })
                     .collect();
-                nested_cross_validate(&x, &y, &fold, folds, &candidates, inner_folds, split_seed)
+                nested_cross_validate_with(&x, &y, &fold, folds, &candidates, inner_folds, split_seed, &tick)
             }
             .map_err(|e| miette!("{e}"))?;
             let depths: Vec<usize> = r.selected.iter().map(|&c| select_classifier_depth[c]).collect();

@@ -1,30 +1,56 @@
-//! `llmforge sweep`: the co-design sweep over a grid of architectures.
+//! `llmforge sweep`: the co-design sweep over a grid of architectures, one shard of it
+//! (`--shard i/N`, `--shard auto` on a cluster), and `sweep merge`, which puts shards back
+//! together into the outputs one run over the whole grid writes, byte for byte.
 
-use clap::{Args, ValueEnum};
-use llmforge::model;
+use super::progress::Progress;
+use clap::{Args, Subcommand, ValueEnum};
+use llmforge::model::{self, Model};
 use llmforge::output::{
-    AtomicFile, Manifest, Outputs, Owned, Reuse, RunDir, Status, interrupt, write_atomic,
+    self, AtomicFile, InputRecord, Manifest, Outputs, Owned, Reuse, RunDir, ShardRecord, Status, interrupt,
+    write_atomic,
 };
-use llmforge::sim::Engine;
+use llmforge::quality::LossModel;
+use llmforge::sim::{Engine, Workload};
+use llmforge::substrate::Substrate;
 use llmforge::sweep::budget::{Budget, Metric, Metrics};
-use llmforge::sweep::grid;
+use llmforge::sweep::grid::{self, Grid};
 use llmforge::sweep::run::{Axis, Outcome, Row, SweepSpec, measure, sweep};
+use llmforge::sweep::shard::{self, Shard, State};
 use llmforge::trace;
 use llmforge::trace::plot::{FrontierPlot, Limit, RegionCell, RegionPlot};
 use miette::{IntoDiagnostic, WrapErr, miette};
+use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write as _};
-use std::path::PathBuf;
+use std::io::{BufRead, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// `llmforge sweep ...` or `llmforge sweep merge ...`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct SweepCommand {
+    #[command(subcommand)]
+    command: Option<SweepSub>,
+    #[command(flatten)]
+    args: SweepArgs,
+}
+
+#[derive(Subcommand)]
+enum SweepSub {
+    /// Put the run directories of a sharded sweep (`sweep --shard`) back together: the
+    /// outputs one run over their union writes (candidates.csv in index order, the frontier
+    /// of the union, summary.md, the plots, the frontier's model files), byte for byte.
+    Merge(MergeArgs),
+}
 
 #[derive(Args)]
 pub struct SweepArgs {
     /// A sweep grid: shipped name (codesign-orin, codesign-10m, tiny) or a grid file.
-    #[arg(long)]
-    grid: String,
-    #[arg(long)]
-    substrate: String,
+    #[arg(long, required = true)]
+    grid: Option<String>,
+    #[arg(long, required = true)]
+    substrate: Option<String>,
     #[arg(long = "set", value_name = "PATH=EXPR")]
     set: Vec<String>,
     #[command(flatten)]
@@ -56,14 +82,39 @@ pub struct SweepArgs {
     /// Which candidates go to candidates.csv.
     #[arg(long, value_enum, default_value_t = Rows::All)]
     candidates: Rows,
-    /// Evaluate only shard i of N (`--shard 3/8`): a contiguous index range, for job arrays.
-    #[arg(long)]
+    /// Evaluate only shard i of N (`--shard 3/8`: a contiguous range of grid indices), for job
+    /// arrays; `--shard auto` takes i and N from the environment (SLURM_ARRAY_TASK_ID and
+    /// SLURM_ARRAY_TASK_COUNT; JOB_COMPLETION_INDEX with LLMFORGE_SHARD_COUNT or
+    /// `--shard auto/N`; LLMFORGE_SHARD_INDEX and LLMFORGE_SHARD_COUNT). `sweep merge` puts
+    /// the shards' directories back together.
+    #[arg(long, value_name = "i/N|auto|auto/N")]
     shard: Option<String>,
     /// Run directory for the results (created if missing; files written atomically, with a
     /// manifest.json). A directory holding an earlier run's results is refused unless --force.
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
+    /// Also write report.html into the output directory (`llmforge report DIR` does the same;
+    /// for a sharded sweep, give it to `sweep merge`).
+    #[arg(long, conflicts_with = "shard")]
+    report: bool,
+    /// Replace the results of an earlier run in --out (they are removed first).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// The shards' run directories (`sweep --shard ... --out DIR`), in any order.
+    #[arg(required = true, value_name = "DIR")]
+    shards: Vec<PathBuf>,
+    /// Run directory for the merged results.
     #[arg(long)]
     out: PathBuf,
-    /// Also write report.html into the output directory (`llmforge report DIR` does the same).
+    /// The shards may cover one contiguous part of the grid rather than all of it: the result
+    /// is a shard itself, to be merged again with the rest (hierarchical merges).
+    #[arg(long)]
+    partial: bool,
+    /// Also write report.html into the output directory.
     #[arg(long)]
     report: bool,
     /// Replace the results of an earlier run in --out (they are removed first).
@@ -71,14 +122,16 @@ pub struct SweepArgs {
     force: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum EngineChoice {
     Roofline,
     Sim,
     Both,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Rows {
     All,
     Feasible,
@@ -92,13 +145,15 @@ fn chunk_size(total: u64) -> u64 {
     (total / 64).clamp(1_024, 16_384)
 }
 
-/// The files of a sweep's run directory.
+/// The files of a sweep's run directory. `outcome.json` holds the sweep's exact totals
+/// ([`State`]), which `sweep merge` puts together.
 const OUTPUTS: &[Owned] = &[
     Owned::File("candidates.csv"),
     Owned::File("frontier.csv"),
     Owned::File("frontier.svg"),
     Owned::File("region.svg"),
     Owned::File("summary.md"),
+    Owned::File("outcome.json"),
     Owned::File("report.html"),
     Owned::Pattern {
         folder: "models",
@@ -106,162 +161,235 @@ const OUTPUTS: &[Owned] = &[
         suffix: ".yaml",
     },
 ];
-const FRONTIER_MODELS: Owned = OUTPUTS[6];
+const FRONTIER_MODELS: Owned = OUTPUTS[7];
 
-/// The sweep's settings after defaults, for the manifest.
-fn settings(args: &SweepArgs) -> serde_json::Value {
-    serde_json::json!({
-        "grid": args.grid,
-        "substrate": args.substrate,
-        "set": args.set,
-        "quality": args.quality.spec(),
-        "tokens_per_param": args.quality.tokens_per_param(),
-        "prompt": args.prompt,
-        "gen": args.generate,
-        "batch": args.batch,
-        "budgets": args.budgets,
-        "precision": args.precision,
-        "engine": match args.engine {
-            EngineChoice::Roofline => "roofline",
-            EngineChoice::Sim => "sim",
-            EngineChoice::Both => "both",
-        },
-        "x": args.x,
-        "region": args.region,
-        "reference": args.reference,
-        "candidates": match args.candidates {
-            Rows::All => "all",
-            Rows::Feasible => "feasible",
-            Rows::None => "none",
-        },
-        "shard": args.shard,
-    })
+/// The sweep's settings after defaults, as the manifest records them; `sweep merge` rebuilds
+/// the sweep from them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    grid: String,
+    substrate: String,
+    set: Vec<String>,
+    quality: String,
+    tokens_per_param: f64,
+    prompt: u64,
+    #[serde(rename = "gen")]
+    generate: u64,
+    batch: u64,
+    budgets: Vec<String>,
+    precision: Vec<String>,
+    engine: EngineChoice,
+    x: String,
+    region: Vec<String>,
+    reference: Option<String>,
+    candidates: Rows,
+    /// `i/N` as resolved (also for `--shard auto`); `null` for a run over the whole grid.
+    shard: Option<String>,
 }
 
-fn shard(spec: &Option<String>, len: u64) -> miette::Result<std::ops::Range<u64>> {
-    let Some(s) = spec else { return Ok(0..len) };
-    let (i, n) = s
-        .split_once('/')
-        .ok_or_else(|| miette!("--shard `{s}`: expected i/N"))?;
-    let (i, n): (u64, u64) = (
-        i.trim().parse().into_diagnostic()?,
-        n.trim().parse().into_diagnostic()?,
-    );
-    if n == 0 || i >= n {
-        return Err(miette!("--shard {s}: need 0 <= i < N"));
+impl Settings {
+    fn of(args: &SweepArgs, shard: Option<&Shard>) -> miette::Result<Settings> {
+        let given = |v: &Option<String>, flag: &str| v.clone().ok_or_else(|| miette!("a sweep needs {flag}"));
+        Ok(Settings {
+            grid: given(&args.grid, "--grid")?,
+            substrate: given(&args.substrate, "--substrate")?,
+            set: args.set.clone(),
+            quality: args.quality.spec().to_string(),
+            tokens_per_param: args.quality.tokens_per_param(),
+            prompt: args.prompt,
+            generate: args.generate,
+            batch: args.batch,
+            budgets: args.budgets.clone(),
+            precision: args.precision.clone(),
+            engine: args.engine,
+            x: args.x.clone(),
+            region: args.region.clone(),
+            reference: args.reference.clone(),
+            candidates: args.candidates,
+            shard: shard.map(Shard::label),
+        })
     }
-    Ok(len * i / n..len * (i + 1) / n)
+
+    /// Registers the sweep's input files (and shipped descriptions, by their text's hash).
+    fn inputs(&self, plan: &mut Outputs) -> miette::Result<()> {
+        super::register_description(plan, "--grid", &self.grid, grid::SHIPPED, "dsl/grids", "grid")?;
+        super::register_description(
+            plan,
+            "--substrate",
+            &self.substrate,
+            llmforge::substrate::SHIPPED,
+            "substrates",
+            "substrate",
+        )?;
+        plan.input("--quality", &self.quality)
+            .inputs("--reference", &self.reference);
+        Ok(())
+    }
 }
 
-pub fn run(args: SweepArgs) -> miette::Result<()> {
-    let mut plan = Outputs::new();
-    super::register_description(
-        &mut plan,
-        "--grid",
-        &args.grid,
-        grid::SHIPPED,
-        "dsl/grids",
-        "grid",
-    )?;
-    super::register_description(
-        &mut plan,
-        "--substrate",
-        &args.substrate,
-        llmforge::substrate::SHIPPED,
-        "substrates",
-        "substrate",
-    )?;
-    plan.input("--quality", args.quality.spec())
-        .inputs("--reference", &args.reference)
-        .dir("--out", &args.out, OUTPUTS)
-        .check()
-        .into_diagnostic()?;
-    let reuse = if args.force { Reuse::Force } else { Reuse::Fresh };
-    let mut g = grid::load(&args.grid)?;
-    if !args.precision.is_empty() {
-        let keep: Vec<model::Precision> = args
-            .precision
+/// Everything a sweep is built from its settings: what [`SweepSpec`] borrows.
+struct Sweep {
+    grid: Grid,
+    substrate: Substrate,
+    loss: Box<dyn LossModel>,
+    budgets: Vec<Budget>,
+    x: Metric,
+    region: (Axis, Axis),
+    workload: Workload,
+    engine: EngineChoice,
+}
+
+impl Sweep {
+    fn build(s: &Settings) -> miette::Result<Sweep> {
+        let mut g = grid::load(&s.grid)?;
+        if !s.precision.is_empty() {
+            let keep: Vec<model::Precision> = s
+                .precision
+                .iter()
+                .map(|p| {
+                    p.parse()
+                        .map_err(|e: model::precision::PrecisionError| miette!("--precision: {e}"))
+                })
+                .collect::<miette::Result<_>>()?;
+            g.weights.retain(|w| keep.contains(w));
+            if g.weights.is_empty() {
+                return Err(miette!("--precision keeps none of the grid's weight precisions"));
+            }
+        }
+        let substrate = super::substrate::load(&s.substrate, &s.set)?;
+        let loss = super::load_quality(&s.quality, s.tokens_per_param)?;
+        let budgets: Vec<Budget> = s
+            .budgets
             .iter()
-            .map(|p| {
-                p.parse()
-                    .map_err(|e: model::precision::PrecisionError| miette!("--precision: {e}"))
-            })
+            .map(|b| Budget::parse(b).map_err(|e| miette!("--budget: {e}")))
             .collect::<miette::Result<_>>()?;
-        g.weights.retain(|w| keep.contains(w));
-        if g.weights.is_empty() {
-            return Err(miette!("--precision keeps none of the grid's weight precisions"));
+        let x = Metric::ALL
+            .iter()
+            .copied()
+            .find(|m| m.name() == s.x)
+            .ok_or_else(|| miette!("--x `{}`: expected ttft, tpot or latency", s.x))?;
+        if s.region.len() != 2 {
+            return Err(miette!("--region takes two axes, e.g. depth,width"));
+        }
+        let axis = |a: &str| {
+            Axis::parse(a).ok_or_else(|| miette!("--region axis `{a}`: expected depth, width, kv_heads, ffn_ratio, experts, active_experts or weights"))
+        };
+        let region = (axis(&s.region[0])?, axis(&s.region[1])?);
+        let workload = super::sim::workload(s.prompt, s.generate, s.batch)?;
+        // after the flags, so a bad flag is named first
+        super::sim::check_formats(
+            &format!("grid `{}`", g.name),
+            &substrate,
+            &g.weights,
+            g.activations,
+            g.kv_cache,
+        )?;
+        Ok(Sweep {
+            grid: g,
+            substrate,
+            loss,
+            budgets,
+            x,
+            region,
+            workload,
+            engine: s.engine,
+        })
+    }
+
+    fn spec(&self) -> SweepSpec<'_> {
+        SweepSpec {
+            grid: &self.grid,
+            substrate: &self.substrate,
+            workload: self.workload,
+            engine: if self.engine == EngineChoice::Sim {
+                Engine::Sim
+            } else {
+                Engine::Roofline
+            },
+            both_engines: self.engine == EngineChoice::Both,
+            loss: self.loss.as_ref(),
+            budgets: &self.budgets,
+            x: self.x,
+            region: self.region,
         }
     }
-    let substrate = super::substrate::load(&args.substrate, &args.set)?;
-    let loss = args.quality.load()?;
-    let budgets: Vec<Budget> = args
-        .budgets
-        .iter()
-        .map(|b| Budget::parse(b).map_err(|e| miette!("--budget: {e}")))
-        .collect::<miette::Result<_>>()?;
-    let x = Metric::ALL
-        .iter()
-        .copied()
-        .find(|m| m.name() == args.x)
-        .ok_or_else(|| miette!("--x `{}`: expected ttft, tpot or latency", args.x))?;
-    if args.region.len() != 2 {
-        return Err(miette!("--region takes two axes, e.g. depth,width"));
+}
+
+pub fn run(command: SweepCommand) -> miette::Result<()> {
+    match command.command {
+        Some(SweepSub::Merge(args)) => merge(args),
+        None => run_sweep(command.args),
     }
-    let axis = |s: &str| {
-        Axis::parse(s).ok_or_else(|| miette!("--region axis `{s}`: expected depth, width, kv_heads, ffn_ratio, experts, active_experts or weights"))
+}
+
+fn run_sweep(args: SweepArgs) -> miette::Result<()> {
+    let shard = match &args.shard {
+        Some(spec) => {
+            Some(shard::resolve(spec, &|name| std::env::var(name).ok()).map_err(|e| miette!("{e}"))?)
+        }
+        None => None,
     };
-    let region = (axis(&args.region[0])?, axis(&args.region[1])?);
-    let workload = super::sim::workload(args.prompt, args.generate, args.batch)?;
-    let spec = SweepSpec {
-        grid: &g,
-        substrate: &substrate,
-        workload,
-        engine: if args.engine == EngineChoice::Sim {
-            Engine::Sim
-        } else {
-            Engine::Roofline
-        },
-        both_engines: args.engine == EngineChoice::Both,
-        loss: loss.as_ref(),
-        budgets: &budgets,
-        x,
-        region,
+    let settings = Settings::of(&args, shard.as_ref())?;
+    let out = args
+        .out
+        .clone()
+        .ok_or_else(|| miette!("a sweep needs --out DIR"))?;
+    let mut plan = Outputs::new();
+    settings.inputs(&mut plan)?;
+    plan.dir("--out", &out, OUTPUTS).check().into_diagnostic()?;
+    let reuse = if args.force { Reuse::Force } else { Reuse::Fresh };
+    let sw = Sweep::build(&settings)?;
+    let reference = match &settings.reference {
+        Some(r) => Some(model::load(r)?),
+        None => None,
     };
-    let range = shard(&args.shard, g.len())?;
-    // after the flags, so a bad flag is named first
-    super::sim::check_formats(
-        &format!("grid `{}`", g.name),
-        &substrate,
-        &g.weights,
-        g.activations,
-        g.kv_cache,
-    )?;
+    let spec = sw.spec();
+    let grid_points = sw.grid.len();
+    let range = match &shard {
+        Some(s) => s.range(grid_points),
+        None => 0..grid_points,
+    };
     // from here on, SIGINT / SIGTERM stop the sweep after the chunk in flight
     let cooperation = interrupt::cooperate();
-    let run = RunDir::open("--out", &args.out, reuse, OUTPUTS).into_diagnostic()?;
-    let mut manifest = Manifest::new(settings(&args), plan.records().into_diagnostic()?);
+    let run = RunDir::open("--out", &out, reuse, OUTPUTS).into_diagnostic()?;
+    let mut manifest = Manifest::new(
+        serde_json::to_value(&settings).into_diagnostic()?,
+        plan.records().into_diagnostic()?,
+    );
+    manifest.shard = shard.as_ref().map(|s| ShardRecord {
+        index: Some(s.index),
+        count: Some(s.count),
+        indices: [range.start, range.end],
+        grid_points,
+        from: s.from.clone(),
+    });
     run.write_manifest(&manifest).into_diagnostic()?;
 
     // candidates.csv is streamed to a temporary file and renamed when complete (also after an
     // interruption: it then holds every candidate evaluated so far). A write error (a full
     // disk) stops the sweep after the chunk in flight.
     let mut csv = AtomicFile::create(&run.join("candidates.csv")).into_diagnostic()?;
-    writeln!(csv, "{}", header(&budgets, spec.both_engines)).into_diagnostic()?;
+    writeln!(csv, "{}", header(spec.both_engines)).into_diagnostic()?;
     let halt = AtomicBool::new(cooperation.stopping());
-    let progress = std::io::stderr().is_terminal();
     let started = Instant::now();
     let total = range.end - range.start;
+    let what = match &shard {
+        Some(s) => format!("sweep {} shard {}", sw.grid.name, s.label()),
+        None => format!("sweep {}", sw.grid.name),
+    };
+    let progress = Progress::start(&what, total, "grid points").counting("candidates");
     let mut write_error = None;
     let mut done = 0u64;
     let chunk = chunk_size(total);
-    let outcome = sweep(&spec, range.clone(), chunk, &halt, |rows, _| {
+    let outcome = sweep(&spec, range.clone(), chunk, &halt, |rows, o| {
         done += chunk.min(total - done);
         for r in rows {
             if write_error.is_some() {
                 break;
             }
-            if args.candidates == Rows::All || (args.candidates == Rows::Feasible && r.feasible) {
-                if let Err(e) = writeln!(csv, "{}", row_csv(r, &budgets)) {
+            if settings.candidates == Rows::All || (settings.candidates == Rows::Feasible && r.feasible) {
+                if let Err(e) = writeln!(csv, "{}", row_csv(r, spec.budgets)) {
                     write_error = Some(e);
                 }
             }
@@ -269,63 +397,121 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         if write_error.is_some() || cooperation.stopping() {
             halt.store(true, Ordering::Relaxed);
         }
-        if progress {
-            let el = started.elapsed().as_secs_f64();
-            eprint!(
-                "\r{done}/{total} candidates  {:.0}/s  eta {:.0} s   ",
-                done as f64 / el,
-                (total - done) as f64 / (done as f64 / el)
-            );
-        }
+        progress.update(done, o.evaluated, &format!("frontier {}", o.frontier.len()));
     });
-    if progress {
-        eprintln!();
-    }
+    progress.finish();
     if let Some(e) = write_error {
         return Err(e)
             .into_diagnostic()
-            .wrap_err(format!("sweep stopped after {done} of {total} candidates"));
+            .wrap_err(format!("sweep stopped after {done} of {total} grid points"));
     }
     csv.commit().into_diagnostic()?;
     manifest.outputs.push("candidates.csv".into());
     let wall = started.elapsed().as_secs_f64();
+    if let Some(s) = &shard {
+        // A shard writes what the merge needs (candidates.csv, outcome.json): its plots,
+        // summary and frontier would be of a part of the grid, and drawing them in every shard
+        // is most of the cost of sharding a small grid (benches/shard_overhead.sh).
+        let state = State::of(&outcome, range.clone(), grid_points);
+        write_atomic(
+            &run.join("outcome.json"),
+            (serde_json::to_string_pretty(&state).into_diagnostic()? + "\n").as_bytes(),
+        )
+        .into_diagnostic()?;
+        manifest.outputs.push("outcome.json".into());
+        manifest.status = if outcome.interrupted {
+            Status::Interrupted
+        } else {
+            Status::Complete
+        };
+        run.write_manifest(&manifest).into_diagnostic()?;
+        println!(
+            "shard {} of {}: grid indices {}..{} of {grid_points}: {} candidates evaluated, {} skipped as invalid, {} feasible, frontier of {}, in {wall:.2} s ({:.0} candidates/s){}",
+            s.label(),
+            sw.grid.name,
+            range.start,
+            range.end,
+            outcome.evaluated,
+            outcome.skipped,
+            outcome.feasible,
+            outcome.frontier.len(),
+            outcome.evaluated as f64 / wall.max(1e-9),
+            if outcome.interrupted {
+                "; interrupted: run it again before merging"
+            } else {
+                "; put the shards together with `llmforge sweep merge`"
+            }
+        );
+        return Ok(());
+    }
+    let summary = write_results(
+        &run,
+        &mut manifest,
+        &settings,
+        &sw,
+        reference.as_ref(),
+        &outcome,
+        range,
+        args.report,
+    )?;
+    print!("{summary}");
+    println!(
+        "{} candidates evaluated in {wall:.2} s ({:.0} candidates/s)",
+        outcome.evaluated,
+        outcome.evaluated as f64 / wall.max(1e-9)
+    );
+    if args.report {
+        println!("report: {}", out.join("report.html").display());
+    }
+    Ok(())
+}
 
-    let reference = match &args.reference {
-        Some(r) => {
-            let m = model::load(r)?;
-            let metrics = measure(&m, &spec).metrics;
-            Some((m.name, metrics))
-        }
-        None => None,
-    };
+/// Writes everything but candidates.csv from a sweep's outcome over `range` (a sweep's own,
+/// or one put together by `sweep merge`), then the manifest, marked complete or interrupted.
+/// Returns summary.md's text.
+#[allow(clippy::too_many_arguments)]
+fn write_results(
+    run: &RunDir,
+    manifest: &mut Manifest,
+    settings: &Settings,
+    sw: &Sweep,
+    reference: Option<&Model>,
+    outcome: &Outcome,
+    range: std::ops::Range<u64>,
+    report: bool,
+) -> miette::Result<String> {
+    let spec = sw.spec();
+    let reference = reference.map(|m| (m.name.clone(), measure(m, &spec).metrics));
     let mut write = |name: &str, text: &str| {
         write_atomic(&run.join(name), text.as_bytes()).into_diagnostic()?;
         manifest.outputs.push(name.to_string());
         Ok::<(), miette::Report>(())
     };
-    write("frontier.csv", &frontier_csv(&outcome, &budgets))?;
+    let (g, x, budgets) = (&sw.grid, sw.x, &sw.budgets);
+    write("frontier.csv", &frontier_csv(outcome, budgets))?;
     let frontier_title = format!(
         "Loss frontier: {} on {} (loss vs {})",
         g.name,
-        substrate.name,
+        sw.substrate.name,
         x.name()
     );
     write(
         "frontier.svg",
-        &frontier_svg(&outcome, &frontier_title, x, &budgets, reference.as_ref())?,
+        &frontier_svg(outcome, &frontier_title, x, budgets, reference.as_ref())?,
     )?;
     let region_title = format!(
         "Feasible region: {} on {}, best loss per ({}, {})",
         g.name,
-        substrate.name,
-        region.0.name(),
-        region.1.name()
+        sw.substrate.name,
+        sw.region.0.name(),
+        sw.region.1.name()
     );
-    write("region.svg", &region_svg(&outcome, &region_title, region)?)?;
+    write("region.svg", &region_svg(outcome, &region_title, sw.region)?)?;
+    let loss = &sw.loss;
     let summary = summary_md(
-        &args,
+        settings,
         &g.name,
-        &substrate.name,
+        &sw.substrate.name,
         &format!(
             "{}.\nCandidates scored by {}{}",
             loss.name(),
@@ -336,15 +522,19 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
                 ""
             }
         ),
-        &outcome,
-        &budgets,
+        outcome,
+        budgets,
         x,
         reference.as_ref(),
-        wall,
         &range,
-        substrate.memory_capacity().get(),
+        sw.substrate.memory_capacity().get(),
     );
     write("summary.md", &summary)?;
+    let state = State::of(outcome, range, g.len());
+    write(
+        "outcome.json",
+        &(serde_json::to_string_pretty(&state).into_diagnostic()? + "\n"),
+    )?;
     // The frontier's designs as model files (loadable by `sim`, linked from report.html).
     run.clear(&FRONTIER_MODELS).into_diagnostic()?;
     run.create_folder("models").into_diagnostic()?;
@@ -355,7 +545,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
             &model::desc::to_yaml(&m),
         )?;
     }
-    if args.report {
+    if report {
         super::report::write(run.path())?;
         manifest.outputs.push("report.html".into());
     }
@@ -364,22 +554,354 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
     } else {
         Status::Complete
     };
+    run.write_manifest(manifest).into_diagnostic()?;
+    Ok(summary)
+}
+
+/// One shard's run directory, as `sweep merge` reads it.
+struct ShardDir {
+    path: PathBuf,
+    name: String,
+    manifest: Manifest,
+    settings: Settings,
+    state: State,
+}
+
+impl ShardDir {
+    fn read(path: &Path) -> miette::Result<ShardDir> {
+        let name = path.display().to_string();
+        let manifest =
+            super::finished_run(path, "sweep", "a sweep's", "run that shard again (with --force)")?;
+        let settings: Settings = serde_json::from_value(manifest.settings.clone())
+            .into_diagnostic()
+            .wrap_err_with(|| format!("`{name}`: its manifest's settings are not a sweep's"))?;
+        let state_path = path.join("outcome.json");
+        if !state_path.is_file() {
+            return Err(miette!(
+                "`{name}` has no outcome.json (the sweep's exact totals, which merging needs): was it written by an llmforge before {}? Run the shard again with this one",
+                llmforge::provenance::VERSION
+            ));
+        }
+        let state: State = output::load_json(&state_path, "sweep outcome").into_diagnostic()?;
+        let range = state.range();
+        let recorded = match &manifest.shard {
+            Some(r) => r.indices[0]..r.indices[1],
+            None => 0..state.grid_points,
+        };
+        if recorded != range {
+            return Err(miette!(
+                "`{name}`: its manifest covers grid indices {}..{}, its outcome.json {}..{}; the directory mixes two runs",
+                recorded.start,
+                recorded.end,
+                range.start,
+                range.end
+            ));
+        }
+        Ok(ShardDir {
+            path: path.to_path_buf(),
+            name,
+            manifest,
+            settings,
+            state,
+        })
+    }
+
+    /// `name (shard i/N, grid indices a..b)`.
+    fn describe(&self) -> String {
+        let r = self.state.range();
+        match &self.settings.shard {
+            Some(label) => format!(
+                "`{}` (shard {label}, grid indices {}..{})",
+                self.name, r.start, r.end
+            ),
+            None => format!("`{}` (grid indices {}..{})", self.name, r.start, r.end),
+        }
+    }
+}
+
+/// The settings as JSON without the shard, for comparing shards.
+fn comparable(s: &Settings) -> miette::Result<serde_json::Map<String, serde_json::Value>> {
+    let mut v = serde_json::to_value(Settings {
+        shard: None,
+        ..s.clone()
+    })
+    .into_diagnostic()?;
+    Ok(v.as_object_mut().map(std::mem::take).unwrap_or_default())
+}
+
+/// Inputs by flag: (flag, sha256) in order, the path left out (the same file may be named
+/// differently from two machines).
+fn hashes(inputs: &[InputRecord]) -> Vec<(String, String)> {
+    inputs
+        .iter()
+        .map(|i| (i.flag.clone(), i.sha256.clone()))
+        .collect()
+}
+
+/// Refuses shards that were not cut from one sweep: another llmforge version, other settings
+/// (anything but the shard), other input contents. Every difference is named.
+fn check_same_sweep(shards: &[ShardDir]) -> miette::Result<()> {
+    let first = &shards[0];
+    let mut problems = Vec::new();
+    let base = comparable(&first.settings)?;
+    for other in &shards[1..] {
+        if other.manifest.llmforge != first.manifest.llmforge {
+            problems.push(format!(
+                "llmforge version: {} has {}, {} has {}",
+                first.describe(),
+                first.manifest.llmforge,
+                other.describe(),
+                other.manifest.llmforge
+            ));
+        }
+        let theirs = comparable(&other.settings)?;
+        for (key, value) in &base {
+            let given = theirs.get(key).unwrap_or(&serde_json::Value::Null);
+            if given != value {
+                problems.push(format!(
+                    "setting `{key}`: {} has {value}, {} has {given}",
+                    first.describe(),
+                    other.describe()
+                ));
+            }
+        }
+        let (a, b) = (hashes(&first.manifest.inputs), hashes(&other.manifest.inputs));
+        if a != b {
+            for (flag, hash) in &a {
+                let theirs = b.iter().find(|(f, _)| f == flag).map(|(_, h)| h.as_str());
+                if theirs != Some(hash.as_str()) {
+                    problems.push(format!(
+                        "input {flag}: {} read {hash}, {} read {}",
+                        first.describe(),
+                        other.describe(),
+                        theirs.unwrap_or("nothing")
+                    ));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(miette!(
+            help = "merge only the shards of one sweep: the same llmforge, grid, substrate, settings and input files",
+            "these shards are not parts of one sweep:\n  {}",
+            problems.join("\n  ")
+        ))
+    }
+}
+
+fn merge(args: MergeArgs) -> miette::Result<()> {
+    let started = Instant::now();
+    let shards: Vec<ShardDir> = args
+        .shards
+        .iter()
+        .map(|p| ShardDir::read(p))
+        .collect::<miette::Result<_>>()?;
+    check_same_sweep(&shards)?;
+    let named: Vec<(String, State)> = shards.iter().map(|s| (s.name.clone(), s.state.clone())).collect();
+    let (state, order) = shard::combine(&named, args.partial).map_err(|e| match e {
+        shard::ShardError::Missing { .. } if !args.partial => miette!(
+            help = "give every shard, or `sweep merge --partial` to merge a contiguous part of the grid (merged again later with the rest)",
+            "{e}"
+        ),
+        e => miette!("{e}"),
+    })?;
+    let settings = Settings {
+        shard: None,
+        ..shards[0].settings.clone()
+    };
+    // The inputs are read again and must be the files the shards read.
+    let mut plan = Outputs::new();
+    settings.inputs(&mut plan)?;
+    for s in &shards {
+        // candidates.csv is checked against outcome.json's counts as it is copied, not
+        // hashed: hashing the shards' rows was 29% of the merge's instructions on codesign-orin
+        for name in ["outcome.json", output::MANIFEST] {
+            plan.input("DIR", s.path.join(name));
+        }
+    }
+    plan.dir("--out", &args.out, OUTPUTS).check().into_diagnostic()?;
+    let now = plan.records().into_diagnostic()?;
+    let now: Vec<InputRecord> = now.into_iter().filter(|r| r.flag != "DIR").collect();
+    if hashes(&now) != hashes(&shards[0].manifest.inputs) {
+        let was = hashes(&shards[0].manifest.inputs);
+        let changed: Vec<String> = hashes(&now)
+            .iter()
+            .filter(|x| !was.contains(x))
+            .map(|(flag, hash)| format!("{flag} is now {hash}"))
+            .collect();
+        return Err(miette!(
+            "the sweep's inputs have changed since the shards ran ({}); the merge rebuilds the sweep from them, so they must be the files the shards read",
+            changed.join(", ")
+        ));
+    }
+    let sw = Sweep::build(&settings)?;
+    if sw.grid.len() != state.grid_points {
+        return Err(miette!(
+            "the grid has {} points now, the shards were cut from {}",
+            sw.grid.len(),
+            state.grid_points
+        ));
+    }
+    let reference = match &settings.reference {
+        Some(r) => Some(model::load(r)?),
+        None => None,
+    };
+    let spec = sw.spec();
+    // The rows the outputs show (the union's frontier, the best designs) are evaluated again
+    // from their grid indices and must give what the shard that found them recorded. (Every
+    // shard's whole frontier once was, too: 44% of the merge's instructions on codesign-orin
+    // in 8 shards, for rows that no output shows.)
+    let outcome = state.restore(&spec, "the merge").map_err(|e| {
+        let owner = |index: u64| {
+            shards
+                .iter()
+                .find(|s| s.state.range().contains(&index))
+                .map_or_else(|| "the merge".to_string(), |s| s.name.clone())
+        };
+        match e {
+            shard::ShardError::Reevaluation {
+                index,
+                what,
+                recorded,
+                now,
+                ..
+            } => miette!(
+                "{}",
+                shard::ShardError::Reevaluation {
+                    shard: owner(index),
+                    index,
+                    what,
+                    recorded,
+                    now
+                }
+            ),
+            e => miette!("{e}"),
+        }
+    })?;
+    let reuse = if args.force { Reuse::Force } else { Reuse::Fresh };
+    let run = RunDir::open("--out", &args.out, reuse, OUTPUTS).into_diagnostic()?;
+    let mut manifest = Manifest::new(serde_json::to_value(&settings).into_diagnostic()?, now);
+    manifest.merged_from = order.iter().map(|&k| shards[k].name.clone()).collect();
+    let range = state.range();
+    if range != (0..state.grid_points) {
+        manifest.shard = Some(ShardRecord {
+            index: None,
+            count: None,
+            indices: [range.start, range.end],
+            grid_points: state.grid_points,
+            from: None,
+        });
+    }
     run.write_manifest(&manifest).into_diagnostic()?;
+
+    // candidates.csv: the shards' rows in index order, streamed
+    let expected_rows = |s: &State| match settings.candidates {
+        Rows::All => s.evaluated,
+        Rows::Feasible => s.feasible,
+        Rows::None => 0,
+    };
+    let mut csv = AtomicFile::create(&run.join("candidates.csv")).into_diagnostic()?;
+    let header_line = header(spec.both_engines);
+    writeln!(csv, "{header_line}").into_diagnostic()?;
+    let total: u64 = shards.iter().map(|s| expected_rows(&s.state)).sum();
+    let progress = Progress::start("sweep merge", total, "candidate rows");
+    let mut copied = 0u64;
+    for &k in &order {
+        let s = &shards[k];
+        let path = s.path.join("candidates.csv");
+        let file = std::fs::File::open(&path)
+            .into_diagnostic()
+            .wrap_err_with(|| format!("cannot read {}", path.display()))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut line = Vec::new();
+        let mut rows = 0u64;
+        let mut first = true;
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot read {}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            if line.last() != Some(&b'\n') {
+                return Err(miette!(
+                    "{}: its last line is cut short; the file is incomplete",
+                    path.display()
+                ));
+            }
+            if first {
+                first = false;
+                if line[..line.len() - 1] != *header_line.as_bytes() {
+                    return Err(miette!(
+                        "{}: its header is not the one this sweep writes:\n  {}\nexpected\n  {header_line}",
+                        path.display(),
+                        String::from_utf8_lossy(&line[..line.len() - 1])
+                    ));
+                }
+                continue;
+            }
+            csv.write_all(&line).into_diagnostic()?;
+            rows += 1;
+            if rows % 65_536 == 0 {
+                progress.update(copied + rows, copied + rows, "");
+            }
+        }
+        if first {
+            return Err(miette!("{}: empty, not a sweep's candidates.csv", path.display()));
+        }
+        if rows != expected_rows(&s.state) {
+            return Err(miette!(
+                "{}: {rows} candidate rows, but {} recorded {} ({} candidates): the file is incomplete or was edited",
+                path.display(),
+                s.describe(),
+                expected_rows(&s.state),
+                match settings.candidates {
+                    Rows::All => "all",
+                    Rows::Feasible => "feasible",
+                    Rows::None => "no",
+                }
+            ));
+        }
+        copied += rows;
+        progress.update(copied, copied, "");
+    }
+    progress.finish();
+    csv.commit().into_diagnostic()?;
+    manifest.outputs.push("candidates.csv".into());
+    let summary = write_results(
+        &run,
+        &mut manifest,
+        &settings,
+        &sw,
+        reference.as_ref(),
+        &outcome,
+        range,
+        args.report,
+    )?;
     print!("{summary}");
+    println!(
+        "merged {} shards ({} candidates) in {:.2} s",
+        shards.len(),
+        outcome.evaluated,
+        started.elapsed().as_secs_f64()
+    );
     if args.report {
         println!("report: {}", args.out.join("report.html").display());
     }
     Ok(())
 }
 
-fn header(budgets: &[Budget], both: bool) -> String {
+fn header(both: bool) -> String {
     let mut h = String::from(
         "index,depth,width,heads,kv_heads,head_dim,ffn,ffn_ratio,experts,active_experts,weights,params,active_params,weight_bytes,kv_bytes,ttft_s,tpot_s,latency_s,energy_per_token_j,loss,fits_memory,feasible,binding,loss_model,out_of_domain",
     );
     if both {
         h.push_str(",tpot_sim_s");
     }
-    let _ = budgets;
     h
 }
 
@@ -425,7 +947,7 @@ fn row_csv(r: &Row, budgets: &[Budget]) -> String {
 }
 
 fn frontier_csv(o: &Outcome, budgets: &[Budget]) -> String {
-    let mut s = header(budgets, false) + "\n";
+    let mut s = header(false) + "\n";
     for p in o.frontier.points() {
         if let Some(r) = o.frontier_rows.get(&p.id) {
             let mut r = r.clone();
@@ -462,7 +984,7 @@ fn design(r: &Row) -> String {
 
 #[allow(clippy::too_many_arguments)]
 fn summary_md(
-    args: &SweepArgs,
+    args: &Settings,
     grid: &str,
     substrate: &str,
     quality: &str,
@@ -470,7 +992,6 @@ fn summary_md(
     budgets: &[Budget],
     x: Metric,
     reference: Option<&(String, Metrics)>,
-    wall: f64,
     range: &std::ops::Range<u64>,
     memory_bytes: f64,
 ) -> String {
@@ -490,7 +1011,7 @@ fn summary_md(
     );
     let _ = writeln!(
         s,
-        "Grid indices {}..{}: {} candidates evaluated, {} skipped as invalid, {} feasible (fit the substrate's memory of {:.3} GB with their weights and KV cache at this workload{}), in {:.2} s ({:.0}/s).{}\n",
+        "Grid indices {}..{}: {} candidates evaluated, {} skipped as invalid, {} feasible (fit the substrate's memory of {:.3} GB with their weights and KV cache at this workload{}).{}\n",
         range.start,
         range.end,
         o.evaluated,
@@ -502,8 +1023,6 @@ fn summary_md(
         } else {
             ", and meet every budget"
         },
-        wall,
-        (o.evaluated + o.skipped) as f64 / wall.max(1e-9),
         if o.interrupted {
             " **Interrupted**: outputs cover what was evaluated."
         } else {

@@ -120,6 +120,7 @@ pub fn run(args: ValidateArgs) -> miette::Result<()> {
                 HoldOutArg::Model => HoldOut::Model,
             })
             .collect(),
+        progress: super::progress::tick("validate hold-out", "fits"),
     };
     let report = validate::validate(&traces, &maps, &mut lib, &opts);
     let text = match args.format {

@@ -25,7 +25,7 @@ mod run_dir;
 
 pub use atomic::{AtomicFile, load_json, save_json, write_atomic};
 pub use plan::{InputRecord, Outputs};
-pub use run_dir::{LOCK_FILE, MANIFEST, Manifest, Owned, Reuse, RunDir, Status, command_line};
+pub use run_dir::{LOCK_FILE, MANIFEST, Manifest, Owned, Reuse, RunDir, ShardRecord, Status, command_line};
 
 use std::path::PathBuf;
 

@@ -123,9 +123,47 @@ pub struct Manifest {
     pub inputs: Vec<InputRecord>,
     /// The files written, relative to the run directory.
     pub outputs: Vec<String>,
+    /// The part of a larger job this directory holds (`sweep --shard`, or a merge of some of
+    /// the shards); absent for a run over the whole job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRecord>,
+    /// The run directories a merge (`sweep merge`, `search merge`) put together, in the order
+    /// they were combined.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+}
+
+/// The part of a grid a shard's run directory holds: with the manifest's version, settings
+/// and input hashes, what `sweep merge` checks before putting shards together.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardRecord {
+    /// `i` of `--shard i/N` (absent for a merge of several shards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
+    /// `N` of `--shard i/N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// The grid indices covered, `[start, end)`.
+    pub indices: [u64; 2],
+    /// Points of the whole grid.
+    pub grid_points: u64,
+    /// Where the index came from when not from the command line (e.g.
+    /// `SLURM_ARRAY_TASK_ID=3, 8 array tasks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 impl Manifest {
+    /// The command that wrote the run (`sweep`, `search`): the first word of the command line
+    /// that is not a global flag such as `--quiet`.
+    pub fn subcommand(&self) -> &str {
+        self.command
+            .iter()
+            .find(|a| !a.starts_with('-'))
+            .map_or("", String::as_str)
+    }
+
     /// A manifest for a run started now by this process's command line.
     pub fn new(settings: serde_json::Value, inputs: Vec<InputRecord>) -> Manifest {
         Manifest {
@@ -136,6 +174,8 @@ impl Manifest {
             settings,
             inputs,
             outputs: Vec::new(),
+            shard: None,
+            merged_from: Vec::new(),
         }
     }
 }

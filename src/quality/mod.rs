@@ -67,33 +67,43 @@ pub trait LossModel: Send + Sync {
 /// How many candidates each loss model scored, and how many lay outside the surrogate's
 /// training domain, by the first quantity that left it ([`Outside::key`]). Counts only: fold
 /// predictions in with [`LossTally::add`] in any fixed order and the tally is deterministic.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LossTally {
     /// Candidates per scorer ([`Scorer::name`]).
-    pub scored: std::collections::BTreeMap<&'static str, u64>,
+    pub scored: std::collections::BTreeMap<String, u64>,
     /// Candidates outside the training domain (whoever scored them).
     pub outside: u64,
-    pub outside_by: std::collections::BTreeMap<&'static str, u64>,
+    pub outside_by: std::collections::BTreeMap<String, u64>,
+}
+
+/// Adds `n` to `map[key]`, allocating the key only the first time it is seen.
+fn count(map: &mut std::collections::BTreeMap<String, u64>, key: &str, n: u64) {
+    match map.get_mut(key) {
+        Some(v) => *v += n,
+        None => {
+            map.insert(key.to_string(), n);
+        }
+    }
 }
 
 impl LossTally {
     /// Counts one candidate: the model that scored it and where it left the domain.
     pub fn add(&mut self, (scorer, outside): (Scorer, Option<Outside>)) {
-        *self.scored.entry(scorer.name()).or_default() += 1;
+        count(&mut self.scored, scorer.name(), 1);
         if let Some(o) = outside {
             self.outside += 1;
-            *self.outside_by.entry(o.key()).or_default() += 1;
+            count(&mut self.outside_by, o.key(), 1);
         }
     }
 
     /// Adds another tally's counts.
     pub fn merge(&mut self, other: &LossTally) {
         for (k, v) in &other.scored {
-            *self.scored.entry(k).or_default() += v;
+            count(&mut self.scored, k, *v);
         }
         self.outside += other.outside;
         for (k, v) in &other.outside_by {
-            *self.outside_by.entry(k).or_default() += v;
+            count(&mut self.outside_by, k, *v);
         }
     }
 

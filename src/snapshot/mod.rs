@@ -28,7 +28,9 @@ mod record;
 pub use cases::{Case, Cases, DEFAULT_DIGITS, DEFAULT_TOP_OPS, MAX_CASES, Tolerance, Tolerances};
 pub use compare::{Cell, InputChange, Report, Row, compare};
 pub use metrics::{METRICS, Metric, TOP_OP_SHARE, round_to};
-pub use record::{FORMAT, Inputs, PrecisionNames, Record, Snapshot, TopOp, TopOps, record, record_case};
+pub use record::{
+    FORMAT, Inputs, PrecisionNames, Record, Snapshot, TopOp, TopOps, record, record_case, record_with,
+};
 
 use crate::yaml::DescErrors;
 use thiserror::Error;

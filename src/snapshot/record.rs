@@ -100,10 +100,22 @@ pub struct Record {
 
 /// Records every case (in parallel; the result does not depend on the number of threads).
 pub fn record(cases: &Cases) -> Snapshot {
+    record_with(cases, &crate::progress::Tick::default())
+}
+
+/// [`record`], telling `tick` (cases done, cases) as it goes.
+pub fn record_with(cases: &Cases, tick: &crate::progress::Tick) -> Snapshot {
+    let total = cases.cases.len() as u64;
+    let done = std::sync::atomic::AtomicU64::new(0);
+    tick.tell(0, total);
     let records: Vec<Record> = cases
         .cases
         .par_iter()
-        .map(|c| record_case(c, cases.digits, cases.top_ops))
+        .map(|c| {
+            let r = record_case(c, cases.digits, cases.top_ops);
+            tick.tell(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+            r
+        })
         .collect();
     Snapshot {
         format: FORMAT,

@@ -5,3 +5,4 @@ pub mod budget;
 pub mod frontier;
 pub mod grid;
 pub mod run;
+pub mod shard;

@@ -167,7 +167,10 @@ pub fn measure(model: &Model, spec: &SweepSpec) -> Measure {
     }
 }
 
-fn evaluate(spec: &SweepSpec, index: u64) -> Option<Row> {
+/// One grid point evaluated: `None` for a point that is not a valid candidate (heads that do
+/// not divide, more active experts than experts, past the parameter limit). Deterministic, and
+/// independent of any other point (so shards and merges can evaluate points again).
+pub fn evaluate(spec: &SweepSpec, index: u64) -> Option<Row> {
     let point = spec.grid.point(index)?;
     let model = spec.grid.model(&point);
     // A point past the parameter limit is skipped as invalid, like a point whose heads do not
@@ -212,8 +215,9 @@ pub fn sweep(
         best_per_budget: vec![None; spec.budgets.len()],
         ..Outcome::default()
     };
-    let total = range.end - range.start;
-    let sample_every = (total / 4000).max(1);
+    // The plot sample is taken by grid index over the whole grid, not the range, so shards'
+    // samples put together are the sample of one run over the grid.
+    let sample_every = (spec.grid.len() / 4000).max(1);
     let mut start = range.start;
     while start < range.end {
         if stop.load(Ordering::Relaxed) {

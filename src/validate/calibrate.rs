@@ -399,7 +399,14 @@ pub fn free_for(phase: Option<&str>) -> &'static Free {
 /// see [`fit_phase`]); within a group, each device (or model) is predicted from a fit on the
 /// group's other points. `fit_ok` says which points may be fitted on (timing metrics); all
 /// are predicted.
-pub fn holdout(points: &[Point], fit_ok: &[bool], by: HoldOut, engine: Engine) -> Vec<HeldOut> {
+/// `tick` is told (fits done, fits) as the held-out keys are fitted, one fit each.
+pub fn holdout(
+    points: &[Point],
+    fit_ok: &[bool],
+    by: HoldOut,
+    engine: Engine,
+    tick: &crate::progress::Tick,
+) -> Vec<HeldOut> {
     use std::collections::BTreeMap;
     let key_of = |p: &Point| match by {
         HoldOut::Device => p.case.substrate.clone(),
@@ -425,8 +432,12 @@ pub fn holdout(points: &[Point], fit_ok: &[bool], by: HoldOut, engine: Engine) -
             energy: None,
         })
         .collect();
+    let fits: u64 = groups.values().map(|m| m.len() as u64).sum();
+    let mut fitted = 0u64;
     for ((family, stack, phase), members) in &groups {
         for (held, idx) in members {
+            tick.tell(fitted, fits);
+            fitted += 1;
             let train: Vec<Point> = members
                 .iter()
                 .filter(|(k, _)| *k != held)
@@ -482,6 +493,7 @@ pub fn holdout(points: &[Point], fit_ok: &[bool], by: HoldOut, engine: Engine) -
             }
         }
     }
+    tick.tell(fits, fits);
     out
 }
 

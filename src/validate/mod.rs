@@ -288,6 +288,8 @@ pub struct Options {
     pub engine: Engine,
     /// Hold-out calibration schemes to evaluate (none: uncalibrated only).
     pub holdout: Vec<HoldOut>,
+    /// Told (fits done, fits) during each hold-out scheme.
+    pub progress: crate::progress::Tick,
 }
 
 /// The phase class of a row for summaries: decode and prefill at batch 1 (one stream, the
@@ -463,7 +465,7 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
             .map(|(p, r)| p.case.target.is_timing() && r.excluded.is_none())
             .collect();
         for &by in &opts.holdout {
-            let held = calibrate::holdout(&points, &fit_ok, by, opts.engine);
+            let held = calibrate::holdout(&points, &fit_ok, by, opts.engine, &opts.progress);
             holdout.push(holdout_report(by, &held, &points, &rows, &classes));
         }
     }

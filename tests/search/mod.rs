@@ -3,6 +3,7 @@
 mod cli;
 mod hypervolume;
 mod layer_cache;
+mod merge;
 mod nsga2;
 mod problems;
 

@@ -9,6 +9,8 @@ use llmforge::sweep::grid;
 use llmforge::sweep::run::{Axis, Row, SweepSpec, sweep};
 use std::sync::atomic::AtomicBool;
 
+mod shard;
+
 fn run(chunk: u64) -> (Vec<Row>, llmforge::sweep::run::Outcome) {
     run_with(
         chunk,

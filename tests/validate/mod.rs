@@ -27,6 +27,7 @@ fn validate_sample(holdout: Vec<HoldOut>) -> validate::Report {
     let o = Options {
         engine: Engine::Roofline,
         holdout,
+        progress: Default::default(),
     };
     validate::validate(&sample(), &maps, &mut lib, &o)
 }
@@ -35,6 +36,7 @@ fn opts() -> Options {
     Options {
         engine: Engine::Roofline,
         holdout: Vec::new(),
+        progress: Default::default(),
     }
 }
 

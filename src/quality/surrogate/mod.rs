@@ -34,6 +34,7 @@ pub mod forest;
 pub mod metrics;
 
 use crate::model::Model;
+use crate::progress::Tick;
 use features::{N_FEATURES, feature_names};
 use forest::{FlatTree, Forest};
 use metrics::Metrics;
@@ -1083,7 +1084,19 @@ pub fn cross_validate(
     k: usize,
     cfg: &FitConfig,
 ) -> Result<CvResult, SurrogateError> {
-    let mut r = cv_with(x, y, fold, k, |_, _| Ok((cfg.clone(), 0)))?;
+    cross_validate_with(x, y, fold, k, cfg, &Tick::default())
+}
+
+/// [`cross_validate`], telling `tick` (folds done, folds) as it goes.
+pub fn cross_validate_with(
+    x: &[f64],
+    y: &[f64],
+    fold: &[usize],
+    k: usize,
+    cfg: &FitConfig,
+    tick: &Tick,
+) -> Result<CvResult, SurrogateError> {
+    let mut r = cv_with(x, y, fold, k, tick, |_, _| Ok((cfg.clone(), 0)))?;
     r.selected.clear();
     Ok(r)
 }
@@ -1101,12 +1114,27 @@ pub fn nested_cross_validate(
     inner: usize,
     inner_seed: u64,
 ) -> Result<CvResult, SurrogateError> {
+    nested_cross_validate_with(x, y, fold, k, candidates, inner, inner_seed, &Tick::default())
+}
+
+/// [`nested_cross_validate`], telling `tick` (outer folds done, folds) as it goes.
+#[allow(clippy::too_many_arguments)]
+pub fn nested_cross_validate_with(
+    x: &[f64],
+    y: &[f64],
+    fold: &[usize],
+    k: usize,
+    candidates: &[FitConfig],
+    inner: usize,
+    inner_seed: u64,
+    tick: &Tick,
+) -> Result<CvResult, SurrogateError> {
     if candidates.is_empty() {
         return Err(SurrogateError::BadConfig(
             "nested CV needs at least one candidate".into(),
         ));
     }
-    cv_with(x, y, fold, k, |xt, yt| {
+    cv_with(x, y, fold, k, tick, |xt, yt| {
         let inner_fold = fold_assignment(yt.len(), inner, inner_seed);
         let mut best: Option<(usize, f64)> = None;
         for (c, cfg) in candidates.iter().enumerate() {
@@ -1127,6 +1155,7 @@ fn cv_with(
     y: &[f64],
     fold: &[usize],
     k: usize,
+    tick: &Tick,
     pick: impl Fn(&[f64], &[f64]) -> Result<(FitConfig, usize), SurrogateError>,
 ) -> Result<CvResult, SurrogateError> {
     if k < 2 || y.len() < 2 * k {
@@ -1145,6 +1174,7 @@ fn cv_with(
     let mut per_fold = Vec::with_capacity(k);
     let mut selected = Vec::with_capacity(k);
     for f in 0..k {
+        tick.tell(f as u64, k as u64);
         let (mut xt, mut yt, mut test) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..y.len() {
             if fold[i] == f {
@@ -1169,6 +1199,7 @@ fn cv_with(
         let truth: Vec<f64> = test.iter().map(|&i| y[i]).collect();
         per_fold.push(Metrics::compute(&mu, &truth));
     }
+    tick.tell(k as u64, k as u64);
     let mu: Vec<f64> = predictions.iter().map(|p| p.mu).collect();
     Ok(CvResult {
         folds: k,

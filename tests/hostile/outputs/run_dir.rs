@@ -60,19 +60,20 @@ fn a_sweep_records_a_manifest_of_command_settings_inputs_and_version() {
         .map(|o| o.as_str().unwrap())
         .collect();
     assert_eq!(
-        outputs[..5],
+        outputs[..6],
         [
             "candidates.csv",
             "frontier.csv",
             "frontier.svg",
             "region.svg",
-            "summary.md"
+            "summary.md",
+            "outcome.json"
         ]
     );
     // then the frontier's model files, one per frontier row
-    assert!(outputs.len() > 5);
+    assert!(outputs.len() > 6);
     assert!(
-        outputs[5..]
+        outputs[6..]
             .iter()
             .all(|o| o.starts_with("models/frontier-") && o.ends_with(".yaml"))
     );

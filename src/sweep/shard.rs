@@ -1,0 +1,785 @@
+//! Sharded sweeps: which part of a grid a shard evaluates (`--shard i/N`, or the index and
+//! count from a cluster's environment: Slurm job arrays, Kubernetes Indexed Jobs), the exact
+//! state a sweep records for merging (`outcome.json`, [`State`]), and putting shards back
+//! together ([`combine`], [`State::restore`]): the union's counts, loss tally, frontier,
+//! region map, best designs and plot sample, equal to what one run over the whole range
+//! computes.
+//!
+//! Why this is exact: every fold of the sweep is either a sum (counts, tallies, region cells),
+//! a minimum with ties to the lowest grid index (best designs, region losses), a Pareto set
+//! whose dominance (with ties to the lowest index) is a strict partial order, so the
+//! non-dominated set of the union is the non-dominated set of the shards' non-dominated sets
+//! (the frontier), or a selection by grid index (the plot sample, taken every
+//! `grid_points / 4000` indices of the whole grid, not of the shard). The rows of the
+//! frontier and of the best designs are evaluated again from their grid indices (candidates
+//! are evaluated independently and deterministically), and must give the recorded values.
+
+use super::frontier::{FrontPoint, Frontier};
+use super::run::{Best, Cell, Outcome, SweepSpec, evaluate};
+use crate::quality::LossTally;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// The `format` of [`State`] this build writes and reads.
+pub const STATE_FORMAT: u32 = 1;
+
+/// Occurs when a shard cannot be resolved, or shards cannot be put back together.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ShardError {
+    /// Occurs when `--shard` is not `i/N`, `auto` or `auto/N`.
+    #[error("--shard `{spec}`: {reason}")]
+    Spec { spec: String, reason: String },
+    /// Occurs when `--shard auto` finds no shard index in the environment.
+    #[error(
+        "--shard {spec}: no shard index in the environment: expected SLURM_ARRAY_TASK_ID (a Slurm \
+         job array), JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) or LLMFORGE_SHARD_INDEX"
+    )]
+    NoEnvironment { spec: String },
+    /// Occurs when an environment variable holds something other than the number expected.
+    #[error("--shard auto: {name}=`{value}`: {expected}")]
+    Variable {
+        name: String,
+        value: String,
+        expected: String,
+    },
+    /// Occurs when the environment gives an index but nothing gives the count.
+    #[error(
+        "--shard auto: {from} gives the shard index but not the number of shards: give it as \
+         --shard auto/N (N = {what}) or in LLMFORGE_SHARD_COUNT"
+    )]
+    NoCount { from: String, what: &'static str },
+    /// Occurs when `--shard auto/N` and the environment disagree on the number of shards.
+    #[error("--shard auto/{given}: the environment says {count} shards ({from})")]
+    CountMismatch { given: u64, count: u64, from: String },
+    /// Occurs when the index is not below the count.
+    #[error("--shard: index {index} is not below the number of shards {count} ({from}); indices run 0..N-1")]
+    IndexOutOfRange { index: u64, count: u64, from: String },
+    /// Occurs when two shards cover some of the same grid indices.
+    #[error(
+        "shards overlap: `{first}` covers grid indices {}..{} and `{second}` covers {}..{}; \
+         give each part of the grid once",
+        first_range.start, first_range.end, second_range.start, second_range.end
+    )]
+    Overlap {
+        first: String,
+        first_range: Range<u64>,
+        second: String,
+        second_range: Range<u64>,
+    },
+    /// Occurs when no shard covers some grid indices.
+    #[error("grid indices {}..{} of {grid_points} are missing: no shard covers them ({context})", missing.start, missing.end)]
+    Missing {
+        missing: Range<u64>,
+        grid_points: u64,
+        context: String,
+    },
+    /// Occurs when shards were cut from grids of different sizes.
+    #[error(
+        "`{first}` is a shard of a grid of {first_points} points and `{second}` of one of {second_points}: \
+         not the same grid"
+    )]
+    GridPoints {
+        first: String,
+        first_points: u64,
+        second: String,
+        second_points: u64,
+    },
+    /// Occurs when a shard's state was written by an unknown format, or is inconsistent.
+    #[error("`{shard}`: {reason}")]
+    State { shard: String, reason: String },
+    /// Occurs when a recorded candidate does not evaluate to its recorded values.
+    #[error(
+        "`{shard}`: grid index {index} evaluates to {what} {now:?}, but the shard recorded {recorded:?}: \
+         the inputs or the cost model changed since it ran"
+    )]
+    Reevaluation {
+        shard: String,
+        index: u64,
+        what: &'static str,
+        recorded: f64,
+        now: f64,
+    },
+}
+
+/// Which part of a grid one run evaluates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+    /// Where the index came from, when not from the command line (e.g.
+    /// `SLURM_ARRAY_TASK_ID=3, SLURM_ARRAY_TASK_COUNT=8`).
+    pub from: Option<String>,
+}
+
+impl Shard {
+    /// The grid indices of this shard of a grid of `len` points: contiguous ranges of sizes
+    /// differing by at most one, covering `0..len` in order over `index = 0..count`.
+    pub fn range(&self, len: u64) -> Range<u64> {
+        let at = |i: u64| ((len as u128 * i as u128) / self.count as u128) as u64;
+        at(self.index)..at(self.index + 1)
+    }
+
+    /// `i/N`.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.index, self.count)
+    }
+}
+
+fn number(name: &str, value: &str, expected: &str) -> Result<u64, ShardError> {
+    value.trim().parse::<u64>().map_err(|_| ShardError::Variable {
+        name: name.to_string(),
+        value: value.to_string(),
+        expected: expected.to_string(),
+    })
+}
+
+/// Resolves a `--shard` argument: `i/N`, `auto` (the index and count from the environment)
+/// or `auto/N` (the index from the environment, N shards). `env` looks a variable up.
+///
+/// From the environment, in this order: a Slurm job array (`SLURM_ARRAY_TASK_ID`; the index
+/// is counted from `SLURM_ARRAY_TASK_MIN` in steps of `SLURM_ARRAY_TASK_STEP`, the count is
+/// `SLURM_ARRAY_TASK_COUNT`, or follows from `SLURM_ARRAY_TASK_MAX`), a Kubernetes Indexed Job
+/// (`JOB_COMPLETION_INDEX`; the count is not in its environment: `auto/N` or
+/// `LLMFORGE_SHARD_COUNT`), or `LLMFORGE_SHARD_INDEX` with `LLMFORGE_SHARD_COUNT` (any other
+/// launcher).
+pub fn resolve(spec: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Shard, ShardError> {
+    let bad = |reason: &str| ShardError::Spec {
+        spec: spec.to_string(),
+        reason: reason.to_string(),
+    };
+    let (index_part, count_part) = match spec.split_once('/') {
+        Some((i, n)) => (i.trim(), Some(n.trim())),
+        None => (spec.trim(), None),
+    };
+    let given = match count_part {
+        Some(n) => Some(
+            n.parse::<u64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| bad("expected i/N, auto or auto/N with N a whole number of at least 1"))?,
+        ),
+        None => None,
+    };
+    let shard = if index_part == "auto" {
+        from_environment(spec, given, env)?
+    } else {
+        let index = index_part
+            .parse::<u64>()
+            .map_err(|_| bad("expected i/N (e.g. 3/8), auto or auto/N"))?;
+        let count = given.ok_or_else(|| bad("expected i/N (e.g. 3/8), auto or auto/N"))?;
+        Shard {
+            index,
+            count,
+            from: None,
+        }
+    };
+    if shard.index >= shard.count {
+        return Err(ShardError::IndexOutOfRange {
+            index: shard.index,
+            count: shard.count,
+            from: shard.from.clone().unwrap_or_else(|| format!("--shard {spec}")),
+        });
+    }
+    Ok(shard)
+}
+
+fn from_environment(
+    spec: &str,
+    given: Option<u64>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Shard, ShardError> {
+    let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let count_of =
+        |from: String, found: Option<u64>, what: &'static str| -> Result<(u64, String), ShardError> {
+            let from_count = match var("LLMFORGE_SHARD_COUNT") {
+                Some(v) if found.is_none() => Some(number(
+                    "LLMFORGE_SHARD_COUNT",
+                    &v,
+                    "expected the number of shards",
+                )?),
+                _ => found,
+            };
+            match (given, from_count) {
+                (Some(g), Some(c)) if g != c => Err(ShardError::CountMismatch {
+                    given: g,
+                    count: c,
+                    from,
+                }),
+                (Some(g), _) => Ok((g, from)),
+                (None, Some(c)) if c >= 1 => Ok((c, from)),
+                (None, Some(_)) => Err(ShardError::Variable {
+                    name: "LLMFORGE_SHARD_COUNT".into(),
+                    value: "0".into(),
+                    expected: "expected at least 1 shard".into(),
+                }),
+                (None, None) => Err(ShardError::NoCount { from, what }),
+            }
+        };
+    if let Some(id) = var("SLURM_ARRAY_TASK_ID") {
+        let array = "expected a job array task id (sbatch --array)";
+        let id = number("SLURM_ARRAY_TASK_ID", &id, array)?;
+        let min = match var("SLURM_ARRAY_TASK_MIN") {
+            Some(v) => number("SLURM_ARRAY_TASK_MIN", &v, array)?,
+            None => 0,
+        };
+        let step = match var("SLURM_ARRAY_TASK_STEP") {
+            Some(v) => number("SLURM_ARRAY_TASK_STEP", &v, "expected a step of at least 1")?.max(1),
+            None => 1,
+        };
+        if id < min || (id - min) % step != 0 {
+            return Err(ShardError::Variable {
+                name: "SLURM_ARRAY_TASK_ID".into(),
+                value: id.to_string(),
+                expected: format!(
+                    "not on the array's range from SLURM_ARRAY_TASK_MIN={min} in steps of {step}: use --array=0-<N-1>"
+                ),
+            });
+        }
+        let index = (id - min) / step;
+        let count = match var("SLURM_ARRAY_TASK_COUNT") {
+            Some(v) => Some(number(
+                "SLURM_ARRAY_TASK_COUNT",
+                &v,
+                "expected the array's task count",
+            )?),
+            None => match var("SLURM_ARRAY_TASK_MAX") {
+                Some(v) => {
+                    let max = number("SLURM_ARRAY_TASK_MAX", &v, array)?;
+                    Some(max.saturating_sub(min) / step + 1)
+                }
+                None => None,
+            },
+        };
+        let mut from = format!("SLURM_ARRAY_TASK_ID={id}");
+        if min != 0 {
+            from.push_str(&format!(", SLURM_ARRAY_TASK_MIN={min}"));
+        }
+        if let Some(c) = count {
+            from.push_str(&format!(", {c} array tasks"));
+        }
+        let (count, from) = count_of(from, count, "the array's task count")?;
+        return Ok(Shard {
+            index,
+            count,
+            from: Some(from),
+        });
+    }
+    for (name, what) in [
+        ("JOB_COMPLETION_INDEX", "the Job's completions"),
+        ("LLMFORGE_SHARD_INDEX", "the number of shards"),
+    ] {
+        if let Some(v) = var(name) {
+            let index = number(name, &v, "expected a shard index (0, 1, ...)")?;
+            let (count, from) = count_of(format!("{name}={index}"), None, what)?;
+            return Ok(Shard {
+                index,
+                count,
+                from: Some(from),
+            });
+        }
+    }
+    Err(ShardError::NoEnvironment {
+        spec: spec.to_string(),
+    })
+}
+
+/// A frontier point as recorded: grid index, x (the latency metric) and loss.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrontRecord {
+    pub index: u64,
+    pub x: f64,
+    pub loss: f64,
+}
+
+/// A best design as recorded: grid index and loss.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BestRecord {
+    pub index: u64,
+    pub loss: f64,
+}
+
+/// A region cell as recorded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CellRecord {
+    pub x: String,
+    pub y: String,
+    pub candidates: u64,
+    pub feasible: u64,
+    pub best_loss: Option<f64>,
+}
+
+/// A sampled candidate as recorded: x, loss (`null` when not finite) and feasibility.
+pub type SampleRecord = (Option<f64>, Option<f64>, bool);
+
+/// Everything a sweep folds, exactly (`outcome.json`): enough to merge shards into the
+/// outcome of one run over their union.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub format: u32,
+    /// The grid indices covered, `[start, end)`.
+    pub range: [u64; 2],
+    /// Points of the whole grid (after `--precision`).
+    pub grid_points: u64,
+    pub evaluated: u64,
+    pub skipped: u64,
+    pub feasible: u64,
+    pub losses: LossTally,
+    /// The frontier in increasing x.
+    pub frontier: Vec<FrontRecord>,
+    pub region: Vec<CellRecord>,
+    /// Per budget, the best design meeting it alone.
+    pub best_per_budget: Vec<Option<BestRecord>>,
+    pub best_overall: Option<BestRecord>,
+    pub sample: Vec<SampleRecord>,
+    pub interrupted: bool,
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+impl State {
+    /// The state of a sweep's outcome over `range` of a grid of `grid_points`.
+    pub fn of(o: &Outcome, range: Range<u64>, grid_points: u64) -> State {
+        let best = |b: &Option<Best>| {
+            b.as_ref().map(|b| BestRecord {
+                index: b.row.point.index,
+                loss: b.row.metrics.loss,
+            })
+        };
+        State {
+            format: STATE_FORMAT,
+            range: [range.start, range.end],
+            grid_points,
+            evaluated: o.evaluated,
+            skipped: o.skipped,
+            feasible: o.feasible,
+            losses: o.losses.clone(),
+            frontier: o
+                .frontier
+                .points()
+                .map(|p| FrontRecord {
+                    index: p.id,
+                    x: p.x,
+                    loss: p.y,
+                })
+                .collect(),
+            region: o
+                .region
+                .iter()
+                .map(|((x, y), c)| CellRecord {
+                    x: x.clone(),
+                    y: y.clone(),
+                    candidates: c.candidates,
+                    feasible: c.feasible,
+                    best_loss: c.best_loss,
+                })
+                .collect(),
+            best_per_budget: o.best_per_budget.iter().map(best).collect(),
+            best_overall: best(&o.best_overall),
+            sample: o
+                .sample
+                .iter()
+                .map(|&(x, y, f)| (finite(x), finite(y), f))
+                .collect(),
+            interrupted: o.interrupted,
+        }
+    }
+
+    pub fn range(&self) -> Range<u64> {
+        self.range[0]..self.range[1]
+    }
+
+    /// The outcome this state records, with the rows of the frontier and of the best designs
+    /// evaluated again from their grid indices (they must give the recorded values). `shard`
+    /// names the state in errors.
+    pub fn restore(&self, spec: &SweepSpec, shard: &str) -> Result<Outcome, ShardError> {
+        let state_error = |reason: String| ShardError::State {
+            shard: shard.to_string(),
+            reason,
+        };
+        let row = |index: u64, loss: f64| {
+            let row = evaluate(spec, index).ok_or_else(|| {
+                state_error(format!("grid index {index} is not a valid candidate of the grid"))
+            })?;
+            if row.metrics.loss.to_bits() != loss.to_bits() {
+                return Err(ShardError::Reevaluation {
+                    shard: shard.to_string(),
+                    index,
+                    what: "the loss",
+                    recorded: loss,
+                    now: row.metrics.loss,
+                });
+            }
+            Ok(row)
+        };
+        let mut out = Outcome {
+            evaluated: self.evaluated,
+            skipped: self.skipped,
+            feasible: self.feasible,
+            losses: self.losses.clone(),
+            interrupted: self.interrupted,
+            ..Outcome::default()
+        };
+        for p in &self.frontier {
+            let r = row(p.index, p.loss)?;
+            let x = r.metrics.get(spec.x);
+            if x.to_bits() != p.x.to_bits() {
+                return Err(ShardError::Reevaluation {
+                    shard: shard.to_string(),
+                    index: p.index,
+                    what: spec.x.name(),
+                    recorded: p.x,
+                    now: x,
+                });
+            }
+            if !out.frontier.insert(FrontPoint {
+                x,
+                y: r.metrics.loss,
+                id: p.index,
+            }) {
+                return Err(state_error(format!(
+                    "its frontier is not a Pareto set (grid index {} is dominated)",
+                    p.index
+                )));
+            }
+            out.frontier_rows.insert(p.index, r);
+        }
+        if out.frontier.len() != self.frontier.len() {
+            return Err(state_error("its frontier is not a Pareto set".into()));
+        }
+        for c in &self.region {
+            out.region.insert(
+                (c.x.clone(), c.y.clone()),
+                Cell {
+                    candidates: c.candidates,
+                    feasible: c.feasible,
+                    best_loss: c.best_loss,
+                },
+            );
+        }
+        if self.best_per_budget.len() != spec.budgets.len() {
+            return Err(state_error(format!(
+                "it records {} budgets, the sweep has {}",
+                self.best_per_budget.len(),
+                spec.budgets.len()
+            )));
+        }
+        for b in &self.best_per_budget {
+            out.best_per_budget.push(match b {
+                Some(b) => Some(Best {
+                    row: row(b.index, b.loss)?,
+                }),
+                None => None,
+            });
+        }
+        out.best_overall = match &self.best_overall {
+            Some(b) => Some(Best {
+                row: row(b.index, b.loss)?,
+            }),
+            None => None,
+        };
+        out.sample = self
+            .sample
+            .iter()
+            .map(|&(x, y, f)| (x.unwrap_or(f64::NAN), y.unwrap_or(f64::NAN), f))
+            .collect();
+        Ok(out)
+    }
+}
+
+/// Puts shards' states together into the state of one run over their union: `shards` are
+/// (name, state) in any order; they must be cut from one grid and cover it without overlap
+/// or gap. With `partial`, they may cover one contiguous part of the grid instead of all of
+/// it (a merge of some shards, merged again later with the rest). Returns the union's state
+/// and the shards' order by range.
+pub fn combine(shards: &[(String, State)], partial: bool) -> Result<(State, Vec<usize>), ShardError> {
+    let Some((first_name, first)) = shards.first() else {
+        return Err(ShardError::Missing {
+            missing: 0..0,
+            grid_points: 0,
+            context: "no shard given".into(),
+        });
+    };
+    for (name, s) in shards {
+        if s.format != STATE_FORMAT {
+            return Err(ShardError::State {
+                shard: name.clone(),
+                reason: format!(
+                    "its outcome.json has format {}, this llmforge reads format {STATE_FORMAT}",
+                    s.format
+                ),
+            });
+        }
+        if s.range[0] > s.range[1] || s.range[1] > s.grid_points {
+            return Err(ShardError::State {
+                shard: name.clone(),
+                reason: format!(
+                    "its range {}..{} does not lie in its grid of {} points",
+                    s.range[0], s.range[1], s.grid_points
+                ),
+            });
+        }
+        if s.grid_points != first.grid_points {
+            return Err(ShardError::GridPoints {
+                first: first_name.clone(),
+                first_points: first.grid_points,
+                second: name.clone(),
+                second_points: s.grid_points,
+            });
+        }
+    }
+    let grid_points = first.grid_points;
+    let mut order: Vec<usize> = (0..shards.len()).collect();
+    order.sort_by_key(|&k| (shards[k].1.range[0], shards[k].1.range[1]));
+    // coverage: contiguous from 0 to grid_points (or, partial, from the first shard's start),
+    // without overlap
+    let start = if partial { shards[order[0]].1.range[0] } else { 0 };
+    let mut at = start;
+    let mut previous: Option<usize> = None;
+    for &k in &order {
+        let (name, s) = &shards[k];
+        let r = s.range();
+        if r.start < at {
+            let p = previous.unwrap_or(k);
+            return Err(ShardError::Overlap {
+                first: shards[p].0.clone(),
+                first_range: shards[p].1.range(),
+                second: name.clone(),
+                second_range: r,
+            });
+        }
+        if r.start > at {
+            return Err(ShardError::Missing {
+                missing: at..r.start,
+                grid_points,
+                context: match previous {
+                    Some(p) => format!(
+                        "`{}` ends at {at} and `{name}` starts at {}",
+                        shards[p].0, r.start
+                    ),
+                    None => format!("the first shard, `{name}`, starts at {}", r.start),
+                },
+            });
+        }
+        at = r.end;
+        previous = Some(k);
+    }
+    if at < grid_points && !partial {
+        return Err(ShardError::Missing {
+            missing: at..grid_points,
+            grid_points,
+            context: format!(
+                "the last shard, `{}`, ends at {at}",
+                shards[previous.unwrap_or(0)].0
+            ),
+        });
+    }
+    Ok((fold(shards, &order, start..at, grid_points), order))
+}
+
+/// The union of states in range order (coverage checked) over `range`.
+fn fold(shards: &[(String, State)], order: &[usize], range: Range<u64>, grid_points: u64) -> State {
+    let budgets = order
+        .iter()
+        .map(|&k| shards[k].1.best_per_budget.len())
+        .max()
+        .unwrap_or(0);
+    let mut u = State {
+        format: STATE_FORMAT,
+        range: [range.start, range.end],
+        grid_points,
+        evaluated: 0,
+        skipped: 0,
+        feasible: 0,
+        losses: LossTally::default(),
+        frontier: Vec::new(),
+        region: Vec::new(),
+        best_per_budget: vec![None; budgets],
+        best_overall: None,
+        sample: Vec::new(),
+        interrupted: false,
+    };
+    // lower loss wins; on equal loss the earlier grid index (shards come in range order)
+    let better = |best: &Option<BestRecord>, b: &BestRecord| best.is_none_or(|x| b.loss < x.loss);
+    let mut frontier = Frontier::new();
+    let mut region: BTreeMap<(String, String), CellRecord> = BTreeMap::new();
+    for &k in order {
+        let s = &shards[k].1;
+        u.evaluated += s.evaluated;
+        u.skipped += s.skipped;
+        u.feasible += s.feasible;
+        u.losses.merge(&s.losses);
+        u.interrupted |= s.interrupted;
+        for p in &s.frontier {
+            frontier.insert(FrontPoint {
+                x: p.x,
+                y: p.loss,
+                id: p.index,
+            });
+        }
+        for c in &s.region {
+            let cell = region
+                .entry((c.x.clone(), c.y.clone()))
+                .or_insert_with(|| CellRecord {
+                    x: c.x.clone(),
+                    y: c.y.clone(),
+                    candidates: 0,
+                    feasible: 0,
+                    best_loss: None,
+                });
+            cell.candidates += c.candidates;
+            cell.feasible += c.feasible;
+            if let Some(l) = c.best_loss {
+                cell.best_loss = Some(cell.best_loss.map_or(l, |b| b.min(l)));
+            }
+        }
+        for (slot, b) in u.best_per_budget.iter_mut().zip(&s.best_per_budget) {
+            if let Some(b) = b {
+                if better(slot, b) {
+                    *slot = Some(*b);
+                }
+            }
+        }
+        if let Some(b) = &s.best_overall {
+            if better(&u.best_overall, b) {
+                u.best_overall = Some(*b);
+            }
+        }
+        u.sample.extend_from_slice(&s.sample);
+    }
+    u.frontier = frontier
+        .points()
+        .map(|p| FrontRecord {
+            index: p.id,
+            x: p.x,
+            loss: p.y,
+        })
+        .collect();
+    u.region = region.into_values().collect();
+    u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn explicit_shards_and_ranges_cover_the_grid() {
+        let none = env(&[]);
+        let s = resolve("3/8", &none).unwrap();
+        assert_eq!((s.index, s.count, s.from), (3, 8, None));
+        for len in [0u64, 1, 5, 7, 100, 11_232] {
+            for n in 1..=12u64 {
+                let mut at = 0;
+                for i in 0..n {
+                    let r = Shard {
+                        index: i,
+                        count: n,
+                        from: None,
+                    }
+                    .range(len);
+                    assert_eq!(r.start, at);
+                    assert!(r.end - r.start <= len / n + 1);
+                    at = r.end;
+                }
+                assert_eq!(at, len);
+            }
+        }
+        for bad in ["3", "3/0", "8/8", "a/b", "-1/4", "auto/0", ""] {
+            assert!(resolve(bad, &none).is_err(), "{bad}");
+        }
+        assert!(
+            resolve("8/8", &none)
+                .unwrap_err()
+                .to_string()
+                .contains("not below")
+        );
+    }
+
+    #[test]
+    fn slurm_arrays_give_index_and_count() {
+        let s = resolve(
+            "auto",
+            &env(&[("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "4")]),
+        )
+        .unwrap();
+        assert_eq!((s.index, s.count), (2, 4));
+        assert_eq!(s.from.unwrap(), "SLURM_ARRAY_TASK_ID=2, 4 array tasks");
+        // --array=1-8: counted from the minimum; the count from MIN / MAX
+        let s = resolve(
+            "auto",
+            &env(&[
+                ("SLURM_ARRAY_TASK_ID", "8"),
+                ("SLURM_ARRAY_TASK_MIN", "1"),
+                ("SLURM_ARRAY_TASK_MAX", "8"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((s.index, s.count), (7, 8));
+        // --array=0-6:2
+        let stepped = env(&[
+            ("SLURM_ARRAY_TASK_ID", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_MAX", "6"),
+            ("SLURM_ARRAY_TASK_STEP", "2"),
+        ]);
+        let s = resolve("auto", &stepped).unwrap();
+        assert_eq!((s.index, s.count), (2, 4));
+        assert_eq!(resolve("auto/4", &stepped).unwrap().count, 4);
+        let e = resolve("auto/5", &stepped).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ShardError::CountMismatch {
+                    given: 5,
+                    count: 4,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = resolve("auto", &env(&[("SLURM_ARRAY_TASK_ID", "x")])).unwrap_err();
+        assert!(e.to_string().contains("SLURM_ARRAY_TASK_ID=`x`"), "{e}");
+        let e = resolve("auto", &env(&[("SLURM_ARRAY_TASK_ID", "3")])).unwrap_err();
+        assert!(e.to_string().contains("auto/N"), "{e}");
+        let e = resolve(
+            "auto",
+            &env(&[("SLURM_ARRAY_TASK_ID", "4"), ("SLURM_ARRAY_TASK_COUNT", "4")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("index 4 is not below"), "{e}");
+    }
+
+    #[test]
+    fn kubernetes_and_generic_indices_need_a_count() {
+        let k8s = env(&[("JOB_COMPLETION_INDEX", "5")]);
+        let e = resolve("auto", &k8s).unwrap_err();
+        assert!(e.to_string().contains("completions"), "{e}");
+        let s = resolve("auto/8", &k8s).unwrap();
+        assert_eq!((s.index, s.count), (5, 8));
+        assert_eq!(s.from.as_deref(), Some("JOB_COMPLETION_INDEX=5"));
+        let s = resolve(
+            "auto",
+            &env(&[("JOB_COMPLETION_INDEX", "0"), ("LLMFORGE_SHARD_COUNT", "3")]),
+        )
+        .unwrap();
+        assert_eq!((s.index, s.count), (0, 3));
+        let s = resolve(
+            "auto",
+            &env(&[("LLMFORGE_SHARD_INDEX", "1"), ("LLMFORGE_SHARD_COUNT", "2")]),
+        )
+        .unwrap();
+        assert_eq!((s.index, s.count), (1, 2));
+        let e = resolve("auto", &env(&[])).unwrap_err();
+        assert!(matches!(e, ShardError::NoEnvironment { .. }), "{e}");
+    }
+}
