@@ -857,6 +857,29 @@ fn prepare<'m, 's>(
     (model, report, Mapper::resolved(sub, resolved, rejected), cm)
 }
 
+/// `model` lowered for `phase`, every matrix op bound to its native arithmetic.
+fn program(model: &Model, phase: Phase, r: &ResolvedPrecision) -> Program {
+    let mut p = Program::new(model, phase);
+    bind_program(&mut p, r);
+    p
+}
+
+/// The workload's prefill pass.
+fn prefill_phase(w: Workload) -> Phase {
+    Phase::Prefill {
+        tokens: w.prompt,
+        batch: w.batch,
+    }
+}
+
+/// The workload's decode, lowered at its first context.
+fn decode_phase(w: Workload) -> Phase {
+    Phase::Decode {
+        context: w.prompt + 1,
+        batch: w.batch,
+    }
+}
+
 /// Sets every matrix op of a program to its native arithmetic on the substrate.
 fn bind_program(p: &mut Program, r: &ResolvedPrecision) {
     for op in p
@@ -884,14 +907,7 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
     let n_layers = model.layers.len();
 
     // Prefill: one pass.
-    let mut pre_prog = Program::new(
-        model,
-        Phase::Prefill {
-            tokens: w.prompt,
-            batch: w.batch,
-        },
-    );
-    bind_program(&mut pre_prog, &mapper.precision);
+    let pre_prog = program(model, prefill_phase(w), &mapper.precision);
     let mut pre = Mapped::new(&pre_prog, &mapper);
     pre.price(&mapper, cm, 0, true);
     let mut pre_out = PhaseOut::new(&pre);
@@ -915,14 +931,7 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
         .as_ref()
         .map(|s| super::StepSample::new(w.generate, s.decode_steps()));
     let mut starts: Option<Vec<(u64, f64)>> = None;
-    let mut dec_prog = Program::new(
-        model,
-        Phase::Decode {
-            context: lo,
-            batch: w.batch,
-        },
-    );
-    bind_program(&mut dec_prog, &mapper.precision);
+    let dec_prog = program(model, decode_phase(w), &mapper.precision);
     let mut dec = Mapped::new(&dec_prog, &mapper);
     dec.price(&mapper, cm, lo, true);
     let mut dec_out = PhaseOut::new(&dec);

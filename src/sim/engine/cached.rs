@@ -383,14 +383,7 @@ fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> R
     };
 
     // Prefill: kernel costs by template, then the one pass as the engine schedules it.
-    let mut pre_prog = Program::new(
-        model,
-        Phase::Prefill {
-            tokens: w.prompt,
-            batch: w.batch,
-        },
-    );
-    bind_program(&mut pre_prog, &mapper.precision);
+    let pre_prog = program(model, prefill_phase(w), &mapper.precision);
     let mut pre = Mapped::new(&pre_prog, &mapper);
     for part in &mut pre.parts {
         let key = fingerprint(part.ops, salt ^ 1, true);
@@ -424,14 +417,7 @@ fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> R
 
     // Decode.
     let lo = w.prompt + 1;
-    let mut dec_prog = Program::new(
-        model,
-        Phase::Decode {
-            context: lo,
-            batch: w.batch,
-        },
-    );
-    bind_program(&mut dec_prog, &mapper.precision);
+    let dec_prog = program(model, decode_phase(w), &mapper.precision);
     let mut dec = Mapped::new(&dec_prog, &mapper);
     let mut dec_out = PhaseOut::new(&dec);
     dec_out.steps = w.generate;
