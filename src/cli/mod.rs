@@ -4,6 +4,7 @@
 pub mod calibrate;
 pub mod gemm;
 pub mod graph;
+pub mod kernels;
 pub mod law;
 pub mod model;
 pub mod roofline;

@@ -42,11 +42,20 @@ pub enum HoldOutArg {
 #[derive(Args)]
 pub struct ValidateArgs {
     /// Measured-trace CSV (the layout of traces/public-llm-inference.csv; see traces/README.md).
-    #[arg(long)]
-    pub traces: PathBuf,
-    /// Cost engine for the predictions.
-    #[arg(long, value_enum, default_value_t = EngineArg::Roofline)]
-    pub engine: EngineArg,
+    #[arg(long, required_unless_present = "kernels")]
+    pub traces: Option<PathBuf>,
+    /// Measured GPU kernels instead (the kernel-trace format of traces/kernels/gemm.csv; see
+    /// traces/README.md): errors per device and precision, `--holdout device` predicts each
+    /// device from a fit of the kernel model on the others of its dataset.
+    #[arg(long, conflicts_with = "traces")]
+    pub kernels: Option<PathBuf>,
+    /// With --kernels: also fit the kernel model on every device's fp16/bf16 rows together
+    /// (in sample; how the shipped defaults of the `kernel:` section were found).
+    #[arg(long, requires = "kernels")]
+    pub fit_all: bool,
+    /// Cost engine for the predictions (default: roofline for --traces, sim for --kernels).
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
     /// Extra mapping table (hardware, model or stack map, told by its header); repeatable.
     /// Its entries take precedence over the shipped traces/*.csv tables.
     #[arg(long = "substrate-map", value_name = "CSV")]
@@ -81,7 +90,10 @@ pub fn load_maps(extra: &[PathBuf]) -> miette::Result<Maps> {
 }
 
 pub fn run(args: ValidateArgs) -> miette::Result<()> {
-    let traces = traces::read(&args.traces)?;
+    let Some(traces_path) = &args.traces else {
+        return super::kernels::validate(&args);
+    };
+    let traces = traces::read(traces_path)?;
     let maps = load_maps(&args.substrate_map)?;
     let overlays = args
         .overlay
@@ -90,7 +102,7 @@ pub fn run(args: ValidateArgs) -> miette::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut lib = Library::new(overlays);
     let opts = Options {
-        engine: args.engine.into(),
+        engine: args.engine.unwrap_or(EngineArg::Roofline).into(),
         holdout: args
             .holdout
             .iter()

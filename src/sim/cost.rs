@@ -16,13 +16,14 @@
 //! stay on chip when they fit the on-chip capacity (GPU: L2; systolic: the SRAM buffers), so
 //! they cost no DRAM traffic; when they do not fit, all of them go through DRAM. The roofline
 //! prices exactly this compulsory traffic. The cycle models add what their mappings re-fetch
-//! (GPU operands that do not fit L2 are re-read per tile row or column; the systolic GEMM
+//! (GPU operand panels the L2 does not keep between tiles, see `gpu.rs`; the systolic GEMM
 //! model streams its operands and outputs through DRAM as its SRAM policy dictates).
 //!
 //! # Roofline
 //! `time = max(compute, memory) + overhead` with `compute = FLOPs / (eta_c * peak)` (matrix
 //! peak of the op's arithmetic class, or the vector peak; a fused kernel adds its matrix and
-//! vector parts) and `memory = DRAM bytes / (eta_m * bandwidth)`; systolic substrates have
+//! vector parts; a GPU GEMM over block-quantised weights adds one dequantisation pass over its
+//! weights on the vector units) and `memory = DRAM bytes / (eta_m * bandwidth)`; systolic substrates have
 //! separate read and write channels, so their memory time is the larger of reads / read
 //! bandwidth and writes / write bandwidth. `overhead` is the substrate's kernel overhead.
 
@@ -233,10 +234,14 @@ impl<'s> Mapper<'s> {
         }
     }
 
-    fn quantised_gemm(&self, op: &Op) -> bool {
+    /// A GEMM over weights stored narrower than its arithmetic and narrower than 16 bits
+    /// (block-quantised or integer weights that need scales applied; a 16-bit weight under
+    /// 32-bit arithmetic only widens).
+    pub fn quantised_gemm(&self, op: &Op) -> bool {
         matches!(op.kind, OpKind::Gemm { .. })
             && op.reads.weights.get() > 0.0
             && self.weight_bits < class_bits(op.compute)
+            && self.weight_bits < 16.0
     }
 
     /// DRAM bytes of the attention-score matrix a stack that does not fuse attention moves
@@ -264,9 +269,15 @@ impl<'s> Mapper<'s> {
         match model {
             Model::Roofline => self.roofline(ops),
             Model::Sim => match &self.substrate.kind {
-                Kind::Gpu(g) => {
-                    super::gpu::cost(g, self.eff_for(ops), self.onchip, ops, self.score_traffic(ops))
-                }
+                Kind::Gpu(g) => super::gpu::cost(
+                    g,
+                    self.eff_for(ops),
+                    self.onchip,
+                    ops,
+                    self.score_traffic(ops),
+                    ops.len() == 1 && self.quantised_gemm(ops[0]),
+                    heads_per_group,
+                ),
                 Kind::Systolic(s) => super::systolic_map::cost(self, s, ops, heads_per_group),
                 Kind::Ring(_) => self.roofline(ops),
             },
@@ -295,6 +306,16 @@ impl<'s> Mapper<'s> {
         let (ai, ao) = self.dram_activations(&t);
         let (mut matrix_flops, mut vector_flops) = (0.0, 0.0);
         let mut compute = 0.0;
+        // A GPU dequantises block-quantised weights on its vector units, once per weight at
+        // least (the simulator: once per tile row).
+        if let (Kind::Gpu(_), [op]) = (&sub.kind, ops)
+            && self.quantised_gemm(op)
+            && let OpKind::Gemm { n, k, batch, .. } = op.kind
+        {
+            let f = super::gpu::DEQUANT_OPS * (n * k * batch) as f64;
+            vector_flops += f;
+            compute += f / (eff.compute * sub.vector_peak().get());
+        }
         for op in ops {
             let f = op.flops.get();
             match op.unit {

@@ -14,6 +14,7 @@
 
 pub mod calibrate;
 pub mod energy;
+pub mod kernels;
 pub mod mapping;
 pub mod overlay;
 pub mod plot;
@@ -511,7 +512,7 @@ fn exclusion(row: &TraceRow, c: &Case, ideal: f64) -> Option<String> {
     })
 }
 
-fn reason_counts(items: impl Iterator<Item = (ReasonKind, String, u64)>) -> Vec<ReasonCount> {
+pub(crate) fn reason_counts(items: impl Iterator<Item = (ReasonKind, String, u64)>) -> Vec<ReasonCount> {
     let mut by: BTreeMap<(ReasonKind, String), Vec<u64>> = BTreeMap::new();
     for (k, r, line) in items {
         by.entry((k, r)).or_default().push(line);

@@ -96,7 +96,7 @@ pub fn read(path: &Path) -> Result<Traces, DescErrors> {
 }
 
 /// The (line, column) of a byte offset in `text`, both 1-based, column in characters.
-fn line_col(text: &str, offset: usize) -> (u32, u32) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (u32, u32) {
     let before = &text[..offset.min(text.len())];
     let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
     let start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -107,7 +107,7 @@ fn line_col(text: &str, offset: usize) -> (u32, u32) {
     )
 }
 
-fn loc_at(text: &str, offset: usize, len: usize) -> Loc {
+pub(crate) fn loc_at(text: &str, offset: usize, len: usize) -> Loc {
     let (line, column) = line_col(text, offset);
     Loc {
         line,
@@ -282,7 +282,7 @@ pub fn parse(text: &str, file: &str) -> Result<Traces, DescErrors> {
 
 /// Raw byte ranges of the fields of the record starting at `rec_start` (quotes included), by
 /// scanning the text as CSV does: a field that starts with `"` runs to its closing quote.
-fn field_ranges(text: &str, rec_start: usize) -> Vec<(usize, usize)> {
+pub(crate) fn field_ranges(text: &str, rec_start: usize) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
     let mut out = Vec::new();
     let mut k = rec_start;
@@ -317,7 +317,7 @@ fn field_ranges(text: &str, rec_start: usize) -> Vec<(usize, usize)> {
     out
 }
 
-fn csv_error(src: &SourceFile, text: &str, e: &csv::Error) -> DescError {
+pub(crate) fn csv_error(src: &SourceFile, text: &str, e: &csv::Error) -> DescError {
     let offset = e
         .position()
         .and_then(|p| usize::try_from(p.byte()).ok())
