@@ -41,7 +41,9 @@
 //!
 //! # Fused attention (flash attention)
 //! One CTA per (sequence, head, query block of `br` rows, KV split): `br` is the tile rows
-//! (or the query rows padded to a 16-row MMA when fewer), KV blocks are `bc =
+//! (or the query rows padded to a 16-row MMA when fewer; with grouped-query attention and few
+//! query rows, as in decode, the query heads of one KV group are packed as the rows of one
+//! block, as FlashDecoding and FlashInfer do), KV blocks are `bc =
 //! min(tile cols, 128)` columns. Causal attention (the scores cover fewer pairs than the full
 //! rectangle: the queries are the last of the keys' positions) skips the blocks above the
 //! diagonal. A
@@ -96,8 +98,14 @@ pub fn overlap_norm(x: f64, y: f64, p: f64) -> f64 {
     if p >= 64.0 {
         return m;
     }
-    let s = (x / m).powf(p) + (y / m).powf(p);
-    m * s.powf(1.0 / p)
+    let r = x.min(y) / m;
+    if p == 1.0 {
+        return m * (1.0 + r);
+    }
+    if p == 2.0 {
+        return m * (1.0 + r * r).sqrt();
+    }
+    m * (1.0 + r.powf(p)).powf(1.0 / p)
 }
 
 /// Per-kernel constants of the GPU model.
@@ -262,8 +270,14 @@ pub fn gemm_plan(
                 let dram = dram_ops + (partials - mc.keep).max(0.0);
                 let l2 = l2_ops + partials;
                 let (dt, lt) = (dram / mc.bw, l2 / mc.l2_bw);
-                let time = overlap_norm(compute, dt, mc.p).max(lt);
-                if best.as_ref().is_none_or(|b| time < b.time) {
+                // The norm is at least the maximum: skip it when that cannot win.
+                let beaten = best.as_ref().is_some_and(|b| compute.max(dt).max(lt) >= b.time);
+                let time = if beaten {
+                    f64::INFINITY
+                } else {
+                    overlap_norm(compute, dt, mc.p).max(lt)
+                };
+                if time < best.as_ref().map_or(f64::INFINITY, |b| b.time) || best.is_none() {
                     best = Some(GemmPlan {
                         tile: (tm, tn),
                         split_k: s,
@@ -474,15 +488,26 @@ pub fn fused_attention(
     let peak = g.matrix_peak_for(scores.compute).get();
     let mc = Machine::new(g, eff, peak, class_bits(scores.compute) / 8.0);
     let sms = mc.sms;
-    let br = g.tile.0.min(qrows.next_multiple_of(16)).max(1);
-    let bc = g.tile.1.clamp(1, KV_BLOCK);
-    let q_blocks = cdiv(qrows, br);
     // Causal when the scores cover fewer (query, key) pairs than the full rectangle: the
     // queries are the last `qrows` of `ctx` positions (a prompt: all of them).
     let pairs = scores.flops.get() / (2.0 * dqk as f64 + SCALE);
-    let causal = qrows > 1 && pairs < (qrows * ctx * bh) as f64 * (1.0 - 1e-9);
-    let offset = ctx.saturating_sub(qrows);
-    // KV blocks seen by query block `i`.
+    let causal_pairs = qrows > 1 && pairs < (qrows * ctx * bh) as f64 * (1.0 - 1e-9);
+    // Grouped-query attention with few query rows (decode): the query heads of one KV group
+    // share a CTA as the rows of one block (as FlashDecoding / FlashInfer pack them), so each
+    // KV group's cache is read by one CTA per split.
+    let hpg = heads_per_group.clamp(1, bh);
+    let pack = hpg > 1 && bh % hpg == 0 && qrows * hpg <= g.tile.0;
+    let (rows, bh, hpg) = if pack {
+        (qrows * hpg, bh / hpg, 1)
+    } else {
+        (qrows, bh, hpg)
+    };
+    let causal = causal_pairs && !pack;
+    let br = g.tile.0.min(rows.next_multiple_of(16)).max(1);
+    let bc = g.tile.1.clamp(1, KV_BLOCK);
+    let q_blocks = cdiv(rows, br);
+    let offset = ctx.saturating_sub(rows);
+    // KV blocks seen by query block `i` (packed rows: all of them).
     let kv_blocks = |i: u64| {
         if causal {
             cdiv(ctx.min(offset + (i + 1) * br), bc)
@@ -501,7 +526,6 @@ pub fn fused_attention(
     let act = if act_on_chip { 0.0 } else { t.activations() };
     // K and V of one KV group are read by its `q_blocks x heads_per_group` CTAs; those beyond
     // one wave re-read it unless the L2 keeps the groups in flight.
-    let hpg = heads_per_group.clamp(1, bh);
     let users = q_blocks.saturating_mul(hpg);
     let passes = cdiv(users, sms);
     let groups = (bh / hpg).max(1);
@@ -531,11 +555,16 @@ pub fn fused_attention(
         let t_matrix =
             (wave_time(&mut runs, sms) as f64 * block_time + waves as f64 * mc.tile_s).max(floor);
         // Partial outputs (fp32) of every split beyond the first: written, then read back.
-        let split_rows = (pieces - distinct) as f64 * br.min(qrows) as f64 * copies as f64;
+        let split_rows = (pieces - distinct) as f64 * br.min(rows) as f64 * copies as f64;
         let partials = 2.0 * split_rows * dv as f64 * 4.0;
         let l2 = l2_base + partials;
         let compute = t_matrix + t_vector;
-        let time = overlap_norm(compute, dram_time, mc.p).max(l2 / mc.l2_bw);
+        let lt = l2 / mc.l2_bw;
+        // The norm is at least the maximum: skip it when that cannot win.
+        if best.as_ref().is_some_and(|(b, _)| compute.max(dram_time).max(lt) >= *b) {
+            continue;
+        }
+        let time = overlap_norm(compute, dram_time, mc.p).max(lt);
         if best.as_ref().is_none_or(|(b, _)| time < *b) {
             best = Some((
                 time,

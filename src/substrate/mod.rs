@@ -190,9 +190,9 @@ impl GpuKernel {
     /// The defaults of a file without a `kernel:` section.
     pub const DEFAULT: GpuKernel = GpuKernel {
         tile_cycles: Cycles::new(2354.0),
-        operand_bandwidth: BytesPerCycle::new(28.0),
+        operand_bandwidth: BytesPerCycle::new(128.0),
         l2_reuse: 0.197,
-        overlap: 1.85,
+        overlap: 2.0,
     };
 }
 

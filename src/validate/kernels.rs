@@ -532,6 +532,10 @@ pub struct KernelParams {
 
 const NP: usize = 6;
 
+/// Which of the parameters the fit frees: not the operand bandwidth, a hardware figure (the
+/// shared-memory / LDS bytes per cycle of one SM) that the substrate states.
+const FREE: [bool; NP] = [true, true, true, false, true, true];
+
 impl KernelParams {
     /// The values of a substrate (a GPU's; others get the GPU defaults).
     pub fn of(s: &Substrate) -> KernelParams {
@@ -722,6 +726,9 @@ pub fn fit(points: &[FitPoint], start: KernelParams, engine: Engine) -> Option<K
         iterations += 1;
         let cols: Vec<Vec<f64>> = (0..NP)
             .map(|j| {
+                if !FREE[j] {
+                    return vec![0.0; r.len()];
+                }
                 let mut v = u;
                 v[j] += h;
                 let rj = residuals(points, &KernelParams::from_u(&v), engine);

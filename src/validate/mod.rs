@@ -355,13 +355,14 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
             }
         })
         .collect();
-    // The same at the ideal bound: full peak and bandwidth, no overheads.
+    // The roofline at the ideal bound (full peak and bandwidth, no overheads), whatever the
+    // engine, so that both engines are judged on the same rows.
     let ideal: Vec<Prediction> = distinct
         .par_iter()
         .map(|&k| {
             let (_, c, m) = &ready[k];
             match lib_ref.substrate(c) {
-                Ok(s) => predict::predict(c, m, &calibrate::with_efficiency(s, IDEAL), opts.engine),
+                Ok(s) => predict::predict(c, m, &calibrate::with_efficiency(s, IDEAL), Engine::Roofline),
                 Err(_) => Prediction::default(),
             }
         })
@@ -484,7 +485,8 @@ pub const BEYOND_IDEAL: f64 = 2.0;
 
 /// Why a predicted row is kept out of the statistics: the source's curator marked it an
 /// anomaly (`FLAG` in the note), or it is more than [`BEYOND_IDEAL`] times faster than the
-/// engine's ideal bound (every kernel at full peak and bandwidth, no overheads) allows.
+/// roofline's ideal bound (every kernel at full peak and bandwidth, no overheads) allows,
+/// whichever engine predicts the rows.
 fn exclusion(row: &TraceRow, c: &Case, ideal: f64) -> Option<String> {
     if let Some(i) = row.note.find("FLAG") {
         let text: String = row.note[i..].chars().take(120).collect();
@@ -648,7 +650,6 @@ pub fn ready_cases(
     traces: &Traces,
     maps: &Maps,
     lib: &mut Library,
-    engine: Engine,
 ) -> (Vec<Ready>, Vec<(u64, String)>) {
     let (cases, _) = map_rows(traces, maps);
     lib.prepare(&cases.iter().map(|(_, c)| c).collect::<Vec<_>>());
@@ -667,7 +668,9 @@ pub fn ready_cases(
         .map(|(i, c, m)| {
             let ideal = lib
                 .substrate(c)
-                .map(|s| predict::predict(c, m, &calibrate::with_efficiency(s, IDEAL), engine).value)
+                .map(|s| {
+                    predict::predict(c, m, &calibrate::with_efficiency(s, IDEAL), Engine::Roofline).value
+                })
                 .unwrap_or(f64::NAN);
             exclusion(&traces.rows[*i], c, ideal)
         })
