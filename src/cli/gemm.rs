@@ -204,18 +204,23 @@ fn check_dims(items: &[(&str, u64)]) -> miette::Result<()> {
 
 pub fn run(args: GemmArgs) -> miette::Result<()> {
     check_dims(&[("m", args.m), ("n", args.n), ("k", args.k), ("batch", args.batch)])?;
-    let mut set = args.set.clone();
+    let mut s = super::substrate::load(&args.substrate, &args.set)?;
     if let Some(d) = args.dataflow {
+        if !matches!(s.kind, Kind::Systolic(_)) {
+            miette::bail!(
+                "--dataflow applies to systolic substrates; `{}` is a {} substrate",
+                s.name,
+                s.kind_name()
+            );
+        }
         let name = match d {
             DataflowArg::Os => "os",
             DataflowArg::Ws => "ws",
             DataflowArg::Is => "is",
         };
+        let mut set = args.set.clone();
         set.push(format!("array.dataflow={name}"));
-    }
-    let s = super::substrate::load(&args.substrate, &set)?;
-    if args.dataflow.is_some() && !matches!(s.kind, Kind::Systolic(_)) {
-        miette::bail!("--dataflow applies to systolic substrates; `{}` is a {} substrate", s.name, s.kind_name());
+        s = super::substrate::load(&args.substrate, &set)?;
     }
     let p = precision_for(&s, args.precision.as_deref(), args.word_bytes)?;
     let engine: Engine = args.engine.into();

@@ -537,23 +537,40 @@ pub fn fused_attention(
     // Non-causal blocks all see the same KV, so one query block stands for all of them.
     let distinct = if causal { q_blocks } else { 1 };
     let copies = if causal { bh } else { bh.saturating_mul(q_blocks) };
-    let mut runs: Vec<(u64, u64)> = Vec::with_capacity(2 * distinct as usize);
+    let most_blocks = (0..distinct).map(kv_blocks).max().unwrap_or(1);
+    let mut runs: Vec<(u64, u64)> = Vec::with_capacity(if distinct > 1 { 2 * distinct as usize } else { 0 });
     let mut best: Option<(f64, AttentionPlan)> = None;
     for s in ATTENTION_SPLITS {
-        runs.clear();
-        let mut pieces = 0u64;
-        for i in 0..distinct {
-            let blocks = kv_blocks(i);
+        if s > 1 && s / 2 >= most_blocks {
+            // The previous split already gave every KV block its own CTA: the same plan.
+            break;
+        }
+        let (work, pieces) = if distinct == 1 {
+            // One kind of query block (non-causal, decode): the heavier splits first, then the
+            // lighter ones, in closed form.
+            let blocks = kv_blocks(0);
             let parts = s.min(blocks).max(1);
             let (q, r) = (blocks / parts, blocks % parts);
-            runs.push((q + 1, r.saturating_mul(copies)));
-            runs.push((q, (parts - r).saturating_mul(copies)));
-            pieces += parts;
-        }
+            let heavy = r.saturating_mul(copies);
+            let total = parts.saturating_mul(copies);
+            let first = cdiv(heavy, sms);
+            ((q + 1) * first + q * (cdiv(total, sms) - first), parts)
+        } else {
+            runs.clear();
+            let mut pieces = 0u64;
+            for i in 0..distinct {
+                let blocks = kv_blocks(i);
+                let parts = s.min(blocks).max(1);
+                let (q, r) = (blocks / parts, blocks % parts);
+                runs.push((q + 1, r.saturating_mul(copies)));
+                runs.push((q, (parts - r).saturating_mul(copies)));
+                pieces += parts;
+            }
+            (wave_time(&mut runs, sms), pieces)
+        };
         let ctas = pieces.saturating_mul(copies);
         let waves = cdiv(ctas, sms);
-        let t_matrix =
-            (wave_time(&mut runs, sms) as f64 * block_time + waves as f64 * mc.tile_s).max(floor);
+        let t_matrix = (work as f64 * block_time + waves as f64 * mc.tile_s).max(floor);
         // Partial outputs (fp32) of every split beyond the first: written, then read back.
         let split_rows = (pieces - distinct) as f64 * br.min(rows) as f64 * copies as f64;
         let partials = 2.0 * split_rows * dv as f64 * 4.0;
