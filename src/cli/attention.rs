@@ -117,7 +117,7 @@ pub fn run(args: AttentionArgs) -> miette::Result<()> {
             total.add(&k);
         }
         // `add` sums the phases; the kernels ran back to back, so their time is the sum.
-        total.main = llmforge::units::Seconds::new(t) ;
+        total.main = llmforge::units::Seconds::new(t);
         total.fill = llmforge::units::Seconds::ZERO;
         total.drain = llmforge::units::Seconds::ZERO;
         total.stream_read = llmforge::units::Seconds::ZERO;

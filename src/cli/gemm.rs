@@ -103,7 +103,11 @@ pub fn table(title: &str, out: &KernelOut) -> String {
     row("achieved", fmt_si(out.flops_per_s, "FLOP/s"));
     row("FLOPs", fmt_si(out.flops, "FLOP"));
     row("DRAM bytes", fmt_si(out.dram_bytes, "B"));
-    let onchip = if out.kind == "gpu" { "L2 bytes" } else { "SRAM bytes" };
+    let onchip = if out.kind == "gpu" {
+        "L2 bytes"
+    } else {
+        "SRAM bytes"
+    };
     row(onchip, fmt_si(out.onchip_bytes, "B"));
     row("bound", out.bound.to_string());
     row("compute time", fmt_si(out.compute_s, "s"));
@@ -161,7 +165,11 @@ pub fn kernel_out(s: &Substrate, engine: Engine, precision: &str, ops: &[&Op], c
 }
 
 /// The precision a kernel command runs at: `--precision`, else the kind's default.
-pub fn precision_for(s: &Substrate, given: Option<&str>, word_bytes: Option<f64>) -> miette::Result<Precision> {
+pub fn precision_for(
+    s: &Substrate,
+    given: Option<&str>,
+    word_bytes: Option<f64>,
+) -> miette::Result<Precision> {
     if let Some(p) = given {
         return p
             .parse::<Precision>()
@@ -250,7 +258,12 @@ pub fn run(args: GemmArgs) -> miette::Result<()> {
     match (&s.kind, engine) {
         (Kind::Gpu(g), Engine::Sim) => {
             let t = llmforge::sim::cost::Traffic::of(&[&op]);
-            let b = gpu::gemm_bytes(&op, &t, t.activations() <= mapper.onchip, mapper.quantised_gemm(&op));
+            let b = gpu::gemm_bytes(
+                &op,
+                &t,
+                t.activations() <= mapper.onchip,
+                mapper.quantised_gemm(&op),
+            );
             let plan = gpu::gemm_plan(
                 g,
                 mapper.eff_for(&[&op]),
@@ -284,7 +297,13 @@ pub fn run(args: GemmArgs) -> miette::Result<()> {
     }
     match args.format {
         Format::Json => println!("{}", json(&out)?),
-        Format::Table => print!("{}", table(&format!("GEMM {}x{}x{} (batch {})", args.m, args.n, args.k, args.batch), &out)),
+        Format::Table => print!(
+            "{}",
+            table(
+                &format!("GEMM {}x{}x{} (batch {})", args.m, args.n, args.k, args.batch),
+                &out
+            )
+        ),
     }
     Ok(())
 }

@@ -25,7 +25,9 @@ pub fn validate(args: &ValidateArgs) -> miette::Result<()> {
         miette::bail!("--holdout model: kernel rows have no model; hold out by device");
     }
     if !args.overlay.is_empty() || !args.substrate_map.is_empty() {
-        miette::bail!("--overlay and --substrate-map apply to --traces; --kernels reads traces/kernels/*.csv");
+        miette::bail!(
+            "--overlay and --substrate-map apply to --traces; --kernels reads traces/kernels/*.csv"
+        );
     }
     let traces = kernels::read(path)?;
     let maps = KernelMaps::builtin()?;
@@ -116,10 +118,11 @@ fn compare_table(heads: &[&str], rows: &[Compare]) -> String {
 fn fit_line(f: &KernelFit) -> String {
     let p = &f.params;
     format!(
-        "memory {:.3}, kernel_overhead {:.2} us, tile_cycles {:.0}, operand_bandwidth {:.0} B/cycle, l2_reuse {:.3}, overlap {:.2} ({} rows, {} devices, MAPE {:.1}%)",
+        "memory {:.3}, kernel_overhead {:.2} us, tile_cycles {:.0}, step_cycles {:.0}, operand_bandwidth {:.0} B/cycle, l2_reuse {:.3}, overlap {:.2} ({} rows, {} devices, MAPE {:.1}%)",
         p.memory,
         p.kernel_overhead_s * 1e6,
         p.tile_cycles,
+        p.step_cycles,
         p.operand_bytes_per_cycle,
         p.l2_reuse,
         p.overlap,
@@ -151,7 +154,11 @@ pub fn table(r: &KernelReport, rows: bool) -> String {
         r.by_regime.iter().map(|g| (g.key.clone(), g.stats.clone())),
     ));
     if let Some(f) = &r.fit_all {
-        let _ = writeln!(s, "\nfit on every device's fp16/bf16 rows (in sample): {}", fit_line(f));
+        let _ = writeln!(
+            s,
+            "\nfit on every device's fp16/bf16 rows (in sample): {}",
+            fit_line(f)
+        );
     }
     if let Some(h) = &r.holdout {
         let _ = writeln!(
@@ -161,8 +168,14 @@ pub fn table(r: &KernelReport, rows: bool) -> String {
         );
         s.push_str(&compare_table(&["substrate", "precision"], &h.by_device));
         let _ = writeln!(s);
-        s.push_str(&compare_table(&["substrate", "precision", "regime"], &h.by_regime));
-        let _ = writeln!(s, "\n  fits (dataset, held-out device: parameters fitted on the others)");
+        s.push_str(&compare_table(
+            &["substrate", "precision", "regime"],
+            &h.by_regime,
+        ));
+        let _ = writeln!(
+            s,
+            "\n  fits (dataset, held-out device: parameters fitted on the others)"
+        );
         for (d, dev, f) in &h.fits {
             let _ = writeln!(s, "  {d}, {dev}: {}", fit_line(f));
         }
@@ -181,7 +194,11 @@ pub fn table(r: &KernelReport, rows: bool) -> String {
             u.lines
         );
     }
-    let _ = writeln!(s, "\nexcluded rows ({}), predicted but kept out of the statistics and fits:", r.counts.excluded);
+    let _ = writeln!(
+        s,
+        "\nexcluded rows ({}), predicted but kept out of the statistics and fits:",
+        r.counts.excluded
+    );
     for u in &r.exclusions {
         let _ = writeln!(s, "  {:>5}  {}\n         lines {}", u.count, u.reason, u.lines);
     }

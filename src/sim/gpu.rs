@@ -11,8 +11,10 @@
 //!   elements from shared memory for `2 tm tn` FLOPs, and the SM moves
 //!   `kernel.operand_bandwidth` bytes per cycle, so the MMA time is multiplied by
 //!   `1 + (tm + tn) e P_sm / (2 tm tn B_op)`, relative to the same factor of the largest
-//!   tile (which `efficiency.compute`, the fraction large GEMMs reach, already contains) --
-//!   plus `kernel.tile_cycles` of prologue and
+//!   tile (which `efficiency.compute`, the fraction large GEMMs reach, already contains).
+//!   Each step of the K loop (128 bytes of K per operand row) takes at least
+//!   `kernel.step_cycles` (the pipeline's barrier and shared-memory round trip, which a small
+//!   tile's few MMAs cannot hide), and the tile pays `kernel.tile_cycles` of prologue and
 //!   epilogue (first loads, pipeline fill, write-back). Small tiles therefore run below the
 //!   peak, and short K loops pay the fixed part more often.
 //! * **L2 traffic**: every tile reads its A and B panels through L2 (A once per tile
@@ -113,8 +115,11 @@ struct Machine {
     sms: u64,
     /// Achieved matrix FLOP/s of one SM.
     per_sm: f64,
-    /// Seconds of prologue and epilogue per tile.
+    /// Seconds of prologue and epilogue per tile, and at least per K step.
     tile_s: f64,
+    step_s: f64,
+    /// Elements of K per step (128 bytes of each operand row).
+    kstep: u64,
     /// Feed coefficient: `e P_sm / B_op` (FLOP per element of operand).
     feed: f64,
     /// The feed slow-down of the substrate's largest tile, which `efficiency.compute` (the
@@ -137,6 +142,8 @@ impl Machine {
             sms,
             per_sm: eff.compute * peak / sms as f64,
             tile_s: k.tile_cycles.get() / clock,
+            step_s: k.step_cycles.get() / clock,
+            kstep: ((128.0 / operand_bytes.max(0.5)) as u64).max(1),
             feed: operand_bytes * (peak / sms as f64) / (k.operand_bandwidth.get() * clock),
             feed_ref: 1.0,
             bw: eff.memory * g.memory_bandwidth.get(),
@@ -259,8 +266,9 @@ pub fn gemm_plan(
             loop {
                 let tiles = base.saturating_mul(s);
                 let waves = cdiv(tiles, mc.sms);
-                let ks = cdiv(k, s).next_multiple_of(16);
-                let tile = 2.0 * (tm * tn * ks) as f64 / mc.per_sm * feed + mc.tile_s;
+                let steps = cdiv(cdiv(k, s), mc.kstep);
+                let step = 2.0 * (tm * tn * mc.kstep) as f64 / mc.per_sm * feed;
+                let tile = steps as f64 * step.max(mc.step_s) + mc.tile_s;
                 let compute = (waves as f64 * tile).max(floor_time) + dequant;
                 let partials = if s > 1 {
                     2.0 * s as f64 * (batch * m * n) as f64 * 4.0
@@ -517,7 +525,7 @@ pub fn fused_attention(
     };
     // Time of one (query block, KV block) pair, padded to whole blocks, fed from shared memory.
     let block_work = br as f64 * bc as f64 * 2.0 * (dqk + dv) as f64;
-    let block_time = block_work / mc.per_sm * mc.feed_factor(br, bc);
+    let block_time = (block_work / mc.per_sm * mc.feed_factor(br, bc)).max(mc.step_s);
     let matrix_flops = scores.flops.get() + pv.flops.get();
     let floor = matrix_flops / (eff.compute * peak);
     let vector_flops = softmax.flops.get();
@@ -578,7 +586,10 @@ pub fn fused_attention(
         let compute = t_matrix + t_vector;
         let lt = l2 / mc.l2_bw;
         // The norm is at least the maximum: skip it when that cannot win.
-        if best.as_ref().is_some_and(|(b, _)| compute.max(dram_time).max(lt) >= *b) {
+        if best
+            .as_ref()
+            .is_some_and(|(b, _)| compute.max(dram_time).max(lt) >= *b)
+        {
             continue;
         }
         let time = overlap_norm(compute, dram_time, mc.p).max(lt);

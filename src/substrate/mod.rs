@@ -174,6 +174,10 @@ pub struct GpuKernel {
     /// Cycles an output tile (one CTA) spends outside its K loop: the prologue (first operand
     /// loads, pipeline fill) and the epilogue (accumulator write-back).
     pub tile_cycles: Cycles,
+    /// Cycles one step of a tile's K loop takes at least (a step consumes 128 bytes of K per
+    /// operand row): the barrier and shared-memory round trip of the software pipeline, which
+    /// a small tile's few MMAs cannot hide.
+    pub step_cycles: Cycles,
     /// Operand bytes per cycle that feed one SM's matrix units (shared memory / LDS): a tile
     /// of `tm x tn` needs `(tm + tn) * bytes` of operands per `2 tm tn` FLOPs per K step, so
     /// small tiles run below the matrix peak.
@@ -190,6 +194,7 @@ impl GpuKernel {
     /// The defaults of a file without a `kernel:` section.
     pub const DEFAULT: GpuKernel = GpuKernel {
         tile_cycles: Cycles::new(2354.0),
+        step_cycles: Cycles::new(600.0),
         operand_bandwidth: BytesPerCycle::new(128.0),
         l2_reuse: 0.197,
         overlap: 2.0,

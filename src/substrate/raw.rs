@@ -170,6 +170,7 @@ struct RawTile {
 #[serde(deny_unknown_fields)]
 struct RawGpuKernel {
     tile_cycles: Option<Expression>,
+    step_cycles: Option<Expression>,
     operand_bandwidth: Option<Expression>,
     l2_reuse: Option<Expression>,
     overlap: Option<Expression>,
@@ -614,15 +615,14 @@ fn gpu_kernel(ctx: &Ctx, raw: Option<&RawGpuKernel>) -> Option<GpuKernel> {
     let r = raw.unwrap_or(&empty);
     let d = GpuKernel::DEFAULT;
     let tile = ctx.optional::<Cycles>("kernel.tile_cycles", r.tile_cycles.as_ref(), non_negative);
-    let operand = ctx.optional::<BytesPerCycle>(
-        "kernel.operand_bandwidth",
-        r.operand_bandwidth.as_ref(),
-        positive,
-    );
+    let step = ctx.optional::<Cycles>("kernel.step_cycles", r.step_cycles.as_ref(), non_negative);
+    let operand =
+        ctx.optional::<BytesPerCycle>("kernel.operand_bandwidth", r.operand_bandwidth.as_ref(), positive);
     let reuse = ctx.optional::<f64>("kernel.l2_reuse", r.l2_reuse.as_ref(), fraction);
     let overlap = ctx.optional::<f64>("kernel.overlap", r.overlap.as_ref(), at_least_one);
     Some(GpuKernel {
         tile_cycles: tile?.unwrap_or(d.tile_cycles),
+        step_cycles: step?.unwrap_or(d.step_cycles),
         operand_bandwidth: operand?.unwrap_or(d.operand_bandwidth),
         l2_reuse: reuse?.unwrap_or(d.l2_reuse),
         overlap: overlap?.unwrap_or(d.overlap),

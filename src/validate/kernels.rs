@@ -7,7 +7,8 @@
 //!
 //! What the fit frees are the parameters of the GPU kernel model that no data sheet gives
 //! (`efficiency.memory`, `efficiency.kernel_overhead`, `kernel.tile_cycles`,
-//! `kernel.operand_bandwidth`, `kernel.l2_reuse`, `kernel.overlap`); a device's achieved
+//! `kernel.step_cycles`, `kernel.l2_reuse`, `kernel.overlap`; `kernel.operand_bandwidth` is a
+//! stated hardware figure); a device's achieved
 //! fraction of its matrix peak (`efficiency.compute`) is stated by its substrate (or the device
 //! table) and never fitted here, so a held-out device brings only its data sheet and that one
 //! stated fraction.
@@ -270,7 +271,11 @@ impl KernelMaps {
 
     fn add_text(&mut self, text: &str, file: &str) -> Result<(), DescErrors> {
         let t = Table::new(text, file);
-        let head = |c: &str| text.lines().next().is_some_and(|h| h.split(',').any(|x| x.trim() == c));
+        let head = |c: &str| {
+            text.lines()
+                .next()
+                .is_some_and(|h| h.split(',').any(|x| x.trim() == c))
+        };
         let mut diags = Diagnostics::new(&t.src);
         if head("device") {
             let recs = t.records(&["device", "substrate", "family"])?;
@@ -518,23 +523,24 @@ pub fn regime(c: &KernelCase, sub: &Substrate) -> &'static str {
 }
 
 /// The kernel-model parameters a fit frees, in order: `efficiency.memory`,
-/// `efficiency.kernel_overhead`, `kernel.tile_cycles`, `kernel.operand_bandwidth`,
-/// `kernel.l2_reuse`, `kernel.overlap`.
+/// `efficiency.kernel_overhead`, `kernel.tile_cycles`, `kernel.step_cycles`,
+/// `kernel.operand_bandwidth`, `kernel.l2_reuse`, `kernel.overlap`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct KernelParams {
     pub memory: f64,
     pub kernel_overhead_s: f64,
     pub tile_cycles: f64,
+    pub step_cycles: f64,
     pub operand_bytes_per_cycle: f64,
     pub l2_reuse: f64,
     pub overlap: f64,
 }
 
-const NP: usize = 6;
+const NP: usize = 7;
 
 /// Which of the parameters the fit frees: not the operand bandwidth, a hardware figure (the
 /// shared-memory / LDS bytes per cycle of one SM) that the substrate states.
-const FREE: [bool; NP] = [true, true, true, false, true, true];
+const FREE: [bool; NP] = [true, true, true, true, false, true, true];
 
 impl KernelParams {
     /// The values of a substrate (a GPU's; others get the GPU defaults).
@@ -547,6 +553,7 @@ impl KernelParams {
             memory: s.efficiency.memory,
             kernel_overhead_s: s.efficiency.kernel_overhead.get(),
             tile_cycles: k.tile_cycles.get(),
+            step_cycles: k.step_cycles.get(),
             operand_bytes_per_cycle: k.operand_bandwidth.get(),
             l2_reuse: k.l2_reuse,
             overlap: k.overlap,
@@ -559,6 +566,7 @@ impl KernelParams {
         out.efficiency.kernel_overhead = Seconds::new(self.kernel_overhead_s);
         if let Kind::Gpu(g) = &mut out.kind {
             g.kernel.tile_cycles = Cycles::new(self.tile_cycles);
+            g.kernel.step_cycles = Cycles::new(self.step_cycles);
             g.kernel.operand_bandwidth = BytesPerCycle::new(self.operand_bytes_per_cycle);
             g.kernel.l2_reuse = self.l2_reuse;
             g.kernel.overlap = self.overlap;
@@ -573,7 +581,14 @@ impl KernelParams {
                 "efficiency.kernel_overhead".into(),
                 format!("{:.3} us", self.kernel_overhead_s * 1e6),
             ),
-            ("kernel.tile_cycles".into(), format!("{:.0} cycles", self.tile_cycles)),
+            (
+                "kernel.tile_cycles".into(),
+                format!("{:.0} cycles", self.tile_cycles),
+            ),
+            (
+                "kernel.step_cycles".into(),
+                format!("{:.0} cycles", self.step_cycles),
+            ),
             (
                 "kernel.operand_bandwidth".into(),
                 format!("{:.1} B/cycle", self.operand_bytes_per_cycle),
@@ -591,6 +606,7 @@ impl KernelParams {
             logit(self.memory),
             (self.kernel_overhead_s / 1e-6).max(1e-9).ln(),
             (self.tile_cycles / 1000.0).max(1e-9).ln(),
+            (self.step_cycles / 100.0).max(1e-9).ln(),
             (self.operand_bytes_per_cycle / 128.0).max(1e-9).ln(),
             logit(self.l2_reuse),
             (self.overlap - 1.0).max(1e-6).ln(),
@@ -603,9 +619,10 @@ impl KernelParams {
             memory: sig(u[0]).max(1e-6),
             kernel_overhead_s: 1e-6 * e(u[1]),
             tile_cycles: 1000.0 * e(u[2]),
-            operand_bytes_per_cycle: 128.0 * e(u[3]),
-            l2_reuse: sig(u[4]).max(1e-6),
-            overlap: 1.0 + e(u[5]),
+            step_cycles: 100.0 * e(u[3]),
+            operand_bytes_per_cycle: 128.0 * e(u[4]),
+            l2_reuse: sig(u[5]).max(1e-6),
+            overlap: 1.0 + e(u[6]),
         }
     }
 }
@@ -673,7 +690,11 @@ fn device_weights(points: &[FitPoint]) -> Vec<f64> {
 
 fn huber(r: f64) -> f64 {
     let a = r.abs();
-    if a <= HUBER { a * a } else { HUBER * (2.0 * a - HUBER) }
+    if a <= HUBER {
+        a * a
+    } else {
+        HUBER * (2.0 * a - HUBER)
+    }
 }
 
 /// Solves `a x = b` (n x n, partial pivoting); `None` when singular.
@@ -746,8 +767,8 @@ pub fn fit(points: &[FitPoint], start: KernelParams, engine: Engine) -> Option<K
             for k in 0..NP {
                 a[i][k] = (0..r.len()).map(|q| w[q] * cols[i][q] * cols[k][q]).sum();
             }
-            g[i] = (0..r.len()).map(|q| w[q] * cols[i][q] * r[q]).sum::<f64>()
-                + PRIOR * PRIOR * (u[i] - u0[i]);
+            g[i] =
+                (0..r.len()).map(|q| w[q] * cols[i][q] * r[q]).sum::<f64>() + PRIOR * PRIOR * (u[i] - u0[i]);
             a[i][i] += PRIOR * PRIOR;
         }
         let mut improved = false;
@@ -947,12 +968,7 @@ pub fn validate(traces: &KernelTraces, maps: &KernelMaps, opts: &KernelOptions) 
             }
         })
         .collect();
-    let counted = || {
-        ready
-            .iter()
-            .zip(&results)
-            .filter(|(_, r)| r.excluded.is_none())
-    };
+    let counted = || ready.iter().zip(&results).filter(|(_, r)| r.excluded.is_none());
     let groups = stats::group(counted().map(|((c, _), r)| {
         (
             vec![c.substrate.clone(), precision_key(c)],

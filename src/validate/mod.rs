@@ -646,11 +646,7 @@ pub type Ready = (usize, Case, Model);
 /// Mapped cases with their models loaded (formats applied), for calibration; rows
 /// [`validate`] would exclude from statistics (source anomalies, beyond the ideal bound)
 /// are left out and returned apart with their reasons.
-pub fn ready_cases(
-    traces: &Traces,
-    maps: &Maps,
-    lib: &mut Library,
-) -> (Vec<Ready>, Vec<(u64, String)>) {
+pub fn ready_cases(traces: &Traces, maps: &Maps, lib: &mut Library) -> (Vec<Ready>, Vec<(u64, String)>) {
     let (cases, _) = map_rows(traces, maps);
     lib.prepare(&cases.iter().map(|(_, c)| c).collect::<Vec<_>>());
     let lib: &Library = lib;

@@ -817,8 +817,21 @@ mod cli {
         // A GPU: the tile, split and waves the kernel model chose; the roofline below it.
         let gpu = |engine: &str| {
             let (ok, out, err) = llmforge(&[
-                "gemm", "--substrate", "a100-sxm4-40gb", "--m", "4096", "--n", "4096", "--k", "4096",
-                "--precision", "bf16", "--engine", engine, "--format", "json",
+                "gemm",
+                "--substrate",
+                "a100-sxm4-40gb",
+                "--m",
+                "4096",
+                "--n",
+                "4096",
+                "--k",
+                "4096",
+                "--precision",
+                "bf16",
+                "--engine",
+                engine,
+                "--format",
+                "json",
             ]);
             assert!(ok, "{err}");
             serde_json::from_str::<serde_json::Value>(&out).unwrap()
@@ -828,11 +841,24 @@ mod cli {
             assert!(sim[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {sim}");
         }
         assert_eq!(sim["llmforge_version"], llmforge::provenance::VERSION);
-        assert_eq!((sim["engine"].as_str(), sim["precision"].as_str()), (Some("sim"), Some("bf16")));
+        assert_eq!(
+            (sim["engine"].as_str(), sim["precision"].as_str()),
+            (Some("sim"), Some("bf16"))
+        );
         assert!(sim["detail"]["tile"].is_string() && sim["detail"]["waves"].as_u64() >= Some(1));
         assert!(roof["time_s"].as_f64() <= sim["time_s"].as_f64());
         let (ok, _, err) = llmforge(&[
-            "gemm", "--substrate", "a100-sxm4-40gb", "--m", "8", "--n", "8", "--k", "8", "--dataflow", "os",
+            "gemm",
+            "--substrate",
+            "a100-sxm4-40gb",
+            "--m",
+            "8",
+            "--n",
+            "8",
+            "--k",
+            "8",
+            "--dataflow",
+            "os",
         ]);
         assert!(!ok && err.contains("systolic"), "{err}");
         let (ok, _, err) = llmforge(&["gemm", "--substrate", "l4", "--m", "0", "--n", "8", "--k", "8"]);
@@ -842,10 +868,27 @@ mod cli {
     #[test]
     fn attention_prices_one_fused_kernel_on_gpus_and_three_elsewhere() {
         let run = |sub: &str, extra: &[&str]| {
-            let q = if extra.contains(&"--q-len") { &[][..] } else { &["--q-len", "1"][..] };
+            let q = if extra.contains(&"--q-len") {
+                &[][..]
+            } else {
+                &["--q-len", "1"][..]
+            };
             let mut args = vec![
-                "attention", "--substrate", sub, "--batch", "2", "--heads", "32", "--kv-heads", "8",
-                "--kv-len", "4096", "--head-dim", "128", "--format", "json",
+                "attention",
+                "--substrate",
+                sub,
+                "--batch",
+                "2",
+                "--heads",
+                "32",
+                "--kv-heads",
+                "8",
+                "--kv-len",
+                "4096",
+                "--head-dim",
+                "128",
+                "--format",
+                "json",
             ];
             args.extend_from_slice(q);
             args.extend_from_slice(extra);
@@ -867,8 +910,19 @@ mod cli {
         assert!((ratio - 0.5).abs() < 0.01, "{ratio}");
         assert!(causal["time_s"].as_f64() < full["time_s"].as_f64());
         let (ok, _, err) = llmforge(&[
-            "attention", "--substrate", "h100-sxm", "--heads", "30", "--kv-heads", "8", "--q-len", "1",
-            "--kv-len", "16", "--head-dim", "64",
+            "attention",
+            "--substrate",
+            "h100-sxm",
+            "--heads",
+            "30",
+            "--kv-heads",
+            "8",
+            "--q-len",
+            "1",
+            "--kv-len",
+            "16",
+            "--head-dim",
+            "64",
         ]);
         assert!(!ok && err.contains("multiple"), "{err}");
     }
@@ -945,20 +999,31 @@ mod gpu_kernels {
 
     fn arb_settings() -> impl Strategy<Value = Settings> {
         (
-            (0.02f64..=1.0, 0.02f64..=1.0, 0.02f64..=1.0, 0.0f64..50.0, prop::sample::select(vec![0.0, 4.0, 16.0])),
+            (
+                0.02f64..=1.0,
+                0.02f64..=1.0,
+                0.02f64..=1.0,
+                0.0f64..50.0,
+                prop::sample::select(vec![0.0, 4.0, 16.0]),
+            ),
             (0.0f64..20000.0, 8.0f64..2048.0, 0.001f64..=1.0, 1.0f64..200.0),
         )
-            .prop_map(|((compute, memory, quantised, overhead_us, score_bytes), (tile_cycles, operand, reuse, overlap))| Settings {
-                compute,
-                memory,
-                quantised,
-                overhead_us,
-                score_bytes,
-                tile_cycles,
-                operand,
-                reuse,
-                overlap,
-            })
+            .prop_map(
+                |(
+                    (compute, memory, quantised, overhead_us, score_bytes),
+                    (tile_cycles, operand, reuse, overlap),
+                )| Settings {
+                    compute,
+                    memory,
+                    quantised,
+                    overhead_us,
+                    score_bytes,
+                    tile_cycles,
+                    operand,
+                    reuse,
+                    overlap,
+                },
+            )
     }
 
     fn with(s: &Substrate, x: &Settings) -> Substrate {
@@ -996,13 +1061,27 @@ mod gpu_kernels {
     /// Sim time, roofline time, and the floors at full peak and bandwidth without overheads.
     fn times(s: &Substrate, p: (Precision, Precision), ops: &[Op], hpg: u64) -> (f64, f64, f64, f64) {
         let (w, a) = p;
-        let mapper = Mapper::new(s, &Precisions { weights: w, activations: a, kv_cache: w });
+        let mapper = Mapper::new(
+            s,
+            &Precisions {
+                weights: w,
+                activations: a,
+                kv_cache: w,
+            },
+        );
         let refs: Vec<&Op> = ops.iter().collect();
         let sim = mapper.cost(CostModel::Sim, &refs, hpg).time().get();
         let roof = mapper.cost(CostModel::Roofline, &refs, hpg).time().get();
         let mut ideal = s.clone();
         ideal.efficiency = Efficiency::EXACT;
-        let im = Mapper::new(&ideal, &Precisions { weights: w, activations: a, kv_cache: w });
+        let im = Mapper::new(
+            &ideal,
+            &Precisions {
+                weights: w,
+                activations: a,
+                kv_cache: w,
+            },
+        );
         let floor = im.roofline(&refs);
         (sim, roof, floor.compute.get(), floor.memory.get())
     }
@@ -1028,7 +1107,15 @@ mod gpu_kernels {
     }
 
     fn arb_attention() -> impl Strategy<Value = AttentionShape> {
-        (1u64..4, 1u64..8, 1u64..8, 1u64..1500, 0u64..3000, prop::sample::select(vec![32u64, 64, 128]), any::<bool>())
+        (
+            1u64..4,
+            1u64..8,
+            1u64..8,
+            1u64..1500,
+            0u64..3000,
+            prop::sample::select(vec![32u64, 64, 128]),
+            any::<bool>(),
+        )
             .prop_map(|(batch, kv, hpg, q, extra, d, causal)| AttentionShape {
                 batch,
                 heads: kv * hpg,
@@ -1109,6 +1196,10 @@ mod gpu_kernels {
         let r = sim::run(&m, &s, w, Engine::Sim);
         let gate = r.ops.iter().find(|o| o.label == "L0.ffn_gate").unwrap();
         let compulsory = (gate.reads.total() + gate.writes.total()).get();
-        assert!(gate.dram_bytes.get() <= 3.0 * compulsory, "{} vs {compulsory}", gate.dram_bytes.get());
+        assert!(
+            gate.dram_bytes.get() <= 3.0 * compulsory,
+            "{} vs {compulsory}",
+            gate.dram_bytes.get()
+        );
     }
 }

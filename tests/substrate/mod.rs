@@ -17,7 +17,7 @@ fn set(path: &str, expr: &str) -> Override {
 #[test]
 fn every_shipped_substrate_loads() {
     let names: Vec<_> = substrate::names().collect();
-    assert_eq!(names.len(), 41);
+    assert_eq!(names.len(), 49);
     for name in names {
         let s = substrate::load(name, &[]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(s.name, name);

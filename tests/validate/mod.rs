@@ -696,7 +696,10 @@ mod kernels {
         assert_eq!(t.rows.len(), 17_586);
         let r = kernels::validate(&t, &KernelMaps::builtin().unwrap(), &opts(false));
         assert_eq!(r.counts.mapped + r.counts.unmapped, r.counts.rows);
-        assert_eq!(r.reasons.iter().map(|x| x.count).sum::<usize>(), r.counts.unmapped);
+        assert_eq!(
+            r.reasons.iter().map(|x| x.count).sum::<usize>(),
+            r.counts.unmapped
+        );
         // Every GPU with >= 100 fp16/bf16 rows in the shared data is there.
         for s in ["h100-sxm", "b200", "mi355x", "mi308x", "v100-sxm2", "t4", "p100"] {
             let g = r
@@ -741,7 +744,11 @@ mod kernels {
         let h = r.holdout.unwrap();
         assert_eq!(h.fits.len(), 2, "{:?}", h.fits);
         assert_eq!(h.rows.len(), 60);
-        assert!(h.rows.iter().all(|x| x.predicted_s.is_finite() && x.predicted_s > 0.0));
+        assert!(
+            h.rows
+                .iter()
+                .all(|x| x.predicted_s.is_finite() && x.predicted_s > 0.0)
+        );
         for (_, held, f) in &h.fits {
             assert_eq!(f.devices, 1, "{held}");
             assert!(f.params.overlap >= 1.0 && f.params.memory > 0.0 && f.params.memory <= 1.0);
