@@ -19,7 +19,8 @@ const MODELS: [&str; 4] = [
     "llmforge-fast-365m",
 ];
 
-/// prepare + 45-point co-search + full report of the best design (paper options).
+/// prepare + 45-point co-search + full report of the best design (the corrected model's
+/// reference options).
 #[divan::bench(args = MODELS)]
 fn cosearch_full_report(b: divan::Bencher, name: &str) {
     let m = model::preset(name).unwrap();
@@ -27,7 +28,7 @@ fn cosearch_full_report(b: divan::Bencher, name: &str) {
     let grid = RingGrid::llmforge_ring();
     let w = RingWorkload::llmforge_paper();
     b.bench(|| {
-        let rm = RingModel::new(divan::black_box(&m), &w, &RingOptions::paper()).unwrap();
+        let rm = RingModel::new(divan::black_box(&m), &w, &RingOptions::corrected()).unwrap();
         co_search(&spec, &rm, &grid, Objective::Energy).unwrap()
     });
 }
@@ -41,7 +42,21 @@ fn cosearch_best_only(b: divan::Bencher, name: &str) {
     let designs = RingGrid::llmforge_ring().ring_designs().unwrap();
     let w = RingWorkload::llmforge_paper();
     b.bench(|| {
-        let rm = RingModel::new(divan::black_box(&m), &w, &RingOptions::paper()).unwrap();
+        let rm = RingModel::new(divan::black_box(&m), &w, &RingOptions::corrected()).unwrap();
+        co_search_best(&spec, &rm, &designs, Objective::Energy).unwrap()
+    });
+}
+
+/// The same under the paper-era timing (`ring.timing: paper_era`): every layer priced like
+/// the first, so one layer's GEMMs per grid point.
+#[divan::bench(args = MODELS)]
+fn cosearch_best_only_paper_era(b: divan::Bencher, name: &str) {
+    let m = model::preset(name).unwrap();
+    let spec = RingSpec::llmforge_reference();
+    let designs = RingGrid::llmforge_ring().ring_designs().unwrap();
+    let w = RingWorkload::llmforge_paper();
+    b.bench(|| {
+        let rm = RingModel::new(divan::black_box(&m), &w, &RingOptions::paper_era()).unwrap();
         co_search_best(&spec, &rm, &designs, Objective::Energy).unwrap()
     });
 }

@@ -16,8 +16,23 @@ fn main() {
 
 const SUBSTRATES: [&str; 2] = ["a100-sxm4-40gb", "gemmini"];
 
+/// SmolLM2-360M as shipped (bf16) on the GPU; at int8 on gemmini, whose MACs are int8 only
+/// (bf16 is rejected there).
+fn smollm2_360m(sub: &str) -> model::Model {
+    let mut m = model::preset("smollm2-360m").unwrap();
+    if sub == "gemmini" {
+        let p = model::Precision::Int8;
+        m.precision = model::Precisions {
+            weights: p,
+            activations: p,
+            kv_cache: p,
+        };
+    }
+    m
+}
+
 fn eval(b: divan::Bencher, sub: &str, engine: Engine) {
-    let m = model::preset("smollm2-360m").unwrap();
+    let m = smollm2_360m(sub);
     let s = substrate::load(sub, &[]).unwrap();
     let w = Workload::new(256, 256, 1).unwrap();
     b.counter(ItemsCount::new(1usize))
@@ -38,7 +53,7 @@ fn sim_smollm2_360m(b: divan::Bencher, sub: &str) {
 /// With per-op records (what `llmforge sim` prints).
 #[divan::bench(args = SUBSTRATES)]
 fn sim_records_smollm2_360m(b: divan::Bencher, sub: &str) {
-    let m = model::preset("smollm2-360m").unwrap();
+    let m = smollm2_360m(sub);
     let s = substrate::load(sub, &[]).unwrap();
     let w = Workload::new(256, 256, 1).unwrap();
     b.counter(ItemsCount::new(1usize))

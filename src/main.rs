@@ -51,6 +51,12 @@ enum Command {
     Validate(cli::validate::ValidateArgs),
     /// Fit a substrate's efficiencies to measured rows and write a calibrated substrate.
     Calibrate(cli::calibrate::CalibrateArgs),
+    /// Write report.html for a search or sweep output directory: plots, a sortable table of
+    /// the front or frontier, each design's architecture and model file (self-contained).
+    Report(cli::report::ReportArgs),
+    /// Cost-regression snapshots: record the costs of a cases file, check later runs.
+    #[command(subcommand)]
+    Snapshot(cli::snapshot::SnapshotCmd),
 }
 
 /// Rust starts with SIGPIPE ignored, so writing to a closed pipe (`llmforge sim ... | head`)
@@ -70,6 +76,13 @@ fn default_sigpipe() {}
 fn main() -> ExitCode {
     default_sigpipe();
     let cli = Cli::parse();
+    // SIGINT / SIGTERM / SIGHUP: long commands finish the work in flight and write complete
+    // outputs; any other command removes its unfinished temporary files and stops at once.
+    if let Err(err) = llmforge::output::interrupt::install() {
+        eprintln!(
+            "warning: cannot handle SIGINT / SIGTERM ({err}); an interrupted run may leave temporary files"
+        );
+    }
     let result = match cli.command {
         Command::Model(cmd) => cli::model::run(cmd),
         Command::Graph(args) => cli::graph::run(args),
@@ -80,16 +93,29 @@ fn main() -> ExitCode {
         Command::Roofline(args) => cli::roofline::run(args),
         Command::Search(args) => cli::search::run(args),
         Command::Sweep(args) => cli::sweep::run(args),
+        Command::Report(args) => cli::report::run(args),
         Command::Law(cmd) => cli::law::run(cmd),
         Command::Surrogate(cmd) => cli::surrogate::run(cmd),
         Command::Validate(args) => cli::validate::run(args),
         Command::Calibrate(args) => cli::calibrate::run(args),
+        Command::Snapshot(cmd) => cli::snapshot::run(cmd),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("{err:?}");
-            ExitCode::FAILURE
+    if let Err(err) = &result {
+        // Rendered whole, then written at once: the renderer writes piece by piece, and
+        // stderr is unbuffered.
+        let text = format!("{err:?}\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
+    }
+    // an interrupted run never exits 0, even when it wrote complete outputs for what it did
+    match (llmforge::output::interrupt::received(), result) {
+        (Some(signal), _) => {
+            eprintln!(
+                "llmforge: interrupted by {}: the outputs cover only the work done before it",
+                signal.name()
+            );
+            ExitCode::from(signal.exit_code())
         }
+        (None, Ok(())) => ExitCode::SUCCESS,
+        (None, Err(_)) => ExitCode::FAILURE,
     }
 }

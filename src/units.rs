@@ -302,6 +302,13 @@ pub fn fmt_si(value: f64, unit: &str) -> String {
     if value == 0.0 || !value.is_finite() {
         return format!("{value} {unit}");
     }
+    let (scale, prefix) = si_prefix(value.abs());
+    format!("{:.3} {}{}", value / scale, prefix, unit)
+}
+
+/// The SI prefix for a magnitude (`u` for micro): the largest of P, T, G, M, k, -, m, u, n,
+/// p, f whose scale is at most `magnitude`.
+pub fn si_prefix(magnitude: f64) -> (f64, &'static str) {
     const PREFIXES: [(f64, &str); 11] = [
         (1e15, "P"),
         (1e12, "T"),
@@ -315,13 +322,11 @@ pub fn fmt_si(value: f64, unit: &str) -> String {
         (1e-12, "p"),
         (1e-15, "f"),
     ];
-    let magnitude = value.abs();
-    let (scale, prefix) = PREFIXES
+    PREFIXES
         .iter()
         .copied()
         .find(|(s, _)| magnitude >= *s)
-        .unwrap_or((1e-15, "f"));
-    format!("{:.3} {}{}", value / scale, prefix, unit)
+        .unwrap_or((1e-15, "f"))
 }
 
 impl fmt::Display for Seconds {

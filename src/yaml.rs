@@ -48,12 +48,13 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode, SourceSpan};
+use miette::{Diagnostic, LabeledSpan, MietteError, NamedSource, SourceCode, SourceSpan, SpanContents};
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_saphyr::MessageFormatter;
 
 use crate::dsl::{self, DslError, DslErrorKind, FromQuantity, Quantity, Value};
+use crate::limits;
 
 /// Where a YAML value is written: 1-based line and column (in characters) and the byte range
 /// of the node in the file.
@@ -164,6 +165,31 @@ impl<T: Serialize> Serialize for Located<T> {
     }
 }
 
+/// A YAML mapping as written: its entries in file order, each key with its position (for
+/// errors about a key, e.g. an unknown field path), values deserialized as `V`.
+#[derive(Clone, Debug)]
+pub struct Entries<V>(pub Vec<(Located<String>, V)>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for EntriesVisitor<V> {
+            type Value = Entries<V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Entries<V>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<Located<String>, V>()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        deserializer.deserialize_map(EntriesVisitor(std::marker::PhantomData))
+    }
+}
+
 /// `&[(name, text)]` of description files shipped inside the binary: every `<name>.yaml` named,
 /// read from `<dir>` under the crate root at compile time.
 macro_rules! shipped {
@@ -183,11 +209,14 @@ pub fn shipped_or_file(
     kind: &str,
 ) -> Result<SourceFile, DescError> {
     let path = Path::new(spec);
-    if path.is_file() {
-        return SourceFile::read(path);
+    // Any existing path is read as the file (a directory or a device is refused, saying what
+    // it is); a name that is no path is looked up among the shipped descriptions.
+    let is_shipped = shipped.iter().any(|(n, _)| n.eq_ignore_ascii_case(spec));
+    if path.is_file() || (crate::input::exists(spec) && !is_shipped) {
+        return SourceFile::read_as(path, kind_static(kind));
     }
-    match shipped.iter().find(|(n, _)| n.eq_ignore_ascii_case(spec)) {
-        Some((n, src)) => Ok(SourceFile::new(format!("{dir}/{n}.yaml"), *src)),
+    match shipped_named(spec, shipped, dir) {
+        Some(file) => Ok(file),
         None => {
             let names: Vec<&str> = shipped.iter().map(|(n, _)| *n).collect();
             Err(SourceFile::new(spec, "").error(
@@ -200,11 +229,25 @@ pub fn shipped_or_file(
     }
 }
 
-/// A description file: its display name and its text, both shared (cheap to clone).
+/// The entry of `shipped` (written under `dir`) whose name matches `name` ignoring case; no
+/// file is looked at.
+pub fn shipped_named(name: &str, shipped: &[(&str, &'static str)], dir: &str) -> Option<SourceFile> {
+    shipped
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(n, src)| SourceFile::new(format!("{dir}/{n}.yaml"), *src))
+}
+
+/// A description file: its display name and its text, both shared (cheap to clone), and the
+/// start of every line (built on the first error, so that locating many errors in a large
+/// file stays cheap).
 #[derive(Clone, Debug)]
 pub struct SourceFile {
     name: Arc<str>,
     text: Arc<str>,
+    line_starts: Arc<std::sync::OnceLock<Vec<usize>>>,
+    /// Lines of the file before `text` (0 for a whole file; see [`SourceFile::excerpt`]).
+    first_line: usize,
 }
 
 impl SourceFile {
@@ -212,24 +255,34 @@ impl SourceFile {
         SourceFile {
             name: name.into(),
             text: text.into(),
+            line_starts: Arc::default(),
+            first_line: 0,
         }
     }
 
-    /// Reads a file; the name shown in errors is the path as given.
+    /// A part of a file that is read as a stream (a CSV record): `text` starts at line
+    /// `first_line + 1` of the file named `name`. Errors built on it carry the file's line
+    /// and column and show the part.
+    pub fn excerpt(name: impl Into<Arc<str>>, text: impl Into<Arc<str>>, first_line: usize) -> SourceFile {
+        SourceFile {
+            first_line,
+            ..SourceFile::new(name, text)
+        }
+    }
+
+    /// Reads a description file (at most [`limits::MAX_DESCRIPTION_BYTES`]); the name shown in
+    /// errors is the path as given.
     pub fn read(path: &Path) -> Result<SourceFile, DescError> {
+        SourceFile::read_as(path, "description")
+    }
+
+    /// As [`SourceFile::read`]; `kind` names the file in errors ("`/tmp` is a directory, not a
+    /// substrate file").
+    pub fn read_as(path: &Path, kind: &'static str) -> Result<SourceFile, DescError> {
         let name = path.display().to_string();
-        match std::fs::read_to_string(path) {
+        match crate::input::read_text(path, kind, limits::MAX_DESCRIPTION_BYTES) {
             Ok(text) => Ok(SourceFile::new(name, text)),
-            Err(e) => Err(DescError(Box::new(DescErrorData {
-                kind: DescErrorKind::Io,
-                file: name.into(),
-                src: None,
-                line: 0,
-                column: 0,
-                message: format!("cannot read the file: {e}"),
-                labels: Vec::new(),
-                help: None,
-            }))),
+            Err(e) => Err(DescError::io(&name, &e)),
         }
     }
 
@@ -241,9 +294,65 @@ impl SourceFile {
         &self.text
     }
 
-    /// Deserializes the whole file.
+    /// Deserializes the whole file (after checking its line lengths).
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, DescError> {
+        self.check_lines()?;
         serde_saphyr::from_str::<T>(&self.text).map_err(|e| self.yaml_error(&e))
+    }
+
+    /// As [`SourceFile::parse`], for a file llmforge records itself whose size follows the run
+    /// (a cost snapshot): serde-saphyr's budget of values raised to `nodes` (and of parser
+    /// events to 4x that); nesting depth, aliases and anchors keep their limits.
+    pub fn parse_recorded<T: DeserializeOwned>(&self, nodes: usize) -> Result<T, DescError> {
+        self.check_lines()?;
+        let mut budget = serde_saphyr::Budget::default();
+        budget.max_nodes = budget.max_nodes.max(nodes);
+        budget.max_events = budget.max_events.max(nodes.saturating_mul(4));
+        let mut options = serde_saphyr::Options::default();
+        options.budget = Some(budget);
+        serde_saphyr::from_str_with_options::<T>(&self.text, options).map_err(|e| self.yaml_error(&e))
+    }
+
+    /// Refuses a line longer than [`limits::MAX_LINE_BYTES`], at its first byte past the limit.
+    pub fn check_lines(&self) -> Result<(), DescError> {
+        let mut start = 0;
+        for line in self.text.split_inclusive('\n') {
+            if line.len() > limits::MAX_LINE_BYTES {
+                let offset = floor_char_boundary(&self.text, start + limits::MAX_LINE_BYTES);
+                let (l, _) = self.line_column(offset);
+                return Err(self.error_at_offset(
+                    offset,
+                    format!(
+                        "line {l} is {} bytes long; a line may have at most {}",
+                        limits::grouped(line.len() as u64),
+                        limits::grouped(limits::MAX_LINE_BYTES as u64)
+                    ),
+                    "the line goes on past here",
+                    Some(format!("see {}", limits::DOC)),
+                ));
+            }
+            start += line.len();
+        }
+        Ok(())
+    }
+
+    /// An error at a byte offset (one character wide).
+    pub fn error_at_offset(
+        &self,
+        offset: usize,
+        message: impl Into<String>,
+        label: impl Into<String>,
+        help: Option<String>,
+    ) -> DescError {
+        let offset = floor_char_boundary(&self.text, offset);
+        let len = self.text[offset..].chars().next().map_or(0, char::len_utf8);
+        self.build(
+            DescErrorKind::Invalid,
+            Some(SourceSpan::from((offset, len))),
+            message.into(),
+            label.into(),
+            help,
+        )
     }
 
     /// A collector for the errors of one validation pass over this file.
@@ -251,23 +360,32 @@ impl SourceFile {
         Diagnostics::new(self)
     }
 
-    fn named_source(&self) -> NamedSource<Arc<str>> {
-        NamedSource::new(&*self.name, self.text.clone())
-    }
-
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_column(&self, offset: usize) -> (usize, usize) {
         let offset = floor_char_boundary(&self.text, offset);
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |k| k + 1);
-        (line, before[line_start..].chars().count() + 1)
+        let starts = self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(k, _)| k + 1))
+                .collect()
+        });
+        let line = starts.partition_point(|&s| s <= offset).max(1);
+        let line_start = starts[line - 1];
+        (
+            line + self.first_line,
+            self.text[line_start..offset].chars().count() + 1,
+        )
     }
 
     fn yaml_error(&self, e: &serde_saphyr::Error) -> DescError {
-        let mut message = serde_saphyr::DefaultMessageFormatter
-            .format_message(e)
-            .into_owned();
+        let mut message = match self.own_message(e) {
+            Some(m) => m,
+            None => serde_saphyr::DefaultMessageFormatter
+                .format_message(e)
+                .into_owned(),
+        };
+        if message.contains("recursion limit exceeded") {
+            message = "the YAML is too large to read: it nests sequences and mappings too deeply (more than a few hundred levels)".into();
+        }
         // Drop the note addressed to programmers ("set DuplicateKeyPolicy in Options...").
         if let Some(k) = message.find(", set DuplicateKeyPolicy") {
             message.truncate(k);
@@ -298,6 +416,69 @@ impl SourceFile {
         self.build(DescErrorKind::Yaml, span, message, label.into(), help)
     }
 
+    /// Messages in words for the serde-saphyr errors whose default text is terse or shows Rust
+    /// debug output: a scalar that is not the number a field needs ("invalid u64"), and a
+    /// breached resource budget ("budget breached: Depth { depth: 65 }").
+    fn own_message(&self, e: &serde_saphyr::Error) -> Option<String> {
+        use serde_saphyr::Error as E;
+        let mut e = e;
+        while let E::WithSnippet { error, .. } | E::AliasError { error, .. } = e {
+            e = error;
+        }
+        match e {
+            E::InvalidScalar { ty, location } => {
+                let loc = Loc::from_saphyr(*location);
+                let written = self
+                    .text
+                    .get(loc.offset..loc.offset + loc.len)
+                    .filter(|_| loc.is_known());
+                let found = written
+                    .map(|t| {
+                        format!(
+                            ", found `{}`",
+                            clipped(t.trim_matches(|c| c == '"' || c == '\''), 60)
+                        )
+                    })
+                    .unwrap_or_default();
+                // A number that does not fit the type, or no number at all (`576 B`).
+                let is_number = written.is_some_and(|t| {
+                    t.trim_matches(|c| c == '"' || c == '\'')
+                        .trim()
+                        .parse::<f64>()
+                        .is_ok()
+                });
+                let (what, example) = match *ty {
+                    "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => {
+                        ("a plain count", "a whole number with no unit, such as 576")
+                    }
+                    "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => ("a whole number", "with no unit"),
+                    "f32" | "f64" => ("a plain number", "with no unit, such as 0.25"),
+                    "bool" => ("true or false", ""),
+                    "char" => ("a single character", ""),
+                    _ => return None,
+                };
+                let range = match *ty {
+                    "u8" => "from 0 to 255",
+                    "u16" => "from 0 to 65,535",
+                    "u32" => "from 0 to 4,294,967,295",
+                    "u64" | "usize" => "from 0 to 18,446,744,073,709,551,615",
+                    _ => "",
+                };
+                // A number out of the type's range, or no number at all (`576 B`).
+                let expected = if is_number && !range.is_empty() {
+                    format!("{what} {range}")
+                } else if example.is_empty() {
+                    what.to_string()
+                } else {
+                    format!("{what}: {example}")
+                };
+                Some(format!("expected {expected}{found}"))
+            }
+            E::Budget { breach, .. } => Some(budget_message(breach)),
+            _ => None,
+        }
+    }
+
     /// An error at a located value, e.g. a validation failure: `file.error(field.loc,
     /// "the array has 0 rows", "must be at least 1", None)`.
     pub fn error(
@@ -325,16 +506,24 @@ impl SourceFile {
         help: Option<String>,
     ) -> DescError {
         let (line, column) = span.map_or((0, 0), |s| self.line_column(s.offset()));
-        DescError(Box::new(DescErrorData {
+        let mut e = DescError::make(
             kind,
-            file: self.name.clone(),
-            src: Some(self.named_source()),
-            line,
-            column,
+            self.name.clone(),
+            None,
+            (line, column),
             message,
-            labels: span.map(|s| (s, label)).into_iter().collect(),
+            span.map(|s| (s, label)).into_iter().collect(),
             help,
-        }))
+        );
+        let mut labels = std::mem::take(&mut e.0.labels);
+        e.0.src = Some(Snippet::with_first_line(
+            self.name.clone(),
+            self.text.clone(),
+            &mut labels,
+            self.first_line,
+        ));
+        e.0.labels = labels;
+        e
     }
 
     /// Re-bases an error from the expression `text`, written as the YAML scalar at `scalar`,
@@ -352,19 +541,15 @@ impl SourceFile {
                 .iter()
                 .map(|(s, l)| (SourceSpan::from(*s), l.clone()))
                 .collect();
-            return DescError(Box::new(DescErrorData {
+            return DescError::make(
                 kind,
-                file: self.name.clone(),
-                src: Some(NamedSource::new(
-                    format!("{} (expression)", self.name),
-                    Arc::from(text),
-                )),
-                line: 0,
-                column: 0,
+                self.name.clone(),
+                Some((Arc::from(format!("{} (expression)", self.name)), Arc::from(text))),
+                (0, 0),
                 message,
                 labels,
                 help,
-            }));
+            );
         }
         let raw = self
             .text
@@ -395,16 +580,15 @@ impl SourceFile {
         let (line, column) = labels
             .first()
             .map_or((0, 0), |(s, _)| self.line_column(s.offset()));
-        DescError(Box::new(DescErrorData {
+        DescError::make(
             kind,
-            file: self.name.clone(),
-            src: Some(self.named_source()),
-            line,
-            column,
+            self.name.clone(),
+            Some((self.name.clone(), self.text.clone())),
+            (line, column),
             message,
             labels,
             help,
-        }))
+        )
     }
 }
 
@@ -416,6 +600,105 @@ fn floor_char_boundary(s: &str, mut offset: usize) -> usize {
     offset
 }
 
+/// `kind` as a `&'static str` for the few kinds [`shipped_or_file`] is called with.
+fn kind_static(kind: &str) -> &'static str {
+    match kind {
+        "substrate" => "substrate",
+        "search space" => "search space",
+        "grid" => "grid",
+        "model" => "model",
+        _ => "description",
+    }
+}
+
+/// A serde-saphyr resource budget breach in words.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let what = match breach {
+        B::Events { events } => format!(
+            "it has more than {} YAML events",
+            limits::grouped(*events as u64 - 1)
+        ),
+        B::Aliases { aliases } => format!(
+            "it uses more than {} aliases (`*name`)",
+            limits::grouped(*aliases as u64 - 1)
+        ),
+        B::Anchors { anchors } => format!(
+            "it defines more than {} anchors (`&name`)",
+            limits::grouped(*anchors as u64 - 1)
+        ),
+        B::Depth { depth } => format!(
+            "it nests sequences and mappings {depth} levels deep; at most {} are allowed",
+            depth - 1
+        ),
+        B::Documents { documents } => format!(
+            "it holds more than {} YAML documents",
+            limits::grouped(*documents as u64 - 1)
+        ),
+        B::Nodes { nodes } => format!("it has more than {} values", limits::grouped(*nodes as u64 - 1)),
+        B::ScalarBytes { total_scalar_bytes } => format!(
+            "its values add up to {} bytes of text",
+            limits::grouped(*total_scalar_bytes as u64)
+        ),
+        B::MergeKeys { merge_keys } => format!(
+            "it has more than {} merge keys (`<<`)",
+            limits::grouped(*merge_keys as u64 - 1)
+        ),
+        B::AliasAnchorRatio { aliases, anchors } => format!(
+            "it uses {} aliases of only {} anchors (an alias bomb such as the \"billion laughs\")",
+            limits::grouped(*aliases as u64),
+            limits::grouped(*anchors as u64)
+        ),
+        B::RecordedAnchorEvents { .. } | B::RecordedAnchorBytes { .. } => {
+            "its anchors expand to too much YAML (an alias bomb such as the \"billion laughs\")".to_string()
+        }
+        B::SequenceUnbalanced => "its sequences and mappings do not close properly".to_string(),
+        B::InputBytes { input_bytes } => format!("it is {} bytes long", limits::grouped(*input_bytes as u64)),
+        _ => "it is too large or too deeply nested".to_string(),
+    };
+    format!("the YAML is too large to read: {what}")
+}
+
+/// `s`, or its first `max` characters and a note of its length when it is longer: for values
+/// quoted in messages.
+pub fn clipped(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    let n = s.chars().count();
+    if n <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let head: String = s.chars().take(max).collect();
+    std::borrow::Cow::Owned(format!("{head}... ({} characters)", limits::grouped(n as u64)))
+}
+
+/// A message with every backquoted value longer than 64 characters clipped, and the whole
+/// kept under 2,000 characters, so that an error quoting a huge value stays readable.
+fn clip_message(message: String) -> String {
+    const VALUE: usize = 64;
+    const WHOLE: usize = 2000;
+    if message.len() <= 200 {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len().min(WHOLE + 64));
+    let mut rest = message.as_str();
+    while let Some(open) = rest.find('`') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        match rest.find('`') {
+            Some(close) => {
+                out.push_str(&clipped(&rest[..close], VALUE));
+                out.push('`');
+                rest = &rest[close + 1..];
+            }
+            None => break,
+        }
+    }
+    out.push_str(rest);
+    if out.chars().count() > WHOLE {
+        out = clipped(&out, WHOLE).into_owned();
+    }
+    out
+}
+
 fn yaml_help(message: &str) -> Option<String> {
     if message.contains("unknown field") {
         Some("check the spelling; the accepted keys are listed above".into())
@@ -424,6 +707,29 @@ fn yaml_help(message: &str) -> Option<String> {
     } else {
         None
     }
+}
+
+/// `s` as a YAML double-quoted scalar that reads back as `s` exactly: `"`, `\\` and every
+/// character YAML does not print (controls, line and paragraph separators, the byte-order
+/// mark) are escaped.
+pub fn quote(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}') =>
+            {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Parses a whole YAML description from a string; `file_name` is shown in errors.
@@ -461,7 +767,7 @@ pub struct DescError(Box<DescErrorData>);
 struct DescErrorData {
     kind: DescErrorKind,
     file: Arc<str>,
-    src: Option<NamedSource<Arc<str>>>,
+    src: Option<Snippet>,
     line: usize,
     column: usize,
     message: String,
@@ -470,6 +776,49 @@ struct DescErrorData {
 }
 
 impl DescError {
+    /// An error with its message and help clipped ([`clip_message`]) and its source cut down
+    /// to what the labels need ([`Snippet`]). `src` is (name shown above the snippet, text).
+    fn make(
+        kind: DescErrorKind,
+        file: Arc<str>,
+        src: Option<(Arc<str>, Arc<str>)>,
+        (line, column): (usize, usize),
+        message: String,
+        mut labels: Vec<(SourceSpan, String)>,
+        help: Option<String>,
+    ) -> DescError {
+        let src = src.map(|(name, text)| Snippet::new(name, text, &mut labels));
+        DescError(Box::new(DescErrorData {
+            kind,
+            file,
+            src,
+            line,
+            column,
+            message: clip_message(message),
+            labels,
+            help: help.map(clip_message),
+        }))
+    }
+
+    /// A file that cannot be read (see [`crate::input`]); no source to show.
+    pub fn io(file: &str, e: &crate::input::InputError) -> DescError {
+        let (line, column) = match e {
+            crate::input::InputError::NotUtf8 { line, column, .. } => (*line, *column),
+            _ => (0, 0),
+        };
+        // The path is already in the `file:` prefix.
+        let message = e.reason();
+        DescError::make(
+            DescErrorKind::Io,
+            Arc::from(file),
+            None,
+            (line, column),
+            message,
+            Vec::new(),
+            None,
+        )
+    }
+
     pub fn kind(&self) -> &DescErrorKind {
         &self.0.kind
     }
@@ -551,6 +900,173 @@ impl Diagnostic for DescError {
     }
 }
 
+/// The source shown under an error: the file, or, when a label sits on a line too long to
+/// print (a 10 MB value), only a window of that line around the label, between "..." marks.
+/// Labels are clamped to what is shown, so rendering an error costs the same whatever the
+/// size of the line or value it points at.
+#[derive(Clone, Debug)]
+enum Snippet {
+    Whole(NamedSource<Arc<str>>),
+    Window(Window),
+}
+
+/// Part of one line: `data` is the shown text (marks included), which starts at byte `base`
+/// of the file (the marks stand in front of the first shown byte), on 0-based `line`, at
+/// 0-based `column` (in characters).
+#[derive(Clone, Debug)]
+struct Window {
+    name: Arc<str>,
+    data: String,
+    base: usize,
+    line: usize,
+    column: usize,
+}
+
+/// Lines longer than this (in bytes) around a label are shown as a window.
+const SNIPPET_LINE: usize = 240;
+/// Characters shown on each side of the label's start in a window.
+const SNIPPET_SIDE: usize = 60;
+/// A label longer than this (in bytes) is cut to it.
+const SNIPPET_LABEL: usize = 120;
+
+impl Snippet {
+    fn new(name: Arc<str>, text: Arc<str>, labels: &mut Vec<(SourceSpan, String)>) -> Snippet {
+        Snippet::with_first_line(name, text, labels, 0)
+    }
+
+    /// As [`Snippet::new`] for text that starts at line `first_line + 1` of its file (always
+    /// shown as a window, which carries the line number).
+    fn with_first_line(
+        name: Arc<str>,
+        text: Arc<str>,
+        labels: &mut Vec<(SourceSpan, String)>,
+        first_line: usize,
+    ) -> Snippet {
+        let Some((primary, _)) = labels.first() else {
+            return Snippet::Whole(NamedSource::new(&*name, text));
+        };
+        let t: &str = &text;
+        let at = floor_char_boundary(t, primary.offset());
+        // Bounded scans: the start and end of the label's line, and of the lines around it.
+        let back = |from: usize| -> Option<usize> {
+            let lo = from.saturating_sub(SNIPPET_LINE + 1);
+            t.as_bytes()[lo..from]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map(|k| lo + k + 1)
+                .or((lo == 0).then_some(0))
+        };
+        let fwd = |from: usize| -> Option<usize> {
+            let hi = (from + SNIPPET_LINE + 1).min(t.len());
+            t.as_bytes()[from..hi]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|k| from + k)
+                .or((hi == t.len()).then_some(t.len()))
+        };
+        let start = back(at);
+        let end = fwd(at);
+        let short = |s: Option<usize>, e: Option<usize>| matches!((s, e), (Some(s), Some(e)) if e - s <= SNIPPET_LINE);
+        let prev_ok = match start {
+            Some(0) | None => true,
+            Some(s) => back(s - 1).is_some(),
+        };
+        let next_ok = match end {
+            Some(e) if e < t.len() => fwd(e + 1).is_some(),
+            _ => true,
+        };
+        let long_label = labels.iter().any(|(s, _)| s.len() > SNIPPET_LABEL * 32);
+        if short(start, end) && prev_ok && next_ok && !long_label && first_line == 0 {
+            return Snippet::Whole(NamedSource::new(&*name, text));
+        }
+        // A window of the label's line.
+        let line_start = t[..at].rfind('\n').map_or(0, |k| k + 1);
+        let line_end = t[at..].find('\n').map_or(t.len(), |k| at + k);
+        let mut a = at;
+        for _ in 0..SNIPPET_SIDE {
+            if a <= line_start {
+                break;
+            }
+            a = floor_char_boundary(t, a - 1);
+        }
+        let mut b = at;
+        for c in t[at..line_end].chars().take(2 * SNIPPET_SIDE) {
+            b += c.len_utf8();
+        }
+        let (pre, post) = (
+            if a > line_start { "..." } else { "" },
+            if b < line_end { "..." } else { "" },
+        );
+        let data = format!("{pre}{}{post}", &t[a..b]);
+        let line = t[..line_start].matches('\n').count();
+        let column = t[line_start..a].chars().count().saturating_sub(pre.len());
+        // Keep the labels inside the window, cut to what is shown.
+        labels.retain(|(s, _)| s.offset() >= a && s.offset() <= b);
+        for (s, _) in labels.iter_mut() {
+            let len = s.len().min(b - s.offset()).min(SNIPPET_LABEL);
+            *s = SourceSpan::from((s.offset(), len));
+        }
+        Snippet::Window(Window {
+            name,
+            data,
+            base: a - pre.len(),
+            line: line + first_line,
+            column,
+        })
+    }
+}
+
+/// What [`Window`] hands to miette: the whole window, whatever span is asked for.
+struct WindowContents<'a> {
+    window: &'a Window,
+    span: SourceSpan,
+    column: usize,
+}
+
+impl<'a> SpanContents<'a> for WindowContents<'a> {
+    fn data(&self) -> &'a [u8] {
+        self.window.data.as_bytes()
+    }
+    fn span(&self) -> &SourceSpan {
+        &self.span
+    }
+    fn name(&self) -> Option<&str> {
+        Some(&self.window.name)
+    }
+    fn line(&self) -> usize {
+        self.window.line
+    }
+    fn column(&self) -> usize {
+        self.column
+    }
+    fn line_count(&self) -> usize {
+        1
+    }
+}
+
+impl SourceCode for Snippet {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        match self {
+            Snippet::Whole(s) => s.read_span(span, before, after),
+            Snippet::Window(w) => {
+                // The column of the asked span (for the `[file:line:column]` header).
+                let into = span.offset().saturating_sub(w.base).min(w.data.len());
+                let column = w.column + w.data.get(..into).map_or(0, |d| d.chars().count());
+                Ok(Box::new(WindowContents {
+                    window: w,
+                    span: SourceSpan::from((w.base, w.data.len())),
+                    column,
+                }))
+            }
+        }
+    }
+}
+
 /// Every error of one validation pass, reported together (miette shows each as related).
 #[derive(Clone, Debug)]
 pub struct DescErrors {
@@ -598,6 +1114,8 @@ impl From<DescError> for DescErrors {
 pub struct Diagnostics {
     file: SourceFile,
     errors: Vec<DescError>,
+    /// Errors past [`limits::MAX_ERRORS`], counted, not kept.
+    dropped: usize,
 }
 
 impl Diagnostics {
@@ -605,18 +1123,27 @@ impl Diagnostics {
         Diagnostics {
             file: file.clone(),
             errors: Vec::new(),
+            dropped: 0,
         }
     }
     pub fn file(&self) -> &SourceFile {
         &self.file
     }
-    /// Records an error.
+    /// Records an error (the first [`limits::MAX_ERRORS`] are kept, the rest counted).
     pub fn push(&mut self, e: DescError) {
-        self.errors.push(e);
+        if self.errors.len() < limits::MAX_ERRORS {
+            self.errors.push(e);
+        } else {
+            self.dropped += 1;
+        }
+    }
+    /// Whether no more errors are kept (later ones are only counted).
+    pub fn is_full(&self) -> bool {
+        self.errors.len() >= limits::MAX_ERRORS
     }
     /// `Some(value)` on success; records the error and gives `None` otherwise.
     pub fn check<T>(&mut self, result: Result<T, DescError>) -> Option<T> {
-        result.map_err(|e| self.errors.push(e)).ok()
+        result.map_err(|e| self.push(e)).ok()
     }
     /// Records a validation error at a located value.
     pub fn error(
@@ -626,20 +1153,41 @@ impl Diagnostics {
         label: impl Into<String>,
         help: Option<String>,
     ) {
+        if self.is_full() {
+            self.dropped += 1;
+            return;
+        }
         let e = self.file.error(loc, message, label, help);
-        self.errors.push(e);
+        self.push(e);
     }
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()
     }
+    /// Errors recorded, the counted ones included.
     pub fn len(&self) -> usize {
-        self.errors.len()
+        self.errors.len() + self.dropped
     }
     pub fn errors(&self) -> &[DescError] {
         &self.errors
     }
     /// The errors, for `(T, Vec<DescError>)`-style returns.
     pub fn into_vec(self) -> Vec<DescError> {
+        self.into_errors()
+    }
+    fn into_errors(mut self) -> Vec<DescError> {
+        if self.dropped > 0 {
+            let note = self.file.error(
+                Loc::UNKNOWN,
+                format!(
+                    "{} more problems are not listed (only the first {} of a file are)",
+                    limits::grouped(self.dropped as u64),
+                    limits::MAX_ERRORS
+                ),
+                "",
+                None,
+            );
+            self.errors.push(note);
+        }
         self.errors
     }
     /// `Ok(value)` when nothing was recorded, else every error.
@@ -649,7 +1197,7 @@ impl Diagnostics {
         } else {
             Err(DescErrors {
                 file: self.file.name.clone(),
-                errors: self.errors,
+                errors: self.into_errors(),
             })
         }
     }

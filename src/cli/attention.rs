@@ -3,12 +3,14 @@
 //! (`sim/gpu.rs`: the query and KV blocks, the KV split and the waves are shown); elsewhere as
 //! three kernels one after another.
 
-use super::gemm::{Format, KernelOut, formats, json, kernel_out, precision_for, table};
+use super::gemm::{
+    Format, KernelOut, check_dims, json, kernel_out, precision_for, resolve_kernel, rule_words, table,
+};
 use super::sim::EngineArg;
 use clap::Args;
 use llmforge::graph::{AttentionShape, attention_ops};
-use llmforge::model::Precisions;
-use llmforge::sim::cost::{self, Cost, Mapper, Traffic};
+
+use llmforge::sim::cost::{self, Cost, Traffic};
 use llmforge::sim::{Engine, gpu};
 use llmforge::substrate::Kind;
 
@@ -52,18 +54,15 @@ pub struct AttentionArgs {
 
 pub fn run(args: AttentionArgs) -> miette::Result<()> {
     let kv_heads = args.kv_heads.unwrap_or(args.heads);
-    for (name, v) in [
-        ("batch", args.batch),
-        ("heads", args.heads),
-        ("kv-heads", kv_heads),
-        ("q-len", args.q_len),
-        ("kv-len", args.kv_len),
-        ("head-dim", args.head_dim),
-    ] {
-        if v == 0 {
-            miette::bail!("--{name} must be at least 1");
-        }
-    }
+    use llmforge::limits::{MAX_BATCH, MAX_CONTEXT, MAX_HEAD_DIM, MAX_HEADS};
+    check_dims(&[
+        ("batch", args.batch, MAX_BATCH),
+        ("heads", args.heads, MAX_HEADS),
+        ("kv-heads", kv_heads, MAX_HEADS),
+        ("q-len", args.q_len, MAX_CONTEXT),
+        ("kv-len", args.kv_len, MAX_CONTEXT),
+        ("head-dim", args.head_dim, MAX_HEAD_DIM),
+    ])?;
     if args.heads % kv_heads != 0 {
         miette::bail!(
             "--heads {} is not a multiple of --kv-heads {kv_heads}: each KV head serves a whole group of query heads",
@@ -90,16 +89,9 @@ pub fn run(args: AttentionArgs) -> miette::Result<()> {
         d_v: args.head_dim,
         causal: args.causal,
     };
-    let ops = attention_ops(shape, formats(p));
+    let (f, mapper) = resolve_kernel(&s, p, true)?;
+    let ops = attention_ops(shape, f);
     let refs: Vec<&llmforge::graph::Op> = ops.iter().collect();
-    let mapper = Mapper::new(
-        &s,
-        &Precisions {
-            weights: p,
-            activations: p,
-            kv_cache: p,
-        },
-    );
     let model = match engine {
         Engine::Roofline => cost::Model::Roofline,
         Engine::Sim => cost::Model::Sim,
@@ -124,7 +116,7 @@ pub fn run(args: AttentionArgs) -> miette::Result<()> {
         total.stream_write = llmforge::units::Seconds::ZERO;
         total
     };
-    let mut out: KernelOut = kernel_out(&s, engine, &p.to_string(), &refs, &c);
+    let mut out: KernelOut = kernel_out(&s, engine, &rule_words(&mapper, true), &refs, &c);
     let d = &mut out.detail;
     let mut put = |k: &str, v: serde_json::Value| {
         d.insert(k.to_string(), v);
@@ -153,7 +145,7 @@ pub fn run(args: AttentionArgs) -> miette::Result<()> {
         put("waves", plan.waves.into());
     }
     match args.format {
-        Format::Json => println!("{}", json(&out)?),
+        Format::Json => print!("{}", json(&out, p)?),
         Format::Table => print!(
             "{}",
             table(

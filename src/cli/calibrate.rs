@@ -4,7 +4,9 @@
 
 use super::validate::{EngineArg, Format, load_maps};
 use clap::Args;
+use llmforge::output::{Outputs, write_atomic};
 use llmforge::substrate::{self, Efficiency};
+use llmforge::trace::{JsonMeta, PrecisionMeta, json_document};
 use llmforge::validate::calibrate::{self, Fit, Point};
 use llmforge::validate::energy::{self, EnergyFit};
 use llmforge::validate::predict::Engine;
@@ -129,6 +131,14 @@ fn fe(e: &Efficiency) -> FitEff {
 }
 
 pub fn run(args: CalibrateArgs) -> miette::Result<()> {
+    Outputs::new()
+        .input("--traces", &args.traces)
+        .input("--substrate", &args.substrate)
+        .inputs("--substrate-map", &args.substrate_map)
+        .file("--out", Some(&args.out))
+        .file("--overlay-out", args.overlay_out.as_deref())
+        .check()
+        .into_diagnostic()?;
     let engine: Engine = args.engine.into();
     let traces = traces::read(&args.traces)?;
     let maps = load_maps(&args.substrate_map)?;
@@ -308,7 +318,7 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
         }
         .into());
     }
-    validate::write_atomic(&args.out, &text)?;
+    write_atomic(&args.out, text.as_bytes()).into_diagnostic()?;
     if let Some(p) = &args.overlay_out {
         let y = overlay::to_yaml(
             stack.unwrap_or("any"),
@@ -318,7 +328,7 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
             &header,
         );
         overlay::parse(&y, &p.display().to_string())?;
-        validate::write_atomic(p, &y)?;
+        write_atomic(p, y.as_bytes()).into_diagnostic()?;
     }
     let report = CalReport {
         traces: traces.file.clone(),
@@ -338,7 +348,14 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
         out: args.out.display().to_string(),
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report).into_diagnostic()?),
+        Format::Json => print!(
+            "{}",
+            json_document(
+                &JsonMeta::cost(engine.name(), Some(PrecisionMeta::PerRow)),
+                &report
+            )
+            .into_diagnostic()?
+        ),
         Format::Table => print!("{}", table(&report)),
     }
     Ok(())

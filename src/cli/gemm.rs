@@ -13,6 +13,7 @@ use llmforge::sim::cost::{self, Cost, Mapper};
 use llmforge::sim::{Engine, gpu};
 use llmforge::substrate::{Kind, Substrate};
 use llmforge::trace::table::{Column, Table};
+use llmforge::trace::{JsonMeta, PrecisionMeta, json_document};
 use llmforge::units::fmt_si;
 use miette::IntoDiagnostic;
 use serde::Serialize;
@@ -68,7 +69,6 @@ pub enum Format {
 /// What `gemm` and `attention` report for one kernel.
 #[derive(Serialize)]
 pub struct KernelOut {
-    pub llmforge_version: &'static str,
     pub substrate: String,
     pub kind: &'static str,
     pub engine: &'static str,
@@ -90,9 +90,10 @@ pub struct KernelOut {
     pub detail: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The JSON text of a kernel report (one function, so a common envelope can replace it).
-pub fn json(out: &KernelOut) -> miette::Result<String> {
-    serde_json::to_string_pretty(out).into_diagnostic()
+/// The JSON text of a kernel report at operand precision `p`, in the common envelope.
+pub fn json(out: &KernelOut, p: Precision) -> miette::Result<String> {
+    let meta = JsonMeta::cost(out.engine, Some(PrecisionMeta::Operands(p)));
+    json_document(&meta, out).into_diagnostic()
 }
 
 /// The table text of a kernel report.
@@ -145,7 +146,6 @@ pub fn kernel_out(s: &Substrate, engine: Engine, precision: &str, ops: &[&Op], c
         0.0
     };
     KernelOut {
-        llmforge_version: llmforge::provenance::VERSION,
         substrate: s.name.clone(),
         kind: s.kind_name(),
         engine: engine.name(),
@@ -177,8 +177,8 @@ pub fn precision_for(
     }
     Ok(match (&s.kind, word_bytes) {
         (Kind::Systolic(_), w) => match w.unwrap_or(1.0) {
-            w if !(w.is_finite() && w > 0.0) => {
-                miette::bail!("--word-bytes must be a positive number, got {w}")
+            w if !(w.is_finite() && w > 0.0 && w <= 64.0) => {
+                miette::bail!("--word-bytes {w}: expected bytes per element in (0, 64]")
             }
             w if w == 1.0 => Precision::Int8,
             w if w == 2.0 => Precision::F16,
@@ -191,27 +191,74 @@ pub fn precision_for(
     })
 }
 
-/// Formats of a standalone kernel at precision `p`.
-pub fn formats(p: Precision) -> KernelFormats {
-    KernelFormats {
-        input: p.bytes(),
-        stored: p.bytes(),
-        output: p.bytes(),
-        compute: p.compute_class(),
+/// A standalone kernel at precision `p` on `s`: the formats resolved by the substrate's
+/// precision rules (a format it lacks is dequantised, widened or quantised as it declares, or
+/// refused), the operand formats of the kernel's ops (`stored`: the weights of a GEMM, the KV
+/// cache of attention) and a mapper for them.
+pub fn resolve_kernel<'s>(
+    s: &'s Substrate,
+    p: Precision,
+    attention: bool,
+) -> miette::Result<(KernelFormats, Mapper<'s>)> {
+    let r = s
+        .resolve(&Precisions {
+            weights: p,
+            activations: p,
+            kv_cache: p,
+        })
+        .map_err(|e| miette::miette!(help = e.help(), "--precision {p} on {}: {e}", s.name))?;
+    let stored = r.stored();
+    let f = KernelFormats {
+        input: stored.activations.bytes(),
+        stored: if attention {
+            stored.kv_cache.bytes()
+        } else {
+            stored.weights.bytes()
+        },
+        output: stored.activations.bytes(),
+        compute: if attention {
+            r.attention_gemm
+        } else {
+            r.weight_gemm
+        },
+    };
+    Ok((f, Mapper::resolved(s, r, None)))
+}
+
+/// The precision rule a kernel ran by, in words (`fp16`, `Q4_0 (4.5 b/w) dequantised to
+/// fp16`, ...).
+pub fn rule_words(m: &Mapper, attention: bool) -> String {
+    let r = &m.precision;
+    if attention {
+        r.kv_cache.description()
+    } else {
+        r.weights.description()
     }
 }
 
-fn check_dims(items: &[(&str, u64)]) -> miette::Result<()> {
-    for (name, v) in items {
+/// GEMM dimensions up to 2^24 each, batches up to 2^16 (`dsl/README.md`, Limits).
+const MAX_GEMM_DIM: u64 = 1 << 24;
+
+/// Each `(flag, value, limit)`: at least 1 and at most the limit.
+pub fn check_dims(items: &[(&str, u64, u64)]) -> miette::Result<()> {
+    for (name, v, max) in items {
         if *v == 0 {
             miette::bail!("--{name} must be at least 1");
+        }
+        if let Some(m) = llmforge::limits::above(name, *v, *max) {
+            miette::bail!("--{name}: {m}");
         }
     }
     Ok(())
 }
 
 pub fn run(args: GemmArgs) -> miette::Result<()> {
-    check_dims(&[("m", args.m), ("n", args.n), ("k", args.k), ("batch", args.batch)])?;
+    check_dims(&[
+        ("m", args.m, MAX_GEMM_DIM),
+        ("n", args.n, MAX_GEMM_DIM),
+        ("k", args.k, MAX_GEMM_DIM),
+        ("batch", args.batch, llmforge::limits::MAX_BATCH),
+    ])?;
     let mut s = super::substrate::load(&args.substrate, &args.set)?;
     if let Some(d) = args.dataflow {
         if !matches!(s.kind, Kind::Systolic(_)) {
@@ -232,21 +279,14 @@ pub fn run(args: GemmArgs) -> miette::Result<()> {
     }
     let p = precision_for(&s, args.precision.as_deref(), args.word_bytes)?;
     let engine: Engine = args.engine.into();
-    let op = gemm_op(args.m, args.n, args.k, args.batch, formats(p));
-    let mapper = Mapper::new(
-        &s,
-        &Precisions {
-            weights: p,
-            activations: p,
-            kv_cache: p,
-        },
-    );
+    let (f, mapper) = resolve_kernel(&s, p, false)?;
+    let op = gemm_op(args.m, args.n, args.k, args.batch, f);
     let model = match engine {
         Engine::Roofline => cost::Model::Roofline,
         Engine::Sim => cost::Model::Sim,
     };
     let c = mapper.cost(model, &[&op], 1);
-    let mut out = kernel_out(&s, engine, &p.to_string(), &[&op], &c);
+    let mut out = kernel_out(&s, engine, &rule_words(&mapper, false), &[&op], &c);
     let d = &mut out.detail;
     let mut put = |k: &str, v: serde_json::Value| {
         d.insert(k.to_string(), v);
@@ -296,7 +336,7 @@ pub fn run(args: GemmArgs) -> miette::Result<()> {
         _ => {}
     }
     match args.format {
-        Format::Json => println!("{}", json(&out)?),
+        Format::Json => print!("{}", json(&out, p)?),
         Format::Table => print!(
             "{}",
             table(

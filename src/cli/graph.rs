@@ -53,6 +53,16 @@ pub fn run(args: GraphArgs) -> miette::Result<()> {
     if args.batch == 0 {
         miette::bail!("--batch must be at least 1");
     }
+    // The same limits as a run's workload: a prefill of P tokens, or a step at context C.
+    let context = match args.phase {
+        graph::Phase::Prefill { tokens, .. } => tokens,
+        graph::Phase::Decode { context, .. } => context,
+    };
+    if let Some(m) = llmforge::limits::above("the context", context, llmforge::limits::MAX_CONTEXT) {
+        miette::bail!("--phase: {m}");
+    }
+    llmforge::sim::Workload::new(context.max(1), 1, args.batch)
+        .map_err(|e| miette::miette!("--phase / --batch: {e}"))?;
     let m = model::load(&args.model)?;
     let g = graph::lower(&m, args.phase.with_batch(args.batch));
     match args.format {
@@ -79,7 +89,11 @@ pub fn run(args: GraphArgs) -> miette::Result<()> {
                     .map(|e| (e.source().index(), e.target().index(), e.weight().bytes.get()))
                     .collect(),
             };
-            println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?);
+            print!(
+                "{}",
+                llmforge::trace::json_document(&llmforge::trace::JsonMeta::default(), &out)
+                    .into_diagnostic()?
+            );
         }
         Format::Dot => {
             let mut s =

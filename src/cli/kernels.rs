@@ -1,21 +1,14 @@
 //! `llmforge validate --kernels`: measured GPU kernels against the kernel model.
 
 use super::validate::{EngineArg, Format, HoldOutArg, ValidateArgs};
+use llmforge::output::{Outputs, write_atomic};
 use llmforge::trace::table::{Column, Table};
+use llmforge::trace::{JsonMeta, PrecisionMeta, json_document};
+use llmforge::validate::Compare;
 use llmforge::validate::kernels::{self, KernelFit, KernelMaps, KernelOptions, KernelReport};
 use llmforge::validate::stats::ErrorStats;
-use llmforge::validate::{self, Compare};
 use miette::IntoDiagnostic;
-use serde::Serialize;
 use std::fmt::Write;
-
-/// The JSON document: the report with the version that produced it.
-#[derive(Serialize)]
-struct Json<'a> {
-    llmforge_version: &'static str,
-    #[serde(flatten)]
-    report: &'a KernelReport,
-}
 
 pub fn validate(args: &ValidateArgs) -> miette::Result<()> {
     let Some(path) = &args.kernels else {
@@ -24,11 +17,19 @@ pub fn validate(args: &ValidateArgs) -> miette::Result<()> {
     if args.holdout.iter().any(|h| matches!(h, HoldOutArg::Model)) {
         miette::bail!("--holdout model: kernel rows have no model; hold out by device");
     }
+    if !args.max_mape.is_empty() || args.svg.is_some() {
+        miette::bail!("--max-mape and --svg apply to --traces, not to --kernels");
+    }
     if !args.overlay.is_empty() || !args.substrate_map.is_empty() {
         miette::bail!(
             "--overlay and --substrate-map apply to --traces; --kernels reads traces/kernels/*.csv"
         );
     }
+    Outputs::new()
+        .input("--kernels", path)
+        .file("--out", args.out.as_deref())
+        .check()
+        .into_diagnostic()?;
     let traces = kernels::read(path)?;
     let maps = KernelMaps::builtin()?;
     let opts = KernelOptions {
@@ -38,23 +39,18 @@ pub fn validate(args: &ValidateArgs) -> miette::Result<()> {
     };
     let report = kernels::validate(&traces, &maps, &opts);
     let text = match args.format {
-        Format::Json => json(&report)?,
+        Format::Json => json_document(
+            &JsonMeta::cost(report.engine, Some(PrecisionMeta::PerRow)),
+            &report,
+        )
+        .into_diagnostic()?,
         Format::Table => table(&report, args.rows),
     };
     match &args.out {
-        Some(p) => validate::write_atomic(p, &text)?,
+        Some(p) => write_atomic(p, text.as_bytes()).into_diagnostic()?,
         None => print!("{text}"),
     }
     Ok(())
-}
-
-/// The JSON form (one function, so a common envelope can replace it).
-fn json(report: &KernelReport) -> miette::Result<String> {
-    let doc = Json {
-        llmforge_version: llmforge::provenance::VERSION,
-        report,
-    };
-    Ok(serde_json::to_string_pretty(&doc).into_diagnostic()? + "\n")
 }
 
 fn pct(x: f64) -> String {

@@ -1,13 +1,14 @@
 //! `llmforge law ...`: fit scaling laws to CSV data, predict with them, cross-validate them.
 
+use super::write_output;
 use clap::{Args, Subcommand, ValueEnum};
+use llmforge::output::Outputs;
 use llmforge::quality::law::{
     self, ColumnMap, CsvSpec, FitOptions, FitSpec, FittedLaw, Grid, Input, Law, LawData, LawForm, LawInputs,
     NonFinite,
 };
 use miette::{IntoDiagnostic, Result, WrapErr, miette};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Subcommand)]
@@ -169,6 +170,13 @@ pub struct OptimArgs {
 }
 
 impl OptimArgs {
+    /// Registers the grid and L_opt files (when given as files) as inputs.
+    fn inputs<'a>(&self, outputs: &'a mut Outputs) -> &'a mut Outputs {
+        outputs
+            .inputs("--grid", self.grid.iter().map(|g| g.to_string()))
+            .inputs("--l-opt", &self.l_opt)
+    }
+
     fn options(&self, form: LawForm) -> Result<FitOptions> {
         let continuation = if self.continuation.trim() == "none" {
             Vec::new()
@@ -321,34 +329,9 @@ pub fn run(cmd: LawCmd) -> Result<()> {
     }
 }
 
-/// Write `text` to `path` via a temporary file in the same directory and a rename.
-pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| miette!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-        .into_diagnostic()
-        .wrap_err_with(|| format!("writing {}", path.display()))
-}
-
+/// Pretty JSON in the envelope every `--format json` output carries (the llmforge version).
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
-    let mut s = serde_json::to_string_pretty(v).into_diagnostic()?;
-    s.push('\n');
-    Ok(s)
+    llmforge::trace::json_document(&llmforge::trace::JsonMeta::default(), v).into_diagnostic()
 }
 
 fn coefficient_table(law: &Law) -> String {
@@ -360,6 +343,11 @@ fn coefficient_table(law: &Law) -> String {
 }
 
 fn run_fit(a: FitArgs) -> Result<()> {
+    a.optim
+        .inputs(Outputs::new().input("--data", &a.data.data))
+        .file("--out", Some(&a.out))
+        .check()
+        .into_diagnostic()?;
     let form: LawForm = a.form.into();
     let optional: &[Input] = if form == LawForm::Conditional {
         &[Input::FfnRatio]
@@ -373,7 +361,7 @@ fn run_fit(a: FitArgs) -> Result<()> {
     let out = law::fit(&spec, &data.pairs(), &opts).map_err(|e| miette!("{}: {e}", data.path))?;
     let elapsed = start.elapsed().as_secs_f64();
     let fitted = FittedLaw::from_fit(&data, &opts, &out);
-    write_atomic(&a.out, &fitted.to_json())?;
+    write_output(&a.out, &fitted.to_json())?;
     eprintln!(
         "fit {} on {} rows: {} starts ({} finite) in {elapsed:.2} s, {} threads",
         form.name(),
@@ -421,6 +409,12 @@ fn run_fit(a: FitArgs) -> Result<()> {
 }
 
 fn run_predict(a: PredictArgs) -> Result<()> {
+    Outputs::new()
+        .input("--law", &a.law)
+        .inputs("--data", &a.data)
+        .file("--out", a.out.as_deref())
+        .check()
+        .into_diagnostic()?;
     let fitted = FittedLaw::load(&a.law).map_err(|e| miette!("{e}"))?;
     let needed = fitted.inputs();
     let text = match &a.data {
@@ -470,7 +464,7 @@ fn run_predict(a: PredictArgs) -> Result<()> {
                         .zip(&preds)
                         .map(|(r, p)| serde_json::json!({"line": r.line, "inputs": r.inputs, "predicted_loss": p}))
                         .collect();
-                    json(&rows)?
+                    json(&serde_json::json!({ "rows": rows }))?
                 }
                 Format::Table => {
                     let mut s = String::from("line");
@@ -492,7 +486,7 @@ fn run_predict(a: PredictArgs) -> Result<()> {
         }
     };
     match &a.out {
-        Some(path) => write_atomic(path, &text),
+        Some(path) => write_output(path, &text),
         None => {
             print!("{text}");
             Ok(())
@@ -542,6 +536,11 @@ fn run_eval(a: EvalArgs) -> Result<()> {
 }
 
 fn run_cv(a: CvArgs) -> Result<()> {
+    a.optim
+        .inputs(Outputs::new().input("--data", &a.data.data))
+        .file("--out", a.out.as_deref())
+        .check()
+        .into_diagnostic()?;
     let form: LawForm = a.form.into();
     let optional: &[Input] = if form == LawForm::Conditional {
         &[Input::FfnRatio]
@@ -572,7 +571,7 @@ fn run_cv(a: CvArgs) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     if let Some(path) = &a.out {
-        write_atomic(path, &json(&report)?)?;
+        write_output(path, &json(&report)?)?;
     }
     match a.format {
         Format::Json => print!(

@@ -8,31 +8,83 @@ pub mod graph;
 pub mod kernels;
 pub mod law;
 pub mod model;
+pub mod report;
 pub mod roofline;
 pub mod search;
 pub mod search_arch;
+pub mod search_front;
 pub mod sim;
+pub mod snapshot;
 pub mod substrate;
 pub mod surrogate;
 pub mod sweep;
 pub mod validate;
 
-/// The loss objective's source, shared by `search --space` and `sweep`.
+/// Registers an input description named by `flag`: a file by its path, a shipped name by its
+/// embedded text (for the manifest's hash).
+pub fn register_description(
+    plan: &mut llmforge::output::Outputs,
+    flag: &str,
+    spec: &str,
+    shipped: &[(&str, &'static str)],
+    dir: &str,
+    kind: &str,
+) -> miette::Result<()> {
+    if std::path::Path::new(spec).is_file() {
+        plan.input(flag, spec);
+    } else {
+        let file = llmforge::yaml::shipped_or_file(spec, shipped, dir, kind)?;
+        plan.shipped(flag, spec, file.text());
+    }
+    Ok(())
+}
+
+/// Writes one output file atomically (see `llmforge::output`).
+pub fn write_output(path: &std::path::Path, text: &str) -> miette::Result<()> {
+    use miette::IntoDiagnostic;
+    llmforge::output::write_atomic(path, text.as_bytes()).into_diagnostic()
+}
+
+/// The loss objective's source, shared by `search --space` and `sweep`. The defaults are
+/// applied by the accessors, so `search --resume` can tell a flag given from one left out.
 #[derive(clap::Args, Clone, Debug)]
 pub struct QualityArgs {
-    /// Quality model: `chinchilla` (the published Hoffmann fit), a law file from
-    /// `llmforge law fit`, or a surrogate file from `llmforge surrogate fit`.
-    #[arg(long, default_value = "chinchilla")]
-    pub quality: String,
-    /// Training tokens per parameter the scaling laws assume (20 = compute-optimal).
-    #[arg(long, default_value_t = 20.0)]
-    pub tokens_per_param: f64,
+    /// Quality model: `auto` (the shipped surrogate llmforge-200m for candidates inside its
+    /// training domain, the Chinchilla prior for the rest; both counted and flagged in the
+    /// results), `chinchilla` (the published Hoffmann fit), a shipped surrogate's name
+    /// (`llmforge-200m`: every candidate, those outside its domain flagged), a law file from
+    /// `llmforge law fit`, or a surrogate file from `llmforge surrogate fit` [default: auto].
+    #[arg(long)]
+    pub quality: Option<String>,
+    /// Training tokens per parameter the scaling laws assume (20 = compute-optimal) [default:
+    /// 20].
+    #[arg(long)]
+    pub tokens_per_param: Option<f64>,
 }
 
 impl QualityArgs {
+    pub const DEFAULT_QUALITY: &str = "auto";
+    pub const DEFAULT_TOKENS_PER_PARAM: f64 = 20.0;
+
+    /// The quality model's name or file.
+    pub fn spec(&self) -> &str {
+        self.quality.as_deref().unwrap_or(Self::DEFAULT_QUALITY)
+    }
+
+    pub fn tokens_per_param(&self) -> f64 {
+        self.tokens_per_param.unwrap_or(Self::DEFAULT_TOKENS_PER_PARAM)
+    }
+
     /// Loads the quality model these arguments name.
     pub fn load(&self) -> miette::Result<Box<dyn llmforge::quality::LossModel>> {
-        llmforge::quality::load_loss_model(&self.quality, self.tokens_per_param)
-            .map_err(|e| miette::miette!("--quality: {e}"))
+        load_quality(self.spec(), self.tokens_per_param())
     }
+}
+
+/// Loads a quality model by name or file.
+pub fn load_quality(
+    spec: &str,
+    tokens_per_param: f64,
+) -> miette::Result<Box<dyn llmforge::quality::LossModel>> {
+    llmforge::quality::load_loss_model(spec, tokens_per_param).map_err(|e| miette::miette!("--quality: {e}"))
 }

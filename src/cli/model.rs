@@ -64,6 +64,9 @@ pub fn run(cmd: ModelCmd) -> miette::Result<()> {
             context,
             format,
         } => {
+            if let Some(m) = llmforge::limits::above("--context", context, llmforge::limits::MAX_CONTEXT) {
+                return Err(miette::miette!("{m}"));
+            }
             let m = model::load(&model)?;
             let p = accounting::params(&m);
             let r = ModelReport {
@@ -84,7 +87,11 @@ pub fn run(cmd: ModelCmd) -> miette::Result<()> {
                 flops_context: context,
             };
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&r).into_diagnostic()?),
+                Format::Json => print!(
+                    "{}",
+                    llmforge::trace::json_document(&llmforge::trace::JsonMeta::default(), &r)
+                        .into_diagnostic()?
+                ),
                 Format::Table => {
                     println!("model                 {}", r.name);
                     println!(

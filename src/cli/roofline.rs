@@ -2,8 +2,11 @@
 
 use clap::Args;
 use llmforge::model::ComputeClass;
-use llmforge::sim::{self, Engine};
+use llmforge::output::{Outputs, write_atomic};
+use llmforge::sim;
 use llmforge::substrate::Kind;
+use llmforge::trace::plot::{Ceiling, RooflinePlot, si};
+use llmforge::trace::table::{Column, Table};
 use llmforge::trace::{self, RooflinePoint};
 use miette::IntoDiagnostic;
 use std::path::PathBuf;
@@ -12,39 +15,61 @@ use std::path::PathBuf;
 pub struct RooflineArgs {
     #[command(flatten)]
     pub run: super::sim::RunArgs,
+    /// Cost engine placing the operators: the roofline bound, or the simulator's achieved
+    /// rate (overheads, stalls and tiling included).
+    #[arg(long, value_enum, default_value_t = super::sim::EngineArg::Roofline)]
+    pub engine: super::sim::EngineArg,
     /// Write the plot as SVG.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
 }
 
 pub fn run(args: RooflineArgs) -> miette::Result<()> {
+    args.run
+        .inputs(&mut Outputs::new())
+        .file("--plot", args.plot.as_deref())
+        .check()
+        .into_diagnostic()?;
     let (m, s, w) = args.run.load()?;
-    let r = sim::run(&m, &s, w, Engine::Roofline);
-    let ceilings: Vec<(String, f64)> = match &s.kind {
+    let engine: sim::Engine = args.engine.into();
+    let r = sim::run(&m, &s, w, engine);
+    let ceilings: Vec<Ceiling> = match &s.kind {
         Kind::Gpu(g) => g
             .matrix_peak
             .iter()
-            .map(|(c, p)| (format!("matrix {}", c.name()), p.get()))
+            .map(|(c, p)| Ceiling {
+                name: c.name().to_string(),
+                peak: p.get(),
+            })
             .collect(),
-        Kind::Systolic(_) | Kind::Ring(_) => vec![(
-            "matrix (all precisions)".to_string(),
-            s.matrix_peak(ComputeClass::Int8).get(),
-        )],
+        Kind::Systolic(_) | Kind::Ring(_) => vec![Ceiling {
+            name: s.precision_support().list(),
+            peak: s.matrix_peak(ComputeClass::Int8).get(),
+        }],
     };
     let bw = s.memory_bandwidth().get();
     println!(
-        "{} on {}: DRAM {:.3e} B/s, vector {:.3e} FLOP/s",
+        "{} on {} ({} engine): DRAM {}, vector units {}",
         m.name,
         s.name,
-        bw,
-        s.vector_peak().get()
+        r.summary.engine,
+        si(bw, "B/s"),
+        si(s.vector_peak().get(), "FLOP/s")
     );
-    for (name, peak) in &ceilings {
-        println!(
-            "  {name:<24} peak {peak:.3e} FLOP/s, ridge {:.1} FLOP/B",
-            peak / bw
-        );
+    let mut t = Table::new(vec![
+        Column::text("matrix ceiling"),
+        Column::number("peak", "TFLOP/s"),
+        Column::number("ridge", "FLOP/B"),
+    ])
+    .indent(2);
+    for c in &ceilings {
+        t.row([
+            c.name.clone(),
+            format!("{:.3}", c.peak / 1e12),
+            format!("{:.1}", c.peak / bw),
+        ]);
     }
+    print!("{}", t.render());
     let mut by_bound = [0usize; 3];
     for op in &r.ops {
         by_bound[op.bound as usize] += 1;
@@ -73,12 +98,27 @@ pub fn run(args: RooflineArgs) -> miette::Result<()> {
                 }
             })
             .collect();
-        let title = format!(
-            "{} on {} (P={}, D={}, batch {})",
-            m.name, s.name, w.prompt, w.generate, w.batch
-        );
-        let svg = trace::roofline_svg(&title, &ceilings, s.vector_peak().get(), bw, &points);
-        trace::write_atomic(path, svg.as_bytes()).into_diagnostic()?;
+        let plot = RooflinePlot {
+            title: format!(
+                "Roofline: {} on {} (prompt {}, generate {}, batch {}; {} engine)",
+                m.name, s.name, w.prompt, w.generate, w.batch, r.summary.engine
+            ),
+            ceilings,
+            vector_peak: s.vector_peak().get(),
+            bandwidth: bw,
+            // a systolic array's DRAM has separate read and write channels: an op that also
+            // writes can sit above the read roof
+            roof_note: match &s.kind {
+                Kind::Systolic(a) => Some(format!(
+                    "reads; writes have their own {}",
+                    si(a.dram_write.get() * a.clock.get(), "B/s")
+                )),
+                _ => None,
+            },
+            points: &points,
+        };
+        let svg = trace::roofline_svg(&plot).into_diagnostic()?;
+        write_atomic(path, svg.as_bytes()).into_diagnostic()?;
         println!("  plot: {}", path.display());
     }
     Ok(())

@@ -6,25 +6,25 @@
 //! its own `run_*` function next to [`run_problem`].
 
 use clap::{ArgGroup, Args, ValueEnum};
+use llmforge::output::{Manifest, Outputs, Owned, Reuse, RunDir, Status, write_atomic};
 use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::nsga2::{Nsga2, Problem, Settings, Truncation};
-use llmforge::search::persist::write_atomic;
 use llmforge::search::problems::{Benchmark, BenchmarkProblem};
-use miette::{IntoDiagnostic, WrapErr, miette};
+use miette::{IntoDiagnostic, miette};
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("target").required(true).multiple(false)))]
+#[command(group(ArgGroup::new("target").required(true).multiple(true)))]
 pub struct SearchArgs {
     /// Optimise a standard benchmark problem (checks the optimiser against a known front).
-    #[arg(long, value_enum, group = "target")]
+    #[arg(long, value_enum, group = "target", conflicts_with_all = ["space", "resume"])]
     pub problem: Option<ProblemName>,
     /// Search an architecture space: a shipped name (llmforge-200m, smollm2-360m-seeded,
     /// smollm2-135m-seeded, edge-moe) or a space file.
-    #[arg(long, group = "target", requires = "substrate")]
+    #[arg(long, group = "target")]
     pub space: Option<String>,
     #[command(flatten)]
     pub arch: super::search_arch::ArchArgs,
@@ -38,21 +38,27 @@ pub struct SearchArgs {
     /// --space].
     #[arg(long)]
     pub offspring: Option<usize>,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// Seed of every random choice [default: 42].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// How the last front that does not fit is cut: one crowding-distance pass (Deb 2002, as
-    /// pymoo), or removing the most crowded member and recomputing (Kukkonen and Deb 2006).
-    #[arg(long, value_enum, default_value_t = TruncationName::IterativeCrowding)]
-    pub truncation: TruncationName,
+    /// pymoo), or removing the most crowded member and recomputing (Kukkonen and Deb 2006)
+    /// [default: iterative-crowding].
+    #[arg(long, value_enum)]
+    pub truncation: Option<TruncationName>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
     /// Cache evaluations by genome (off for the real-valued benchmarks, whose genomes do not
     /// repeat: hashing and storing them costs more than evaluating).
     #[arg(long)]
     pub cache: bool,
-    /// Directory for pareto.csv and history.csv (created if missing; files written atomically).
+    /// Run directory for the results (created if missing; files written atomically, with a
+    /// manifest.json). A directory holding an earlier run's results is refused unless --force.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Replace the results of an earlier run in --out (they are removed first).
+    #[arg(long, requires = "out", conflicts_with = "resume")]
+    pub force: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -74,7 +80,7 @@ impl ProblemName {
     }
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TruncationName {
     Crowding,
     IterativeCrowding,
@@ -87,11 +93,30 @@ pub enum OutputFormat {
 }
 
 pub fn run(args: SearchArgs) -> miette::Result<()> {
-    match (&args.problem, &args.space) {
-        (Some(problem), _) => run_problem(problem.benchmark(), &args),
-        (None, Some(space)) => super::search_arch::run_space(space, &args),
-        (None, None) => Err(miette!("nothing to search: give --problem or --space")),
+    check_sizes(&args)?;
+    match &args.problem {
+        Some(problem) => run_problem(problem.benchmark(), &args),
+        None => super::search_arch::run_space(&args),
     }
+}
+
+/// The files of a benchmark search's run directory.
+const OUTPUTS: &[Owned] = &[Owned::File("pareto.csv"), Owned::File("history.csv")];
+
+/// `--population`, `--offspring` and `--generations` within their limits, the error naming
+/// the flag (the engine checks the same limits on settings read back from a checkpoint).
+fn check_sizes(args: &SearchArgs) -> miette::Result<()> {
+    use llmforge::limits;
+    for (flag, v, max) in [
+        ("--population", args.population, limits::MAX_POPULATION),
+        ("--offspring", args.offspring, limits::MAX_OFFSPRING),
+        ("--generations", args.generations, limits::MAX_GENERATIONS),
+    ] {
+        if let Some(m) = v.and_then(|v| limits::above(&flag[2..], v as u64, max as u64)) {
+            return Err(miette!("{flag}: {m} (see {})", limits::DOC));
+        }
+    }
+    Ok(())
 }
 
 /// The benchmark reference point: 1.1 in every objective (the fronts lie in [0, 1]).
@@ -108,12 +133,28 @@ pub fn run_problem(benchmark: Benchmark, args: &SearchArgs) -> miette::Result<()
         generations: args.generations.unwrap_or(250),
         crossover_prob: 0.9,
         mutation_prob: 1.0,
-        seed: args.seed,
+        seed: args.seed.unwrap_or(42),
         eliminate_duplicates: true,
-        truncation: match args.truncation {
+        truncation: match args.truncation.unwrap_or(TruncationName::IterativeCrowding) {
             TruncationName::Crowding => Truncation::Crowding,
             TruncationName::IterativeCrowding => Truncation::IterativeCrowding,
         },
+    };
+    let run = match &args.out {
+        Some(dir) => {
+            Outputs::new()
+                .dir("--out", dir, OUTPUTS)
+                .check()
+                .into_diagnostic()?;
+            let reuse = if args.force { Reuse::Force } else { Reuse::Fresh };
+            let run = RunDir::open("--out", dir, reuse, OUTPUTS).into_diagnostic()?;
+            let settings =
+                serde_json::json!({"problem": benchmark.name(), "nsga2": &settings, "cache": args.cache});
+            let manifest = Manifest::new(settings, Vec::new());
+            run.write_manifest(&manifest).into_diagnostic()?;
+            Some((run, manifest))
+        }
+        None => None,
     };
     let reference = vec![BENCHMARK_REFERENCE; benchmark.n_objectives()];
     let progress = args.format == OutputFormat::Table && std::io::stderr().is_terminal();
@@ -145,14 +186,15 @@ pub fn run_problem(benchmark: Benchmark, args: &SearchArgs) -> miette::Result<()
     let volume = llmforge::search::hypervolume::hypervolume(&objectives, &reference).into_diagnostic()?;
     let ceiling = problem.front_hypervolume(&reference);
 
-    if let Some(dir) = &args.out {
-        std::fs::create_dir_all(dir)
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot create output directory {}", dir.display()))?;
-        write_atomic(&dir.join("pareto.csv"), pareto_csv(&problem, &front).as_bytes()).into_diagnostic()?;
+    if let Some((run, mut manifest)) = run {
+        write_atomic(&run.join("pareto.csv"), pareto_csv(&problem, &front).as_bytes()).into_diagnostic()?;
+        manifest.outputs.push("pareto.csv".into());
         if let Some(history) = &history {
-            write_atomic(&dir.join("history.csv"), history.to_csv().as_bytes()).into_diagnostic()?;
+            write_atomic(&run.join("history.csv"), history.to_csv().as_bytes()).into_diagnostic()?;
+            manifest.outputs.push("history.csv".into());
         }
+        manifest.status = Status::Complete;
+        run.write_manifest(&manifest).into_diagnostic()?;
     }
 
     let summary = Summary {
@@ -171,7 +213,8 @@ pub fn run_problem(benchmark: Benchmark, args: &SearchArgs) -> miette::Result<()
     };
     let mut stdout = std::io::stdout().lock();
     let text = match args.format {
-        OutputFormat::Json => serde_json::to_string_pretty(&summary).into_diagnostic()? + "\n",
+        OutputFormat::Json => llmforge::trace::json_document(&llmforge::trace::JsonMeta::default(), &summary)
+            .into_diagnostic()?,
         OutputFormat::Table => summary.table(args.out.as_deref()),
     };
     stdout.write_all(text.as_bytes()).into_diagnostic()?;

@@ -1,27 +1,40 @@
 //! `llmforge search --space <SPACE> --substrate <SUB> ...`: the architecture search.
 //!
-//! Every generation the engine state and the history are checkpointed (atomically) to
-//! `<out>/checkpoint.json`; `--resume <DIR>` continues from it and reaches the same result as an
-//! uninterrupted run. Results: `pareto.csv`, `history.csv`, `pareto.svg`, and the front's
-//! models as model YAML files under `models/` (loadable by `sim`).
+//! With `--out DIR`, every generation the engine state, the history and the whole problem
+//! (space and substrate with their content hashes, `--set` overrides, workload, engine,
+//! objectives, constraints, quality model) are checkpointed (atomically) to
+//! `DIR/checkpoint.json`, and `DIR/manifest.json` records the command, settings and input
+//! hashes. `--resume DIR` alone continues the run from its checkpoint and reaches the same
+//! result as an uninterrupted run; a flag given with it that differs from the checkpoint is
+//! refused (only `--generations` may change, to extend a run). Results: `pareto.csv`,
+//! `history.csv`, `pareto.svg`, and the front's models as model YAML files under `models/`
+//! (loadable by `sim`). SIGINT / SIGTERM stop the run after the generation in flight, with
+//! the checkpoint current.
 
 use super::search::{OutputFormat, SearchArgs, TruncationName, lexicographic};
+use super::search_front;
 use clap::{Args, ValueEnum};
 use llmforge::model::desc;
+use llmforge::output::{self, Manifest, Outputs, Owned, Reuse, RunDir, Status, interrupt};
+use llmforge::quality::LossTally;
 use llmforge::search::arch::{ArchProblem, SCREENED};
 use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::nsga2::{CacheInCheckpoint, Checkpoint, Individual, Nsga2, Settings, Truncation};
-use llmforge::search::persist::{load_json, save_json, write_atomic};
 use llmforge::search::space::{self, Genome};
-use llmforge::sim::{Engine, Workload};
+use llmforge::sim::Engine;
 use llmforge::sweep::budget::{Budget, Metric};
+use llmforge::trace::plot::ParetoPlot;
+use llmforge::yaml::shipped_or_file;
 use miette::{IntoDiagnostic, WrapErr, miette};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// The flags of the architecture search. Those that define the problem have no clap default:
+/// the defaults are applied in [`fresh_record`], so `--resume` can tell a flag given (to be
+/// compared with the checkpoint) from one left out (restored from it).
 #[derive(Args, Debug)]
 pub struct ArchArgs {
     /// Substrate to cost candidates on (shipped name or file).
@@ -30,39 +43,132 @@ pub struct ArchArgs {
     /// Override substrate fields: `--set dram.read="8 B/cycle"`.
     #[arg(long = "set", value_name = "PATH=EXPR")]
     pub set: Vec<String>,
-    /// Objectives, all minimised: loss, ttft, tpot, latency, energy, params, weights, kv.
-    #[arg(long, value_delimiter = ',', default_value = "loss,ttft,tpot,energy")]
-    pub objectives: Vec<String>,
+    /// Objectives, all minimised: loss, ttft, tpot, latency, energy, params, weights, kv
+    /// [default: loss,ttft,tpot,energy].
+    #[arg(long, value_delimiter = ',')]
+    pub objectives: Option<Vec<String>>,
     /// Constraints, e.g. `loss<=3.8`, `ttft<=50ms`, `weights+kv<=8GB` (repeatable).
     #[arg(long = "constraint")]
     pub constraints: Vec<String>,
     #[command(flatten)]
     pub quality: super::QualityArgs,
-    /// Optimism of the loss objective: mu - beta * sigma.
-    #[arg(long, default_value_t = 1.0)]
-    pub beta: f64,
-    #[arg(long, default_value_t = 256)]
-    pub prompt: u64,
-    #[arg(long = "gen", default_value_t = 256)]
-    pub generate: u64,
-    #[arg(long, default_value_t = 1)]
-    pub batch: u64,
-    #[arg(long, value_enum, default_value_t = EngineName::Sim)]
-    pub engine: EngineName,
-    /// Continue the run checkpointed in this directory (its settings are reused).
-    #[arg(long, value_name = "DIR")]
+    /// Optimism of the loss objective: mu - beta * sigma [default: 1].
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// Prompt tokens [default: 256].
+    #[arg(long, allow_negative_numbers = true)]
+    pub prompt: Option<u64>,
+    /// Generated tokens [default: 256].
+    #[arg(long = "gen", allow_negative_numbers = true)]
+    pub generate: Option<u64>,
+    /// Batch size [default: 1].
+    #[arg(long, allow_negative_numbers = true)]
+    pub batch: Option<u64>,
+    /// Cost engine [default: sim].
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineName>,
+    /// Continue the run checkpointed in this directory. The whole problem (space, substrate,
+    /// workload, objectives, constraints, quality model, seed and NSGA-II settings) comes from
+    /// its checkpoint; a flag given that differs from it is refused. `--generations` may extend
+    /// the run.
+    #[arg(long, value_name = "DIR", group = "target")]
     pub resume: Option<PathBuf>,
+    /// Also write report.html into the output directory (`llmforge report DIR` does the same).
+    #[arg(long)]
+    pub report: bool,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum EngineName {
     Sim,
     Roofline,
 }
 
+impl EngineName {
+    fn name(self) -> &'static str {
+        match self {
+            EngineName::Sim => "sim",
+            EngineName::Roofline => "roofline",
+        }
+    }
+}
+
+const DEFAULT_OBJECTIVES: [&str; 4] = ["loss", "ttft", "tpot", "energy"];
+const DEFAULT_BETA: f64 = 1.0;
+const DEFAULT_PROMPT: u64 = 256;
+const DEFAULT_GENERATE: u64 = 256;
+const DEFAULT_BATCH: u64 = 1;
+const DEFAULT_POPULATION: usize = 24;
+const DEFAULT_OFFSPRING: usize = 48;
+const DEFAULT_GENERATIONS: usize = 40;
+const DEFAULT_SEED: u64 = 42;
+
+/// The files of a search's run directory.
+const OUTPUTS: &[Owned] = &[
+    Owned::File("checkpoint.json"),
+    Owned::File("pareto.csv"),
+    Owned::File("history.csv"),
+    Owned::File("pareto.svg"),
+    Owned::File("report.html"),
+    Owned::Pattern {
+        folder: "models",
+        prefix: "pareto-",
+        suffix: ".yaml",
+    },
+];
+const MODELS: Owned = OUTPUTS[5];
+
+/// A description a flag names: as given, and the hash of its text (`None` for a built-in
+/// quality model such as `chinchilla`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Source {
+    spec: String,
+    sha256: Option<String>,
+}
+
+impl Source {
+    fn show(&self) -> String {
+        match &self.sha256 {
+            Some(hash) => format!("`{}` ({})", self.spec, short(hash)),
+            None => format!("`{}`", self.spec),
+        }
+    }
+
+    /// The same contents (or, without a hash, the same name).
+    fn same(&self, other: &Source) -> bool {
+        match (&self.sha256, &other.sha256) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => self.spec == other.spec,
+            _ => false,
+        }
+    }
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min("sha256:".len() + 12)]
+}
+
+/// The whole problem of a search, as its checkpoint and manifest record it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct ProblemRecord {
+    space: Source,
+    substrate: Source,
+    set: Vec<String>,
+    prompt: u64,
+    generate: u64,
+    batch: u64,
+    engine: String,
+    objectives: Vec<String>,
+    constraints: Vec<String>,
+    quality: Source,
+    tokens_per_param: f64,
+    beta: f64,
+}
+
 /// What is checkpointed after every generation.
 #[derive(Serialize, Deserialize)]
 struct State {
+    problem: ProblemRecord,
     engine: Checkpoint<Genome>,
     history: Option<History>,
 }
@@ -75,16 +181,223 @@ fn metric(name: &str) -> miette::Result<Metric> {
         .ok_or_else(|| miette!("unknown objective `{name}`: expected loss, ttft, tpot, latency, energy, params, weights or kv"))
 }
 
-pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
+/// A space or substrate by shipped name or file, with the hash of its text.
+fn described(spec: &str, space: bool) -> miette::Result<Source> {
+    let file = if space {
+        shipped_or_file(spec, space::SHIPPED, "dsl/spaces", "search space")?
+    } else {
+        shipped_or_file(spec, llmforge::substrate::SHIPPED, "substrates", "substrate")?
+    };
+    Ok(Source {
+        spec: spec.to_string(),
+        sha256: Some(llmforge::provenance::sha256(file.text().as_bytes())),
+    })
+}
+
+/// A quality model: a file (hashed) or a built-in name.
+fn quality_source(spec: &str) -> miette::Result<Source> {
+    let path = Path::new(spec);
+    let sha256 = if path.is_file() {
+        Some(
+            llmforge::provenance::sha256_file(path)
+                .into_diagnostic()
+                .wrap_err_with(|| format!("cannot read --quality {spec}"))?,
+        )
+    } else {
+        None
+    };
+    Ok(Source {
+        spec: spec.to_string(),
+        sha256,
+    })
+}
+
+/// The problem of a new run: the flags given, defaults for the rest.
+fn fresh_record(args: &SearchArgs) -> miette::Result<ProblemRecord> {
     let a = &args.arch;
-    let sub_spec = a
+    let space = args
+        .space
+        .as_deref()
+        .ok_or_else(|| miette!("nothing to search: give --space (or --resume DIR to continue a run)"))?;
+    let substrate = a
         .substrate
         .as_deref()
         .ok_or_else(|| miette!("--space needs --substrate"))?;
-    let substrate = super::substrate::load(sub_spec, &a.set)?;
-    let space = space::load(space_spec)?;
-    let workload = Workload::new(a.prompt, a.generate, a.batch).into_diagnostic()?;
-    let objectives = a
+    let objectives = match &a.objectives {
+        Some(list) => list.iter().map(|o| o.trim().to_string()).collect(),
+        None => DEFAULT_OBJECTIVES.iter().map(|o| o.to_string()).collect(),
+    };
+    let beta = a.beta.unwrap_or(DEFAULT_BETA);
+    if !(beta.is_finite() && beta >= 0.0) {
+        return Err(miette!("--beta {beta}: expected a finite optimism of at least 0"));
+    }
+    Ok(ProblemRecord {
+        space: described(space, true)?,
+        substrate: described(substrate, false)?,
+        set: a.set.clone(),
+        prompt: a.prompt.unwrap_or(DEFAULT_PROMPT),
+        generate: a.generate.unwrap_or(DEFAULT_GENERATE),
+        batch: a.batch.unwrap_or(DEFAULT_BATCH),
+        engine: a.engine.unwrap_or(EngineName::Sim).name().to_string(),
+        objectives,
+        constraints: a.constraints.clone(),
+        quality: quality_source(a.quality.spec())?,
+        tokens_per_param: a.quality.tokens_per_param(),
+        beta,
+    })
+}
+
+fn fresh_settings(args: &SearchArgs) -> Settings {
+    Settings {
+        population: args.population.unwrap_or(DEFAULT_POPULATION),
+        offspring: args.offspring.unwrap_or(DEFAULT_OFFSPRING),
+        generations: args.generations.unwrap_or(DEFAULT_GENERATIONS),
+        crossover_prob: 0.6,
+        mutation_prob: 0.3,
+        seed: args.seed.unwrap_or(DEFAULT_SEED),
+        eliminate_duplicates: true,
+        truncation: truncation(args.truncation.unwrap_or(TruncationName::IterativeCrowding)),
+    }
+}
+
+fn truncation(name: TruncationName) -> Truncation {
+    match name {
+        TruncationName::Crowding => Truncation::Crowding,
+        TruncationName::IterativeCrowding => Truncation::IterativeCrowding,
+    }
+}
+
+/// Every flag given with `--resume` that differs from the checkpoint: (flag, the checkpoint's
+/// value, the given value).
+fn differences(
+    args: &SearchArgs,
+    record: &ProblemRecord,
+    settings: &Settings,
+) -> miette::Result<Vec<(&'static str, String, String)>> {
+    let a = &args.arch;
+    let mut out = Vec::new();
+    let mut differ = |flag: &'static str, was: String, given: String| out.push((flag, was, given));
+    if let Some(spec) = &args.space {
+        let given = described(spec, true)?;
+        if !given.same(&record.space) {
+            differ("--space", record.space.show(), given.show());
+        }
+    }
+    if let Some(spec) = &a.substrate {
+        let given = described(spec, false)?;
+        if !given.same(&record.substrate) {
+            differ("--substrate", record.substrate.show(), given.show());
+        }
+    }
+    if !a.set.is_empty() && a.set != record.set {
+        differ("--set", format!("{:?}", record.set), format!("{:?}", a.set));
+    }
+    let numbers = [
+        ("--prompt", a.prompt, record.prompt),
+        ("--gen", a.generate, record.generate),
+        ("--batch", a.batch, record.batch),
+    ];
+    for (flag, given, was) in numbers {
+        if let Some(given) = given.filter(|g| *g != was) {
+            differ(flag, was.to_string(), given.to_string());
+        }
+    }
+    if let Some(engine) = a.engine.filter(|e| e.name() != record.engine) {
+        differ("--engine", record.engine.clone(), engine.name().to_string());
+    }
+    if let Some(list) = &a.objectives {
+        let given: Vec<String> = list.iter().map(|o| o.trim().to_string()).collect();
+        if given != record.objectives {
+            differ("--objectives", record.objectives.join(","), given.join(","));
+        }
+    }
+    if !a.constraints.is_empty() {
+        let parse = |list: &[String]| -> miette::Result<Vec<Budget>> {
+            list.iter()
+                .map(|c| Budget::parse(c).map_err(|e| miette!("--constraint: {e}")))
+                .collect()
+        };
+        let same = parse(&a.constraints)?
+            .iter()
+            .zip(parse(&record.constraints)?.iter())
+            .all(|(x, y)| x.terms == y.terms && x.cmp == y.cmp && x.limit == y.limit);
+        if !same || a.constraints.len() != record.constraints.len() {
+            differ(
+                "--constraint",
+                record.constraints.join(" "),
+                a.constraints.join(" "),
+            );
+        }
+    }
+    if let Some(spec) = &a.quality.quality {
+        let given = quality_source(spec)?;
+        if !given.same(&record.quality) {
+            differ("--quality", record.quality.show(), given.show());
+        }
+    }
+    let floats = [
+        (
+            "--tokens-per-param",
+            a.quality.tokens_per_param,
+            record.tokens_per_param,
+        ),
+        ("--beta", a.beta, record.beta),
+    ];
+    for (flag, given, was) in floats {
+        if let Some(given) = given.filter(|g| *g != was) {
+            differ(flag, was.to_string(), given.to_string());
+        }
+    }
+    let counts = [
+        ("--population", args.population, settings.population),
+        ("--offspring", args.offspring, settings.offspring),
+    ];
+    for (flag, given, was) in counts {
+        if let Some(given) = given.filter(|g| *g != was) {
+            differ(flag, was.to_string(), given.to_string());
+        }
+    }
+    if let Some(seed) = args.seed.filter(|s| *s != settings.seed) {
+        differ("--seed", settings.seed.to_string(), seed.to_string());
+    }
+    if let Some(t) = args
+        .truncation
+        .map(truncation)
+        .filter(|t| *t != settings.truncation)
+    {
+        differ(
+            "--truncation",
+            format!("{:?}", settings.truncation),
+            format!("{t:?}"),
+        );
+    }
+    Ok(out)
+}
+
+/// The search problem a record describes. Each description is read again, and must still have
+/// the contents the record hashed.
+fn build(record: &ProblemRecord) -> miette::Result<ArchProblem> {
+    let changed = |what: &str, was: &Source, now: &Source| {
+        miette!(
+            "the {what} {} has changed since the run started (it was {}, it is now {}); a run resumes only on the inputs it started with",
+            was.spec,
+            was.sha256.as_deref().map_or("built in", short),
+            now.sha256.as_deref().map_or("built in", short),
+        )
+    };
+    let space_now = described(&record.space.spec, true)?;
+    if !space_now.same(&record.space) {
+        return Err(changed("search space", &record.space, &space_now));
+    }
+    let substrate_now = described(&record.substrate.spec, false)?;
+    if !substrate_now.same(&record.substrate) {
+        return Err(changed("substrate", &record.substrate, &substrate_now));
+    }
+    let quality_now = quality_source(&record.quality.spec)?;
+    if !quality_now.same(&record.quality) {
+        return Err(changed("quality model", &record.quality, &quality_now));
+    }
+    let objectives = record
         .objectives
         .iter()
         .map(|o| metric(o))
@@ -92,77 +405,209 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
     if objectives.is_empty() {
         return Err(miette!("--objectives needs at least one objective"));
     }
-    let constraints = a
+    let constraints = record
         .constraints
         .iter()
         .map(|c| Budget::parse(c).map_err(|e| miette!("--constraint: {e}")))
         .collect::<miette::Result<Vec<_>>>()?;
-    let problem = ArchProblem {
+    let space = space::load(&record.space.spec)?;
+    let substrate = super::substrate::load(&record.substrate.spec, &record.set)?;
+    super::sim::check_formats(
+        &format!("space `{}`", space.name),
+        &substrate,
+        &space.weights,
+        space.activations,
+        space.kv_cache,
+    )?;
+    Ok(ArchProblem {
         space,
         substrate,
-        workload,
-        engine: match a.engine {
-            EngineName::Sim => Engine::Sim,
-            EngineName::Roofline => Engine::Roofline,
+        workload: super::sim::workload(record.prompt, record.generate, record.batch)?,
+        engine: match record.engine.as_str() {
+            "roofline" => Engine::Roofline,
+            "sim" => Engine::Sim,
+            other => return Err(miette!("unknown engine `{other}` in the checkpoint")),
         },
-        objectives: objectives.clone(),
+        objectives,
         constraints,
-        loss: a.quality.load()?,
-        beta: a.beta,
+        loss: super::load_quality(&record.quality.spec, record.tokens_per_param)?,
+        beta: record.beta,
+    })
+}
+
+/// The problem's input files (and shipped descriptions, by the hash of their text).
+fn register_inputs(plan: &mut Outputs, record: &ProblemRecord) -> miette::Result<()> {
+    let spaces = (space::SHIPPED, "dsl/spaces", "search space");
+    let substrates = (llmforge::substrate::SHIPPED, "substrates", "substrate");
+    for (flag, spec, (shipped, dir, kind)) in [
+        ("--space", &record.space.spec, spaces),
+        ("--substrate", &record.substrate.spec, substrates),
+    ] {
+        super::register_description(plan, flag, spec, shipped, dir, kind)?;
+    }
+    plan.input("--quality", &record.quality.spec);
+    Ok(())
+}
+
+/// Reads `DIR/checkpoint.json` and checks it against the flags given and the manifest.
+fn restore(args: &SearchArgs, run: &RunDir) -> miette::Result<State> {
+    let path = run.join("checkpoint.json");
+    if !path.exists() {
+        return Err(miette!(
+            "--resume {}: no checkpoint.json there, nothing to resume",
+            run.path().display()
+        ));
+    }
+    let state: State = output::load_json(&path, "checkpoint").into_diagnostic()?;
+    if let Some(manifest) = run.previous() {
+        let recorded = serde_json::to_value(&state.problem).into_diagnostic()?;
+        if manifest.settings.get("problem") != Some(&recorded) {
+            return Err(miette!(
+                "{}: the checkpoint's problem is not the one {} records; refusing to resume from a mixed run directory",
+                path.display(),
+                run.join(output::MANIFEST).display()
+            ));
+        }
+    }
+    let differences = differences(args, &state.problem, &state.engine.settings)?;
+    if !differences.is_empty() {
+        let mut text = format!(
+            "cannot resume {}: these flags differ from the run's checkpoint",
+            run.path().display()
+        );
+        for (flag, was, given) in &differences {
+            let _ = write!(
+                text,
+                "\n  {flag}: the checkpoint has {was}, the command line {given}"
+            );
+        }
+        return Err(miette!(
+            help = "leave these flags out to continue with the checkpoint's values, or start a new run with another --out",
+            "{text}"
+        ));
+    }
+    let rows = state.history.as_ref().map(|h| h.rows.len());
+    if let Some(rows) = rows.filter(|r| *r != state.engine.completed_batches) {
+        return Err(miette!(
+            "{}: the history has {rows} rows but the engine completed {} generations",
+            path.display(),
+            state.engine.completed_batches
+        ));
+    }
+    Ok(state)
+}
+
+pub fn run_space(args: &SearchArgs) -> miette::Result<()> {
+    let a = &args.arch;
+    let dir: Option<&Path> = match (&a.resume, &args.out) {
+        (Some(resume), Some(out))
+            if std::fs::canonicalize(resume).ok() != std::fs::canonicalize(out).ok() =>
+        {
+            return Err(miette!(
+                "--resume {} continues the run in its own directory; leave out --out {}",
+                resume.display(),
+                out.display()
+            ));
+        }
+        (Some(resume), _) => Some(resume),
+        (None, out) => out.as_deref(),
+    };
+    let mut plan = Outputs::new();
+    let (run, state, record, problem) = match (dir, a.resume.is_some()) {
+        (Some(dir), true) => {
+            if !dir.is_dir() {
+                return Err(miette!(
+                    "--resume {}: no such directory, nothing to resume",
+                    dir.display()
+                ));
+            }
+            let run = RunDir::open("--resume", dir, Reuse::Resume, OUTPUTS).into_diagnostic()?;
+            let state = restore(args, &run)?;
+            let record = state.problem.clone();
+            register_inputs(&mut plan, &record)?;
+            plan.dir("--resume", dir, OUTPUTS).check().into_diagnostic()?;
+            let problem = build(&record)?;
+            (Some(run), Some(state), record, problem)
+        }
+        (dir, _) => {
+            let record = fresh_record(args)?;
+            let problem = build(&record)?;
+            let run = match dir {
+                Some(dir) => {
+                    register_inputs(&mut plan, &record)?;
+                    plan.dir("--out", dir, OUTPUTS).check().into_diagnostic()?;
+                    let reuse = if args.force { Reuse::Force } else { Reuse::Fresh };
+                    Some(RunDir::open("--out", dir, reuse, OUTPUTS).into_diagnostic()?)
+                }
+                None => None,
+            };
+            (run, None, record, problem)
+        }
     };
 
-    let (mut engine, mut history) = match &a.resume {
-        Some(dir) => {
-            let mut state: State = load_json(&dir.join("checkpoint.json"), "checkpoint").into_diagnostic()?;
+    let (mut engine, mut history) = match state {
+        Some(mut state) => {
             // A killed run resumes to its own end; `--generations` may extend a finished one.
             if let Some(g) = args.generations {
                 state.engine.settings.generations = g;
             }
             (
-                Nsga2::resume(&problem, state.engine).into_diagnostic()?,
+                Nsga2::resume(&problem, state.engine)
+                    .into_diagnostic()
+                    .wrap_err_with(|| {
+                        let path = run.as_ref().map(|r| r.join("checkpoint.json"));
+                        format!("{} does not hold up", path.unwrap_or_default().display())
+                    })?,
                 state.history,
             )
         }
-        None => {
-            let population = args.population.unwrap_or(24);
-            let settings = Settings {
-                population,
-                offspring: args.offspring.unwrap_or(48),
-                generations: args.generations.unwrap_or(40),
-                crossover_prob: 0.6,
-                mutation_prob: 0.3,
-                seed: args.seed,
-                eliminate_duplicates: true,
-                truncation: match args.truncation {
-                    TruncationName::Crowding => Truncation::Crowding,
-                    TruncationName::IterativeCrowding => Truncation::IterativeCrowding,
-                },
-            };
-            (Nsga2::new(&problem, settings).into_diagnostic()?, None)
-        }
+        None => (
+            Nsga2::new(&problem, fresh_settings(args)).into_diagnostic()?,
+            None,
+        ),
     };
-    let out = args.out.clone().or_else(|| a.resume.clone());
-    if let Some(dir) = &out {
-        std::fs::create_dir_all(dir.join("models"))
-            .into_diagnostic()
-            .wrap_err_with(|| format!("cannot create output directory {}", dir.display()))?;
+    if a.report && run.is_none() {
+        return Err(miette!("--report needs an output directory: --out DIR"));
     }
+    // from here on, SIGINT / SIGTERM stop the search after the generation in flight
+    let cooperation = interrupt::cooperate();
+    let mut manifest = match run.as_ref().and_then(|r| r.previous()) {
+        Some(previous) => {
+            let mut m = previous.clone();
+            m.resumed_by.push(output::command_line());
+            m
+        }
+        None => Manifest::new(serde_json::Value::Null, plan.records().into_diagnostic()?),
+    };
+    manifest.status = Status::Running;
+    manifest.settings = serde_json::json!({"problem": record, "nsga2": engine.settings()});
+    manifest.outputs = vec!["checkpoint.json".into()];
+    if let Some(run) = &run {
+        run.write_manifest(&manifest).into_diagnostic()?;
+    }
+
     let progress = args.format == OutputFormat::Table && std::io::stderr().is_terminal();
     let started = Instant::now();
     let generations = engine.settings().generations;
-    while !engine.is_done() {
+    let (mut tally, mut tallied) = (LossTally::default(), 0);
+    while !engine.is_done() && !cooperation.stopping() {
         let report = engine.step().into_diagnostic()?;
         // Hypervolume reference: 1.05 x the per-objective maximum over generation 0's
         // non-screened members (the LLMForge setting; screened members carry placeholders).
         let h = history
             .get_or_insert_with(|| History::new(ReferencePoint::Fixed(reference(engine.population()))));
         let row = h.record(&engine, &report).into_diagnostic()?.clone();
-        if let Some(dir) = &out {
+        search_front::tally_new(&problem, engine.archive(), &mut tallied, &mut tally);
+        if problem.loss.domain().is_some() {
+            h.set_out_of_domain(tally.outside);
+        }
+        if let Some(run) = &run {
             let state = State {
+                problem: record.clone(),
                 engine: engine.checkpoint(CacheInCheckpoint::Include),
                 history: history.clone(),
             };
-            save_json(&dir.join("checkpoint.json"), "checkpoint", &state).into_diagnostic()?;
+            output::save_json(&run.join("checkpoint.json"), "checkpoint", &state).into_diagnostic()?;
         }
         if progress {
             eprint!(
@@ -174,59 +619,106 @@ pub fn run_space(space_spec: &str, args: &SearchArgs) -> miette::Result<()> {
     if progress {
         eprintln!();
     }
+    if cooperation.stopping() && !engine.is_done() {
+        let done = engine.next_generation().saturating_sub(1);
+        match &run {
+            Some(run) => {
+                manifest.status = Status::Interrupted;
+                run.write_manifest(&manifest).into_diagnostic()?;
+                eprintln!(
+                    "stopped after generation {done} of {generations}; the checkpoint is current: `llmforge search --resume {}` continues the run",
+                    run.path().display()
+                );
+            }
+            None => eprintln!("stopped after generation {done} of {generations}; nothing written (no --out)"),
+        }
+        return Ok(());
+    }
+    drop(cooperation);
     let wall = started.elapsed().as_secs_f64();
+    // a resumed run that was already finished steps no generation: count its archive now
+    search_front::tally_new(&problem, engine.archive(), &mut tallied, &mut tally);
 
+    let objectives = &problem.objectives;
     let mut front: Vec<Individual<Genome>> = engine.pareto_front().into_iter().cloned().collect();
     front.sort_by(|x, y| lexicographic(&x.evaluation.objectives, &y.evaluation.objectives));
     let names: Vec<&str> = objectives.iter().map(|m| m.name()).collect();
     let csv = pareto_csv(&problem, &names, &front);
-    if let Some(dir) = &out {
-        write_atomic(&dir.join("pareto.csv"), csv.as_bytes()).into_diagnostic()?;
+    if let Some(run) = &run {
+        let write =
+            |name: &str, text: &str| output::write_atomic(&run.join(name), text.as_bytes()).into_diagnostic();
+        write("pareto.csv", &csv)?;
+        manifest.outputs.push("pareto.csv".into());
         if let Some(h) = &history {
-            write_atomic(&dir.join("history.csv"), h.to_csv().as_bytes()).into_diagnostic()?;
+            write("history.csv", &h.to_csv())?;
+            manifest.outputs.push("history.csv".into());
         }
-        write_atomic(&dir.join("pareto.svg"), pareto_svg(&names, &front).as_bytes()).into_diagnostic()?;
+        let svg = pareto_svg(&problem, &names, engine.archive(), &front)?;
+        write("pareto.svg", &svg)?;
+        manifest.outputs.push("pareto.svg".into());
+        // a resumed run's front may be smaller than the last one written
+        run.clear(&MODELS).into_diagnostic()?;
+        run.create_folder("models").into_diagnostic()?;
         for (k, ind) in front.iter().enumerate() {
             let m = problem
                 .space
                 .model(&ind.genome, &format!("{}-pareto-{k}", problem.space.name));
-            write_atomic(
-                &dir.join("models").join(format!("pareto-{k}.yaml")),
-                desc::to_yaml(&m).as_bytes(),
-            )
-            .into_diagnostic()?;
+            let name = format!("models/pareto-{k}.yaml");
+            write(&name, &desc::to_yaml(&m))?;
+            manifest.outputs.push(name);
         }
+        if a.report {
+            super::report::write(run.path())?;
+            manifest.outputs.push("report.html".into());
+        }
+        manifest.status = Status::Complete;
+        run.write_manifest(&manifest).into_diagnostic()?;
     }
     match args.format {
         OutputFormat::Json => {
             let rows: Vec<serde_json::Value> = front
                 .iter()
-                .map(|i| serde_json::json!({"objectives": i.evaluation.objectives, "violation": i.evaluation.violation, "genome": i.genome}))
+                .map(|i| {
+                    let space = &problem.space;
+                    let precision = llmforge::model::Precisions {
+                        weights: space.weights[i.genome.weights],
+                        activations: space.activations,
+                        kv_cache: space.kv_cache,
+                    };
+                    serde_json::json!({"objectives": i.evaluation.objectives, "violation": i.evaluation.violation, "genome": i.genome, "precision": precision})
+                })
                 .collect();
             let j = serde_json::json!({
                 "space": problem.space.name, "substrate": problem.substrate.name, "objectives": names,
                 "evaluations": engine.evaluations(), "cache_hits": engine.cache_hits(), "wall_time_s": wall,
                 "hypervolume": history.as_ref().and_then(|h| h.rows.last()).map(|r| r.hypervolume),
+                "loss_model": problem.loss.name(), "scored_by": tally.scored,
+                "out_of_domain": problem.loss.domain().map(|_| serde_json::json!({"total": tally.outside, "by": tally.outside_by})),
+                "feasibility": "meets every constraint and fits the substrate's memory (weights + KV cache at the workload)",
+                "memory_capacity_bytes": problem.substrate.memory_capacity().get(),
                 "front": rows,
             });
-            println!("{}", serde_json::to_string_pretty(&j).into_diagnostic()?);
+            let meta = llmforge::trace::JsonMeta::cost(
+                problem.engine.name(),
+                Some(llmforge::trace::PrecisionMeta::PerRow),
+            );
+            print!("{}", llmforge::trace::json_document(&meta, &j).into_diagnostic()?);
         }
         OutputFormat::Table => {
-            println!(
-                "{} on {} ({}): {} evaluations ({} cache hits) in {wall:.2} s; front of {}",
-                problem.space.name,
-                problem.substrate.name,
-                problem.loss.name(),
+            let run_text = format!(
+                "{} evaluations ({} cache hits) in {wall:.2} s; front of {}",
                 engine.evaluations(),
                 engine.cache_hits(),
                 front.len()
             );
-            print!("{csv}");
-            if let Some(dir) = &out {
-                println!(
-                    "wrote {}/{{pareto.csv, history.csv, pareto.svg, models/}}",
-                    dir.display()
-                );
+            print!("{}", search_front::header(&problem, &tally, &run_text));
+            print!("{}", search_front::front_table(&problem, objectives, &front));
+            match &run {
+                Some(run) => println!(
+                    "wrote {}/{{pareto.csv, history.csv, pareto.svg, models/}}: every layer's genes in pareto.csv (layer_genes), the model of row # in models/pareto-#.yaml",
+                    run.path().display()
+                ),
+                None => println!("per-layer genes and model files: add --out DIR"),
             }
         }
     }
@@ -247,12 +739,14 @@ fn reference(population: &[Individual<Genome>]) -> Vec<f64> {
 }
 
 /// One row per front member: objectives, feasibility, the loss model's prediction (`loss_mu`,
-/// `loss_sigma`: the `loss` objective is `loss_mu - beta * loss_sigma`), then the architecture.
+/// `loss_sigma`: the `loss` objective is `loss_mu - beta * loss_sigma`), which model made it
+/// (`loss_model`) and, for a candidate outside the surrogate's training domain, the first
+/// quantity that left it (`out_of_domain`, empty inside), then the architecture.
 fn pareto_csv(problem: &ArchProblem, names: &[&str], front: &[Individual<Genome>]) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "rank,{},feasible,violation,loss_mu,loss_sigma,d_model,layers,attention_layers,weights,params,layer_genes",
+        "rank,{},feasible,violation,loss_mu,loss_sigma,loss_model,out_of_domain,d_model,layers,attention_layers,weights,params,layer_genes",
         names.join(",")
     );
     for (k, ind) in front.iter().enumerate() {
@@ -283,12 +777,14 @@ fn pareto_csv(problem: &ArchProblem, names: &[&str], front: &[Individual<Genome>
         let loss = problem.loss.predict(&m);
         let _ = writeln!(
             text,
-            "{k},{},{},{:?},{:?},{:?},{},{},{},{},{},{}",
+            "{k},{},{},{:?},{:?},{:?},{},{},{},{},{},{},{},{}",
             objectives.join(","),
             ind.evaluation.violation == 0.0,
             ind.evaluation.violation,
             loss.mu,
             loss.sigma,
+            loss.scorer.name(),
+            loss.outside.map_or(String::new(), |o| o.to_string()),
             g.d_model,
             m.n_layers(),
             m.n_attention_layers(),
@@ -300,71 +796,33 @@ fn pareto_csv(problem: &ArchProblem, names: &[&str], front: &[Individual<Genome>
     text
 }
 
-/// A scatter of the first two objectives of the front (hand-written SVG, no fonts needed).
-fn pareto_svg(names: &[&str], front: &[Individual<Genome>]) -> String {
-    let (w, h, pad) = (640.0, 480.0, 60.0);
-    let pts: Vec<(f64, f64)> = front
-        .iter()
-        .map(|i| {
-            let o = &i.evaluation.objectives;
-            (o[0], *o.get(1).unwrap_or(&0.0))
-        })
-        .filter(|(x, y)| *x < SCREENED && *y < SCREENED)
-        .collect();
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for (x, y) in &pts {
-        x0 = x0.min(*x);
-        x1 = x1.max(*x);
-        y0 = y0.min(*y);
-        y1 = y1.max(*y);
-    }
-    if pts.is_empty() {
-        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
-    }
-    let span = |a: f64, b: f64| if b > a { b - a } else { 1.0 };
-    let sx = |x: f64| pad + (x - x0) / span(x0, x1) * (w - 2.0 * pad);
-    let sy = |y: f64| h - pad - (y - y0) / span(y0, y1) * (h - 2.0 * pad);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
-    let _ = writeln!(
-        s,
-        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>",
-        h - pad,
-        w - pad,
-        h - pad
-    );
-    let _ = writeln!(
-        s,
-        "<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{}\" stroke=\"black\"/>",
-        h - pad
-    );
-    let _ = writeln!(
-        s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{} ({:.4e} .. {:.4e})</text>",
-        w / 2.0,
-        h - 20.0,
-        names[0],
-        x0,
-        x1
-    );
-    let ylabel = names.get(1).copied().unwrap_or("");
-    let _ = writeln!(
-        s,
-        "<text x=\"15\" y=\"{}\" transform=\"rotate(-90 15 {})\" text-anchor=\"middle\">{ylabel} ({:.4e} .. {:.4e})</text>",
-        h / 2.0,
-        h / 2.0,
-        y0,
-        y1
-    );
-    for (x, y) in &pts {
-        let _ = writeln!(
-            s,
-            "<circle cx=\"{:.2}\" cy=\"{:.2}\" r=\"4\" fill=\"steelblue\"/>",
-            sx(*x),
-            sy(*y)
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+/// The scatter matrix of every pair of objectives: every evaluated candidate faint, the
+/// front bold. Screened candidates (placeholder objectives) are left out.
+fn pareto_svg(
+    problem: &ArchProblem,
+    names: &[&str],
+    archive: &[Individual<Genome>],
+    front: &[Individual<Genome>],
+) -> miette::Result<String> {
+    let real = |o: &[f64]| o.iter().all(|v| *v < SCREENED && v.is_finite());
+    let plot = ParetoPlot {
+        title: format!(
+            "Pareto front: {} on {} ({} evaluated)",
+            problem.space.name,
+            problem.substrate.name,
+            archive.len()
+        ),
+        objectives: names.iter().map(|n| n.to_string()).collect(),
+        evaluated: archive
+            .iter()
+            .filter(|i| real(&i.evaluation.objectives))
+            .map(|i| (i.evaluation.objectives.clone(), i.evaluation.is_feasible()))
+            .collect(),
+        front: front
+            .iter()
+            .filter(|i| real(&i.evaluation.objectives))
+            .map(|i| i.evaluation.objectives.clone())
+            .collect(),
+    };
+    llmforge::trace::plot::pareto_svg(&plot).into_diagnostic()
 }

@@ -2,16 +2,22 @@
 
 use clap::{Subcommand, ValueEnum};
 use llmforge::model::{self, ComputeClass};
-use llmforge::sim::ring::{ChipSizing, RingWorkload};
+use llmforge::sim::ring::{ChipSizing, RingTiming, RingWorkload};
 use llmforge::sim::ring_adapter;
 use llmforge::substrate::cosearch::{PointStatus, objective_name};
 use llmforge::substrate::{self, DesignSpace, Kind, Substrate};
+use llmforge::trace::{JsonMeta, PrecisionMeta, json_document};
 use miette::IntoDiagnostic;
 
 #[derive(Subcommand)]
 pub enum SubstrateCmd {
     /// List the shipped substrates.
     List,
+    /// Print a commented template of a substrate file (every field, its unit and meaning).
+    New {
+        #[arg(long, value_enum)]
+        kind: NewKind,
+    },
     /// Validate a substrate file, reporting every problem with its line and column.
     Check {
         /// A substrate file (or shipped name).
@@ -53,6 +59,13 @@ pub enum SubstrateCmd {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+pub enum NewKind {
+    Gpu,
+    Systolic,
+    Ring,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 pub enum Format {
     Table,
     Json,
@@ -64,13 +77,7 @@ pub fn load(spec: &str, set: &[String]) -> miette::Result<Substrate> {
     Ok(substrate::load(spec, &overrides)?)
 }
 
-const CLASSES: [ComputeClass; 5] = [
-    ComputeClass::F32,
-    ComputeClass::F16,
-    ComputeClass::Fp8,
-    ComputeClass::Int8,
-    ComputeClass::Int4,
-];
+const CLASSES: [ComputeClass; 6] = ComputeClass::ALL;
 
 pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
     match cmd {
@@ -78,6 +85,17 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
             for name in substrate::names() {
                 let s = substrate::load(name, &[])?;
                 println!("{name:26} {:9} {}", s.kind_name(), s.description);
+            }
+        }
+        SubstrateCmd::New { kind } => {
+            let name = match kind {
+                NewKind::Gpu => "gpu",
+                NewKind::Systolic => "systolic",
+                NewKind::Ring => "ring",
+            };
+            match substrate::schema::template(name) {
+                Some(t) => print!("{t}"),
+                None => return Err(miette::miette!("no template for kind `{name}`")),
             }
         }
         SubstrateCmd::Check { file, set } => {
@@ -119,7 +137,8 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                         "table": r.table,
                         "chosen": r.report,
                     });
-                    println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?);
+                    let meta = JsonMeta::cost("ring", Some(PrecisionMeta::Run(m.precision)));
+                    print!("{}", json_document(&meta, &out).into_diagnostic()?);
                 }
                 Format::Table => print_cosearch(&m.name, &space, &r),
             }
@@ -137,6 +156,7 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                         .map(|&c| {
                             serde_json::json!({
                                 "class": c.name(),
+                                "runs_as": s.native_class(c).name(),
                                 "matrix_peak_flops": s.matrix_peak(c).get(),
                                 "ridge_flop_per_byte": s.ridge_point(c),
                             })
@@ -146,9 +166,10 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                         "substrate": s,
                         "memory_bandwidth_bytes_per_s": s.memory_bandwidth().get(),
                         "vector_peak_flops": s.vector_peak().get(),
+                        "precisions": s.precision_support(),
                         "derived": derived,
                     });
-                    println!("{}", serde_json::to_string_pretty(&out).into_diagnostic()?);
+                    print!("{}", json_document(&JsonMeta::default(), &out).into_diagnostic()?);
                 }
                 Format::Table => {
                     println!("{} ({}): {}", s.name, s.kind_name(), s.description);
@@ -162,9 +183,29 @@ pub fn run(cmd: SubstrateCmd) -> miette::Result<()> {
                         "vector peak            {:.3} TFLOP/s",
                         s.vector_peak().get() / 1e12
                     );
+                    let support = s.precision_support();
+                    println!("native precisions      {}", support.list());
+                    match &support.quantise {
+                        llmforge::substrate::precision::Quantise::Nothing => {}
+                        llmforge::substrate::precision::Quantise::Listed(v) => println!(
+                            "quantises              {} (to {})",
+                            v.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+                            support.narrowest().map_or("?", |c| c.name())
+                        ),
+                        llmforge::substrate::precision::Quantise::AllOthers => println!(
+                            "quantises              every other format (to {})",
+                            support.narrowest().map_or("?", |c| c.name())
+                        ),
+                    }
                     for c in CLASSES {
+                        let runs = s.native_class(c);
+                        let note = if runs == c {
+                            String::new()
+                        } else {
+                            format!("   (runs as {runs})")
+                        };
                         println!(
-                            "matrix peak {:5}      {:10.3} TFLOP/s   ridge {:8.1} FLOP/B",
+                            "matrix peak {:5}      {:10.3} TFLOP/s   ridge {:8.1} FLOP/B{note}",
                             c.name(),
                             s.matrix_peak(c).get() / 1e12,
                             s.ridge_point(c)
@@ -280,11 +321,23 @@ fn print_ring(r: &substrate::Ring) {
         wmem_per_core: d.wmem_per_core,
         kv_per_core: c.kv_per_core,
     };
-    println!(
-        "template chip          {:.3} mm^2, leakage {:.4} pJ/cycle",
-        template.area(c).as_mm2(),
-        template.leakage_per_cycle(c).as_pj()
-    );
+    match r.options.timing {
+        RingTiming::Corrected => println!(
+            "template chip          {:.3} mm^2, leakage {:.4} pJ/cycle",
+            template.area(c).as_mm2(),
+            template.leakage_per_cycle(c).as_pj()
+        ),
+        RingTiming::PaperEra => println!(
+            "template chip          {:.3} mm^2 (SRAM only), no leakage",
+            llmforge::sim::ring::paper_era::chip_sram_area(
+                &r.spec,
+                c.n_cores(),
+                d.wmem_per_core,
+                c.kv_per_core
+            )
+            .as_mm2()
+        ),
+    }
     let p = r.spec.packing();
     println!(
         "packing                weight headroom {}, KV headroom {}, min KV {:.0} KiB/core, {} core doublings, max cores/chip {}, chip sizing {}",
@@ -303,6 +356,12 @@ fn print_ring(r: &substrate::Ring) {
         "options                decode context {:?}, LM head {:?}, spill to DRAM {}, tensor parallel {}",
         o.decode_context, o.lm_head, o.spill_to_dram, o.tensor_parallel
     );
+    if o.timing == RingTiming::PaperEra {
+        println!(
+            "timing                 paper_era: every layer priced like the first, decode at ctx {}, serial softmax unit (the paper's table)",
+            llmforge::sim::ring::paper_era::DECODE_CONTEXT
+        );
+    }
 }
 
 fn print_cosearch(model: &str, space: &DesignSpace, r: &ring_adapter::RingCoSearch) {

@@ -1,13 +1,15 @@
 //! `llmforge surrogate ...`: fit, evaluate, cross-validate and query the loss surrogate.
 
+use super::write_output;
 use clap::{Args, Subcommand, ValueEnum};
 use llmforge::model;
+use llmforge::output::Outputs;
 use llmforge::quality::dataset::{self, Dataset};
 use llmforge::quality::surrogate::{
     self, FitConfig, Prediction, Resample, Surrogate, cross_validate, features, fold_assignment,
     metrics::Metrics, nested_cross_validate,
 };
-use miette::{IntoDiagnostic, WrapErr, miette};
+use miette::{IntoDiagnostic, miette};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ pub enum SurrogateCmd {
     },
     /// Evaluate a saved model on an LLMForge CSV (every metric).
     Eval {
+        /// A surrogate file or a shipped surrogate's name (llmforge-200m).
         #[arg(long)]
         model: PathBuf,
         #[arg(long)]
@@ -65,6 +68,7 @@ pub enum SurrogateCmd {
     },
     /// Predict mu and sigma for the rows of an LLMForge CSV or for one model file.
     Predict {
+        /// A surrogate file or a shipped surrogate's name (llmforge-200m).
         #[arg(long)]
         model: PathBuf,
         #[arg(long, conflicts_with = "arch", required_unless_present = "arch")]
@@ -174,36 +178,21 @@ pub enum PredictFormat {
     Csv,
 }
 
-/// Writes `text` to `path` through a temporary file in the same folder and a rename.
-fn write_atomic(path: &Path, text: &str) -> miette::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| miette!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, text)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot write {}", path.display()))
-}
-
 fn read_data(path: &Path, target: Option<&str>) -> miette::Result<Dataset> {
     let ds = dataset::read_llmforge_csv(path, target).map_err(|e| miette!("{e}"))?;
     eprint!("{}", ds.report());
     Ok(ds)
 }
 
+/// A surrogate file, or a shipped surrogate's name when no such file exists.
 fn load_model(path: &Path) -> miette::Result<Surrogate> {
     let file = path.display().to_string();
-    let src = std::fs::read_to_string(path)
-        .into_diagnostic()
-        .wrap_err_with(|| format!("cannot read {file}"))?;
-    Surrogate::from_json(&src, &file).map_err(|e| miette!("{e}"))
+    if !path.exists() {
+        if let Some(s) = llmforge::quality::shipped_surrogate(&file) {
+            return s.map_err(|e| miette!("{e}"));
+        }
+    }
+    Surrogate::load(path).map_err(|e| miette!("{e}"))
 }
 
 fn metrics_table(title: &str, m: &Metrics) -> String {
@@ -219,8 +208,9 @@ fn metrics_table(title: &str, m: &Metrics) -> String {
     s
 }
 
+/// Pretty JSON (with a final newline) in the envelope every `--format json` output carries.
 fn json<T: Serialize>(v: &T) -> miette::Result<String> {
-    serde_json::to_string_pretty(v).into_diagnostic()
+    llmforge::trace::json_document(&llmforge::trace::JsonMeta::default(), v).into_diagnostic()
 }
 
 #[derive(Serialize)]
@@ -262,13 +252,18 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             out,
             fit,
         } => {
+            Outputs::new()
+                .input("--data", &data)
+                .file("--out", Some(&out))
+                .check()
+                .into_diagnostic()?;
             let ds = read_data(&data, Some(&target))?;
             let cfg = fit.config();
             let t0 = std::time::Instant::now();
             let s = Surrogate::fit_models(&ds.models(), &ds.targets(), &target, &cfg)
                 .map_err(|e| miette!("{e}"))?;
             let secs = t0.elapsed().as_secs_f64();
-            write_atomic(&out, &s.to_json())?;
+            write_output(&out, &s.to_json())?;
             eprintln!(
                 "fitted {} members x {} trees on {} rows in {secs:.2} s; data hash {}; wrote {}",
                 s.members.len(),
@@ -277,6 +272,9 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                 s.data_hash,
                 out.display()
             );
+            if let Some(d) = &s.domain {
+                eprintln!("training domain: {d}");
+            }
             if let Some(r) = &s.regime {
                 eprintln!(
                     "high regime: {} training rows above {} (median {:.4}), {} classifier trees per member",
@@ -309,7 +307,7 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             let in_sample = surrogate::data_hash(&s.target, &x, &y) == s.data_hash;
             let m = s.evaluate(&models, &y);
             match format {
-                Format::Json => println!(
+                Format::Json => print!(
                     "{}",
                     json(&EvalReport {
                         model: model.display().to_string(),
@@ -344,6 +342,11 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             select_classifier_depth,
             inner_folds,
         } => {
+            Outputs::new()
+                .input("--data", &data)
+                .file("--export", export.as_deref())
+                .check()
+                .into_diagnostic()?;
             let ds = read_data(&data, Some(&target))?;
             let cfg = fit.config();
             let split_seed = split_seed.unwrap_or(cfg.seed);
@@ -366,14 +369,14 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             .map_err(|e| miette!("{e}"))?;
             let depths: Vec<usize> = r.selected.iter().map(|&c| select_classifier_depth[c]).collect();
             if let Some(path) = &export {
-                write_atomic(path, &export_csv(&ds, &x, &r.fold, &r.predictions))?;
+                write_output(path, &export_csv(&ds, &x, &r.fold, &r.predictions))?;
                 eprintln!(
                     "wrote folds, out-of-fold predictions and features to {}",
                     path.display()
                 );
             }
             match format {
-                Format::Json => println!(
+                Format::Json => print!(
                     "{}",
                     json(&CvReport {
                         data: data.display().to_string(),
@@ -415,6 +418,13 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
             format,
             out,
         } => {
+            Outputs::new()
+                .input("--model", &model)
+                .inputs("--data", &data)
+                .inputs("--arch", &arch)
+                .file("--out", out.as_deref())
+                .check()
+                .into_diagnostic()?;
             let s = load_model(&model)?;
             let (ids, preds): (Vec<String>, Vec<Prediction>) = match (&data, &arch) {
                 (Some(path), _) => {
@@ -439,7 +449,7 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                 })
                 .collect();
             let text = match format {
-                PredictFormat::Json => json(&rows)? + "\n",
+                PredictFormat::Json => json(&serde_json::json!({ "rows": rows }))?,
                 PredictFormat::Csv => {
                     let mut t = String::from("id,mu,sigma,acquisition\n");
                     for r in &rows {
@@ -466,7 +476,7 @@ pub fn run(cmd: SurrogateCmd) -> miette::Result<()> {
                 }
             };
             match out {
-                Some(path) => write_atomic(&path, &text),
+                Some(path) => write_output(&path, &text),
                 None => {
                     print!("{text}");
                     Ok(())

@@ -1,13 +1,16 @@
 //! `llmforge validate`: predict every row of a measured-trace file and report the errors.
 
 use clap::{Args, ValueEnum};
+use llmforge::output::{Outputs, write_atomic};
+use llmforge::trace::plot::{PlotPoint, scatter_svg};
+use llmforge::trace::table::{Column, Table};
+use llmforge::trace::{JsonMeta, PrecisionMeta, json_document};
 use llmforge::validate::calibrate::HoldOut;
 use llmforge::validate::mapping::Maps;
 use llmforge::validate::overlay;
-use llmforge::validate::plot::{self, PlotPoint};
 use llmforge::validate::predict::Engine;
 use llmforge::validate::stats::ErrorStats;
-use llmforge::validate::{self, Compare, Library, Options, Report, traces};
+use llmforge::validate::{self, Compare, Library, Options, Report, gate, traces};
 use miette::IntoDiagnostic;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -78,6 +81,11 @@ pub struct ValidateArgs {
     /// In the table format, list every predicted row.
     #[arg(long)]
     pub rows: bool,
+    /// Exit 1 when the MAPE exceeds PERCENT: over every row (`15`), or over one group of the
+    /// report: `phase:decode batch 1=10`, `metric:NAME=20%`, `group:DEVICE | STACK |
+    /// METRIC=12`. Repeatable; a scope naming no group is an error.
+    #[arg(long = "max-mape", value_name = "[SCOPE=]PERCENT")]
+    pub max_mape: Vec<String>,
 }
 
 /// Shared by validate and calibrate: the shipped maps plus the user's.
@@ -93,6 +101,19 @@ pub fn run(args: ValidateArgs) -> miette::Result<()> {
     let Some(traces_path) = &args.traces else {
         return super::kernels::validate(&args);
     };
+    let limits = args
+        .max_mape
+        .iter()
+        .map(|l| l.parse::<gate::Limit>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Outputs::new()
+        .input("--traces", traces_path)
+        .inputs("--substrate-map", &args.substrate_map)
+        .inputs("--overlay", &args.overlay)
+        .file("--out", args.out.as_deref())
+        .file("--svg", args.svg.as_deref())
+        .check()
+        .into_diagnostic()?;
     let traces = traces::read(traces_path)?;
     let maps = load_maps(&args.substrate_map)?;
     let overlays = args
@@ -114,82 +135,138 @@ pub fn run(args: ValidateArgs) -> miette::Result<()> {
     };
     let report = validate::validate(&traces, &maps, &mut lib, &opts);
     let text = match args.format {
-        Format::Json => serde_json::to_string_pretty(&report).into_diagnostic()? + "\n",
+        Format::Json => json_document(
+            &JsonMeta::cost(report.engine, Some(PrecisionMeta::PerRow)),
+            &report,
+        )
+        .into_diagnostic()?,
         Format::Table => table(&report, args.rows),
     };
     match &args.out {
-        Some(p) => validate::write_atomic(p, &text)?,
+        Some(p) => write_atomic(p, text.as_bytes()).into_diagnostic()?,
         None => print!("{text}"),
     }
     if let Some(p) = &args.svg {
-        validate::write_atomic(p, &svg(&report))?;
+        write_atomic(p, svg(&report)?.as_bytes()).into_diagnostic()?;
+    }
+    let outcomes = gate::check(&report, &limits)?;
+    for o in &outcomes {
+        eprintln!("--max-mape {o}");
+    }
+    let exceeded: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.exceeded)
+        .map(|o| o.to_string())
+        .collect();
+    if !exceeded.is_empty() {
+        miette::bail!("MAPE above the limit: {}", exceeded.join("; "));
     }
     Ok(())
 }
 
-fn panel(phase: &str, metric_unit: &str) -> String {
-    format!("{phase} [{metric_unit}]")
+/// The kind of quantity a row's unit measures, the unit its panel shows, and the factor
+/// from the row's unit to it: rows of every phase that measure the same kind share a panel.
+fn quantity(unit: &str) -> (&'static str, &'static str, f64) {
+    match unit.trim() {
+        "s" => ("time", "s", 1.0),
+        "ms" => ("time", "s", 1e-3),
+        "us" | "µs" => ("time", "s", 1e-6),
+        "tok/s" | "tokens/s" | "output tok/s" | "output tok/s/GPU" | "tok/s/device" => {
+            ("throughput", "tokens/s", 1.0)
+        }
+        "W" => ("power", "W", 1.0),
+        "mW" | "mW (as reported)" => ("power", "W", 1e-3),
+        "J/tok" | "J/token" => ("energy per token", "J", 1.0),
+        "mJ/tok" | "mJ/token" => ("energy per token", "J", 1e-3),
+        _ => ("other", "as reported", 1.0),
+    }
 }
 
 /// The scatter plot of a report (uncalibrated filled, held-out calibrated hollow).
-pub fn svg(report: &Report) -> String {
-    let mut pts: Vec<PlotPoint> = report
-        .rows
-        .iter()
-        .map(|r| PlotPoint {
-            panel: panel(r.phase, &r.unit),
+pub fn svg(report: &Report) -> miette::Result<String> {
+    let point = |r: &llmforge::validate::RowResult, series: usize, predicted: f64| {
+        let (q, unit, f) = quantity(&r.unit);
+        PlotPoint {
+            quantity: q.to_string(),
+            unit: unit.to_string(),
             color_key: r.stack.clone(),
-            series: 0,
-            measured: r.measured,
-            predicted: r.predicted,
-        })
-        .collect();
-    let mut series = vec![format!("{} (uncalibrated)", report.engine)];
+            shape_key: r.phase.to_string(),
+            series,
+            measured: r.measured * f,
+            predicted: predicted * f,
+        }
+    };
+    let mut pts: Vec<PlotPoint> = report.rows.iter().map(|r| point(r, 0, r.predicted)).collect();
+    let mut series = vec![format!("{} engine, uncalibrated", report.engine)];
     if let Some(h) = report.holdout.first() {
         series.push(format!("calibrated, {} held out", h.by.name()));
         for hr in &h.rows {
             if let Some(r) = report.rows.iter().find(|r| r.line == hr.line) {
-                pts.push(PlotPoint {
-                    panel: panel(r.phase, &r.unit),
-                    color_key: r.stack.clone(),
-                    series: 1,
-                    measured: r.measured,
-                    predicted: hr.predicted,
-                });
+                pts.push(point(r, 1, hr.predicted));
             }
         }
     }
     let refs: Vec<&str> = series.iter().map(String::as_str).collect();
-    plot::svg(&pts, &format!("predicted vs measured: {}", report.file), &refs)
+    scatter_svg(&pts, &format!("Predicted vs measured: {}", report.file), &refs).into_diagnostic()
 }
 
-fn stat_cols(s: &ErrorStats) -> String {
-    format!(
-        "{:>5} {:>8.1} {:>8.1} {:>8.1} {:>+8.1}",
-        s.n, s.mape, s.median, s.worst, s.bias
-    )
-}
-
-const STAT_HEAD: &str = "    n  MAPE(%)  med(%) worst(%)  bias(%)";
-
-fn compare_table(out: &mut String, title: &str, rows: &[Compare]) {
-    let _ = writeln!(out, "\n{title}");
-    let _ = writeln!(
-        out,
-        "{:<58} {:>5} {:>12} {:>12} {:>12}",
-        "", "n", "uncal MAPE", "cal MAPE", "cal worst"
-    );
-    for c in rows {
-        let _ = writeln!(
-            out,
-            "{:<58} {:>5} {:>11.1}% {:>11.1}% {:>11.1}%",
-            c.key.join(" | "),
-            c.calibrated.n,
-            c.uncalibrated.mape,
-            c.calibrated.mape,
-            c.calibrated.worst
-        );
+/// `x` cut to `n` characters (the last one `~`), so long device and stack names keep tables
+/// narrow; the JSON report has them in full.
+fn short(x: &str, n: usize) -> String {
+    if x.chars().count() > n {
+        let t: String = x.chars().take(n - 1).collect();
+        format!("{t}~")
+    } else {
+        x.to_string()
     }
+}
+
+/// The error-statistics columns after `keys` text columns.
+fn stats_table(keys: &[&str]) -> Table {
+    let mut cols: Vec<Column> = keys.iter().map(|k| Column::text(k)).collect();
+    cols.extend([
+        Column::number("rows", ""),
+        Column::number("MAPE", "%"),
+        Column::number("median", "%"),
+        Column::number("worst", "%"),
+        Column::number("bias", "%"),
+    ]);
+    Table::new(cols).indent(2)
+}
+
+fn stats_row(t: &mut Table, key: &[String], s: &ErrorStats) {
+    let mut cells: Vec<String> = key.to_vec();
+    cells.extend([
+        s.n.to_string(),
+        format!("{:.1}", s.mape),
+        format!("{:.1}", s.median),
+        format!("{:.1}", s.worst),
+        format!("{:+.1}", s.bias),
+    ]);
+    t.row(cells);
+}
+
+fn compare_table(out: &mut String, title: &str, keys: &[&str], rows: &[Compare]) {
+    let _ = writeln!(out, "\n{title}");
+    let mut cols: Vec<Column> = keys.iter().map(|k| Column::text(k)).collect();
+    cols.extend([
+        Column::number("rows", ""),
+        Column::number("uncalibrated MAPE", "%"),
+        Column::number("calibrated MAPE", "%"),
+        Column::number("calibrated worst", "%"),
+    ]);
+    let mut t = Table::new(cols).indent(2);
+    for c in rows {
+        let mut cells = c.key.clone();
+        cells.extend([
+            c.calibrated.n.to_string(),
+            format!("{:.1}", c.uncalibrated.mape),
+            format!("{:.1}", c.calibrated.mape),
+            format!("{:.1}", c.calibrated.worst),
+        ]);
+        t.row(cells);
+    }
+    out.push_str(&t.render());
 }
 
 /// The human-readable report.
@@ -200,38 +277,25 @@ pub fn table(r: &Report, rows: bool) -> String {
         "{}: {} rows, {} predicted with the {} engine ({} of them excluded from the statistics), {} unmappable",
         r.file, r.counts.rows, r.counts.mapped, r.engine, r.counts.excluded, r.counts.unmapped
     );
-    let _ = writeln!(s, "\nby phase{:>44}", STAT_HEAD);
+    let _ = writeln!(s, "\nby phase");
+    let mut t = stats_table(&["phase"]);
     for g in &r.by_phase {
-        let _ = writeln!(s, "  {:<50}{}", g.key.join(" | "), stat_cols(&g.stats));
+        stats_row(&mut t, &g.key, &g.stats);
     }
-    let _ = writeln!(s, "\nby metric{:>43}", STAT_HEAD);
+    s.push_str(&t.render());
+    let _ = writeln!(s, "\nby metric");
+    let mut t = stats_table(&["metric"]);
     for g in &r.by_metric {
-        let _ = writeln!(s, "  {:<50}{}", g.key.join(" | "), stat_cols(&g.stats));
+        stats_row(&mut t, &g.key, &g.stats);
     }
+    s.push_str(&t.render());
     let _ = writeln!(s, "\nby device, stack, metric");
-    let _ = writeln!(
-        s,
-        "  {:<44} {:<30} {:<20}{}",
-        "device", "stack", "metric", STAT_HEAD
-    );
+    let mut t = stats_table(&["device", "stack", "metric"]);
     for g in &r.groups {
-        let short = |x: &str, n: usize| -> String {
-            if x.chars().count() > n {
-                let t: String = x.chars().take(n - 1).collect();
-                format!("{t}~")
-            } else {
-                x.to_string()
-            }
-        };
-        let _ = writeln!(
-            s,
-            "  {:<44} {:<30} {:<20}{}",
-            short(&g.key[0], 44),
-            short(&g.key[1], 30),
-            short(&g.key[2], 20),
-            stat_cols(&g.stats)
-        );
+        let key = [short(&g.key[0], 44), short(&g.key[1], 40), g.key[2].clone()];
+        stats_row(&mut t, &key, &g.stats);
     }
+    s.push_str(&t.render());
     let _ = writeln!(s, "\nunmappable rows ({}), by reason:", r.counts.unmapped);
     for u in &r.reasons {
         let _ = writeln!(
@@ -260,10 +324,25 @@ pub fn table(r: &Report, rows: bool) -> String {
             h.by.name(),
             h.not_predicted.len()
         );
-        compare_table(&mut s, "  by phase", &h.by_phase);
-        compare_table(&mut s, "  by phase, family, stack", &h.by_family);
-        compare_table(&mut s, "  by phase, model, stack", &h.by_model);
-        compare_table(&mut s, "  by phase, device, stack", &h.by_device);
+        compare_table(&mut s, "  by phase", &["phase"], &h.by_phase);
+        compare_table(
+            &mut s,
+            "  by phase, family, stack",
+            &["phase", "family", "stack"],
+            &h.by_family,
+        );
+        compare_table(
+            &mut s,
+            "  by phase, model, stack",
+            &["phase", "model", "stack"],
+            &h.by_model,
+        );
+        compare_table(
+            &mut s,
+            "  by phase, device, stack",
+            &["phase", "substrate", "stack"],
+            &h.by_device,
+        );
         let mut why: std::collections::BTreeMap<&str, Vec<u64>> = std::collections::BTreeMap::new();
         for (line, w) in &h.not_predicted {
             why.entry(w.as_str()).or_default().push(*line);
@@ -279,22 +358,34 @@ pub fn table(r: &Report, rows: bool) -> String {
     }
     if rows {
         let _ = writeln!(s, "\nrows");
+        let mut t = Table::new(vec![
+            Column::number("line", ""),
+            Column::text("hardware"),
+            Column::text("model"),
+            Column::text("metric"),
+            Column::text("unit"),
+            Column::number("measured", ""),
+            Column::number("predicted", ""),
+            Column::number("error", "%"),
+            Column::text("devices x substrate"),
+            Column::text("weights"),
+        ])
+        .indent(2);
         for x in &r.rows {
-            let _ = writeln!(
-                s,
-                "  {:>5} {:<40} {:<22} {:<16} {:>12.4} {:>12.4} {:>+8.1}%  {}x{} {}",
-                x.line,
-                x.hardware.chars().take(40).collect::<String>(),
-                x.preset,
-                x.metric,
-                x.measured,
-                x.predicted,
-                x.error_pct,
-                x.devices,
-                x.substrate,
-                x.weights
-            );
+            t.row([
+                x.line.to_string(),
+                short(&x.hardware, 40),
+                x.preset.clone(),
+                x.metric.clone(),
+                x.unit.clone(),
+                format!("{:.4}", x.measured),
+                format!("{:.4}", x.predicted),
+                format!("{:+.1}", x.error_pct),
+                format!("{}x {}", x.devices, x.substrate),
+                x.weights.clone(),
+            ]);
         }
+        s.push_str(&t.render());
     }
     s
 }

@@ -72,7 +72,11 @@ pub struct Op {
     pub layer: Option<u32>,
     pub kind: OpKind,
     pub unit: Unit,
-    /// Arithmetic class (precision) the operator computes in.
+    /// The arithmetic the operator needs at least: for a GEMM, the narrowest type both its
+    /// operands reach exactly (activations with the weights, or with the KV cache for the
+    /// attention GEMMs; [`crate::numeric::exact_common`]); for other ops, that of the weight
+    /// GEMMs. A substrate runs it at its narrowest native type this widens to
+    /// (`Substrate::resolve`).
     pub compute: ComputeClass,
     pub flops: Flops,
     pub reads: RoleBytes,
@@ -181,6 +185,7 @@ struct Lowering<'m> {
     a: f64,
     kv: f64,
     compute: ComputeClass,
+    attention: ComputeClass,
     layer: Option<u32>,
 }
 
@@ -456,6 +461,8 @@ impl Lowering<'_> {
                 Phase::Prefill { tokens, .. } => (tokens, tokens),
                 Phase::Decode { context, .. } => (1, context),
             };
+            // the attention GEMMs compute in the activations' and KV cache's common type
+            let weight_class = std::mem::replace(&mut self.compute, self.attention);
             let scores = self.add(
                 "attn_scores",
                 OpKind::Gemm {
@@ -477,7 +484,9 @@ impl Lowering<'_> {
                 },
                 &[q, k, kv_write],
             );
+            self.compute = weight_class;
             let probs = self.elementwise("softmax", pairs, elementwise::SOFTMAX, pairs, 0.0, &[scores]);
+            self.compute = self.attention;
             let pv = self.add(
                 "attn_pv",
                 OpKind::Gemm {
@@ -499,6 +508,7 @@ impl Lowering<'_> {
                 },
                 &[probs, v, kv_write],
             );
+            self.compute = weight_class;
             let o = self.linear("o_proj", t, a.o_width(), d, a.o_bias, Copies::ONE, pv);
             Some(o)
         } else {
@@ -534,11 +544,8 @@ pub fn lower(model: &Model, phase: Phase) -> Graph {
         w: model.precision.weights.bytes(),
         a: model.precision.activations.bytes(),
         kv: model.precision.kv_cache.bytes(),
-        compute: model
-            .precision
-            .weights
-            .compute_class()
-            .max(model.precision.activations.compute_class()),
+        compute: model.precision.weight_gemm(),
+        attention: model.precision.attention_gemm(),
         layer: None,
     };
     let d = model.d_model;

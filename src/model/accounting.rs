@@ -170,30 +170,43 @@ pub fn layer_params(model: &Model, layer: &Layer) -> u64 {
     layer_params_split(layer, model.d_model, model.norm).0
 }
 
-/// Parameter counts of the whole model.
+/// Parameter counts of the whole model. A validated model's counts fit (they are below
+/// [`crate::limits::MAX_PARAMS`]); sums past `u64` saturate.
 pub fn params(model: &Model) -> ParamCounts {
+    checked_params(model).unwrap_or(ParamCounts {
+        total: u64::MAX,
+        embedding: u64::MAX,
+        non_embedding: u64::MAX,
+        active: u64::MAX,
+    })
+}
+
+/// Parameter counts, or `None` when a sum passes `u64`. Each block's count fits `u64` when its
+/// fields are within [`crate::limits`] (the largest is below 2^52); the sums over blocks and
+/// the embeddings are checked.
+pub fn checked_params(model: &Model) -> Option<ParamCounts> {
     let d = model.d_model;
-    let input_embedding = model.vocab * d;
+    let input_embedding = model.vocab.checked_mul(d)?;
     let positions = match model.positional {
-        Positional::Learned { max_positions } => max_positions * d,
+        Positional::Learned { max_positions } => max_positions.checked_mul(d)?,
         _ => 0,
     };
-    let lm_head = if model.tied_embeddings { 0 } else { model.vocab * d };
-    let embedding = input_embedding + positions + lm_head;
+    let lm_head = if model.tied_embeddings { 0 } else { input_embedding };
+    let embedding = input_embedding.checked_add(positions)?.checked_add(lm_head)?;
     let (mut blocks, mut blocks_active) = (0u64, 0u64);
     for layer in &model.layers {
         let (t, a) = layer_params_split(layer, d, model.norm);
-        blocks += t;
-        blocks_active += a;
+        blocks = blocks.checked_add(t)?;
+        blocks_active = blocks_active.checked_add(a)?;
     }
     let final_norm = model.norm.params(d);
-    let non_embedding = blocks + final_norm;
-    ParamCounts {
-        total: embedding + non_embedding,
+    let non_embedding = blocks.checked_add(final_norm)?;
+    Some(ParamCounts {
+        total: embedding.checked_add(non_embedding)?,
         embedding,
         non_embedding,
-        active: embedding + blocks_active + final_norm,
-    }
+        active: embedding.checked_add(blocks_active)?.checked_add(final_norm)?,
+    })
 }
 
 /// Bytes to store every weight at the model's weight precision.

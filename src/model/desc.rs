@@ -20,6 +20,7 @@
 //! every problem with its line and column.
 
 use super::{Attention, Ffn, FfnKind, Layer, Model, Moe, NormKind, Positional, Precision, Precisions};
+use crate::limits;
 use crate::yaml::{DescError, DescErrors, Located, SourceFile};
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +31,8 @@ pub struct RawModel {
     /// Where the shape comes from (free text, for provenance).
     #[serde(default)]
     pub source: Option<String>,
-    pub d_model: u64,
-    pub vocab: u64,
+    pub d_model: Located<u64>,
+    pub vocab: Located<u64>,
     pub tied_embeddings: bool,
     pub norm: NormKind,
     pub positional: Located<String>,
@@ -54,15 +55,15 @@ pub enum RawPrecision {
 #[serde(deny_unknown_fields)]
 pub struct RawLayer {
     #[serde(default = "one")]
-    pub repeat: u64,
+    pub repeat: Located<u64>,
     pub attention: RawAttention,
     pub ffn: RawFfn,
     #[serde(default)]
     pub parallel_residual: bool,
 }
 
-fn one() -> u64 {
-    1
+fn one() -> Located<u64> {
+    Located::unlocated(1)
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,32 +161,64 @@ pub fn into_model(raw: RawModel, file: &SourceFile) -> Result<Model, DescErrors>
             }
         }
     };
+    let base = empty(&raw, positional, precision);
+    for e in base.global_errors() {
+        let loc = match e.path.as_str() {
+            "d_model" => raw.d_model.loc,
+            "vocab" => raw.vocab.loc,
+            "positional" => raw.positional.loc,
+            _ => crate::yaml::Loc::UNKNOWN,
+        };
+        if e.path != "layers" || raw.layers.is_empty() {
+            errors.push(file.error(loc, format!("`{}`: {}", e.path, e.message), "here", None));
+        }
+    }
     let mut layers = Vec::new();
+    let mut total: u64 = 0;
     for spanned in &raw.layers {
         match raw_layer(&spanned.value) {
             Ok(layer) => {
-                if spanned.value.repeat == 0 {
-                    errors.push(at(spanned, file, "`repeat` must be at least 1".into(), None));
-                }
-                let candidate = Model {
-                    layers: vec![layer],
-                    ..empty(&raw, positional, precision)
+                let repeat = &spanned.value.repeat;
+                let at_repeat = |message: String| {
+                    let loc = if repeat.loc.is_known() {
+                        repeat.loc
+                    } else {
+                        spanned.loc
+                    };
+                    file.error(loc, message, "here", None)
                 };
-                if let Err(errs) = candidate.validate() {
-                    for e in errs {
-                        let path = e.path.replacen("layers[0].", "", 1);
-                        errors.push(at(spanned, file, format!("{path}: {}", e.message), None));
-                    }
+                if repeat.value == 0 {
+                    errors.push(at_repeat("`repeat` must be at least 1".into()));
                 }
-                layers.extend(std::iter::repeat_n(layer, spanned.value.repeat as usize));
+                for e in layer.errors("") {
+                    errors.push(at(spanned, file, format!("{}: {}", e.path, e.message), None));
+                }
+                // Layers are expanded only up to the limit: a huge `repeat` is an error, not
+                // an allocation.
+                match total
+                    .checked_add(repeat.value)
+                    .filter(|t| *t <= limits::MAX_LAYERS)
+                {
+                    Some(t) => {
+                        total = t;
+                        layers.extend(std::iter::repeat_n(layer, repeat.value as usize));
+                    }
+                    None if total <= limits::MAX_LAYERS => {
+                        total = limits::MAX_LAYERS + 1;
+                        errors.push(at_repeat(format!(
+                            "`repeat: {}` makes the model more than {} layers deep; the limit is {}",
+                            limits::grouped(repeat.value),
+                            limits::grouped(limits::MAX_LAYERS),
+                            limits::grouped(limits::MAX_LAYERS)
+                        )));
+                    }
+                    None => {}
+                }
             }
             Err((msg, help)) => errors.push(at(spanned, file, msg, help)),
         }
     }
-    let model = Model {
-        layers,
-        ..empty(&raw, positional, precision)
-    };
+    let model = Model { layers, ..base };
     if errors.is_empty() {
         if let Err(errs) = model.validate() {
             for e in errs {
@@ -203,8 +236,8 @@ pub fn into_model(raw: RawModel, file: &SourceFile) -> Result<Model, DescErrors>
 fn empty(raw: &RawModel, positional: Positional, precision: Precisions) -> Model {
     Model {
         name: raw.name.clone(),
-        d_model: raw.d_model,
-        vocab: raw.vocab,
+        d_model: raw.d_model.value,
+        vocab: raw.vocab.value,
         tied_embeddings: raw.tied_embeddings,
         norm: raw.norm,
         positional,
@@ -310,7 +343,7 @@ fn raw_layer(raw: &RawLayer) -> Result<Layer, RawErr> {
 pub fn to_yaml(model: &Model) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ = writeln!(out, "name: {}", model.name);
+    let _ = writeln!(out, "name: {}", crate::yaml::quote(&model.name));
     let _ = writeln!(out, "d_model: {}", model.d_model);
     let _ = writeln!(out, "vocab: {}", model.vocab);
     let _ = writeln!(out, "tied_embeddings: {}", model.tied_embeddings);

@@ -7,6 +7,7 @@
 //! lacks is an error naming the field; nothing is silently guessed.
 
 use super::{Attention, Ffn, FfnKind, Layer, Model, Moe, NormKind, Positional, Precision, Precisions};
+use crate::limits;
 use crate::yaml::{DescError, Loc, SourceFile};
 
 /// Errors here are description errors located in the config text.
@@ -50,7 +51,10 @@ impl<'a> Fields<'a> {
                 Some(n) => Ok(Some(n)),
                 None => Err(self.err_at_key(
                     key,
-                    format!("`{key}` must be a non-negative integer, found {v}"),
+                    format!(
+                        "`{key}` must be a non-negative integer, found {}",
+                        crate::yaml::clipped(&v.to_string(), 60)
+                    ),
                     None,
                 )),
             },
@@ -82,6 +86,20 @@ impl<'a> Fields<'a> {
         ))
     }
 
+    /// The layer count under the first of `keys` present, within [`limits::MAX_LAYERS`]
+    /// (checked before any layer is built).
+    fn layer_count(&self, keys: &[&str]) -> Result<u64, LocatedError> {
+        let n = self.u64_any(keys)?;
+        if let Some(m) = limits::above("the number of layers", n, limits::MAX_LAYERS) {
+            let key = keys
+                .iter()
+                .find(|k| self.obj.contains_key(**k))
+                .unwrap_or(&keys[0]);
+            return Err(self.err_at_key(key, format!("`{key}`: {m}"), Some(format!("see {}", limits::DOC))));
+        }
+        Ok(n)
+    }
+
     fn missing(&self, key: &str) -> LocatedError {
         error_at(
             self.file,
@@ -96,7 +114,14 @@ impl<'a> Fields<'a> {
         match self.obj.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(v) => Err(self.err_at_key(key, format!("`{key}` must be true or false, found {v}"), None)),
+            Some(v) => Err(self.err_at_key(
+                key,
+                format!(
+                    "`{key}` must be true or false, found {}",
+                    crate::yaml::clipped(&v.to_string(), 60)
+                ),
+                None,
+            )),
         }
     }
 
@@ -105,7 +130,14 @@ impl<'a> Fields<'a> {
             None | Some(Value::Null) => Ok(None),
             Some(v) => match v.as_f64() {
                 Some(x) => Ok(Some(x)),
-                None => Err(self.err_at_key(key, format!("`{key}` must be a number, found {v}"), None)),
+                None => Err(self.err_at_key(
+                    key,
+                    format!(
+                        "`{key}` must be a number, found {}",
+                        crate::yaml::clipped(&v.to_string(), 60)
+                    ),
+                    None,
+                )),
             },
         }
     }
@@ -114,7 +146,14 @@ impl<'a> Fields<'a> {
         match self.obj.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(v) => Err(self.err_at_key(key, format!("`{key}` must be a string, found {v}"), None)),
+            Some(v) => Err(self.err_at_key(
+                key,
+                format!(
+                    "`{key}` must be a string, found {}",
+                    crate::yaml::clipped(&v.to_string(), 60)
+                ),
+                None,
+            )),
         }
     }
 
@@ -125,24 +164,111 @@ impl<'a> Fields<'a> {
                 .iter()
                 .map(|v| {
                     v.as_u64().ok_or_else(|| {
-                        self.err_at_key(key, format!("`{key}` must list integers, found {v}"), None)
+                        self.err_at_key(
+                            key,
+                            format!(
+                                "`{key}` must list integers, found {}",
+                                crate::yaml::clipped(&v.to_string(), 60)
+                            ),
+                            None,
+                        )
                     })
                 })
                 .collect(),
             Some(v) => Err(self.err_at_key(
                 key,
-                format!("`{key}` must be a list of integers, found {v}"),
+                format!(
+                    "`{key}` must be a list of integers, found {}",
+                    crate::yaml::clipped(&v.to_string(), 60)
+                ),
                 None,
             )),
         }
     }
 }
 
-fn dtype_precision(dtype: Option<&str>) -> Precision {
-    match dtype {
-        Some("float32") => Precision::F32,
-        Some("float16") => Precision::F16,
-        _ => Precision::Bf16,
+/// The precision of `torch_dtype` (bf16 when the config does not say).
+fn dtype_precision(f: &Fields<'_>) -> Result<Precision, LocatedError> {
+    let key = if f.obj.contains_key("torch_dtype") {
+        "torch_dtype"
+    } else {
+        "dtype"
+    };
+    match f.opt_str(key)? {
+        None => Ok(Precision::Bf16),
+        Some("float32") => Ok(Precision::F32),
+        Some("float16") => Ok(Precision::F16),
+        Some("bfloat16") => Ok(Precision::Bf16),
+        Some(other) => Err(f.err_at_key(
+            key,
+            format!("unknown `{key}` `{}`", crate::yaml::clipped(other, 40)),
+            Some("expected float32, float16 or bfloat16".into()),
+        )),
+    }
+}
+
+/// A JSON value whose objects have no repeated key: serde_json keeps the last of repeated
+/// keys silently; a config with two `hidden_size`s is refused, at the second.
+struct Unique(Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, SeqAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Unique;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Unique, E> {
+                Ok(Unique(Value::Bool(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Unique, E> {
+                Ok(Unique(Value::from(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Unique, E> {
+                Ok(Unique(Value::from(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Unique, E> {
+                Ok(Unique(
+                    serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+                ))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Unique, E> {
+                Ok(Unique(Value::String(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Unique, E> {
+                Ok(Unique(Value::String(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Unique, E> {
+                Ok(Unique(Value::Null))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Unique, E> {
+                Ok(Unique(Value::Null))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+                let mut items = Vec::new();
+                while let Some(Unique(v)) = seq.next_element()? {
+                    items.push(v);
+                }
+                Ok(Unique(Value::Array(items)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+                let mut obj = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if obj.contains_key(&key) {
+                        return Err(de::Error::custom(format!(
+                            "the key `{}` appears twice in one object",
+                            crate::yaml::clipped(&key, 60)
+                        )));
+                    }
+                    let Unique(v) = map.next_value()?;
+                    obj.insert(key, v);
+                }
+                Ok(Unique(Value::Object(obj)))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -188,7 +314,7 @@ fn error_at_line_col(
 
 /// Parses a `config.json` text into a model. `name` becomes the model's name.
 pub fn from_config_json(src: &str, file: &str, name: &str) -> Result<Model, LocatedError> {
-    let value: Value = serde_json::from_str(src).map_err(|e| {
+    let value: Value = serde_json::from_str::<Unique>(src).map(|u| u.0).map_err(|e| {
         error_at_line_col(
             file,
             src,
@@ -217,7 +343,7 @@ pub fn from_config_json(src: &str, file: &str, name: &str) -> Result<Model, Loca
             Some(format!("supported model types: {}", SUPPORTED.join(", "))),
         )
     })?;
-    let dtype = dtype_precision(f.opt_str("torch_dtype")?.or(f.opt_str("dtype")?));
+    let dtype = dtype_precision(&f)?;
     let precision = Precisions {
         weights: dtype,
         activations: dtype,
@@ -227,7 +353,7 @@ pub fn from_config_json(src: &str, file: &str, name: &str) -> Result<Model, Loca
     let model = match model_type {
         "llama" | "mistral" | "qwen2" | "qwen3" | "gemma" | "phi3" | "mixtral" | "qwen2_moe" => {
             let d = f.u64("hidden_size")?;
-            let n_layers = f.u64("num_hidden_layers")?;
+            let n_layers = f.layer_count(&["num_hidden_layers"])?;
             let heads = f.u64("num_attention_heads")?;
             let kv_groups = f.opt_u64("num_key_value_heads")?.unwrap_or(heads);
             if heads == 0 {
@@ -337,7 +463,7 @@ pub fn from_config_json(src: &str, file: &str, name: &str) -> Result<Model, Loca
         }
         "gpt2" => {
             let d = f.u64_any(&["n_embd", "hidden_size"])?;
-            let n_layers = f.u64_any(&["n_layer", "num_hidden_layers"])?;
+            let n_layers = f.layer_count(&["n_layer", "num_hidden_layers"])?;
             let heads = f.u64_any(&["n_head", "num_attention_heads"])?;
             if heads == 0 || d % heads != 0 {
                 return Err(f.err_at_key(
@@ -420,7 +546,7 @@ pub fn from_config_json(src: &str, file: &str, name: &str) -> Result<Model, Loca
                         },
                         parallel_residual: f.opt_bool("use_parallel_residual")?.unwrap_or(true),
                     };
-                    f.u64("num_hidden_layers")? as usize
+                    f.layer_count(&["num_hidden_layers"])? as usize
                 ],
             }
         }
@@ -433,14 +559,36 @@ pub fn from_config_json(src: &str, file: &str, name: &str) -> Result<Model, Loca
         }
     };
     if let Err(errs) = model.validate() {
-        let msg = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
-        return Err(error_at(
-            file,
-            src,
-            (0, 0),
-            format!("the config describes an invalid model: {msg}"),
-            None,
-        ));
+        // Every layer is built from the same keys: report each problem once, at the key it
+        // comes from when there is one.
+        let mut seen = Vec::new();
+        for e in &errs {
+            let path = match e.path.split_once("].") {
+                Some((_, rest)) => rest.to_string(),
+                None => e.path.clone(),
+            };
+            let msg = format!("{path}: {}", e.message);
+            if !seen.contains(&msg) {
+                seen.push(msg);
+            }
+        }
+        let first = errs.first().map(|e| e.path.as_str()).unwrap_or("");
+        let key = [
+            ("d_model", "hidden_size"),
+            ("vocab", "vocab_size"),
+            ("positional", "partial_rotary_factor"),
+            ("attention", "num_attention_heads"),
+            ("ffn", "intermediate_size"),
+            ("layers", "num_hidden_layers"),
+        ]
+        .into_iter()
+        .find(|(p, k)| first.contains(p) && obj.contains_key(*k))
+        .map(|(_, k)| k);
+        let message = format!("the config describes an invalid model: {}", seen.join("; "));
+        return Err(match key {
+            Some(k) => f.err_at_key(k, message, None),
+            None => error_at(file, src, (0, 0), message, None),
+        });
     }
     Ok(model)
 }

@@ -72,6 +72,9 @@ pub fn parse(src: &str, file: &str, name: &str) -> Result<Model, DescErrors> {
         return Err(file.error(Loc::UNKNOWN, msg, "", None).into());
     }
     let raw = list.remove(0);
+    if let Some(m) = crate::limits::above("n_layer", raw.n_layer.value, crate::limits::MAX_LAYERS) {
+        return Err(at(&raw.n_layer, file, m).into());
+    }
     let mut errors = Vec::new();
     let n = raw.n_layer.value as usize;
     let d = raw.n_embd;
@@ -109,7 +112,8 @@ pub fn parse(src: &str, file: &str, name: &str) -> Result<Model, DescErrors> {
     };
     let heads = gene(&raw.n_head_layerlist, raw.n_head, None, "n_head");
     let groups = gene(&raw.n_kv_group_layerlist, raw.n_kv_group, None, "n_kv_group");
-    let mlp_default = raw.mlp_expansion_factor.map(|f| f * d);
+    // f x d, when it fits (a larger width fails the model's width limit below).
+    let mlp_default = raw.mlp_expansion_factor.map(|f| f.saturating_mul(d));
     let mlp = gene(&raw.mlp_size_layerlist, raw.mlp_size, mlp_default, "mlp_size");
     let default_hd = raw.n_head.filter(|&h| h > 0 && d % h == 0).map(|h| d / h);
     let dqk = gene(

@@ -17,8 +17,9 @@ pub mod layerlist;
 pub mod precision;
 pub mod presets;
 
-pub use precision::{ComputeClass, Precision};
-pub use presets::{LoadError, load, preset};
+use crate::limits;
+pub use precision::{ComputeClass, Precision, Precisions};
+pub use presets::{LoadError, ModelSource, load, preset, preset_source, source};
 use serde::{Deserialize, Serialize};
 
 /// Normalisation layer kind; LayerNorm carries a bias, RMSNorm does not.
@@ -157,12 +158,89 @@ pub struct Layer {
     pub parallel_residual: bool,
 }
 
-/// The formats a model is stored and run in.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Precisions {
-    pub weights: Precision,
-    pub activations: Precision,
-    pub kv_cache: Precision,
+impl Layer {
+    /// Problems with this layer, their paths under `path` (e.g. `layers[3]`).
+    pub fn errors(&self, path: &str) -> Vec<ModelError> {
+        let mut errs = Vec::new();
+        let mut err = |p: String, message: String| errs.push(ModelError { path: p, message });
+        let limit = |what: &str, v: u64, max: u64| limits::above(what, v, max);
+        let join = |part: &str| {
+            if path.is_empty() {
+                part.to_string()
+            } else {
+                format!("{path}.{part}")
+            }
+        };
+        if let Some(a) = &self.attention {
+            let p = join("attention");
+            if a.heads == 0 {
+                err(p.clone(), "heads must be at least 1".into());
+            }
+            if a.kv_groups == 0 {
+                err(p.clone(), "kv_groups must be at least 1".into());
+            } else if a.heads % a.kv_groups != 0 {
+                err(
+                    p.clone(),
+                    format!("kv_groups {} must divide heads {}", a.kv_groups, a.heads),
+                );
+            }
+            if a.d_qk == 0 || a.d_v == 0 {
+                err(p.clone(), "head dims d_qk and d_v must be at least 1".into());
+            }
+            for (what, v, max) in [
+                ("heads", a.heads, limits::MAX_HEADS),
+                ("kv_groups", a.kv_groups, limits::MAX_HEADS),
+                ("d_qk", a.d_qk, limits::MAX_HEAD_DIM),
+                ("d_v", a.d_v, limits::MAX_HEAD_DIM),
+            ] {
+                if let Some(m) = limit(what, v, max) {
+                    err(p.clone(), m);
+                }
+            }
+        }
+        let p = join("ffn");
+        match &self.ffn {
+            Ffn::Dense { width, .. } => {
+                if *width == 0 {
+                    err(p.clone(), "width must be at least 1".into());
+                }
+                if let Some(m) = limit("width", *width, limits::MAX_FFN_WIDTH) {
+                    err(p, m);
+                }
+            }
+            Ffn::Moe { moe, .. } => {
+                if moe.experts == 0 || moe.active == 0 || moe.active > moe.experts {
+                    err(
+                        p.clone(),
+                        format!(
+                            "active experts {} must be in 1..={} (experts)",
+                            moe.active, moe.experts
+                        ),
+                    );
+                }
+                if moe.expert_width == 0 {
+                    err(p.clone(), "expert_width must be at least 1".into());
+                }
+                if moe.shared_experts > 0 && moe.shared_width == 0 {
+                    err(
+                        p.clone(),
+                        "shared_width must be at least 1 when shared_experts > 0".into(),
+                    );
+                }
+                for (what, v, max) in [
+                    ("experts", moe.experts, limits::MAX_EXPERTS),
+                    ("shared_experts", moe.shared_experts, limits::MAX_EXPERTS),
+                    ("expert_width", moe.expert_width, limits::MAX_FFN_WIDTH),
+                    ("shared_width", moe.shared_width, limits::MAX_FFN_WIDTH),
+                ] {
+                    if let Some(m) = limit(what, v, max) {
+                        err(p.clone(), m);
+                    }
+                }
+            }
+        }
+        errs
+    }
 }
 
 /// A validated model.
@@ -189,67 +267,89 @@ pub struct ModelError {
 }
 
 impl Model {
-    /// Checks the invariants the rest of the pipeline relies on; returns every problem.
+    /// Checks the invariants the rest of the pipeline relies on and the documented limits
+    /// ([`crate::limits`]); returns every problem.
     pub fn validate(&self) -> Result<(), Vec<ModelError>> {
-        let mut errs = Vec::new();
-        let mut err = |path: String, message: String| errs.push(ModelError { path, message });
-        if self.d_model == 0 {
-            err("d_model".into(), "must be at least 1".into());
-        }
-        if self.vocab == 0 {
-            err("vocab".into(), "must be at least 1".into());
-        }
-        if self.layers.is_empty() {
-            err("layers".into(), "a model needs at least one layer".into());
+        let mut errs = self.global_errors();
+        if let Some(m) = limits::above(
+            "the number of layers",
+            self.layers.len() as u64,
+            limits::MAX_LAYERS,
+        ) {
+            errs.push(ModelError {
+                path: "layers".into(),
+                message: m,
+            });
         }
         for (i, layer) in self.layers.iter().enumerate() {
-            if let Some(a) = &layer.attention {
-                let p = format!("layers[{i}].attention");
-                if a.heads == 0 {
-                    err(p.clone(), "heads must be at least 1".into());
-                }
-                if a.kv_groups == 0 {
-                    err(p.clone(), "kv_groups must be at least 1".into());
-                } else if a.heads % a.kv_groups != 0 {
-                    err(
-                        p.clone(),
-                        format!("kv_groups {} must divide heads {}", a.kv_groups, a.heads),
-                    );
-                }
-                if a.d_qk == 0 || a.d_v == 0 {
-                    err(p.clone(), "head dims d_qk and d_v must be at least 1".into());
-                }
-            }
-            let p = format!("layers[{i}].ffn");
-            match &layer.ffn {
-                Ffn::Dense { width, .. } => {
-                    if *width == 0 {
-                        err(p, "width must be at least 1".into());
-                    }
-                }
-                Ffn::Moe { moe, .. } => {
-                    if moe.experts == 0 || moe.active == 0 || moe.active > moe.experts {
-                        err(
-                            p.clone(),
-                            format!(
-                                "active experts {} must be in 1..={} (experts)",
-                                moe.active, moe.experts
-                            ),
-                        );
-                    }
-                    if moe.expert_width == 0 {
-                        err(p.clone(), "expert_width must be at least 1".into());
-                    }
-                    if moe.shared_experts > 0 && moe.shared_width == 0 {
-                        err(
-                            p,
-                            "shared_width must be at least 1 when shared_experts > 0".into(),
-                        );
-                    }
-                }
+            errs.extend(layer.errors(&format!("layers[{i}]")));
+        }
+        if errs.is_empty() {
+            if let Some(e) = self.size_error() {
+                errs.push(e);
             }
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    /// Problems with the model-wide fields (not the layers).
+    pub fn global_errors(&self) -> Vec<ModelError> {
+        let mut errs = Vec::new();
+        let mut err = |path: &str, message: String| {
+            errs.push(ModelError {
+                path: path.into(),
+                message,
+            })
+        };
+        if self.d_model == 0 {
+            err("d_model", "must be at least 1".into());
+        }
+        if let Some(m) = limits::above("d_model", self.d_model, limits::MAX_D_MODEL) {
+            err("d_model", m);
+        }
+        if self.vocab == 0 {
+            err("vocab", "must be at least 1".into());
+        }
+        if let Some(m) = limits::above("vocab", self.vocab, limits::MAX_VOCAB) {
+            err("vocab", m);
+        }
+        if self.layers.is_empty() {
+            err("layers", "a model needs at least one layer".into());
+        }
+        match self.positional {
+            Positional::Learned { max_positions } => {
+                if let Some(m) = limits::above("learned positions", max_positions, limits::MAX_POSITIONS) {
+                    err("positional", m);
+                }
+            }
+            Positional::Rope { fraction } => {
+                if !(fraction > 0.0 && fraction <= 1.0) {
+                    err(
+                        "positional",
+                        format!("rope fraction {fraction} must be in (0, 1]"),
+                    );
+                }
+            }
+            Positional::None => {}
+        }
+        errs
+    }
+
+    /// The whole model's size: its parameter count, summed with checked arithmetic, is at most
+    /// [`limits::MAX_PARAMS`]. Meaningful once every field is within its limit.
+    pub fn size_error(&self) -> Option<ModelError> {
+        let too_many = |n: String| ModelError {
+            path: "layers".into(),
+            message: format!(
+                "the model has {n} parameters; the limit is {} (2^50)",
+                limits::grouped(limits::MAX_PARAMS)
+            ),
+        };
+        match accounting::checked_params(self) {
+            None => Some(too_many("more than 2^64".into())),
+            Some(p) if p.total > limits::MAX_PARAMS => Some(too_many(limits::grouped(p.total))),
+            Some(_) => None,
+        }
     }
 
     pub fn n_layers(&self) -> usize {

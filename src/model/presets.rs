@@ -39,14 +39,20 @@ pub const PRESETS: &[(&str, &str)] = shipped!(
 /// Why a model could not be loaded.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LoadError {
-    #[error("cannot read model file `{path}`")]
-    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Input(crate::input::InputError),
     #[error("`{name}` is neither a model preset nor a file")]
     #[diagnostic(help("presets: {available}"))]
     UnknownPreset { name: String, available: String },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Invalid(#[from] DescErrors),
+}
+
+impl From<crate::input::InputError> for LoadError {
+    fn from(e: crate::input::InputError) -> LoadError {
+        LoadError::Input(e)
+    }
 }
 
 /// The names of all presets.
@@ -56,8 +62,8 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 
 /// Loads a preset by name.
 pub fn preset(name: &str) -> Result<Model, LoadError> {
-    match PRESETS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
-        Some((n, src)) => Ok(super::desc::parse(src, &format!("dsl/models/{n}.yaml"))?),
+    match preset_source(name) {
+        Some(source) => source.parse(),
         None => Err(LoadError::UnknownPreset {
             name: name.into(),
             available: names().collect::<Vec<_>>().join(", "),
@@ -93,26 +99,68 @@ pub fn parse_text(src: &str, file: &str) -> Result<Model, LoadError> {
     Ok(super::desc::parse(src, file)?)
 }
 
-/// Loads a model from a preset name or a file path (a file that exists wins).
-pub fn load(spec: &str) -> Result<Model, LoadError> {
+/// The text of a model description and where it comes from ([`source`]).
+#[derive(Clone, Debug)]
+pub struct ModelSource {
+    /// The name shown in errors: the path as given, or `dsl/models/<preset>.yaml`.
+    pub name: String,
+    pub text: std::borrow::Cow<'static, str>,
+    /// A shipped preset (embedded text) rather than a file.
+    pub preset: bool,
+}
+
+impl ModelSource {
+    /// Parses the text: presets are model descriptions; files go by [`parse_text`].
+    pub fn parse(&self) -> Result<Model, LoadError> {
+        if self.preset {
+            Ok(super::desc::parse(&self.text, &self.name)?)
+        } else {
+            parse_text(&self.text, &self.name)
+        }
+    }
+}
+
+/// The model `spec` names: a file when one exists at that path (a file wins; another existing
+/// path, such as a directory, is refused saying what it is unless it is also a preset's
+/// name), else a preset.
+pub fn source(spec: &str) -> Result<ModelSource, LoadError> {
     let path = Path::new(spec);
-    if path.is_file() {
-        let src = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
-            path: spec.into(),
-            source,
-        })?;
-        return parse_text(&src, spec);
+    let is_preset = PRESETS.iter().any(|(n, _)| n.eq_ignore_ascii_case(spec));
+    if path.is_file() || (crate::input::exists(spec) && !is_preset) {
+        let text = crate::input::read_text(path, "model", crate::limits::MAX_DESCRIPTION_BYTES)?;
+        return Ok(ModelSource {
+            name: spec.to_string(),
+            text: text.into(),
+            preset: false,
+        });
     }
     let looks_like_path = spec.contains('/')
         || spec.contains('\\')
         || path
             .extension()
             .is_some_and(|e| e == "yaml" || e == "json" || e == "yml");
-    if looks_like_path && PRESETS.iter().all(|(n, _)| *n != spec) {
-        return Err(LoadError::Io {
-            path: spec.into(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-        });
+    if looks_like_path && !is_preset {
+        return Err(crate::input::InputError::NotFound { path: spec.into() }.into());
     }
-    preset(spec)
+    preset_source(spec).ok_or_else(|| LoadError::UnknownPreset {
+        name: spec.into(),
+        available: names().collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// The preset named `name` (ignoring case); no file is looked at.
+pub fn preset_source(name: &str) -> Option<ModelSource> {
+    PRESETS
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(n, src)| ModelSource {
+            name: format!("dsl/models/{n}.yaml"),
+            text: (*src).into(),
+            preset: true,
+        })
+}
+
+/// Loads a model from a preset name or a file path (see [`source`]).
+pub fn load(spec: &str) -> Result<Model, LoadError> {
+    source(spec)?.parse()
 }

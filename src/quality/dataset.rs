@@ -37,6 +37,9 @@ const GENES: [&str; 6] = [
 pub enum DatasetError {
     #[error("{file}: cannot read: {source}")]
     Io { file: String, source: std::io::Error },
+    /// The file cannot be read (see [`crate::input`]); the message names it.
+    #[error("{0}")]
+    Input(String),
     #[error("{file}:{line}: malformed CSV: {message}")]
     Csv {
         file: String,
@@ -163,10 +166,8 @@ impl Dataset {
 /// are dropped and listed; a target cell that is not a number at all is an error.
 pub fn read_llmforge_csv(path: &Path, target: Option<&str>) -> Result<Dataset, DatasetError> {
     let file = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|source| DatasetError::Io {
-        file: file.clone(),
-        source,
-    })?;
+    let src = crate::input::read_text(path, "data CSV", crate::limits::MAX_DATA_BYTES)
+        .map_err(|e| DatasetError::Input(e.to_string()))?;
     parse_llmforge_csv(&src, &file, target)
 }
 

@@ -10,7 +10,7 @@
 use super::nsga2::{Evaluation, Problem};
 use super::space::{Genome, Space};
 use crate::model::{Model, accounting};
-use crate::quality::LossModel;
+use crate::quality::{LossModel, LossTally};
 use crate::sim::{self, Engine, Workload};
 use crate::substrate::Substrate;
 use crate::sweep::budget::{Budget, Metric, Metrics};
@@ -40,6 +40,11 @@ pub struct Measured {
     pub metrics: Metrics,
     pub loss_sigma: f64,
     pub simulated: bool,
+    /// How far weights plus the KV cache at the workload overshoot the substrate's memory
+    /// capacity, relative to it (0 when they fit, as the simulator's `fits_memory` says; also
+    /// 0 for a candidate screened out before simulation). Part of the constraint violation:
+    /// a design that does not fit the chip is infeasible.
+    pub memory_excess: f64,
 }
 
 impl ArchProblem {
@@ -60,7 +65,10 @@ impl ArchProblem {
             .constraints
             .iter()
             .any(|b| b.terms == [Metric::Loss] && b.violation(&m) > 0.0);
-        if loss_violated {
+        // A genome whose model passes the parameter limit is not simulated: it counts as a
+        // design a whole capacity over the chip's memory.
+        let too_large = model.size_error().is_some();
+        if loss_violated || too_large {
             m.ttft = SCREENED;
             m.tpot = SCREENED;
             m.latency = SCREENED;
@@ -70,6 +78,7 @@ impl ArchProblem {
                 metrics: m,
                 loss_sigma: p.sigma,
                 simulated: false,
+                memory_excess: if too_large { 1.0 } else { 0.0 },
             };
         }
         let s = sim::summary(&model, &self.substrate, self.workload, self.engine);
@@ -82,11 +91,30 @@ impl ArchProblem {
             metrics: m,
             loss_sigma: p.sigma,
             simulated: true,
+            memory_excess: s.memory_excess(),
         }
     }
 
+    /// How many of `genomes` each loss model scores, and how many lie outside the
+    /// surrogate's training domain ([`LossModel::scorer`]: a domain check per genome, no
+    /// prediction). Over [`Nsga2::archive`](super::nsga2::Nsga2::archive), every distinct
+    /// candidate the run evaluated.
+    pub fn loss_tally<'a>(&self, genomes: impl IntoIterator<Item = &'a Genome>) -> LossTally {
+        let mut t = LossTally::default();
+        for g in genomes {
+            t.add(self.loss.scorer(&self.space.model(g, "candidate")));
+        }
+        t
+    }
+
+    /// The summed relative violation of the constraints (budgets) alone.
     pub fn violation(&self, m: &Metrics) -> f64 {
         self.constraints.iter().map(|b| b.violation(m)).sum()
+    }
+
+    /// The constraint violation the search ranks by: the budgets' plus the memory excess.
+    pub fn total_violation(&self, m: &Measured) -> f64 {
+        self.violation(&m.metrics) + m.memory_excess
     }
 }
 
@@ -116,11 +144,19 @@ impl Problem for ArchProblem {
     fn repair(&self, genome: &mut Genome) {
         self.space.repair(genome)
     }
+    fn check_genome(&self, genome: &Genome) -> Result<(), String> {
+        self.space.check(genome)
+    }
+    fn objective_name(&self, k: usize) -> String {
+        self.objectives
+            .get(k)
+            .map_or(format!("f{}", k + 1), |m| m.name().to_string())
+    }
     fn evaluate(&self, genome: &Genome) -> Result<Evaluation, Infallible> {
         let m = self.measure(genome);
         Ok(Evaluation {
             objectives: self.objectives.iter().map(|o| m.metrics.get(*o)).collect(),
-            violation: self.violation(&m.metrics),
+            violation: self.total_violation(&m),
         })
     }
 }
@@ -146,19 +182,23 @@ mod tests {
         }
     }
 
+    fn settings(population: usize, offspring: usize, generations: usize, seed: u64) -> Settings {
+        Settings {
+            population,
+            offspring,
+            generations,
+            crossover_prob: 0.6,
+            mutation_prob: 0.3,
+            seed,
+            eliminate_duplicates: true,
+            truncation: Truncation::IterativeCrowding,
+        }
+    }
+
     #[test]
     fn search_improves_on_the_seed_and_is_deterministic() {
         let p = problem(&["loss<=3.9"]);
-        let settings = Settings {
-            population: 8,
-            offspring: 16,
-            generations: 4,
-            crossover_prob: 0.6,
-            mutation_prob: 0.3,
-            seed: 42,
-            eliminate_duplicates: true,
-            truncation: Truncation::IterativeCrowding,
-        };
+        let settings = settings(8, 16, 4, 42);
         let run = || {
             let mut e = Nsga2::new(&p, settings.clone()).unwrap();
             e.run(|_, _| {}).unwrap();
@@ -192,5 +232,63 @@ mod tests {
         let p = problem(&["loss<=9"]);
         let m = p.measure(&seed);
         assert!(m.simulated && m.metrics.tpot > 0.0 && m.metrics.tpot < SCREENED);
+    }
+
+    /// Issue 14: checkpoints are loaded from files anyone can edit. Whatever is changed in a
+    /// population member (mask and layer lengths, any gene, any objective), resuming returns
+    /// an error or a working engine, never a panic.
+    mod edited_checkpoints {
+        use super::*;
+        use crate::search::nsga2::{CacheInCheckpoint, Checkpoint};
+        use proptest::prelude::*;
+        use std::sync::OnceLock;
+
+        fn setting() -> &'static (ArchProblem, Checkpoint<Genome>) {
+            static SETTING: OnceLock<(ArchProblem, Checkpoint<Genome>)> = OnceLock::new();
+            SETTING.get_or_init(|| {
+                let p = problem(&["loss<=3.9"]);
+                let mut engine = Nsga2::new(&p, settings(6, 6, 3, 5)).unwrap();
+                engine.step().unwrap();
+                let checkpoint = engine.checkpoint(CacheInCheckpoint::Omit);
+                (p, checkpoint)
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(96))]
+            #[test]
+            fn resuming_never_panics(
+                member in 0usize..6,
+                what in 0usize..9,
+                slot in 0usize..64,
+                length in 0usize..64,
+                value in prop_oneof![any::<u64>(), 0u64..2048],
+                objective in prop_oneof![any::<f64>(), Just(f64::NAN), Just(-1.0)],
+            ) {
+                let (p, checkpoint) = setting();
+                let mut edited = checkpoint.clone();
+                let g = &mut edited.population[member].genome;
+                let n = g.layers.len();
+                match what {
+                    0 => g.mask.resize(length, true),
+                    1 => g.layers.truncate(length),
+                    2 => g.d_model = value,
+                    3 => g.weights = value as usize,
+                    4 => g.layers[slot % n].heads = value,
+                    5 => g.layers[slot % n].kv_groups = value,
+                    6 => g.layers[slot % n].experts = value,
+                    7 => g.layers[slot % n].active_experts = value,
+                    _ => edited.population[member].evaluation.objectives[slot % 2] = objective,
+                }
+                // refused, or (an edit the space allows, e.g. a gene of an inactive slot set
+                // to another candidate) accepted with every member valid and re-evaluated
+                if let Ok(engine) = Nsga2::resume(p, edited) {
+                    for i in engine.population() {
+                        prop_assert_eq!(p.space.check(&i.genome), Ok(()));
+                        prop_assert_eq!(&p.evaluate(&i.genome).unwrap(), &i.evaluation);
+                    }
+                }
+            }
+        }
     }
 }

@@ -25,6 +25,10 @@ pub struct HistoryRow {
     pub cache_hits: u64,
     pub front_size: usize,
     pub hypervolume: f64,
+    /// Architecture search with a loss model that has a training domain: distinct candidates
+    /// evaluated so far that lie outside it (set by the driver, [`History::set_out_of_domain`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_domain: Option<u64>,
 }
 
 /// Occurs when a generation cannot be recorded.
@@ -102,20 +106,39 @@ impl History {
             cache_hits: report.cache_hits,
             front_size: report.front_size,
             hypervolume: volume,
+            out_of_domain: None,
         });
         Ok(&self.rows[self.rows.len() - 1])
     }
 
-    /// The rows as CSV: `generation,evaluations,cache_hits,front_size,hypervolume`.
+    /// Sets the last recorded row's count of candidates outside the loss model's domain.
+    pub fn set_out_of_domain(&mut self, count: u64) {
+        if let Some(row) = self.rows.last_mut() {
+            row.out_of_domain = Some(count);
+        }
+    }
+
+    /// The rows as CSV: `generation,evaluations,cache_hits,front_size,hypervolume`, plus
+    /// `out_of_domain` when any row has that count.
     pub fn to_csv(&self) -> String {
-        let mut out = String::from("generation,evaluations,cache_hits,front_size,hypervolume\n");
+        let domain = self.rows.iter().any(|r| r.out_of_domain.is_some());
+        let mut out = String::from("generation,evaluations,cache_hits,front_size,hypervolume");
+        out.push_str(if domain { ",out_of_domain\n" } else { "\n" });
         for row in &self.rows {
             // writing to a String cannot fail
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "{},{},{},{},{:?}",
                 row.generation, row.evaluations, row.cache_hits, row.front_size, row.hypervolume
             );
+            if domain {
+                let _ = write!(
+                    out,
+                    ",{}",
+                    row.out_of_domain.map_or(String::new(), |n| n.to_string())
+                );
+            }
+            out.push('\n');
         }
         out
     }

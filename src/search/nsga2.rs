@@ -110,6 +110,16 @@ pub trait Problem: Sync {
     fn cache_evaluations(&self) -> bool {
         true
     }
+    /// Checks a genome read from a checkpoint: is it one this problem's operators could have
+    /// produced (lengths, every gene in its range)? The reason names what is wrong. Nothing
+    /// else is done with a genome that fails. The default accepts every genome.
+    fn check_genome(&self, _genome: &Self::Genome) -> Result<(), String> {
+        Ok(())
+    }
+    /// The name of objective `k` in messages (by default `f1`, `f2`, ...).
+    fn objective_name(&self, k: usize) -> String {
+        format!("f{}", k + 1)
+    }
 }
 
 /// NSGA-II parameters. Deliberately without `Default`: every run states its settings.
@@ -142,6 +152,16 @@ impl Settings {
         }
         if self.offspring == 0 {
             return bad("offspring", "must be at least 1".into());
+        }
+        use crate::limits;
+        for (field, v, max) in [
+            ("population", self.population, limits::MAX_POPULATION),
+            ("offspring", self.offspring, limits::MAX_OFFSPRING),
+            ("generations", self.generations, limits::MAX_GENERATIONS),
+        ] {
+            if let Some(m) = limits::above(field, v as u64, max as u64) {
+                return bad(field, format!("{m} (see {})", limits::DOC));
+            }
         }
         for (field, p) in [
             ("crossover_prob", self.crossover_prob),
@@ -295,6 +315,11 @@ impl<'p, P: Problem> Nsga2<'p, P> {
     }
 
     /// Continues a run from `checkpoint`, taken from a run over the same problem.
+    ///
+    /// Nothing in the checkpoint is trusted: every genome (population and cache) must pass
+    /// [`Problem::check_genome`], and every one is evaluated again and must give the saved
+    /// objectives and violation, so an edited checkpoint, or one written for another problem,
+    /// is refused with the entry, the objective and both values.
     pub fn resume(problem: &'p P, checkpoint: Checkpoint<P::Genome>) -> Result<Self, Nsga2Error> {
         let refuse = |reason: String| Err(Nsga2Error::Checkpoint { reason });
         if checkpoint.format != CHECKPOINT_FORMAT {
@@ -323,11 +348,15 @@ impl<'p, P: Problem> Nsga2<'p, P> {
             ));
         }
         for (index, individual) in checkpoint.population.iter().enumerate() {
-            engine.check_evaluation(index, &individual.evaluation)?;
+            engine.check_entry("population", index, individual)?;
         }
+        engine.verify_evaluations("population", &checkpoint.population, checkpoint.completed_batches)?;
         if let Some(cache) = checkpoint.cache {
+            for (index, individual) in cache.iter().enumerate() {
+                engine.check_entry("cache", index, individual)?;
+            }
+            engine.verify_evaluations("cache", &cache, checkpoint.completed_batches)?;
             for (index, individual) in cache.into_iter().enumerate() {
-                engine.check_evaluation(index, &individual.evaluation)?;
                 let key = problem.key(&individual.genome);
                 if engine.cache_index.insert(key, engine.archive.len()).is_some() {
                     return refuse(format!("cache entry {index} repeats an earlier genome"));
@@ -335,12 +364,89 @@ impl<'p, P: Problem> Nsga2<'p, P> {
                 engine.archive.push(individual);
             }
         }
+        // every asked genome is either evaluated or a cache hit: the batch 0 asks `population`,
+        // every later batch `offspring`
+        let asked = match checkpoint.completed_batches {
+            0 => 0,
+            b => (engine.settings.population as u64)
+                .saturating_add((engine.settings.offspring as u64).saturating_mul(b as u64 - 1)),
+        };
+        let counted = checkpoint.evaluations.checked_add(checkpoint.cache_hits);
+        if counted.is_none_or(|c| c > asked) {
+            return refuse(format!(
+                "{} evaluations and {} cache hits, more than the {asked} genomes its {} batches asked for",
+                checkpoint.evaluations, checkpoint.cache_hits, checkpoint.completed_batches
+            ));
+        }
         engine.completed_batches = checkpoint.completed_batches;
         engine.evaluations = checkpoint.evaluations;
         engine.cache_hits = checkpoint.cache_hits;
         engine.population = checkpoint.population;
         engine.rank_population();
         Ok(engine)
+    }
+
+    /// One checkpoint entry's genome and the shape of its evaluation.
+    fn check_entry(
+        &self,
+        what: &str,
+        index: usize,
+        individual: &Individual<P::Genome>,
+    ) -> Result<(), Nsga2Error> {
+        self.problem
+            .check_genome(&individual.genome)
+            .map_err(|reason| Nsga2Error::Checkpoint {
+                reason: format!("{what}[{index}].genome: {reason}"),
+            })?;
+        self.check_evaluation(index, &individual.evaluation)
+            .map_err(|error| Nsga2Error::Checkpoint {
+                reason: format!("{what}[{index}].evaluation: {error}"),
+            })
+    }
+
+    /// Evaluates every entry again (in parallel) and compares with the saved evaluation.
+    fn verify_evaluations(
+        &self,
+        what: &str,
+        individuals: &[Individual<P::Genome>],
+        generation: usize,
+    ) -> Result<(), Nsga2Error> {
+        let problem = self.problem;
+        let fresh: Vec<Result<Evaluation, P::Error>> = individuals
+            .par_iter()
+            .with_min_len(problem.parallel_chunk().max(1))
+            .map(|individual| problem.evaluate(&individual.genome))
+            .collect();
+        // equal up to the last bits (they are equal when written by this build)
+        let close = |a: f64, b: f64| a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs());
+        let note = "the checkpoint was edited, or written for another problem or by another llmforge version";
+        for (index, (individual, fresh)) in individuals.iter().zip(fresh).enumerate() {
+            let fresh = fresh.map_err(|source| Nsga2Error::Evaluation {
+                generation,
+                index,
+                source: Box::new(source),
+            })?;
+            let saved = &individual.evaluation;
+            for (k, (&was, &is)) in saved.objectives.iter().zip(&fresh.objectives).enumerate() {
+                if !close(was, is) {
+                    return Err(Nsga2Error::Checkpoint {
+                        reason: format!(
+                            "{what}[{index}]: objective `{}` is {was:?} in the checkpoint, but its genome evaluates to {is:?} ({note})",
+                            problem.objective_name(k)
+                        ),
+                    });
+                }
+            }
+            if !close(saved.violation, fresh.violation) {
+                return Err(Nsga2Error::Checkpoint {
+                    reason: format!(
+                        "{what}[{index}]: the constraint violation is {:?} in the checkpoint, but its genome evaluates to {:?} ({note})",
+                        saved.violation, fresh.violation
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The state after the last completed generation.
@@ -509,7 +615,7 @@ impl<'p, P: Problem> Nsga2<'p, P> {
         }
         if !self.problem.cache_evaluations() {
             let evaluations = self.evaluate_all(genomes)?;
-            self.evaluations += genomes.len() as u64;
+            self.evaluations = self.evaluations.saturating_add(genomes.len() as u64);
             return Ok(evaluations);
         }
         let mut fresh_keys: HashMap<P::Key, usize, KeyHasher> =
@@ -521,13 +627,13 @@ impl<'p, P: Problem> Nsga2<'p, P> {
             let key = self.problem.key(genome);
             if let Some(&at) = self.cache_index.get(&key) {
                 slots.push(Slot::Archived(at));
-                self.cache_hits += 1;
+                self.cache_hits = self.cache_hits.saturating_add(1);
                 continue;
             }
             match fresh_keys.entry(key) {
                 Entry::Occupied(entry) => {
                     slots.push(Slot::Fresh(*entry.get()));
-                    self.cache_hits += 1;
+                    self.cache_hits = self.cache_hits.saturating_add(1);
                 }
                 Entry::Vacant(entry) => {
                     entry.insert(fresh.len());
@@ -563,7 +669,7 @@ impl<'p, P: Problem> Nsga2<'p, P> {
             },
             other => other,
         })?;
-        self.evaluations += fresh.len() as u64;
+        self.evaluations = self.evaluations.saturating_add(fresh.len() as u64);
         // Archive in batch order, so the cache (and a checkpoint of it) is deterministic.
         let base = self.archive.len();
         let mut by_order: Vec<(P::Key, usize)> = fresh_keys.into_iter().collect();

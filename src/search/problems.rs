@@ -436,4 +436,21 @@ impl Problem for BenchmarkProblem {
     fn cache_evaluations(&self) -> bool {
         self.cache
     }
+
+    fn check_genome(&self, genome: &Vec<f64>) -> Result<(), String> {
+        if genome.len() != self.lower.len() {
+            return Err(format!(
+                "{} variables, but {} has {}",
+                genome.len(),
+                self.benchmark.name(),
+                self.lower.len()
+            ));
+        }
+        for (k, ((v, l), u)) in genome.iter().zip(&self.lower).zip(&self.upper).enumerate() {
+            if !(l <= v && v <= u) {
+                return Err(format!("x{} = {v:?} is outside its bounds [{l}, {u}]", k + 1));
+            }
+        }
+        Ok(())
+    }
 }

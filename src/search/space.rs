@@ -13,6 +13,7 @@
 //! (on -> off 0.10, off -> on 0.20; a new layer copies a neighbour), layer rotation and
 //! mirroring (0.1 each), repair after each operator.
 
+use crate::limits;
 use crate::model::{
     self, Attention, Ffn, FfnKind, Layer, Model, Moe, NormKind, Positional, Precision, Precisions,
 };
@@ -153,6 +154,7 @@ pub(crate) fn candidates(
     errs: &mut Vec<DescError>,
     what: &str,
     e: &Expression,
+    max: u64,
 ) -> Vec<u64> {
     match e.eval_candidates::<u64>(file, &crate::dsl::no_names) {
         Ok(mut v) => {
@@ -167,6 +169,13 @@ pub(crate) fn candidates(
                 ));
                 return vec![1];
             }
+            if let Some(m) = v
+                .last()
+                .and_then(|&top| crate::limits::above(&format!("`{what}` candidate"), top, max))
+            {
+                errs.push(file.error(e.loc(), m, "here", Some(format!("see {}", crate::limits::DOC))));
+                return vec![1];
+            }
             v
         }
         Err(err) => {
@@ -176,12 +185,27 @@ pub(crate) fn candidates(
     }
 }
 
+/// A dimension's candidates for a message: all of them when few, else the range and count.
+fn show_grid(grid: &[u64]) -> String {
+    match (grid.first(), grid.last()) {
+        (Some(first), Some(last)) if grid.len() > 8 => {
+            format!("{} values from {first} to {last}", grid.len())
+        }
+        _ => grid.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+    }
+}
+
 /// Parses and validates a search space.
 pub fn parse(src: &str, file_name: &str) -> Result<Space, DescErrors> {
     let file = SourceFile::new(file_name, src);
     let raw: RawSpace = file.parse()?;
     let mut errs = Vec::new();
     let vocab = match raw.vocab.eval_as::<u64>(&file, &crate::dsl::no_names) {
+        Ok(v) if v > limits::MAX_VOCAB => {
+            let m = limits::above("`vocab`", v, limits::MAX_VOCAB).unwrap_or_default();
+            errs.push(file.error(raw.vocab.loc(), m, "here", None));
+            1
+        }
         Ok(v) if v > 0 => v,
         Ok(_) => {
             errs.push(file.error(raw.vocab.loc(), "`vocab` must be at least 1", "here", None));
@@ -229,15 +253,21 @@ pub fn parse(src: &str, file_name: &str) -> Result<Space, DescErrors> {
             None,
         ));
     }
-    let d_model = candidates(&file, &mut errs, "d_model", &raw.d_model);
-    let slots = candidates(&file, &mut errs, "slots", &raw.slots);
+    let d_model = candidates(&file, &mut errs, "d_model", &raw.d_model, limits::MAX_D_MODEL);
+    let slots = candidates(&file, &mut errs, "slots", &raw.slots, limits::MAX_SLOTS);
     let slots = if slots.len() == 1 {
         slots[0] as usize
     } else {
         errs.push(file.error(raw.slots.loc(), "`slots` must be one number", "here", None));
         1
     };
-    let active = candidates(&file, &mut errs, "active_layers", &raw.active_layers);
+    let active = candidates(
+        &file,
+        &mut errs,
+        "active_layers",
+        &raw.active_layers,
+        limits::MAX_LAYERS,
+    );
     let (min_active, max_active) = (active[0] as usize, *active.last().unwrap_or(&1) as usize);
     if max_active > slots {
         errs.push(file.error(
@@ -248,17 +278,23 @@ pub fn parse(src: &str, file_name: &str) -> Result<Space, DescErrors> {
         ));
     }
     let l = &raw.layer;
-    let heads = candidates(&file, &mut errs, "layer.heads", &l.heads);
-    let kv_groups = candidates(&file, &mut errs, "layer.kv_groups", &l.kv_groups);
-    let d_qk = candidates(&file, &mut errs, "layer.d_qk", &l.d_qk);
-    let d_v = candidates(&file, &mut errs, "layer.d_v", &l.d_v);
-    let ffn = candidates(&file, &mut errs, "layer.ffn", &l.ffn);
+    let heads = candidates(&file, &mut errs, "layer.heads", &l.heads, limits::MAX_HEADS);
+    let kv_groups = candidates(
+        &file,
+        &mut errs,
+        "layer.kv_groups",
+        &l.kv_groups,
+        limits::MAX_HEADS,
+    );
+    let d_qk = candidates(&file, &mut errs, "layer.d_qk", &l.d_qk, limits::MAX_HEAD_DIM);
+    let d_v = candidates(&file, &mut errs, "layer.d_v", &l.d_v, limits::MAX_HEAD_DIM);
+    let ffn = candidates(&file, &mut errs, "layer.ffn", &l.ffn, limits::MAX_FFN_WIDTH);
     let experts = match &l.experts {
-        Some(e) => candidates(&file, &mut errs, "layer.experts", e),
+        Some(e) => candidates(&file, &mut errs, "layer.experts", e, limits::MAX_EXPERTS),
         None => vec![1],
     };
     let active_experts = match &l.active_experts {
-        Some(e) => candidates(&file, &mut errs, "layer.active_experts", e),
+        Some(e) => candidates(&file, &mut errs, "layer.active_experts", e, limits::MAX_EXPERTS),
         None => vec![1],
     };
     if !kv_groups.contains(&1) {
@@ -395,6 +431,87 @@ impl Space {
         };
         self.repair(&mut g);
         g
+    }
+
+    /// Checks that a genome is valid in this space, as every genome the operators produce is
+    /// (a fixed point of [`Space::repair`]): one mask entry and one gene set per slot, the
+    /// active count in range, every value one of its dimension's candidates, G dividing H,
+    /// attention-free layers only where allowed. The error names the first gene that is not.
+    pub fn check(&self, g: &Genome) -> Result<(), String> {
+        if g.mask.len() != self.slots {
+            return Err(format!(
+                "`mask` has {} entries, but the space `{}` has {} layer slots",
+                g.mask.len(),
+                self.name,
+                self.slots
+            ));
+        }
+        if g.layers.len() != self.slots {
+            return Err(format!(
+                "`layers` has {} entries, but the space `{}` has {} layer slots",
+                g.layers.len(),
+                self.name,
+                self.slots
+            ));
+        }
+        let on_grid = |what: &str, grid: &[u64], v: u64| {
+            if grid.binary_search(&v).is_ok() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{what} {v} is not one of the space's candidates ({})",
+                    show_grid(grid)
+                ))
+            }
+        };
+        on_grid("`d_model`", &self.d_model, g.d_model)?;
+        if g.weights >= self.weights.len() {
+            return Err(format!(
+                "`weights` {} is not an index into the space's {} weight precisions",
+                g.weights,
+                self.weights.len()
+            ));
+        }
+        let active = g.n_active();
+        if active < self.min_active || active > self.max_active {
+            return Err(format!(
+                "{active} active layers, outside the space's {}..={}",
+                self.min_active, self.max_active
+            ));
+        }
+        for (k, l) in g.layers.iter().enumerate() {
+            let at = |field: &str| format!("`layers[{k}].{field}`");
+            on_grid(&at("heads"), &self.heads, l.heads)?;
+            on_grid(&at("kv_groups"), &self.kv_groups, l.kv_groups)?;
+            if l.heads % l.kv_groups != 0 {
+                return Err(format!(
+                    "{} {} does not divide `heads` {}",
+                    at("kv_groups"),
+                    l.kv_groups,
+                    l.heads
+                ));
+            }
+            on_grid(&at("d_qk"), &self.d_qk, l.d_qk)?;
+            on_grid(&at("d_v"), &self.d_v, l.d_v)?;
+            on_grid(&at("ffn"), &self.ffn, l.ffn)?;
+            on_grid(&at("experts"), &self.experts, l.experts)?;
+            on_grid(&at("active_experts"), &self.active_experts, l.active_experts)?;
+            if l.active_experts > l.experts {
+                return Err(format!(
+                    "{} {} exceeds `experts` {}",
+                    at("active_experts"),
+                    l.active_experts,
+                    l.experts
+                ));
+            }
+            if !l.attention && !self.attention_free {
+                return Err(format!(
+                    "{} is false, but the space has no attention-free layers",
+                    at("attention")
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Makes a genome valid: values on their grids, G | H, the active count in range,
@@ -732,12 +849,47 @@ mod tests {
                         );
                         assert!(s.attention_free || l.attention);
                     }
+                    assert_eq!(s.check(g), Ok(()), "{name}: {g:?}");
                     let m = s.model(g, "x");
                     assert!(m.validate().is_ok(), "{name}: {:?}", m.validate());
                 }
                 pop[i] = a;
             }
         }
+    }
+
+    /// Issue 14: a checkpoint genome with `"mask": []` panicked in the operators; `check`
+    /// refuses it (and any gene off its grid) with the field named, and whatever `repair`
+    /// makes of a broken genome passes it.
+    #[test]
+    fn check_refuses_broken_genomes_and_accepts_repaired_ones() {
+        let s = load("smollm2-135m-seeded").unwrap();
+        let good = s.genome_of(s.seed.as_ref().unwrap());
+        assert_eq!(s.check(&good), Ok(()));
+        let mut g = good.clone();
+        g.mask.clear();
+        let err = s.check(&g).unwrap_err();
+        assert!(err.starts_with("`mask` has 0 entries"), "{err}");
+        s.repair(&mut g);
+        assert_eq!(s.check(&g), Ok(()));
+        let mut g = good.clone();
+        g.d_model = 1_000_000_000_000;
+        let err = s.check(&g).unwrap_err();
+        assert!(err.starts_with("`d_model` 1000000000000 is not one of"), "{err}");
+        let mut g = good.clone();
+        g.layers[3].kv_groups = 5;
+        let err = s.check(&g).unwrap_err();
+        assert!(err.starts_with("`layers[3].kv_groups` 5"), "{err}");
+        let mut g = good.clone();
+        g.weights = 99;
+        assert!(s.check(&g).unwrap_err().contains("weight precisions"));
+        let mut g = good;
+        g.layers.truncate(2);
+        g.mask.truncate(2);
+        g.d_model = 7;
+        assert!(s.check(&g).is_err());
+        s.repair(&mut g);
+        assert_eq!(s.check(&g), Ok(()));
     }
 
     #[test]

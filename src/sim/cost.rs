@@ -19,19 +19,33 @@
 //! (GPU operand panels the L2 does not keep between tiles, see `gpu.rs`; the systolic GEMM
 //! model streams its operands and outputs through DRAM as its SRAM policy dictates).
 //!
+//! # Precision
+//! The model's formats are resolved on the substrate once per run
+//! ([`crate::substrate::Substrate::resolve`]): every matrix op computes in the native type of
+//! its kind of GEMM (weights or attention) and every tensor is stored, read and written at its
+//! real bits (a Q4_0 weight is 4.5 bits in DRAM on every substrate kind; the systolic model
+//! prices the filter operand at its own width). On a systolic array a GEMM whose filter
+//! operand is stored narrower than the arithmetic (int4 or GGUF weights on an int8 array) has
+//! it dequantised by the vector unit in the load path: `vector.dequantise_ops` per stored
+//! byte at `vector.ops_per_cycle` times `efficiency.memory` (a stage of the DRAM stream, so
+//! it slows with it), beside the array; the GEMM takes at least that pass (both engines).
+//! Priced per stored byte, a narrower format never dequantises for longer than a wider one.
+//!
 //! # Roofline
 //! `time = max(compute, memory) + overhead` with `compute = FLOPs / (eta_c * peak)` (matrix
-//! peak of the op's arithmetic class, or the vector peak; a fused kernel adds its matrix and
-//! vector parts; a GPU GEMM over block-quantised weights adds one dequantisation pass over its
-//! weights on the vector units) and `memory = DRAM bytes / (eta_m * bandwidth)`; systolic substrates have
-//! separate read and write channels, so their memory time is the larger of reads / read
-//! bandwidth and writes / write bandwidth. `overhead` is the substrate's kernel overhead.
+//! peak of the op's native arithmetic, or the vector peak; a fused kernel adds its matrix and
+//! vector parts) and `memory = DRAM bytes / (eta_m * bandwidth)`; a GEMM over weights stored
+//! narrower than its arithmetic takes at least its dequantisation pass, a stage of the weight
+//! stream (on a GPU one pass over its weights at the vector peak times `eta_m`, `gpu.rs`; on a
+//! systolic array beside the DRAM reads, above); systolic substrates have separate
+//! read and write channels, so their memory time is the larger of reads / read bandwidth and
+//! writes / write bandwidth. `overhead` is the substrate's kernel overhead.
 
 use super::result::{Bound, Energy, Resource};
 use super::systolic::{ActionEnergies, DramBandwidth, SystolicArray, SystolicConfig};
 use crate::graph::{Op, OpKind, Unit};
-use crate::model::{ComputeClass, Precisions};
-use crate::substrate::{Efficiency, Kind, Substrate, Systolic};
+use crate::numeric::{ComputeClass, Precisions};
+use crate::substrate::{Efficiency, Kind, PrecisionError, ResolvedPrecision, Rule, Substrate, Systolic};
 use crate::units::{Bytes, Joules, Seconds};
 
 /// The cost of one kernel (one op or a fused group).
@@ -105,11 +119,23 @@ impl Cost {
 
 /// Bits of a compute class, for energy scaling (energies are given for 16-bit arithmetic).
 pub fn class_bits(c: ComputeClass) -> f64 {
-    match c {
-        ComputeClass::F32 => 32.0,
-        ComputeClass::F16 => 16.0,
-        ComputeClass::Fp8 | ComputeClass::Int8 => 8.0,
-        ComputeClass::Int4 => 4.0,
+    c.bits()
+}
+
+/// Whether `op` is an attention GEMM (activations x KV cache) rather than a GEMM over weights.
+pub fn is_attention(op: &Op) -> bool {
+    matches!(op.name, "attn_scores" | "attn_pv")
+}
+
+/// Sets a matrix op's arithmetic to the native type the substrate runs it at (the resolved
+/// weight- or attention-GEMM type); other ops are left as they are.
+pub fn bind(op: &mut Op, r: &ResolvedPrecision) {
+    if op.unit == Unit::Matrix {
+        op.compute = if is_attention(op) {
+            r.attention_gemm
+        } else {
+            r.weight_gemm
+        };
     }
 }
 
@@ -155,18 +181,20 @@ pub struct Mapper<'s> {
     pub substrate: &'s Substrate,
     /// On-chip capacity for activations: GPU L2, systolic SRAM buffers.
     pub onchip: f64,
-    /// Systolic word size (bytes per element) of weight GEMMs: the wider of the weight and
-    /// activation formats.
-    pub weight_word: f64,
-    /// ... of attention GEMMs: the wider of the KV-cache and activation formats.
-    pub attention_word: f64,
-    /// Bytes per stored weight.
+    /// The model's formats on this substrate: storage per role, GEMM arithmetic, rules.
+    pub precision: ResolvedPrecision,
+    /// Why the pair is rejected, when it is ([`Substrate::resolve`]); it is then priced with
+    /// the rejected formats quantised to the substrate's narrowest native type.
+    pub rejected: Option<PrecisionError>,
+    /// Bytes per stored weight, activation and KV-cache element.
     pub weight_bytes: f64,
-    /// Bits per stored weight (to tell block-quantised weights from native ones).
-    pub weight_bits: f64,
-    /// Bytes per activation element (to count attention-score elements).
     pub activation_bytes: f64,
-    /// Systolic arrays for the two words (weight GEMMs, attention GEMMs).
+    pub kv_bytes: f64,
+    /// Whether some GEMM has a filter to dequantise on a systolic array (see
+    /// [`Self::dequantise_ops`]).
+    pub dequantises: bool,
+    /// Systolic arrays (at the substrate's efficiencies) for weight GEMMs and attention GEMMs:
+    /// activations as ifmap and ofmap at their width, the weights or the KV cache as filter.
     pub arrays: Option<(SystolicArray, SystolicArray)>,
 }
 
@@ -178,7 +206,20 @@ pub enum Model {
 }
 
 impl<'s> Mapper<'s> {
+    /// A mapper for a model stored in `precision` (resolved here; see [`Self::resolved`]).
     pub fn new(substrate: &'s Substrate, precision: &Precisions) -> Mapper<'s> {
+        let (r, rejected) = substrate.resolve_forced(precision);
+        Mapper::resolved(substrate, r, rejected)
+    }
+
+    /// A mapper for formats already resolved on `substrate`. The ops it prices must be
+    /// lowered from the stored formats (`r.stored()`) and bound to the native arithmetic
+    /// ([`bind`]).
+    pub fn resolved(
+        substrate: &'s Substrate,
+        r: ResolvedPrecision,
+        rejected: Option<PrecisionError>,
+    ) -> Mapper<'s> {
         let onchip = match &substrate.kind {
             Kind::Gpu(g) => g.l2_size.get(),
             Kind::Systolic(s) => {
@@ -188,20 +229,36 @@ impl<'s> Mapper<'s> {
             // ring: priced by sim::ring_adapter; a Mapper built directly sees on-chip memory
             Kind::Ring(r) => r.onchip_capacity().get(),
         };
-        let weight_word = precision.weights.bytes().max(precision.activations.bytes());
-        let attention_word = precision.kv_cache.bytes().max(precision.activations.bytes());
+        let stored = r.stored();
+        let (wb, ab, kb) = (
+            stored.weights.bytes(),
+            stored.activations.bytes(),
+            stored.kv_cache.bytes(),
+        );
+        let eff = substrate.efficiency;
         let arrays = match &substrate.kind {
-            Kind::Systolic(s) => Some((array(s, weight_word), array(s, attention_word))),
+            Kind::Systolic(s) => {
+                let base = array(s, ab).with_efficiency(eff.compute, eff.memory);
+                Some((
+                    base.with_filter_word(Bytes::new(wb)),
+                    base.with_filter_word(Bytes::new(kb)),
+                ))
+            }
             Kind::Gpu(_) | Kind::Ring(_) => None,
         };
+        let dequantises = matches!(substrate.kind, Kind::Systolic(_))
+            && [r.weights.rule, r.kv_cache.rule]
+                .iter()
+                .any(|rule| matches!(rule, Rule::Dequantised(_)));
         Mapper {
             substrate,
             onchip,
-            weight_word,
-            attention_word,
-            weight_bytes: precision.weights.bytes(),
-            weight_bits: precision.weights.bits(),
-            activation_bytes: precision.activations.bytes(),
+            precision: r,
+            rejected,
+            dequantises,
+            weight_bytes: wb,
+            activation_bytes: ab,
+            kv_bytes: kb,
             arrays,
         }
     }
@@ -240,8 +297,43 @@ impl<'s> Mapper<'s> {
     pub fn quantised_gemm(&self, op: &Op) -> bool {
         matches!(op.kind, OpKind::Gemm { .. })
             && op.reads.weights.get() > 0.0
-            && self.weight_bits < class_bits(op.compute)
-            && self.weight_bits < 16.0
+            && matches!(self.precision.weights.rule, Rule::Dequantised(_))
+    }
+
+    /// Vector-unit operations that dequantise the filter operand of a systolic GEMM stored
+    /// narrower than its arithmetic (weights, or the KV cache of an attention GEMM): its
+    /// stored bytes times `vector.dequantise_ops`; 0 for other ops and substrates.
+    #[inline]
+    pub fn dequantise_ops(&self, op: &Op) -> f64 {
+        if !self.dequantises {
+            return 0.0;
+        }
+        let Kind::Systolic(s) = &self.substrate.kind else {
+            return 0.0;
+        };
+        if op.unit != Unit::Matrix || !matches!(op.kind, OpKind::Gemm { .. }) {
+            return 0.0;
+        }
+        let (rule, bytes) = if is_attention(op) {
+            (self.precision.kv_cache.rule, op.reads.kv_cache.get())
+        } else {
+            (self.precision.weights.rule, op.reads.weights.get())
+        };
+        match rule {
+            Rule::Dequantised(_) => bytes * s.dequantise_ops,
+            _ => 0.0,
+        }
+    }
+
+    /// Seconds of a systolic dequantisation pass of `ops` vector operations (see
+    /// [`Self::dequantise_ops`]); 0 elsewhere.
+    pub fn dequantise_time(&self, ops: f64) -> f64 {
+        match &self.substrate.kind {
+            Kind::Systolic(s) if ops > 0.0 => {
+                ops / (s.vector_ops_per_cycle * self.eff().memory * s.clock.get())
+            }
+            _ => 0.0,
+        }
     }
 
     /// DRAM bytes of the attention-score matrix a stack that does not fuse attention moves
@@ -307,20 +399,23 @@ impl<'s> Mapper<'s> {
         let (mut matrix_flops, mut vector_flops) = (0.0, 0.0);
         let mut compute = 0.0;
         // A GPU dequantises block-quantised weights on its vector units, once per weight at
-        // least (the simulator: once per tile row).
+        // least (the simulator: once per tile row), as a stage of the weight stream (gpu.rs).
+        let mut gpu_dequant = 0.0;
         if let (Kind::Gpu(_), [op]) = (&sub.kind, ops)
             && self.quantised_gemm(op)
             && let OpKind::Gemm { n, k, batch, .. } = op.kind
         {
-            let f = super::gpu::DEQUANT_OPS * (n * k * batch) as f64;
+            let f = super::gpu::DEQUANT_OPS * (n as f64 * k as f64 * batch as f64);
             vector_flops += f;
-            compute += f / (eff.compute * sub.vector_peak().get());
+            gpu_dequant = f / (eff.memory * sub.vector_peak().get());
         }
+        let mut dequantise = 0.0;
         for op in ops {
             let f = op.flops.get();
             match op.unit {
                 Unit::Matrix => {
                     matrix_flops += f;
+                    dequantise += self.dequantise_ops(op);
                     compute += f / (eff.compute * sub.matrix_peak(op.compute).get());
                 }
                 Unit::Vector => {
@@ -342,7 +437,7 @@ impl<'s> Mapper<'s> {
             Kind::Gpu(g) => {
                 let scale = class_bits(class) / 16.0;
                 (
-                    dram / (eff.memory * g.memory_bandwidth.get()),
+                    (dram / (eff.memory * g.memory_bandwidth.get())).max(gpu_dequant),
                     0.0,
                     0.0,
                     Energy {
@@ -357,12 +452,14 @@ impl<'s> Mapper<'s> {
             Kind::Systolic(s) => {
                 let rd = s.dram_read.get() * s.clock.get();
                 let wr = s.dram_write.get() * s.clock.get();
+                // the dequantisation pass streams beside the DRAM reads (module docs)
                 (
-                    (reads / rd).max(writes / wr) / eff.memory,
+                    ((reads / rd).max(writes / wr) / eff.memory).max(self.dequantise_time(dequantise)),
                     reads / rd / eff.memory,
                     writes / wr / eff.memory,
                     Energy {
-                        compute: s.energy.mac * (matrix_flops / 2.0) + s.energy.vector_op * vector_flops,
+                        compute: s.energy.mac * (matrix_flops / 2.0)
+                            + s.energy.vector_op * (vector_flops + dequantise),
                         onchip: s.energy.sram_byte * all_bytes,
                         dram: s.energy.dram_byte * dram,
                         static_: Joules::ZERO,

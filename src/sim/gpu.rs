@@ -36,10 +36,23 @@
 //!   with `p = kernel.overlap`: arithmetic and DRAM transfers overlap imperfectly (p = 1 adds
 //!   them, a large p takes their maximum); L2 transfers are prefetched asynchronously and
 //!   only limit when they take longest. The mapper keeps the fastest tile shape and split.
+//! * **GEMV**: a GEMM of at most 8 rows may also run on the vector units (CUDA cores, shader
+//!   ALUs: what llama.cpp's `mul_mat_vec` kernels do for decode), unpadded at the vector
+//!   peak, reading every operand once and dequantising the weights once; the mapper keeps it
+//!   when faster. Without it a batch-1 decode GEMV pads to a 16-row MMA and comes out
+//!   compute-bound on chips with a small matrix peak (Apple M1: sixteen times the FLOPs, so
+//!   Q4_0 and Q8_0 weights decoded equally slowly).
 //! * **Block-quantised weights** (stored narrower than the arithmetic) are dequantised on
 //!   the fly: the GEMM reaches `efficiency.quantised_compute` of the compute fraction, and
-//!   every tile row re-dequantises its weight panel on the vector units
-//!   ([`DEQUANT_OPS`] operations per weight; the roofline counts one pass).
+//!   every tile row re-dequantises its weight panel on the vector units ([`DEQUANT_OPS`]
+//!   operations per weight; the roofline counts one pass). The dequantisation is a stage of
+//!   the weight stream (load, convert, stage for the MMAs, as mixed-input GEMMs such as
+//!   Marlin and llama.cpp's kernels pipeline it), so it runs beside the arithmetic at the
+//!   vector peak times `efficiency.memory`, slowing with the stream, and the DRAM term is the
+//!   longer of the transfers and that stage. Per weight it costs the same for every
+//!   block format, so a narrower format never decodes slower; and since every shipped GPU
+//!   runs at least `DEQUANT_OPS / 2` vector operations per byte of DRAM bandwidth, neither
+//!   does a quantised weight against its fp16 original (tested).
 //!
 //! # Fused attention (flash attention)
 //! One CTA per (sequence, head, query block of `br` rows, KV split): `br` is the tile rows
@@ -127,6 +140,8 @@ struct Machine {
     feed_ref: f64,
     /// DRAM and L2 bandwidths, as achieved.
     bw: f64,
+    /// Vector operations per second of the dequantisation stage of the weight stream.
+    dequant_rate: f64,
     l2_bw: f64,
     /// L2 bytes that keep operands for reuse.
     keep: f64,
@@ -147,6 +162,7 @@ impl Machine {
             feed: operand_bytes * (peak / sms as f64) / (k.operand_bandwidth.get() * clock),
             feed_ref: 1.0,
             bw: eff.memory * g.memory_bandwidth.get(),
+            dequant_rate: eff.memory * g.vector_peak.get(),
             l2_bw: g.l2_bandwidth.get(),
             keep: k.l2_reuse * g.l2_size.get(),
             p: k.overlap,
@@ -204,16 +220,21 @@ fn operand_dram(a: f64, b: f64, (mt, nt): (u64, u64), w: u64, keep: f64) -> (f64
     if ra + rb <= ca + cb { (ra, rb) } else { (ca, cb) }
 }
 
+/// The most rows a GEMM may have to run as a GEMV on the vector units.
+const GEMV_MAX_ROWS: u64 = 8;
+
 /// The plan the GEMM mapper chose, with its figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GemmPlan {
     pub tile: (u64, u64),
     pub split_k: u64,
     pub waves: u64,
-    /// Seconds of arithmetic (waves of tiles, operand feed, prologues), dequantisation
-    /// included.
+    /// Ran as a GEMV on the vector units (few rows) instead of tiles on the matrix units.
+    pub gemv: bool,
+    /// Seconds of arithmetic (waves of tiles, operand feed, prologues).
     pub compute: f64,
-    /// Seconds of DRAM and of L2 traffic.
+    /// Seconds of DRAM traffic (or of the dequantisation stage of the weight stream, when
+    /// longer) and of L2 traffic.
     pub dram_time: f64,
     pub l2_time: f64,
     /// Their overlap norm (the kernel time without the launch overhead).
@@ -261,7 +282,7 @@ pub fn gemm_plan(
             let dram_ops = dram_a + db * per + dram_c;
             let l2_ops = bytes.a * nt as f64 + bytes.b * mt as f64 + bytes.c;
             let feed = mc.feed_factor(tm, tn);
-            let dequant = bytes.dequant * mt as f64 / vpeak;
+            let dequant = bytes.dequant * mt as f64 / mc.dequant_rate;
             let mut s = 1u64;
             loop {
                 let tiles = base.saturating_mul(s);
@@ -269,7 +290,7 @@ pub fn gemm_plan(
                 let steps = cdiv(cdiv(k, s), mc.kstep);
                 let step = 2.0 * (tm * tn * mc.kstep) as f64 / mc.per_sm * feed;
                 let tile = steps as f64 * step.max(mc.step_s) + mc.tile_s;
-                let compute = (waves as f64 * tile).max(floor_time) + dequant;
+                let compute = (waves as f64 * tile).max(floor_time);
                 let partials = if s > 1 {
                     2.0 * s as f64 * (batch * m * n) as f64 * 4.0
                 } else {
@@ -277,7 +298,7 @@ pub fn gemm_plan(
                 };
                 let dram = dram_ops + (partials - mc.keep).max(0.0);
                 let l2 = l2_ops + partials;
-                let (dt, lt) = (dram / mc.bw, l2 / mc.l2_bw);
+                let (dt, lt) = ((dram / mc.bw).max(dequant), l2 / mc.l2_bw);
                 // The norm is at least the maximum: skip it when that cannot win.
                 let beaten = best.as_ref().is_some_and(|b| compute.max(dt).max(lt) >= b.time);
                 let time = if beaten {
@@ -290,6 +311,7 @@ pub fn gemm_plan(
                         tile: (tm, tn),
                         split_k: s,
                         waves,
+                        gemv: false,
                         compute,
                         dram_time: dt,
                         l2_time: lt,
@@ -304,6 +326,35 @@ pub fn gemm_plan(
                 }
                 s *= 2;
             }
+        }
+    }
+    // GEMV on the vector units: no row padding, every operand read once, the weights
+    // dequantised once (up to 8 rows, as llama.cpp's mul_mat_vec kernels take; more rows are
+    // a GEMM and tile like one).
+    if m <= GEMV_MAX_ROWS {
+        let compute = (flops / vpeak).max(floor_time);
+        let (dram_a, dram_c) = if bytes.act_on_chip {
+            (0.0, 0.0)
+        } else {
+            (bytes.a, bytes.c)
+        };
+        let dram = dram_a + bytes.b + dram_c;
+        let l2 = bytes.a + bytes.b + bytes.c;
+        let (dt, lt) = ((dram / mc.bw).max(bytes.dequant / mc.dequant_rate), l2 / mc.l2_bw);
+        let time = overlap_norm(compute, dt, mc.p).max(lt);
+        if best.as_ref().is_none_or(|b| time < b.time) {
+            best = Some(GemmPlan {
+                tile: (m, 1),
+                split_k: 1,
+                waves: 1,
+                gemv: true,
+                compute,
+                dram_time: dt,
+                l2_time: lt,
+                time,
+                dram,
+                l2,
+            });
         }
     }
     best.unwrap_or(GemmPlan {
@@ -484,6 +535,32 @@ pub fn fused_attention(
     act_on_chip: bool,
     heads_per_group: u64,
 ) -> AttentionPlan {
+    // The mapper tries the query heads of a KV group apart and, where they fit one block,
+    // packed, and keeps the faster.
+    let (time, plan) = attention_plan(g, eff, ops, t, act_on_chip, heads_per_group, false);
+    let (qrows, bh) = match ops[0].kind {
+        OpKind::Gemm { m, batch, .. } => (m.max(1), batch.max(1)),
+        _ => (1, 1),
+    };
+    let hpg = heads_per_group.clamp(1, bh);
+    if !(hpg > 1 && bh % hpg == 0 && qrows * hpg <= g.tile.0) {
+        return plan;
+    }
+    let (packed_time, packed) = attention_plan(g, eff, ops, t, act_on_chip, heads_per_group, true);
+    if packed_time < time { packed } else { plan }
+}
+
+/// The fastest split of a fused attention kernel with the query heads of a KV group packed
+/// into one block (`try_pack`, where they fit) or apart; its time without the launch overhead.
+fn attention_plan(
+    g: &Gpu,
+    eff: Efficiency,
+    ops: &[&Op],
+    t: &Traffic,
+    act_on_chip: bool,
+    heads_per_group: u64,
+    try_pack: bool,
+) -> (f64, AttentionPlan) {
     let (scores, softmax, pv) = (ops[0], ops[1], ops[2]);
     let (qrows, ctx, dqk, bh) = match scores.kind {
         OpKind::Gemm { m, n, k, batch } => (m.max(1), n.max(1), k.max(1), batch.max(1)),
@@ -504,7 +581,7 @@ pub fn fused_attention(
     // share a CTA as the rows of one block (as FlashDecoding / FlashInfer pack them), so each
     // KV group's cache is read by one CTA per split.
     let hpg = heads_per_group.clamp(1, bh);
-    let pack = hpg > 1 && bh % hpg == 0 && qrows * hpg <= g.tile.0;
+    let pack = try_pack && hpg > 1 && bh % hpg == 0 && qrows * hpg <= g.tile.0;
     let (rows, bh, hpg) = if pack {
         (qrows * hpg, bh / hpg, 1)
     } else {
@@ -610,16 +687,23 @@ pub fn fused_attention(
             ));
         }
     }
-    best.map(|b| b.1).unwrap_or(AttentionPlan {
-        block: (br, bc),
-        split_kv: 1,
-        ctas: 1,
-        waves: 1,
-        compute: floor + t_vector,
-        dram,
-        l2: l2_base,
-        matrix_flops,
-        vector_flops,
+    best.unwrap_or_else(|| {
+        let compute = floor + t_vector;
+        let time = overlap_norm(compute, dram_time, mc.p).max(l2_base / mc.l2_bw);
+        (
+            time,
+            AttentionPlan {
+                block: (br, bc),
+                split_kv: 1,
+                ctas: 1,
+                waves: 1,
+                compute,
+                dram,
+                l2: l2_base,
+                matrix_flops,
+                vector_flops,
+            },
+        )
     })
 }
 

@@ -38,6 +38,10 @@ use thiserror::Error;
 pub enum SimError {
     #[error("{field} must be at least 1, got 0")]
     Zero { field: &'static str },
+    /// A workload past a documented limit ([`crate::limits`]); `field` is `prompt`,
+    /// `generate`, `batch`, `context` (prompt + generate) or `in_flight` (batch x context).
+    #[error("{message} (see {})", crate::limits::DOC)]
+    Limit { field: &'static str, message: String },
     #[error("unknown engine `{0}`: expected sim or roofline")]
     UnknownEngine(String),
 }
@@ -51,12 +55,39 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// A workload of `prompt >= 1` tokens, `gen >= 1` generated tokens, `batch >= 1`.
+    /// A workload of `prompt >= 1` tokens, `gen >= 1` generated tokens, `batch >= 1`, within
+    /// the limits: prompt + gen <= [`limits::MAX_CONTEXT`], batch <= [`limits::MAX_BATCH`],
+    /// batch x (prompt + gen) <= [`limits::MAX_TOKENS_IN_FLIGHT`] (all sums and products
+    /// checked).
     pub fn new(prompt: u64, generate: u64, batch: u64) -> Result<Workload, SimError> {
+        use crate::limits;
         for (field, v) in [("prompt", prompt), ("generate", generate), ("batch", batch)] {
             if v == 0 {
                 return Err(SimError::Zero { field });
             }
+        }
+        let limit = |field, message| Err(SimError::Limit { field, message });
+        for (field, what, v) in [
+            ("prompt", "the prompt", prompt),
+            ("generate", "gen (generated tokens)", generate),
+        ] {
+            if let Some(m) = limits::above(what, v, limits::MAX_CONTEXT) {
+                return limit(field, m);
+            }
+        }
+        if let Some(m) = limits::above("batch", batch, limits::MAX_BATCH) {
+            return limit("batch", m);
+        }
+        let context = prompt + generate; // both below 2^24
+        if let Some(m) = limits::above("the context (prompt + gen)", context, limits::MAX_CONTEXT) {
+            return limit("context", m);
+        }
+        if let Some(m) = limits::above(
+            "the tokens in flight (batch x (prompt + gen))",
+            batch * context, // below 2^16 x 2^25
+            limits::MAX_TOKENS_IN_FLIGHT,
+        ) {
+            return limit("in_flight", m);
         }
         Ok(Workload {
             prompt,
@@ -66,7 +97,62 @@ impl Workload {
     }
 }
 
-/// Which cost engine.
+/// Which decode steps a trace records: all of them when there are at most `keep`, else `keep`
+/// steps spread evenly from the first to the last (both included): step
+/// `1 + round(i (D - 1) / (keep - 1))` for `i` in `0..keep`. With `keep` 1 only the first
+/// step, with 0 none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepSample {
+    pub steps: u64,
+    pub keep: u64,
+}
+
+impl StepSample {
+    pub fn new(steps: u64, keep: Option<u64>) -> StepSample {
+        StepSample {
+            steps,
+            keep: keep.map_or(steps, |k| k.min(steps)),
+        }
+    }
+
+    /// The `i`-th recorded step (1-based steps; `i < keep`).
+    fn nth(&self, i: u64) -> u64 {
+        if self.keep >= self.steps {
+            return i + 1;
+        }
+        if self.keep <= 1 {
+            return 1;
+        }
+        let (d, k) = (u128::from(self.steps - 1), u128::from(self.keep - 1));
+        let i = u128::from(i);
+        // round(i d / k) in integers
+        1 + ((2 * i * d + k) / (2 * k)) as u64
+    }
+
+    /// The recorded steps, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.keep).map(|i| self.nth(i))
+    }
+
+    /// Whether `step` is recorded.
+    pub fn contains(&self, step: u64) -> bool {
+        if step == 0 || step > self.steps || self.keep == 0 {
+            return false;
+        }
+        if self.keep >= self.steps {
+            return true;
+        }
+        if self.keep == 1 {
+            return step == 1;
+        }
+        // the index whose step is nearest, then compare
+        let (d, k) = (u128::from(self.steps - 1), u128::from(self.keep - 1));
+        let i = ((u128::from(step - 1) * k + d / 2) / d) as u64;
+        (i.saturating_sub(1)..=(i + 1).min(self.keep - 1)).any(|j| self.nth(j) == step)
+    }
+}
+
+/// Which cost engine./// Which cost engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
@@ -112,6 +198,7 @@ pub fn summary(model: &Model, substrate: &Substrate, workload: Workload, engine:
         engine::Want {
             records: false,
             sink: None,
+            runs: engine::RUNS,
         },
     )
     .summary
@@ -127,6 +214,7 @@ pub fn run(model: &Model, substrate: &Substrate, workload: Workload, engine: Eng
         engine::Want {
             records: true,
             sink: None,
+            runs: engine::RUNS,
         },
     )
 }
@@ -148,6 +236,7 @@ pub fn run_with_sink(
         engine::Want {
             records: true,
             sink: Some(sink),
+            runs: engine::RUNS,
         },
     )
 }

@@ -175,6 +175,9 @@ pub struct RunSummary {
     pub prompt: u64,
     pub generate: u64,
     pub batch: u64,
+    /// The model's formats on the substrate: the rule each tensor role ran by and the native
+    /// arithmetic of the weight and attention GEMMs (`Substrate::resolve`).
+    pub precision: crate::substrate::PrecisionReport,
     /// Time to first token: the prefill pass (it produces the first token's logits).
     pub ttft_s: f64,
     /// Time per output token: mean decode-step time over the `gen` steps.
@@ -184,7 +187,9 @@ pub struct RunSummary {
     /// Total energy (prefill + decode) per generated token: `total / (batch * gen)`.
     pub energy_per_token_j: f64,
     /// The LLMForge paper's form, per processed token: `(E_prefill + E_decode) / (batch * (P +
-    /// D))`, i.e. `(E_prefill + D * mean E_decode_step) / (P + D)` per sequence.
+    /// D))`, i.e. `(E_prefill + D * mean E_decode_step) / (P + D)` per sequence. On a ring
+    /// under `ring.timing: paper_era`, the paper-era model's own "energy per token": one
+    /// decode step's energy per sequence (its prefill is in `energy_per_token_j`).
     pub energy_per_processed_token_j: f64,
     pub prefill_energy_j: f64,
     pub decode_energy_j: f64,
@@ -201,6 +206,19 @@ pub struct RunSummary {
     /// Ring substrates only: the chosen hardware (see `sim::ring_adapter`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ring: Option<super::ring_adapter::RingHardware>,
+}
+
+impl RunSummary {
+    /// 0 when the run fits the memory; otherwise how far weights plus the KV cache overshoot
+    /// the capacity, relative to it (at least 1e-9, so that "does not fit" is never 0; a ring
+    /// that holds no design of the model gives 1).
+    pub fn memory_excess(&self) -> f64 {
+        if self.fits_memory {
+            return 0.0;
+        }
+        let over = (self.weight_bytes + self.kv_bytes) / self.memory_capacity_bytes - 1.0;
+        if over.is_finite() { over.max(1e-9) } else { 1.0 }
+    }
 }
 
 /// A run: the summary and the per-op records (prefill ops, then decode ops).
@@ -312,6 +330,12 @@ impl OpEvent {
 /// Receives events while an engine schedules a run. Every method does nothing by default;
 /// a run without a sink takes the fast path and builds no events at all.
 pub trait Sink {
+    /// How many decode steps the sink records (`None`: every step); see
+    /// [`super::StepSample`] for which. Steps left out are not scheduled for the sink; the
+    /// recorded ones keep their place on the run's timeline.
+    fn decode_steps(&self) -> Option<u64> {
+        None
+    }
     /// One op interval on one resource.
     fn event(&mut self, _event: &OpEvent) {}
     /// A phase pass (prefill, or one decode step) ended at `end` on the run timeline.

@@ -334,7 +334,8 @@ pub struct RingSummary {
     pub prompt: u64,
     pub generate: u64,
     pub batch: u64,
-    /// Time to first token: the token-pipelined prefill.
+    /// Time to first token: the token-pipelined prefill (paper-era timing: one decode step
+    /// plus the prompt's work at the chip's MAC rate).
     pub ttft_s: f64,
     /// Time per output token: one ring step (all users).
     pub tpot_s: f64,
@@ -342,7 +343,9 @@ pub struct RingSummary {
     pub tokens_per_s: f64,
     /// Total energy per generated token, total / (batch * generate).
     pub energy_per_token_j: f64,
-    /// The paper's form, (E_prefill + D E_step) / (P + D) per sequence.
+    /// The paper's energy per token: (E_prefill + D E_step) / (P + D) per sequence under the
+    /// corrected timing; one decode step's energy per user under the paper-era timing (what
+    /// the release saved as `energy_per_token_uJ`).
     pub energy_per_processed_token_j: f64,
     /// All users.
     pub prefill_energy_j: f64,
@@ -416,7 +419,7 @@ pub fn run(
 // The cost engine's interface: `sim::run` / `sim::summary` on a ring substrate.
 
 use super::result::{Bound, Energy, OpEvent, OpRecord, PhaseKind, PhaseSummary, RunResult, RunSummary, Sink};
-use super::ring::{EnergyBreakdown, LayerOrigin, LinkUse, Placement};
+use super::ring::{EnergyBreakdown, LayerOrigin, LinkUse, Placement, RingTiming};
 use crate::graph::{RoleBytes, Unit};
 use crate::units::{Flops, Joules, Seconds};
 
@@ -470,7 +473,8 @@ pub fn engine_run(
     let tl = Timeline::new(rep, wl, clock);
     let (pre_off, dec_off) = (&tl.pre_off, &tl.dec_off);
     if let Some(sink) = sink {
-        tl.events(&mut |e| match e {
+        let steps = sink.decode_steps();
+        tl.events(steps, &mut |e| match e {
             RingEvent::Layer {
                 phase,
                 step,
@@ -523,6 +527,13 @@ pub fn engine_run(
         energy: energy_buckets(&rep.decode_breakdown) * d,
         ..PhaseSummary::default()
     };
+    // passes over the weights and the links in the prefill: one per prompt token, or one
+    // under the paper-era timing (weights read once, hops priced once)
+    let prefill_passes = if batched_prefill(rep) {
+        1.0
+    } else {
+        wl.prompt() as f64
+    };
     for (phase, out) in [(PhaseKind::Prefill, &mut pre), (PhaseKind::Decode, &mut dec)] {
         let count = if phase == PhaseKind::Prefill {
             1
@@ -534,7 +545,7 @@ pub fn engine_run(
             let (name, layer, label) = layer_name(l.origin);
             let label = format!("{}.{label}", chips_label(&rep.stages[l.stage].chips));
             let (cost, passes, off) = match phase {
-                PhaseKind::Prefill => (&l.prefill, wl.prompt() as f64, pre_off[i]),
+                PhaseKind::Prefill => (&l.prefill, prefill_passes, pre_off[i]),
                 PhaseKind::Decode => (&l.decode_step, 1.0, dec_off[i]),
             };
             let flops = Flops::new(2.0 * cost.macs * n);
@@ -549,7 +560,7 @@ pub fn engine_run(
             bound_time(out, bound, time);
             if records {
                 let own = match phase {
-                    PhaseKind::Prefill => l.prefill_cycles_per_token.get(),
+                    PhaseKind::Prefill => prefill_span(rep, i),
                     PhaseKind::Decode => l.decode_step.cycles.get(),
                 };
                 ops.push(OpRecord {
@@ -591,7 +602,7 @@ pub fn engine_run(
         // the links: hops between stages carry their energy here; tensor-parallel traffic
         // is already in its layer's record (energy 0 here, time and bytes kept)
         let passes = match phase {
-            PhaseKind::Prefill => wl.prompt() as f64,
+            PhaseKind::Prefill => prefill_passes,
             PhaseKind::Decode => 1.0,
         };
         for (li, link) in rep.links.iter().enumerate() {
@@ -663,11 +674,16 @@ pub fn engine_run(
             prompt: w.prompt,
             generate: w.generate,
             batch: w.batch,
+            precision: ring_precision(model, sub),
             ttft_s: s.ttft_s,
             tpot_s: s.tpot_s,
             tokens_per_s: s.tokens_per_s,
             energy_per_token_j: s.energy_per_token_j,
-            energy_per_processed_token_j: s.total_energy_j / ((w.prompt + w.generate) * w.batch) as f64,
+            energy_per_processed_token_j: match rep.timing {
+                RingTiming::Corrected => s.total_energy_j / ((w.prompt + w.generate) * w.batch) as f64,
+                // the release's "energy per token": one decode step's, per user
+                RingTiming::PaperEra => s.energy_per_processed_token_j,
+            },
             prefill_energy_j: s.prefill_energy_j,
             decode_energy_j: s.decode_energy_j,
             total_energy_j: s.total_energy_j,
@@ -681,6 +697,13 @@ pub fn engine_run(
         },
         ops,
     }
+}
+
+/// The ring's precision rules for `model`: int8 everything (its MACs, WMEM and KV cache are
+/// 8-bit), other formats quantised to it.
+fn ring_precision(model: &Model, sub: &Substrate) -> crate::substrate::PrecisionReport {
+    let (resolved, rejected) = sub.resolve_forced(&model.precision);
+    crate::substrate::PrecisionReport { resolved, rejected }
 }
 
 /// The summary of a model no design of the ring can hold.
@@ -703,6 +726,7 @@ fn does_not_fit(model: &Model, sub: &Substrate, w: super::Workload) -> RunResult
             prompt: w.prompt,
             generate: w.generate,
             batch: w.batch,
+            precision: ring_precision(model, sub),
             ttft_s: inf,
             tpot_s: inf,
             tokens_per_s: 0.0,
@@ -799,6 +823,23 @@ enum RingEvent {
     },
 }
 
+/// Whether the report's prefill runs once per layer (the paper-era timing) rather than
+/// token-pipelined.
+fn batched_prefill(rep: &RingReport) -> bool {
+    rep.timing == RingTiming::PaperEra
+}
+
+/// Cycles layer `i` occupies in one prefill pass: one prompt token's under the
+/// token-pipelined prefill, its whole share of the TTFT under the paper-era timing.
+fn prefill_span(rep: &RingReport, i: usize) -> f64 {
+    let l = &rep.layers[i];
+    if batched_prefill(rep) {
+        l.prefill.cycles.get()
+    } else {
+        l.prefill_cycles_per_token.get()
+    }
+}
+
 /// The schedule of a priced design: per-layer offsets (cycles) inside one prompt token's
 /// pass and inside one decode step (stage after stage, a hop between stages).
 struct Timeline<'a> {
@@ -824,17 +865,20 @@ impl<'a> Timeline<'a> {
         let (mut pre_off, mut dec_off) = (vec![0.0; n], vec![0.0; n]);
         let (mut stage_pre, mut stage_dec) = (Vec::new(), Vec::new());
         let (mut td, mut tp) = (0.0, 0.0);
+        let batched = batched_prefill(rep);
         for (si, st) in rep.stages.iter().enumerate() {
             if si > 0 {
                 td += hop;
-                tp += hop;
+                if !batched {
+                    tp += hop;
+                }
             }
             let (d0, p0) = (td, tp);
             for i in st.layers.clone() {
                 dec_off[i] = td;
                 pre_off[i] = tp;
                 td += rep.layers[i].decode_step.cycles.get();
-                tp += rep.layers[i].prefill_cycles_per_token.get();
+                tp += prefill_span(rep, i);
             }
             stage_pre.push((p0, tp));
             stage_dec.push((d0, td));
@@ -877,19 +921,25 @@ impl<'a> Timeline<'a> {
     }
 
     /// Every interval of the run: prompt token t's pass enters the pipeline at t x spacing
-    /// (streamed layers run batched after it drains); decode step k starts at
+    /// (streamed layers run batched after it drains) or, under the paper-era timing, every
+    /// layer takes its share of the TTFT once, chip after chip (the paper-era TTFT waits for
+    /// no hop; the hops, priced once, follow each chip); decode step k starts at
     /// TTFT + (k-1) TPOT.
-    fn events(&self, f: &mut dyn FnMut(RingEvent)) {
+    /// Every event of the run; decode steps only those of `steps` (all when `None`).
+    fn events(&self, steps: Option<u64>, f: &mut dyn FnMut(RingEvent)) {
         let rep = self.rep;
         let p = self.wl.prompt();
         let spacing = rep.prefill_spacing_cycles.get();
         let links: Vec<usize> = (0..rep.links.len())
             .filter(|&i| rep.links[i].usage != LinkUse::Idle)
             .collect();
-        for t in 0..p {
+        // one pass per prompt token, or one pass of whole shares (paper-era)
+        let batched = batched_prefill(rep);
+        let passes = if batched { 1 } else { p };
+        for t in 0..passes {
             let base = t as f64 * spacing;
             for (i, l) in rep.layers.iter().enumerate() {
-                let c = l.prefill_cycles_per_token.get();
+                let c = prefill_span(rep, i);
                 if l.placement == Placement::Streamed || c <= 0.0 {
                     continue;
                 }
@@ -914,13 +964,16 @@ impl<'a> Timeline<'a> {
                 });
             }
         }
-        let pipeline_end = rep
-            .stages
-            .iter()
-            .map(|s| s.prefill_cycles_per_token.get())
-            .sum::<f64>()
-            + self.hop * rep.stages.len().saturating_sub(1) as f64
-            + (p as f64 - 1.0) * spacing;
+        let pipeline_end = if batched {
+            (0..rep.layers.len()).map(|i| prefill_span(rep, i)).sum::<f64>()
+        } else {
+            rep.stages
+                .iter()
+                .map(|s| s.prefill_cycles_per_token.get())
+                .sum::<f64>()
+                + self.hop * rep.stages.len().saturating_sub(1) as f64
+                + (p as f64 - 1.0) * spacing
+        };
         let mut at = pipeline_end;
         for (i, l) in rep.layers.iter().enumerate() {
             if l.placement != Placement::Streamed {
@@ -946,7 +999,7 @@ impl<'a> Timeline<'a> {
             start: Seconds::ZERO,
             end: self.s(ttft),
         });
-        for k in 1..=self.wl.decode() {
+        for k in super::StepSample::new(self.wl.decode(), steps).iter() {
             let t0 = ttft + (k - 1) as f64 * step;
             for (i, l) in rep.layers.iter().enumerate() {
                 f(RingEvent::Layer {
@@ -983,7 +1036,13 @@ impl<'a> Timeline<'a> {
 /// same `"X"` / `"M"` events, `ts`/`dur` in microseconds, as `trace::ChromeTrace`): one
 /// process per chip (pid = chip + 1) with its layers, one process `links` with a track per
 /// link, one process `passes` with the prefill and every decode step.
-pub fn chrome_trace(model: &Model, sub: &Substrate, w: super::Workload) -> (RunResult, String) {
+/// `steps`: the decode steps written (see [`super::StepSample`]; `None` for all).
+pub fn chrome_trace(
+    model: &Model,
+    sub: &Substrate,
+    w: super::Workload,
+    steps: Option<u64>,
+) -> (RunResult, String) {
     let result = engine_run(model, sub, w, true, None);
     let space = DesignSpace::of(sub);
     let wl = RingWorkload::new(w.prompt, w.generate, w.batch);
@@ -1028,7 +1087,7 @@ pub fn chrome_trace(model: &Model, sub: &Substrate, w: super::Workload) -> (RunR
                 (b - a).as_us()
             );
         };
-        Timeline::new(rep, wl, clock).events(&mut |e| match e {
+        Timeline::new(rep, wl, clock).events(steps, &mut |e| match e {
             RingEvent::Layer {
                 phase,
                 step,

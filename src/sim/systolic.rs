@@ -34,7 +34,9 @@
 //!
 //! # Memory side
 //! Counts are made in elements and priced at `word_bytes` per element (`acc_bytes` for partial
-//! sums kept in the accumulator in overlapped mode). Array-side SRAM traffic is SCALE-Sim's:
+//! sums kept in the accumulator in overlapped mode); the filter operand may have its own width
+//! ([`SystolicArray::with_filter_word`]: int4 weights beside int8 activations), which also sets
+//! how many filter elements its SRAM holds. Array-side SRAM traffic is SCALE-Sim's:
 //!
 //! | dataflow | ifmap SRAM reads | filter SRAM reads | ofmap SRAM writes |
 //! |---|---|---|---|
@@ -76,6 +78,12 @@
 //! `stall = sum_tiles max(0, dram_time - compute_time)`. SCALE-Sim's own "Total Cycles" leaves
 //! the initial prefetch and final write-back out (it reports them in "Total Cycles (incl.
 //! prefetch)"): compare it with `cycles - fill_cycles - drain_cycles`.
+//!
+//! # Efficiency
+//! [`SystolicArray::with_efficiency`] applies a substrate's achieved fractions: compute cycles
+//! are the stall-free count over the compute fraction, DRAM transfers (fill, streams, drain)
+//! run at the memory fraction of the bandwidth. Both default to 1, where every figure above
+//! is unchanged (SCALE-Sim-exact in that mode).
 //!
 //! # Energy
 //! [`GemmCost::energy`] is action counts times per-action energies: useful MACs x MAC energy, SRAM
@@ -266,6 +274,11 @@ pub struct SystolicConfig {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SystolicArray {
     cfg: SystolicConfig,
+    /// Bytes per filter (B operand) element when they differ from `word_bytes` (weights or a
+    /// KV cache stored narrower or wider than the activations; [`Self::with_filter_word`]).
+    filter_word: f64,
+    /// Achieved fraction of one MAC per PE per cycle ([`Self::with_efficiency`]; 1 by default).
+    compute_eff: f64,
 }
 
 /// Per-energy-action prices for [`GemmCost::energy`].
@@ -461,62 +474,95 @@ impl SystolicArray {
             }
             Buffers::Unified(t) => check_nonnegative("buffers.unified", t.get())?,
         }
-        Ok(SystolicArray { cfg })
+        Ok(SystolicArray::of(cfg))
+    }
+
+    fn of(cfg: SystolicConfig) -> SystolicArray {
+        SystolicArray {
+            cfg,
+            filter_word: cfg.word_bytes.get(),
+            compute_eff: 1.0,
+        }
+    }
+
+    /// The same array with `bytes` per filter (B operand) element: the weights of a projection
+    /// or the KV cache of an attention GEMM, stored at their own width while the ifmap and
+    /// ofmap (activations) keep `word_bytes` (invalid values: unchanged).
+    pub fn with_filter_word(&self, bytes: Bytes) -> SystolicArray {
+        let b = bytes.get();
+        if !(b.is_finite() && b > 0.0) {
+            return *self;
+        }
+        SystolicArray {
+            filter_word: b,
+            ..*self
+        }
+    }
+
+    /// The same array reaching `compute` of one MAC per PE per cycle and `memory` of its DRAM
+    /// bandwidth (fractions in (0, 1]; others leave the array unchanged). Compute cycles are the
+    /// stall-free count divided by `compute`; DRAM transfers run at `memory` times the
+    /// bandwidth. At 1 and 1 every figure is the plain model's (SCALE-Sim's, in that mode).
+    pub fn with_efficiency(&self, compute: f64, memory: f64) -> SystolicArray {
+        let ok = |x: f64| x > 0.0 && x <= 1.0;
+        if !(ok(compute) && ok(memory)) {
+            return *self;
+        }
+        let mut a = self.with_dram(DramBandwidth {
+            read: self.cfg.dram.read * memory,
+            write: self.cfg.dram.write * memory,
+        });
+        a.compute_eff = compute;
+        a
     }
 
     /// Gemmini-like: 16x16 int8 weight-stationary, 512 KB scratchpad + 256 KB int32 accumulator,
     /// 4 B/cycle DRAM each way (reference/llmforge.md).
     pub fn gemmini(mode: Mode) -> SystolicArray {
-        SystolicArray {
-            cfg: SystolicConfig {
-                rows: 16,
-                cols: 16,
-                dataflow: Dataflow::Ws,
-                buffers: Buffers::Shared {
-                    operands: Bytes::kib(512.0),
-                    accumulator: Bytes::kib(256.0),
-                },
-                dram: DramBandwidth::symmetric(BytesPerCycle::new(4.0)),
-                word_bytes: Bytes::new(1.0),
-                acc_bytes: Bytes::new(4.0),
-                mode,
+        SystolicArray::of(SystolicConfig {
+            rows: 16,
+            cols: 16,
+            dataflow: Dataflow::Ws,
+            buffers: Buffers::Shared {
+                operands: Bytes::kib(512.0),
+                accumulator: Bytes::kib(256.0),
             },
-        }
+            dram: DramBandwidth::symmetric(BytesPerCycle::new(4.0)),
+            word_bytes: Bytes::new(1.0),
+            acc_bytes: Bytes::new(4.0),
+            mode,
+        })
     }
 
     /// Eyeriss-like: 12x14 PEs, 128 KB global buffer (inputs + outputs), 4 B/cycle each way.
     /// Eyeriss is row-stationary, which none of os/ws/is is; psums stay in the PEs' register
     /// files, so it is priced here as output-stationary. Treat its numbers as an approximation.
     pub fn eyeriss_like(mode: Mode) -> SystolicArray {
-        SystolicArray {
-            cfg: SystolicConfig {
-                rows: 12,
-                cols: 14,
-                dataflow: Dataflow::Os,
-                buffers: Buffers::Unified(Bytes::kib(128.0)),
-                dram: DramBandwidth::symmetric(BytesPerCycle::new(4.0)),
-                word_bytes: Bytes::new(1.0),
-                acc_bytes: Bytes::new(4.0),
-                mode,
-            },
-        }
+        SystolicArray::of(SystolicConfig {
+            rows: 12,
+            cols: 14,
+            dataflow: Dataflow::Os,
+            buffers: Buffers::Unified(Bytes::kib(128.0)),
+            dram: DramBandwidth::symmetric(BytesPerCycle::new(4.0)),
+            word_bytes: Bytes::new(1.0),
+            acc_bytes: Bytes::new(4.0),
+            mode,
+        })
     }
 
     /// FLAT-edge-like: 32x32 int8 MACs, 200 KB global buffer, 25 B/cycle DRAM each way,
     /// weight-stationary.
     pub fn flat_edge(mode: Mode) -> SystolicArray {
-        SystolicArray {
-            cfg: SystolicConfig {
-                rows: 32,
-                cols: 32,
-                dataflow: Dataflow::Ws,
-                buffers: Buffers::Unified(Bytes::kb(200.0)),
-                dram: DramBandwidth::symmetric(BytesPerCycle::new(25.0)),
-                word_bytes: Bytes::new(1.0),
-                acc_bytes: Bytes::new(4.0),
-                mode,
-            },
-        }
+        SystolicArray::of(SystolicConfig {
+            rows: 32,
+            cols: 32,
+            dataflow: Dataflow::Ws,
+            buffers: Buffers::Unified(Bytes::kb(200.0)),
+            dram: DramBandwidth::symmetric(BytesPerCycle::new(25.0)),
+            word_bytes: Bytes::new(1.0),
+            acc_bytes: Bytes::new(4.0),
+            mode,
+        })
     }
 
     pub fn config(&self) -> &SystolicConfig {
@@ -527,6 +573,7 @@ impl SystolicArray {
     pub fn with_mode(&self, mode: Mode) -> SystolicArray {
         SystolicArray {
             cfg: SystolicConfig { mode, ..self.cfg },
+            ..*self
         }
     }
 
@@ -534,6 +581,7 @@ impl SystolicArray {
     pub fn with_dataflow(&self, dataflow: Dataflow) -> SystolicArray {
         SystolicArray {
             cfg: SystolicConfig { dataflow, ..self.cfg },
+            ..*self
         }
     }
 
@@ -547,13 +595,17 @@ impl SystolicArray {
                 buffers: self.cfg.buffers.scaled(factor),
                 ..self.cfg
             },
+            ..*self
         }
     }
 
     /// The same array with other DRAM bandwidths (invalid values: unchanged).
     pub fn with_dram(&self, dram: DramBandwidth) -> SystolicArray {
         let cfg = SystolicConfig { dram, ..self.cfg };
-        SystolicArray::new(cfg).unwrap_or(*self)
+        match SystolicArray::new(cfg) {
+            Ok(a) => SystolicArray { cfg: a.cfg, ..*self },
+            Err(_) => *self,
+        }
     }
 
     /// Number of MAC units.
@@ -576,14 +628,15 @@ impl SystolicArray {
         let bf = batch as f64;
         let r = self.cfg.rows as f64;
         let w = self.cfg.word_bytes.get();
+        let wf = self.filter_word;
         let acc = self.cfg.acc_bytes.get();
         let (buf_i, buf_f, buf_o) = self.cfg.buffers.split_bytes();
-        let active = |bytes: f64| ((bytes / w).floor() / 2.0).ceil();
-        let (act_i, act_f, act_o) = (active(buf_i), active(buf_f), active(buf_o));
+        let active = |bytes: f64, w: f64| ((bytes / w).floor() / 2.0).ceil();
+        let (act_i, act_f, act_o) = (active(buf_i, w), active(buf_f, wf), active(buf_o, w));
 
         let scalesim_dram = self.scalesim_dram(&plan, m, n, act_i, act_f);
-        // Fill and drain in elements, ScaleSim policy.
-        let fill_s = act_i.min(plan.a) + act_f.min(plan.b);
+        // Fill and drain in elements (ifmap, filter), ScaleSim policy.
+        let fill_s = (act_i.min(plan.a), act_f.min(plan.b));
         let drain_s = act_o.min(scalesim_dram.ofmap);
 
         let (compute_one, dram, out_bytes, fill, drain, ofmap_sram, ofmap_sram_reads, osram_bytes) =
@@ -608,7 +661,7 @@ impl SystolicArray {
                 Mode::Overlapped => {
                     let dram = self.overlapped_dram(&plan, m, n, buf_i, buf_f, buf_o, scalesim_dram);
                     let (fi, ff) = self.first_fold_tiles(m, n, k);
-                    let fill = fi.min(act_i) + ff.min(act_f);
+                    let fill = (fi.min(act_i), ff.min(act_f));
                     let last_out = plan.o.min(self.pes());
                     let drain = last_out.min(act_o).min(dram.ofmap);
                     // Partial sums of ws/is accumulate in the accumulator: read-modify-write.
@@ -640,15 +693,15 @@ impl SystolicArray {
         };
         // The array cannot beat one MAC per PE per cycle. Only a 1x1 output-stationary array
         // hits this: SCALE-Sim's `- 1` then undercounts by a cycle.
-        let compute = formula.max(macs as f64 / self.pes());
+        let compute = formula.max(macs as f64 / self.pes()) / self.compute_eff;
         // Fill/drain: once per GEMM in ScaleSim mode (separate layers), once per batch otherwise.
         let (fill_count, drain_count) = match self.cfg.mode {
             Mode::ScaleSim => (bf, bf),
             Mode::Overlapped => (1.0, 1.0),
         };
-        let reads_b = (dram.ifmap + dram.filter) * w * bf;
+        let reads_b = (dram.ifmap * w + dram.filter * wf) * bf;
         let writes_b = dram.ofmap * out_bytes * bf;
-        let fill_b = fill * w * fill_count;
+        let fill_b = (fill.0 * w + fill.1 * wf) * fill_count;
         let drain_b = drain * out_bytes * drain_count;
         let rd_bw = self.cfg.dram.read.get();
         let wr_bw = self.cfg.dram.write.get();
@@ -660,11 +713,11 @@ impl SystolicArray {
         let cycles = fill_c + steady + drain_c;
         let traffic = Traffic {
             ifmap_sram_reads: Bytes::new(plan.ifmap_sram * w * bf),
-            filter_sram_reads: Bytes::new(plan.filter_sram * w * bf),
+            filter_sram_reads: Bytes::new(plan.filter_sram * wf * bf),
             ofmap_sram_writes: Bytes::new(ofmap_sram * osram_bytes * bf),
             ofmap_sram_reads: Bytes::new(ofmap_sram_reads * osram_bytes * bf),
             ifmap_dram_reads: Bytes::new(dram.ifmap * w * bf),
-            filter_dram_reads: Bytes::new(dram.filter * w * bf),
+            filter_dram_reads: Bytes::new(dram.filter * wf * bf),
             ofmap_dram_writes: Bytes::new(writes_b),
         };
         let denom = cycles * self.pes();
@@ -784,6 +837,7 @@ impl SystolicArray {
         base: Dram,
     ) -> Dram {
         let w = self.cfg.word_bytes.get();
+        let wf = self.filter_word;
         let acc = self.cfg.acc_bytes.get();
         let (r, c) = (self.cfg.rows as f64, self.cfg.cols as f64);
         let (mf, nf) = (m as f64, n as f64);
@@ -805,7 +859,7 @@ impl SystolicArray {
         };
         if acc_tile_fits {
             // B resident, A streamed once (A row blocks of one K column double-buffered).
-            if p.b * w <= buf_f && r.min(mf) * w <= buf_i / 2.0 {
+            if p.b * wf <= buf_f && r.min(mf) * w <= buf_i / 2.0 {
                 consider(Dram {
                     ifmap: p.a,
                     filter: p.b,
@@ -813,7 +867,7 @@ impl SystolicArray {
                 });
             }
             // A resident, B streamed once.
-            if p.a * w <= buf_i && c.min(nf) * w <= buf_f / 2.0 {
+            if p.a * w <= buf_i && c.min(nf) * wf <= buf_f / 2.0 {
                 consider(Dram {
                     ifmap: p.a,
                     filter: p.b,
@@ -827,7 +881,7 @@ impl SystolicArray {
                 if tmf * w <= buf_i / 2.0 {
                     let tn = (buf_o / (tmf * acc))
                         .floor()
-                        .min((buf_f / 2.0 / w).floor())
+                        .min((buf_f / 2.0 / wf).floor())
                         .min(nf);
                     if tn >= 1.0 {
                         let ifmap = p.a * (nf / tn).ceil();

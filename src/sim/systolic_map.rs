@@ -2,8 +2,9 @@
 //!
 //! * **GEMMs** run through [`crate::sim::systolic`] in the substrate's mode (SCALE-Sim-exact
 //!   or overlapped) and dataflow; its cycles, stalls and DRAM bytes are taken as they are.
-//!   The word size is the wider of the operands' formats (weights or KV cache, and
-//!   activations); partial sums are 32-bit. A GEMM's cost is split for the scheduler into the
+//!   Every operand is priced at its stored width: activations (ifmap, ofmap) at theirs, the
+//!   filter at the weights' or the KV cache's (a Q4_0 weight is 4.5 bits); partial sums are
+//!   32-bit. The array runs each GEMM in the resolved native type (one MAC per PE per cycle). A GEMM's cost is split for the scheduler into the
 //!   first-fold *fill* (prefetchable while the previous GEMM computes, into the other half of
 //!   the double buffer: the systolic model sizes it to fit), the steady phase (array busy,
 //!   DRAM reads and writes streaming) and the final *drain* (last outputs written back).
@@ -19,13 +20,22 @@
 //!   fit the SRAM stream over the DRAM channels.
 //! * **Memory ops**: the embedding gather reads its rows over the read channel, the KV write
 //!   writes the new keys and values over the write channel.
-//! * The substrate's efficiencies do not apply here: the cycle model derives its own
-//!   utilisation. The kernel overhead is added to the unit's busy time.
+//! * **Dequantisation**: a GEMM whose filter is stored narrower than its arithmetic (int4 or
+//!   GGUF weights on an int8 array) has it dequantised by the vector unit as it streams in,
+//!   `vector.dequantise_ops` per stored byte at `vector.ops_per_cycle` times
+//!   `efficiency.memory`: the steady phase lasts at least that pass (the vector unit feeding
+//!   the array; its contention with other vector ops is not modelled).
+//! * **Efficiencies** apply as in the roofline: the array and the vector unit reach
+//!   `efficiency.compute` of their rate (compute cycles / eta_c), DRAM transfers run at
+//!   `efficiency.memory` of the bandwidth (the GEMM model's fill, streams and drain included;
+//!   [`crate::sim::systolic::SystolicArray::with_efficiency`]). At 1 and 1 (every shipped
+//!   systolic file) the cycle model is unchanged and SCALE-Sim-exact in that mode. The kernel
+//!   overhead is added to the unit's busy time.
 //! * **Energy** = MACs x MAC energy + SRAM bytes x SRAM energy + DRAM bytes x DRAM energy (the
 //!   GEMM model's action counts) + vector ops x vector-op energy; leakage x time is added per
 //!   phase from the schedule.
 
-use super::cost::{Cost, Mapper, Traffic, array, systolic_actions};
+use super::cost::{Cost, Mapper, Traffic, array, is_attention, systolic_actions};
 use super::result::{Energy, Resource};
 use crate::graph::{Op, OpKind, Unit};
 use crate::substrate::Systolic;
@@ -35,9 +45,10 @@ use crate::units::{Bytes, Joules, Seconds};
 pub fn cost(mapper: &Mapper<'_>, s: &Systolic, ops: &[&Op], heads_per_group: u64) -> Cost {
     let op = ops[0];
     let clock = s.clock.get();
-    let rd = s.dram_read.get();
-    let wr = s.dram_write.get();
-    let overhead = mapper.substrate.efficiency.kernel_overhead;
+    let eff = mapper.eff_for(ops);
+    let rd = s.dram_read.get() * eff.memory;
+    let wr = s.dram_write.get() * eff.memory;
+    let overhead = eff.kernel_overhead;
     let t = Traffic::of(ops);
     let (ai, ao) = mapper.dram_activations(&t);
     let all = t.weights + t.kv_read + t.kv_write + t.activations();
@@ -65,32 +76,37 @@ pub fn cost(mapper: &Mapper<'_>, s: &Systolic, ops: &[&Op], heads_per_group: u64
             } else {
                 (batch, m)
             };
-            let attention = op.name.starts_with("attn_");
+            let attention = is_attention(op);
+            let (ifmap, filter) = if attention {
+                (mapper.activation_bytes, mapper.kv_bytes)
+            } else {
+                (mapper.activation_bytes, mapper.weight_bytes)
+            };
             let arr = match mapper.arrays {
-                Some((w, a)) => {
+                Some((w, a)) if eff == mapper.eff() => {
                     if attention {
                         a
                     } else {
                         w
                     }
                 }
-                None => array(
-                    s,
-                    if attention {
-                        mapper.attention_word
-                    } else {
-                        mapper.weight_word
-                    },
-                ),
+                _ => array(s, ifmap)
+                    .with_efficiency(eff.compute, eff.memory)
+                    .with_filter_word(Bytes::new(filter)),
             };
             let g = arr.gemm_batched(batch, m, n, k);
             // The array cannot do more than one MAC per PE per cycle; bias adds count as MACs.
             let pes = (s.rows * s.cols) as f64;
-            let compute_c = g.compute_cycles.get().max(op.flops.get() / (2.0 * pes));
-            let extra = compute_c - g.compute_cycles.get();
+            let floor_c = op.flops.get() / (2.0 * pes) / eff.compute;
+            // The vector unit dequantises a narrow filter as it streams in, beside the array.
+            let dequant = mapper.dequantise_ops(op);
+            let dequant_c = mapper.dequantise_time(dequant) * clock;
+            // MACs beyond the array model's count (bias adds) run after it.
+            let extra = (floor_c - g.compute_cycles.get()).max(0.0);
+            let compute_c = g.compute_cycles.get() + extra;
             let fill_c = g.fill_cycles.get();
             let drain_c = g.drain_cycles.get();
-            let steady_c = g.cycles.get() - fill_c - drain_c + extra;
+            let steady_c = (g.cycles.get() - fill_c - drain_c + extra).max(dequant_c);
             // Biases are weights the GEMM model does not see: streamed in beside the matrix.
             let matrices = (copies_w * k * n) as f64 * mapper.weight_bytes;
             let bias = if heads_per_group > 1 {
@@ -101,11 +117,12 @@ pub fn cost(mapper: &Mapper<'_>, s: &Systolic, ops: &[&Op], heads_per_group: u64
             let reads_c = (g.dram_read_bytes.get() + bias) / rd;
             let writes_c = g.dram_write_bytes.get() / wr;
             let e = g.energy_breakdown(&systolic_actions(s), s.clock);
-            let mac_energy = s.energy.mac * (op.flops.get() / 2.0).max(g.macs as f64);
+            let mac_energy =
+                s.energy.mac * (op.flops.get() / 2.0).max(g.macs as f64) + s.energy.vector_op * dequant;
             Cost {
                 resource: Some(Resource::Matrix),
                 compute: Seconds::new(compute_c / clock),
-                memory: Seconds::new(reads_c.max(writes_c) / clock),
+                memory: Seconds::new(reads_c.max(writes_c).max(dequant_c) / clock),
                 overhead,
                 fill: Seconds::new(fill_c / clock),
                 main: overhead + Seconds::new(steady_c / clock),
@@ -126,12 +143,12 @@ pub fn cost(mapper: &Mapper<'_>, s: &Systolic, ops: &[&Op], heads_per_group: u64
             let writes = t.kv_write + ao;
             let (compute_c, vector_ops, resource) = match unit {
                 Unit::Vector => (
-                    op.flops.get() / s.vector_ops_per_cycle,
+                    op.flops.get() / s.vector_ops_per_cycle / eff.compute,
                     op.flops.get(),
                     Resource::Vector,
                 ),
                 Unit::Matrix => (
-                    op.flops.get() / (2.0 * (s.rows * s.cols) as f64),
+                    op.flops.get() / (2.0 * (s.rows * s.cols) as f64) / eff.compute,
                     0.0,
                     Resource::Matrix,
                 ),

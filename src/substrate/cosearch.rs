@@ -32,8 +32,8 @@ use super::Substrate;
 use super::raw::{Ctx, load_file, source};
 use crate::dsl::{self, Quantity, Top};
 use crate::sim::ring::Objective;
-use crate::yaml::{DescErrors, Expression, Loc, Located, SourceFile};
-use serde::{Deserialize, Deserializer, Serialize};
+use crate::yaml::{DescErrors, Entries, Expression, Loc, Located, SourceFile};
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The most points a declared grid may have.
@@ -172,27 +172,7 @@ pub fn expression_text(q: Quantity) -> String {
 }
 
 /// The grid as written: keys in file order.
-pub(super) struct RawGrid(Vec<(Located<String>, Expression)>);
-
-impl<'de> Deserialize<'de> for RawGrid {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = RawGrid;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a mapping of field paths to candidates, e.g. max_chips: \"{8, 16, 32}\"")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawGrid, A::Error> {
-                let mut out = Vec::new();
-                while let Some(entry) = map.next_entry::<Located<String>, Expression>()? {
-                    out.push(entry);
-                }
-                Ok(RawGrid(out))
-            }
-        }
-        deserializer.deserialize_map(V)
-    }
-}
+pub(super) type RawGrid = Entries<Expression>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -511,13 +491,15 @@ impl DesignSpace {
 pub struct PointMetrics {
     pub ttft_s: f64,
     pub tpot_s: f64,
-    /// The paper's energy per processed token, (E_prefill + D E_step) / (P + D).
+    /// The paper's energy per processed token, (E_prefill + D E_step) / (P + D) (a ring under
+    /// the paper-era timing: one decode step's, as the release saved it).
     pub energy_per_token_j: f64,
     /// Request energy per generated token, (E_prefill + D E_step) / D.
     pub energy_per_generated_token_j: f64,
     /// Total silicon, when the substrate has an area model.
     pub area_m2: Option<f64>,
-    /// The larger of the prefill and decode average powers.
+    /// The larger of the prefill and decode average powers (a ring under the paper-era
+    /// timing: the decode power).
     pub power_w: f64,
 }
 

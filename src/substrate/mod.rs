@@ -11,16 +11,27 @@
 //! co-search (`cosearch:`, see [`cosearch`]): a grid of values for some of its fields, each
 //! grid point being the file with `--set`-style overrides.
 //!
-//! Architecture invariant: nothing here knows about models or graphs.
+//! Which number formats a substrate runs natively, and the rules for the others, are in
+//! [`precision`] ([`Substrate::resolve`]).
+//!
+//! Architecture invariant: nothing here knows about models or graphs (the number formats
+//! both share are in [`crate::numeric`]).
 
 pub mod cosearch;
+pub mod precision;
 mod raw;
 mod ring;
+pub mod schema;
 
 pub use cosearch::{CoSearch, DesignSpace, GridAxis};
-pub use raw::{Override, SHIPPED, load, load_str, names, parse_overrides};
+pub use precision::{
+    PrecisionError, PrecisionReport, PrecisionSupport, ResolvedPrecision, Rule, TensorPrecision,
+};
+pub use raw::{
+    Override, SHIPPED, check_efficiency, load, load_source, load_str, names, parse_overrides, source,
+};
 
-use crate::model::ComputeClass;
+use crate::numeric::{ComputeClass, Precision};
 use crate::sim::ring::{RingDesign, RingOptions, RingSpec};
 use crate::sim::systolic::{Buffers, Dataflow, Mode};
 use crate::units::{
@@ -148,7 +159,8 @@ pub struct Efficiency {
 pub struct Gpu {
     pub clock: Hertz,
     pub sms: u64,
-    /// Dense matrix-unit peak for the whole chip, per arithmetic class.
+    /// Dense matrix-unit peak for the whole chip, per arithmetic type. Its keys are the types
+    /// the chip runs natively ([`precision`]); fp32 without a key runs at `vector_peak`.
     pub matrix_peak: BTreeMap<ComputeClass, FlopsPerSec>,
     /// Vector (non-matrix) peak for the whole chip: norms, softmax, activations.
     pub vector_peak: FlopsPerSec,
@@ -233,6 +245,18 @@ pub struct Systolic {
     pub vector_ops_per_cycle: f64,
     #[serde(serialize_with = "ser_mode")]
     pub mode: Mode,
+    /// Operand types the MACs take natively (`array.precisions`), each at one MAC per PE per
+    /// cycle.
+    pub precisions: Vec<ComputeClass>,
+    /// Formats the array declares it quantises to its narrowest native type
+    /// (`array.quantise`); empty: none (others are rejected; see [`precision`]).
+    pub quantise: Vec<Precision>,
+    /// Vector-unit operations per stored byte of a filter operand dequantised on its way in
+    /// (weights stored narrower than the arithmetic: GGUF block formats, int4 on an int8
+    /// array): unpacking the byte's codes and applying their block scale
+    /// (`vector.dequantise_ops`). The pass runs in the load path at `vector.ops_per_cycle`
+    /// times `efficiency.memory`.
+    pub dequantise_ops: f64,
     pub energy: SystolicEnergy,
 }
 
@@ -275,26 +299,37 @@ impl Efficiency {
 }
 
 impl Gpu {
-    /// Matrix peak for a class; a class the chip lacks runs at the next wider one it has
-    /// (int4 falls back to int8, then fp16; fp8 to fp16; fp32 to the vector peak).
-    pub fn matrix_peak_for(&self, class: ComputeClass) -> FlopsPerSec {
-        let order: &[ComputeClass] = match class {
-            ComputeClass::Int4 => &[ComputeClass::Int4, ComputeClass::Int8, ComputeClass::F16],
-            ComputeClass::Int8 => &[ComputeClass::Int8, ComputeClass::F16],
-            ComputeClass::Fp8 => &[ComputeClass::Fp8, ComputeClass::F16],
-            ComputeClass::F16 => &[ComputeClass::F16],
-            ComputeClass::F32 => &[ComputeClass::F32],
-        };
-        order
+    /// The native type an op needing `class` runs at: the narrowest type with a peak that
+    /// `class` widens to exactly (int4 -> int8 -> fp16; fp8 -> fp16; bf16 -> fp32; see
+    /// [`crate::numeric`]); fp32 when none has (on the vector units).
+    pub fn native_for(&self, class: ComputeClass) -> ComputeClass {
+        class
+            .widenings()
             .iter()
-            .find_map(|c| self.matrix_peak.get(c).copied())
+            .copied()
+            .find(|c| self.matrix_peak.contains_key(c))
+            .unwrap_or(ComputeClass::F32)
+    }
+    /// Matrix peak of the native type an op needing `class` runs at ([`Self::native_for`]);
+    /// fp32 without a matrix peak runs at the vector peak.
+    #[inline]
+    pub fn matrix_peak_for(&self, class: ComputeClass) -> FlopsPerSec {
+        // ops are bound to a native type before pricing: one lookup on the hot path
+        if let Some(p) = self.matrix_peak.get(&class) {
+            return *p;
+        }
+        self.matrix_peak
+            .get(&self.native_for(class))
+            .copied()
             .unwrap_or(self.vector_peak)
     }
 }
 
 impl Substrate {
-    /// Peak FLOP/s of the matrix units for an arithmetic class. A ring is an INT8 machine
-    /// (every class runs as INT8): its peak is that of `max_chips` template chips.
+    /// Peak FLOP/s of the matrix units for an op needing arithmetic `class` (a GPU: the peak of
+    /// the native type it runs at). A systolic array runs every native type at one MAC per PE
+    /// per cycle; a ring is an INT8 machine: its peak is that of `max_chips` template chips.
+    #[inline]
     pub fn matrix_peak(&self, class: ComputeClass) -> FlopsPerSec {
         match &self.kind {
             Kind::Gpu(g) => g.matrix_peak_for(class),

@@ -12,7 +12,7 @@ use super::{
     DesignEnvelope, Efficiency, Gpu, GpuEnergy, GpuKernel, Kind, Substrate, Systolic, SystolicEnergy,
 };
 use crate::dsl::{Dim, FromQuantity, Quantity};
-use crate::model::ComputeClass;
+use crate::numeric::{ComputeClass, Precision};
 use crate::sim::systolic::{Buffers, Dataflow, Mode};
 use crate::units::{
     Bytes, BytesPerCycle, BytesPerSec, Cycles, FlopsPerSec, Hertz, Joules, Seconds, SquareMeters, Watts,
@@ -42,6 +42,7 @@ pub const SHIPPED: &[(&str, &str)] = shipped!(
         "scalesim-128x128",
         "ring-edge",
         "ring-edge-cosearch",
+        "ring-edge-paper",
         "a100-sxm4-80gb",
         "a100-pcie-80gb",
         "h100-pcie",
@@ -92,20 +93,126 @@ pub struct Override {
     pub expr: String,
 }
 
-/// Parses `path=expression` strings.
+/// Parses `path=expression` strings. A path given twice is an error (which value would
+/// win is not obvious).
 pub fn parse_overrides(items: &[String]) -> Result<Vec<Override>, String> {
-    items
-        .iter()
-        .map(|s| match s.split_once('=') {
-            Some((p, e)) if !p.trim().is_empty() && !e.trim().is_empty() => Ok(Override {
+    let mut out: Vec<Override> = Vec::with_capacity(items.len());
+    for s in items {
+        let o = match s.split_once('=') {
+            Some((p, e)) if !p.trim().is_empty() && !e.trim().is_empty() => Override {
                 path: p.trim().to_string(),
                 expr: e.trim().trim_matches('"').to_string(),
-            }),
-            _ => Err(format!(
-                "--set `{s}`: expected path=expression, e.g. dram.read=\"8 B/cycle\""
-            )),
-        })
-        .collect()
+            },
+            _ => {
+                return Err(format!(
+                    "--set `{}`: expected path=expression, e.g. dram.read=\"8 B/cycle\"",
+                    crate::yaml::clipped(s, 80)
+                ));
+            }
+        };
+        if let Some(first) = out.iter().find(|x| x.path == o.path) {
+            return Err(format!(
+                "--set {}: the field is set twice (`{}` and `{}`); give each field once",
+                o.path,
+                crate::yaml::clipped(&first.expr, 60),
+                crate::yaml::clipped(&o.expr, 60)
+            ));
+        }
+        out.push(o);
+    }
+    Ok(out)
+}
+
+/// The physical range every substrate value of a type must lie in, beyond its field's own
+/// check ("positive", "a fraction"), so that no value (`clock: "1e-300 Hz"`) makes a time,
+/// rate or energy infinite or NaN downstream. Generous: orders of magnitude past any chip.
+pub(super) trait Physical: Copy {
+    /// (lowest, highest, unit shown with the value, the range in words).
+    const RANGE: Option<(f64, f64, &'static str, &'static str)>;
+    fn magnitude(self) -> f64;
+}
+
+macro_rules! physical {
+    ($ty:ty, $lo:expr, $hi:expr, $unit:literal, $words:literal) => {
+        impl Physical for $ty {
+            const RANGE: Option<(f64, f64, &'static str, &'static str)> = Some(($lo, $hi, $unit, $words));
+            fn magnitude(self) -> f64 {
+                self.get()
+            }
+        }
+    };
+}
+
+physical!(Hertz, 1e3, 1e12, "Hz", "a clock must be between 1 kHz and 1 THz");
+physical!(
+    BytesPerSec,
+    1e3,
+    1e16,
+    "B/s",
+    "a bandwidth must be between 1 kB/s and 10 PB/s"
+);
+physical!(
+    BytesPerCycle,
+    1e-6,
+    1e9,
+    "B/cycle",
+    "a width must be between 1e-6 and 1e9 B/cycle"
+);
+physical!(Bytes, 0.0, 1e18, "B", "a size must be at most 1 EB");
+physical!(
+    FlopsPerSec,
+    1e3,
+    1e21,
+    "FLOP/s",
+    "a throughput must be between 1 kFLOP/s and 1 ZFLOP/s"
+);
+physical!(Watts, 0.0, 1e7, "W", "a power must be at most 10 MW");
+physical!(
+    Joules,
+    0.0,
+    1e-3,
+    "J",
+    "an energy per operation must be at most 1 mJ"
+);
+physical!(Seconds, 0.0, 1e3, "s", "a time must be at most 1000 s");
+physical!(
+    Cycles,
+    0.0,
+    1e12,
+    "cycles",
+    "a latency must be at most 1e12 cycles"
+);
+physical!(SquareMeters, 0.0, 1.0, "m^2", "an area must be at most 1 m^2");
+
+impl Physical for f64 {
+    const RANGE: Option<(f64, f64, &'static str, &'static str)> =
+        Some((-1e12, 1e12, "", "a plain number must be within 1e12"));
+    fn magnitude(self) -> f64 {
+        self
+    }
+}
+
+impl Physical for u64 {
+    const RANGE: Option<(f64, f64, &'static str, &'static str)> =
+        Some((0.0, 16_777_216.0, "", "a count must be at most 16,777,216"));
+    fn magnitude(self) -> f64 {
+        self as f64
+    }
+}
+
+/// `Some(message)` when `v` lies outside its type's physical range (or is not finite).
+fn physical_error<T: Physical>(path: &str, v: T) -> Option<String> {
+    let (lo, hi, unit, words) = T::RANGE?;
+    let x = v.magnitude();
+    if x.is_finite() && x >= lo && x <= hi {
+        return None;
+    }
+    let shown = if unit.is_empty() {
+        format!("{x:e}")
+    } else {
+        format!("{x:e} {unit}")
+    };
+    Some(format!("`{path}` is {shown}; {words}"))
 }
 
 #[derive(Deserialize)]
@@ -123,7 +230,7 @@ struct RawEfficiency {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawGpu {
+pub(super) struct RawGpu {
     name: Located<String>,
     #[serde(default)]
     description: String,
@@ -188,7 +295,7 @@ struct RawGpuEnergy {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawSystolic {
+pub(super) struct RawSystolic {
     name: Located<String>,
     #[serde(default)]
     description: String,
@@ -220,6 +327,10 @@ struct RawArray {
     cols: Expression,
     dataflow: Located<String>,
     mode: Located<String>,
+    /// Operand types the MACs take natively: `[int8]`.
+    precisions: Option<Located<Vec<Located<String>>>>,
+    /// Formats the array quantises to its narrowest native type: `[bf16, fp16]`.
+    quantise: Option<Located<Vec<Located<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -246,6 +357,10 @@ struct RawDram {
 #[serde(deny_unknown_fields)]
 struct RawVector {
     ops_per_cycle: Expression,
+    /// Vector operations per stored byte of weights dequantised (default 1: unpack the byte's
+    /// codes and apply their scale in one lane operation).
+    #[serde(default)]
+    dequantise_ops: Option<Expression>,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +371,18 @@ struct RawSystolicEnergy {
     dram_byte: Expression,
     vector_op: Expression,
     leakage: Expression,
+}
+
+/// An error about an override's value, located in its `--set` text.
+fn cli_error(o: &Override, message: String, label: &str, help: Option<String>) -> DescError {
+    let cli = SourceFile::new(format!("--set {}", o.path), o.expr.clone());
+    let at = Loc {
+        line: 1,
+        column: 1,
+        offset: 0,
+        len: o.expr.len(),
+    };
+    cli.error(at, message, label, help)
 }
 
 /// Evaluation state: the file, the overrides (and which were used), the values evaluated so
@@ -333,21 +460,60 @@ impl<'a> Ctx<'a> {
     }
 
     /// Evaluates the quantity at `path`: the override if given, else the file's expression.
+    /// An override may name the field itself (`--set clock=clock*2`): the name then stands for
+    /// the file's value of the field.
     fn quantity(&self, path: &str, expr: &Expression) -> Option<Quantity> {
         let section = path.rsplit_once('.').map_or("", |(s, _)| s);
-        let values = self.values.borrow().clone();
-        let env = move |name: &str| -> Option<Quantity> {
-            values
-                .get(name)
-                .copied()
-                .or_else(|| values.get(&format!("{section}.{name}")).copied())
-        };
+        let field = path.rsplit_once('.').map_or(path, |(_, f)| f);
+        let mut values = self.values.borrow().clone();
         let result = match self.override_for(path) {
             Some(o) => {
                 let cli = SourceFile::new(format!("--set {}", o.path), o.expr.clone());
-                Expression::new(&o.expr).eval_scalar(&cli, &env)
+                let over = Expression::new(&o.expr);
+                let refs = over.references();
+                if refs.iter().any(|r| *r == path || *r == field) && !values.contains_key(path) {
+                    // The file's own value of the field, when the file gives one.
+                    let own = {
+                        let values = values.clone();
+                        let env = move |name: &str| -> Option<Quantity> {
+                            values
+                                .get(name)
+                                .copied()
+                                .or_else(|| values.get(&format!("{section}.{name}")).copied())
+                        };
+                        (expr.loc().is_known() || !expr.text().is_empty())
+                            .then(|| expr.eval_scalar(self.file, &env).ok())
+                            .flatten()
+                    };
+                    if let Some(q) = own {
+                        values.insert(path.to_string(), q);
+                    }
+                }
+                let env = move |name: &str| -> Option<Quantity> {
+                    values
+                        .get(name)
+                        .copied()
+                        .or_else(|| values.get(&format!("{section}.{name}")).copied())
+                };
+                Expression::new(&o.expr).eval_scalar(&cli, &env).map_err(|e| {
+                    if matches!(e.kind(), crate::yaml::DescErrorKind::Expression(crate::dsl::DslErrorKind::UnknownName { .. })) {
+                        e.with_help(format!(
+                            "a --set value may name fields evaluated before `{path}` in the file, and `{field}` itself for the file's value of it (e.g. --set {path}=\"{field} * 2\"); write a quantity such as \"8 B/cycle\" otherwise"
+                        ))
+                    } else {
+                        e
+                    }
+                })
             }
-            None => expr.eval_scalar(self.file, &env),
+            None => {
+                let env = move |name: &str| -> Option<Quantity> {
+                    values
+                        .get(name)
+                        .copied()
+                        .or_else(|| values.get(&format!("{section}.{name}")).copied())
+                };
+                expr.eval_scalar(self.file, &env)
+            }
         };
         match result {
             Ok(q) => {
@@ -365,8 +531,9 @@ impl<'a> Ctx<'a> {
         expr.loc()
     }
 
-    /// A typed value at `path`, checked with `valid` (a message when invalid).
-    pub fn get<T: FromQuantity + Copy>(
+    /// A typed value at `path`, checked with `valid` (a message when invalid) and against its
+    /// type's physical range ([`Physical`]).
+    pub fn get<T: FromQuantity + Copy + Physical>(
         &self,
         path: &str,
         expr: &Expression,
@@ -375,17 +542,62 @@ impl<'a> Ctx<'a> {
         let q = self.quantity(path, expr)?;
         match q.to::<T>() {
             Ok(v) => match valid(v) {
-                None => Some(v),
+                None => match physical_error(path, v) {
+                    None => Some(v),
+                    Some(msg) => {
+                        self.push(self.error_at(path, expr, msg, "out of range", None));
+                        None
+                    }
+                },
                 Some(msg) => {
                     self.push(self.error_at(path, expr, format!("`{path}` {msg}"), "invalid value", None));
                     None
                 }
             },
             Err(e) => {
-                let help = e.help_text().map(str::to_string);
+                let help = self
+                    .conversion(path, expr, q, &e)
+                    .or_else(|| e.help_text().map(str::to_string));
                 self.push(self.error_at(path, expr, format!("`{path}`: {e}"), "wrong dimension", help));
                 None
             }
+        }
+    }
+
+    /// For a per-second value where a per-cycle one is expected (or the reverse), the
+    /// conversion through the file's clock: `"51.2 GB/s / clock"`, with the number it gives.
+    fn conversion(
+        &self,
+        path: &str,
+        expr: &Expression,
+        q: Quantity,
+        e: &crate::dsl::DslError,
+    ) -> Option<String> {
+        let crate::dsl::DslErrorKind::WrongDimension { expected, found, .. } = e.kind() else {
+            return None;
+        };
+        let (clock_path, clock) = ["clock", "chip.clock"]
+            .iter()
+            .find_map(|p| Some((*p, self.value_at(p)?.in_dim(Dim::HERTZ).ok()?)))?;
+        let text = match self.overrides.iter().find(|o| o.path == path) {
+            Some(o) => o.expr.clone(),
+            None => expr.text().to_string(),
+        };
+        let value = q.in_dim(*found).ok()?;
+        let ghz = crate::dsl::format_number(clock / 1e9);
+        let num = |x: f64| crate::dsl::format_number((x * 1e4).round() / 1e4);
+        if expected.checked_mul(Dim::HERTZ) == Some(*found) {
+            Some(format!(
+                "`{path}` is per clock cycle: write `\"{text} / {clock_path}\"` ({} {expected} at this file's {ghz} GHz clock)",
+                num(value / clock)
+            ))
+        } else if expected.checked_div(Dim::HERTZ) == Some(*found) {
+            Some(format!(
+                "`{path}` is per second: write `\"{text} * {clock_path}\"` ({} {expected} at this file's {ghz} GHz clock)",
+                num(value * clock)
+            ))
+        } else {
+            None
         }
     }
 
@@ -399,39 +611,35 @@ impl<'a> Ctx<'a> {
         label: &str,
         help: Option<String>,
     ) -> DescError {
-        let loc = Self::loc_of(expr);
         match self.overrides.iter().find(|o| o.path == path) {
-            Some(o) if !loc.is_known() => {
-                let cli = SourceFile::new(format!("--set {}", o.path), o.expr.clone());
-                let at = Loc {
-                    line: 1,
-                    column: 1,
-                    offset: 0,
-                    len: o.expr.len(),
-                };
-                cli.error(at, message, label, help)
+            // A value given by --set is wrong at the --set text, not at the file's line.
+            Some(o) => {
+                let help = help.or_else(|| Some(format!("the value comes from --set {}={}", o.path, o.expr)));
+                cli_error(o, message, label, help)
             }
-            _ => self.file.error(loc, message, label, help),
+            None => self.file.error(Self::loc_of(expr), message, label, help),
         }
     }
 
     /// A value in a dimension without a newtype (energy per byte: `pJ/B`).
+    /// The physical range is 0 to 1 uJ per unit (a FLOP, a byte): real chips spend pJ.
     pub fn get_dim(&self, path: &str, expr: &Expression, dim: Dim, example: &str) -> Option<f64> {
         let q = self.quantity(path, expr)?;
         match q.in_dim(dim) {
-            Ok(v) if v.is_finite() && v >= 0.0 => Some(v),
-            Ok(_) => {
-                self.push(self.file.error(
-                    Self::loc_of(expr),
-                    format!("`{path}` must be finite and non-negative"),
-                    "invalid value",
-                    None,
-                ));
+            Ok(v) if v.is_finite() && (0.0..=1e-6).contains(&v) => Some(v),
+            Ok(v) => {
+                let msg = if v.is_finite() && v > 0.0 {
+                    format!("`{path}` is {v:e} J per unit; an energy per FLOP or byte must be at most 1 uJ")
+                } else {
+                    format!("`{path}` must be finite and non-negative")
+                };
+                self.push(self.error_at(path, expr, msg, "invalid value", None));
                 None
             }
             Err(e) => {
-                self.push(self.file.error(
-                    Self::loc_of(expr),
+                self.push(self.error_at(
+                    path,
+                    expr,
                     format!("`{path}`: {e}"),
                     "wrong dimension",
                     Some(format!("write it like `{example}`")),
@@ -456,13 +664,79 @@ impl<'a> Ctx<'a> {
         match parse(&text) {
             Ok(v) => Some(v),
             Err(msg) => {
-                self.push(
-                    self.file
-                        .error(field.loc, format!("`{path}`: {msg}"), "here", None),
-                );
+                let message = format!("`{path}`: {msg}");
+                let e = match self.overrides.iter().find(|o| o.path == path) {
+                    Some(o) => cli_error(o, message, "here", None),
+                    None => self.file.error(field.loc, message, "here", None),
+                };
+                self.push(e);
                 None
             }
         }
+    }
+
+    /// An optional word field: the file's word, else the override's, else `default`. An
+    /// invalid override of a field the file leaves out is reported at the `--set` text.
+    pub fn optional_word<T>(
+        &self,
+        path: &str,
+        field: Option<&Located<String>>,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        if let Some(field) = field {
+            return self.word(path, field, parse);
+        }
+        self.words.borrow_mut().push(path.to_string());
+        let Some(o) = self.override_for(path) else {
+            return Some(default);
+        };
+        match parse(&o.expr) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                self.push(cli_error(o, format!("`{path}`: {msg}"), "here", None));
+                None
+            }
+        }
+    }
+
+    /// A list of words (`[int8, fp16]`) with its override (`--set path=int8,fp16`); `Some(vec![])`
+    /// when neither the file nor an override gives it.
+    pub fn word_list<T>(
+        &self,
+        path: &str,
+        field: Option<&Located<Vec<Located<String>>>>,
+        at: Loc,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<Vec<T>> {
+        self.words.borrow_mut().push(path.to_string());
+        let items: Vec<(String, Loc)> = match self.override_for(path) {
+            Some(o) => o
+                .expr
+                .trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .split(',')
+                .map(|w| w.trim())
+                .filter(|w| !w.is_empty())
+                .map(|w| (w.to_string(), field.map_or(at, |f| f.loc)))
+                .collect(),
+            None => field.map_or_else(Vec::new, |f| {
+                f.value.iter().map(|w| (w.value.clone(), w.loc)).collect()
+            }),
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (w, loc) in items {
+            match parse(&w) {
+                Ok(v) => out.push(v),
+                Err(msg) => {
+                    self.push(self.file.error(loc, format!("`{path}`: {msg}"), "here", None));
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
     }
 
     pub fn finish<T>(self, value: Option<T>) -> Result<T, DescErrors> {
@@ -505,7 +779,7 @@ impl<'a> Ctx<'a> {
 impl Ctx<'_> {
     /// A value that the file may leave out: `Some(None)` when neither the file nor an
     /// override gives it, `None` when it is given but invalid.
-    pub fn optional<T: FromQuantity + Copy>(
+    pub fn optional<T: FromQuantity + Copy + Physical>(
         &self,
         path: &str,
         expr: Option<&Expression>,
@@ -579,6 +853,30 @@ pub(super) fn positive_int(v: u64) -> Option<&'static str> {
     if v > 0 { None } else { Some("must be at least 1") }
 }
 
+/// The check of an `efficiency.*` value given outside a substrate file (a calibration
+/// overlay's `set`): the same rule as the substrate loader's, `None` for another path.
+pub fn check_efficiency(path: &str, q: Quantity) -> Option<Result<(), String>> {
+    fn typed<T: FromQuantity + Copy + Physical>(
+        path: &str,
+        q: Quantity,
+        valid: impl Fn(T) -> Option<&'static str>,
+    ) -> Result<(), String> {
+        let v = q.to::<T>().map_err(|e| format!("`{path}`: {e}"))?;
+        if let Some(m) = valid(v) {
+            return Err(format!("`{path}` {m}"));
+        }
+        physical_error(path, v).map_or(Ok(()), Err)
+    }
+    Some(match path {
+        "efficiency.compute" | "efficiency.memory" | "efficiency.quantised_compute" => {
+            typed::<f64>(path, q, fraction)
+        }
+        "efficiency.kernel_overhead" | "efficiency.token_overhead" => typed::<Seconds>(path, q, non_negative),
+        "efficiency.score_bytes" => typed::<Bytes>(path, q, non_negative),
+        _ => return None,
+    })
+}
+
 fn efficiency(ctx: &Ctx, e: &RawEfficiency) -> Option<Efficiency> {
     let compute = ctx.get::<f64>("efficiency.compute", &e.compute, fraction);
     let memory = ctx.get::<f64>("efficiency.memory", &e.memory, fraction);
@@ -629,17 +927,14 @@ fn gpu_kernel(ctx: &Ctx, raw: Option<&RawGpuKernel>) -> Option<GpuKernel> {
     })
 }
 
+/// Vector operations per stored byte of dequantised weights when a systolic file does not say:
+/// one lane operation unpacks a byte's codes (two int4 codes, one Q8_0 code) and applies their
+/// block scale.
+pub const DEFAULT_DEQUANTISE_OPS: f64 = 1.0;
+
 fn parse_class(s: &str) -> Result<ComputeClass, String> {
-    match s {
-        "fp32" => Ok(ComputeClass::F32),
-        "fp16" | "bf16" => Ok(ComputeClass::F16),
-        "fp8" => Ok(ComputeClass::Fp8),
-        "int8" => Ok(ComputeClass::Int8),
-        "int4" => Ok(ComputeClass::Int4),
-        other => Err(format!(
-            "unknown precision class `{other}`: expected fp32, fp16, fp8, int8 or int4"
-        )),
-    }
+    s.parse::<ComputeClass>()
+        .map_err(|_| format!("unknown precision class `{s}`: expected fp32, fp16, bf16, fp8, int8 or int4"))
 }
 
 fn gpu(ctx: &Ctx, raw: &RawGpu) -> Option<Substrate> {
@@ -661,13 +956,21 @@ fn gpu(ctx: &Ctx, raw: &RawGpu) -> Option<Substrate> {
             }
         }
     }
-    if peaks_ok && !matrix_peak.contains_key(&ComputeClass::F16) {
-        ctx.push(ctx.file.error(
-            raw.matrix_peak.loc,
-            "`matrix_peak` needs at least an fp16 entry",
-            "here",
-            None,
-        ));
+    if peaks_ok
+        && !matrix_peak.contains_key(&ComputeClass::F16)
+        && !matrix_peak.contains_key(&ComputeClass::Bf16)
+    {
+        ctx.push(
+            ctx.file.error(
+                raw.matrix_peak.loc,
+                "`matrix_peak` needs at least an fp16 or bf16 entry",
+                "here",
+                Some(
+                    "its keys are the types the matrix units run natively, e.g. fp16, bf16, fp8, int8, fp32"
+                        .into(),
+                ),
+            ),
+        );
         peaks_ok = false;
     }
     let vector_peak = ctx.get::<FlopsPerSec>("vector_peak", &raw.vector_peak, positive);
@@ -738,6 +1041,28 @@ fn systolic(ctx: &Ctx, raw: &RawSystolic) -> Option<Substrate> {
     let mode = ctx.word("array.mode", &raw.array.mode, |s| {
         s.parse::<Mode>().map_err(|e| e.to_string())
     });
+    let precisions = ctx
+        .word_list("array.precisions", raw.array.precisions.as_ref(), raw.name.loc, parse_class)
+        .and_then(|v| {
+            if v.is_empty() {
+                let loc = raw.array.precisions.as_ref().map_or(raw.array.dataflow.loc, |p| p.loc);
+                ctx.push(ctx.file.error(
+                    loc,
+                    "`array.precisions`: the operand types the MACs take are required",
+                    "in this array",
+                    Some("e.g. array: {rows: 16, cols: 16, dataflow: ws, mode: overlapped, precisions: [int8]}".into()),
+                ));
+                None
+            } else {
+                let mut v = v;
+                v.sort();
+                v.dedup();
+                Some(v)
+            }
+        });
+    let quantise = ctx.word_list("array.quantise", raw.array.quantise.as_ref(), raw.name.loc, |s| {
+        s.parse::<Precision>().map_err(|e| e.to_string())
+    });
     let s = &raw.sram;
     let accumulator = ctx.get::<Bytes>("sram.accumulator", &s.accumulator, non_negative);
     let buffers = match (&s.unified, &s.operands, &s.ifmap, &s.filter, &s.ofmap) {
@@ -775,6 +1100,11 @@ fn systolic(ctx: &Ctx, raw: &RawSystolic) -> Option<Substrate> {
     let dram_write = ctx.get::<BytesPerCycle>("dram.write", &raw.dram.write, positive);
     let dram_capacity = ctx.get::<Bytes>("dram.capacity", &raw.dram.capacity, positive);
     let vector = ctx.get::<f64>("vector.ops_per_cycle", &raw.vector.ops_per_cycle, positive);
+    let dequantise = ctx.optional::<f64>(
+        "vector.dequantise_ops",
+        raw.vector.dequantise_ops.as_ref(),
+        non_negative,
+    );
     let eff = efficiency(ctx, &raw.efficiency);
     let e = &raw.energy;
     let mac = ctx.get::<Joules>("energy.mac", &e.mac, non_negative);
@@ -799,6 +1129,9 @@ fn systolic(ctx: &Ctx, raw: &RawSystolic) -> Option<Substrate> {
             dram_capacity: dram_capacity?,
             vector_ops_per_cycle: vector?,
             mode: mode?,
+            precisions: precisions?,
+            quantise: quantise?,
+            dequantise_ops: dequantise?.unwrap_or(DEFAULT_DEQUANTISE_OPS),
             energy: SystolicEnergy {
                 mac: mac?,
                 sram_byte: Joules::new(sram_byte?),
@@ -815,7 +1148,12 @@ fn systolic(ctx: &Ctx, raw: &RawSystolic) -> Option<Substrate> {
 
 /// Loads a substrate from text, applying overrides, reporting every problem.
 pub fn load_str(src: &str, file: &str, overrides: &[Override]) -> Result<Substrate, DescErrors> {
-    load_file(&SourceFile::new(file, src), overrides, false)
+    load_source(&SourceFile::new(file, src), overrides)
+}
+
+/// Loads a substrate from a file already read ([`source`]), applying overrides.
+pub fn load_source(file: &SourceFile, overrides: &[Override]) -> Result<Substrate, DescErrors> {
+    load_file(file, overrides, false)
 }
 
 /// Loads `file`; with `point`, as one co-search point (the `cosearch` section and any
@@ -831,6 +1169,18 @@ pub(super) fn load_file(
         kind: Located<String>,
     }
     let head: KindOnly = file.parse()?;
+    // The file's shape first: every unknown, missing or mistyped field at once (a co-search
+    // point is the base file, checked when the design space was loaded).
+    if !point && ["gpu", "systolic", "ring"].contains(&head.kind.value.as_str()) {
+        let problems = super::schema::check(file, &head.kind.value);
+        if !problems.is_empty() {
+            let mut diags = file.diagnostics();
+            for p in problems {
+                diags.push(p);
+            }
+            diags.finish(())?;
+        }
+    }
     let mut ctx = Ctx::new(file, overrides);
     ctx.point = point;
     let substrate = match head.kind.value.as_str() {
@@ -865,7 +1215,7 @@ pub fn load(spec: &str, overrides: &[Override]) -> Result<Substrate, DescErrors>
     load_file(&source(spec)?, overrides, false)
 }
 
-/// The text of a shipped substrate (by name) or of a substrate file (by path).
-pub(super) fn source(spec: &str) -> Result<SourceFile, DescErrors> {
+/// The text of a shipped substrate (by name) or of a substrate file (by path; a file wins).
+pub fn source(spec: &str) -> Result<SourceFile, DescErrors> {
     Ok(shipped_or_file(spec, SHIPPED, "substrates", "substrate")?)
 }

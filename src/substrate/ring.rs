@@ -14,11 +14,17 @@
 //! leakage: {sram, accumulator, head_sram, global_sram}     # "5.907e-7 pJ/B/cycle", "... pJ/cycle"
 //! envelope: {area, power}                       # required for a ring
 //! packing: {weight_headroom, kv_headroom, min_kv_per_core, core_doublings,
-//!           max_cores_per_chip,                 # optional: no limit (the paper)
+//!           max_cores_per_chip,                 # optional: no limit (the reference)
 //!           chip_sizing}                        # optional: smallest_fitting (default) or
 //!                                               #   smallest_total_area
 //! options: {decode_context, lm_head, spill_to_dram, tensor_parallel}
+//! ring: {timing}                                # optional: corrected (default) or paper_era
 //! ```
+//!
+//! `ring.timing` picks the cost model: `corrected` (the LLMForge authors' later code, the
+//! default) or `paper_era` (the model behind the paper's table, [`crate::sim::ring::paper_era`]),
+//! which takes the options at midpoint / excluded / false / false and sizes chips the
+//! smallest fitting way, without a per-chip core limit; other values there are located errors.
 //!
 //! `chip.macs_per_vac`, `chip.wmem_per_core` and `max_chips` are the design genes of the
 //! ring's co-search ([`RingDesign`]); the packing of a model then fixes each chip's core count
@@ -31,7 +37,7 @@ use super::{Efficiency, Kind, Ring, Substrate};
 use crate::dsl::Dim;
 use crate::sim::ring::{
     ChipSizing, DecodeContext, Envelope, LmHead, PackingRules, RingArea, RingChip, RingDesign, RingDram,
-    RingEnergy, RingLeakage, RingLink, RingOptions, RingSpec,
+    RingEnergy, RingLeakage, RingLink, RingOptions, RingSpec, RingTiming,
 };
 use crate::units::{Bytes, BytesPerCycle, Cycles, Hertz, Joules, SquareMeters};
 use crate::yaml::{Expression, Located};
@@ -55,7 +61,14 @@ pub(super) struct RawRing {
     envelope: Option<RawEnvelope>,
     packing: RawPacking,
     options: RawOptions,
+    ring: Option<RawRingModel>,
     cosearch: Option<RawCoSearch>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRingModel {
+    timing: Option<Located<String>>,
 }
 
 #[derive(Deserialize)]
@@ -280,6 +293,68 @@ pub(super) fn ring(ctx: &Ctx, raw: &RawRing) -> Option<Substrate> {
     });
     let spill = ctx.word("options.spill_to_dram", &o.spill_to_dram, parse_bool);
     let tp = ctx.word("options.tensor_parallel", &o.tensor_parallel, parse_bool);
+    let timing = ctx.optional_word(
+        "ring.timing",
+        raw.ring.as_ref().and_then(|r| r.timing.as_ref()),
+        RingTiming::Corrected,
+        |s| match s {
+            "corrected" => Ok(RingTiming::Corrected),
+            "paper_era" => Ok(RingTiming::PaperEra),
+            other => Err(format!(
+                "expected {} or {}, found `{other}`",
+                RingTiming::Corrected.name(),
+                RingTiming::PaperEra.name()
+            )),
+        },
+    );
+    if timing == Some(RingTiming::PaperEra) {
+        // what the paper-era model cannot honour, at the field that asks for it
+        let at = |loc, msg: String| {
+            ctx.push(ctx.file.error(
+                loc,
+                msg,
+                "with ring.timing: paper_era",
+                Some("the paper-era model is fixed; use ring.timing: corrected for this option".into()),
+            ));
+        };
+        let checks = [
+            (
+                decode_context.map(|v| v != DecodeContext::Midpoint),
+                "options.decode_context",
+                "midpoint",
+                o.decode_context.loc,
+            ),
+            (
+                lm_head.map(|v| v != LmHead::Excluded),
+                "options.lm_head",
+                "excluded",
+                o.lm_head.loc,
+            ),
+            (spill, "options.spill_to_dram", "false", o.spill_to_dram.loc),
+            (tp, "options.tensor_parallel", "false", o.tensor_parallel.loc),
+            (
+                chip_sizing.map(|v| v != ChipSizing::SmallestFitting),
+                "packing.chip_sizing",
+                "smallest_fitting",
+                p.chip_sizing.as_ref().map_or(raw.name.loc, |w| w.loc),
+            ),
+            (
+                max_cores.map(|v| v.is_some()),
+                "packing.max_cores_per_chip",
+                "left out",
+                p.max_cores_per_chip.as_ref().map_or(raw.name.loc, |e| e.loc()),
+            ),
+        ];
+        // a value that did not parse is reported already (None)
+        for (bad, path, want, loc) in checks {
+            if bad == Some(true) {
+                at(
+                    loc,
+                    format!("`{path}` must be {want} under ring.timing: paper_era"),
+                );
+            }
+        }
+    }
     let cosearch = cosearch(ctx, raw.cosearch.as_ref(), raw.name.loc, true);
 
     let env = env?;
@@ -352,6 +427,7 @@ pub(super) fn ring(ctx: &Ctx, raw: &RawRing) -> Option<Substrate> {
         chip_sizing: chip_sizing?,
     };
     let options = RingOptions {
+        timing: timing?,
         decode_context: decode_context?,
         lm_head: lm_head?,
         spill_to_dram: spill?,

@@ -5,9 +5,10 @@
 //! Candidates are addressed by index (mixed radix), so a grid of millions is enumerated in a
 //! stream without ever being held in memory, and a shard `i/N` is a plain index range.
 
+use crate::limits;
 use crate::model::{Attention, Ffn, FfnKind, Layer, Model, Moe, NormKind, Positional, Precision, Precisions};
 use crate::search::space::candidates;
-use crate::yaml::{DescErrors, Expression, Located, SourceFile, shipped, shipped_or_file};
+use crate::yaml::{DescErrors, Expression, Loc, Located, SourceFile, shipped, shipped_or_file};
 use serde::{Deserialize, Serialize};
 
 /// (name, YAML source) of every shipped grid (`dsl/grids/*.yaml`).
@@ -79,19 +80,26 @@ pub fn parse(src: &str, file_name: &str) -> Result<Grid, DescErrors> {
     let file = SourceFile::new(file_name, src);
     let raw: RawGrid = file.parse()?;
     let mut errs = Vec::new();
-    let vocab = candidates(&file, &mut errs, "vocab", &raw.vocab)[0];
-    let depth = candidates(&file, &mut errs, "depth", &raw.depth);
-    let width = candidates(&file, &mut errs, "width", &raw.width);
-    let head_dim = candidates(&file, &mut errs, "head_dim", &raw.head_dim);
-    let kv_heads = candidates(&file, &mut errs, "kv_heads", &raw.kv_heads);
-    let experts = candidates(&file, &mut errs, "experts", &raw.experts);
-    let active_experts = candidates(&file, &mut errs, "active_experts", &raw.active_experts);
+    let vocab = candidates(&file, &mut errs, "vocab", &raw.vocab, limits::MAX_VOCAB)[0];
+    let depth = candidates(&file, &mut errs, "depth", &raw.depth, limits::MAX_LAYERS);
+    let width = candidates(&file, &mut errs, "width", &raw.width, limits::MAX_D_MODEL);
+    let head_dim = candidates(&file, &mut errs, "head_dim", &raw.head_dim, limits::MAX_HEAD_DIM);
+    let kv_heads = candidates(&file, &mut errs, "kv_heads", &raw.kv_heads, limits::MAX_HEADS);
+    let experts = candidates(&file, &mut errs, "experts", &raw.experts, limits::MAX_EXPERTS);
+    let active_experts = candidates(
+        &file,
+        &mut errs,
+        "active_experts",
+        &raw.active_experts,
+        limits::MAX_EXPERTS,
+    );
     let ffn_ratio = match raw.ffn_ratio.eval_candidates::<f64>(&file, &crate::dsl::no_names) {
-        Ok(v) if !v.is_empty() && v.iter().all(|r| *r > 0.0 && r.is_finite()) => v,
+        // FFN width = ratio x width must stay within the FFN width limit.
+        Ok(v) if !v.is_empty() && v.iter().all(|r| *r > 0.0 && r.is_finite() && *r <= MAX_FFN_RATIO) => v,
         Ok(_) => {
             errs.push(file.error(
                 raw.ffn_ratio.loc(),
-                "`ffn_ratio` needs positive candidates",
+                format!("`ffn_ratio` needs positive candidates of at most {MAX_FFN_RATIO}"),
                 "here",
                 None,
             ));
@@ -143,12 +151,32 @@ pub fn parse(src: &str, file_name: &str) -> Result<Grid, DescErrors> {
         kv_cache,
         activations,
     };
+    if errs.is_empty() {
+        // The size of the grid, with checked arithmetic.
+        match grid.checked_len() {
+            Some(n) if n <= limits::MAX_GRID => {}
+            n => errs.push(file.error(
+                Loc::UNKNOWN,
+                format!(
+                    "the grid has {} candidates; the limit is {}",
+                    n.map_or("more than 2^64".to_string(), limits::grouped),
+                    limits::grouped(limits::MAX_GRID)
+                ),
+                "",
+                Some(format!("split it into several grids (see {})", limits::DOC)),
+            )),
+        }
+    }
     let mut diags = file.diagnostics();
     for e in errs {
         diags.push(e);
     }
     diags.finish(grid)
 }
+
+/// The largest FFN ratio a grid may list: ratio x width stays within the FFN width limit for
+/// the widest model (2^20 / 2^17).
+pub const MAX_FFN_RATIO: f64 = (limits::MAX_FFN_WIDTH / limits::MAX_D_MODEL) as f64;
 
 /// Loads a shipped grid by name or a grid file by path.
 pub fn load(spec: &str) -> Result<Grid, DescErrors> {
@@ -161,6 +189,12 @@ impl Grid {
     /// experts, or whose KV heads do not divide the heads, are counted but [`Grid::point`]
     /// reports them as skipped).
     pub fn len(&self) -> u64 {
+        self.checked_len().unwrap_or(u64::MAX)
+    }
+
+    /// The number of grid points, or `None` past `u64` (a validated grid has at most
+    /// [`limits::MAX_GRID`]).
+    pub fn checked_len(&self) -> Option<u64> {
         [
             self.depth.len(),
             self.width.len(),
@@ -172,8 +206,7 @@ impl Grid {
             self.weights.len(),
         ]
         .iter()
-        .map(|&n| n as u64)
-        .product()
+        .try_fold(1u64, |acc, &n| acc.checked_mul(n as u64))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -201,6 +234,7 @@ impl Grid {
         let heads = width / head_dim;
         if width % head_dim != 0
             || heads == 0
+            || heads > limits::MAX_HEADS
             || heads % kv_heads != 0
             || active_experts > experts
             || (experts == 1 && active_experts != 1)

@@ -7,7 +7,7 @@ use super::budget::{Budget, Metric, Metrics};
 use super::frontier::{FrontPoint, Frontier};
 use super::grid::{Grid, Point};
 use crate::model::{Model, accounting};
-use crate::quality::LossModel;
+use crate::quality::{LossModel, LossPrediction, LossTally};
 use crate::sim::{self, Engine, Workload};
 use crate::substrate::Substrate;
 use rayon::prelude::*;
@@ -80,6 +80,13 @@ pub struct Row {
     /// Simulator TPOT when both engines are asked for.
     pub sim_tpot: Option<f64>,
     pub active_params: u64,
+    /// The loss model's prediction (`metrics.loss` is its `mu`): which model scored the
+    /// candidate, and where it leaves the surrogate's training domain.
+    pub loss: LossPrediction,
+    /// Weights plus the KV cache at the workload fit the substrate's memory capacity (as the
+    /// simulator's `fits_memory` states it).
+    pub fits_memory: bool,
+    /// Fits the memory and meets every budget.
     pub feasible: bool,
     /// The budget with the least slack (the binding one), when there are budgets.
     pub binding: Option<usize>,
@@ -113,14 +120,30 @@ pub struct Outcome {
     pub best_per_budget: Vec<Option<Best>>,
     /// Best design meeting every budget.
     pub best_overall: Option<Best>,
+    /// Candidates per loss model, and those outside the surrogate's training domain.
+    pub losses: LossTally,
     /// A deterministic sample of evaluated points (x, loss, feasible) for plots.
     pub sample: Vec<(f64, f64, bool)>,
     pub interrupted: bool,
 }
 
-/// Metrics of one model on the substrate.
-pub fn measure(model: &Model, spec: &SweepSpec) -> (Metrics, Option<f64>, u64) {
+/// What one model measures on the substrate.
+#[derive(Clone, Debug)]
+pub struct Measure {
+    pub metrics: Metrics,
+    /// Simulator TPOT when both engines are asked for.
+    pub sim_tpot: Option<f64>,
+    pub active_params: u64,
+    /// The loss model's prediction (`metrics.loss` is its `mu`).
+    pub loss: LossPrediction,
+    pub fits_memory: bool,
+}
+
+/// Metrics of one model on the substrate, the simulator's TPOT when both engines are asked
+/// for, the active parameters, the loss model's prediction and whether it fits the memory.
+pub fn measure(model: &Model, spec: &SweepSpec) -> Measure {
     let s = sim::summary(model, spec.substrate, spec.workload, spec.engine);
+    let loss = spec.loss.predict(model);
     let p = accounting::params(model);
     let w = spec.workload;
     let metrics = Metrics {
@@ -130,19 +153,36 @@ pub fn measure(model: &Model, spec: &SweepSpec) -> (Metrics, Option<f64>, u64) {
         weights: accounting::weight_bytes(model).get(),
         kv: accounting::kv_bytes_per_token(model).get() * ((w.prompt + w.generate) * w.batch) as f64,
         energy: s.energy_per_token_j,
-        loss: spec.loss.predict(model).mu,
+        loss: loss.mu,
         params: p.total as f64,
     };
     let sim_tpot = (spec.both_engines && spec.engine != Engine::Sim)
         .then(|| sim::summary(model, spec.substrate, w, Engine::Sim).tpot_s);
-    (metrics, sim_tpot, p.active)
+    Measure {
+        metrics,
+        sim_tpot,
+        active_params: p.active,
+        loss,
+        fits_memory: s.fits_memory,
+    }
 }
 
 fn evaluate(spec: &SweepSpec, index: u64) -> Option<Row> {
     let point = spec.grid.point(index)?;
     let model = spec.grid.model(&point);
-    let (metrics, sim_tpot, active_params) = measure(&model, spec);
-    let feasible = spec.budgets.iter().all(|b| b.violation(&metrics) == 0.0);
+    // A point past the parameter limit is skipped as invalid, like a point whose heads do not
+    // divide.
+    if model.size_error().is_some() {
+        return None;
+    }
+    let Measure {
+        metrics,
+        sim_tpot,
+        active_params,
+        loss,
+        fits_memory,
+    } = measure(&model, spec);
+    let feasible = fits_memory && spec.budgets.iter().all(|b| b.violation(&metrics) == 0.0);
     let binding = (0..spec.budgets.len()).min_by(|&a, &b| {
         spec.budgets[a]
             .slack(&metrics)
@@ -153,6 +193,8 @@ fn evaluate(spec: &SweepSpec, index: u64) -> Option<Row> {
         metrics,
         sim_tpot,
         active_params,
+        loss,
+        fits_memory,
         feasible,
         binding,
     })
@@ -202,6 +244,7 @@ fn better(best: &Option<Best>, row: &Row) -> bool {
 
 fn fold(out: &mut Outcome, spec: &SweepSpec, row: &Row, sample_every: u64) {
     out.evaluated += 1;
+    out.losses.add((row.loss.scorer, row.loss.outside));
     let x = row.metrics.get(spec.x);
     if row.feasible {
         out.feasible += 1;
@@ -229,7 +272,7 @@ fn fold(out: &mut Outcome, spec: &SweepSpec, row: &Row, sample_every: u64) {
         }
     }
     for (k, b) in spec.budgets.iter().enumerate() {
-        if b.violation(&row.metrics) == 0.0 && better(&out.best_per_budget[k], row) {
+        if row.fits_memory && b.violation(&row.metrics) == 0.0 && better(&out.best_per_budget[k], row) {
             out.best_per_budget[k] = Some(Best { row: row.clone() });
         }
     }

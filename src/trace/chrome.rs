@@ -6,15 +6,23 @@
 use crate::sim::{OpEvent, PhaseKind, Resource, Sink};
 use crate::units::Seconds;
 use std::fmt::Write as _;
+use std::io::Write;
 
-/// A [`Sink`] that renders events as they arrive (nothing is kept but the text).
-#[derive(Clone, Debug)]
-pub struct ChromeTrace {
-    body: String,
+/// A [`Sink`] that writes events as they arrive to `W` (a file: nothing is kept but the
+/// current line, so a trace of any length takes constant memory). Write errors are kept and
+/// returned by [`ChromeTrace::finish`]. [`ChromeTrace::decode_steps`] limits the decode
+/// steps recorded (`sim --trace-steps`).
+#[derive(Debug)]
+pub struct ChromeTrace<W: Write = Vec<u8>> {
+    out: W,
     events: u64,
+    first: bool,
+    steps: Option<u64>,
+    line: String,
+    error: Option<std::io::Error>,
 }
 
-impl Default for ChromeTrace {
+impl Default for ChromeTrace<Vec<u8>> {
     fn default() -> Self {
         Self::new()
     }
@@ -42,7 +50,7 @@ fn esc(s: &str) -> String {
             '"' => o.push_str("\\\""),
             '\\' => o.push_str("\\\\"),
             c if (c as u32) < 0x20 => {
-                let _ = writeln!(o, "\\u{:04x}", c as u32);
+                let _ = write!(o, "\\u{:04x}", c as u32);
             }
             c => o.push(c),
         }
@@ -50,27 +58,47 @@ fn esc(s: &str) -> String {
     o
 }
 
-impl ChromeTrace {
-    pub fn new() -> ChromeTrace {
-        let mut body = String::new();
+impl ChromeTrace<Vec<u8>> {
+    /// A trace kept in memory ([`ChromeTrace::finish`] gives its bytes).
+    pub fn new() -> ChromeTrace<Vec<u8>> {
+        ChromeTrace::to_writer(Vec::new())
+    }
+}
+
+impl<W: Write> ChromeTrace<W> {
+    /// A trace written to `out` as events arrive.
+    pub fn to_writer(out: W) -> ChromeTrace<W> {
+        let mut t = ChromeTrace {
+            out,
+            events: 0,
+            first: true,
+            steps: None,
+            line: String::new(),
+            error: None,
+        };
+        t.raw("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
         for phase in [PhaseKind::Prefill, PhaseKind::Decode] {
-            let _ = writeln!(
-                body,
-                "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{},\"tid\":0,\"args\":{{\"name\":\"{}\"}}}},",
+            t.entry(format_args!(
+                "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{},\"tid\":0,\"args\":{{\"name\":\"{}\"}}}}",
                 pid(phase),
                 phase.name()
-            );
+            ));
             for r in Resource::ALL {
-                let _ = writeln!(
-                    body,
-                    "{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{},\"tid\":{},\"args\":{{\"name\":\"{}\"}}}},",
+                t.entry(format_args!(
+                    "{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{},\"tid\":{},\"args\":{{\"name\":\"{}\"}}}}",
                     pid(phase),
                     tid(r),
                     r.name()
-                );
+                ));
             }
         }
-        ChromeTrace { body, events: 0 }
+        t
+    }
+
+    /// Records only `steps` decode steps, spread over the run (see [`crate::sim::StepSample`]).
+    pub fn decode_steps(mut self, steps: Option<u64>) -> ChromeTrace<W> {
+        self.steps = steps;
+        self
     }
 
     /// Number of interval events received.
@@ -81,25 +109,48 @@ impl ChromeTrace {
         self.events == 0
     }
 
-    /// The finished JSON document.
-    pub fn finish(mut self) -> String {
-        if self.body.ends_with(",\n") {
-            self.body.truncate(self.body.len() - 2);
-            self.body.push('\n');
+    fn raw(&mut self, text: &str) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.write_all(text.as_bytes()) {
+                self.error = Some(e);
+            }
         }
-        format!(
-            "{{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n{}]}}\n",
-            self.body
-        )
+    }
+
+    /// One entry of the `traceEvents` array (entries are separated by ",\n").
+    fn entry(&mut self, args: std::fmt::Arguments<'_>) {
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        if !self.first {
+            line.push_str(",\n");
+        }
+        self.first = false;
+        let _ = line.write_fmt(args);
+        self.raw(&line);
+        self.line = line;
+    }
+
+    /// Closes the document; gives the writer back, or the first write error.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        self.raw("\n]}\n");
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => {
+                self.out.flush()?;
+                Ok(self.out)
+            }
+        }
     }
 }
 
-impl Sink for ChromeTrace {
+impl<W: Write> Sink for ChromeTrace<W> {
+    fn decode_steps(&self) -> Option<u64> {
+        self.steps
+    }
     fn event(&mut self, e: &OpEvent) {
         self.events += 1;
-        let _ = writeln!(
-            self.body,
-            "{{\"name\":\"{}\",\"cat\":\"{}\",\"ph\":\"X\",\"ts\":{:.4},\"dur\":{:.4},\"pid\":{},\"tid\":{},\"args\":{{\"step\":{},\"context\":{}}}}},",
+        self.entry(format_args!(
+            "{{\"name\":\"{}\",\"cat\":\"{}\",\"ph\":\"X\",\"ts\":{:.4},\"dur\":{:.4},\"pid\":{},\"tid\":{},\"args\":{{\"step\":{},\"context\":{}}}}}",
             esc(&e.label()),
             e.what,
             e.start.as_us(),
@@ -108,7 +159,7 @@ impl Sink for ChromeTrace {
             tid(e.resource),
             e.step,
             e.context
-        );
+        ));
     }
     fn step_end(&mut self, phase: PhaseKind, step: u64, start: Seconds, end: Seconds) {
         self.events += 1;
@@ -116,13 +167,12 @@ impl Sink for ChromeTrace {
             PhaseKind::Prefill => "prefill".to_string(),
             PhaseKind::Decode => format!("decode step {step}"),
         };
-        let _ = writeln!(
-            self.body,
-            "{{\"name\":\"{}\",\"cat\":\"pass\",\"ph\":\"X\",\"ts\":{:.4},\"dur\":{:.4},\"pid\":{},\"tid\":0,\"args\":{{}}}},",
+        self.entry(format_args!(
+            "{{\"name\":\"{}\",\"cat\":\"pass\",\"ph\":\"X\",\"ts\":{:.4},\"dur\":{:.4},\"pid\":{},\"tid\":0,\"args\":{{}}}}",
             name,
             start.as_us(),
             (end - start).as_us(),
             pid(phase)
-        );
+        ));
     }
 }

@@ -1,86 +1,69 @@
 //! Output formats of cost results: text tables, JSON, per-op CSV, Chrome trace-event JSON
-//! (opens in Perfetto / chrome://tracing) and the SVG roofline plot; and the atomic file
-//! writer every output goes through.
+//! (opens in Perfetto / chrome://tracing), the SVG plots ([`plot`]) and the HTML report
+//! ([`report`]). Files are written by [`crate::output`].
 //!
 //! **API boundary**: the only module that knows output formats. Engines produce plain values
 //! ([`crate::sim::RunResult`]) and events ([`crate::sim::Sink`]); everything here renders them.
 //! Rendering is deterministic: fixed float formats, no maps with random order.
 
 mod chrome;
-mod svg;
+mod envelope;
+pub mod plot;
+pub mod report;
+pub mod snapshot;
 pub mod table;
 
 pub use chrome::ChromeTrace;
-pub use svg::{RooflinePoint, roofline_svg};
+pub use envelope::{JsonMeta, PrecisionMeta, json_document};
+pub use plot::{RooflinePoint, roofline_svg};
 
 use crate::sim::{OpRecord, RunResult, RunSummary};
 use crate::units::fmt_si;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::Path;
 use thiserror::Error;
 
-/// Errors writing outputs.
+/// Errors rendering outputs.
 #[derive(Debug, Error)]
 pub enum TraceError {
-    #[error("cannot write `{path}`")]
+    /// Occurs when a file an output is built from (a run directory's CSVs) cannot be read.
+    #[error("cannot read `{path}`")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
+    /// Occurs when an output cannot be written (see [`crate::output`]).
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
     #[error("cannot encode output: {0}")]
     Encode(String),
+    /// Occurs when a directory given to `report` is not a search or sweep output, or one of its
+    /// files cannot be read as written.
+    #[error("cannot report on {0}")]
+    Report(String),
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TraceError> {
-    let err = |source| TraceError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
-}
-
-/// The run as pretty JSON: the summary fields at the top level, per-op rows under `ops`.
-pub fn json(result: &RunResult) -> Result<String, TraceError> {
+/// The run as pretty JSON in the [`json_document`] envelope (llmforge version, engine, the
+/// precision the model ran at): the summary fields at the top level, per-op rows under `ops`.
+pub fn json(result: &RunResult, precision: &crate::model::Precisions) -> Result<String, TraceError> {
     #[derive(Serialize)]
     struct Out<'a> {
         #[serde(flatten)]
         summary: &'a RunSummary,
+        /// Problems with the result a reader must know: the model not fitting memory.
+        warnings: Vec<String>,
         kind_totals: Vec<crate::sim::KindTotal>,
         ops: &'a [OpRecord],
     }
     let out = Out {
         summary: &result.summary,
+        warnings: memory_warning(&result.summary).into_iter().collect(),
         kind_totals: result.kind_totals(),
         ops: &result.ops,
     };
-    serde_json::to_string_pretty(&out)
-        .map(|mut s| {
-            s.push('\n');
-            s
-        })
-        .map_err(|e| TraceError::Encode(e.to_string()))
+    let meta = JsonMeta::cost(result.summary.engine, Some(PrecisionMeta::Run(*precision)));
+    json_document(&meta, &out)
 }
 
 /// Per-op rows as CSV (one row per op and phase; decode rows are totals over the steps).
@@ -153,9 +136,35 @@ pub fn ops_csv(ops: &[OpRecord]) -> Result<String, TraceError> {
     String::from_utf8(bytes).map_err(|e| TraceError::Encode(e.to_string()))
 }
 
-/// The summary as an aligned text table, then per-(phase, kind) totals and, if `ops` is
-/// set, the `ops` slowest operators of each phase.
+/// When the model does not fit the substrate's memory (weights + KV cache > capacity), the
+/// warning to print (the rates are still those of the cost model, as if it did).
+pub fn memory_warning(s: &RunSummary) -> Option<String> {
+    (!s.fits_memory).then(|| {
+        format!(
+            "{} does not fit {}'s memory: weights {} + KV cache {} = {} > capacity {}; the rates assume it did (a real run would need more devices, offloading or smaller weights)",
+            s.model,
+            s.substrate,
+            fmt_si(s.weight_bytes, "B"),
+            fmt_si(s.kv_bytes, "B"),
+            fmt_si(s.weight_bytes + s.kv_bytes, "B"),
+            fmt_si(s.memory_capacity_bytes, "B")
+        )
+    })
+}
+
+/// A value with an SI prefix, split into (number, unit) for a table's two columns.
+fn si_parts(value: f64, unit: &str) -> (String, String) {
+    let text = plot::si(value, unit);
+    match text.split_once(' ') {
+        Some((n, u)) => (n.to_string(), u.to_string()),
+        None => (text, String::new()),
+    }
+}
+
+/// The summary as an aligned text table, then per-(phase, kind) totals and, if `top` is
+/// set, the `top` slowest operators of each phase. Every column names its unit.
 pub fn table(result: &RunResult, top: usize) -> String {
+    use table::{Column, Table};
     let s = &result.summary;
     let mut o = String::new();
     let _ = writeln!(
@@ -163,47 +172,87 @@ pub fn table(result: &RunResult, top: usize) -> String {
         "{} on {} ({} engine): prompt {}, generate {}, batch {}",
         s.model, s.substrate, s.engine, s.prompt, s.generate, s.batch
     );
-    let rows: [(&str, String); 12] = [
-        ("TTFT", fmt_si(s.ttft_s, "s")),
-        ("TPOT (mean)", fmt_si(s.tpot_s, "s")),
-        ("tokens/s", format!("{:.1}", s.tokens_per_s)),
-        ("energy / generated token", fmt_si(s.energy_per_token_j, "J")),
+    // the precision rules that applied (Substrate::resolve)
+    let p = &s.precision;
+    let gemms = if p.weight_gemm() == p.attention_gemm() {
+        p.weight_gemm().to_string()
+    } else {
+        format!("{} (attention {})", p.weight_gemm(), p.attention_gemm())
+    };
+    let mut pt = Table::new(vec![Column::text("precision"), Column::text("rule")]).indent(2);
+    pt.row(["weights".to_string(), p.weights()]);
+    pt.row(["activations".to_string(), p.activations()]);
+    pt.row(["KV cache".to_string(), p.kv_cache()]);
+    pt.row(["GEMM arithmetic".to_string(), gemms]);
+    if let Some(r) = p.rejected() {
+        pt.row(["REJECTED".to_string(), r]);
+    }
+    o.push_str(&pt.render());
+    o.push('\n');
+    let mut t = Table::new(vec![
+        Column::text("quantity"),
+        Column::number("value", ""),
+        Column::text("unit"),
+    ])
+    .indent(2);
+    let rows: [(&str, f64, &str); 11] = [
+        ("TTFT", s.ttft_s, "s"),
+        ("TPOT (mean)", s.tpot_s, "s"),
+        ("throughput", s.tokens_per_s, "tokens/s"),
+        ("energy / generated token", s.energy_per_token_j, "J"),
         (
             "energy / processed token (paper)",
-            fmt_si(s.energy_per_processed_token_j, "J"),
+            s.energy_per_processed_token_j,
+            "J",
         ),
-        ("prefill energy", fmt_si(s.prefill_energy_j, "J")),
-        ("decode energy", fmt_si(s.decode_energy_j, "J")),
-        ("total energy", fmt_si(s.total_energy_j, "J")),
-        ("weights", fmt_si(s.weight_bytes, "B")),
-        ("KV cache (end)", fmt_si(s.kv_bytes, "B")),
-        ("memory capacity", fmt_si(s.memory_capacity_bytes, "B")),
-        (
-            "fits memory",
-            if s.fits_memory { "yes".into() } else { "NO".into() },
-        ),
+        ("prefill energy", s.prefill_energy_j, "J"),
+        ("decode energy", s.decode_energy_j, "J"),
+        ("total energy", s.total_energy_j, "J"),
+        ("weights", s.weight_bytes, "B"),
+        ("KV cache (end)", s.kv_bytes, "B"),
+        ("memory capacity", s.memory_capacity_bytes, "B"),
     ];
-    for (k, v) in rows {
-        let _ = writeln!(o, "  {k:<34} {v}");
+    for (k, v, unit) in rows {
+        let (num, unit) = if unit == "tokens/s" {
+            (format!("{v:.1}"), unit.to_string())
+        } else {
+            si_parts(v, unit)
+        };
+        t.row([k.to_string(), num, unit]);
     }
-    let _ = writeln!(
-        o,
-        "\n  {:<8} {:<16} {:>5} {:>12} {:>12} {:>12} {:>12}",
-        "phase", "kind", "ops", "FLOPs", "DRAM bytes", "time", "energy"
-    );
+    t.row([
+        "fits memory".to_string(),
+        if s.fits_memory { "yes" } else { "NO" }.to_string(),
+        if s.fits_memory {
+            String::new()
+        } else {
+            "weights + KV cache exceed the capacity".to_string()
+        },
+    ]);
+    o.push_str(&t.render());
+    o.push('\n');
+    let mut t = Table::new(vec![
+        Column::text("phase"),
+        Column::text("kind"),
+        Column::number("ops", ""),
+        Column::number("FLOPs", ""),
+        Column::number("DRAM", ""),
+        Column::number("time", ""),
+        Column::number("energy", ""),
+    ])
+    .indent(2);
     for k in result.kind_totals() {
-        let _ = writeln!(
-            o,
-            "  {:<8} {:<16} {:>5} {:>12.4e} {:>12.4e} {:>12} {:>12}",
-            k.phase.name(),
-            k.kind,
-            k.ops,
-            k.flops.get(),
-            k.dram_bytes.get(),
-            fmt_si(k.time.get(), "s"),
-            fmt_si(k.energy.get(), "J")
-        );
+        t.row([
+            k.phase.name().to_string(),
+            k.kind.to_string(),
+            k.ops.to_string(),
+            plot::si(k.flops.get(), "FLOP"),
+            plot::si(k.dram_bytes.get(), "B"),
+            plot::si(k.time.get(), "s"),
+            plot::si(k.energy.get(), "J"),
+        ]);
     }
+    o.push_str(&t.render());
     if top > 0 && !result.ops.is_empty() {
         for phase in [crate::sim::PhaseKind::Prefill, crate::sim::PhaseKind::Decode] {
             let mut v: Vec<&OpRecord> = result.ops.iter().filter(|r| r.phase == phase).collect();
@@ -211,34 +260,38 @@ pub fn table(result: &RunResult, top: usize) -> String {
                 continue;
             }
             v.sort_by(|a, b| b.time.get().total_cmp(&a.time.get()).then(a.label.cmp(&b.label)));
+            v.truncate(top);
             let _ = writeln!(
                 o,
                 "\n  slowest {} ops ({}{}):",
                 phase.name(),
-                top.min(v.len()),
+                v.len(),
                 if phase == crate::sim::PhaseKind::Decode {
                     ", totals over all steps"
                 } else {
                     ""
                 }
             );
-            let _ = writeln!(
-                o,
-                "  {:<22} {:<16} {:>12} {:>12} {:>9} {:>12}",
-                "op", "kind", "time", "DRAM bytes", "bound", "energy"
-            );
-            for r in v.into_iter().take(top) {
-                let _ = writeln!(
-                    o,
-                    "  {:<22} {:<16} {:>12} {:>12.4e} {:>9} {:>12}",
-                    r.label,
-                    r.kind,
-                    fmt_si(r.time.get(), "s"),
-                    r.dram_bytes.get(),
-                    r.bound.name(),
-                    fmt_si(r.energy.total().get(), "J")
-                );
+            let mut t = Table::new(vec![
+                Column::text("op"),
+                Column::text("kind"),
+                Column::number("time", ""),
+                Column::number("DRAM", ""),
+                Column::text("bound"),
+                Column::number("energy", ""),
+            ])
+            .indent(2);
+            for r in v {
+                t.row([
+                    r.label.clone(),
+                    r.kind.to_string(),
+                    plot::si(r.time.get(), "s"),
+                    plot::si(r.dram_bytes.get(), "B"),
+                    r.bound.name().to_string(),
+                    plot::si(r.energy.total().get(), "J"),
+                ]);
             }
+            o.push_str(&t.render());
         }
     }
     o

@@ -16,7 +16,7 @@
 use super::mapping::{Table, get, overrides};
 use super::predict::Engine;
 use super::stats::{self, ErrorStats, Group};
-use super::traces::{csv_error, field_ranges, loc_at};
+use super::traces::{csv_error_in, field_ranges, loc_at};
 use super::{ReasonCount, ReasonKind};
 use crate::graph::{KernelFormats, gemm_op};
 use crate::model::{ComputeClass, Precision, Precisions};
@@ -84,7 +84,7 @@ pub fn parse(text: &str, file: &str) -> Result<KernelTraces, DescErrors> {
         .from_reader(text.as_bytes());
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
-        Err(e) => return Err(csv_error(&src, text, &e).into()),
+        Err(e) => return Err(csv_error_in(&src, text, &e).into()),
     };
     let index = |name: &str| headers.iter().position(|h| h.trim() == name);
     let missing: Vec<&str> = REQUIRED.iter().copied().filter(|c| index(c).is_none()).collect();
@@ -110,7 +110,7 @@ pub fn parse(text: &str, file: &str) -> Result<KernelTraces, DescErrors> {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                diags.push(csv_error(&src, text, &e));
+                diags.push(csv_error_in(&src, text, &e));
                 if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) {
                     continue;
                 }

@@ -753,8 +753,17 @@ pub fn formats(weights: &str, bpw: Option<f64>) -> Result<(Formats, Vec<String>)
         ));
     }
     let kv = kv_format(w)?.unwrap_or(Precision::F16);
+    // SmoothQuant runs int8 GEMMs; the FP8 stacks of the public rows (TensorRT-LLM, vLLM on
+    // Hopper and Ada) quantise activations to fp8 for fp8 GEMMs (W8A8). Other formats are
+    // weight-only: fp16 activations, the weights dequantised to them.
     let activations = if upper.starts_with("INT8_SQ") {
         Precision::Int8
+    } else if weights_p == Precision::Fp8 {
+        notes.push(
+            "FP8: activations in fp8 for the GEMMs (W8A8, as TensorRT-LLM and vLLM run FP8 checkpoints)"
+                .into(),
+        );
+        Precision::Fp8
     } else {
         Precision::F16
     };
@@ -896,6 +905,10 @@ pub fn map_row(row: &TraceRow, maps: &Maps) -> Result<Case, Unmappable> {
             ReasonKind::Workload,
             "an end-to-end run needs prompt_len >= 1",
         ));
+    }
+    // The engine runs at least one prompt token and one step (predict::engine_run).
+    if let Err(e) = crate::sim::Workload::new(prompt.max(1), generate.max(1), batch) {
+        return Err(unmappable(ReasonKind::Workload, e.to_string()));
     }
     Ok(Case {
         substrate,

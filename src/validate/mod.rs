@@ -6,18 +6,18 @@
 //! with the cost engine ([`predict`]) and compared ([`stats`]): per row, and per group
 //! (device, stack, metric) the MAPE, median and worst error. [`calibrate`] fits a substrate's
 //! efficiencies to measurements and measures how well a fit carries over to held-out devices
-//! and models; [`overlay`] stores a fit per stack without copying the chip description;
-//! [`plot`] draws predicted against measured.
+//! and models; [`overlay`] stores a fit per stack without copying the chip description.
+//! `crate::trace::plot::scatter_svg` draws predicted against measured.
 //!
 //! Architecture invariant: every predicted number comes from [`crate::sim`]; nothing here
 //! computes a roofline of its own.
 
 pub mod calibrate;
 pub mod energy;
+pub mod gate;
 pub mod kernels;
 pub mod mapping;
 pub mod overlay;
-pub mod plot;
 pub mod predict;
 pub mod stats;
 pub mod traces;
@@ -42,8 +42,6 @@ pub enum ValidateError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     File(#[from] crate::yaml::DescErrors),
-    #[error("cannot write `{path}`")]
-    Write { path: String, source: std::io::Error },
     #[error("substrate `{name}`: {message}")]
     Substrate { name: String, message: String },
     #[error("no mappable row of `{file}` runs on substrate `{substrate}`{stack}")]
@@ -51,6 +49,15 @@ pub enum ValidateError {
         file: String,
         substrate: String,
         stack: String,
+    },
+    /// Occurs when a `--max-mape` limit is not `[SCOPE=]PERCENT` or names no group of the
+    /// report.
+    #[error("--max-mape `{spec}`: {message}")]
+    #[diagnostic(help("{help}"))]
+    Limit {
+        spec: String,
+        message: String,
+        help: String,
     },
 }
 
@@ -101,6 +108,22 @@ impl Library {
                 self.substrates.insert(key, s);
             }
         }
+    }
+
+    /// The case's model with its formats applied, one shared copy per (preset, formats):
+    /// a trace of a million rows of a few models holds a few models.
+    fn formatted(
+        &self,
+        c: &Case,
+        cache: &mut HashMap<(String, String), std::sync::Arc<Model>>,
+    ) -> Result<std::sync::Arc<Model>, Unmappable> {
+        let key = (c.preset.clone(), format!("{:?}", c.formats));
+        if let Some(m) = cache.get(&key) {
+            return Ok(m.clone());
+        }
+        let m = std::sync::Arc::new(predict::with_formats(self.model(c)?, c));
+        cache.insert(key, m.clone());
+        Ok(m)
     }
 
     fn model(&self, c: &Case) -> Result<&Model, Unmappable> {
@@ -244,6 +267,8 @@ pub struct Report {
     pub file: String,
     pub engine: &'static str,
     pub counts: Counts,
+    /// Every predicted row kept in the statistics (`None` when there is none).
+    pub overall: Option<ErrorStats>,
     /// Per (device, stack, metric).
     pub groups: Vec<Group>,
     /// Per metric.
@@ -327,10 +352,11 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
     let (cases, mut unmapped) = map_rows(traces, maps);
     lib.prepare(&cases.iter().map(|(_, c)| c).collect::<Vec<_>>());
     // Load problems make rows unmappable too.
-    let mut ready: Vec<(usize, &Case, Model)> = Vec::new();
+    let mut ready: Vec<(usize, &Case, std::sync::Arc<Model>)> = Vec::new();
+    let mut models = HashMap::new();
     for (i, c) in &cases {
-        match lib.model(c).and_then(|m| lib.substrate(c).map(|_| m)) {
-            Ok(m) => ready.push((*i, c, predict::with_formats(m, c))),
+        match lib.substrate(c).and_then(|_| lib.formatted(c, &mut models)) {
+            Ok(m) => ready.push((*i, c, m)),
             Err(u) => unmapped.push(unmapped_row(&traces.rows[*i], u)),
         }
     }
@@ -418,6 +444,7 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
     }));
     let by_metric = stats::group(counted().map(|(r, _)| (vec![r.metric.clone()], r.line, err(r))));
     let by_phase = stats::group(counted().map(|(r, cl)| (vec![cl.clone()], r.line, err(r))));
+    let overall = ErrorStats::of(&counted().map(|(r, _)| (r.line, err(r))).collect::<Vec<_>>());
     // Hold-out calibration.
     let mut holdout = Vec::new();
     if !opts.holdout.is_empty() {
@@ -459,6 +486,7 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
             excluded,
             unmapped: unmapped.len(),
         },
+        overall,
         groups,
         by_metric,
         by_phase,
@@ -611,7 +639,7 @@ fn holdout_report(
 /// Points for fitting: the mapped rows with a timing metric that `keep` accepts.
 pub fn points_where<'a>(
     traces: &Traces,
-    ready: &'a [(usize, Case, Model)],
+    ready: &'a [Ready],
     lib: &'a Library,
     keep: impl Fn(&Case) -> bool,
 ) -> Vec<Point<'a>> {
@@ -622,7 +650,7 @@ pub fn points_where<'a>(
 /// rows included).
 pub fn points_of<'a>(
     traces: &Traces,
-    ready: &'a [(usize, Case, Model)],
+    ready: &'a [Ready],
     lib: &'a Library,
     keep: impl Fn(&Case) -> bool,
 ) -> Vec<Point<'a>> {
@@ -640,8 +668,9 @@ pub fn points_of<'a>(
         .collect()
 }
 
-/// A mapped case with its row index and its model (formats applied).
-pub type Ready = (usize, Case, Model);
+/// A mapped case with its row index and its model (formats applied, shared between the
+/// cases of one preset and formats).
+pub type Ready = (usize, Case, std::sync::Arc<Model>);
 
 /// Mapped cases with their models loaded (formats applied), for calibration; rows
 /// [`validate`] would exclude from statistics (source anomalies, beyond the ideal bound)
@@ -650,12 +679,12 @@ pub fn ready_cases(traces: &Traces, maps: &Maps, lib: &mut Library) -> (Vec<Read
     let (cases, _) = map_rows(traces, maps);
     lib.prepare(&cases.iter().map(|(_, c)| c).collect::<Vec<_>>());
     let lib: &Library = lib;
-    let loaded: Vec<(usize, Case, Model)> = cases
+    let mut models = HashMap::new();
+    let loaded: Vec<Ready> = cases
         .into_iter()
         .filter_map(|(i, c)| {
-            let m = lib.model(&c).ok()?;
             lib.substrate(&c).ok()?;
-            let m = predict::with_formats(m, &c);
+            let m = lib.formatted(&c, &mut models).ok()?;
             Some((i, c, m))
         })
         .collect();
@@ -680,26 +709,4 @@ pub fn ready_cases(traces: &Traces, maps: &Maps, lib: &mut Library) -> (Vec<Read
         }
     }
     (kept, excluded)
-}
-
-/// Writes `contents` to `path` atomically (a temporary file beside it, then a rename).
-pub fn write_atomic(path: &std::path::Path, contents: &str) -> Result<(), ValidateError> {
-    let err = |source| ValidateError::Write {
-        path: path.display().to_string(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, contents).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
 }

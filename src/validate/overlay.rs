@@ -14,7 +14,7 @@
 //! ```
 
 use crate::substrate::{Efficiency, Override};
-use crate::yaml::{DescErrors, Diagnostics, Located, SourceFile};
+use crate::yaml::{DescErrors, Diagnostics, Expression, Located, SourceFile};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,7 +37,7 @@ struct RawOverlay {
     substrate: Option<Located<String>>,
     #[serde(default)]
     family: Option<Located<String>>,
-    set: Located<BTreeMap<String, String>>,
+    set: Located<BTreeMap<String, Expression>>,
 }
 
 impl Overlay {
@@ -50,12 +50,15 @@ impl Overlay {
 
 /// Reads an overlay file.
 pub fn read(path: &Path) -> Result<Overlay, DescErrors> {
-    let file = SourceFile::read(path)?;
+    let file = SourceFile::read_as(path, "overlay")?;
     parse(file.text(), file.name())
 }
 
-/// Parses overlay text. Override paths and values are checked when a substrate is loaded
-/// with them (an unknown path is an error there, naming the valid ones).
+/// Parses overlay text. Every value must be an expression; `efficiency.*` values are checked
+/// here, located in the file, by the substrate loader's own rules
+/// ([`crate::substrate::check_efficiency`]: fractions in (0, 1], times and bytes non-negative
+/// and in their physical range). Other paths are checked when a substrate is loaded with
+/// them (an unknown path is an error there, naming the valid ones).
 pub fn parse(text: &str, name: &str) -> Result<Overlay, DescErrors> {
     let file = SourceFile::new(name, text);
     let raw: RawOverlay = file.parse()?;
@@ -78,13 +81,42 @@ pub fn parse(text: &str, name: &str) -> Result<Overlay, DescErrors> {
     if raw.set.value.is_empty() {
         diags.push(file.error(raw.set.loc, "`set` is empty", "here", None));
     }
+    for (path, expr) in &raw.set.value {
+        let valid_path = !path.is_empty()
+            && path
+                .split('.')
+                .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        if !valid_path {
+            diags.push(file.error(
+                expr.loc(),
+                format!("`{path}` is not a field path such as `efficiency.compute`"),
+                "the value of this key",
+                None,
+            ));
+            continue;
+        }
+        if let Err(e) = expr.expr(&file) {
+            diags.push(e);
+            continue;
+        }
+        if expr.references().is_empty() {
+            match expr.eval_scalar(&file, &crate::dsl::no_names) {
+                Ok(q) => {
+                    if let Some(Err(m)) = crate::substrate::check_efficiency(path, q) {
+                        diags.push(file.error(expr.loc(), m, "here", None));
+                    }
+                }
+                Err(e) => diags.push(e),
+            }
+        }
+    }
     let overrides = raw
         .set
         .value
         .iter()
         .map(|(k, v)| Override {
             path: k.clone(),
-            expr: v.clone(),
+            expr: v.text().to_string(),
         })
         .collect();
     diags.finish(Overlay {

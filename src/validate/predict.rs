@@ -142,7 +142,9 @@ fn comm_per_pass(model: &Model, case: &Case, tokens: u64) -> f64 {
     let (Some(bw), Some(lat)) = (case.link_bw, case.link_latency) else {
         return 0.0;
     };
-    let bytes = tokens as f64 * model.d_model as f64 * model.precision.activations.bytes();
+    // The all-reduce and the layer hand-off run in the stack's float type (fp16 or wider),
+    // whatever format the GEMMs take their inputs in (fp8, int8).
+    let bytes = tokens as f64 * model.d_model as f64 * model.precision.activations.bytes().max(2.0);
     match case.multi {
         MultiDevice::Tensor => {
             let per = lat + 2.0 * (n - 1) as f64 / n as f64 * bytes / bw;

@@ -89,10 +89,13 @@ pub struct Traces {
     pub rows: Vec<TraceRow>,
 }
 
-/// Reads a trace file.
+/// Reads a trace file, streaming it: the text is never held whole (a CSV of any size takes
+/// memory for its rows only), and each error shows its own record.
 pub fn read(path: &Path) -> Result<Traces, DescErrors> {
-    let file = SourceFile::read(path)?;
-    parse(file.text(), file.name())
+    let name = path.display().to_string();
+    let (file, _) = crate::input::open(path, "trace CSV", None)
+        .map_err(|e| DescErrors::from(crate::yaml::DescError::io(&name, &e)))?;
+    parse_reader(std::io::BufReader::new(file), &name)
 }
 
 /// The (line, column) of a byte offset in `text`, both 1-based, column in characters.
@@ -117,25 +120,88 @@ pub(crate) fn loc_at(text: &str, offset: usize, len: usize) -> Loc {
     }
 }
 
+/// The bytes a CSV reader has read and not yet passed: from the start of the record being
+/// parsed to what the reader has buffered ahead. Errors take their record's text from it.
+#[derive(Default)]
+struct Kept {
+    bytes: Vec<u8>,
+    /// File offset of `bytes[0]`.
+    base: u64,
+}
+
+impl Kept {
+    /// Forgets everything before file offset `at`.
+    fn discard_before(&mut self, at: u64) {
+        let k = usize::try_from(at.saturating_sub(self.base))
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        self.bytes.drain(..k);
+        self.base += k as u64;
+    }
+
+    /// The text of the line starting at file offset `at` (lossy UTF-8).
+    fn line_from(&self, at: u64) -> String {
+        let k = usize::try_from(at.saturating_sub(self.base))
+            .unwrap_or(usize::MAX)
+            .min(self.bytes.len());
+        let rest = &self.bytes[k..];
+        let end = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        String::from_utf8_lossy(&rest[..end])
+            .trim_end_matches('\r')
+            .to_string()
+    }
+}
+
+/// A reader that keeps what it passes on (in [`Kept`]) and refuses a record longer than
+/// [`crate::limits::MAX_LINE_BYTES`].
+struct Tee<R> {
+    inner: R,
+    kept: std::rc::Rc<std::cell::RefCell<Kept>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut kept = self.kept.borrow_mut();
+        if kept.bytes.len() > crate::limits::MAX_LINE_BYTES + (64 << 10) {
+            return Err(std::io::Error::other(RECORD_TOO_LONG));
+        }
+        let n = self.inner.read(buf)?;
+        kept.bytes.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+const RECORD_TOO_LONG: &str = "record too long";
+
 /// Parses trace CSV text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Traces, DescErrors> {
-    let src = SourceFile::new(file, text);
-    let mut diags = Diagnostics::new(&src);
+    parse_reader(text.as_bytes(), file)
+}
+
+/// Parses trace CSV from a reader, record by record.
+fn parse_reader<R: std::io::Read>(input: R, file: &str) -> Result<Traces, DescErrors> {
+    let kept = std::rc::Rc::new(std::cell::RefCell::new(Kept::default()));
+    let whole = SourceFile::new(file, "");
+    let mut diags = Diagnostics::new(&whole);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .from_reader(text.as_bytes());
+        .from_reader(Tee {
+            inner: input,
+            kept: kept.clone(),
+        });
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
-        Err(e) => return Err(csv_error(&src, text, &e).into()),
+        Err(e) => return Err(csv_error(file, &kept.borrow(), &e, &csv::Position::new()).into()),
     };
     let index = |name: &str| headers.iter().position(|h| h.trim() == name);
     let missing: Vec<&str> = REQUIRED.iter().copied().filter(|c| index(c).is_none()).collect();
     if !missing.is_empty() {
-        let header_len = text.find('\n').unwrap_or(text.len());
+        let text = kept.borrow().line_from(0);
+        let src = SourceFile::new(file, text.as_str());
         return Err(src
             .error(
-                loc_at(text, 0, header_len),
+                loc_at(&text, 0, text.len()),
                 format!("the header lacks the column(s) {}", missing.join(", ")),
                 "header",
                 Some(format!(
@@ -149,13 +215,16 @@ pub fn parse(text: &str, file: &str) -> Result<Traces, DescErrors> {
     let mut rows = Vec::new();
     let mut record = csv::StringRecord::new();
     loop {
+        // Where the next record starts: what is before it is not needed any more.
+        let next = reader.position().clone();
+        kept.borrow_mut().discard_before(next.byte());
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => {
-                diags.push(csv_error(&src, text, &e));
+                diags.push(csv_error(file, &kept.borrow(), &e, &next));
                 // A structural CSV error (unequal field count) leaves the reader usable.
-                if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) {
+                if matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. }) && !diags.is_full() {
                     continue;
                 }
                 break;
@@ -163,19 +232,25 @@ pub fn parse(text: &str, file: &str) -> Result<Traces, DescErrors> {
         }
         let pos = record.position().cloned().unwrap_or_else(csv::Position::new);
         let line = pos.line();
-        let rec_start = usize::try_from(pos.byte()).unwrap_or(0);
-        let ranges = field_ranges(text, rec_start);
-        // The field's text, and where it is (computed only for errors).
+        // The record's text (its first line), for locating and showing errors.
+        let raw = kept.borrow().line_from(pos.byte());
+        let src = SourceFile::excerpt(
+            file,
+            raw.as_str(),
+            usize::try_from(line).unwrap_or(1).saturating_sub(1),
+        );
+        let ranges = field_ranges(&raw, 0);
+        // The field's text, and where it is in the record (computed only for errors).
         let field = |k: usize| -> (&str, (usize, usize)) {
             match col[k] {
                 Some(i) => (
                     record.get(i).unwrap_or("").trim(),
-                    ranges.get(i).map_or((rec_start, 0), |&(a, b)| (a, b - a)),
+                    ranges.get(i).map_or((0, 0), |&(a, b)| (a, b - a)),
                 ),
-                None => ("", (rec_start, 0)),
+                None => ("", (0, 0)),
             }
         };
-        let at = |(offset, len): (usize, usize)| loc_at(text, offset, len);
+        let at = |(offset, len): (usize, usize)| loc_at(&raw, offset, len);
         let text_of = |k: usize| field(k).0.to_string();
         let mut bad = false;
         let mut num = |k: usize, what: &str, diags: &mut Diagnostics| -> Option<f64> {
@@ -267,8 +342,10 @@ pub fn parse(text: &str, file: &str) -> Result<Traces, DescErrors> {
         });
     }
     if rows.is_empty() && diags.is_empty() {
+        let text = kept.borrow().line_from(0);
+        let src = SourceFile::new(file, text.as_str());
         diags.push(src.error(
-            loc_at(text, 0, 0),
+            loc_at(&text, 0, 0),
             "the trace file has a header but no rows",
             "",
             None,
@@ -317,12 +394,35 @@ pub(crate) fn field_ranges(text: &str, rec_start: usize) -> Vec<(usize, usize)> 
     out
 }
 
-pub(crate) fn csv_error(src: &SourceFile, text: &str, e: &csv::Error) -> DescError {
+/// An error of the CSV reader, at its position or else at `next` (where the record being
+/// read started).
+fn csv_error(file: &str, kept: &Kept, e: &csv::Error, next: &csv::Position) -> DescError {
+    let pos = e.position().unwrap_or(next);
+    let (byte, line) = (pos.byte(), pos.line().max(1));
+    let text = kept.line_from(byte);
+    let src = SourceFile::excerpt(
+        file,
+        text.as_str(),
+        usize::try_from(line).unwrap_or(1).saturating_sub(1),
+    );
+    let loc = loc_at(&text, 0, 0);
+    let (message, help) = csv_error_message(e);
+    src.error(loc, message, "here", help)
+}
+
+/// An error of the CSV reader over the whole text `text` of `src`, at its position.
+pub(crate) fn csv_error_in(src: &SourceFile, text: &str, e: &csv::Error) -> DescError {
     let offset = e
         .position()
         .and_then(|p| usize::try_from(p.byte()).ok())
         .unwrap_or(0);
     let loc = loc_at(text, offset, 0);
+    let (message, help) = csv_error_message(e);
+    src.error(loc, message, "here", help)
+}
+
+/// What went wrong, and how to fix it, for an error of the CSV reader.
+fn csv_error_message(e: &csv::Error) -> (String, Option<String>) {
     let (message, help) = match e.kind() {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
@@ -331,7 +431,16 @@ pub(crate) fn csv_error(src: &SourceFile, text: &str, e: &csv::Error) -> DescErr
             Some("quote fields that contain commas: \"a, b\"".to_string()),
         ),
         csv::ErrorKind::Utf8 { .. } => ("the file is not valid UTF-8".to_string(), None),
+        csv::ErrorKind::Io(io) if io.to_string() == RECORD_TOO_LONG => (
+            format!(
+                "a record is longer than {} bytes ({})",
+                crate::limits::grouped(crate::limits::MAX_LINE_BYTES as u64),
+                crate::limits::DOC
+            ),
+            None,
+        ),
+        csv::ErrorKind::Io(io) => (format!("cannot read the file: {io}"), None),
         _ => (format!("malformed CSV: {e}"), None),
     };
-    src.error(loc, message, "here", help)
+    (message, help)
 }

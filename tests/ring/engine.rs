@@ -104,16 +104,27 @@ fn a_ring_that_cannot_hold_the_model_reports_infinite_costs() {
     assert!(s.ttft_s.is_infinite() && s.energy_per_token_j.is_infinite());
 }
 
+/// A Chrome trace's events and the time (us) its last `X` event ends.
+pub(super) fn trace_events(text: &str) -> (Vec<serde_json::Value>, f64) {
+    let doc: serde_json::Value = serde_json::from_str(text).unwrap();
+    let events = doc["traceEvents"].as_array().unwrap().clone();
+    let end = events
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .map(|e| e["ts"].as_f64().unwrap() + e["dur"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    (events, end)
+}
+
 #[test]
 fn chrome_trace_has_a_process_per_chip_and_a_track_per_link() {
     let m = model::preset("smollm2-135m").unwrap();
     let sub = substrate::load("ring-edge", &[]).unwrap();
     let (p, d) = (6u64, 3u64);
     let w = Workload::new(p, d, 1).unwrap();
-    let (r, text) = ring_adapter::chrome_trace(&m, &sub, w);
+    let (r, text) = ring_adapter::chrome_trace(&m, &sub, w, None);
     assert_eq!(r, sim::run(&m, &sub, w, Engine::Sim));
-    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let events = doc["traceEvents"].as_array().unwrap();
+    let (events, end) = trace_events(&text);
     let chips = r.summary.ring.as_ref().unwrap().chips;
     let layers = m.n_layers() as u64;
     let count = |ph: &str, pid: u64| {
@@ -130,11 +141,6 @@ fn chrome_trace_has_a_process_per_chip_and_a_track_per_link() {
     assert_eq!(count("X", chips + 1), (chips - 1) * (p + d));
     assert_eq!(count("X", chips + 2), 1 + d);
     // the last event ends at TTFT + D x TPOT
-    let end = events
-        .iter()
-        .filter(|e| e["ph"] == "X")
-        .map(|e| e["ts"].as_f64().unwrap() + e["dur"].as_f64().unwrap())
-        .fold(0.0, f64::max);
     let want = (r.summary.ttft_s + d as f64 * r.summary.tpot_s) * 1e6;
     assert!((end - want).abs() < 1e-3, "{end} vs {want}");
     // the CSV of the records: a row per layer and per link, per phase

@@ -1,7 +1,9 @@
-//! Integration tests of the multi-chip ring model (`llmforge::sim::ring`): the paper's models
-//! from the release's YAML (tests/fixtures/ring), the co-search, the extensions, and errors.
+//! Integration tests of the multi-chip ring model (`llmforge::sim::ring`) under the corrected
+//! timing: the paper's models from the release's YAML (tests/fixtures/ring), the co-search,
+//! the extensions, and errors. The paper-era timing's tests are in `paper_era`.
 
 mod engine;
+mod paper_era;
 
 use llmforge::model::{Ffn, FfnKind, Model, Moe, layerlist};
 use llmforge::sim::ring::*;
@@ -26,8 +28,9 @@ fn fixture(name: &str) -> Model {
     }
 }
 
-fn paper_model(m: &Model) -> RingModel {
-    RingModel::new(m, &RingWorkload::llmforge_paper(), &RingOptions::paper()).unwrap()
+/// A model prepared for the corrected model with its reference options.
+fn corrected_model(m: &Model) -> RingModel {
+    RingModel::new(m, &RingWorkload::llmforge_paper(), &RingOptions::corrected()).unwrap()
 }
 
 /// The reference spec's 45-point energy-minimising co-search.
@@ -41,8 +44,8 @@ fn reference_search(rm: &RingModel) -> CoSearchResult {
     .unwrap()
 }
 
-fn paper_search(name: &str) -> CoSearchResult {
-    reference_search(&paper_model(&fixture(name)))
+fn corrected_search(name: &str) -> CoSearchResult {
+    reference_search(&corrected_model(&fixture(name)))
 }
 
 /// Llama-3-8B (d 4096, 32 layers, H 32, G 8, D 128, SwiGLU 14336, vocab 128256): 218 MB
@@ -55,12 +58,15 @@ fn llama8b() -> Model {
 fn fixtures_have_the_papers_shapes() {
     // SmolLM2-360M layer: 960*64*(15+5) + 960*64*5 + 64*15*960 + 3*960*2560
     //                   = 1228800 + 307200 + 921600 + 7372800 = 9830400 B
-    let smol = paper_model(&fixture(SMOL));
+    let smol = corrected_model(&fixture(SMOL));
     assert_eq!(smol.n_layers(), 32);
     assert_eq!(smol.layer_weight_bytes(0), 9_830_400.0);
     assert_eq!(smol.total_weight_bytes(), 32.0 * 9_830_400.0);
     // Qwen2.5-0.5B layer: 896*64*16 + 896*64*2 + 64*14*896 + 3*896*4864 = 14909440 B
-    assert_eq!(paper_model(&fixture(QWEN)).layer_weight_bytes(0), 14_909_440.0);
+    assert_eq!(
+        corrected_model(&fixture(QWEN)).layer_weight_bytes(0),
+        14_909_440.0
+    );
     for (name, layers, d, attention_free) in [(ACC, 31, 960, 5), (ECO, 27, 960, 4), (FAST, 32, 1088, 7)] {
         let m = fixture(name);
         assert_eq!((m.n_layers(), m.d_model), (layers, d), "{name}");
@@ -68,7 +74,7 @@ fn fixtures_have_the_papers_shapes() {
     }
     // an attention-free layer holds only its FFN: Eco layer 0 is identity with m = 1024
     assert_eq!(
-        paper_model(&fixture(ECO)).layer_weight_bytes(0),
+        corrected_model(&fixture(ECO)).layer_weight_bytes(0),
         3.0 * 960.0 * 1024.0
     );
 }
@@ -80,7 +86,7 @@ fn fixtures_have_the_papers_shapes() {
 /// per-GEMM latencies (see the ring module docs); pinned here so a change that flips it is seen.
 #[test]
 fn paper_ordering() {
-    let r: Vec<(&str, RingReport)> = MODELS.iter().map(|n| (*n, paper_search(n).best)).collect();
+    let r: Vec<(&str, RingReport)> = MODELS.iter().map(|n| (*n, corrected_search(n).best)).collect();
     let get = |name: &str| &r.iter().find(|(n, _)| *n == name).unwrap().1;
     let eco = get(ECO).energy_per_token_paper;
     for (name, rep) in &r {
@@ -116,7 +122,7 @@ fn paper_ordering() {
 fn fast_prefills_fastest_once_attention_matters() {
     let w = RingWorkload::new(1024, 1024, 1).unwrap();
     let ttft = |name: &str| {
-        let r = reference_search(&RingModel::new(&fixture(name), &w, &RingOptions::paper()).unwrap());
+        let r = reference_search(&RingModel::new(&fixture(name), &w, &RingOptions::corrected()).unwrap());
         (r.best.ttft, r.best.tpot)
     };
     let fast = ttft(FAST);
@@ -135,7 +141,7 @@ fn fast_prefills_fastest_once_attention_matters() {
 /// least-silicon reading puts it on one 16384-core chip whatever the budget.
 #[test]
 fn chip_budget_sets_the_chip_size() {
-    let rm = paper_model(&fixture(SMOL));
+    let rm = corrected_model(&fixture(SMOL));
     let base = RingSpec::llmforge_reference();
     for (max_chips, cores, chips) in [(8, 2048, 8), (16, 1024, 16), (32, 512, 32)] {
         let design = RingDesign::new(64, max_chips, Bytes::kib(24.0)).unwrap();
@@ -168,8 +174,8 @@ fn chip_budget_sets_the_chip_size() {
 #[test]
 fn decode_energy_is_about_one_read_and_one_mac_per_weight() {
     for name in MODELS {
-        let rm = paper_model(&fixture(name));
-        let best = paper_search(name).best;
+        let rm = corrected_model(&fixture(name));
+        let best = corrected_search(name).best;
         let rough = rm.total_weight_bytes() * (0.243 + 0.2);
         let got = best.decode_step_energy.as_pj();
         assert!((got / rough - 1.0).abs() < 0.15, "{name}: {got} pJ vs {rough} pJ");
@@ -180,13 +186,14 @@ fn sig(x: f64) -> String {
     format!("{x:.4e}")
 }
 
-/// Regression snapshot of the co-search winners under the paper's options.
+/// Regression snapshot of the co-search winners of the paper's five models under the corrected
+/// model's options.
 #[test]
 fn paper_table_snapshot() {
     let rows: Vec<_> = MODELS
         .iter()
         .map(|name| {
-            let r = paper_search(name);
+            let r = corrected_search(name);
             let b = &r.best;
             serde_json::json!({
                 "model": name,
@@ -211,7 +218,7 @@ fn paper_table_snapshot() {
 
 #[test]
 fn cosearch_keeps_the_best_feasible_point() {
-    let r = paper_search(SMOL);
+    let r = corrected_search(SMOL);
     assert_eq!(r.points.len(), 45);
     assert!(r.feasible && r.best.is_feasible());
     let best = r.best.energy_per_token_paper.get();
@@ -237,7 +244,7 @@ fn cosearch_keeps_the_best_feasible_point() {
 fn objective_is_selectable() {
     let spec = RingSpec::llmforge_reference();
     let grid = RingGrid::llmforge_ring();
-    let rm = paper_model(&fixture(QWEN));
+    let rm = corrected_model(&fixture(QWEN));
     let by = |o| co_search(&spec, &rm, &grid, o).unwrap().best;
     let (energy, tpot, ttft, area) = (
         by(Objective::Energy),
@@ -261,7 +268,7 @@ fn infeasible_envelope_flags_the_least_violating_design() {
             max_power: RingSpec::llmforge_reference().envelope().max_power,
         })
         .unwrap();
-    let rm = paper_model(&fixture(ECO));
+    let rm = corrected_model(&fixture(ECO));
     let r = co_search(&spec, &rm, &RingGrid::llmforge_ring(), Objective::Energy).unwrap();
     assert!(!r.feasible);
     assert!(r.best.violation > 0.0);
@@ -283,7 +290,7 @@ fn a_model_too_big_for_the_envelope_still_gets_numbers() {
     let m = llama8b();
     // paper rules: the cores grow until one 218 MB layer fits a chip; 32 layers on <= 32
     // chips pack, but every point is far beyond 800 mm^2
-    let rm = paper_model(&m);
+    let rm = corrected_model(&m);
     let r = reference_search(&rm);
     assert!(!r.feasible);
     assert!(r.best.total_area.as_mm2() > 800.0);
@@ -357,7 +364,7 @@ fn tensor_parallel_or_streaming_whichever_is_cheaper() {
 #[test]
 fn breakdowns_add_up() {
     for (spec, opts, name) in [
-        (RingSpec::llmforge_reference(), RingOptions::paper(), QWEN),
+        (RingSpec::llmforge_reference(), RingOptions::corrected(), QWEN),
         (RingSpec::llmforge_extended(), RingOptions::extended(), FAST),
     ] {
         let rm = RingModel::new(&fixture(name), &RingWorkload::new(128, 64, 2).unwrap(), &opts).unwrap();
@@ -414,7 +421,7 @@ fn lm_head_costs_about_its_weights() {
         &w,
         &RingOptions {
             lm_head: LmHead::Included,
-            ..RingOptions::paper()
+            ..RingOptions::corrected()
         },
     )
     .unwrap();
@@ -445,7 +452,7 @@ fn moe_keeps_all_experts_and_computes_the_active_ones() {
             },
         };
     }
-    let (dm, mm) = (paper_model(&dense), paper_model(&moe));
+    let (dm, mm) = (corrected_model(&dense), corrected_model(&moe));
     // 7 more experts of 3*960*2560 and the 960x8 router per layer
     let extra = 7.0 * 3.0 * 960.0 * 2560.0 + 960.0 * 8.0;
     assert_eq!(mm.layer_weight_bytes(0), dm.layer_weight_bytes(0) + extra);
@@ -467,8 +474,8 @@ fn moe_keeps_all_experts_and_computes_the_active_ones() {
     assert!((d_mac - 4.0 * 960.0 * 8.0 * 0.2).abs() < 1.0, "{d_mac}");
     // and more users touch more experts: E(1-(1-1/8)^4) = 2.64 experts at 4 users
     let w4 = RingWorkload::new(256, 256, 4).unwrap();
-    let m4 = RingModel::new(&moe, &w4, &RingOptions::paper()).unwrap();
-    let d4 = RingModel::new(&dense, &w4, &RingOptions::paper()).unwrap();
+    let m4 = RingModel::new(&moe, &w4, &RingOptions::corrected()).unwrap();
+    let d4 = RingModel::new(&dense, &w4, &RingOptions::corrected()).unwrap();
     let r4 = evaluate(&spec, &m4, &design, Objective::Energy).unwrap();
     let q4 = evaluate(&spec, &d4, &design, Objective::Energy).unwrap();
     assert!(r4.decode_breakdown.wmem > q4.decode_breakdown.wmem * 1.5);
@@ -490,10 +497,10 @@ fn bad_inputs_are_errors_not_panics() {
     if let Some(a) = &mut bad.layers[3].attention {
         a.kv_groups = 4;
     }
-    let err = RingModel::new(&bad, &RingWorkload::llmforge_paper(), &RingOptions::paper()).unwrap_err();
+    let err = RingModel::new(&bad, &RingWorkload::llmforge_paper(), &RingOptions::corrected()).unwrap_err();
     assert!(err.to_string().contains("layers[3].attention"), "{err}");
 
-    let rm = paper_model(&fixture(SMOL));
+    let rm = corrected_model(&fixture(SMOL));
     let spec = RingSpec::llmforge_reference();
     let dims = RingGrid::llmforge_ring().dims().to_vec();
     let missing = RingGrid::new(dims[..2].to_vec()).unwrap();
@@ -562,7 +569,7 @@ fn generic_grid_enumerates_in_fixed_order() {
 
 #[test]
 fn results_are_deterministic() {
-    let rm = paper_model(&fixture(FAST));
+    let rm = corrected_model(&fixture(FAST));
     let spec = RingSpec::llmforge_reference();
     let a =
         serde_json::to_string(&co_search(&spec, &rm, &RingGrid::llmforge_ring(), Objective::Energy).unwrap())

@@ -1,13 +1,13 @@
 //! The NSGA-II engine: sorting, crowding, truncation, the ask/tell protocol, the cache,
 //! constraint handling, determinism across thread counts, and checkpoint/resume.
 
+use llmforge::output::{load_json, save_json};
 use llmforge::search::history::{History, ReferencePoint};
 use llmforge::search::hypervolume::hypervolume;
 use llmforge::search::nsga2::{
     CacheInCheckpoint, Checkpoint, Evaluation, Individual, Nsga2, Nsga2Error, Problem, Settings, Truncation,
     constrained_dominates, crowding_distance, non_dominated_sort, survive,
 };
-use llmforge::search::persist::{load_json, save_json};
 use llmforge::search::problems::{Benchmark, BenchmarkProblem};
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
@@ -594,11 +594,63 @@ fn foreign_checkpoints_are_refused() {
     ));
     let mut bad = good.clone();
     bad.population[0].evaluation.objectives = vec![0.0];
-    assert!(matches!(
-        Nsga2::resume(&problem, bad),
-        Err(Nsga2Error::ObjectiveCount { .. })
-    ));
+    let refused = |bad| match Nsga2::resume(&problem, bad) {
+        Err(Nsga2Error::Checkpoint { reason }) => reason,
+        other => panic!("accepted or wrong error: {:?}", other.err()),
+    };
+    let reason = refused(bad);
+    assert!(
+        reason.starts_with("population[0].evaluation: evaluation 0 has 1 objectives"),
+        "{reason}"
+    );
+    // issue 14: checkpoints are not trusted; an edited objective or a genome out of bounds is
+    // refused, naming the entry
+    let mut bad = good.clone();
+    bad.population[3].evaluation.objectives[1] = 0.5;
+    let reason = refused(bad);
+    assert!(
+        reason.starts_with(
+            "population[3]: objective `f2` is 0.5 in the checkpoint, but its genome evaluates to"
+        ),
+        "{reason}"
+    );
+    let mut bad = good.clone();
+    bad.population[1].genome[4] = 1e12;
+    let reason = refused(bad);
+    assert!(
+        reason.starts_with("population[1].genome: x5 = 1000000000000.0 is outside its bounds [0, 1]"),
+        "{reason}"
+    );
+    let mut bad = good.clone();
+    bad.population[2].genome.clear();
+    let reason = refused(bad);
+    assert!(
+        reason.starts_with("population[2].genome: 0 variables, but zdt1 has 30"),
+        "{reason}"
+    );
     assert!(Nsga2::resume(&problem, good).is_ok());
+}
+
+#[test]
+fn an_edited_cache_entry_is_refused() {
+    let mut problem = BenchmarkProblem::standard(Benchmark::Zdt2);
+    problem.cache = true;
+    let mut engine = Nsga2::new(&problem, settings(10, 10, 5, 1)).unwrap();
+    engine.step().unwrap();
+    engine.step().unwrap();
+    let mut bad = engine.checkpoint(CacheInCheckpoint::Include);
+    let cache = bad.cache.as_mut().unwrap();
+    let last = cache.len() - 1;
+    cache[last].evaluation.objectives[0] += 1e-3;
+    match Nsga2::resume(&problem, bad) {
+        Err(Nsga2Error::Checkpoint { reason }) => {
+            assert!(
+                reason.starts_with(&format!("cache[{last}]: objective `f1`")),
+                "{reason}"
+            )
+        }
+        other => panic!("accepted or wrong error: {:?}", other.err()),
+    }
 }
 
 #[test]

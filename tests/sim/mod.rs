@@ -1,4 +1,5 @@
-//! Cost engines: fast paths against the slow exact path, bounds, monotonicity, snapshots.
+//! Cost engines: fast paths against the slow exact path, bounds, monotonicity, the CLI. The
+//! whole-model cost snapshot of every preset on every substrate is tests/snapshot (the_projects_whole_model_costs_match_their_snapshot).
 
 use llmforge::model::{self, Model, Precision, Precisions};
 use llmforge::sim::{self, Engine, RunSummary, Workload};
@@ -15,6 +16,15 @@ fn int8(mut m: Model) -> Model {
         kv_cache: Precision::Int8,
     };
     m
+}
+
+/// The model as shipped when the substrate runs its formats, else at int8 (the int8-only
+/// arrays reject the presets' bf16 and fp16).
+fn runnable(m: Model, s: &Substrate) -> Model {
+    match s.resolve(&m.precision) {
+        Ok(_) => m,
+        Err(_) => int8(m),
+    }
 }
 
 fn close(a: f64, b: f64, rel: f64) -> bool {
@@ -55,8 +65,8 @@ fn fast_paths_equal_the_slow_exact_path() {
         ("qwen1.5-moe-a2.7b", "scalesim-32x32"),
     ];
     for (m, s) in cases {
-        let model = model::preset(m).unwrap();
         let sub = sub(s);
+        let model = runnable(model::preset(m).unwrap(), &sub);
         for (p, d, b) in [(17, 9, 1), (64, 5, 2)] {
             let w = Workload::new(p, d, b).unwrap();
             for e in [Engine::Roofline, Engine::Sim] {
@@ -73,8 +83,10 @@ fn fast_paths_equal_the_slow_exact_path() {
 /// The roofline is a bound kernel by kernel; the GPU model never overlaps kernels, so there
 /// the roofline is a lower bound of the whole run. The systolic schedule overlaps a GEMM's
 /// fill with the previous GEMM and vector ops with the array, so its makespan can dip below
-/// the per-op roofline *sum* (by a few parts in 10^4 here, all in decode); the per-kernel
-/// bound still holds, and the sim never beats the roofline by more than that overlap.
+/// the per-op roofline *sum*: at most by 1.4% here (Pythia-160M's prefill at int8 on
+/// flat-edge, whose GELU and bias vector ops run beside the array; 0.01% in decode); the
+/// per-kernel bound still holds, and the sim never beats the roofline by more than that
+/// overlap.
 #[test]
 fn roofline_bounds_the_simulator() {
     let w = Workload::new(128, 8, 1).unwrap();
@@ -82,10 +94,10 @@ fn roofline_bounds_the_simulator() {
         let sub = sub(s);
         let gpu = matches!(sub.kind, substrate::Kind::Gpu(_));
         for m in model::presets::names() {
-            let model = model::preset(m).unwrap();
+            let model = runnable(model::preset(m).unwrap(), &sub);
             let r = sim::summary(&model, &sub, w, Engine::Roofline);
             let q = sim::summary(&model, &sub, w, Engine::Sim);
-            let slack = if gpu { 1e-12 } else { 1e-3 };
+            let slack = if gpu { 1e-12 } else { 2e-2 };
             for (what, a, b) in [("ttft", r.ttft_s, q.ttft_s), ("tpot", r.tpot_s, q.tpot_s)] {
                 assert!(
                     a <= b * (1.0 + slack),
@@ -113,7 +125,7 @@ fn every_kernel_is_at_least_its_roofline() {
     ] {
         let sub = sub(s);
         for m in ["smollm2-135m", "llmforge-eco-294m", "qwen1.5-moe-a2.7b", "gpt2"] {
-            let model = model::preset(m).unwrap();
+            let model = runnable(model::preset(m).unwrap(), &sub);
             let r = sim::run(&model, &sub, w, Engine::Roofline);
             let q = sim::run(&model, &sub, w, Engine::Sim);
             assert_eq!(r.ops.len(), q.ops.len());
@@ -191,6 +203,7 @@ fn energy_per_token_definitions() {
     let model = model::preset("smollm2-360m").unwrap();
     let w = Workload::new(100, 50, 3).unwrap();
     for s in ["gemmini", "jetson-agx-orin-64gb"] {
+        let model = runnable(model.clone(), &sub(s));
         for e in [Engine::Sim, Engine::Roofline] {
             let q = sim::summary(&model, &sub(s), w, e);
             assert!(close(
@@ -223,6 +236,8 @@ fn roofline_sum_is_exact_across_the_on_chip_threshold() {
     let substrate::Kind::Systolic(a) = &mut s.kind else {
         panic!()
     };
+    // an array that takes the preset's bf16, so the activations stay 2 bytes
+    a.precisions.push(llmforge::model::ComputeClass::Bf16);
     // softmax of batch 4 x 9 heads x C contexts at 2 bytes, in and out: 144 C bytes
     a.buffers = llmforge::sim::systolic::Buffers::Unified(llmforge::units::Bytes::new(144.0 * 70.0));
     let w = Workload::new(50, 40, 4).unwrap();
@@ -241,10 +256,10 @@ fn roofline_sum_is_exact_across_the_on_chip_threshold() {
 
 #[test]
 fn records_cover_every_op_with_schedule_times() {
-    let model = model::preset("llmforge-eco-294m").unwrap();
     let w = Workload::new(32, 4, 1).unwrap();
     for s in ["gemmini", "a100-sxm4-40gb"] {
         let sub = sub(s);
+        let model = runnable(model::preset("llmforge-eco-294m").unwrap(), &sub);
         let r = sim::run(&model, &sub, w, Engine::Sim);
         let pre: Vec<_> = r
             .ops
@@ -282,6 +297,179 @@ fn records_cover_every_op_with_schedule_times() {
         let end = ev.events.iter().map(|e| e.end.get()).fold(0.0, f64::max);
         assert!(close(end, r.summary.ttft_s + r.summary.decode.time.get(), 1e-9));
     }
+}
+
+/// A model with these weight, activation and KV-cache formats.
+fn formats(mut m: Model, w: &str, a: &str, kv: &str) -> Model {
+    m.precision = Precisions {
+        weights: w.parse().unwrap(),
+        activations: a.parse().unwrap(),
+        kv_cache: kv.parse().unwrap(),
+    };
+    m
+}
+
+/// Issue 13: the simulator priced llama.cpp's Q4_0 decode on Apple silicon exactly as slowly
+/// as Q8_0 (a batch-1 GEMV padded to a 16-row MMA came out compute-bound on the shader ALUs);
+/// the roofline was right. Decode streams the weights: TPOT follows their bytes (4.5 / 8.5).
+#[test]
+fn q4_0_decode_faster_than_q8_0_on_apple_m1_sim() {
+    let llama = model::preset("llama-2-7b").unwrap();
+    let w = Workload::new(128, 16, 1).unwrap();
+    for s in ["apple-m1", "apple-m1-max", "apple-m2-ultra"] {
+        let sub = sub(s);
+        let tpot =
+            |f: &str, e: Engine| sim::summary(&formats(llama.clone(), f, "fp16", "fp16"), &sub, w, e).tpot_s;
+        let (q4, q8) = (tpot("Q4_0", Engine::Sim), tpot("Q8_0", Engine::Sim));
+        // 4.5 / 8.5 = 0.53 of the weight bytes; KV reads and launch overheads stay
+        assert!(q4 / q8 < 0.7, "{s}: Q4_0 {q4} vs Q8_0 {q8}");
+        // and the simulator agrees with the roofline within 5% (both DRAM-bound; the GPU
+        // kernel model overlaps the GEMV arithmetic with its DRAM stream imperfectly)
+        for f in ["Q4_0", "Q8_0"] {
+            let (a, b) = (tpot(f, Engine::Roofline), tpot(f, Engine::Sim));
+            assert!(a <= b && b < 1.05 * a, "{s} {f}: roofline {a} sim {b}");
+        }
+    }
+}
+
+/// Issue 13: the systolic simulator ignored `efficiency.memory` (and `.compute`): at memory
+/// 0.5 the roofline's TPOT doubled and the simulator's did not, so the roofline came out
+/// slower than the simulator. Both engines now apply both; decode (DRAM-bound) doubles.
+/// SmolLM2-135M at int8 on each systolic substrate, as shipped and with `set` applied to its
+/// efficiency, through the simulator (with per-op records).
+fn efficiency_pairs(
+    w: Workload,
+    set: impl Fn(&mut substrate::Efficiency),
+) -> Vec<(&'static str, Model, Substrate, sim::RunResult, sim::RunResult)> {
+    let model = int8(model::preset("smollm2-135m").unwrap());
+    ["gemmini", "eyeriss", "flat-edge", "scalesim-32x32"]
+        .into_iter()
+        .map(|s| {
+            let base = sub(s);
+            let mut changed = base.clone();
+            set(&mut changed.efficiency);
+            let a = sim::run(&model, &base, w, Engine::Sim);
+            let b = sim::run(&model, &changed, w, Engine::Sim);
+            (s, model.clone(), changed, a, b)
+        })
+        .collect()
+}
+
+#[test]
+fn systolic_sim_honours_memory_efficiency() {
+    let w = Workload::new(64, 16, 1).unwrap();
+    for (s, model, half, a, b) in efficiency_pairs(w, |e| e.memory = 0.5) {
+        let (a, b) = (a.summary, b.summary);
+        let ratio = b.tpot_s / a.tpot_s;
+        assert!((1.9..=2.0 + 1e-9).contains(&ratio), "{s}: TPOT x{ratio}");
+        let r = sim::summary(&model, &half, w, Engine::Roofline);
+        assert!(r.tpot_s <= b.tpot_s * (1.0 + 1e-3) && r.ttft_s <= b.ttft_s, "{s}");
+    }
+}
+
+/// ... and `efficiency.compute`: every GEMM's array time doubles at 0.5.
+#[test]
+fn systolic_sim_honours_compute_efficiency() {
+    let w = Workload::new(256, 4, 1).unwrap();
+    for (s, model, half, a, b) in efficiency_pairs(w, |e| e.compute = 0.5) {
+        for (x, y) in a.ops.iter().zip(&b.ops) {
+            if x.kind == "gemm" {
+                let (cx, cy) = (x.compute_time.get(), y.compute_time.get());
+                assert!(close(2.0 * cx, cy, 1e-9), "{s} {}: {cx} -> {cy}", x.label);
+            }
+        }
+        assert!(b.summary.ttft_s > a.summary.ttft_s, "{s}");
+        let r = sim::summary(&model, &half, w, Engine::Roofline);
+        assert!(
+            r.ttft_s <= b.summary.ttft_s * 1.02,
+            "{s}: roofline {} > sim {}",
+            r.ttft_s,
+            b.summary.ttft_s
+        );
+    }
+}
+
+/// Issue 13: the systolic mapping priced every operand at the wider of the weight and
+/// activation widths, so int4 weights beside int8 activations moved 8 bits per weight. The
+/// filter now has its own width: W4A8 decode moves half the weight bytes of W8A8.
+#[test]
+fn systolic_sim_prices_int4_weights_at_4_bits() {
+    let m = model::preset("smollm2-135m").unwrap();
+    let w = Workload::new(64, 8, 1).unwrap();
+    for s in ["gemmini", "eyeriss", "flat-edge", "scalesim-8x8"] {
+        let sub = sub(s);
+        let w8 = sim::summary(&formats(m.clone(), "int8", "int8", "int8"), &sub, w, Engine::Sim);
+        let w4 = sim::summary(&formats(m.clone(), "int4", "int8", "int8"), &sub, w, Engine::Sim);
+        let q4 = sim::summary(&formats(m.clone(), "Q4_0", "int8", "int8"), &sub, w, Engine::Sim);
+        let bytes = |r: &RunSummary| r.decode.dram_bytes.get();
+        let ratio = bytes(&w4) / bytes(&w8);
+        assert!(
+            ratio > 0.5 && ratio < 0.56,
+            "{s}: W4A8 / W8A8 decode bytes {ratio}"
+        );
+        assert!(
+            w4.tpot_s < w8.tpot_s && q4.tpot_s < w8.tpot_s,
+            "{s}: {} {} {}",
+            w4.tpot_s,
+            q4.tpot_s,
+            w8.tpot_s
+        );
+        assert!(w4.tpot_s <= q4.tpot_s, "{s}");
+        assert_eq!(w4.precision.weights(), "int4 dequantised to int8");
+        assert_eq!(q4.precision.weights(), "Q4_0 (4.5 b/w) dequantised to int8");
+    }
+}
+
+/// Issue 13: int4 on an int8-only array runs at the int8 rate (no faster int4 peak): every
+/// prefill GEMM takes the same array time as at int8; only the bytes differ.
+#[test]
+fn int4_on_int8_array_runs_at_int8_rate() {
+    let m = model::preset("smollm2-135m").unwrap();
+    let w = Workload::new(128, 2, 1).unwrap();
+    for s in ["gemmini", "flat-edge", "scalesim-32x32"] {
+        let sub = sub(s);
+        for e in [Engine::Sim, Engine::Roofline] {
+            let a = sim::run(&formats(m.clone(), "int8", "int8", "int8"), &sub, w, e);
+            let b = sim::run(&formats(m.clone(), "int4", "int4", "int4"), &sub, w, e);
+            assert_eq!(b.summary.precision.weight_gemm(), "int8");
+            for (x, y) in a.ops.iter().zip(&b.ops) {
+                if x.kind == "gemm" {
+                    let (cx, cy) = (x.compute_time.get(), y.compute_time.get());
+                    assert!(close(cx, cy, 1e-12), "{s} {e} {}: int8 {cx} int4 {cy}", x.label);
+                }
+            }
+        }
+    }
+}
+
+/// Issue 13: bf16 on an int8-only array used to run silently at the int8 rate. It is refused
+/// (library: `Substrate::resolve`; CLI: an error naming the substrate and what it runs).
+#[test]
+fn bf16_on_int8_only_array_is_rejected() {
+    let m = model::preset("smollm2-135m").unwrap();
+    for s in ["gemmini", "eyeriss", "flat-edge", "scalesim-8x8"] {
+        let e = sub(s).resolve(&m.precision).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("`{s}`")) && e.contains("bf16") && e.contains("int8 only"),
+            "{e}"
+        );
+        // a library caller that prices it anyway gets the rejection in the report
+        let r = sim::summary(&m, &sub(s), Workload::new(8, 2, 1).unwrap(), Engine::Sim);
+        assert!(r.precision.rejected().is_some_and(|x| x.contains("bf16")), "{s}");
+    }
+    // the ring declares that it quantises: bf16 runs, and says so
+    let r = sim::summary(
+        &m,
+        &sub("ring-edge"),
+        Workload::new(8, 2, 1).unwrap(),
+        Engine::Sim,
+    );
+    assert!(r.precision.rejected.is_none());
+    assert!(
+        r.precision.weights().starts_with("bf16 quantised to int8"),
+        "{}",
+        r.precision.weights()
+    );
 }
 
 mod properties {
@@ -358,6 +546,50 @@ mod properties {
             "a100-sxm4-40gb",
             "jetson-orin-nano-super",
         ])
+    }
+
+    /// The kinds priced kernel by kernel: GPUs (HBM, GDDR, unified memory without matrix
+    /// units), systolic arrays in both modes.
+    const KERNEL_SUBSTRATES: [&str; 10] = [
+        "gemmini",
+        "eyeriss",
+        "flat-edge",
+        "scalesim-8x8",
+        "scalesim-32x32",
+        "a100-sxm4-40gb",
+        "h100-sxm",
+        "rtx-4090",
+        "apple-m1",
+        "jetson-orin-nano-super",
+    ];
+
+    fn arb_kernel_substrate() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(KERNEL_SUBSTRATES.to_vec())
+    }
+
+    /// Every kind: those and the ring (its own model, the same in both engines).
+    fn arb_any_substrate() -> impl Strategy<Value = &'static str> {
+        let mut v = KERNEL_SUBSTRATES.to_vec();
+        v.push("ring-edge");
+        prop::sample::select(v)
+    }
+
+    /// The substrate reaching `compute` of its peaks and `memory` of its bandwidth.
+    fn with_efficiency(s: &Substrate, compute: f64, memory: f64) -> Substrate {
+        let mut s = s.clone();
+        if !matches!(s.kind, Kind::Ring(_)) {
+            s.efficiency.compute = compute;
+            s.efficiency.memory = memory;
+        }
+        s
+    }
+
+    /// (read, write) bandwidth in bytes/s of the memory that feeds the matrix units.
+    fn read_write_bandwidth(s: &Substrate) -> (f64, f64) {
+        match &s.kind {
+            Kind::Systolic(a) => ((a.dram_read * a.clock).get(), (a.dram_write * a.clock).get()),
+            _ => (s.memory_bandwidth().get(), f64::INFINITY),
+        }
     }
 
     fn arb_engine() -> impl Strategy<Value = Engine> {
@@ -441,6 +673,7 @@ mod properties {
             p in 1u64..200, d in 1u64..6, b in 1u64..3,
         ) {
             let base = sub(s);
+            let m = runnable(m, &base);
             let w = Workload::new(p, d, b).unwrap();
             let a = sim::summary(&m, &base, w, e);
             let c = sim::summary(&m, &more_bandwidth(&base, f), w, e);
@@ -454,6 +687,7 @@ mod properties {
             p in 1u64..200, d in 1u64..6, b in 1u64..3,
         ) {
             let base = sub(s);
+            let m = runnable(m, &base);
             let w = Workload::new(p, d, b).unwrap();
             let a = sim::summary(&m, &base, w, e);
             let c = sim::summary(&m, &more_compute(&base, f), w, e);
@@ -467,6 +701,7 @@ mod properties {
             p in 1u64..200, d in 1u64..6, b in 1u64..3, at in 0usize..8,
         ) {
             let sub = sub(s);
+            let m = runnable(m, &sub);
             let w = Workload::new(p, d, b).unwrap();
             let mut bigger = m.clone();
             let extra = m.layers[at % m.layers.len()];
@@ -484,6 +719,7 @@ mod properties {
             p in 1u64..300, more in 1u64..64, d in 1u64..6, b in 1u64..3,
         ) {
             let sub = sub(s);
+            let m = runnable(m, &sub);
             let a = sim::summary(&m, &sub, Workload::new(p, d, b).unwrap(), e);
             let c = sim::summary(&m, &sub, Workload::new(p + more, d, b).unwrap(), e);
             prop_assert!(c.ttft_s >= a.ttft_s * (1.0 - EPS), "ttft {} -> {}", a.ttft_s, c.ttft_s);
@@ -496,6 +732,7 @@ mod properties {
             p in 1u64..100, d in 1u64..12, b in 1u64..3,
         ) {
             let sub = sub(s);
+            let m = runnable(m, &sub);
             let w = Workload::new(p, d, b).unwrap();
             let fast = sim::summary(&m, &sub, w, e);
             let slow = sim::reference(&m, &sub, w, e);
@@ -504,88 +741,78 @@ mod properties {
                 prop_assert!(close(a, c, 1e-9), "{a} vs {c}");
             }
         }
-    }
-}
 
-mod snapshots {
-    use super::*;
-    use serde_json::{Map, Value, json};
-
-    /// Rounds every float to 4 significant digits (integers stay as they are).
-    fn round(v: Value) -> Value {
-        match v {
-            Value::Number(n) if n.is_f64() => {
-                let x = n.as_f64().unwrap_or(0.0);
-                if x == 0.0 || !x.is_finite() {
-                    return json!(x);
-                }
-                let e = x.abs().log10().floor() as i32;
-                if e >= 3 {
-                    // integral: keep it an integer
-                    let scale = 10f64.powi(e - 3);
-                    let r = (x / scale).round() * scale;
-                    return json!(r as i64);
-                }
-                let mag = 10f64.powi(3 - e);
-                let r = (x * mag).round() / mag;
-                serde_json::Number::from_f64(r).map_or(Value::Null, Value::Number)
+        /// Issue 13: for every substrate kind and any efficiencies, every kernel of the
+        /// simulator takes at least its roofline, at least its MAC floor (matrix FLOPs at the
+        /// fastest matrix peak) and at least its DRAM floor (the weights and KV cache it must
+        /// read at the bandwidth); the roofline run is no slower than the simulator's.
+        #[test]
+        fn roofline_and_floors_bound_every_kernel(
+            m in arb_model(), s in arb_kernel_substrate(), ec in 0.05f64..=1.0, em in 0.05f64..=1.0,
+            p in 1u64..160, d in 1u64..4, b in 1u64..3,
+        ) {
+            let sub = with_efficiency(&sub(s), ec, em);
+            let m = runnable(m, &sub);
+            let w = Workload::new(p, d, b).unwrap();
+            let r = sim::run(&m, &sub, w, Engine::Roofline);
+            let q = sim::run(&m, &sub, w, Engine::Sim);
+            prop_assert_eq!(r.ops.len(), q.ops.len());
+            let peak = llmforge::model::ComputeClass::ALL
+                .iter()
+                .map(|c| sub.matrix_peak(*c).get())
+                .fold(sub.vector_peak().get(), f64::max);
+            let (rd, wr) = read_write_bandwidth(&sub);
+            for (a, c) in r.ops.iter().zip(&q.ops) {
+                prop_assert!(a.time.get() <= c.time.get() * (1.0 + 1e-9),
+                    "{} {:?}: roofline {} > sim {}", c.label, c.phase, a.time.get(), c.time.get());
+                let per_step = c.count as f64;
+                let t = c.time.get();
+                let mac_floor = c.flops.get() / (ec * peak);
+                prop_assert!(t >= mac_floor * (1.0 - 1e-9), "{}: {t} < MAC floor {mac_floor}", c.label);
+                let reads = (c.reads.weights + c.reads.kv_cache).get();
+                let writes = c.writes.kv_cache.get();
+                let dram_floor = (reads / (em * rd)).max(writes / (em * wr));
+                prop_assert!(t >= dram_floor * (1.0 - 1e-9),
+                    "{}: {t} < DRAM floor {dram_floor} ({per_step} steps)", c.label);
             }
-            Value::Array(a) => Value::Array(a.into_iter().map(round).collect()),
-            Value::Object(o) => {
-                Value::Object(o.into_iter().map(|(k, v)| (k, round(v))).collect::<Map<_, _>>())
+            // GPU kernels run one at a time: the bound holds for the whole run too (the systolic
+            // schedule overlaps units, see `roofline_bounds_the_simulator`)
+            if matches!(sub.kind, Kind::Gpu(_)) {
+                prop_assert!(r.summary.ttft_s <= q.summary.ttft_s * (1.0 + 1e-12));
+                prop_assert!(r.summary.tpot_s <= q.summary.tpot_s * (1.0 + 1e-12));
             }
-            v => v,
         }
-    }
 
-    fn summary_doc(r: &RunSummary) -> Value {
-        json!({
-            "ttft_s": r.ttft_s,
-            "tpot_s": r.tpot_s,
-            "tokens_per_s": r.tokens_per_s,
-            "energy_per_token_j": r.energy_per_token_j,
-            "energy_per_processed_token_j": r.energy_per_processed_token_j,
-            "prefill_energy_j": r.prefill_energy_j,
-            "decode_energy_j": r.decode_energy_j,
-            "prefill_dram_bytes": r.prefill.dram_bytes.get(),
-            "decode_dram_bytes": r.decode.dram_bytes.get(),
-            "decode_memory_bound_share": r.decode.memory_bound_time.get()
-                / (r.decode.compute_bound_time + r.decode.memory_bound_time + r.decode.overhead_bound_time).get(),
-        })
-    }
-
-    /// One snapshot per shipped model x substrate pair: P = D = 256, batch 1; both engines'
-    /// summaries and the simulator's per-(phase, kind) totals.
-    #[test]
-    fn cost_summary_of_every_model_on_every_substrate() {
-        let w = Workload::new(256, 256, 1).unwrap();
-        for s in substrate::names() {
-            let sub = sub(s);
-            for m in model::presets::names() {
-                let model = model::preset(m).unwrap();
-                let run = sim::run(&model, &sub, w, Engine::Sim);
-                let roof = sim::summary(&model, &sub, w, Engine::Roofline);
-                let kinds: Vec<Value> = run
-                    .kind_totals()
-                    .iter()
-                    .map(|k| {
-                        json!({
-                            "phase": k.phase.name(), "kind": k.kind, "ops": k.ops,
-                            "flops": k.flops.get(), "dram_bytes": k.dram_bytes.get(),
-                            "time_s": k.time.get(), "energy_j": k.energy.get(),
-                        })
-                    })
-                    .collect();
-                let doc = round(json!({
-                    "workload": "P=256 D=256 batch=1",
-                    "weight_bytes": run.summary.weight_bytes,
-                    "kv_bytes": run.summary.kv_bytes,
-                    "fits_memory": run.summary.fits_memory,
-                    "sim": summary_doc(&run.summary),
-                    "roofline": summary_doc(&roof),
-                    "sim_kind_totals": kinds,
-                }));
-                insta::assert_yaml_snapshot!(format!("{m}__{s}"), doc);
+        /// Issue 13: storing the weights in fewer bits never makes decode slower, on every
+        /// substrate kind, in both engines, at any efficiencies (activations and KV cache in
+        /// the substrate's natural format: fp16 on GPUs, int8 on the arrays and the ring).
+        #[test]
+        fn lower_bit_weights_never_make_decode_slower(
+            m in arb_model(), s in arb_any_substrate(), e in arb_engine(),
+            ec in 0.05f64..=1.0, em in 0.05f64..=1.0, p in 1u64..200, d in 1u64..5, b in 1u64..3,
+        ) {
+            let sub = with_efficiency(&sub(s), ec, em);
+            let w = Workload::new(p, d, b).unwrap();
+            let act = if matches!(sub.kind, Kind::Gpu(_)) { "fp16" } else { "int8" };
+            // by bits per weight: int4 4, Q4_0 4.5, Q4_K_M 4.85, int8 8, Q8_0 8.5, fp16 16
+            let mut formats = vec!["int4", "Q4_0", "Q4_K_M", "int8", "Q8_0"];
+            if act == "fp16" {
+                formats.push("fp16");
+            }
+            let mut last: Option<(&str, f64)> = None;
+            for f in formats {
+                let mut mm = m.clone();
+                mm.precision = Precisions {
+                    weights: f.parse().unwrap(),
+                    activations: act.parse().unwrap(),
+                    kv_cache: act.parse().unwrap(),
+                };
+                prop_assert!(sub.resolve(&mm.precision).is_ok(), "{f} on {s}");
+                let t = sim::summary(&mm, &sub, w, e).tpot_s;
+                if let Some((g, before)) = last {
+                    prop_assert!(before <= t * (1.0 + 1e-9), "{g} TPOT {before} > {f} TPOT {t} on {s}");
+                }
+                last = Some((f, t));
             }
         }
     }
@@ -642,6 +869,82 @@ mod cli {
         assert_ne!(out.status.code(), Some(101), "{err}");
     }
 
+    /// Issue 18: a model that does not fit memory still gets its rates, with a warning on
+    /// stderr and in the JSON; a model that fits gets neither.
+    #[test]
+    fn does_not_fit_memory_is_a_warning() {
+        let args = [
+            "sim",
+            "--model",
+            "qwen2-72b",
+            "--substrate",
+            "jetson-orin-nano-super",
+            "--gen",
+            "4",
+        ];
+        let (ok, out, err) = llmforge(&args);
+        assert!(ok, "{err}");
+        assert!(
+            err.contains("warning: qwen2-72b does not fit jetson-orin-nano-super's memory"),
+            "{err}"
+        );
+        assert!(out.contains("fits memory") && out.contains("NO"), "{out}");
+        let (ok, out, _) = llmforge(&[&args[..], &["--format", "json"]].concat());
+        assert!(ok);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["fits_memory"], false);
+        assert!(
+            v["warnings"][0].as_str().unwrap().contains("does not fit"),
+            "{}",
+            v["warnings"]
+        );
+        assert!(v["tpot_s"].as_f64().unwrap() > 0.0, "the rate is still reported");
+        let (ok, out, err) = llmforge(&[
+            "sim",
+            "--model",
+            "smollm2-135m",
+            "--substrate",
+            "gemmini",
+            "--precision",
+            "int8",
+            "--format",
+            "json",
+        ]);
+        assert!(ok && !err.contains("warning"), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["warnings"], serde_json::json!([]));
+    }
+
+    /// The table's headers line up with their numbers, and every column names its unit.
+    #[test]
+    fn sim_table_columns_line_up() {
+        let (ok, out, err) = llmforge(&[
+            "sim",
+            "--model",
+            "smollm2-135m",
+            "--substrate",
+            "gemmini",
+            "--precision",
+            "int8",
+        ]);
+        assert!(ok, "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        let head = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("phase "))
+            .unwrap();
+        let end = |l: &str, w: &str| l.find(w).map(|k| k + w.len());
+        // right-aligned: "energy" ends where each row's energy cell ends
+        let col = end(lines[head], "energy").unwrap();
+        for row in &lines[head + 2..] {
+            if row.trim().is_empty() {
+                break;
+            }
+            assert_eq!(row.trim_end().chars().count(), col, "{row}");
+            assert!(row.ends_with('J'), "{row}");
+        }
+    }
+
     fn tmp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("llmforge-sim-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -658,6 +961,8 @@ mod cli {
             "smollm2-135m",
             "--substrate",
             "gemmini",
+            "--precision",
+            "int8",
             "--prompt",
             "64",
             "--gen",
@@ -684,6 +989,9 @@ mod cli {
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
+        // the precision rules that applied (issue 13)
+        assert_eq!(v["precision"]["weights"], "int8");
+        assert_eq!(v["precision"]["weight_gemm"], "int8");
         let ops = v["ops"].as_array().unwrap();
         assert!(ops.len() > 400);
         assert!(
@@ -716,6 +1024,8 @@ mod cli {
             "smollm2-135m",
             "--substrate",
             "gemmini",
+            "--precision",
+            "int8",
             "--prompt",
             "64",
             "--gen",
@@ -773,6 +1083,37 @@ mod cli {
             "int7",
         ]);
         assert!(!ok && err.contains("int7"), "{err}");
+        // a format the array lacks: refused, naming the substrate and what it runs
+        let (ok, _, err) = llmforge(&["sim", "--model", "smollm2-135m", "--substrate", "gemmini"]);
+        assert!(
+            !ok && err.contains("gemmini") && err.contains("bf16") && err.contains("int8"),
+            "{err}"
+        );
+        let (ok, _, err) = llmforge(&["roofline", "--model", "smollm2-135m", "--substrate", "eyeriss"]);
+        assert!(
+            !ok && err.contains("eyeriss") && err.contains("--precision int8"),
+            "{err}"
+        );
+        // the table says which rule applied
+        let (ok, out, err) = llmforge(&[
+            "sim",
+            "--model",
+            "llama-2-7b",
+            "--substrate",
+            "apple-m1",
+            "--precision",
+            "Q4_0",
+            "--gen",
+            "2",
+            "--prompt",
+            "8",
+        ]);
+        assert!(ok, "{err}");
+        assert!(
+            out.contains("Q4_0 (4.5 b/w) dequantised to int8")
+                || out.contains("Q4_0 (4.5 b/w) dequantised to fp16"),
+            "{out}"
+        );
     }
 
     #[test]
@@ -951,7 +1292,8 @@ mod cli {
             text.matches("<title>").count() > 400,
             "one marker per op with FLOPs"
         );
-        assert!(text.contains("matrix fp16") && text.contains("matrix int8"));
+        // fp16 and bf16 share a peak on Orin: one ceiling, both named
+        assert!(text.contains("matrix bf16 = fp16") && text.contains("matrix int8"));
     }
 }
 
@@ -960,7 +1302,8 @@ mod cli {
 mod gpu_kernels {
     use super::*;
     use llmforge::graph::{AttentionShape, KernelFormats, Op, attention_ops, gemm_op};
-    use llmforge::sim::cost::{Mapper, Model as CostModel};
+    use llmforge::numeric::ComputeClass;
+    use llmforge::sim::cost::{Mapper, Model as CostModel, bind};
     use llmforge::substrate::{Efficiency, Kind};
     use llmforge::units::{Bytes, BytesPerCycle, Cycles, Seconds};
     use proptest::prelude::*;
@@ -992,6 +1335,7 @@ mod gpu_kernels {
         overhead_us: f64,
         score_bytes: f64,
         tile_cycles: f64,
+        step_cycles: f64,
         operand: f64,
         reuse: f64,
         overlap: f64,
@@ -1006,12 +1350,18 @@ mod gpu_kernels {
                 0.0f64..50.0,
                 prop::sample::select(vec![0.0, 4.0, 16.0]),
             ),
-            (0.0f64..20000.0, 8.0f64..2048.0, 0.001f64..=1.0, 1.0f64..200.0),
+            (
+                0.0f64..20000.0,
+                0.0f64..2000.0,
+                8.0f64..2048.0,
+                0.001f64..=1.0,
+                1.0f64..200.0,
+            ),
         )
             .prop_map(
                 |(
                     (compute, memory, quantised, overhead_us, score_bytes),
-                    (tile_cycles, operand, reuse, overlap),
+                    (tile_cycles, step_cycles, operand, reuse, overlap),
                 )| Settings {
                     compute,
                     memory,
@@ -1019,6 +1369,7 @@ mod gpu_kernels {
                     overhead_us,
                     score_bytes,
                     tile_cycles,
+                    step_cycles,
                     operand,
                     reuse,
                     overlap,
@@ -1039,6 +1390,7 @@ mod gpu_kernels {
         };
         if let Kind::Gpu(g) = &mut s.kind {
             g.kernel.tile_cycles = Cycles::new(x.tile_cycles);
+            g.kernel.step_cycles = Cycles::new(x.step_cycles);
             g.kernel.operand_bandwidth = BytesPerCycle::new(x.operand);
             g.kernel.l2_reuse = x.reuse;
             g.kernel.overlap = x.overlap;
@@ -1069,6 +1421,15 @@ mod gpu_kernels {
                 kv_cache: w,
             },
         );
+        // the ops run at the native arithmetic the substrate resolves their formats to
+        let ops: Vec<Op> = ops
+            .iter()
+            .map(|op| {
+                let mut op = op.clone();
+                bind(&mut op, &mapper.precision);
+                op
+            })
+            .collect();
         let refs: Vec<&Op> = ops.iter().collect();
         let sim = mapper.cost(CostModel::Sim, &refs, hpg).time().get();
         let roof = mapper.cost(CostModel::Roofline, &refs, hpg).time().get();
@@ -1091,7 +1452,7 @@ mod gpu_kernels {
             input: a.bytes(),
             stored: w.bytes(),
             output: a.bytes(),
-            compute: w.compute_class().max(a.compute_class()),
+            compute: ComputeClass::F16, // bound to the substrate's in `times`
         };
         vec![gemm_op(m, n, k, b, f)]
     }
@@ -1101,7 +1462,7 @@ mod gpu_kernels {
             input: p.bytes(),
             stored: p.bytes(),
             output: p.bytes(),
-            compute: p.compute_class(),
+            compute: ComputeClass::F16, // bound to the substrate's in `times`
         };
         attention_ops(s, f).to_vec()
     }

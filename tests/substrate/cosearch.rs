@@ -182,7 +182,7 @@ fn the_file_cosearch_chooses_as_the_ring_module() {
     let w = RingWorkload::llmforge_paper();
     for name in PAPER_MODELS {
         let m = preset(name);
-        let rm = RingModel::new(&m, &w, &RingOptions::paper()).unwrap();
+        let rm = RingModel::new(&m, &w, &RingOptions::corrected()).unwrap();
         let want = ringsim::co_search(
             &RingSpec::llmforge_reference(),
             &rm,
@@ -235,7 +235,7 @@ fn the_file_cosearch_chooses_as_the_ring_module() {
 fn other_objectives_and_envelopes_follow_the_file() {
     let m = preset("qwen2.5-0.5b");
     let w = RingWorkload::llmforge_paper();
-    let rm = RingModel::new(&m, &w, &RingOptions::paper()).unwrap();
+    let rm = RingModel::new(&m, &w, &RingOptions::corrected()).unwrap();
     for (objective, word) in [
         (Objective::Tpot, "tpot"),
         (Objective::Ttft, "ttft"),

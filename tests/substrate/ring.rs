@@ -2,7 +2,7 @@
 //! every field is read, bad values are located, overrides apply.
 
 use super::set;
-use llmforge::sim::ring::{ChipSizing, DecodeContext, LmHead, RingDesign, RingOptions, RingSpec};
+use llmforge::sim::ring::{ChipSizing, DecodeContext, LmHead, RingDesign, RingOptions, RingSpec, RingTiming};
 use llmforge::substrate::{self, Kind, Ring, Substrate};
 use llmforge::units::Bytes;
 use serde_json::Value;
@@ -45,7 +45,7 @@ fn the_shipped_reference_chip_is_the_built_in_one() {
         let got = serde_json::to_value(&r.spec).unwrap();
         assert_close(&got, &want, name);
         assert_eq!(r.design, RingDesign::new(16, 8, Bytes::kib(24.0)).unwrap());
-        assert_eq!(r.options, RingOptions::paper());
+        assert_eq!(r.options, RingOptions::corrected());
         // integers and exact binary figures are exact
         let c = r.spec.chip();
         assert_eq!((c.n_dxt, c.vacs_per_dxt, c.macs_per_vac), (8, 16, 16));
@@ -345,4 +345,94 @@ fn structural_problems_are_errors() {
     let s = substrate::load_str(&with_power, "g.yaml", &[]).unwrap();
     assert_eq!(s.envelope.max_power.unwrap().get(), 2.0);
     assert_eq!(s.envelope.max_area, None);
+}
+
+fn source(name: &str) -> &'static str {
+    substrate::SHIPPED.iter().find(|(n, _)| *n == name).unwrap().1
+}
+
+/// `ring.timing`: corrected by default, paper_era in ring-edge-paper.yaml, settable with
+/// `--set`, checked with located errors, and the options the paper-era model cannot honour
+/// refused at their fields.
+#[test]
+fn the_timing_is_read_and_checked() {
+    assert_eq!(
+        ring(&load("ring-edge", &[])).options.timing,
+        RingTiming::Corrected
+    );
+    let paper = load("ring-edge-paper", &[]);
+    let r = ring(&paper);
+    assert_eq!(r.options, RingOptions::paper_era());
+    assert_eq!(r.design, RingDesign::new(16, 8, Bytes::kib(24.0)).unwrap());
+    // the reference chip but for the paper-era SRAM area
+    let mut want = RingSpec::llmforge_reference();
+    let mut chip = *want.chip();
+    chip.area.sram_per_byte = llmforge::units::SquareMeters::um2(3.38793);
+    want = RingSpec::new(
+        chip,
+        *want.link(),
+        *want.dram(),
+        *want.envelope(),
+        *want.packing(),
+    )
+    .unwrap();
+    assert_close(
+        &serde_json::to_value(&r.spec).unwrap(),
+        &serde_json::to_value(&want).unwrap(),
+        "ring-edge-paper",
+    );
+    let switched = load("ring-edge", &[set("ring.timing", "paper_era")]);
+    assert_eq!(ring(&switched).options.timing, RingTiming::PaperEra);
+    let back = load("ring-edge-paper", &[set("ring.timing", "corrected")]);
+    assert_eq!(ring(&back).options, RingOptions::corrected());
+
+    // a bad word in the file, and in an override of a field the file leaves out
+    let good = source("ring-edge-paper");
+    let bad = good.replace("timing: paper_era", "timing: paperera");
+    let errs = substrate::load_str(&bad, "bad.yaml", &[]).unwrap_err();
+    let e = &errs.errors()[0];
+    assert_eq!(
+        e.line(),
+        bad.lines().position(|l| l.contains("paperera")).unwrap() + 1
+    );
+    assert!(
+        e.to_string()
+            .contains("expected corrected or paper_era, found `paperera`"),
+        "{e}"
+    );
+    let err = substrate::load("ring-edge", &[set("ring.timing", "fast")]).unwrap_err();
+    let e = &err.errors()[0];
+    assert_eq!(e.file(), "--set ring.timing");
+    assert!(e.to_string().contains("found `fast`"), "{e}");
+    let unknown = good.replace("  timing: paper_era", "  timing: paper_era\n  speed: fast");
+    assert!(format!("{:?}", substrate::load_str(&unknown, "u.yaml", &[]).unwrap_err()).contains("speed"));
+
+    // what the paper-era model has no place for, located at the field that asks for it
+    for (o, needle) in [
+        (set("options.lm_head", "included"), "lm_head:"),
+        (set("options.decode_context", "average"), "decode_context:"),
+        (set("options.spill_to_dram", "true"), "spill_to_dram:"),
+        (set("options.tensor_parallel", "true"), "tensor_parallel:"),
+        (set("packing.chip_sizing", "smallest_total_area"), "chip_sizing:"),
+    ] {
+        let err = substrate::load("ring-edge-paper", std::slice::from_ref(&o)).expect_err(&o.path);
+        let errs = err.errors();
+        assert_eq!(errs.len(), 1, "{o:?}: {errs:?}");
+        let e = &errs[0];
+        assert_eq!(
+            e.line(),
+            good.lines().position(|l| l.contains(needle)).unwrap() + 1,
+            "{o:?}"
+        );
+        assert!(
+            e.to_string().contains(&o.path) && e.to_string().contains("paper_era"),
+            "{e}"
+        );
+    }
+    let capped = good.replace(
+        "  core_doublings: 6",
+        "  core_doublings: 6\n  max_cores_per_chip: 4096",
+    );
+    let err = substrate::load_str(&capped, "c.yaml", &[]).unwrap_err();
+    assert!(err.errors()[0].to_string().contains("packing.max_cores_per_chip"));
 }

@@ -233,8 +233,8 @@ fn cli_fit_is_deterministic_and_round_trips() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mu = v[0]["mu"].as_f64().unwrap();
-    assert!(mu.is_finite() && v[0]["sigma"].as_f64().unwrap() >= 0.0);
+    let mu = v["rows"][0]["mu"].as_f64().unwrap();
+    assert!(mu.is_finite() && v["rows"][0]["sigma"].as_f64().unwrap() >= 0.0);
     let pred = dir.join("pred.csv");
     let o = llmforge(&[
         "surrogate",
@@ -302,8 +302,8 @@ fn cli_errors_are_located() {
 
 /// Saved surrogate files with one number changed (to a negative, huge, fractional, zero or
 /// out-of-range value, anywhere in the file: tree nodes, feature indices, residual tables,
-/// calibration, settings): loading returns a model or a located error, and a loaded model
-/// predicts without panicking.
+/// calibration, settings): loading returns a model or a located error, a loaded model
+/// predicts without panicking, and every loader of surrogate files agrees on the file.
 mod never_panics {
     use super::*;
     use proptest::prelude::*;
@@ -324,25 +324,10 @@ mod never_panics {
             };
             let s = Surrogate::fit(&x, &y, "val_loss", &cfg).unwrap();
             let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
-            // JSON pointers of every number in the file
-            fn walk(v: &serde_json::Value, at: String, out: &mut Vec<serde_json::Value>) {
-                match v {
-                    serde_json::Value::Number(_) => out.push(at.into()),
-                    serde_json::Value::Array(a) => {
-                        for (i, e) in a.iter().enumerate() {
-                            walk(e, format!("{at}/{i}"), out);
-                        }
-                    }
-                    serde_json::Value::Object(o) => {
-                        for (k, e) in o {
-                            walk(e, format!("{at}/{k}"), out);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let mut pointers = Vec::new();
-            walk(&v, String::new(), &mut pointers);
+            let pointers = crate::hostile::number_pointers(&v)
+                .into_iter()
+                .map(serde_json::Value::from)
+                .collect();
             let rows = x[..20 * features::N_FEATURES].to_vec();
             (v, pointers, rows)
         })
@@ -366,6 +351,153 @@ mod never_panics {
                 let p = s.predict_features(rows);
                 prop_assert!(p.is_ok());
             }
+            // Every loader agrees (`surrogate predict` and `--quality`): both load the file
+            // or both refuse it, and a loaded model predicts finite positive losses.
+            let path = std::env::temp_dir().join(format!("llmforge-surrogate-fuzz-{}.json", std::process::id()));
+            std::fs::write(&path, m.to_string()).unwrap();
+            let direct = Surrogate::load(&path);
+            let quality = llmforge::quality::load_loss_model(path.to_str().unwrap(), 20.0);
+            prop_assert_eq!(direct.is_ok(), quality.is_ok(), "{:?}", direct.err());
+            if let Ok(q) = quality {
+                prop_assert!(llmforge::quality::check_predictions(q.as_ref()).is_ok());
+            }
+            let _ = std::fs::remove_file(&path);
         }
     }
+}
+
+/// The shipped surrogate (`dsl/surrogates/llmforge-200m.json`, embedded in the binary) is the
+/// fit of the shipped training data by the one documented command, `llmforge surrogate fit
+/// --data tests/fixtures/surrogate/llmforge-iha-200m-train.csv --out
+/// dsl/surrogates/llmforge-200m.json` (default settings, seed 42): refitted here through the
+/// CLI, byte for byte.
+///
+/// Reproducibility: the fit does not depend on the thread count (each ensemble member is
+/// one rayon task, fitted single-threaded by forust with `set_parallel(false)`, so every sum
+/// runs in one fixed order, and members are collected in order; checked with
+/// RAYON_NUM_THREADS=1 and 4) nor on the build profile (release and debug give the same
+/// bytes: Rust does not reorder or fuse float operations). It may depend on the platform:
+/// `ln` and `exp` (the log target, forust's log-loss sigmoid, Platt scaling) come from
+/// the platform's libm, which need not be correctly rounded, and a last-bit difference can
+/// move a split. So bytes are compared on x86_64 Linux, where the file was made and CI runs;
+/// elsewhere the refit's predictions on the training rows must agree within a mean absolute
+/// difference of 0.005 nats (a fortieth of the CV MAE), with every row within 0.25.
+#[test]
+fn the_shipped_surrogate_is_refitted_byte_for_byte() {
+    let dir = tmpdir("shipped");
+    let out = dir.join("llmforge-200m.json");
+    let o = llmforge(&[
+        "surrogate",
+        "fit",
+        "--data",
+        data_path().to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let refit = std::fs::read_to_string(&out).unwrap();
+    let shipped_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dsl/surrogates/llmforge-200m.json");
+    let shipped = std::fs::read_to_string(&shipped_path).unwrap();
+    // the binary embeds the file as it is on disk
+    let (_, embedded) = llmforge::quality::SHIPPED_SURROGATES[0];
+    assert!(embedded == shipped, "the embedded surrogate is stale: rebuild");
+    if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+        assert!(
+            refit == shipped,
+            "dsl/surrogates/llmforge-200m.json is not the fit of the shipped data: rerun the command in this test's doc"
+        );
+    } else {
+        let ds = read_llmforge_csv(&data_path(), Some("val_loss")).unwrap();
+        let (a, b) = (
+            Surrogate::from_json(&refit, "refit").unwrap(),
+            Surrogate::from_json(&shipped, "shipped").unwrap(),
+        );
+        let (pa, pb) = (a.predict_models(ds.models()), b.predict_models(ds.models()));
+        let diffs: Vec<f64> = pa.iter().zip(&pb).map(|(x, y)| (x.mu - y.mu).abs()).collect();
+        let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+        assert!(mean < 0.005 && diffs.iter().all(|d| *d < 0.25), "mean {mean}");
+    }
+    let s = llmforge::quality::shipped_surrogate("llmforge-200m")
+        .unwrap()
+        .unwrap();
+    // the default settings: its held-out figures are those pinned in
+    // default_cv_figures_are_pinned_and_beat_the_baselines (5-fold CV MAE 0.2048)
+    assert_eq!(s.config, FitConfig::default());
+    assert_eq!(s.n_train, 1643);
+    let d = s
+        .domain
+        .as_ref()
+        .expect("the shipped surrogate knows its training domain");
+    assert_eq!(
+        d.to_string(),
+        "d_model 768, vocab 50257, 1-39 layers (0-39 with attention), H 1-16, G 1-16, Dqk 64-512, Dv 64-512, FFN 512-4096"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--quality auto` scores a candidate with the surrogate inside its training domain and with
+/// the Chinchilla prior outside it, and says which and why; an explicit surrogate scores
+/// everything but flags what lies outside; the prior has no domain.
+#[test]
+fn auto_picks_the_surrogate_inside_the_domain_and_the_prior_outside() {
+    use llmforge::quality::{ChinchillaPrior, LossModel, Scorer, load_loss_model};
+    let auto = load_loss_model("auto", 20.0).unwrap();
+    assert!(auto.name().contains("surrogate llmforge-200m"), "{}", auto.name());
+    let surrogate = load_loss_model("llmforge-200m", 20.0).unwrap();
+    let prior = ChinchillaPrior {
+        tokens_per_param: 20.0,
+    };
+    let ds = read_llmforge_csv(&data_path(), Some("val_loss")).unwrap();
+    // every training model is inside, and scored by the surrogate exactly
+    for m in ds.models().into_iter().step_by(40) {
+        let p = auto.predict(m);
+        assert_eq!((p.scorer, p.outside), (Scorer::Surrogate, None));
+        assert_eq!(auto.scorer(m), (p.scorer, p.outside));
+        assert_eq!(p.mu, surrogate.predict(m).mu);
+        assert_eq!(p.sigma, surrogate.predict(m).sigma);
+    }
+    let inside = ds
+        .rows
+        .iter()
+        .find(|r| r.model.layers.len() == 39)
+        .unwrap()
+        .model
+        .clone();
+    assert_eq!(auto.predict(&inside).scorer, Scorer::Surrogate);
+    // outside: one layer too many, a head count too large, another width, another family
+    let mut deep = inside.clone();
+    deep.layers.push(*deep.layers.last().unwrap());
+    let mut heads = ds.rows[0].model.clone();
+    let a = heads
+        .layers
+        .iter_mut()
+        .find_map(|l| l.attention.as_mut())
+        .unwrap();
+    a.heads = 20;
+    a.kv_groups = 4;
+    let smollm = llmforge::model::load("smollm2-135m").unwrap();
+    let mut untied = ds.rows[0].model.clone();
+    untied.tied_embeddings = false;
+    for (m, why) in [
+        (&deep, "layers 40 (trained 1-39)"),
+        (&heads, "H 20 (trained 1-16)"),
+        (&smollm, "d_model 576 (trained 768)"),
+        (&untied, "untied embeddings (not in training)"),
+    ] {
+        let p = auto.predict(m);
+        assert_eq!(p.scorer, Scorer::Chinchilla, "{why}");
+        assert_eq!(auto.scorer(m), (p.scorer, p.outside));
+        assert_eq!(p.outside.map(|o| o.to_string()).as_deref(), Some(why));
+        assert_eq!((p.mu, p.sigma), (prior.predict(m).mu, 0.0));
+        // the explicit surrogate extrapolates, flagged
+        let q = surrogate.predict(m);
+        assert_eq!(q.scorer, Scorer::Surrogate);
+        assert_eq!(q.outside, p.outside);
+        assert_eq!(surrogate.scorer(m), (q.scorer, q.outside));
+        // the prior alone has no domain
+        assert_eq!(prior.predict(m).outside, None);
+    }
+    assert!(prior.domain().is_none() && auto.domain().is_some());
+    let e = load_loss_model("no-such-model", 20.0).err().unwrap();
+    assert!(e.contains("shipped surrogate (llmforge-200m)"), "{e}");
 }

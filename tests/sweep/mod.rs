@@ -10,11 +10,20 @@ use llmforge::sweep::run::{Axis, Row, SweepSpec, sweep};
 use std::sync::atomic::AtomicBool;
 
 fn run(chunk: u64) -> (Vec<Row>, llmforge::sweep::run::Outcome) {
+    run_with(
+        chunk,
+        &ChinchillaPrior {
+            tokens_per_param: 20.0,
+        },
+    )
+}
+
+fn run_with(
+    chunk: u64,
+    loss: &dyn llmforge::quality::LossModel,
+) -> (Vec<Row>, llmforge::sweep::run::Outcome) {
     let g = grid::load("tiny").unwrap();
     let sub = llmforge::substrate::load("jetson-agx-orin-64gb", &[]).unwrap();
-    let loss = ChinchillaPrior {
-        tokens_per_param: 20.0,
-    };
     let budgets = vec![
         Budget::parse("tpot<=1ms").unwrap(),
         Budget::parse("weights+kv<=20MB").unwrap(),
@@ -25,7 +34,7 @@ fn run(chunk: u64) -> (Vec<Row>, llmforge::sweep::run::Outcome) {
         workload: Workload::new(128, 16, 1).unwrap(),
         engine: Engine::Roofline,
         both_engines: false,
-        loss: &loss,
+        loss,
         budgets: &budgets,
         x: Metric::Tpot,
         region: (Axis::Depth, Axis::Width),
@@ -124,4 +133,30 @@ fn moe_and_precision_change_bytes_but_capacity_counts_all_experts() {
     assert!((int8.metrics.weights - moe.metrics.weights / 2.0).abs() < 1.0);
     assert!(int8.metrics.tpot < moe.metrics.tpot, "int8 weights stream faster");
     let _ = g;
+}
+
+/// Under `--quality auto` a grid outside the surrogate's training domain (widths 128 and 256,
+/// vocabulary 1,000) is scored by the prior, candidate for candidate, and counted as such.
+#[test]
+fn auto_scores_a_grid_outside_the_domain_with_the_prior_and_counts_it() {
+    let auto = llmforge::quality::load_loss_model("auto", 20.0).unwrap();
+    let (rows, out) = run_with(16, auto.as_ref());
+    let (prior_rows, _) = run(16);
+    assert_eq!(rows.len(), prior_rows.len());
+    for (a, b) in rows.iter().zip(&prior_rows) {
+        assert_eq!(a.metrics.loss, b.metrics.loss);
+        assert_eq!(a.loss.scorer, llmforge::quality::Scorer::Chinchilla);
+        let why = a.loss.outside.unwrap().to_string();
+        assert_eq!(why, format!("d_model {} (trained 768)", a.point.width));
+    }
+    assert_eq!(out.losses.scored.get("chinchilla"), Some(&96));
+    assert_eq!(out.losses.scored.len(), 1);
+    assert_eq!(
+        (out.losses.outside, out.losses.outside_by.get("d_model")),
+        (96, Some(&96))
+    );
+    assert_eq!(
+        out.losses.describe(true),
+        "chinchilla 96; outside the surrogate's training domain: 96 (d_model 96)"
+    );
 }

@@ -4,12 +4,15 @@
 
 use llmforge::model::accounting;
 use llmforge::substrate::{self, Efficiency};
+use llmforge::trace::plot::{PlotPoint, scatter_svg};
 use llmforge::units::{Bytes, Seconds};
 use llmforge::validate::calibrate::{self, HoldOut, Point};
 use llmforge::validate::mapping::{self, Maps, ReasonKind};
 use llmforge::validate::predict::{self, Engine};
-use llmforge::validate::{self, Library, Options, overlay, plot, traces};
+use llmforge::validate::{self, Library, Options, overlay, traces};
 use std::path::Path;
+
+mod gate;
 
 const SAMPLE: &str = "tests/fixtures/validate/sample.csv";
 
@@ -375,20 +378,23 @@ fn report_is_deterministic_and_plots() {
     let r = validate::validate(&t, &maps, &mut Library::new(Vec::new()), &opts());
     let b = serde_json::to_string(&r).unwrap();
     assert_eq!(a, b);
-    let pts: Vec<plot::PlotPoint> = r
+    let pts: Vec<PlotPoint> = r
         .rows
         .iter()
-        .map(|x| plot::PlotPoint {
-            panel: x.phase.to_string(),
+        .map(|x| PlotPoint {
+            quantity: x.phase.to_string(),
+            unit: x.unit.clone(),
             color_key: x.stack.clone(),
+            shape_key: "one phase".into(),
             series: 0,
             measured: x.measured,
             predicted: x.predicted,
         })
         .collect();
-    let svg = plot::svg(&pts, "test", &["roofline"]);
+    let svg = scatter_svg(&pts, "test", &["roofline"]).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("<circle").count(), r.rows.len() + 1);
+    // one marker per row, and two in the legend (the series and the phase)
+    assert_eq!(svg.matches("<circle").count(), r.rows.len() + 2);
 }
 
 #[test]
@@ -787,4 +793,34 @@ mod kernels {
             }
         }
     }
+}
+
+/// Issue 18: the text report's headers line up with their numbers, and `--rows` has a header.
+#[test]
+fn text_report_headers_line_up() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llmforge"))
+        .args(["validate", "--traces", SAMPLE, "--rows"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // every table: a header, a unit line, a rule, then rows whose right-aligned "bias" column
+    // ends where its header ends
+    let heads: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].trim_start().starts_with("phase ") && lines[i].contains("bias"))
+        .collect();
+    assert!(!heads.is_empty(), "{text}");
+    for h in heads {
+        let col = lines[h].find("bias").unwrap() + "bias".len();
+        assert!(lines[h + 2].trim_start().starts_with('─'));
+        for row in lines[h + 3..].iter().take_while(|l| !l.trim().is_empty()) {
+            assert_eq!(row.chars().count(), col, "{row}");
+        }
+    }
+    let rows = lines.iter().position(|l| *l == "rows").expect("a rows section");
+    for name in ["line", "hardware", "metric", "measured", "predicted", "error"] {
+        assert!(lines[rows + 1].contains(name), "{}", lines[rows + 1]);
+    }
+    assert!(lines[rows + 3].trim_start().starts_with('─'));
 }

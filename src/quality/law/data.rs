@@ -190,10 +190,8 @@ fn parse_cell(text: &str) -> Option<Cell> {
 /// Read `path` as described by `spec`.
 pub fn load_csv(path: &Path, spec: &CsvSpec) -> Result<LawData, LawError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| LawError::Io {
-        path: shown.clone(),
-        source,
-    })?;
+    let bytes = crate::input::read_bytes(path, "data CSV", crate::limits::MAX_DATA_BYTES)
+        .map_err(|e| LawError::File(e.to_string()))?;
     parse_csv(&shown, &bytes, spec)
 }
 

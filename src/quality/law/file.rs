@@ -171,24 +171,44 @@ impl FittedLaw {
                 ),
             });
         }
-        let bad = law.law.coefficients().into_iter().find(|(_, v)| !v.is_finite());
-        if let Some((name, v)) = bad {
+        // The coefficients (Law::problems, the one check of every law loader), each located
+        // at its key in the file.
+        if let Some((name, message)) = law.law.problems().into_iter().next() {
+            let mut keys = vec!["law"];
+            keys.extend(name.split('.'));
+            let (line, column) = locate_key(text, &keys);
             return Err(LawError::LawFile {
                 path: path.to_string(),
-                line: 0,
-                column: 0,
-                message: format!("coefficient `{name}` = {v}, expected a finite number"),
+                line,
+                column,
+                message: format!("coefficient `{name}` {message}"),
             });
         }
         Ok(law)
     }
 
+    /// Reads and checks a law file (at most [`crate::limits::MAX_FITTED_BYTES`]).
     pub fn load(path: &Path) -> Result<FittedLaw, LawError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| LawError::Io {
-            path: shown.clone(),
-            source,
-        })?;
+        let text = crate::input::read_text(path, "law", crate::limits::MAX_FITTED_BYTES)
+            .map_err(|e| LawError::File(e.to_string()))?;
         FittedLaw::from_json(&shown, &text)
     }
+}
+
+/// The 1-based line and column of the last of `keys` in a JSON text, each key searched after
+/// the previous one (`["law", "l_opt", "E"]`); (0, 0) when one is not found.
+pub fn locate_key(text: &str, keys: &[&str]) -> (usize, usize) {
+    let mut at = 0;
+    for key in keys {
+        let needle = format!("\"{key}\"");
+        match text[at..].find(&needle) {
+            Some(k) => at += k,
+            None => return (0, 0),
+        }
+    }
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |k| k + 1);
+    (line, before[start..].chars().count() + 1)
 }

@@ -366,6 +366,17 @@ pub fn fit(
     if data.is_empty() {
         return Err(LawError::Fit("no data rows".into()));
     }
+    // A fit needs more rows than free parameters: with as many, any law interpolates the data
+    // and its coefficients say nothing.
+    let free = FitModel::for_form(spec.form, spec.ratio, spec.l_opt).n_params();
+    if data.len() <= free {
+        return Err(LawError::Fit(format!(
+            "{} data row(s) for the {} law's {free} free parameters: a fit needs at least {} rows",
+            data.len(),
+            spec.form.name(),
+            free + 1
+        )));
+    }
     if !(opts.delta > 0.0 && opts.delta.is_finite()) {
         return Err(LawError::Fit(format!(
             "Huber delta must be finite and > 0, got {}",

@@ -123,6 +123,7 @@ impl LawForm {
 
 /// One term exp(c) * x^(-e) of a log-sum-exp law.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Term {
     /// c = ln of the coefficient.
     pub log_coef: f64,
@@ -139,6 +140,7 @@ impl Term {
 
 /// L = E + A / N^alpha + B / D^beta.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Chinchilla {
     #[serde(rename = "E")]
     pub e: f64,
@@ -169,6 +171,7 @@ impl Chinchilla {
 
 /// The four-variable Gemstones law over (width, depth, N, D).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Gemstones {
     /// e: the irreducible loss is exp(e).
     pub irreducible_log: f64,
@@ -214,6 +217,7 @@ impl Gemstones {
 
 /// The Gemstones log-sum-exp law over (N, D) only: the Chinchilla form in log coordinates.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GemstonesNd {
     pub irreducible_log: f64,
     pub params: Term,
@@ -245,6 +249,7 @@ impl GemstonesNd {
 /// L = (a0 + a1 ln(d / sqrt N) + a2 sqrt(N) / d) * (b0 + b1 ln r + b2 / r) * L_opt(N, D).
 /// With b1 = b2 = 0 the ratio factor is the constant b0 and r is not read.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Conditional {
     pub a0: f64,
     pub a1: f64,
@@ -326,6 +331,140 @@ impl Law {
             Law::GemstonesNd(g) => g.predict(x.params, x.tokens),
             Law::Conditional(c) => c.predict(x),
         }
+    }
+
+    /// Problems with the coefficients, each as (coefficient name as in [`Law::coefficients`],
+    /// message): every number finite; Chinchilla's E >= 0 and A, B > 0; exponents in (0, 3];
+    /// log-coefficients within +-100; the irreducible loss exp(e) at most 100 nats; the
+    /// conditional law's factors positive for d / sqrt(N) and r in [0.01, 100]. A law that
+    /// passes predicts a finite positive loss for any finite positive inputs (for the
+    /// conditional law, within those ranges). Shared by every loader of law files.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut need = |name: String, v: f64, ok: bool, what: &str| {
+            if !v.is_finite() {
+                out.push((name, format!("is {v}, expected a finite number")));
+            } else if !ok {
+                out.push((name, format!("is {v}, expected {what}")));
+            }
+        };
+        let exponent = |v: f64| v > 0.0 && v <= 3.0;
+        let chin = |prefix: &str, c: &Chinchilla, need: &mut dyn FnMut(String, f64, bool, &str)| {
+            need(
+                format!("{prefix}E"),
+                c.e,
+                c.e >= 0.0 && c.e <= 100.0,
+                "an irreducible loss from 0 to 100 nats",
+            );
+            need(
+                format!("{prefix}A"),
+                c.a,
+                c.a > 0.0 && c.a <= 1e12,
+                "a coefficient in (0, 1e12]",
+            );
+            need(
+                format!("{prefix}B"),
+                c.b,
+                c.b > 0.0 && c.b <= 1e12,
+                "a coefficient in (0, 1e12]",
+            );
+            need(
+                format!("{prefix}alpha"),
+                c.alpha,
+                exponent(c.alpha),
+                "an exponent in (0, 3]",
+            );
+            need(
+                format!("{prefix}beta"),
+                c.beta,
+                exponent(c.beta),
+                "an exponent in (0, 3]",
+            );
+        };
+        let term = |name: &str, t: &Term, need: &mut dyn FnMut(String, f64, bool, &str)| {
+            need(
+                format!("{name}.log_coef"),
+                t.log_coef,
+                t.log_coef.abs() <= 100.0,
+                "a log-coefficient within +-100",
+            );
+            need(
+                format!("{name}.exponent"),
+                t.exponent,
+                exponent(t.exponent),
+                "an exponent in (0, 3]",
+            );
+        };
+        let irreducible = |v: f64, need: &mut dyn FnMut(String, f64, bool, &str)| {
+            need(
+                "irreducible_log".into(),
+                v,
+                (-50.0..=100f64.ln()).contains(&v),
+                "a log irreducible loss from -50 to ln(100)",
+            )
+        };
+        match self {
+            Law::Chinchilla(c) => chin("", c, &mut need),
+            Law::Gemstones(g) => {
+                irreducible(g.irreducible_log, &mut need);
+                term("width", &g.width, &mut need);
+                term("depth", &g.depth, &mut need);
+                term("params", &g.params, &mut need);
+                term("tokens", &g.tokens, &mut need);
+            }
+            Law::GemstonesNd(g) => {
+                irreducible(g.irreducible_log, &mut need);
+                term("params", &g.params, &mut need);
+                term("tokens", &g.tokens, &mut need);
+            }
+            Law::Conditional(c) => {
+                for (name, v) in [
+                    ("a0", c.a0),
+                    ("a1", c.a1),
+                    ("a2", c.a2),
+                    ("b0", c.b0),
+                    ("b1", c.b1),
+                    ("b2", c.b2),
+                ] {
+                    need(name.into(), v, v.abs() <= 1e6, "a coefficient within +-1e6");
+                }
+                chin("l_opt.", &c.l_opt, &mut need);
+                if out.is_empty() {
+                    // Both factors on a grid of d / sqrt(N) and r from 0.01 to 100 (real
+                    // models: 0.03 for GPT-3 175B to 0.2 for a 100k-parameter toy).
+                    let grid = (0..=40).map(|i| 0.01f64 * 10_000f64.powf(i as f64 / 40.0));
+                    if let Some(x) = grid
+                        .clone()
+                        .find(|&x| c.width_factor(x, 1.0).is_nan() || c.width_factor(x, 1.0) <= 0.0)
+                    {
+                        out.push((
+                            "a0".into(),
+                            format!(
+                                "the width factor a0 + a1 ln(d/sqrt N) + a2 sqrt(N)/d is {} at d/sqrt(N) = {x:.3}; it must be positive",
+                                c.width_factor(x, 1.0)
+                            ),
+                        ));
+                    }
+                    if c.uses_ratio() {
+                        if let Some(r) = grid
+                            .clone()
+                            .find(|&r| c.ratio_factor(r).is_nan() || c.ratio_factor(r) <= 0.0)
+                        {
+                            out.push((
+                                "b0".into(),
+                                format!(
+                                    "the ratio factor b0 + b1 ln r + b2 / r is {} at r = {r:.3}; it must be positive",
+                                    c.ratio_factor(r)
+                                ),
+                            ));
+                        }
+                    } else if c.b0.is_nan() || c.b0 <= 0.0 {
+                        out.push(("b0".into(), format!("is {}, expected a positive factor", c.b0)));
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// The coefficients by name, in a fixed order (for tables and JSON summaries).

@@ -69,7 +69,7 @@ pub enum LawError {
     Empty { path: String, skipped: usize },
     #[error("bad column mapping `{spec}`: {message}")]
     ColumnSpec { spec: String, message: String },
-    #[error("{path}: line {line}, column {column}: bad law file: {message}")]
+    #[error("{}: bad law file: {message}", at_line(path, *line, *column))]
     LawFile {
         path: String,
         line: usize,
@@ -80,6 +80,18 @@ pub enum LawError {
     Input { input: &'static str, value: f64 },
     #[error("fit: {0}")]
     Fit(String),
+    /// The file cannot be read (see [`crate::input`]); the message names it.
+    #[error("{0}")]
+    File(String),
+}
+
+/// `path:line:column`, or `path` when the line is unknown (0).
+fn at_line(path: &str, line: usize, column: usize) -> String {
+    if line == 0 {
+        path.to_string()
+    } else {
+        format!("{path}:{line}:{column}")
+    }
 }
 
 fn describe_skipped(rows: &[SkippedRow]) -> String {

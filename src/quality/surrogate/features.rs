@@ -293,11 +293,12 @@ pub fn extract_matrix<'a>(models: impl IntoIterator<Item = &'a Model>) -> Vec<f6
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::model::{Attention, FfnKind, NormKind, Positional, Precision, Precisions};
 
-    fn layer(attn: Option<(u64, u64, u64, u64)>, m: u64) -> Layer {
+    /// A dense SwiGLU layer; `attn` is (H, G, Dqk, Dv), `None` for an attention-free one.
+    pub(in crate::quality::surrogate) fn layer(attn: Option<(u64, u64, u64, u64)>, m: u64) -> Layer {
         Layer {
             attention: attn.map(|(heads, kv_groups, d_qk, d_v)| Attention {
                 heads,
@@ -316,7 +317,8 @@ mod tests {
         }
     }
 
-    fn model(layers: Vec<Layer>) -> Model {
+    /// A model of the LLMForge family (d 768, GPT-2 vocabulary, tied, RMSNorm, RoPE, bf16).
+    pub(in crate::quality::surrogate) fn model(layers: Vec<Layer>) -> Model {
         Model {
             name: "t".into(),
             d_model: 768,

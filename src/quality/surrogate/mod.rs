@@ -28,6 +28,7 @@
 //! Everything is deterministic for a seed: members are fitted independently (in parallel) and
 //! collected in order.
 
+pub mod domain;
 pub mod features;
 pub mod forest;
 pub mod metrics;
@@ -275,6 +276,10 @@ pub struct Surrogate {
     /// FNV-1a 64 of the training features and targets ([`data_hash`]).
     pub data_hash: String,
     pub n_train: usize,
+    /// The box of the training models ([`domain::Domain`]), when the fit saw models (not
+    /// only a feature matrix); files without one load, but `--quality auto` cannot use them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<domain::Domain>,
     pub config: FitConfig,
     pub transform: Transform,
     /// Features by descending gain share (ties by name).
@@ -584,7 +589,9 @@ impl Surrogate {
         cfg: &FitConfig,
     ) -> Result<Surrogate, SurrogateError> {
         let x = features::extract_matrix(models.iter().copied());
-        Self::fit(&x, y, target, cfg)
+        let mut s = Self::fit(&x, y, target, cfg)?;
+        s.domain = domain::Domain::of(models.iter().copied());
+        Ok(s)
     }
 
     /// Fits on a row-major feature matrix ([`features::extract_matrix`]) and targets.
@@ -789,6 +796,7 @@ impl Surrogate {
             feature_names: names,
             data_hash: data_hash(target, x, y),
             n_train: n,
+            domain: None,
             config: cfg.clone(),
             transform,
             importance,
@@ -915,6 +923,22 @@ impl Surrogate {
 
     /// Parses a saved surrogate; `file` names it in errors. Checks the format, the feature
     /// schema against this build, and every tree.
+    /// Reads and checks a surrogate file (at most [`crate::limits::MAX_FITTED_BYTES`]): the
+    /// one loader of every command that takes one.
+    pub fn load(path: &std::path::Path) -> Result<Surrogate, SurrogateError> {
+        let file = path.display().to_string();
+        let src =
+            crate::input::read_text(path, "surrogate", crate::limits::MAX_FITTED_BYTES).map_err(|e| {
+                SurrogateError::Invalid {
+                    file: file.clone(),
+                    message: e.reason(),
+                }
+            })?;
+        let s = Surrogate::from_json(&src, &file)?;
+        crate::quality::check_predictions(&s).map_err(|message| SurrogateError::Invalid { file, message })?;
+        Ok(s)
+    }
+
     pub fn from_json(src: &str, file: &str) -> Result<Surrogate, SurrogateError> {
         let s: Surrogate = serde_json::from_str(src).map_err(|e| SurrogateError::Parse {
             file: file.into(),
@@ -939,6 +963,32 @@ impl Surrogate {
         }
         if s.members.is_empty() {
             return Err(invalid("no ensemble members".into()));
+        }
+        if let Some(d) = &s.domain {
+            let spans = [
+                d.d_model,
+                d.vocab,
+                d.layers,
+                d.attention_layers,
+                d.heads,
+                d.kv_groups,
+                d.d_qk,
+                d.d_v,
+                d.ffn,
+            ];
+            if d.families.is_empty() || spans.iter().any(|s| s.min > s.max && !s.is_empty()) {
+                return Err(invalid(
+                    "domain: every range needs min <= max (or [18446744073709551615, 0]: none seen), and at least one family"
+                        .into(),
+                ));
+            }
+        }
+        if let Transform::LogShift { shift } = s.transform {
+            if !(shift.is_finite() && shift.abs() <= 1e3) {
+                return Err(invalid(format!(
+                    "transform shift {shift} is not a finite loss within +-1000 nats"
+                )));
+            }
         }
         for (m, member) in s.members.iter().enumerate() {
             member

@@ -2,7 +2,7 @@
 //! priced, the best point under an envelope kept.
 
 use super::RingError;
-use super::eval::{Objective, RingDesign, RingReport, Workspace, pack_and_price, report};
+use super::eval::{Objective, RingDesign, RingReport, Workspace, pack_and_price, report_of};
 use super::prepare::RingModel;
 use super::spec::RingSpec;
 use crate::units::Bytes;
@@ -254,9 +254,13 @@ pub fn co_search(
         });
     }
     let packing = std::mem::replace(&mut ws.best, super::packing::Packing::empty());
+    let best = report_of(spec, model, &design, packing).ok_or_else(|| RingError::NothingFits {
+        model: model.name.clone(),
+        points: designs.len(),
+    })?;
     Ok(CoSearchResult {
         objective,
-        best: report(spec, model, &design, packing),
+        best,
         feasible,
         best_index: index,
         points,

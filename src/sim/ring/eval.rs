@@ -6,7 +6,7 @@ use super::gemm::{GemmCount, gemm};
 use super::packing::{Oversize, Packing, Placement, best_packing};
 use super::prepare::{AttnShape, LayerOrigin, PreparedLayer, RingModel, Split};
 use super::spec::{ChipConfig, RingSpec};
-use super::workload::DecodeContext;
+use super::workload::{DecodeContext, RingTiming};
 use crate::units::{Bytes, Cycles, Joules, Seconds, SquareMeters, Watts};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -52,7 +52,8 @@ impl RingDesign {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Objective {
-    /// The paper's energy per token, (E_prefill + D*E_step)/(P + D).
+    /// The paper's energy per token ([`RingReport::energy_per_token_paper`]): (E_prefill +
+    /// D*E_step)/(P + D) under the corrected timing, E_step under the paper-era one.
     Energy,
     /// Request energy per generated token, (E_prefill + D*E_step)/D.
     EnergyPerGeneratedToken,
@@ -175,29 +176,37 @@ pub struct LinkReport {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RingReport {
     pub model: String,
+    /// The timing model that priced it.
+    pub timing: RingTiming,
     pub design: RingDesign,
     pub packing: Packing,
     pub chip_area: SquareMeters,
     pub total_area: SquareMeters,
     pub ttft: Seconds,
-    /// Decode step time (see `DecodeContext`).
+    /// Decode step time (see `DecodeContext`; the paper-era model decodes at ctx 2048).
     pub tpot: Seconds,
     /// Prefill energy per user.
     pub prefill_energy: Joules,
     /// One decode step's energy per user (the paper's E_tok).
     pub decode_step_energy: Joules,
-    /// (E_prefill + D*E_step)/(P + D): the paper's "energy per token".
+    /// The paper's "energy per token": (E_prefill + D*E_step)/(P + D) under the corrected
+    /// timing (the reference's form); under the paper-era timing what the release saved as
+    /// `energy_per_token_uJ`, one decode step's energy per user (its prefill is in
+    /// `prefill_energy` and `energy_per_generated_token`).
     pub energy_per_token_paper: Joules,
     /// (E_prefill + D*E_step)/D: request energy per generated token.
     pub energy_per_generated_token: Joules,
     pub prefill_power: Watts,
     pub decode_power: Watts,
-    /// max(prefill_power, decode_power), the figure the envelope limits.
+    /// The figure the envelope limits: max(prefill_power, decode_power) under the corrected
+    /// timing, decode_power under the paper-era one (as the release).
     pub power: Watts,
     /// Envelope violation: max(0, area/max - 1) + max(0, power/max - 1); 0 when feasible.
     pub violation: f64,
     pub step_cycles: Cycles,
     pub ttft_cycles: Cycles,
+    /// The token-pipelined prefill's spacing (0 under the paper-era timing, whose prefill is
+    /// not token-pipelined).
     pub prefill_spacing_cycles: Cycles,
     /// Whole prefill, all users.
     pub prefill_breakdown: EnergyBreakdown,
@@ -209,7 +218,56 @@ pub struct RingReport {
     pub links: Vec<LinkReport>,
 }
 
+/// What a timing model computes for a report beyond its [`Summary`].
+pub(crate) struct ReportParts {
+    pub chip_area: SquareMeters,
+    pub prefill_breakdown: EnergyBreakdown,
+    pub decode_breakdown: EnergyBreakdown,
+    pub layers: Vec<LayerReport>,
+    pub stages: Vec<StageReport>,
+    pub chips: Vec<ChipReport>,
+    pub links: Vec<LinkReport>,
+    pub packing: Packing,
+}
+
 impl RingReport {
+    /// The report of `design` from its summary (the headline figures) and its parts.
+    pub(crate) fn assemble(
+        spec: &RingSpec,
+        model: &RingModel,
+        design: &RingDesign,
+        s: &Summary,
+        parts: ReportParts,
+    ) -> RingReport {
+        RingReport {
+            model: model.name.clone(),
+            timing: s.timing,
+            design: *design,
+            chip_area: parts.chip_area,
+            total_area: SquareMeters::new(s.area_m2),
+            ttft: Seconds::new(s.ttft_s()),
+            tpot: Seconds::new(s.tpot_s()),
+            prefill_energy: Joules::new(s.e_prefill_pj * 1e-12 / s.users),
+            decode_step_energy: Joules::new(s.e_step_pj * 1e-12 / s.users),
+            energy_per_token_paper: Joules::new(s.energy_paper_j()),
+            energy_per_generated_token: Joules::new(s.energy_generated_j()),
+            prefill_power: Watts::new(s.prefill_power_w()),
+            decode_power: Watts::new(s.decode_power_w()),
+            power: Watts::new(s.power_w()),
+            violation: s.violation(spec),
+            step_cycles: Cycles::new(s.step_cycles),
+            ttft_cycles: Cycles::new(s.ttft_cycles),
+            prefill_spacing_cycles: Cycles::new(s.spacing_cycles),
+            prefill_breakdown: parts.prefill_breakdown,
+            decode_breakdown: parts.decode_breakdown,
+            layers: parts.layers,
+            stages: parts.stages,
+            chips: parts.chips,
+            links: parts.links,
+            packing: parts.packing,
+        }
+    }
+
     pub fn is_feasible(&self) -> bool {
         self.violation == 0.0
     }
@@ -569,6 +627,7 @@ pub(crate) struct Summary {
     pub users: f64,
     pub prompt: f64,
     pub decode: f64,
+    pub timing: RingTiming,
 }
 
 impl Summary {
@@ -582,8 +641,12 @@ impl Summary {
     fn request_pj(&self) -> f64 {
         (self.e_prefill_pj + self.decode * self.e_step_pj) / self.users
     }
+    /// The paper's energy per token (see [`RingReport::energy_per_token_paper`]).
     pub fn energy_paper_j(&self) -> f64 {
-        self.request_pj() / (self.prompt + self.decode) * 1e-12
+        match self.timing {
+            RingTiming::Corrected => self.request_pj() / (self.prompt + self.decode) * 1e-12,
+            RingTiming::PaperEra => self.e_step_pj / self.users * 1e-12,
+        }
     }
     pub fn energy_generated_j(&self) -> f64 {
         self.request_pj() / self.decode * 1e-12
@@ -594,8 +657,12 @@ impl Summary {
     pub fn decode_power_w(&self) -> f64 {
         self.e_step_pj * 1e-12 / self.tpot_s()
     }
+    /// The power the envelope limits (see [`RingReport::power`]).
     pub fn power_w(&self) -> f64 {
-        self.prefill_power_w().max(self.decode_power_w())
+        match self.timing {
+            RingTiming::Corrected => self.prefill_power_w().max(self.decode_power_w()),
+            RingTiming::PaperEra => self.decode_power_w(),
+        }
     }
     pub fn objective(&self, o: Objective) -> f64 {
         match o {
@@ -685,6 +752,7 @@ fn run(
         users,
         prompt,
         decode: model.workload.decode() as f64,
+        timing: RingTiming::Corrected,
     };
     (summary, c)
 }
@@ -715,6 +783,9 @@ pub(crate) fn pack_and_price(
     objective: Objective,
     ws: &mut Workspace,
 ) -> Option<Summary> {
+    if model.options.timing == RingTiming::PaperEra {
+        return super::paper_era::pack_and_price(spec, model, design, &mut ws.best);
+    }
     let mut best: Option<Summary> = None;
     let policies: [(Oversize, bool); 2] = [
         (Oversize::TensorParallel, model.options.tensor_parallel),
@@ -752,14 +823,30 @@ pub fn evaluate(
     objective: Objective,
 ) -> Result<RingReport, RingError> {
     let mut ws = Workspace::new();
+    let does_not_fit = || RingError::DoesNotFit {
+        model: model.name.clone(),
+        design: *design,
+        weight_bytes: Bytes::new(model.total_weight_bytes()),
+    };
     if pack_and_price(spec, model, design, objective, &mut ws).is_none() {
-        return Err(RingError::DoesNotFit {
-            model: model.name.clone(),
-            design: *design,
-            weight_bytes: Bytes::new(model.total_weight_bytes()),
-        });
+        return Err(does_not_fit());
     }
-    Ok(report(spec, model, design, ws.best))
+    report_of(spec, model, design, ws.best).ok_or_else(does_not_fit)
+}
+
+/// Builds the full report of a packed design: the corrected model's from its packing, the
+/// paper-era model's from the design alone (its packing is a function of the design). None
+/// only when a paper-era design does not pack (callers pack it first).
+pub(crate) fn report_of(
+    spec: &RingSpec,
+    model: &RingModel,
+    design: &RingDesign,
+    packing: Packing,
+) -> Option<RingReport> {
+    match model.options.timing {
+        RingTiming::Corrected => Some(report(spec, model, design, packing)),
+        RingTiming::PaperEra => super::paper_era::report(spec, model, design),
+    }
 }
 
 /// Builds the full report of a packing.
@@ -875,25 +962,8 @@ pub(crate) fn report(
             });
         }
     }
-    let chip_area = packing.chip.area(spec.chip());
-    RingReport {
-        model: model.name.clone(),
-        design: *design,
-        chip_area,
-        total_area: chip_area * n_chips,
-        ttft: Seconds::new(s.ttft_s()),
-        tpot: Seconds::new(s.tpot_s()),
-        prefill_energy: Joules::new(s.e_prefill_pj * 1e-12 / users),
-        decode_step_energy: Joules::new(s.e_step_pj * 1e-12 / users),
-        energy_per_token_paper: Joules::new(s.energy_paper_j()),
-        energy_per_generated_token: Joules::new(s.energy_generated_j()),
-        prefill_power: Watts::new(s.prefill_power_w()),
-        decode_power: Watts::new(s.decode_power_w()),
-        power: Watts::new(s.power_w()),
-        violation: s.violation(spec),
-        step_cycles: Cycles::new(s.step_cycles),
-        ttft_cycles: Cycles::new(s.ttft_cycles),
-        prefill_spacing_cycles: Cycles::new(s.spacing_cycles),
+    let parts = ReportParts {
+        chip_area: packing.chip.area(spec.chip()),
         prefill_breakdown: pre_total.breakdown(&c, c.leak_chip * n_chips * s.ttft_cycles),
         decode_breakdown: dec_total.breakdown(&c, c.leak_chip * n_chips * s.step_cycles),
         layers,
@@ -901,7 +971,8 @@ pub(crate) fn report(
         chips,
         links,
         packing,
-    }
+    };
+    RingReport::assemble(spec, model, design, &s, parts)
 }
 
 #[cfg(test)]
@@ -974,7 +1045,7 @@ pub(crate) mod tests {
     #[test]
     fn one_layer_one_chip_by_hand() {
         let spec = RingSpec::llmforge_reference();
-        let model = tiny_ring(1, RingOptions::paper());
+        let model = tiny_ring(1, RingOptions::corrected());
         let design = RingDesign::new(16, 8, Bytes::kib(1.0)).unwrap();
         let r = evaluate(&spec, &model, &design, Objective::Energy).unwrap();
         assert_eq!(r.packing.chip.n_cores, 4);
@@ -1026,14 +1097,14 @@ pub(crate) mod tests {
         let design = RingDesign::new(16, 8, Bytes::kib(1.0)).unwrap();
         let mid = evaluate(
             &spec,
-            &tiny_ring(1, RingOptions::paper()),
+            &tiny_ring(1, RingOptions::corrected()),
             &design,
             Objective::Energy,
         )
         .unwrap();
         let avg_opts = RingOptions {
             decode_context: DecodeContext::Average,
-            ..RingOptions::paper()
+            ..RingOptions::corrected()
         };
         let avg = evaluate(&spec, &tiny_ring(1, avg_opts), &design, Objective::Energy).unwrap();
         assert_eq!(avg.step_cycles, mid.step_cycles);
@@ -1052,7 +1123,7 @@ pub(crate) mod tests {
                 ..*RingSpec::llmforge_reference().packing()
             })
             .unwrap();
-        let model = tiny_ring(2, RingOptions::paper());
+        let model = tiny_ring(2, RingOptions::corrected());
         let design = RingDesign::new(16, 8, Bytes::kib(1.0)).unwrap();
         let r = evaluate(&spec, &model, &design, Objective::Energy).unwrap();
         assert_eq!(r.n_chips(), 2);
@@ -1084,7 +1155,7 @@ pub(crate) mod tests {
             .unwrap();
         let opts = RingOptions {
             spill_to_dram: true,
-            ..RingOptions::paper()
+            ..RingOptions::corrected()
         };
         let model = tiny_ring(2, opts);
         let design = RingDesign::new(16, 1, Bytes::kib(1.0)).unwrap();
@@ -1119,7 +1190,7 @@ pub(crate) mod tests {
             .unwrap();
         let opts = RingOptions {
             tensor_parallel: true,
-            ..RingOptions::paper()
+            ..RingOptions::corrected()
         };
         let model = tiny_ring(1, opts);
         let design = RingDesign::new(16, 8, Bytes::new(512.0)).unwrap();
@@ -1133,7 +1204,7 @@ pub(crate) mod tests {
         // 2560 weight MACs + attention (192 + 512 at ctx 5)
         close(r.decode_breakdown.mac.as_pj(), (2560.0 + 704.0) * 0.2);
         // without splitting or spilling the layer fits nowhere
-        let model = tiny_ring(1, RingOptions::paper());
+        let model = tiny_ring(1, RingOptions::corrected());
         assert!(evaluate(&spec, &model, &design, Objective::Energy).is_err());
     }
 }

@@ -2,18 +2,26 @@
 //! cost model of a decoder running weight-stationary on a ring of identical chips.
 //!
 //! In files: `kind: ring` substrates (`substrates/ring-edge.yaml`, the reference chip;
-//! `substrates/ring-edge-cosearch.yaml`, with the 45-point grid declared in the file) load
-//! into [`crate::substrate::Ring`]; [`crate::sim::ring_adapter`] runs them, and `sim::run` /
+//! `substrates/ring-edge-cosearch.yaml`, with the 45-point grid declared in the file;
+//! `substrates/ring-edge-paper.yaml`, the paper-era model with the same grid) load into
+//! [`crate::substrate::Ring`]; [`crate::sim::ring_adapter`] runs them, and `sim::run` /
 //! `llmforge sim` dispatch ring substrates there.
 //!
-//! Source: the corrected model from the LLMForge authors' later code, restated with every
-//! constant in `shared/reference/llmforge.md`. Pipeline:
+//! Two timing models ([`RingTiming`], `ring.timing` in files):
+//! - **corrected** (the default, described below): the corrected model from the LLMForge
+//!   authors' later code, restated with every constant in `shared/reference/llmforge.md`;
+//! - **paper_era** ([`paper_era`]): the model behind the paper's ring table, reconstructed from
+//!   the release's saved results, kept to reproduce that table (every layer priced like the
+//!   first, decode at ctx 2048, a serial softmax unit; see its docs for the formulas and how
+//!   and why its figures differ).
+//!
+//! The corrected model's pipeline:
 //!
 //! 1. [`RingModel::new`] prepares a [`Model`](crate::model::Model) once per workload: per
 //!    layer the INT8 weight bytes (d*Dqk*(H+G) + d*Dv*G + Dv*H*d + 3*d*m, 2*d*m for a
 //!    non-gated FFN, no attention weights in attention-free layers) and the weight GEMMs
 //!    (fused Q+K projection, V projection, output projection, FFN gate, up, down).
-//! 2. [`packing`] places layers on chips (the paper's rule: core count per chip from the
+//! 2. [`packing`] places layers on chips (the reference's rule: core count per chip from the
 //!    largest layer, doubled until the model fits max_chips, greedy contiguous fill).
 //! 3. [`eval`] prices every GEMM with the analytical model of [`gemm`] (action counts times
 //!    the energy table), the attention core per KV group reading K/V from the KV cache
@@ -52,7 +60,7 @@
 //!   [`LmHead::Included`] adds the LM head as one more layer (V*d bytes, d -> V GEMM, final
 //!   norm) packed like any other, plus a d-byte embedding-row DRAM read per token.
 //!
-//! Extensions beyond the paper (see [`packing`]; off in [`RingOptions::paper`]):
+//! Extensions beyond the reference (see [`packing`]; off in [`RingOptions::corrected`]):
 //! - *DRAM spill* (`spill_to_dram`): layers that find no chip stream their weights from DRAM
 //!   every decode step (64 pJ/B; GEMM cycles = max(compute, bytes / DRAM bandwidth)); in the
 //!   prefill they are batched over the whole prompt (weights read once, M = P x u rows) and
@@ -98,7 +106,8 @@
 //!   64-byte K tile through a 16 B/cycle WMEM port, so every weight GEMM takes about
 //!   ceil(N/n_cores) x K/16 cycles however many cores the chip has, and one token step is
 //!   ~600 to 800 cycles per layer. TPOT is therefore ~0.1 ms (the paper-era 5.6 ms, which its
-//!   authors superseded, would need ~280 B/cycle for the whole model, i.e. ~18 WMEM ports)
+//!   authors superseded, comes from a serial softmax unit of H x 2048 cycles per layer, see
+//!   [`paper_era`])
 //!   and it follows the number and width of the layers: Eco-294M (27 layers, d 960) decodes
 //!   faster than Fast-365M (32 layers, d 1088), whose fewer heads (196 vs 301 across the
 //!   model) save attention cycles that are only ~20% of a step at ctx <= 512: on 2048-core
@@ -114,6 +123,7 @@ pub mod cosearch;
 pub mod eval;
 pub mod gemm;
 pub mod packing;
+pub mod paper_era;
 pub mod prepare;
 pub mod spec;
 pub mod workload;
@@ -132,7 +142,7 @@ pub use spec::{
     ChipConfig, ChipSizing, Envelope, PackingRules, RingArea, RingChip, RingDram, RingEnergy, RingLeakage,
     RingLink, RingSpec,
 };
-pub use workload::{DecodeContext, LmHead, RingOptions, RingWorkload};
+pub use workload::{DecodeContext, LmHead, RingOptions, RingTiming, RingWorkload};
 
 use crate::units::Bytes;
 
@@ -146,6 +156,10 @@ pub enum RingError {
     /// Occurs when a workload parameter is out of range.
     #[error("ring workload: `{field}` {message}")]
     InvalidWorkload { field: &'static str, message: String },
+    /// Occurs when the modelling options contradict each other (the paper-era timing with
+    /// an option only the corrected model has).
+    #[error("ring options: `{field}`: {message}")]
+    InvalidOptions { field: &'static str, message: String },
     /// Occurs when a design point is out of range.
     #[error("ring design: `{field}` {message}")]
     InvalidDesign { field: &'static str, message: String },

@@ -1,12 +1,13 @@
 //! Layer packing: which chip holds which layers, how many cores a chip has, and how much KV
 //! cache per core.
 //!
-//! Paper rule, per WMEM/core option: cores start at next_pow2(ceil(largest_layer*1.15 /
+//! The corrected model's rule (the reference's "Packing"), per WMEM/core option: cores start at next_pow2(ceil(largest_layer*1.15 /
 //! wmem_per_core)) and are doubled up to 6 times; for each core count the layers are placed
 //! on chips contiguously and greedily, a chip taking layers while its weights stay <=
 //! WMEM_total/1.15; KV per core is the power-of-two KiB >= max(8 KiB, largest chip KV * 1.15 /
 //! n_cores); the candidate with the smallest n_chips x chip area is kept; candidates needing
-//! more than max_chips are rejected.
+//! more than max_chips are rejected. (The paper-era model packs its own way, identical
+//! first-layer copies: [`super::paper_era::pack`].)
 //!
 //! Which candidates compete is [`ChipSizing`]: by default ([`ChipSizing::SmallestFitting`])
 //! the doubling stops at the first core count whose packing fits max_chips, so each chip is
@@ -15,7 +16,7 @@
 //! smallest silicon wins, which in practice is the fewest, largest chips (see the ring
 //! module docs for the numbers).
 //!
-//! Extensions (off in the paper options):
+//! Extensions (off in the corrected model's reference options, [`super::RingOptions::corrected`]):
 //! - with `max_cores_per_chip`, a layer may exceed one chip (oversize). Policy
 //!   [`Oversize::TensorParallel`] gives it its own stage of k = ceil(bytes / capacity)
 //!   chips; [`Oversize::Stream`] leaves its weights in DRAM and runs it on the current chip.
@@ -227,7 +228,7 @@ pub(crate) fn kv_per_core(spec: &RingSpec, chip_kv: f64, n_cores: u64) -> Bytes 
     Bytes::kib(kib.next_power_of_two() as f64)
 }
 
-/// The paper's packing search for one design point and one oversize policy:
+/// The reference's packing search for one design point and one oversize policy:
 /// the smallest n_chips x chip area over the core-count candidates. `scratch` is reused.
 /// Returns false when no candidate fits.
 pub(crate) fn best_packing(
@@ -302,7 +303,7 @@ mod tests {
         let m = RingModel::new(
             &tiny(5),
             &RingWorkload::new(4, 2, 1).unwrap(),
-            &RingOptions::paper(),
+            &RingOptions::corrected(),
         )
         .unwrap();
         let mut p = Packing::empty();
@@ -387,7 +388,7 @@ mod tests {
         let m = RingModel::new(
             &tiny(4),
             &RingWorkload::new(4, 2, 1).unwrap(),
-            &RingOptions::paper(),
+            &RingOptions::corrected(),
         )
         .unwrap();
         // the start fits 8 chips: no doubling
@@ -425,7 +426,7 @@ mod tests {
         let m = RingModel::new(
             &tiny(4),
             &RingWorkload::new(4, 2, 1).unwrap(),
-            &RingOptions::paper(),
+            &RingOptions::corrected(),
         )
         .unwrap();
         assert_eq!(packed(&spec, &m, 8), (16, 1));

@@ -3,7 +3,8 @@
 //! shape and KV bytes. The grid loop then only prices these shapes.
 
 use super::RingError;
-use super::workload::{LmHead, RingOptions, RingWorkload};
+use super::paper_era::PaperLayer;
+use super::workload::{LmHead, RingOptions, RingTiming, RingWorkload};
 use crate::model::{Attention, Ffn, FfnKind, Model};
 use serde::Serialize;
 use std::ops::Range;
@@ -89,6 +90,9 @@ pub struct RingModel {
     pub(crate) gemms: Vec<WeightGemm>,
     /// The largest stationary weight footprint of one layer (bytes).
     pub(crate) largest_layer_bytes: f64,
+    /// The shape every layer is priced as under the paper-era timing (None under the
+    /// corrected one).
+    pub(crate) paper_layer: Option<PaperLayer>,
 }
 
 /// INT8 weights of one dense FFN of width `m`: 3*d*m gated, 2*d*m otherwise.
@@ -136,6 +140,11 @@ impl RingModel {
             model: model.name.clone(),
             message: errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
         })?;
+        options.validate()?;
+        let paper_layer = match options.timing {
+            RingTiming::Corrected => None,
+            RingTiming::PaperEra => Some(PaperLayer::of(model)?),
+        };
         let d = model.d_model;
         let u = workload.users() as f64;
         let mut layers = Vec::with_capacity(model.layers.len() + 1);
@@ -267,6 +276,7 @@ impl RingModel {
             layers,
             gemms,
             largest_layer_bytes,
+            paper_layer,
         })
     }
 
@@ -293,5 +303,9 @@ impl RingModel {
     }
     pub fn options(&self) -> &RingOptions {
         &self.options
+    }
+    /// The shape the paper-era timing prices every layer as (None under the corrected one).
+    pub fn paper_layer(&self) -> Option<&PaperLayer> {
+        self.paper_layer.as_ref()
     }
 }

@@ -132,7 +132,7 @@ pub struct PackingRules {
     pub min_kv_per_core: Bytes,
     /// Core counts tried: start, 2*start, ... (6 doublings: 7 candidates).
     pub core_doublings: u32,
-    /// Largest core count a chip may have. `None` (the paper) sizes every chip so that the
+    /// Largest core count a chip may have. `None` (the reference) sizes every chip so that the
     /// largest layer fits; a limit makes oversize layers possible (tensor-parallel or streamed).
     pub max_cores_per_chip: Option<u64>,
     /// Which of the core-count candidates becomes the chip.
@@ -309,7 +309,7 @@ impl RingSpec {
 
     /// The corrected ring model of the LLMForge authors' later code, with every constant of
     /// the reference (see `shared/reference/llmforge.md`). The DRAM bandwidth is ours (the
-    /// paper's ring never streams weights); `max_cores_per_chip` is `None`, as in the paper.
+    /// paper's ring never streams weights); `max_cores_per_chip` is `None`, as in the reference.
     pub fn llmforge_reference() -> RingSpec {
         let chip = RingChip {
             clock: Hertz::mhz(200.0),

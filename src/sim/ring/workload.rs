@@ -93,9 +93,39 @@ pub enum LmHead {
     Included,
 }
 
+/// Which timing (and energy) model prices a ring design.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RingTiming {
+    /// The corrected model of the LLMForge authors' later code (the default): every layer
+    /// priced with its own shape, KV reads shared by a group's heads, depth-scaled SRAM
+    /// energy, leakage, the token-pipelined prefill at ctx = P/2.
+    #[default]
+    Corrected,
+    /// The model behind the paper's ring table, reconstructed from the release's saved
+    /// results ([`super::paper_era`]): every layer priced like the first, decode at a fixed
+    /// context of 2048, a serial softmax unit, no leakage.
+    PaperEra,
+}
+
+impl RingTiming {
+    /// The name in files (`ring.timing`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RingTiming::Corrected => "corrected",
+            RingTiming::PaperEra => "paper_era",
+        }
+    }
+}
+
 /// Modelling choices that are not hardware.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RingOptions {
+    /// The timing model; the options below refine the corrected one (the paper-era model
+    /// takes them at their [`RingOptions::corrected`] values, see [`RingOptions::validate`]).
+    /// Absent in serialized options written before it existed: corrected.
+    #[serde(default)]
+    pub timing: RingTiming,
     pub decode_context: DecodeContext,
     pub lm_head: LmHead,
     /// Layers that do not fit on the chips stream their weights from DRAM every token
@@ -106,9 +136,11 @@ pub struct RingOptions {
 }
 
 impl RingOptions {
-    /// Exactly the paper's model: midpoint decode, no LM head, no spill, no splitting.
-    pub fn paper() -> RingOptions {
+    /// The corrected model as the reference states it: midpoint decode, no LM head, no
+    /// spill, no splitting.
+    pub fn corrected() -> RingOptions {
         RingOptions {
+            timing: RingTiming::Corrected,
             decode_context: DecodeContext::Midpoint,
             lm_head: LmHead::Excluded,
             spill_to_dram: false,
@@ -116,13 +148,54 @@ impl RingOptions {
         }
     }
 
-    /// The complete model: exact decode average, LM head priced, spill and splitting allowed.
+    /// The paper-era model ([`super::paper_era`]); the other options at their corrected values.
+    pub fn paper_era() -> RingOptions {
+        RingOptions {
+            timing: RingTiming::PaperEra,
+            ..RingOptions::corrected()
+        }
+    }
+
+    /// The complete corrected model: exact decode average, LM head priced, spill and
+    /// splitting allowed.
     pub fn extended() -> RingOptions {
         RingOptions {
+            timing: RingTiming::Corrected,
             decode_context: DecodeContext::Average,
             lm_head: LmHead::Included,
             spill_to_dram: true,
             tensor_parallel: true,
         }
+    }
+
+    /// The options the paper-era model cannot honour: it decodes at its fixed context,
+    /// prices no LM head and neither spills nor splits layers. Returns the first offending
+    /// option's name and why; always `Ok` under the corrected timing.
+    pub fn validate(&self) -> Result<(), RingError> {
+        if self.timing != RingTiming::PaperEra {
+            return Ok(());
+        }
+        let bad = |field: &'static str, what: &str| {
+            Err(RingError::InvalidOptions {
+                field,
+                message: format!("{what} is not part of the paper-era model (ring.timing: paper_era)"),
+            })
+        };
+        if self.decode_context != DecodeContext::Midpoint {
+            return bad(
+                "decode_context",
+                "an exact decode average (it prices decode at a fixed context of 2048)",
+            );
+        }
+        if self.lm_head != LmHead::Excluded {
+            return bad("lm_head", "the LM head");
+        }
+        if self.spill_to_dram {
+            return bad("spill_to_dram", "spilling to DRAM");
+        }
+        if self.tensor_parallel {
+            return bad("tensor_parallel", "tensor parallelism");
+        }
+        Ok(())
     }
 }
