@@ -180,9 +180,9 @@ pub fn precision_for(
             w if !(w.is_finite() && w > 0.0 && w <= 64.0) => {
                 miette::bail!("--word-bytes {w}: expected bytes per element in (0, 64]")
             }
-            w if w == 1.0 => Precision::Int8,
-            w if w == 2.0 => Precision::F16,
-            w if w == 4.0 => Precision::F32,
+            1.0 => Precision::Int8,
+            2.0 => Precision::F16,
+            4.0 => Precision::F32,
             w => Precision::Bits(8.0 * w),
         },
         (_, Some(_)) => miette::bail!("--word-bytes applies to systolic substrates; use --precision"),

@@ -1,6 +1,6 @@
 //! `llmforge validate --kernels`: measured GPU kernels against the kernel model.
 
-use super::validate::{EngineArg, Format, HoldOutArg, ValidateArgs};
+use super::validate::{EngineArg, Format, HoldOutArg, ValidateArgs, write_reasons};
 use llmforge::output::{Outputs, write_atomic};
 use llmforge::trace::table::{Column, Table};
 use llmforge::trace::{JsonMeta, PrecisionMeta, json_document};
@@ -179,25 +179,7 @@ pub fn table(r: &KernelReport, rows: bool) -> String {
             let _ = writeln!(s, "  {d}, {dev}: no other device of the dataset to fit on");
         }
     }
-    let _ = writeln!(s, "\nunmappable rows ({}), by reason:", r.counts.unmapped);
-    for u in &r.reasons {
-        let _ = writeln!(
-            s,
-            "  {:>5}  [{}] {}\n         lines {}",
-            u.count,
-            u.kind.name(),
-            u.reason,
-            u.lines
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nexcluded rows ({}), predicted but kept out of the statistics and fits:",
-        r.counts.excluded
-    );
-    for u in &r.exclusions {
-        let _ = writeln!(s, "  {:>5}  {}\n         lines {}", u.count, u.reason, u.lines);
-    }
+    write_reasons(&mut s, &r.counts, &r.reasons, &r.exclusions);
     if rows {
         let mut t = Table::new(vec![
             Column::number("line", ""),

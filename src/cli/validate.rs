@@ -10,7 +10,7 @@ use llmforge::validate::mapping::Maps;
 use llmforge::validate::overlay;
 use llmforge::validate::predict::Engine;
 use llmforge::validate::stats::ErrorStats;
-use llmforge::validate::{self, Compare, Library, Options, Report, gate, traces};
+use llmforge::validate::{self, Compare, Counts, Library, Options, ReasonCount, Report, gate, traces};
 use miette::IntoDiagnostic;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -296,25 +296,7 @@ pub fn table(r: &Report, rows: bool) -> String {
         stats_row(&mut t, &key, &g.stats);
     }
     s.push_str(&t.render());
-    let _ = writeln!(s, "\nunmappable rows ({}), by reason:", r.counts.unmapped);
-    for u in &r.reasons {
-        let _ = writeln!(
-            s,
-            "  {:>5}  [{}] {}\n         lines {}",
-            u.count,
-            u.kind.name(),
-            u.reason,
-            u.lines
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nexcluded rows ({}), predicted but kept out of the statistics and fits:",
-        r.counts.excluded
-    );
-    for u in &r.exclusions {
-        let _ = writeln!(s, "  {:>5}  {}\n         lines {}", u.count, u.reason, u.lines);
-    }
+    write_reasons(&mut s, &r.counts, &r.reasons, &r.exclusions);
     for h in &r.holdout {
         let _ = writeln!(
             s,
@@ -388,4 +370,27 @@ pub fn table(r: &Report, rows: bool) -> String {
         s.push_str(&t.render());
     }
     s
+}
+
+/// The unmappable rows by reason and the excluded rows (both reports).
+pub fn write_reasons(s: &mut String, counts: &Counts, reasons: &[ReasonCount], exclusions: &[ReasonCount]) {
+    let _ = writeln!(s, "\nunmappable rows ({}), by reason:", counts.unmapped);
+    for u in reasons {
+        let _ = writeln!(
+            s,
+            "  {:>5}  [{}] {}\n         lines {}",
+            u.count,
+            u.kind.name(),
+            u.reason,
+            u.lines
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nexcluded rows ({}), predicted but kept out of the statistics and fits:",
+        counts.excluded
+    );
+    for u in exclusions {
+        let _ = writeln!(s, "  {:>5}  {}\n         lines {}", u.count, u.reason, u.lines);
+    }
 }

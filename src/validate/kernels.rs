@@ -15,7 +15,7 @@
 
 use super::mapping::{Table, get, overrides};
 use super::predict::Engine;
-use super::stats::{self, ErrorStats, Group};
+use super::stats::{self, Group};
 use super::traces::{csv_error_in, field_ranges, loc_at};
 use super::{ReasonCount, ReasonKind};
 use crate::graph::{KernelFormats, gemm_op};
@@ -697,32 +697,6 @@ fn huber(r: f64) -> f64 {
     }
 }
 
-/// Solves `a x = b` (n x n, partial pivoting); `None` when singular.
-pub fn solve_linear(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
-    let n = b.len();
-    for c in 0..n {
-        let piv = (c..n).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
-        if a[piv][c].abs() < 1e-300 {
-            return None;
-        }
-        a.swap(c, piv);
-        b.swap(c, piv);
-        for r in c + 1..n {
-            let f = a[r][c] / a[c][c];
-            for k in c..n {
-                a[r][k] -= f * a[c][k];
-            }
-            b[r] -= f * b[c];
-        }
-    }
-    let mut x = vec![0.0; n];
-    for c in (0..n).rev() {
-        let s: f64 = (c + 1..n).map(|k| a[c][k] * x[k]).sum();
-        x[c] = (b[c] - s) / a[c][c];
-    }
-    Some(x)
-}
-
 /// Fits the kernel parameters to `points` from `start` (robust Levenberg-Marquardt on the log
 /// ratios, Huber weights, devices weighted equally, a weak prior towards the start).
 /// `None` when there are no points.
@@ -761,8 +735,8 @@ pub fn fit(points: &[FitPoint], start: KernelParams, engine: Engine) -> Option<K
             .zip(&wd)
             .map(|(x, d)| d * if x.abs() <= HUBER { 1.0 } else { HUBER / x.abs() })
             .collect();
-        let mut a = vec![vec![0.0; NP]; NP];
-        let mut g = vec![0.0; NP];
+        let mut a = [[0.0; NP]; NP];
+        let mut g = [0.0; NP];
         for i in 0..NP {
             for k in 0..NP {
                 a[i][k] = (0..r.len()).map(|q| w[q] * cols[i][q] * cols[k][q]).sum();
@@ -773,11 +747,11 @@ pub fn fit(points: &[FitPoint], start: KernelParams, engine: Engine) -> Option<K
         }
         let mut improved = false;
         for _ in 0..10 {
-            let mut m = a.clone();
+            let mut m = a;
             for (i, row) in m.iter_mut().enumerate() {
                 row[i] += mu * a[i][i] + 1e-12;
             }
-            let Some(step) = solve_linear(m, g.iter().map(|x| -x).collect()) else {
+            let Some(step) = super::calibrate::solve(m, g.map(|x| -x)) else {
                 mu *= 10.0;
                 continue;
             };
@@ -1091,24 +1065,8 @@ fn holdout(
             fits.push((dataset.to_string(), held.to_string(), f));
         }
     }
-    let compare = |key: &dyn Fn(usize) -> Vec<String>| -> Vec<super::Compare> {
-        type Errors = Vec<(u64, f64)>;
-        let mut m: BTreeMap<Vec<String>, (Errors, Errors)> = BTreeMap::new();
-        for &(i, u, c) in &items {
-            let e = m.entry(key(i)).or_default();
-            e.0.push((results[i].line, u));
-            e.1.push((results[i].line, c));
-        }
-        m.into_iter()
-            .filter_map(|(key, (u, c))| {
-                Some(super::Compare {
-                    key,
-                    uncalibrated: ErrorStats::of(&u)?,
-                    calibrated: ErrorStats::of(&c)?,
-                })
-            })
-            .collect()
-    };
+    let compare =
+        |key: &dyn Fn(usize) -> Vec<String>| super::compare_groups(&items, &|i| results[i].line, key);
     rows.sort_by_key(|r| r.line);
     KernelHoldout {
         fits,
@@ -1157,11 +1115,5 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("12.5") || e.contains("error"), "{e}");
-    }
-
-    #[test]
-    fn solves_a_small_system() {
-        let x = solve_linear(vec![vec![2.0, 1.0], vec![1.0, 3.0]], vec![3.0, 5.0]).unwrap();
-        assert!((x[0] - 0.8).abs() < 1e-12 && (x[1] - 1.4).abs() < 1e-12);
     }
 }

@@ -601,24 +601,7 @@ fn holdout_report(
             )),
         }
     }
-    let compare = |key: &dyn Fn(usize) -> Vec<String>| -> Vec<Compare> {
-        type Errors = Vec<(u64, f64)>;
-        let mut m: BTreeMap<Vec<String>, (Errors, Errors)> = BTreeMap::new();
-        for &(i, u, c) in &items {
-            let e = m.entry(key(i)).or_default();
-            e.0.push((rows[i].line, u));
-            e.1.push((rows[i].line, c));
-        }
-        m.into_iter()
-            .filter_map(|(key, (u, c))| {
-                Some(Compare {
-                    key,
-                    uncalibrated: ErrorStats::of(&u)?,
-                    calibrated: ErrorStats::of(&c)?,
-                })
-            })
-            .collect()
-    };
+    let compare = |key: &dyn Fn(usize) -> Vec<String>| compare_groups(&items, &|i| rows[i].line, key);
     HoldoutReport {
         by,
         by_phase: compare(&|i| vec![classes[i].clone()]),
@@ -709,4 +692,29 @@ pub fn ready_cases(traces: &Traces, maps: &Maps, lib: &mut Library) -> (Vec<Read
         }
     }
     (kept, excluded)
+}
+
+/// Uncalibrated against calibrated errors of `items` (index, uncalibrated, calibrated
+/// relative error) grouped by `key`; `line` gives an item's source line.
+pub(crate) fn compare_groups(
+    items: &[(usize, f64, f64)],
+    line: &dyn Fn(usize) -> u64,
+    key: &dyn Fn(usize) -> Vec<String>,
+) -> Vec<Compare> {
+    type Errors = Vec<(u64, f64)>;
+    let mut m: BTreeMap<Vec<String>, (Errors, Errors)> = BTreeMap::new();
+    for &(i, u, c) in items {
+        let e = m.entry(key(i)).or_default();
+        e.0.push((line(i), u));
+        e.1.push((line(i), c));
+    }
+    m.into_iter()
+        .filter_map(|(key, (u, c))| {
+            Some(Compare {
+                key,
+                uncalibrated: ErrorStats::of(&u)?,
+                calibrated: ErrorStats::of(&c)?,
+            })
+        })
+        .collect()
 }

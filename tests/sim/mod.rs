@@ -1386,7 +1386,6 @@ mod gpu_kernels {
             token_overhead: Seconds::ZERO,
             quantised_compute: x.quantised,
             score_bytes: Bytes::new(x.score_bytes),
-            ..s.efficiency
         };
         if let Kind::Gpu(g) = &mut s.kind {
             g.kernel.tile_cycles = Cycles::new(x.tile_cycles);
