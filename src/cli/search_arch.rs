@@ -419,10 +419,12 @@ fn build(record: &ProblemRecord) -> miette::Result<ArchProblem> {
         space.activations,
         space.kv_cache,
     )?;
+    let workload = super::sim::workload(record.prompt, record.generate, record.batch)?;
     Ok(ArchProblem {
         space,
+        layer_cache: ArchProblem::cache_for(&substrate, workload),
         substrate,
-        workload: super::sim::workload(record.prompt, record.generate, record.batch)?,
+        workload,
         engine: match record.engine.as_str() {
             "roofline" => Engine::Roofline,
             "sim" => Engine::Sim,
@@ -690,7 +692,7 @@ pub fn run_space(args: &SearchArgs) -> miette::Result<()> {
                 .collect();
             let j = serde_json::json!({
                 "space": problem.space.name, "substrate": problem.substrate.name, "objectives": names,
-                "evaluations": engine.evaluations(), "cache_hits": engine.cache_hits(), "wall_time_s": wall,
+                "evaluations": engine.evaluations(), "cache_hits": engine.cache_hits(), "layer_cache": {"hits": problem.layer_cache.stats().hits, "misses": problem.layer_cache.stats().misses}, "wall_time_s": wall,
                 "hypervolume": history.as_ref().and_then(|h| h.rows.last()).map(|r| r.hypervolume),
                 "loss_model": problem.loss.name(), "scored_by": tally.scored,
                 "out_of_domain": problem.loss.domain().map(|_| serde_json::json!({"total": tally.outside, "by": tally.outside_by})),

@@ -11,7 +11,7 @@ use super::nsga2::{Evaluation, Problem};
 use super::space::{Genome, Space};
 use crate::model::{Model, accounting};
 use crate::quality::{LossModel, LossTally};
-use crate::sim::{self, Engine, Workload};
+use crate::sim::{Engine, LayerCache, Workload};
 use crate::substrate::Substrate;
 use crate::sweep::budget::{Budget, Metric, Metrics};
 use rand::Rng;
@@ -31,6 +31,9 @@ pub struct ArchProblem {
     pub loss: Box<dyn LossModel>,
     /// Optimism of the loss objective: mu - beta * sigma (0 for deterministic laws).
     pub beta: f64,
+    /// Every candidate is priced through it: each layer template once, shared by candidates,
+    /// generations and threads ([`LayerCache`]; the figures do not depend on what it holds).
+    pub layer_cache: LayerCache,
 }
 
 /// Everything measured of one genome (for result files).
@@ -48,6 +51,11 @@ pub struct Measured {
 }
 
 impl ArchProblem {
+    /// The layer cache for a search on `substrate` at `workload`, of the default capacity.
+    pub fn cache_for(substrate: &Substrate, workload: Workload) -> LayerCache {
+        LayerCache::new(substrate, workload, crate::sim::engine::cached::DEFAULT_CAPACITY)
+    }
+
     /// Loss only (cheap), then costs from the simulator unless a loss budget is already broken.
     pub fn measure(&self, g: &Genome) -> Measured {
         let model = self.space.model(g, "candidate");
@@ -81,7 +89,9 @@ impl ArchProblem {
                 memory_excess: if too_large { 1.0 } else { 0.0 },
             };
         }
-        let s = sim::summary(&model, &self.substrate, self.workload, self.engine);
+        let s = self
+            .layer_cache
+            .summary(&model, &self.substrate, self.workload, self.engine);
         m.ttft = s.ttft_s;
         m.tpot = s.tpot_s;
         m.latency = s.ttft_s + s.tpot_s * self.workload.generate as f64;
@@ -168,10 +178,13 @@ mod tests {
     use crate::search::nsga2::{Nsga2, Settings, Truncation};
 
     fn problem(constraints: &[&str]) -> ArchProblem {
+        let substrate = crate::substrate::load("gemmini", &[]).unwrap();
+        let workload = Workload::new(64, 16, 1).unwrap();
         ArchProblem {
             space: super::super::space::load("smollm2-135m-seeded").unwrap(),
-            substrate: crate::substrate::load("gemmini", &[]).unwrap(),
-            workload: Workload::new(64, 16, 1).unwrap(),
+            layer_cache: ArchProblem::cache_for(&substrate, workload),
+            substrate,
+            workload,
             engine: Engine::Roofline,
             objectives: vec![Metric::Loss, Metric::Tpot],
             constraints: constraints.iter().map(|c| Budget::parse(c).unwrap()).collect(),

@@ -52,6 +52,8 @@
 //! [`reference`] is the slow path the tests hold these against: it lowers the whole graph
 //! afresh at every context and schedules every kernel of every step.
 
+pub mod cached;
+
 use super::cost::{self, Cost, Mapper, Traffic, kind_name, static_power};
 use super::program::{Dep, ProgOp, Program, attention_cores};
 use super::result::{

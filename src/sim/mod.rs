@@ -24,6 +24,7 @@ pub mod systolic_map;
 
 use crate::model::Model;
 use crate::substrate::Substrate;
+pub use engine::cached::{CacheStats, LayerCache};
 pub use result::{
     Bound, Energy, Events, KindTotal, OpEvent, OpRecord, PhaseKind, PhaseSummary, Resource, RunResult,
     RunSummary, Sink,

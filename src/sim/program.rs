@@ -20,7 +20,7 @@ use crate::units::{Bytes, Flops};
 use petgraph::visit::EdgeRef;
 
 /// Where an op's input comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dep {
     /// The output of the previous part (previous block, or the head for the first block).
     Input,
@@ -29,7 +29,7 @@ pub enum Dep {
 }
 
 /// The inputs of an op: at most four (attention scores read Q, K and the KV write).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Deps {
     items: [Dep; 4],
     len: u8,

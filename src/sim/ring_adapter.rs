@@ -245,6 +245,17 @@ impl RingSpace {
         space: &DesignSpace,
         workload: RingWorkload,
     ) -> Result<RingCoSearch, RingAdapterError> {
+        self.co_search_with(model, space, workload, |i| space.point(i))
+    }
+
+    /// [`RingSpace::co_search`] with the chosen point's substrate from `point`.
+    fn co_search_with(
+        &self,
+        model: &Model,
+        space: &DesignSpace,
+        workload: RingWorkload,
+        point: impl FnOnce(usize) -> Result<Substrate, DescErrors>,
+    ) -> Result<RingCoSearch, RingAdapterError> {
         let rm = RingModel::new(model, &workload, &self.options)?;
         let result = ring::co_search(&self.spec, &rm, &self.grid, self.objective)?;
         let rows = result
@@ -295,7 +306,7 @@ impl RingSpace {
             points: rows,
         };
         Ok(RingCoSearch {
-            substrate: space.point(result.best_index)?,
+            substrate: point(result.best_index)?,
             report: result.best,
             table,
             fast_path: true,
@@ -456,11 +467,67 @@ pub fn engine_run(
     records: bool,
     sink: Option<&mut dyn Sink>,
 ) -> RunResult {
-    let space = DesignSpace::of(sub);
+    engine_run_prepared(model, sub, w, records, sink, &Prepared::new(sub))
+}
+
+/// A ring substrate's design space prepared once for many models (a search's
+/// [`super::LayerCache`]): the space, its fast form, and each grid point's substrate as it is
+/// first chosen (loaded once, not once per model).
+pub struct Prepared {
+    space: DesignSpace,
+    /// `Err` when the grid cannot be prepared (then every co-search fails, as
+    /// [`co_search`] does).
+    fast: Result<Option<RingSpace>, ()>,
+    points: std::sync::Mutex<std::collections::HashMap<usize, Substrate>>,
+}
+
+impl Prepared {
+    pub fn new(sub: &Substrate) -> Prepared {
+        let space = DesignSpace::of(sub);
+        let fast = RingSpace::new(&space).map_err(|_| ());
+        Prepared {
+            space,
+            fast,
+            points: Default::default(),
+        }
+    }
+
+    fn point(&self, i: usize) -> Result<Substrate, DescErrors> {
+        if let Some(s) = self.points.lock().unwrap_or_else(|e| e.into_inner()).get(&i) {
+            return Ok(s.clone());
+        }
+        let s = self.space.point(i)?;
+        self.points
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(i, s.clone());
+        Ok(s)
+    }
+
+    /// [`co_search`] of `model` on the prepared space.
+    fn co_search(&self, model: &Model, workload: RingWorkload) -> Result<RingCoSearch, RingAdapterError> {
+        match &self.fast {
+            Ok(Some(fast)) => fast.co_search_with(model, &self.space, workload, |i| self.point(i)),
+            Ok(None) => co_search_generic(model, &self.space, workload),
+            Err(()) => co_search(model, &self.space, workload),
+        }
+    }
+}
+
+/// [`engine_run`] on a prepared design space (`prep` made from `sub`).
+pub fn engine_run_prepared(
+    model: &Model,
+    sub: &Substrate,
+    w: super::Workload,
+    records: bool,
+    sink: Option<&mut dyn Sink>,
+    prep: &Prepared,
+) -> RunResult {
+    let space = &prep.space;
     let workload = RingWorkload::new(w.prompt, w.generate, w.batch);
     let result = workload
         .map_err(RingAdapterError::from)
-        .and_then(|wl| co_search(model, &space, wl).map(|r| (wl, r)));
+        .and_then(|wl| prep.co_search(model, wl).map(|r| (wl, r)));
     let (wl, r) = match result {
         Ok(x) => x,
         Err(_) => return does_not_fit(model, sub, w),

@@ -387,10 +387,13 @@ fn search_counts_memory_excess_as_constraint_violation() {
     use llmforge::search::nsga2::Problem;
     use llmforge::sweep::budget::Metric;
     let o = llmforge::substrate::parse_overrides(&["dram.capacity=10 MB".into()]).unwrap();
+    let substrate = llmforge::substrate::load("flat-edge", &o).unwrap();
+    let workload = Workload::new(16, 2, 1).unwrap();
     let p = ArchProblem {
         space: llmforge::search::space::load("smollm2-135m-seeded").unwrap(),
-        substrate: llmforge::substrate::load("flat-edge", &o).unwrap(),
-        workload: Workload::new(16, 2, 1).unwrap(),
+        layer_cache: ArchProblem::cache_for(&substrate, workload),
+        substrate,
+        workload,
         engine: Engine::Roofline,
         objectives: vec![Metric::Loss, Metric::Tpot],
         constraints: Vec::new(),

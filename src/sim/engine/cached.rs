@@ -1,0 +1,665 @@
+//! The simulator's summary with every layer priced once: a [`LayerCache`] shared by the
+//! candidates of a search (and its threads).
+//!
+//! A candidate's cost is a sum over its layers, but the schedule couples them: a layer starts
+//! from the units, channels and prefetch gate the previous one left busy. The cache keeps
+//! what depends on a layer alone and reuses the coupling where it repeats:
+//! * per layer *template* (its ops, shapes and precision; not its position): the costs of its
+//!   kernels in prefill and at the first decode context, the context-dependent kernels' slots
+//!   at every decode context of the workload, and their costs summed over the decode;
+//! * per (template, the state it starts from at every decode step): the state it leaves and
+//!   the time it adds, at every step. Decode is scheduled layer-major: all steps of one layer,
+//!   then the next, each step in coordinates relative to its layer's input (the schedule is
+//!   translation-invariant; see the engine docs), so an entry reused is bit for bit what
+//!   computing it would give: results do not depend on what the cache holds, nor on threads.
+//!
+//! Entries are checked against their full content on every hit (the hash only finds them), so
+//! a hash collision costs a recomputation, never a wrong figure. Memory is bounded: a shard
+//! past its share of the capacity is emptied.
+
+use super::*;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Default bound of a cache's contents.
+pub const DEFAULT_CAPACITY: usize = 256 << 20;
+
+const SHARDS: usize = 16;
+
+/// Layer costs and schedule pieces of one (substrate, workload), shared by every candidate
+/// priced through it with the simulator engine.
+pub struct LayerCache {
+    substrate: Substrate,
+    workload: Workload,
+    enabled: bool,
+    /// Every summary from [`crate::sim::summary`] (the engine's own path; a baseline).
+    bypass: bool,
+    shard_bytes: usize,
+    prefill: Shards<Arc<PreTemplate>>,
+    decode: Shards<Arc<DecTemplate>>,
+    series: Shards<Arc<Series>>,
+    steps: Shards<Arc<StepOut>>,
+    /// A ring substrate's design space, prepared once (its co-search runs per model).
+    ring: Option<super::super::ring_adapter::Prepared>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Hit and miss counts of a cache (all three kinds of entry together).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl LayerCache {
+    /// An empty cache for `substrate` and `workload`, holding at most about `capacity` bytes.
+    pub fn new(substrate: &Substrate, workload: Workload, capacity: usize) -> LayerCache {
+        LayerCache {
+            substrate: substrate.clone(),
+            workload,
+            enabled: capacity > 0,
+            bypass: false,
+            shard_bytes: capacity / SHARDS,
+            prefill: Shards::default(),
+            decode: Shards::default(),
+            series: Shards::default(),
+            steps: Shards::default(),
+            ring: match substrate.kind {
+                crate::substrate::Kind::Ring(_) if capacity > 0 => {
+                    Some(super::super::ring_adapter::Prepared::new(substrate))
+                }
+                _ => None,
+            },
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// A cache that keeps nothing: every layer is priced afresh, through the same code.
+    pub fn disabled(substrate: &Substrate, workload: Workload) -> LayerCache {
+        LayerCache::new(substrate, workload, 0)
+    }
+
+    /// No cache at all: every summary is [`crate::sim::summary`] (the engine's step-major
+    /// schedule; figures equal to the cached path's up to rounding). The baseline of
+    /// `benches/search.rs`.
+    pub fn bypass(substrate: &Substrate, workload: Workload) -> LayerCache {
+        LayerCache {
+            bypass: true,
+            ..LayerCache::new(substrate, workload, 0)
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The summary of `model` on `sub` at `w`: through the cache when it was made for this
+    /// substrate and workload and `engine` is the simulator on a non-ring substrate, otherwise
+    /// [`crate::sim::summary`].
+    pub fn summary(&self, model: &Model, sub: &Substrate, w: Workload, engine: Engine) -> RunSummary {
+        if self.bypass || w != self.workload || *sub != self.substrate {
+            return super::super::summary(model, sub, w, engine);
+        }
+        // a ring has its own cost model, the same for both engines: its design space is kept
+        if let crate::substrate::Kind::Ring(_) = sub.kind {
+            return match &self.ring {
+                Some(prep) => {
+                    super::super::ring_adapter::engine_run_prepared(model, sub, w, false, None, prep).summary
+                }
+                None => super::super::summary(model, sub, w, engine),
+            };
+        }
+        if engine != Engine::Sim {
+            return super::super::summary(model, sub, w, engine);
+        }
+        summary(model, sub, w, self)
+    }
+
+    fn count(&self, hit: bool) {
+        let c = if hit { &self.hits } else { &self.misses };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get<V: Clone>(&self, shards: &Shards<V>, key: u64, valid: impl Fn(&V) -> bool) -> Option<V> {
+        if !self.enabled {
+            return None;
+        }
+        let shard = shards.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        let v = shard.map.get(&key).filter(|v| valid(v)).cloned();
+        drop(shard);
+        self.count(v.is_some());
+        v
+    }
+
+    fn put<V>(&self, shards: &Shards<V>, key: u64, v: V, bytes: usize) {
+        if !self.enabled || bytes > self.shard_bytes {
+            return;
+        }
+        let mut shard = shards.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        if shard.bytes + bytes > self.shard_bytes {
+            shard.map.clear();
+            shard.bytes = 0;
+        }
+        if shard.map.insert(key, v).is_none() {
+            shard.bytes += bytes;
+        }
+    }
+}
+
+type Map<V> = HashMap<u64, V, BuildHasherDefault<PassThrough>>;
+
+struct Shard<V> {
+    map: Map<V>,
+    bytes: usize,
+}
+
+struct Shards<V>([Mutex<Shard<V>>; SHARDS]);
+
+impl<V> Default for Shards<V> {
+    fn default() -> Self {
+        Shards(std::array::from_fn(|_| {
+            Mutex::new(Shard {
+                map: Map::default(),
+                bytes: 0,
+            })
+        }))
+    }
+}
+
+impl<V> Shards<V> {
+    fn shard(&self, key: u64) -> &Mutex<Shard<V>> {
+        &self.0[(key >> 60) as usize % SHARDS]
+    }
+}
+
+/// The keys are hashes already.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8)) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x;
+    }
+}
+
+/// A fast 64-bit hash of words (multiply-rotate; entries are verified, so quality only
+/// matters for speed).
+#[derive(Clone, Copy)]
+struct Fx(u64);
+
+impl Fx {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    fn new(salt: u64) -> Fx {
+        Fx(salt.wrapping_mul(Fx::K))
+    }
+    #[inline]
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(Fx::K);
+    }
+    fn f(&mut self, x: f64) {
+        self.word(x.to_bits());
+    }
+    fn str(&mut self, s: &str) {
+        for chunk in s.as_bytes().chunks(8) {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.word(u64::from_le_bytes(w));
+        }
+        self.word(s.len() as u64);
+    }
+    fn finish(self) -> u64 {
+        // final avalanche so the shard bits (the top four) depend on every word
+        let mut x = self.0;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x
+    }
+}
+
+/// The content of a template's ops, without their layer index.
+fn fingerprint(ops: &[ProgOp], salt: u64, with_deps: bool) -> u64 {
+    let mut h = Fx::new(salt);
+    for o in ops {
+        let op = &o.op;
+        h.str(op.name);
+        match op.kind {
+            graph::OpKind::Gemm { m, n, k, batch } => {
+                for w in [1, m, n, k, batch] {
+                    h.word(w);
+                }
+            }
+            graph::OpKind::Gather { rows, width } => {
+                for w in [2, rows, width] {
+                    h.word(w);
+                }
+            }
+            graph::OpKind::Elementwise { elements } => {
+                h.word(3);
+                h.word(elements);
+            }
+            graph::OpKind::KvWrite { elements } => {
+                h.word(4);
+                h.word(elements);
+            }
+        }
+        h.word(op.unit as u64);
+        h.word(op.compute as u64);
+        h.f(op.flops.get());
+        for b in [op.reads, op.writes] {
+            h.f(b.weights.get());
+            h.f(b.activations.get());
+            h.f(b.kv_cache.get());
+        }
+        let s = &o.slope;
+        h.f(s.flops);
+        for x in s.reads.iter().chain(&s.writes) {
+            h.f(*x);
+        }
+        for x in s.shape {
+            h.word(x as u64);
+        }
+        for d in o.deps.iter().filter(|_| with_deps) {
+            h.word(match d {
+                Dep::Input => u64::MAX,
+                Dep::Local(i) => u64::from(*i),
+            });
+        }
+        h.word(o.heads_per_group);
+        h.word(o.ref_context);
+    }
+    h.finish()
+}
+
+/// Same ops but for their layer index.
+fn same_ops(a: &[ProgOp], b: &[ProgOp], with_deps: bool) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            let (mut xo, yo) = (x.op.clone(), &y.op);
+            xo.layer = yo.layer;
+            xo == *yo
+                && x.slope == y.slope
+                && (!with_deps || x.deps == y.deps)
+                && x.heads_per_group == y.heads_per_group
+                && x.ref_context == y.ref_context
+        })
+}
+
+/// A template's kernel costs in prefill.
+struct PreTemplate {
+    precision: ResolvedPrecision,
+    ops: Vec<ProgOp>,
+    costs: Vec<Cost>,
+}
+
+/// A template in decode: its kernel costs at the first decode context, the slots of its
+/// context-dependent kernels at every priced context, and those kernels' costs over the
+/// whole decode.
+struct DecTemplate {
+    precision: ResolvedPrecision,
+    ops: Vec<ProgOp>,
+    costs: Vec<Cost>,
+    /// Per context-dependent kernel, in kernel order.
+    dep: Vec<Arc<Series>>,
+}
+
+/// A context-dependent kernel (an attention core, a KV write) over the decode: shared by
+/// every template with the same kernel, whatever its other ops.
+struct Series {
+    precision: ResolvedPrecision,
+    /// The kernel's ops (their inputs aside: a kernel's cost does not depend on them).
+    ops: Vec<ProgOp>,
+    hpg: u64,
+    /// Its slot durations at every priced context.
+    slots: Vec<Slot>,
+    /// Its costs summed over the runs, each times the run's steps.
+    sum: Agg,
+}
+
+/// The relative schedule state at every priced decode context.
+struct States {
+    hash: u64,
+    v: Vec<[f64; 7]>,
+}
+
+impl States {
+    fn new(v: Vec<[f64; 7]>) -> States {
+        let mut h = Fx::new(7);
+        for s in &v {
+            for x in s {
+                h.f(*x);
+            }
+        }
+        States { hash: h.finish(), v }
+    }
+}
+
+/// One template run over every decode context from given states.
+struct StepOut {
+    template: Arc<DecTemplate>,
+    entering: Arc<States>,
+    exit: Arc<States>,
+    /// Time from the template's input to its last kernel's end, per context.
+    deltas: Vec<f64>,
+}
+
+fn slot_bytes<T>(n: usize) -> usize {
+    n * std::mem::size_of::<T>()
+}
+
+/// The decode runs `(contexts, steps)` of the workload (see [`decode_runs`]).
+fn runs(w: Workload) -> Vec<(u64, f64)> {
+    decode_runs(w.generate, EXACT_STEPS, MAX_BLOCKS)
+        .map(|(first, last)| (w.prompt + first + (last - first) / 2, (last - first + 1) as f64))
+        .collect()
+}
+
+fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> RunSummary {
+    let engine = Engine::Sim;
+    let (model, report, mapper, cm) = prepare(model, sub, engine);
+    let model = model.as_ref();
+    let pol = policy(&mapper, cm);
+    let tok = sub.efficiency.token_overhead.get();
+    // the model's formats on the substrate are part of every template's identity
+    let salt = {
+        let mut h = Fx::new(0);
+        h.str(&format!("{:?}", mapper.precision));
+        h.finish()
+    };
+
+    // Prefill: kernel costs by template, then the one pass as the engine schedules it.
+    let mut pre_prog = Program::new(
+        model,
+        Phase::Prefill {
+            tokens: w.prompt,
+            batch: w.batch,
+        },
+    );
+    bind_program(&mut pre_prog, &mapper.precision);
+    let mut pre = Mapped::new(&pre_prog, &mapper);
+    for part in &mut pre.parts {
+        let key = fingerprint(part.ops, salt ^ 1, true);
+        let valid =
+            |t: &Arc<PreTemplate>| t.precision == mapper.precision && same_ops(&t.ops, part.ops, true);
+        let t = match cache.get(&cache.prefill, key, valid) {
+            Some(t) => t,
+            None => {
+                let costs: Vec<Cost> = (0..part.kernels.len())
+                    .map(|k| kernel_cost(&mapper, cm, part.ops, &part.kernels[k], 0))
+                    .collect();
+                let t = Arc::new(PreTemplate {
+                    precision: mapper.precision,
+                    ops: part.ops.to_vec(),
+                    costs,
+                });
+                let bytes = slot_bytes::<ProgOp>(t.ops.len()) + slot_bytes::<Cost>(t.costs.len());
+                cache.put(&cache.prefill, key, t.clone(), bytes);
+                t
+            }
+        };
+        for (k, c) in t.costs.iter().enumerate() {
+            part.set_cost(k, *c);
+        }
+    }
+    let mut pre_out = PhaseOut::new(&pre);
+    pre_out.time = schedule(&pre, 0.0, pol, &mut Quiet);
+    pre_out.steps = 1;
+    add_fixed(&mut pre_out, &pre, 1.0);
+    add_dependent(&mut pre_out, &pre);
+
+    // Decode.
+    let lo = w.prompt + 1;
+    let mut dec_prog = Program::new(
+        model,
+        Phase::Decode {
+            context: lo,
+            batch: w.batch,
+        },
+    );
+    bind_program(&mut dec_prog, &mapper.precision);
+    let mut dec = Mapped::new(&dec_prog, &mapper);
+    let mut dec_out = PhaseOut::new(&dec);
+    dec_out.steps = w.generate;
+    if w.generate > 0 {
+        let runs = runs(w);
+        let templates: Vec<Arc<DecTemplate>> = dec
+            .parts
+            .iter()
+            .map(|part| dec_template(cache, &mapper, cm, part, (lo, salt), &runs))
+            .collect();
+        for (part, t) in dec.parts.iter_mut().zip(&templates) {
+            for (k, c) in t.costs.iter().enumerate() {
+                part.set_cost(k, *c);
+            }
+        }
+        add_fixed(&mut dec_out, &dec, w.generate as f64);
+        for (pi, t) in templates.iter().enumerate() {
+            let cnt = dec.count[pi] as f64;
+            let dep = dec.parts[pi]
+                .kernels
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.dependent);
+            for ((k, _), series) in dep.zip(&t.dep) {
+                let sum = &series.sum;
+                let a = &mut dec_out.aggs[pi][k];
+                a.cost.add(&sum.cost.scaled(cnt));
+                a.time += sum.time * cnt;
+                for (b, s) in a.bound_time.iter_mut().zip(sum.bound_time) {
+                    *b += s * cnt;
+                }
+            }
+        }
+        // Layer-major schedule of every run's step.
+        let mut states = Arc::new(States::new(vec![
+            State::at(0.0).relative(pol.channels);
+            runs.len()
+        ]));
+        let mut total = vec![0.0; runs.len()];
+        for &pi in &dec.order {
+            let out = step_out(cache, &dec.parts[pi], &templates[pi], &states, pol);
+            for (t, d) in total.iter_mut().zip(&out.deltas) {
+                *t += d;
+            }
+            states = out.exit.clone();
+        }
+        for ((t, s), &(_, n)) in total.iter().zip(&states.v).zip(&runs) {
+            let end = s[0].max(s[1]).max(s[2]).max(s[3]).max(s[4]).max(s[6]);
+            dec_out.time += (t + end) * n;
+        }
+        // FLOPs and bytes are affine in the context: their sum over the steps is the number
+        // of steps times their value at the mean context.
+        let mean = (lo + w.prompt + w.generate) as f64 / 2.0;
+        for &(pi, k) in &dec.dependent {
+            let part = &dec.parts[pi];
+            let n = (dec.count[pi] * w.generate) as f64;
+            with_ops(part.ops, &part.kernels[k], mean, |refs| {
+                dec_out.aggs[pi][k].add_ops(refs.iter().copied(), n)
+            });
+        }
+    }
+    let power = static_power(sub).get();
+    let pre_summary = phase_summary(&pre_out, power, tok);
+    let dec_summary = phase_summary(&dec_out, power, tok);
+    summarize(model, sub, w, engine, report, pre_summary, dec_summary)
+}
+
+fn dec_template(
+    cache: &LayerCache,
+    mapper: &Mapper<'_>,
+    cm: cost::Model,
+    part: &Part<'_>,
+    (lo, salt): (u64, u64),
+    runs: &[(u64, f64)],
+) -> Arc<DecTemplate> {
+    let key = fingerprint(part.ops, salt ^ 2, true);
+    let valid = |t: &Arc<DecTemplate>| t.precision == mapper.precision && same_ops(&t.ops, part.ops, true);
+    if let Some(t) = cache.get(&cache.decode, key, valid) {
+        return t;
+    }
+    let costs: Vec<Cost> = (0..part.kernels.len())
+        .map(|k| kernel_cost(mapper, cm, part.ops, &part.kernels[k], lo))
+        .collect();
+    let dependent: Vec<usize> = (0..part.kernels.len())
+        .filter(|&k| part.kernels[k].dependent)
+        .collect();
+    let dep: Vec<Arc<Series>> = dependent
+        .iter()
+        .map(|&k| series(cache, mapper, cm, part, k, (runs, salt)))
+        .collect();
+    let t = Arc::new(DecTemplate {
+        precision: mapper.precision,
+        ops: part.ops.to_vec(),
+        costs,
+        dep,
+    });
+    let bytes = slot_bytes::<ProgOp>(t.ops.len())
+        + slot_bytes::<Cost>(t.costs.len())
+        + slot_bytes::<Arc<Series>>(t.dep.len());
+    cache.put(&cache.decode, key, t.clone(), bytes);
+    t
+}
+
+/// Kernel `k` of `part` at every priced context (`runs`), from the cache or priced.
+fn series(
+    cache: &LayerCache,
+    mapper: &Mapper<'_>,
+    cm: cost::Model,
+    part: &Part<'_>,
+    k: usize,
+    (runs, salt): (&[(u64, f64)], u64),
+) -> Arc<Series> {
+    let kern = &part.kernels[k];
+    let ops = &part.ops[kern.first..kern.first + kern.len];
+    let key = {
+        let mut h = Fx::new(fingerprint(ops, salt ^ 4, false));
+        h.word(kern.hpg);
+        h.finish()
+    };
+    let valid = |s: &Arc<Series>| {
+        s.precision == mapper.precision && s.hpg == kern.hpg && same_ops(&s.ops, ops, false)
+    };
+    if let Some(s) = cache.get(&cache.series, key, valid) {
+        return s;
+    }
+    let mut slots = Vec::with_capacity(runs.len());
+    let mut sum = Agg::default();
+    for &(c, n) in runs {
+        let cost = kernel_cost(mapper, cm, part.ops, kern, c);
+        let mut slot = Slot::default();
+        slot.set(&cost);
+        slots.push(slot);
+        sum.add_cost(&cost, n);
+    }
+    let s = Arc::new(Series {
+        precision: mapper.precision,
+        ops: ops.to_vec(),
+        hpg: kern.hpg,
+        slots,
+        sum,
+    });
+    let bytes = slot_bytes::<ProgOp>(s.ops.len()) + slot_bytes::<Slot>(s.slots.len()) + 256;
+    cache.put(&cache.series, key, s.clone(), bytes);
+    s
+}
+
+/// `slot` (a kernel's place in its template) with the durations and unit of `d`.
+fn durations(slot: Slot, d: &Slot) -> Slot {
+    Slot {
+        unit: d.unit,
+        fill: d.fill,
+        main: d.main,
+        overhead: d.overhead,
+        stream_read: d.stream_read,
+        stream_write: d.stream_write,
+        drain: d.drain,
+        ..slot
+    }
+}
+
+/// The template run from `entering` at every priced context.
+#[inline(never)]
+fn step_out(
+    cache: &LayerCache,
+    part: &Part<'_>,
+    t: &Arc<DecTemplate>,
+    entering: &Arc<States>,
+    pol: Policy,
+) -> Arc<StepOut> {
+    let key = {
+        let mut h = Fx::new(3);
+        h.word(entering.hash);
+        h.word(Arc::as_ptr(t) as usize as u64);
+        h.finish()
+    };
+    let valid = |s: &Arc<StepOut>| {
+        Arc::ptr_eq(&s.template, t) && (Arc::ptr_eq(&s.entering, entering) || s.entering.v == entering.v)
+    };
+    if let Some(s) = cache.get(&cache.steps, key, valid) {
+        return s;
+    }
+    let mut slots = part.slots.clone();
+    for (k, c) in t.costs.iter().enumerate() {
+        slots[k].set(c);
+    }
+    let dependent: Vec<usize> = (0..part.kernels.len())
+        .filter(|&k| part.kernels[k].dependent)
+        .collect();
+    let mut exit = Vec::with_capacity(entering.v.len());
+    let mut deltas = Vec::with_capacity(entering.v.len());
+    let mut ends: Vec<f64> = Vec::with_capacity(slots.len());
+    for (j, rel) in entering.v.iter().enumerate() {
+        for (d, &k) in dependent.iter().enumerate() {
+            slots[k] = durations(slots[k], &t.dep[d].slots[j]);
+        }
+        let mut st = State {
+            unit: [rel[0], rel[1], rel[2]],
+            rd: rel[3],
+            wr: rel[4],
+            gate: rel[5],
+            last: rel[6],
+            input: 0.0,
+        };
+        ends.clear();
+        let mut last_end = 0.0;
+        for slot in &slots {
+            let mut ready = if slot.n_deps == 0 { 0.0 } else { f64::MIN };
+            for &d in &slot.deps[..slot.n_deps as usize] {
+                let t = if d == INPUT { 0.0 } else { ends[d as usize] };
+                ready = ready.max(t);
+            }
+            let p = place(&mut st, slot, ready, pol);
+            ends.push(p.end);
+            last_end = p.end;
+        }
+        if !slots.is_empty() {
+            st.input = last_end;
+        }
+        deltas.push(st.input);
+        exit.push(st.relative(pol.channels));
+    }
+    let bytes = slot_bytes::<[f64; 7]>(exit.len()) + slot_bytes::<f64>(deltas.len()) + 128;
+    let s = Arc::new(StepOut {
+        template: t.clone(),
+        entering: entering.clone(),
+        exit: Arc::new(States::new(exit)),
+        deltas,
+    });
+    cache.put(&cache.steps, key, s.clone(), bytes);
+    s
+}
