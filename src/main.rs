@@ -34,8 +34,11 @@ enum Command {
     Substrate(cli::substrate::SubstrateCmd),
     /// Cost a model on a substrate: TTFT, TPOT, tokens/s, energy, per-op records and traces.
     Sim(cli::sim::SimArgs),
-    /// Price one GEMM on a systolic substrate: cycles, stalls, utilisation, DRAM bytes, energy.
+    /// Price one GEMM on any substrate: time, achieved FLOP/s, DRAM and on-chip bytes, bound,
+    /// energy, and what the engine chose (tile, split, waves; cycles on an array).
     Gemm(cli::gemm::GemmArgs),
+    /// Price one attention core (fused flash attention on GPUs) on any substrate.
+    Attention(cli::attention::AttentionArgs),
     /// Place every op of a run on the substrate's roofline (optionally as an SVG plot).
     Roofline(cli::roofline::RooflineArgs),
     /// Multi-objective search (NSGA-II): benchmark problems or architecture spaces.
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Command::Substrate(cmd) => cli::substrate::run(cmd),
         Command::Sim(args) => cli::sim::run(args),
         Command::Gemm(args) => cli::gemm::run(args),
+        Command::Attention(args) => cli::attention::run(args),
         Command::Roofline(args) => cli::roofline::run(args),
         Command::Search(args) => cli::search::run_command(args),
         Command::Sweep(args) => cli::sweep::run(args),

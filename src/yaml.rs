@@ -989,6 +989,10 @@ impl Snippet {
             }
             a = floor_char_boundary(t, a - 1);
         }
+        // An ellipsis stands for at least what it covers (the window's base stays in the file).
+        if a < line_start + 3 {
+            a = line_start;
+        }
         let mut b = at;
         for c in t[at..line_end].chars().take(2 * SNIPPET_SIDE) {
             b += c.len_utf8();

@@ -144,7 +144,7 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
     let maps = load_maps(&args.substrate_map)?;
     let base = substrate::load(&args.substrate, &[])?;
     let mut lib = Library::new(Vec::new());
-    let (ready, excluded) = validate::ready_cases(&traces, &maps, &mut lib, engine);
+    let (ready, excluded) = validate::ready_cases(&traces, &maps, &mut lib);
     let stack = args.stack.as_deref();
     let on_stack = |c: &llmforge::validate::mapping::Case| stack.is_none_or(|s| c.stack == s);
     let phase = args.phase.as_deref();

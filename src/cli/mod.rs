@@ -1,9 +1,11 @@
 //! One module per subcommand. Each has a clap `Args`/`Subcommand` type and `run`, returning
 //! `miette::Result<()>` so located diagnostics render with their source.
 
+pub mod attention;
 pub mod calibrate;
 pub mod gemm;
 pub mod graph;
+pub mod kernels;
 pub mod law;
 pub mod model;
 pub mod progress;

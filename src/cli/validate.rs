@@ -10,7 +10,7 @@ use llmforge::validate::mapping::Maps;
 use llmforge::validate::overlay;
 use llmforge::validate::predict::Engine;
 use llmforge::validate::stats::ErrorStats;
-use llmforge::validate::{self, Compare, Library, Options, Report, gate, traces};
+use llmforge::validate::{self, Compare, Counts, Library, Options, ReasonCount, Report, gate, traces};
 use miette::IntoDiagnostic;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -45,11 +45,20 @@ pub enum HoldOutArg {
 #[derive(Args)]
 pub struct ValidateArgs {
     /// Measured-trace CSV (the layout of traces/public-llm-inference.csv; see traces/README.md).
-    #[arg(long)]
-    pub traces: PathBuf,
-    /// Cost engine for the predictions.
-    #[arg(long, value_enum, default_value_t = EngineArg::Roofline)]
-    pub engine: EngineArg,
+    #[arg(long, required_unless_present = "kernels")]
+    pub traces: Option<PathBuf>,
+    /// Measured GPU kernels instead (the kernel-trace format of traces/kernels/gemm.csv; see
+    /// traces/README.md): errors per device and precision, `--holdout device` predicts each
+    /// device from a fit of the kernel model on the others of its dataset.
+    #[arg(long, conflicts_with = "traces")]
+    pub kernels: Option<PathBuf>,
+    /// With --kernels: also fit the kernel model on every device's fp16/bf16 rows together
+    /// (in sample; how the shipped defaults of the `kernel:` section were found).
+    #[arg(long, requires = "kernels")]
+    pub fit_all: bool,
+    /// Cost engine for the predictions (default: roofline for --traces, sim for --kernels).
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
     /// Extra mapping table (hardware, model or stack map, told by its header); repeatable.
     /// Its entries take precedence over the shipped traces/*.csv tables.
     #[arg(long = "substrate-map", value_name = "CSV")]
@@ -89,20 +98,23 @@ pub fn load_maps(extra: &[PathBuf]) -> miette::Result<Maps> {
 }
 
 pub fn run(args: ValidateArgs) -> miette::Result<()> {
+    let Some(traces_path) = &args.traces else {
+        return super::kernels::validate(&args);
+    };
     let limits = args
         .max_mape
         .iter()
         .map(|l| l.parse::<gate::Limit>())
         .collect::<Result<Vec<_>, _>>()?;
     Outputs::new()
-        .input("--traces", &args.traces)
+        .input("--traces", traces_path)
         .inputs("--substrate-map", &args.substrate_map)
         .inputs("--overlay", &args.overlay)
         .file("--out", args.out.as_deref())
         .file("--svg", args.svg.as_deref())
         .check()
         .into_diagnostic()?;
-    let traces = traces::read(&args.traces)?;
+    let traces = traces::read(traces_path)?;
     let maps = load_maps(&args.substrate_map)?;
     let overlays = args
         .overlay
@@ -111,7 +123,7 @@ pub fn run(args: ValidateArgs) -> miette::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut lib = Library::new(overlays);
     let opts = Options {
-        engine: args.engine.into(),
+        engine: args.engine.unwrap_or(EngineArg::Roofline).into(),
         holdout: args
             .holdout
             .iter()
@@ -285,25 +297,7 @@ pub fn table(r: &Report, rows: bool) -> String {
         stats_row(&mut t, &key, &g.stats);
     }
     s.push_str(&t.render());
-    let _ = writeln!(s, "\nunmappable rows ({}), by reason:", r.counts.unmapped);
-    for u in &r.reasons {
-        let _ = writeln!(
-            s,
-            "  {:>5}  [{}] {}\n         lines {}",
-            u.count,
-            u.kind.name(),
-            u.reason,
-            u.lines
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nexcluded rows ({}), predicted but kept out of the statistics and fits:",
-        r.counts.excluded
-    );
-    for u in &r.exclusions {
-        let _ = writeln!(s, "  {:>5}  {}\n         lines {}", u.count, u.reason, u.lines);
-    }
+    write_reasons(&mut s, &r.counts, &r.reasons, &r.exclusions);
     for h in &r.holdout {
         let _ = writeln!(
             s,
@@ -377,4 +371,27 @@ pub fn table(r: &Report, rows: bool) -> String {
         s.push_str(&t.render());
     }
     s
+}
+
+/// The unmappable rows by reason and the excluded rows (both reports).
+pub fn write_reasons(s: &mut String, counts: &Counts, reasons: &[ReasonCount], exclusions: &[ReasonCount]) {
+    let _ = writeln!(s, "\nunmappable rows ({}), by reason:", counts.unmapped);
+    for u in reasons {
+        let _ = writeln!(
+            s,
+            "  {:>5}  [{}] {}\n         lines {}",
+            u.count,
+            u.kind.name(),
+            u.reason,
+            u.lines
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nexcluded rows ({}), predicted but kept out of the statistics and fits:",
+        counts.excluded
+    );
+    for u in exclusions {
+        let _ = writeln!(s, "  {:>5}  {}\n         lines {}", u.count, u.reason, u.lines);
+    }
 }

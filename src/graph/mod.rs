@@ -703,3 +703,142 @@ mod tests {
         assert_eq!(g.dag[*order.last().unwrap()].name, "lm_head");
     }
 }
+
+/// Bytes per element of a standalone kernel's operands and the arithmetic it runs
+/// ([`gemm_op`], [`attention_ops`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KernelFormats {
+    /// Activations in (A of a GEMM; Q, and fresh K and V, of attention).
+    pub input: f64,
+    /// Weights (B of a GEMM) or the KV cache (attention).
+    pub stored: f64,
+    /// Outputs.
+    pub output: f64,
+    pub compute: ComputeClass,
+}
+
+/// One GEMM as its own kernel: `batch` products of an (m x k) activation by a (k x n) weight
+/// matrix, each with its own operands.
+pub fn gemm_op(m: u64, n: u64, k: u64, batch: u64, f: KernelFormats) -> Op {
+    let (b, mf, nf, kf) = (batch as f64, m as f64, n as f64, k as f64);
+    Op {
+        name: "gemm",
+        layer: None,
+        kind: OpKind::Gemm { m, n, k, batch },
+        unit: Unit::Matrix,
+        compute: f.compute,
+        flops: Flops::new(2.0 * b * mf * nf * kf),
+        reads: RoleBytes {
+            weights: Bytes::new(b * nf * kf * f.stored),
+            activations: Bytes::new(b * mf * kf * f.input),
+            ..Default::default()
+        },
+        writes: RoleBytes {
+            activations: Bytes::new(b * mf * nf * f.output),
+            ..Default::default()
+        },
+    }
+}
+
+/// The shape of one attention core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionShape {
+    pub batch: u64,
+    pub heads: u64,
+    pub kv_heads: u64,
+    /// Query rows per sequence and keys they attend to (the last `q_len` of `kv_len`
+    /// positions are new; the others come from the KV cache).
+    pub q_len: u64,
+    pub kv_len: u64,
+    pub d_qk: u64,
+    pub d_v: u64,
+    /// Query `j` sees only the keys up to its own position.
+    pub causal: bool,
+}
+
+impl AttentionShape {
+    /// (query, key) pairs per sequence and head.
+    pub fn pairs(&self) -> u64 {
+        let (q, kv) = (self.q_len, self.kv_len);
+        if self.causal && q <= kv {
+            q * (kv - q) + q * (q + 1) / 2
+        } else {
+            q * kv
+        }
+    }
+}
+
+/// The attention core as the lowering builds it (scores, softmax, PV; the engines fuse them
+/// on GPUs): Q and the new keys and values are activations, the rest of the keys and values
+/// come from the cache.
+pub fn attention_ops(s: AttentionShape, f: KernelFormats) -> [Op; 3] {
+    let b = s.batch as f64;
+    let (h, g) = (s.heads as f64, s.kv_heads as f64);
+    let pairs = b * h * s.pairs() as f64;
+    let fresh = s.q_len.min(s.kv_len) as f64;
+    let cached = s.kv_len.saturating_sub(s.q_len) as f64;
+    let (dqk, dv) = (s.d_qk as f64, s.d_v as f64);
+    let q_rows = b * s.q_len as f64;
+    let op = |name, kind, unit, flops: f64, reads, writes| Op {
+        name,
+        layer: None,
+        kind,
+        unit,
+        compute: f.compute,
+        flops: Flops::new(flops),
+        reads,
+        writes,
+    };
+    let act = |elements: f64| RoleBytes {
+        activations: Bytes::new(elements * f.input),
+        ..Default::default()
+    };
+    let scores = op(
+        "attn_scores",
+        OpKind::Gemm {
+            m: s.q_len,
+            n: s.kv_len,
+            k: s.d_qk,
+            batch: s.batch * s.heads,
+        },
+        Unit::Matrix,
+        pairs * (2.0 * dqk + elementwise::SCALE),
+        RoleBytes {
+            activations: Bytes::new((q_rows * h * dqk + b * fresh * g * dqk) * f.input),
+            kv_cache: Bytes::new(b * cached * g * dqk * f.stored),
+            ..Default::default()
+        },
+        act(pairs),
+    );
+    let softmax = op(
+        "softmax",
+        OpKind::Elementwise {
+            elements: pairs as u64,
+        },
+        Unit::Vector,
+        pairs * elementwise::SOFTMAX,
+        act(pairs),
+        act(pairs),
+    );
+    let pv = op(
+        "attn_pv",
+        OpKind::Gemm {
+            m: s.q_len,
+            n: s.d_v,
+            k: s.kv_len,
+            batch: s.batch * s.heads,
+        },
+        Unit::Matrix,
+        pairs * 2.0 * dv,
+        RoleBytes {
+            activations: Bytes::new((pairs + b * fresh * g * dv) * f.input),
+            kv_cache: Bytes::new(b * cached * g * dv * f.stored),
+            ..Default::default()
+        },
+        RoleBytes {
+            activations: Bytes::new(q_rows * h * dv * f.output),
+            ..Default::default()
+        },
+    );
+    [scores, softmax, pv]
+}

@@ -16,7 +16,7 @@
 //! stay on chip when they fit the on-chip capacity (GPU: L2; systolic: the SRAM buffers), so
 //! they cost no DRAM traffic; when they do not fit, all of them go through DRAM. The roofline
 //! prices exactly this compulsory traffic. The cycle models add what their mappings re-fetch
-//! (GPU operands that do not fit L2 are re-read per tile row or column; the systolic GEMM
+//! (GPU operand panels the L2 does not keep between tiles, see `gpu.rs`; the systolic GEMM
 //! model streams its operands and outputs through DRAM as its SRAM policy dictates).
 //!
 //! # Precision
@@ -34,10 +34,12 @@
 //! # Roofline
 //! `time = max(compute, memory) + overhead` with `compute = FLOPs / (eta_c * peak)` (matrix
 //! peak of the op's native arithmetic, or the vector peak; a fused kernel adds its matrix and
-//! vector parts; a systolic GEMM with a dequantisation pass takes the longer of the two) and
-//! `memory = DRAM bytes / (eta_m * bandwidth)`; systolic substrates have separate read and
-//! write channels, so their memory time is the larger of reads / read bandwidth and writes /
-//! write bandwidth. `overhead` is the substrate's kernel overhead.
+//! vector parts) and `memory = DRAM bytes / (eta_m * bandwidth)`; a GEMM over weights stored
+//! narrower than its arithmetic takes at least its dequantisation pass, a stage of the weight
+//! stream (on a GPU one pass over its weights at the vector peak times `eta_m`, `gpu.rs`; on a
+//! systolic array beside the DRAM reads, above); systolic substrates have separate
+//! read and write channels, so their memory time is the larger of reads / read bandwidth and
+//! writes / write bandwidth. `overhead` is the substrate's kernel overhead.
 
 use super::result::{Bound, Energy, Resource};
 use super::systolic::{ActionEnergies, DramBandwidth, SystolicArray, SystolicConfig};
@@ -289,7 +291,10 @@ impl<'s> Mapper<'s> {
         }
     }
 
-    fn quantised_gemm(&self, op: &Op) -> bool {
+    /// A GEMM over weights stored narrower than its arithmetic and narrower than 16 bits
+    /// (block-quantised or integer weights that need scales applied; a 16-bit weight under
+    /// 32-bit arithmetic only widens).
+    pub fn quantised_gemm(&self, op: &Op) -> bool {
         matches!(op.kind, OpKind::Gemm { .. })
             && op.reads.weights.get() > 0.0
             && matches!(self.precision.weights.rule, Rule::Dequantised(_))
@@ -356,9 +361,15 @@ impl<'s> Mapper<'s> {
         match model {
             Model::Roofline => self.roofline(ops),
             Model::Sim => match &self.substrate.kind {
-                Kind::Gpu(g) => {
-                    super::gpu::cost(g, self.eff_for(ops), self.onchip, ops, self.score_traffic(ops))
-                }
+                Kind::Gpu(g) => super::gpu::cost(
+                    g,
+                    self.eff_for(ops),
+                    self.onchip,
+                    ops,
+                    self.score_traffic(ops),
+                    ops.len() == 1 && self.quantised_gemm(ops[0]),
+                    heads_per_group,
+                ),
                 Kind::Systolic(s) => super::systolic_map::cost(self, s, ops, heads_per_group),
                 Kind::Ring(_) => self.roofline(ops),
             },
@@ -387,6 +398,17 @@ impl<'s> Mapper<'s> {
         let (ai, ao) = self.dram_activations(&t);
         let (mut matrix_flops, mut vector_flops) = (0.0, 0.0);
         let mut compute = 0.0;
+        // A GPU dequantises block-quantised weights on its vector units, once per weight at
+        // least (the simulator: once per tile row), as a stage of the weight stream (gpu.rs).
+        let mut gpu_dequant = 0.0;
+        if let (Kind::Gpu(_), [op]) = (&sub.kind, ops)
+            && self.quantised_gemm(op)
+            && let OpKind::Gemm { n, k, batch, .. } = op.kind
+        {
+            let f = super::gpu::DEQUANT_OPS * (n as f64 * k as f64 * batch as f64);
+            vector_flops += f;
+            gpu_dequant = f / (eff.memory * sub.vector_peak().get());
+        }
         let mut dequantise = 0.0;
         for op in ops {
             let f = op.flops.get();
@@ -415,7 +437,7 @@ impl<'s> Mapper<'s> {
             Kind::Gpu(g) => {
                 let scale = class_bits(class) / 16.0;
                 (
-                    dram / (eff.memory * g.memory_bandwidth.get()),
+                    (dram / (eff.memory * g.memory_bandwidth.get())).max(gpu_dequant),
                     0.0,
                     0.0,
                     Energy {

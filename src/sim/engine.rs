@@ -522,6 +522,15 @@ fn unit_resource(part: &Part<'_>, k: usize) -> Resource {
 
 /// Schedules one pass starting at `t0`; returns its makespan end.
 fn schedule<O: Observe>(m: &Mapped<'_>, t0: f64, policy: Policy, obs: &mut O) -> f64 {
+    if obs.may_skip() && policy.serial && !policy.channels {
+        // One kernel at a time and no channels: each starts when the previous one ends, so
+        // the pass lasts the sum of the kernels' main phases.
+        let mut t = t0;
+        for (part, &n) in m.parts.iter().zip(&m.count) {
+            t += n as f64 * part.slots.iter().map(|s| s.main).sum::<f64>();
+        }
+        return t;
+    }
     let mut st = State::at(t0);
     let mut ends: Vec<f64> = Vec::with_capacity(64);
     let skip = obs.may_skip();

@@ -35,7 +35,7 @@ use crate::numeric::{ComputeClass, Precision};
 use crate::sim::ring::{RingDesign, RingOptions, RingSpec};
 use crate::sim::systolic::{Buffers, Dataflow, Mode};
 use crate::units::{
-    Bytes, BytesPerCycle, BytesPerSec, FlopsPerSec, Hertz, Joules, Seconds, SquareMeters, Watts,
+    Bytes, BytesPerCycle, BytesPerSec, Cycles, FlopsPerSec, Hertz, Joules, Seconds, SquareMeters, Watts,
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -169,9 +169,48 @@ pub struct Gpu {
     pub l2_size: Bytes,
     /// L2 bandwidth; data that fits L2 is re-read at this rate.
     pub l2_bandwidth: BytesPerSec,
-    /// Output tile (rows x cols) one SM computes per wave, for wave quantisation.
+    /// Largest output tile (rows x cols) one SM computes per wave; the GEMM mapper tries it
+    /// and its halvings.
     pub tile: (u64, u64),
+    /// Parameters of the cycle-approximate kernel model (optional `kernel:` section).
+    pub kernel: GpuKernel,
     pub energy: GpuEnergy,
+}
+
+/// Parameters of the GPU kernel model of [`crate::sim`] (`sim/gpu.rs`), the optional `kernel:`
+/// section of a GPU file. The defaults were fitted to the measured GEMMs of
+/// `traces/kernels/gemm.csv` (see traces/README.md); `llmforge calibrate --kernels` refits
+/// them. The roofline uses none of them.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct GpuKernel {
+    /// Cycles an output tile (one CTA) spends outside its K loop: the prologue (first operand
+    /// loads, pipeline fill) and the epilogue (accumulator write-back).
+    pub tile_cycles: Cycles,
+    /// Cycles one step of a tile's K loop takes at least (a step consumes 128 bytes of K per
+    /// operand row): the barrier and shared-memory round trip of the software pipeline, which
+    /// a small tile's few MMAs cannot hide.
+    pub step_cycles: Cycles,
+    /// Operand bytes per cycle that feed one SM's matrix units (shared memory / LDS): a tile
+    /// of `tm x tn` needs `(tm + tn) * bytes` of operands per `2 tm tn` FLOPs per K step, so
+    /// small tiles run below the matrix peak.
+    pub operand_bandwidth: BytesPerCycle,
+    /// Fraction of the L2 that keeps operand panels for reuse by later tiles, in (0, 1].
+    pub l2_reuse: f64,
+    /// Exponent `p >= 1` of the norm `(c^p + d^p)^(1/p)` that combines a kernel's compute
+    /// and DRAM times: 1 adds them (no overlap), large values approach their maximum
+    /// (perfect overlap).
+    pub overlap: f64,
+}
+
+impl GpuKernel {
+    /// The defaults of a file without a `kernel:` section.
+    pub const DEFAULT: GpuKernel = GpuKernel {
+        tile_cycles: Cycles::new(2354.0),
+        step_cycles: Cycles::new(600.0),
+        operand_bandwidth: BytesPerCycle::new(128.0),
+        l2_reuse: 0.197,
+        overlap: 2.0,
+    };
 }
 
 /// GPU energy per action plus static power.

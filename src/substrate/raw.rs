@@ -8,7 +8,9 @@
 
 use super::cosearch::{RawCoSearch, cosearch};
 use super::ring::{RawRing, ring};
-use super::{DesignEnvelope, Efficiency, Gpu, GpuEnergy, Kind, Substrate, Systolic, SystolicEnergy};
+use super::{
+    DesignEnvelope, Efficiency, Gpu, GpuEnergy, GpuKernel, Kind, Substrate, Systolic, SystolicEnergy,
+};
 use crate::dsl::{Dim, FromQuantity, Quantity};
 use crate::numeric::{ComputeClass, Precision};
 use crate::sim::systolic::{Buffers, Dataflow, Mode};
@@ -68,6 +70,14 @@ pub const SHIPPED: &[(&str, &str)] = shipped!(
         "max-1550",
         "max-1550-stack",
         "gaudi2",
+        "b200",
+        "mi355x",
+        "mi350x",
+        "mi308x",
+        "v100-sxm2",
+        "t4",
+        "p100",
+        "l4",
     ]
 );
 
@@ -233,6 +243,8 @@ pub(super) struct RawGpu {
     memory: RawGpuMemory,
     l2: RawL2,
     tile: RawTile,
+    #[serde(default)]
+    kernel: Option<RawGpuKernel>,
     efficiency: RawEfficiency,
     energy: RawGpuEnergy,
     envelope: Option<RawEnvelope>,
@@ -258,6 +270,17 @@ struct RawL2 {
 struct RawTile {
     rows: Expression,
     cols: Expression,
+}
+
+/// `kernel:` of a GPU file: every field optional ([`GpuKernel::DEFAULT`]).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGpuKernel {
+    tile_cycles: Option<Expression>,
+    step_cycles: Option<Expression>,
+    operand_bandwidth: Option<Expression>,
+    l2_reuse: Option<Expression>,
+    overlap: Option<Expression>,
 }
 
 #[derive(Deserialize)]
@@ -875,6 +898,35 @@ fn efficiency(ctx: &Ctx, e: &RawEfficiency) -> Option<Efficiency> {
     })
 }
 
+/// `p >= 1` of the overlap norm.
+fn at_least_one(v: f64) -> Option<&'static str> {
+    if v.is_finite() && v >= 1.0 {
+        None
+    } else {
+        Some("must be a finite number >= 1")
+    }
+}
+
+/// The `kernel:` section of a GPU file, defaults for what it leaves out.
+fn gpu_kernel(ctx: &Ctx, raw: Option<&RawGpuKernel>) -> Option<GpuKernel> {
+    let empty = RawGpuKernel::default();
+    let r = raw.unwrap_or(&empty);
+    let d = GpuKernel::DEFAULT;
+    let tile = ctx.optional::<Cycles>("kernel.tile_cycles", r.tile_cycles.as_ref(), non_negative);
+    let step = ctx.optional::<Cycles>("kernel.step_cycles", r.step_cycles.as_ref(), non_negative);
+    let operand =
+        ctx.optional::<BytesPerCycle>("kernel.operand_bandwidth", r.operand_bandwidth.as_ref(), positive);
+    let reuse = ctx.optional::<f64>("kernel.l2_reuse", r.l2_reuse.as_ref(), fraction);
+    let overlap = ctx.optional::<f64>("kernel.overlap", r.overlap.as_ref(), at_least_one);
+    Some(GpuKernel {
+        tile_cycles: tile?.unwrap_or(d.tile_cycles),
+        step_cycles: step?.unwrap_or(d.step_cycles),
+        operand_bandwidth: operand?.unwrap_or(d.operand_bandwidth),
+        l2_reuse: reuse?.unwrap_or(d.l2_reuse),
+        overlap: overlap?.unwrap_or(d.overlap),
+    })
+}
+
 /// Vector operations per stored byte of dequantised weights when a systolic file does not say:
 /// one lane operation unpacks a byte's codes (two int4 codes, one Q8_0 code) and applies their
 /// block scale.
@@ -928,6 +980,7 @@ fn gpu(ctx: &Ctx, raw: &RawGpu) -> Option<Substrate> {
     let l2_bw = ctx.get::<BytesPerSec>("l2.bandwidth", &raw.l2.bandwidth, positive);
     let tile_r = ctx.get::<u64>("tile.rows", &raw.tile.rows, positive_int);
     let tile_c = ctx.get::<u64>("tile.cols", &raw.tile.cols, positive_int);
+    let kernel = gpu_kernel(ctx, raw.kernel.as_ref());
     let eff = efficiency(ctx, &raw.efficiency);
     let e = &raw.energy;
     let matrix_flop = ctx.get_dim(
@@ -963,6 +1016,7 @@ fn gpu(ctx: &Ctx, raw: &RawGpu) -> Option<Substrate> {
             l2_size: l2_size?,
             l2_bandwidth: l2_bw?,
             tile: (tile_r?, tile_c?),
+            kernel: kernel?,
             energy: GpuEnergy {
                 matrix_flop: Joules::new(matrix_flop?),
                 vector_flop: Joules::new(vector_flop?),

@@ -163,7 +163,7 @@ fn cost(r: &[f64], u: &[f64; N], u0: &[f64; N]) -> f64 {
 }
 
 /// Solves the NxN system `a x = b` by Gaussian elimination with partial pivoting.
-fn solve(mut a: [[f64; N]; N], mut b: [f64; N]) -> Option<[f64; N]> {
+pub(crate) fn solve<const N: usize>(mut a: [[f64; N]; N], mut b: [f64; N]) -> Option<[f64; N]> {
     for c in 0..N {
         let piv = (c..N).max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))?;
         if a[piv][c].abs() < 1e-300 {
@@ -239,8 +239,50 @@ pub fn fit(points: &[Point], start: Efficiency, engine: Engine) -> Option<Fit> {
     fit_some(points, start, engine, &ALL)
 }
 
+/// Levenberg-Marquardt iterations of a fit through the roofline.
+const ITERATIONS: usize = 80;
+
+/// Iterations of the simulator's refinement of a roofline fit (see [`fit_some`]).
+const SIM_ITERATIONS: usize = 6;
+
 /// [`fit`] with only the parameters `free` frees; the others keep their `start` values.
+///
+/// With the simulator, a whole-model prediction costs one to two orders of magnitude more
+/// than with the roofline, so the fit first runs through the roofline and then refines that
+/// fit through the simulator for at most [`SIM_ITERATIONS`] iterations (the same objective,
+/// prior and data; only the starting point and the iteration budget differ). The fitted
+/// values are the simulator's.
 pub fn fit_some(points: &[Point], start: Efficiency, engine: Engine, free: &Free) -> Option<Fit> {
+    match engine {
+        Engine::Roofline => fit_from(points, start, None, Engine::Roofline, free, ITERATIONS),
+        Engine::Sim => {
+            let rough = fit_from(points, start, None, Engine::Roofline, free, ITERATIONS)?;
+            let refined = fit_from(
+                points,
+                start,
+                Some(rough.efficiency),
+                Engine::Sim,
+                free,
+                SIM_ITERATIONS,
+            )?;
+            Some(Fit {
+                iterations: rough.iterations + refined.iterations,
+                ..refined
+            })
+        }
+    }
+}
+
+/// The fit of `points` through `engine` with the prior centred on `start`, from `init` (else
+/// `start`), for at most `max_iterations`.
+fn fit_from(
+    points: &[Point],
+    start: Efficiency,
+    init: Option<Efficiency>,
+    engine: Engine,
+    free: &Free,
+    max_iterations: usize,
+) -> Option<Fit> {
     if points.is_empty() {
         return None;
     }
@@ -254,13 +296,20 @@ pub fn fit_some(points: &[Point], start: Efficiency, engine: Engine, free: &Free
         ..start
     };
     let u0 = from_eff(&floored);
-    let mut u = u0;
+    let mut u = init.map_or(u0, |e| {
+        from_eff(&Efficiency {
+            kernel_overhead: Seconds::new(e.kernel_overhead.get().max(KERNEL_SCALE)),
+            token_overhead: Seconds::new(e.token_overhead.get().max(TOKEN_SCALE)),
+            score_bytes: Bytes::new(e.score_bytes.get().max(SCORE_START)),
+            ..e
+        })
+    });
     let mut r = log_residuals(points, eff_of(&u, &start, free), engine);
     let mut c = cost(&r, &u, &u0);
     let mut mu = 1e-2;
     let mut iterations = 0;
     let h = 1e-4;
-    for _ in 0..80 {
+    for _ in 0..max_iterations {
         iterations += 1;
         // Jacobian of the data residuals by forward differences.
         let cols: Vec<Vec<f64>> = (0..N)

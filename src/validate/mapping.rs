@@ -88,17 +88,17 @@ pub struct Maps {
 }
 
 /// One table record: its line, byte offset, and (column, value) pairs.
-type Record = (u64, usize, Vec<(String, String)>);
+pub(crate) type Record = (u64, usize, Vec<(String, String)>);
 
 /// Reads a small CSV table with named columns, reporting located errors.
-struct Table<'a> {
-    src: SourceFile,
+pub(crate) struct Table<'a> {
+    pub(crate) src: SourceFile,
     text: &'a str,
     header: Vec<String>,
 }
 
 impl<'a> Table<'a> {
-    fn new(text: &'a str, file: &str) -> Table<'a> {
+    pub(crate) fn new(text: &'a str, file: &str) -> Table<'a> {
         let header = text
             .lines()
             .next()
@@ -116,7 +116,7 @@ impl<'a> Table<'a> {
     }
 
     /// Every record as (line, line offset, column name -> value).
-    fn records(&self, required: &[&str]) -> Result<Vec<Record>, DescErrors> {
+    pub(crate) fn records(&self, required: &[&str]) -> Result<Vec<Record>, DescErrors> {
         let mut diags = Diagnostics::new(&self.src);
         let missing: Vec<&str> = required.iter().copied().filter(|c| !self.has(c)).collect();
         if !missing.is_empty() {
@@ -172,7 +172,13 @@ impl<'a> Table<'a> {
         diags.finish(out)
     }
 
-    fn error(&self, line: u64, offset: usize, message: String, help: &str) -> crate::yaml::DescError {
+    pub(crate) fn error(
+        &self,
+        line: u64,
+        offset: usize,
+        message: String,
+        help: &str,
+    ) -> crate::yaml::DescError {
         let len = self.text[offset.min(self.text.len())..].find('\n').unwrap_or(0);
         self.src.error(
             Loc {
@@ -188,7 +194,31 @@ impl<'a> Table<'a> {
     }
 }
 
-fn get<'f>(fields: &'f [(String, String)], col: &str) -> &'f str {
+/// The `set` column of a mapping table: substrate overrides `path=expr`, `;` between them.
+pub(crate) fn overrides(
+    t: &Table<'_>,
+    (line, offset): (u64, usize),
+    text: &str,
+    diags: &mut Diagnostics,
+) -> Vec<(String, String)> {
+    let mut set = Vec::new();
+    for item in text.split(';').map(str::trim).filter(|x| !x.is_empty()) {
+        match item.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                set.push((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => diags.push(t.error(
+                line,
+                offset,
+                format!("`set`: `{item}` is not path=expression"),
+                "write overrides as path=expr separated by `;`, e.g. matrix_peak.fp16=330.3 TFLOP/s",
+            )),
+        }
+    }
+    set
+}
+
+pub(crate) fn get<'f>(fields: &'f [(String, String)], col: &str) -> &'f str {
     fields
         .iter()
         .find(|(h, _)| h == col)
@@ -225,20 +255,7 @@ fn parse_hardware(text: &str, file: &str) -> Result<Vec<HardwareEntry>, DescErro
         };
         let link_bw = number("link_GBps", 1e9);
         let link_latency = number("link_latency_us", 1e-6);
-        let mut set = Vec::new();
-        for item in get(&f, "set").split(';').map(str::trim).filter(|x| !x.is_empty()) {
-            match item.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
-                    set.push((k.trim().to_string(), v.trim().to_string()))
-                }
-                _ => diags.push(t.error(
-                    line,
-                    offset,
-                    format!("`set`: `{item}` is not path=expression"),
-                    "write overrides as path=expr separated by `;`, e.g. matrix_peak.fp16=330.3 TFLOP/s",
-                )),
-            }
-        }
+        let set = overrides(&t, (line, offset), get(&f, "set"), &mut diags);
         let hardware = get(&f, "hardware").to_string();
         if hardware.is_empty() {
             diags.push(t.error(

@@ -15,6 +15,7 @@
 pub mod calibrate;
 pub mod energy;
 pub mod gate;
+pub mod kernels;
 pub mod mapping;
 pub mod overlay;
 pub mod predict;
@@ -382,13 +383,14 @@ pub fn validate(traces: &Traces, maps: &Maps, lib: &mut Library, opts: &Options)
             }
         })
         .collect();
-    // The same at the ideal bound: full peak and bandwidth, no overheads.
+    // The roofline at the ideal bound (full peak and bandwidth, no overheads), whatever the
+    // engine, so that both engines are judged on the same rows.
     let ideal: Vec<Prediction> = distinct
         .par_iter()
         .map(|&k| {
             let (_, c, m) = &ready[k];
             match lib_ref.substrate(c) {
-                Ok(s) => predict::predict(c, m, &calibrate::with_efficiency(s, IDEAL), opts.engine),
+                Ok(s) => predict::predict(c, m, &calibrate::with_efficiency(s, IDEAL), Engine::Roofline),
                 Err(_) => Prediction::default(),
             }
         })
@@ -513,7 +515,8 @@ pub const BEYOND_IDEAL: f64 = 2.0;
 
 /// Why a predicted row is kept out of the statistics: the source's curator marked it an
 /// anomaly (`FLAG` in the note), or it is more than [`BEYOND_IDEAL`] times faster than the
-/// engine's ideal bound (every kernel at full peak and bandwidth, no overheads) allows.
+/// roofline's ideal bound (every kernel at full peak and bandwidth, no overheads) allows,
+/// whichever engine predicts the rows.
 fn exclusion(row: &TraceRow, c: &Case, ideal: f64) -> Option<String> {
     if let Some(i) = row.note.find("FLAG") {
         let text: String = row.note[i..].chars().take(120).collect();
@@ -541,7 +544,7 @@ fn exclusion(row: &TraceRow, c: &Case, ideal: f64) -> Option<String> {
     })
 }
 
-fn reason_counts(items: impl Iterator<Item = (ReasonKind, String, u64)>) -> Vec<ReasonCount> {
+pub(crate) fn reason_counts(items: impl Iterator<Item = (ReasonKind, String, u64)>) -> Vec<ReasonCount> {
     let mut by: BTreeMap<(ReasonKind, String), Vec<u64>> = BTreeMap::new();
     for (k, r, line) in items {
         by.entry((k, r)).or_default().push(line);
@@ -600,24 +603,7 @@ fn holdout_report(
             )),
         }
     }
-    let compare = |key: &dyn Fn(usize) -> Vec<String>| -> Vec<Compare> {
-        type Errors = Vec<(u64, f64)>;
-        let mut m: BTreeMap<Vec<String>, (Errors, Errors)> = BTreeMap::new();
-        for &(i, u, c) in &items {
-            let e = m.entry(key(i)).or_default();
-            e.0.push((rows[i].line, u));
-            e.1.push((rows[i].line, c));
-        }
-        m.into_iter()
-            .filter_map(|(key, (u, c))| {
-                Some(Compare {
-                    key,
-                    uncalibrated: ErrorStats::of(&u)?,
-                    calibrated: ErrorStats::of(&c)?,
-                })
-            })
-            .collect()
-    };
+    let compare = |key: &dyn Fn(usize) -> Vec<String>| compare_groups(&items, &|i| rows[i].line, key);
     HoldoutReport {
         by,
         by_phase: compare(&|i| vec![classes[i].clone()]),
@@ -674,12 +660,7 @@ pub type Ready = (usize, Case, std::sync::Arc<Model>);
 /// Mapped cases with their models loaded (formats applied), for calibration; rows
 /// [`validate`] would exclude from statistics (source anomalies, beyond the ideal bound)
 /// are left out and returned apart with their reasons.
-pub fn ready_cases(
-    traces: &Traces,
-    maps: &Maps,
-    lib: &mut Library,
-    engine: Engine,
-) -> (Vec<Ready>, Vec<(u64, String)>) {
+pub fn ready_cases(traces: &Traces, maps: &Maps, lib: &mut Library) -> (Vec<Ready>, Vec<(u64, String)>) {
     let (cases, _) = map_rows(traces, maps);
     lib.prepare(&cases.iter().map(|(_, c)| c).collect::<Vec<_>>());
     let lib: &Library = lib;
@@ -697,7 +678,9 @@ pub fn ready_cases(
         .map(|(i, c, m)| {
             let ideal = lib
                 .substrate(c)
-                .map(|s| predict::predict(c, m, &calibrate::with_efficiency(s, IDEAL), engine).value)
+                .map(|s| {
+                    predict::predict(c, m, &calibrate::with_efficiency(s, IDEAL), Engine::Roofline).value
+                })
                 .unwrap_or(f64::NAN);
             exclusion(&traces.rows[*i], c, ideal)
         })
@@ -711,4 +694,29 @@ pub fn ready_cases(
         }
     }
     (kept, excluded)
+}
+
+/// Uncalibrated against calibrated errors of `items` (index, uncalibrated, calibrated
+/// relative error) grouped by `key`; `line` gives an item's source line.
+pub(crate) fn compare_groups(
+    items: &[(usize, f64, f64)],
+    line: &dyn Fn(usize) -> u64,
+    key: &dyn Fn(usize) -> Vec<String>,
+) -> Vec<Compare> {
+    type Errors = Vec<(u64, f64)>;
+    let mut m: BTreeMap<Vec<String>, (Errors, Errors)> = BTreeMap::new();
+    for &(i, u, c) in items {
+        let e = m.entry(key(i)).or_default();
+        e.0.push((line(i), u));
+        e.1.push((line(i), c));
+    }
+    m.into_iter()
+        .filter_map(|(key, (u, c))| {
+            Some(Compare {
+                key,
+                uncalibrated: ErrorStats::of(&u)?,
+                calibrated: ErrorStats::of(&c)?,
+            })
+        })
+        .collect()
 }

@@ -99,7 +99,7 @@ pub fn read(path: &Path) -> Result<Traces, DescErrors> {
 }
 
 /// The (line, column) of a byte offset in `text`, both 1-based, column in characters.
-fn line_col(text: &str, offset: usize) -> (u32, u32) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (u32, u32) {
     let before = &text[..offset.min(text.len())];
     let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
     let start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -110,7 +110,7 @@ fn line_col(text: &str, offset: usize) -> (u32, u32) {
     )
 }
 
-fn loc_at(text: &str, offset: usize, len: usize) -> Loc {
+pub(crate) fn loc_at(text: &str, offset: usize, len: usize) -> Loc {
     let (line, column) = line_col(text, offset);
     Loc {
         line,
@@ -359,7 +359,7 @@ fn parse_reader<R: std::io::Read>(input: R, file: &str) -> Result<Traces, DescEr
 
 /// Raw byte ranges of the fields of the record starting at `rec_start` (quotes included), by
 /// scanning the text as CSV does: a field that starts with `"` runs to its closing quote.
-fn field_ranges(text: &str, rec_start: usize) -> Vec<(usize, usize)> {
+pub(crate) fn field_ranges(text: &str, rec_start: usize) -> Vec<(usize, usize)> {
     let bytes = text.as_bytes();
     let mut out = Vec::new();
     let mut k = rec_start;
@@ -406,6 +406,23 @@ fn csv_error(file: &str, kept: &Kept, e: &csv::Error, next: &csv::Position) -> D
         usize::try_from(line).unwrap_or(1).saturating_sub(1),
     );
     let loc = loc_at(&text, 0, 0);
+    let (message, help) = csv_error_message(e);
+    src.error(loc, message, "here", help)
+}
+
+/// An error of the CSV reader over the whole text `text` of `src`, at its position.
+pub(crate) fn csv_error_in(src: &SourceFile, text: &str, e: &csv::Error) -> DescError {
+    let offset = e
+        .position()
+        .and_then(|p| usize::try_from(p.byte()).ok())
+        .unwrap_or(0);
+    let loc = loc_at(text, offset, 0);
+    let (message, help) = csv_error_message(e);
+    src.error(loc, message, "here", help)
+}
+
+/// What went wrong, and how to fix it, for an error of the CSV reader.
+fn csv_error_message(e: &csv::Error) -> (String, Option<String>) {
     let (message, help) = match e.kind() {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
@@ -425,5 +442,5 @@ fn csv_error(file: &str, kept: &Kept, e: &csv::Error, next: &csv::Position) -> D
         csv::ErrorKind::Io(io) => (format!("cannot read the file: {io}"), None),
         _ => (format!("malformed CSV: {e}"), None),
     };
-    src.error(loc, message, "here", help)
+    (message, help)
 }

@@ -323,10 +323,11 @@ fn q4_0_decode_faster_than_q8_0_on_apple_m1_sim() {
         let (q4, q8) = (tpot("Q4_0", Engine::Sim), tpot("Q8_0", Engine::Sim));
         // 4.5 / 8.5 = 0.53 of the weight bytes; KV reads and launch overheads stay
         assert!(q4 / q8 < 0.7, "{s}: Q4_0 {q4} vs Q8_0 {q8}");
-        // and the simulator agrees with the roofline within 2% (both DRAM-bound)
+        // and the simulator agrees with the roofline within 5% (both DRAM-bound; the GPU
+        // kernel model overlaps the GEMV arithmetic with its DRAM stream imperfectly)
         for f in ["Q4_0", "Q8_0"] {
             let (a, b) = (tpot(f, Engine::Roofline), tpot(f, Engine::Sim));
-            assert!(a <= b && b < 1.02 * a, "{s} {f}: roofline {a} sim {b}");
+            assert!(a <= b && b < 1.05 * a, "{s} {f}: roofline {a} sim {b}");
         }
     }
 }
@@ -1132,17 +1133,14 @@ mod cli {
         ]);
         assert!(ok, "{err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        for key in [
-            "cycles",
-            "compute_cycles",
-            "stall_cycles",
-            "utilization",
-            "dram_bytes",
-            "energy_j",
-        ] {
+        for key in ["cycles", "compute_cycles", "stall_cycles", "utilization"] {
+            assert!(v["detail"][key].as_f64().is_some(), "{key}");
+        }
+        for key in ["time_s", "dram_bytes", "onchip_bytes", "energy_j"] {
             assert!(v[key].as_f64().is_some(), "{key}");
         }
-        assert!(v["cycles"].as_f64().unwrap() >= v["compute_cycles"].as_f64().unwrap());
+        let d = &v["detail"];
+        assert!(d["cycles"].as_f64().unwrap() >= d["compute_cycles"].as_f64().unwrap());
         let (ok, out, _) = llmforge(&[
             "gemm",
             "--substrate",
@@ -1157,6 +1155,39 @@ mod cli {
             "os",
         ]);
         assert!(ok && out.contains("os"), "{out}");
+        // A GPU: the tile, split and waves the kernel model chose; the roofline below it.
+        let gpu = |engine: &str| {
+            let (ok, out, err) = llmforge(&[
+                "gemm",
+                "--substrate",
+                "a100-sxm4-40gb",
+                "--m",
+                "4096",
+                "--n",
+                "4096",
+                "--k",
+                "4096",
+                "--precision",
+                "bf16",
+                "--engine",
+                engine,
+                "--format",
+                "json",
+            ]);
+            assert!(ok, "{err}");
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()
+        };
+        let (sim, roof) = (gpu("sim"), gpu("roofline"));
+        for key in ["time_s", "flops_per_s", "dram_bytes", "onchip_bytes", "energy_j"] {
+            assert!(sim[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {sim}");
+        }
+        assert_eq!(sim["llmforge_version"], llmforge::provenance::VERSION);
+        assert_eq!(
+            (sim["engine"].as_str(), sim["precision"].as_str()),
+            (Some("sim"), Some("bf16"))
+        );
+        assert!(sim["detail"]["tile"].is_string() && sim["detail"]["waves"].as_u64() >= Some(1));
+        assert!(roof["time_s"].as_f64() <= sim["time_s"].as_f64());
         let (ok, _, err) = llmforge(&[
             "gemm",
             "--substrate",
@@ -1167,8 +1198,74 @@ mod cli {
             "8",
             "--k",
             "8",
+            "--dataflow",
+            "os",
         ]);
         assert!(!ok && err.contains("systolic"), "{err}");
+        let (ok, _, err) = llmforge(&["gemm", "--substrate", "l4", "--m", "0", "--n", "8", "--k", "8"]);
+        assert!(!ok && err.contains("--m"), "{err}");
+    }
+
+    #[test]
+    fn attention_prices_one_fused_kernel_on_gpus_and_three_elsewhere() {
+        let run = |sub: &str, extra: &[&str]| {
+            let q = if extra.contains(&"--q-len") {
+                &[][..]
+            } else {
+                &["--q-len", "1"][..]
+            };
+            let mut args = vec![
+                "attention",
+                "--substrate",
+                sub,
+                "--batch",
+                "2",
+                "--heads",
+                "32",
+                "--kv-heads",
+                "8",
+                "--kv-len",
+                "4096",
+                "--head-dim",
+                "128",
+                "--format",
+                "json",
+            ];
+            args.extend_from_slice(q);
+            args.extend_from_slice(extra);
+            let (ok, out, err) = llmforge(&args);
+            assert!(ok, "{err}");
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()
+        };
+        let d = run("h100-sxm", &[]);
+        assert_eq!(d["bound"], "memory", "{d}");
+        assert!(d["detail"]["split_kv"].as_u64() >= Some(1) && d["detail"]["block"].is_string());
+        let r = run("h100-sxm", &["--engine", "roofline"]);
+        assert!(r["time_s"].as_f64() <= d["time_s"].as_f64());
+        let a = run("gemmini", &["--precision", "int8"]);
+        assert!(a["time_s"].as_f64().is_some_and(|t| t > 0.0));
+        // Causal prefill does about half the work of the full rectangle.
+        let full = run("h100-sxm", &["--q-len", "4096"]);
+        let causal = run("h100-sxm", &["--q-len", "4096", "--causal"]);
+        let ratio = causal["flops"].as_f64().unwrap() / full["flops"].as_f64().unwrap();
+        assert!((ratio - 0.5).abs() < 0.01, "{ratio}");
+        assert!(causal["time_s"].as_f64() < full["time_s"].as_f64());
+        let (ok, _, err) = llmforge(&[
+            "attention",
+            "--substrate",
+            "h100-sxm",
+            "--heads",
+            "30",
+            "--kv-heads",
+            "8",
+            "--q-len",
+            "1",
+            "--kv-len",
+            "16",
+            "--head-dim",
+            "64",
+        ]);
+        assert!(!ok && err.contains("multiple"), "{err}");
     }
 
     #[test]
@@ -1197,5 +1294,272 @@ mod cli {
         );
         // fp16 and bf16 share a peak on Orin: one ceiling, both named
         assert!(text.contains("matrix bf16 = fp16") && text.contains("matrix int8"));
+    }
+}
+
+/// The GPU kernel model one kernel at a time: random GEMM and attention shapes, random
+/// precisions, every shipped GPU, any efficiency and kernel-model settings.
+mod gpu_kernels {
+    use super::*;
+    use llmforge::graph::{AttentionShape, KernelFormats, Op, attention_ops, gemm_op};
+    use llmforge::numeric::ComputeClass;
+    use llmforge::sim::cost::{Mapper, Model as CostModel, bind};
+    use llmforge::substrate::{Efficiency, Kind};
+    use llmforge::units::{Bytes, BytesPerCycle, Cycles, Seconds};
+    use proptest::prelude::*;
+
+    fn gpus() -> Vec<&'static str> {
+        substrate::names()
+            .filter(|n| matches!(sub(n).kind, Kind::Gpu(_)))
+            .collect()
+    }
+
+    fn precisions() -> Vec<Precision> {
+        vec![
+            Precision::F32,
+            Precision::F16,
+            Precision::Bf16,
+            Precision::Fp8,
+            Precision::Int8,
+            Precision::Int4,
+            "Q4_K_M".parse().unwrap(),
+        ]
+    }
+
+    /// Any efficiency and kernel-model settings.
+    #[derive(Clone, Debug)]
+    struct Settings {
+        compute: f64,
+        memory: f64,
+        quantised: f64,
+        overhead_us: f64,
+        score_bytes: f64,
+        tile_cycles: f64,
+        step_cycles: f64,
+        operand: f64,
+        reuse: f64,
+        overlap: f64,
+    }
+
+    fn arb_settings() -> impl Strategy<Value = Settings> {
+        (
+            (
+                0.02f64..=1.0,
+                0.02f64..=1.0,
+                0.02f64..=1.0,
+                0.0f64..50.0,
+                prop::sample::select(vec![0.0, 4.0, 16.0]),
+            ),
+            (
+                0.0f64..20000.0,
+                0.0f64..2000.0,
+                8.0f64..2048.0,
+                0.001f64..=1.0,
+                1.0f64..200.0,
+            ),
+        )
+            .prop_map(
+                |(
+                    (compute, memory, quantised, overhead_us, score_bytes),
+                    (tile_cycles, step_cycles, operand, reuse, overlap),
+                )| Settings {
+                    compute,
+                    memory,
+                    quantised,
+                    overhead_us,
+                    score_bytes,
+                    tile_cycles,
+                    step_cycles,
+                    operand,
+                    reuse,
+                    overlap,
+                },
+            )
+    }
+
+    fn with(s: &Substrate, x: &Settings) -> Substrate {
+        let mut s = s.clone();
+        s.efficiency = Efficiency {
+            compute: x.compute,
+            memory: x.memory,
+            kernel_overhead: Seconds::new(x.overhead_us * 1e-6),
+            token_overhead: Seconds::ZERO,
+            quantised_compute: x.quantised,
+            score_bytes: Bytes::new(x.score_bytes),
+        };
+        if let Kind::Gpu(g) = &mut s.kind {
+            g.kernel.tile_cycles = Cycles::new(x.tile_cycles);
+            g.kernel.step_cycles = Cycles::new(x.step_cycles);
+            g.kernel.operand_bandwidth = BytesPerCycle::new(x.operand);
+            g.kernel.l2_reuse = x.reuse;
+            g.kernel.overlap = x.overlap;
+        }
+        s
+    }
+
+    fn with_l2(s: &Substrate, f: f64) -> Substrate {
+        let mut s = s.clone();
+        if let Kind::Gpu(g) = &mut s.kind {
+            g.l2_size = g.l2_size * f;
+        }
+        s
+    }
+
+    fn dim() -> impl Strategy<Value = u64> {
+        (0u32..14, 0u64..100).prop_map(|(e, j)| ((1u64 << e) + j * (1u64 << e) / 100).max(1))
+    }
+
+    /// Sim time, roofline time, and the floors at full peak and bandwidth without overheads.
+    fn times(s: &Substrate, p: (Precision, Precision), ops: &[Op], hpg: u64) -> (f64, f64, f64, f64) {
+        let (w, a) = p;
+        let mapper = Mapper::new(
+            s,
+            &Precisions {
+                weights: w,
+                activations: a,
+                kv_cache: w,
+            },
+        );
+        // the ops run at the native arithmetic the substrate resolves their formats to
+        let ops: Vec<Op> = ops
+            .iter()
+            .map(|op| {
+                let mut op = op.clone();
+                bind(&mut op, &mapper.precision);
+                op
+            })
+            .collect();
+        let refs: Vec<&Op> = ops.iter().collect();
+        let sim = mapper.cost(CostModel::Sim, &refs, hpg).time().get();
+        let roof = mapper.cost(CostModel::Roofline, &refs, hpg).time().get();
+        let mut ideal = s.clone();
+        ideal.efficiency = Efficiency::EXACT;
+        let im = Mapper::new(
+            &ideal,
+            &Precisions {
+                weights: w,
+                activations: a,
+                kv_cache: w,
+            },
+        );
+        let floor = im.roofline(&refs);
+        (sim, roof, floor.compute.get(), floor.memory.get())
+    }
+
+    fn gemm(m: u64, n: u64, k: u64, b: u64, w: Precision, a: Precision) -> Vec<Op> {
+        let f = KernelFormats {
+            input: a.bytes(),
+            stored: w.bytes(),
+            output: a.bytes(),
+            compute: ComputeClass::F16, // bound to the substrate's in `times`
+        };
+        vec![gemm_op(m, n, k, b, f)]
+    }
+
+    fn attention(s: AttentionShape, p: Precision) -> Vec<Op> {
+        let f = KernelFormats {
+            input: p.bytes(),
+            stored: p.bytes(),
+            output: p.bytes(),
+            compute: ComputeClass::F16, // bound to the substrate's in `times`
+        };
+        attention_ops(s, f).to_vec()
+    }
+
+    fn arb_attention() -> impl Strategy<Value = AttentionShape> {
+        (
+            1u64..4,
+            1u64..8,
+            1u64..8,
+            1u64..1500,
+            0u64..3000,
+            prop::sample::select(vec![32u64, 64, 128]),
+            any::<bool>(),
+        )
+            .prop_map(|(batch, kv, hpg, q, extra, d, causal)| AttentionShape {
+                batch,
+                heads: kv * hpg,
+                kv_heads: kv,
+                q_len: q,
+                kv_len: q + extra,
+                d_qk: d,
+                d_v: d,
+                causal,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn gemms_are_bounded_below_by_the_roofline_and_the_floors(
+            g in prop::sample::select(gpus()), x in arb_settings(),
+            (m, n, k) in (dim(), dim(), dim()), b in 1u64..5,
+            w in prop::sample::select(precisions()), a in prop::sample::select(vec![Precision::F16, Precision::Bf16, Precision::F32, Precision::Int8]),
+        ) {
+            let s = with(&sub(g), &x);
+            let (sim, roof, mac, dram) = times(&s, (w, a), &gemm(m, n, k, b, w, a), 1);
+            prop_assert!(roof <= sim * (1.0 + 1e-9), "{g} {m}x{n}x{k}x{b}: roofline {roof} > sim {sim}");
+            prop_assert!(sim >= mac * (1.0 - 1e-9) && sim >= dram * (1.0 - 1e-9), "{sim} vs floors {mac} {dram}");
+        }
+
+        #[test]
+        fn attention_is_bounded_below_by_the_roofline_and_the_floors(
+            g in prop::sample::select(gpus()), x in arb_settings(), shape in arb_attention(),
+            p in prop::sample::select(vec![Precision::F16, Precision::Fp8, Precision::F32]),
+        ) {
+            let s = with(&sub(g), &x);
+            let hpg = shape.heads / shape.kv_heads;
+            let (sim, roof, mac, dram) = times(&s, (p, p), &attention(shape, p), hpg);
+            prop_assert!(roof <= sim * (1.0 + 1e-9), "{g} {shape:?}: roofline {roof} > sim {sim}");
+            prop_assert!(sim >= mac * (1.0 - 1e-9) && sim >= dram * (1.0 - 1e-9), "{sim} vs floors {mac} {dram}");
+        }
+
+        #[test]
+        fn more_l2_never_makes_a_kernel_slower(
+            g in prop::sample::select(gpus()), x in arb_settings(), f in 1.0f64..16.0,
+            (m, n, k) in (dim(), dim(), dim()), b in 1u64..5, shape in arb_attention(),
+            w in prop::sample::select(precisions()),
+        ) {
+            let base = with(&sub(g), &x);
+            let big = with_l2(&base, f);
+            let a = Precision::F16;
+            let ops = gemm(m, n, k, b, w, a);
+            let (t0, ..) = times(&base, (w, a), &ops, 1);
+            let (t1, ..) = times(&big, (w, a), &ops, 1);
+            prop_assert!(t1 <= t0 * (1.0 + 1e-12), "{g} gemm {m}x{n}x{k}x{b}: {t0} -> {t1}");
+            let hpg = shape.heads / shape.kv_heads;
+            let ops = attention(shape, a);
+            let (t0, ..) = times(&base, (a, a), &ops, hpg);
+            let (t1, ..) = times(&big, (a, a), &ops, hpg);
+            prop_assert!(t1 <= t0 * (1.0 + 1e-12), "{g} attention {shape:?}: {t0} -> {t1}");
+        }
+    }
+
+    /// The case of issue 13: Llama-2-7B fp16, prompt 512, batch 8 on an NVIDIA L4 (48 MiB of
+    /// L2). The simulator's TTFT was 4.5x the roofline's (operands re-read from DRAM once per
+    /// tile row as soon as they did not fit half the L2); it must stay within 25%.
+    #[test]
+    fn llama_2_7b_ttft_on_an_l4_stays_near_the_roofline() {
+        let mut m = model::preset("llama-2-7b").unwrap();
+        m.precision = Precisions {
+            weights: Precision::F16,
+            activations: Precision::F16,
+            kv_cache: Precision::F16,
+        };
+        let s = sub("l4");
+        let w = Workload::new(512, 1, 8).unwrap();
+        let roof = sim::summary(&m, &s, w, Engine::Roofline).ttft_s;
+        let q = sim::summary(&m, &s, w, Engine::Sim).ttft_s;
+        assert!(q >= roof && q <= 1.25 * roof, "sim {q} vs roofline {roof}");
+        // The FFN gate's DRAM traffic: within 3x of its compulsory bytes (was 65x).
+        let r = sim::run(&m, &s, w, Engine::Sim);
+        let gate = r.ops.iter().find(|o| o.label == "L0.ffn_gate").unwrap();
+        let compulsory = (gate.reads.total() + gate.writes.total()).get();
+        assert!(
+            gate.dram_bytes.get() <= 3.0 * compulsory,
+            "{} vs {compulsory}",
+            gate.dram_bytes.get()
+        );
     }
 }

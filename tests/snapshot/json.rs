@@ -54,9 +54,9 @@ fn cost_commands_state_version_engine_and_precision() {
     ]);
     assert_eq!(
         (v["llmforge_version"].as_str(), v["engine"].as_str()),
-        (Some(VERSION), Some("systolic"))
+        (Some(VERSION), Some("sim"))
     );
-    assert_eq!(v["precision"], "bpw:8");
+    assert_eq!(v["precision"], "int8");
     let v = json(&[
         "validate",
         "--traces",

@@ -18,7 +18,7 @@ fn set(path: &str, expr: &str) -> Override {
 #[test]
 fn every_shipped_substrate_loads() {
     let names: Vec<_> = substrate::names().collect();
-    assert_eq!(names.len(), 42);
+    assert_eq!(names.len(), 50);
     for name in names {
         let s = substrate::load(name, &[]).unwrap_or_else(|e| panic!("{name}: {e:?}"));
         assert_eq!(s.name, name);
@@ -187,6 +187,25 @@ mod never_panics {
         #[test]
         fn overlay_file(src in mangled(OVERLAY)) {
             let _ = overlay::parse(&src, "fuzz.yaml");
+        }
+    }
+}
+
+/// The GPU model prices dequantisation as a stage of the weight stream at
+/// `DEQUANT_OPS` vector operations per weight; a quantised weight never decodes slower than its
+/// fp16 original (2 bytes) only while every GPU runs at least `DEQUANT_OPS / 2` vector
+/// operations per byte of DRAM bandwidth (`sim/gpu.rs`).
+#[test]
+fn every_gpu_dequantises_faster_than_it_streams_fp16_weights() {
+    use llmforge::sim::gpu::DEQUANT_OPS;
+    for name in substrate::names() {
+        let s = substrate::load(name, &[]).unwrap();
+        if let Kind::Gpu(g) = &s.kind {
+            let ops_per_byte = g.vector_peak.get() / g.memory_bandwidth.get();
+            assert!(
+                ops_per_byte >= DEQUANT_OPS / 2.0,
+                "{name}: {ops_per_byte:.2} vector ops per DRAM byte"
+            );
         }
     }
 }

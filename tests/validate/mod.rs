@@ -680,6 +680,123 @@ fn calibrate_writes_fitted_energy_into_the_substrate() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The kernel traces (`traces/kernels/`): the reader, the tables, every row predicted or named
+/// unmappable, the hold-out by device.
+mod kernels {
+    use llmforge::validate::kernels::{self, KernelMaps, KernelOptions};
+    use llmforge::validate::predict::Engine;
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    const FILE: &str = "traces/kernels/gemm.csv";
+
+    fn opts(holdout: bool) -> KernelOptions {
+        KernelOptions {
+            engine: Engine::Sim,
+            holdout,
+            fit_all: false,
+        }
+    }
+
+    #[test]
+    fn every_kernel_row_is_predicted_or_named_with_a_reason() {
+        let t = kernels::read(Path::new(FILE)).unwrap();
+        assert_eq!(t.rows.len(), 17_586);
+        let r = kernels::validate(&t, &KernelMaps::builtin().unwrap(), &opts(false));
+        assert_eq!(r.counts.mapped + r.counts.unmapped, r.counts.rows);
+        assert_eq!(
+            r.reasons.iter().map(|x| x.count).sum::<usize>(),
+            r.counts.unmapped
+        );
+        // Every GPU with >= 100 fp16/bf16 rows in the shared data is there.
+        for s in ["h100-sxm", "b200", "mi355x", "mi308x", "v100-sxm2", "t4", "p100"] {
+            let g = r
+                .groups
+                .iter()
+                .find(|g| g.key == [s, "fp16/bf16"])
+                .unwrap_or_else(|| panic!("{s}"));
+            assert!(g.stats.n >= 100, "{s}: {}", g.stats.n);
+            // uncalibrated, at the stated efficiencies and the shipped kernel defaults
+            assert!(g.stats.mape < 35.0, "{s}: {}", g.stats.mape);
+        }
+        // The simulator is never faster than the roofline on any row.
+        let roof = kernels::validate(
+            &t,
+            &KernelMaps::builtin().unwrap(),
+            &KernelOptions {
+                engine: Engine::Roofline,
+                ..opts(false)
+            },
+        );
+        for (a, b) in r.rows.iter().zip(&roof.rows) {
+            assert_eq!(a.line, b.line);
+            assert!(b.predicted_s <= a.predicted_s * (1.0 + 1e-9), "line {}", a.line);
+        }
+        // The mamf rows set the stated efficiencies, so they are kept out.
+        assert!(r.exclusions.iter().any(|e| e.reason.contains("mamf")));
+    }
+
+    #[test]
+    fn holdout_predicts_each_device_from_the_others_of_its_dataset() {
+        // 30 rows of each DeepBench fp16 device.
+        let t = kernels::read(Path::new(FILE)).unwrap();
+        let mut small = t.clone();
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        small.rows.retain(|r| {
+            let keep = r.dataset == "deepbench_gemm" && r.dtype.starts_with("fp16 (");
+            let n = seen.entry(r.device.clone()).or_default();
+            *n += keep as usize;
+            keep && *n <= 30
+        });
+        let r = kernels::validate(&small, &KernelMaps::builtin().unwrap(), &opts(true));
+        let h = r.holdout.unwrap();
+        assert_eq!(h.fits.len(), 2, "{:?}", h.fits);
+        assert_eq!(h.rows.len(), 60);
+        assert!(
+            h.rows
+                .iter()
+                .all(|x| x.predicted_s.is_finite() && x.predicted_s > 0.0)
+        );
+        for (_, held, f) in &h.fits {
+            assert_eq!(f.devices, 1, "{held}");
+            assert!(f.params.overlap >= 1.0 && f.params.memory > 0.0 && f.params.memory <= 1.0);
+        }
+    }
+
+    #[test]
+    fn kernel_reader_locates_bad_fields_and_names_missing_columns() {
+        let e = kernels::parse(
+            "device,dtype,batch,m,n,k,time_s\nNVIDIA T4,fp32 ;,1,12.5,16,16,1e-5\nNVIDIA T4,fp32 ;,1,16,16,16,soon\n",
+            "bad.csv",
+        )
+        .unwrap_err();
+        let errs = e.errors();
+        assert_eq!(errs.len(), 2, "{e:?}");
+        assert_eq!((errs[0].line(), errs[0].column()), (2, 20));
+        assert!(errs[0].message().contains("`m`"));
+        assert_eq!(errs[1].line(), 3);
+        assert!(errs[1].message().contains("time_s"));
+        let e = kernels::parse("device,m\nx,1\n", "x.csv").unwrap_err();
+        assert!(e.errors()[0].message().contains("dtype"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Any text: rows or located errors, never a panic.
+        #[test]
+        fn kernel_reader_never_panics(cut in 0usize..400, junk in "[ -~\n\",]{0,40}") {
+            let text = std::fs::read_to_string(FILE).unwrap();
+            let head: String = text.chars().take(2000).collect();
+            let cut = cut.min(head.len());
+            let mangled = format!("{}{}{}", &head[..cut], junk, &head[cut..]);
+            if let Ok(t) = kernels::parse(&mangled, "m.csv") {
+                let _ = kernels::validate(&t, &KernelMaps::builtin().unwrap(), &opts(false));
+            }
+        }
+    }
+}
+
 /// Issue 18: the text report's headers line up with their numbers, and `--rows` has a header.
 #[test]
 fn text_report_headers_line_up() {
