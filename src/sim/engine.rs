@@ -346,6 +346,17 @@ impl State {
             c(self.last),
         ]
     }
+    /// The state `relative` describes, with the block input at 0.
+    fn from_relative(rel: &[f64; 7]) -> State {
+        State {
+            unit: [rel[0], rel[1], rel[2]],
+            rd: rel[3],
+            wr: rel[4],
+            gate: rel[5],
+            last: rel[6],
+            input: 0.0,
+        }
+    }
     fn shift(&mut self, d: f64) {
         for u in &mut self.unit {
             *u += d;
@@ -520,6 +531,36 @@ fn unit_resource(part: &Part<'_>, k: usize) -> Resource {
     part.costs[k].resource.unwrap_or(Resource::Matrix)
 }
 
+/// Places a part's kernels (`slots`, in order) from `st`, each after its inputs (the part's
+/// input is `st.input`), reporting each to `placed`; moves `st.input` to the last kernel's end.
+/// `ends` is scratch space.
+#[inline]
+fn place_part(
+    st: &mut State,
+    slots: &[Slot],
+    policy: Policy,
+    ends: &mut Vec<f64>,
+    mut placed: impl FnMut(usize, &Placed),
+) {
+    let input = st.input;
+    ends.clear();
+    let mut last_end = input;
+    for (k, slot) in slots.iter().enumerate() {
+        let mut ready = if slot.n_deps == 0 { input } else { f64::MIN };
+        for &d in &slot.deps[..slot.n_deps as usize] {
+            let t = if d == INPUT { input } else { ends[d as usize] };
+            ready = ready.max(t);
+        }
+        let p = place(st, slot, ready, policy);
+        placed(k, &p);
+        ends.push(p.end);
+        last_end = p.end;
+    }
+    if !slots.is_empty() {
+        st.input = last_end;
+    }
+}
+
 /// Schedules one pass starting at `t0`; returns its makespan end.
 fn schedule<O: Observe>(m: &Mapped<'_>, t0: f64, policy: Policy, obs: &mut O) -> f64 {
     if obs.may_skip() && policy.serial && !policy.channels {
@@ -561,22 +602,9 @@ fn schedule<O: Observe>(m: &Mapped<'_>, t0: f64, policy: Policy, obs: &mut O) ->
         }
         let before = st.relative(policy.channels);
         let input = st.input;
-        ends.clear();
-        let mut last_end = input;
-        for (k, slot) in part.slots.iter().enumerate() {
-            let mut ready = if slot.n_deps == 0 { input } else { f64::MIN };
-            for &d in &slot.deps[..slot.n_deps as usize] {
-                let t = if d == INPUT { input } else { ends[d as usize] };
-                ready = ready.max(t);
-            }
-            let p = place(&mut st, slot, ready, policy);
-            obs.placed(pos, part, k, &p);
-            ends.push(p.end);
-            last_end = p.end;
-        }
-        if !part.kernels.is_empty() {
-            st.input = last_end;
-        }
+        place_part(&mut st, &part.slots, policy, &mut ends, |k, p| {
+            obs.placed(pos, part, k, p)
+        });
         prev = Some((pi, before, st.input - input));
         pos += 1;
     }

@@ -33,7 +33,6 @@ const SHARDS: usize = 16;
 pub struct LayerCache {
     substrate: Substrate,
     workload: Workload,
-    enabled: bool,
     /// Every summary from [`crate::sim::summary`] (the engine's own path; a baseline).
     bypass: bool,
     shard_bytes: usize,
@@ -60,7 +59,6 @@ impl LayerCache {
         LayerCache {
             substrate: substrate.clone(),
             workload,
-            enabled: capacity > 0,
             bypass: false,
             shard_bytes: capacity / SHARDS,
             prefill: Shards::default(),
@@ -68,7 +66,7 @@ impl LayerCache {
             series: Shards::default(),
             steps: Shards::default(),
             ring: match substrate.kind {
-                crate::substrate::Kind::Ring(_) if capacity > 0 => {
+                crate::substrate::Kind::Ring(_) if capacity >= SHARDS => {
                     Some(super::super::ring_adapter::Prepared::new(substrate))
                 }
                 _ => None,
@@ -100,9 +98,9 @@ impl LayerCache {
         }
     }
 
-    /// The summary of `model` on `sub` at `w`: through the cache when it was made for this
-    /// substrate and workload and `engine` is the simulator on a non-ring substrate, otherwise
-    /// [`crate::sim::summary`].
+    /// The summary of `model` on `sub` at `w`. When the cache was made for this substrate and
+    /// workload: the simulator through the cached layers, a ring (either engine: it has one cost
+    /// model) on its prepared design space; otherwise, and for the roofline, [`crate::sim::summary`].
     pub fn summary(&self, model: &Model, sub: &Substrate, w: Workload, engine: Engine) -> RunSummary {
         if self.bypass || w != self.workload || *sub != self.substrate {
             return super::super::summary(model, sub, w, engine);
@@ -122,13 +120,18 @@ impl LayerCache {
         summary(model, sub, w, self)
     }
 
+    /// Whether anything can be kept (a disabled cache has no room).
+    fn enabled(&self) -> bool {
+        self.shard_bytes > 0
+    }
+
     fn count(&self, hit: bool) {
         let c = if hit { &self.hits } else { &self.misses };
         c.fetch_add(1, Ordering::Relaxed);
     }
 
     fn get<V: Clone>(&self, shards: &Shards<V>, key: u64, valid: impl Fn(&V) -> bool) -> Option<V> {
-        if !self.enabled {
+        if !self.enabled() {
             return None;
         }
         let shard = shards.shard(key).lock().unwrap_or_else(|e| e.into_inner());
@@ -139,7 +142,7 @@ impl LayerCache {
     }
 
     fn put<V>(&self, shards: &Shards<V>, key: u64, v: V, bytes: usize) {
-        if !self.enabled || bytes > self.shard_bytes {
+        if bytes > self.shard_bytes {
             return;
         }
         let mut shard = shards.shard(key).lock().unwrap_or_else(|e| e.into_inner());
@@ -465,8 +468,7 @@ fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> R
             states = out.exit.clone();
         }
         for ((t, s), &(_, n)) in total.iter().zip(&states.v).zip(&runs) {
-            let end = s[0].max(s[1]).max(s[2]).max(s[3]).max(s[4]).max(s[6]);
-            dec_out.time += (t + end) * n;
+            dec_out.time += (t + State::from_relative(s).makespan_end()) * n;
         }
         // FLOPs and bytes are affine in the context: their sum over the steps is the number
         // of steps times their value at the mean context.
@@ -613,29 +615,8 @@ fn step_out(
         for (d, &k) in dependent.iter().enumerate() {
             slots[k] = durations(slots[k], &t.dep[d].slots[j]);
         }
-        let mut st = State {
-            unit: [rel[0], rel[1], rel[2]],
-            rd: rel[3],
-            wr: rel[4],
-            gate: rel[5],
-            last: rel[6],
-            input: 0.0,
-        };
-        ends.clear();
-        let mut last_end = 0.0;
-        for slot in &slots {
-            let mut ready = if slot.n_deps == 0 { 0.0 } else { f64::MIN };
-            for &d in &slot.deps[..slot.n_deps as usize] {
-                let t = if d == INPUT { 0.0 } else { ends[d as usize] };
-                ready = ready.max(t);
-            }
-            let p = place(&mut st, slot, ready, pol);
-            ends.push(p.end);
-            last_end = p.end;
-        }
-        if !slots.is_empty() {
-            st.input = last_end;
-        }
+        let mut st = State::from_relative(rel);
+        place_part(&mut st, &slots, pol, &mut ends, |_, _| {});
         deltas.push(st.input);
         exit.push(st.relative(pol.channels));
     }
