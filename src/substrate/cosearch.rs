@@ -30,8 +30,8 @@
 use super::Override;
 use super::Substrate;
 use super::raw::{Ctx, load_file, source};
+use super::ring_spec::Objective;
 use crate::dsl::{self, Quantity, Top};
-use crate::sim::ring::Objective;
 use crate::yaml::{DescErrors, Entries, Expression, Loc, Located, SourceFile};
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -8,12 +8,12 @@
 
 use super::cosearch::{RawCoSearch, cosearch};
 use super::ring::{RawRing, ring};
+use super::{Buffers, Dataflow, Mode};
 use super::{
     DesignEnvelope, Efficiency, Gpu, GpuEnergy, GpuKernel, Kind, Substrate, Systolic, SystolicEnergy,
 };
 use crate::dsl::{Dim, FromQuantity, Quantity};
 use crate::numeric::{ComputeClass, Precision};
-use crate::sim::systolic::{Buffers, Dataflow, Mode};
 use crate::units::{
     Bytes, BytesPerCycle, BytesPerSec, Cycles, FlopsPerSec, Hertz, Joules, Seconds, SquareMeters, Watts,
 };
