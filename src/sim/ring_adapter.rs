@@ -5,9 +5,11 @@
 //! * [`co_search`]: every point of the file's grid, the choice, and the chosen design's full
 //!   report. When the grid varies only the ring's design genes (`chip.macs_per_vac`,
 //!   `max_chips`, `chip.wmem_per_core`), the ring module's own co-search prices it (one
-//!   prepared model, one workspace, no re-loading); otherwise every point is loaded as the
-//!   base file with overrides and evaluated alone ([`co_search_generic`]). Both give the
-//!   same table.
+//!   prepared model, one workspace); otherwise every point is taken from the design space
+//!   as a value (the parsed base with the point's typed values, see
+//!   [`crate::substrate::cosearch`]) and evaluated alone ([`co_search_generic`]). Both give
+//!   the same table. Nothing here parses: a point that a field's rule rejects comes back as
+//!   a typed [`PointError`].
 //! * [`RingSpace`]: the fast path prepared once for many models (an architecture search's
 //!   inner loop).
 
@@ -16,10 +18,11 @@ use super::ring::{
     RingOptions, RingReport, RingSpec, RingWorkload,
 };
 use crate::model::Model;
-use crate::substrate::cosearch::{self, CoSearchError, GridTable, PointMetrics, PointRow, PointStatus};
+use crate::substrate::cosearch::{
+    self, CoSearchError, GridTable, PointError, PointMetrics, PointRow, PointStatus,
+};
 use crate::substrate::{DesignSpace, Kind, Ring, Substrate};
 use crate::units::Bytes;
-use crate::yaml::DescErrors;
 use serde::Serialize;
 
 /// Errors of driving the ring model from a substrate.
@@ -32,9 +35,9 @@ pub enum RingAdapterError {
     Ring(#[from] RingError),
     #[error(transparent)]
     CoSearch(#[from] CoSearchError),
-    /// Occurs when the chosen grid point does not load.
+    /// Occurs when the chosen grid point's values are out of their fields' ranges.
     #[error(transparent)]
-    Load(#[from] DescErrors),
+    Point(#[from] PointError),
 }
 
 /// The ring of a substrate.
@@ -97,7 +100,7 @@ pub fn co_search(
     }
 }
 
-/// Co-search by loading every point as the base file with overrides (works for any grid).
+/// Co-search by evaluating every point of the design space alone (works for any grid).
 pub fn co_search_generic(
     model: &Model,
     space: &DesignSpace,
@@ -254,7 +257,7 @@ impl RingSpace {
         model: &Model,
         space: &DesignSpace,
         workload: RingWorkload,
-        point: impl FnOnce(usize) -> Result<Substrate, DescErrors>,
+        point: impl FnOnce(usize) -> Result<Substrate, PointError>,
     ) -> Result<RingCoSearch, RingAdapterError> {
         let rm = RingModel::new(model, &workload, &self.options)?;
         let result = ring::co_search(&self.spec, &rm, &self.grid, self.objective)?;
@@ -492,7 +495,7 @@ impl Prepared {
         }
     }
 
-    fn point(&self, i: usize) -> Result<Substrate, DescErrors> {
+    fn point(&self, i: usize) -> Result<Substrate, PointError> {
         if let Some(s) = self.points.lock().unwrap_or_else(|e| e.into_inner()).get(&i) {
             return Ok(s.clone());
         }
