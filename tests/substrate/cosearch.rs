@@ -411,7 +411,7 @@ fn shipped_models_on_ring_substrates_snapshot() {
             let m = preset(name);
             let row = match ring_adapter::run(&m, &sp, w) {
                 Ok((s, _)) => {
-                    let h = &s.hardware;
+                    let h = s.ring.as_ref().unwrap();
                     assert!(
                         (s.total_energy_j - s.prefill_energy_j - s.decode_energy_j).abs()
                             <= 1e-12 * s.total_energy_j
