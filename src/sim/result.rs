@@ -349,18 +349,8 @@ pub trait Sink {
     /// a layer on its MAC arrays) and a link event is dropped: a sink that only knows the
     /// single-device resources sees the run as one device.
     fn device_event(&mut self, e: &DeviceEvent<'_>) {
-        if let Place::Chips { .. } = e.place {
-            self.event(&OpEvent {
-                phase: e.phase,
-                step: e.step,
-                context: e.context,
-                name: e.name,
-                layer: e.layer,
-                resource: Resource::Matrix,
-                what: e.what,
-                start: e.start,
-                end: e.end,
-            });
+        if let Some(op) = e.as_op_event() {
+            self.event(&op);
         }
     }
 }
@@ -413,4 +403,25 @@ pub struct DeviceEvent<'a> {
     pub what: &'static str,
     pub start: Seconds,
     pub end: Seconds,
+}
+
+impl DeviceEvent<'_> {
+    /// The event as a single device sees it: an event on chips is an [`OpEvent`] on the
+    /// matrix units (a ring core computes a layer on its MAC arrays); a link event is none.
+    pub fn as_op_event(&self) -> Option<OpEvent> {
+        match self.place {
+            Place::Chips { .. } => Some(OpEvent {
+                phase: self.phase,
+                step: self.step,
+                context: self.context,
+                name: self.name,
+                layer: self.layer,
+                resource: Resource::Matrix,
+                what: self.what,
+                start: self.start,
+                end: self.end,
+            }),
+            Place::Link(_) => None,
+        }
+    }
 }

@@ -236,18 +236,8 @@ impl<W: Write> Sink for ChromeTrace<W> {
     fn device_event(&mut self, e: &DeviceEvent<'_>) {
         let Layout::Chips { chips } = self.layout else {
             // no topology: the run is shown as one device (the trait's default)
-            if let Place::Chips { .. } = e.place {
-                self.event(&OpEvent {
-                    phase: e.phase,
-                    step: e.step,
-                    context: e.context,
-                    name: e.name,
-                    layer: e.layer,
-                    resource: Resource::Matrix,
-                    what: e.what,
-                    start: e.start,
-                    end: e.end,
-                });
+            if let Some(op) = e.as_op_event() {
+                self.event(&op);
             }
             return;
         };
