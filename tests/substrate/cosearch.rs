@@ -512,3 +512,39 @@ fn a_rejected_point_is_a_typed_error() {
     );
     assert!(sp.point(14).is_ok());
 }
+
+mod points_property {
+    use super::{set, space};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Any candidates (in or out of the fields' ranges): a point evaluated from the parsed
+        /// file equals the file loaded afresh with the point's `--set` text, and a point that
+        /// fails to evaluate is one that fails to load, never a panic.
+        #[test]
+        fn a_point_is_the_file_with_its_values(
+            macs in prop::collection::vec(0u64..300, 1..4),
+            clock_mhz in prop::collection::vec(0.0f64..2000.0, 1..3),
+            link in prop::collection::vec(0.5f64..64.0, 1..3),
+        ) {
+            let list = |v: Vec<String>| format!("{{{}}}", v.join(", "));
+            let grid = [
+                set("cosearch.objective", "tpot"),
+                set("cosearch.grid.chip.macs_per_vac", &list(macs.iter().map(|m| m.to_string()).collect())),
+                set("cosearch.grid.chip.clock", &list(clock_mhz.iter().map(|c| format!("{c} MHz")).collect())),
+                set("cosearch.grid.link.bandwidth", &list(link.iter().map(|l| format!("{l} B/cycle")).collect())),
+            ];
+            let sp = space("ring-edge", &grid);
+            let c = sp.cosearch().unwrap();
+            for i in 0..sp.len() {
+                let want = llmforge::substrate::load("ring-edge", &c.overrides(i));
+                match (sp.point(i), want) {
+                    (Ok(p), Ok(w)) => prop_assert_eq!(p, w),
+                    (Err(e), Err(_)) => prop_assert_eq!(e.index, i),
+                    (p, w) => prop_assert!(false, "point {i}: {:?} vs {:?}", p.map(|_| ()), w.map(|_| ())),
+                }
+            }
+        }
+    }
+}
