@@ -42,6 +42,7 @@ impl Dataflow {
 }
 
 impl fmt::Display for Dataflow {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -79,6 +80,7 @@ impl Mode {
 }
 
 impl fmt::Display for Mode {
+    #[inline]
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -114,6 +116,7 @@ pub enum Buffers {
 
 impl Buffers {
     /// Bytes given to (ifmap, filter, ofmap).
+    #[inline]
     pub fn split_bytes(&self) -> (f64, f64, f64) {
         match *self {
             Buffers::Split { ifmap, filter, ofmap } => (ifmap.get(), filter.get(), ofmap.get()),
@@ -129,6 +132,7 @@ impl Buffers {
     }
 
     /// Every buffer scaled by `f`.
+    #[inline]
     pub fn scaled(&self, f: f64) -> Buffers {
         match *self {
             Buffers::Split { ifmap, filter, ofmap } => Buffers::Split {

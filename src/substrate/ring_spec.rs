@@ -107,10 +107,12 @@ pub struct RingChip {
 
 impl RingChip {
     /// Cores of the reference chip, n_dxt * vacs_per_dxt (128).
+    #[inline]
     pub fn n_cores(&self) -> u64 {
         self.n_dxt * self.vacs_per_dxt
     }
     /// INT8 MACs of the reference chip (2048).
+    #[inline]
     pub fn n_macs(&self) -> u64 {
         self.n_cores() * self.macs_per_vac
     }
@@ -409,27 +411,34 @@ impl RingSpec {
         spec
     }
 
+    #[inline]
     pub fn chip(&self) -> &RingChip {
         &self.chip
     }
+    #[inline]
     pub fn link(&self) -> &RingLink {
         &self.link
     }
+    #[inline]
     pub fn dram(&self) -> &RingDram {
         &self.dram
     }
+    #[inline]
     pub fn envelope(&self) -> &Envelope {
         &self.envelope
     }
+    #[inline]
     pub fn packing(&self) -> &PackingRules {
         &self.packing
     }
 
     /// The same spec with another envelope (validated).
+    #[inline]
     pub fn with_envelope(&self, envelope: Envelope) -> Result<RingSpec, RingSpecError> {
         RingSpec::new(self.chip, self.link, self.dram, envelope, self.packing)
     }
     /// The same spec with other packing rules (validated).
+    #[inline]
     pub fn with_packing(&self, packing: PackingRules) -> Result<RingSpec, RingSpecError> {
         RingSpec::new(self.chip, self.link, self.dram, self.envelope, packing)
     }
@@ -448,10 +457,12 @@ pub struct ChipConfig {
 
 impl ChipConfig {
     /// Chip area = n_cores*(pe*A_mac + A_acc + (WMEM_B + KV_B)*A_sram) + n_dxt*A_head + A_global.
+    #[inline]
     pub fn area(&self, chip: &RingChip) -> SquareMeters {
         SquareMeters::new(self.area_m2(chip))
     }
 
+    #[inline]
     pub(crate) fn area_m2(&self, chip: &RingChip) -> f64 {
         let a = &chip.area;
         let per_core = self.macs_per_vac as f64 * a.per_mac.get()
@@ -463,6 +474,7 @@ impl ChipConfig {
     }
 
     /// Leakage of one chip per cycle: SRAM bytes, accumulators, head SRAMs, global SRAM.
+    #[inline]
     pub fn leakage_per_cycle(&self, chip: &RingChip) -> Joules {
         let l = &chip.leakage;
         let sram = self.n_cores as f64 * (self.wmem_per_core.get() + self.kv_per_core.get());
@@ -473,18 +485,21 @@ impl ChipConfig {
     }
 
     /// WMEM energy-per-byte factor, (rows / reference rows)^0.78 with 128-bit rows.
+    #[inline]
     pub fn wmem_depth_scale(&self, chip: &RingChip) -> f64 {
         let rows = self.wmem_per_core.get() / (chip.wmem_port_bits as f64 / 8.0);
         (rows / chip.wmem_ref_depth as f64).powf(chip.energy.sram_depth_exponent)
     }
 
     /// KV-cache energy-per-byte factor, (rows / reference rows)^0.78.
+    #[inline]
     pub fn kv_depth_scale(&self, chip: &RingChip) -> f64 {
         let rows = self.kv_per_core.get() / (chip.kv_row_bits as f64 / 8.0);
         (rows / chip.kv_ref_depth as f64).powf(chip.energy.sram_depth_exponent)
     }
 
     /// Total WMEM of the chip.
+    #[inline]
     pub fn wmem_total(&self) -> Bytes {
         self.wmem_per_core * self.n_cores as f64
     }
@@ -643,6 +658,7 @@ impl RingOptions {
     /// The options the paper-era model cannot honour: it decodes at its fixed context,
     /// prices no LM head and neither spills nor splits layers. Returns the first offending
     /// option's name and why; always `Ok` under the corrected timing.
+    #[inline]
     pub fn validate(&self) -> Result<(), RingSpecError> {
         if self.timing != RingTiming::PaperEra {
             return Ok(());
