@@ -177,19 +177,13 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
         .into_diagnostic()?;
     let (m, s, w) = args.run.load()?;
     let engine: Engine = args.engine.into();
-    let ring = matches!(s.kind, llmforge::substrate::Kind::Ring(_));
     if let Some(m) = llmforge::limits::above("--trace-steps", args.trace_steps, MAX_TRACE_STEPS) {
         return Err(miette::miette!("{m}"));
     }
     let steps = Some(args.trace_steps);
     let result = match &args.chrome_trace {
-        // a ring's trace has a process per chip and a track per link (sim::ring_adapter)
-        Some(path) if ring => {
-            let (r, text) = sim::ring_adapter::chrome_trace(&m, &s, w, steps);
-            write_atomic(path, text.as_bytes()).into_diagnostic()?;
-            r
-        }
-        // streamed to the file as the events arrive
+        // streamed to the file as the events arrive (a ring's trace: a process per chip and a
+        // track per link, from the topology it announces)
         Some(path) => {
             let mut file = AtomicFile::create(path).into_diagnostic()?;
             let mut chrome = trace::ChromeTrace::to_writer(&mut file).decode_steps(steps);

@@ -26,8 +26,8 @@ use crate::model::Model;
 use crate::substrate::Substrate;
 pub use engine::cached::{CacheStats, LayerCache};
 pub use result::{
-    Bound, Energy, Events, KindTotal, OpEvent, OpRecord, PhaseKind, PhaseSummary, Resource, RunResult,
-    RunSummary, Sink,
+    Bound, DeviceEvent, Energy, Events, KindTotal, OpEvent, OpRecord, PhaseKind, PhaseSummary, Place,
+    Resource, RunResult, RunSummary, Sink, Topology,
 };
 use serde::Serialize;
 use std::fmt;

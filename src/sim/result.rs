@@ -340,6 +340,19 @@ pub trait Sink {
     fn event(&mut self, _event: &OpEvent) {}
     /// A phase pass (prefill, or one decode step) ended at `end` on the run timeline.
     fn step_end(&mut self, _phase: PhaseKind, _step: u64, _start: Seconds, _end: Seconds) {}
+    /// A run over several chips names its chips and links once, before its events (the ring
+    /// engine). A sink that lays out per-chip tracks (the Chrome trace) uses it; by default
+    /// it is ignored.
+    fn topology(&mut self, _t: &Topology) {}
+    /// One interval of a multi-chip run on chips or a link ([`DeviceEvent`]). By default an
+    /// event on chips is received as an [`OpEvent`] on the matrix units (a ring core computes
+    /// a layer on its MAC arrays) and a link event is dropped: a sink that only knows the
+    /// single-device resources sees the run as one device.
+    fn device_event(&mut self, e: &DeviceEvent<'_>) {
+        if let Some(op) = e.as_op_event() {
+            self.event(&op);
+        }
+    }
 }
 
 /// A sink that keeps every event.
@@ -351,5 +364,64 @@ pub struct Events {
 impl Sink for Events {
     fn event(&mut self, e: &OpEvent) {
         self.events.push(*e);
+    }
+}
+
+/// The chips and links of a multi-chip run, named for outputs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Topology {
+    /// One name per chip (`chip 0`), in chip order.
+    pub chips: Vec<String>,
+    /// One name per link (`link 0->1 (hop)`), in link order.
+    pub links: Vec<String>,
+}
+
+/// Where a multi-chip event ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// Chips `first..end` (a layer split over several chips runs on all of them at once).
+    Chips { first: u64, end: u64 },
+    /// One link of the [`Topology`].
+    Link(u64),
+}
+
+/// One interval of a multi-chip run on chips or a link, on the run's timeline.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DeviceEvent<'a> {
+    pub phase: PhaseKind,
+    /// 0 in prefill; 1..=gen in decode.
+    pub step: u64,
+    /// Context of the step (prompt length in prefill; 0 for links).
+    pub context: u64,
+    /// What ran (`block`, `lm_head`; `hop`, `tensor_parallel` on links).
+    pub name: &'static str,
+    pub layer: Option<u32>,
+    /// The short label of the track entry (`L3`, `lm_head`, `0->1`).
+    pub label: &'a str,
+    pub place: Place,
+    /// `compute` or `stream` on chips; `hop` or `tensor_parallel` on links.
+    pub what: &'static str,
+    pub start: Seconds,
+    pub end: Seconds,
+}
+
+impl DeviceEvent<'_> {
+    /// The event as a single device sees it: an event on chips is an [`OpEvent`] on the
+    /// matrix units (a ring core computes a layer on its MAC arrays); a link event is none.
+    pub fn as_op_event(&self) -> Option<OpEvent> {
+        match self.place {
+            Place::Chips { .. } => Some(OpEvent {
+                phase: self.phase,
+                step: self.step,
+                context: self.context,
+                name: self.name,
+                layer: self.layer,
+                resource: Resource::Matrix,
+                what: self.what,
+                start: self.start,
+                end: self.end,
+            }),
+            Place::Link(_) => None,
+        }
     }
 }

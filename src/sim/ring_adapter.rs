@@ -5,9 +5,11 @@
 //! * [`co_search`]: every point of the file's grid, the choice, and the chosen design's full
 //!   report. When the grid varies only the ring's design genes (`chip.macs_per_vac`,
 //!   `max_chips`, `chip.wmem_per_core`), the ring module's own co-search prices it (one
-//!   prepared model, one workspace, no re-loading); otherwise every point is loaded as the
-//!   base file with overrides and evaluated alone ([`co_search_generic`]). Both give the
-//!   same table.
+//!   prepared model, one workspace); otherwise every point is taken from the design space
+//!   as a value (the parsed base with the point's typed values, see
+//!   [`crate::substrate::cosearch`]) and evaluated alone ([`co_search_generic`]). Both give
+//!   the same table. Nothing here parses: a point that a field's rule rejects comes back as
+//!   a typed [`PointError`].
 //! * [`RingSpace`]: the fast path prepared once for many models (an architecture search's
 //!   inner loop).
 
@@ -16,10 +18,11 @@ use super::ring::{
     RingOptions, RingReport, RingSpec, RingWorkload,
 };
 use crate::model::Model;
-use crate::substrate::cosearch::{self, CoSearchError, GridTable, PointMetrics, PointRow, PointStatus};
+use crate::substrate::cosearch::{
+    self, CoSearchError, GridTable, PointError, PointMetrics, PointRow, PointStatus,
+};
 use crate::substrate::{DesignSpace, Kind, Ring, Substrate};
 use crate::units::Bytes;
-use crate::yaml::DescErrors;
 use serde::Serialize;
 
 /// Errors of driving the ring model from a substrate.
@@ -32,9 +35,9 @@ pub enum RingAdapterError {
     Ring(#[from] RingError),
     #[error(transparent)]
     CoSearch(#[from] CoSearchError),
-    /// Occurs when the chosen grid point does not load.
+    /// Occurs when the chosen grid point's values are out of their fields' ranges.
     #[error(transparent)]
-    Load(#[from] DescErrors),
+    Point(#[from] PointError),
 }
 
 /// The ring of a substrate.
@@ -97,7 +100,7 @@ pub fn co_search(
     }
 }
 
-/// Co-search by loading every point as the base file with overrides (works for any grid).
+/// Co-search by evaluating every point of the design space alone (works for any grid).
 pub fn co_search_generic(
     model: &Model,
     space: &DesignSpace,
@@ -254,7 +257,7 @@ impl RingSpace {
         model: &Model,
         space: &DesignSpace,
         workload: RingWorkload,
-        point: impl FnOnce(usize) -> Result<Substrate, DescErrors>,
+        point: impl FnOnce(usize) -> Result<Substrate, PointError>,
     ) -> Result<RingCoSearch, RingAdapterError> {
         let rm = RingModel::new(model, &workload, &self.options)?;
         let result = ring::co_search(&self.spec, &rm, &self.grid, self.objective)?;
@@ -335,101 +338,46 @@ pub struct RingHardware {
     pub grid_points: usize,
 }
 
-/// A ring run in the terms of the cost engine's run summary: `batch` users, `prompt` tokens
-/// of prefill, `generate` decode steps.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RingSummary {
-    pub model: String,
-    pub substrate: String,
-    pub engine: &'static str,
-    pub prompt: u64,
-    pub generate: u64,
-    pub batch: u64,
-    /// Time to first token: the token-pipelined prefill (paper-era timing: one decode step
-    /// plus the prompt's work at the chip's MAC rate).
-    pub ttft_s: f64,
-    /// Time per output token: one ring step (all users).
-    pub tpot_s: f64,
-    /// Generated tokens per second of decode, batch / TPOT.
-    pub tokens_per_s: f64,
-    /// Total energy per generated token, total / (batch * generate).
-    pub energy_per_token_j: f64,
-    /// The paper's energy per token: (E_prefill + D E_step) / (P + D) per sequence under the
-    /// corrected timing; one decode step's energy per user under the paper-era timing (what
-    /// the release saved as `energy_per_token_uJ`).
-    pub energy_per_processed_token_j: f64,
-    /// All users.
-    pub prefill_energy_j: f64,
-    /// All users, all steps.
-    pub decode_energy_j: f64,
-    pub total_energy_j: f64,
-    pub weight_bytes: f64,
-    pub hardware: RingHardware,
-}
-
-/// The summary of a priced design.
-pub fn summarize(
-    report: &RingReport,
-    substrate: &str,
-    workload: RingWorkload,
-    grid: Option<(usize, usize)>,
-) -> RingSummary {
-    let users = workload.users() as f64;
-    let d = workload.decode() as f64;
-    let prefill = report.prefill_energy.get() * users;
-    let decode = report.decode_step_energy.get() * users * d;
-    let total = prefill + decode;
-    RingSummary {
-        model: report.model.clone(),
-        substrate: substrate.to_string(),
-        engine: "ring",
-        prompt: workload.prompt(),
-        generate: workload.decode(),
-        batch: workload.users(),
-        ttft_s: report.ttft.get(),
-        tpot_s: report.tpot.get(),
-        tokens_per_s: users / report.tpot.get(),
-        energy_per_token_j: total / (users * d),
-        energy_per_processed_token_j: report.energy_per_token_paper.get(),
-        prefill_energy_j: prefill,
-        decode_energy_j: decode,
-        total_energy_j: total,
-        weight_bytes: report.layers.iter().map(|l| l.weight_bytes.get()).sum(),
-        hardware: RingHardware {
-            chips: report.n_chips(),
-            cores_per_chip: report.packing.chip.n_cores,
-            macs_per_vac: report.design.macs_per_vac,
-            wmem_per_core_bytes: report.design.wmem_per_core.get(),
-            kv_per_core_bytes: report.packing.chip.kv_per_core.get(),
-            max_chips: report.design.max_chips,
-            chip_area_mm2: report.chip_area.as_mm2(),
-            area_mm2: report.total_area.as_mm2(),
-            power_w: report.power.get(),
-            feasible: report.is_feasible(),
-            violation: report.violation,
-            grid_point: grid.map(|g| g.0),
-            grid_points: grid.map_or(1, |g| g.1),
-        },
+/// The concrete hardware of a priced design; `grid`: (chosen point, points) of a co-search.
+fn hardware(report: &RingReport, grid: Option<(usize, usize)>) -> RingHardware {
+    RingHardware {
+        chips: report.n_chips(),
+        cores_per_chip: report.packing.chip.n_cores,
+        macs_per_vac: report.design.macs_per_vac,
+        wmem_per_core_bytes: report.design.wmem_per_core.get(),
+        kv_per_core_bytes: report.packing.chip.kv_per_core.get(),
+        max_chips: report.design.max_chips,
+        chip_area_mm2: report.chip_area.as_mm2(),
+        area_mm2: report.total_area.as_mm2(),
+        power_w: report.power.get(),
+        feasible: report.is_feasible(),
+        violation: report.violation,
+        grid_point: grid.map(|g| g.0),
+        grid_points: grid.map_or(1, |g| g.1),
     }
 }
 
 /// Runs `model` on a ring file: its co-search when it has one, else its own design.
-/// Returns the summary and the full result.
+/// Returns the run summary (the cost engine's [`RunSummary`], the one summary type; the
+/// chosen hardware in its `ring` field) and the full co-search result.
 pub fn run(
     model: &Model,
     space: &DesignSpace,
     workload: RingWorkload,
-) -> Result<(RingSummary, RingCoSearch), RingAdapterError> {
+) -> Result<(RunSummary, RingCoSearch), RingAdapterError> {
     let r = co_search(model, space, workload)?;
     let grid = space.cosearch().map(|c| (r.table.chosen, c.len()));
-    let s = summarize(&r.report, &space.base().name, workload, grid);
+    let s = priced(model, space.base(), workload, &r, grid, false, None).summary;
     Ok((s, r))
 }
 
 // ---------------------------------------------------------------------------------------
 // The cost engine's interface: `sim::run` / `sim::summary` on a ring substrate.
 
-use super::result::{Bound, Energy, OpEvent, OpRecord, PhaseKind, PhaseSummary, RunResult, RunSummary, Sink};
+use super::result::{
+    Bound, DeviceEvent, Energy, OpRecord, PhaseKind, PhaseSummary, Place, RunResult, RunSummary, Sink,
+    Topology,
+};
 use super::ring::{EnergyBreakdown, LayerOrigin, LinkUse, Placement, RingTiming};
 use crate::graph::{RoleBytes, Unit};
 use crate::units::{Flops, Joules, Seconds};
@@ -492,7 +440,7 @@ impl Prepared {
         }
     }
 
-    fn point(&self, i: usize) -> Result<Substrate, DescErrors> {
+    fn point(&self, i: usize) -> Result<Substrate, PointError> {
         if let Some(s) = self.points.lock().unwrap_or_else(|e| e.into_inner()).get(&i) {
             return Ok(s.clone());
         }
@@ -523,7 +471,6 @@ pub fn engine_run_prepared(
     sink: Option<&mut dyn Sink>,
     prep: &Prepared,
 ) -> RunResult {
-    let space = &prep.space;
     let workload = RingWorkload::new(w.prompt, w.generate, w.batch);
     let result = workload
         .map_err(RingAdapterError::from)
@@ -532,6 +479,21 @@ pub fn engine_run_prepared(
         Ok(x) => x,
         Err(_) => return does_not_fit(model, sub, w),
     };
+    let grid = prep.space.cosearch().map(|c| (r.table.chosen, c.len()));
+    priced(model, sub, wl, &r, grid, records, sink)
+}
+
+/// The run of a co-searched design in the engine's terms: records (with `records`), events
+/// into `sink`, and the [`RunSummary`].
+fn priced(
+    model: &Model,
+    sub: &Substrate,
+    wl: RingWorkload,
+    r: &RingCoSearch,
+    grid: Option<(usize, usize)>,
+    records: bool,
+    sink: Option<&mut dyn Sink>,
+) -> RunResult {
     let rep = &r.report;
     let clock = ring_of(&r.substrate).map_or(f64::NAN, |x| x.spec.chip().clock.get());
     let d = wl.decode() as f64;
@@ -540,6 +502,7 @@ pub fn engine_run_prepared(
     let tl = Timeline::new(rep, wl, clock);
     let (pre_off, dec_off) = (&tl.pre_off, &tl.dec_off);
     if let Some(sink) = sink {
+        sink.topology(&topology(rep));
         let steps = sink.decode_steps();
         tl.events(steps, &mut |e| match e {
             RingEvent::Layer {
@@ -551,21 +514,52 @@ pub fn engine_run_prepared(
                 start,
                 end,
             } => {
-                let (name, l, _) = layer_name(rep.layers[layer].origin);
-                sink.event(&OpEvent {
+                let l = &rep.layers[layer];
+                let (name, index, label) = layer_name(l.origin);
+                let chips = &rep.stages[l.stage].chips;
+                sink.device_event(&DeviceEvent {
                     phase,
                     step,
                     context,
                     name,
-                    layer: l,
-                    resource: super::Resource::Matrix,
+                    layer: index,
+                    label: &label,
+                    place: Place::Chips {
+                        first: chips.start,
+                        end: chips.end,
+                    },
                     what: if streamed { "stream" } else { "compute" },
                     start,
                     end,
                 });
             }
-            // the engine's resources have no links: see `chrome_trace` for the ring's own view
-            RingEvent::Link { .. } => {}
+            RingEvent::Link {
+                phase,
+                step,
+                link,
+                start,
+                end,
+            } => {
+                let l = &rep.links[link];
+                let label = format!("{}->{}", l.from_chip, l.to_chip);
+                let what = if l.usage == LinkUse::Hop {
+                    "hop"
+                } else {
+                    "tensor_parallel"
+                };
+                sink.device_event(&DeviceEvent {
+                    phase,
+                    step,
+                    context: 0,
+                    name: what,
+                    layer: None,
+                    label: &label,
+                    place: Place::Link(link as u64),
+                    what,
+                    start,
+                    end,
+                });
+            }
             RingEvent::Pass {
                 phase,
                 step,
@@ -717,12 +711,10 @@ pub fn engine_run_prepared(
             }
         }
     }
-    let s = summarize(
-        rep,
-        &sub.name,
-        wl,
-        space.cosearch().map(|c| (r.table.chosen, c.len())),
-    );
+    let users = wl.users() as f64;
+    let prefill_energy = rep.prefill_energy.get() * users;
+    let decode_energy = rep.decode_step_energy.get() * users * d;
+    let total_energy = prefill_energy + decode_energy;
     let cap = rep.packing.n_chips as f64
         * rep.packing.chip.n_cores as f64
         * (rep.packing.chip.wmem_per_core.get() + rep.packing.chip.kv_per_core.get());
@@ -738,29 +730,29 @@ pub fn engine_run_prepared(
             model: model.name.clone(),
             substrate: sub.name.clone(),
             engine: "ring",
-            prompt: w.prompt,
-            generate: w.generate,
-            batch: w.batch,
+            prompt: wl.prompt(),
+            generate: wl.decode(),
+            batch: wl.users(),
             precision: ring_precision(model, sub),
-            ttft_s: s.ttft_s,
-            tpot_s: s.tpot_s,
-            tokens_per_s: s.tokens_per_s,
-            energy_per_token_j: s.energy_per_token_j,
+            ttft_s: rep.ttft.get(),
+            tpot_s: rep.tpot.get(),
+            tokens_per_s: users / rep.tpot.get(),
+            energy_per_token_j: total_energy / (users * d),
             energy_per_processed_token_j: match rep.timing {
-                RingTiming::Corrected => s.total_energy_j / ((w.prompt + w.generate) * w.batch) as f64,
+                RingTiming::Corrected => total_energy / ((wl.prompt() + wl.decode()) * wl.users()) as f64,
                 // the release's "energy per token": one decode step's, per user
-                RingTiming::PaperEra => s.energy_per_processed_token_j,
+                RingTiming::PaperEra => rep.energy_per_token_paper.get(),
             },
-            prefill_energy_j: s.prefill_energy_j,
-            decode_energy_j: s.decode_energy_j,
-            total_energy_j: s.total_energy_j,
-            weight_bytes: s.weight_bytes,
+            prefill_energy_j: prefill_energy,
+            decode_energy_j: decode_energy,
+            total_energy_j: total_energy,
+            weight_bytes: rep.layers.iter().map(|l| l.weight_bytes.get()).sum(),
             kv_bytes: kv,
             memory_capacity_bytes: cap,
             fits_memory: stationary + kv <= cap,
             prefill: pre,
             decode: dec,
-            ring: Some(s.hardware.clone()),
+            ring: Some(hardware(rep, grid)),
         },
         ops,
     }
@@ -1099,128 +1091,17 @@ impl<'a> Timeline<'a> {
     }
 }
 
-/// Runs `model` on a ring substrate and renders its Chrome trace (Trace Event Format, the
-/// same `"X"` / `"M"` events, `ts`/`dur` in microseconds, as `trace::ChromeTrace`): one
-/// process per chip (pid = chip + 1) with its layers, one process `links` with a track per
-/// link, one process `passes` with the prefill and every decode step.
-/// `steps`: the decode steps written (see [`super::StepSample`]; `None` for all).
-pub fn chrome_trace(
-    model: &Model,
-    sub: &Substrate,
-    w: super::Workload,
-    steps: Option<u64>,
-) -> (RunResult, String) {
-    let result = engine_run(model, sub, w, true, None);
-    let space = DesignSpace::of(sub);
-    let wl = RingWorkload::new(w.prompt, w.generate, w.batch);
-    let mut body = String::new();
-    let r = wl
-        .map_err(RingAdapterError::from)
-        .and_then(|wl| co_search(model, &space, wl).map(|r| (wl, r)));
-    if let Ok((wl, r)) = r {
-        use std::fmt::Write as _;
-        let rep = &r.report;
-        let clock = ring_of(&r.substrate).map_or(f64::NAN, |x| x.spec.chip().clock.get());
-        let n = rep.n_chips();
-        let (links_pid, passes_pid) = (n + 1, n + 2);
-        let meta = |body: &mut String, pid: u64, tid: u64, what: &str, name: &str| {
-            let _ = writeln!(
-                body,
-                "{{\"name\":\"{what}\",\"ph\":\"M\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":\"{name}\"}}}},"
-            );
-        };
-        for c in 0..n {
-            meta(&mut body, c + 1, 0, "process_name", &format!("chip {c}"));
-            meta(&mut body, c + 1, 1, "thread_name", "layers");
-        }
-        meta(&mut body, links_pid, 0, "process_name", "links");
-        for (i, l) in rep.links.iter().enumerate() {
-            let name = format!("link {}->{} ({:?})", l.from_chip, l.to_chip, l.usage).to_lowercase();
-            meta(&mut body, links_pid, i as u64 + 1, "thread_name", &name);
-        }
-        meta(&mut body, passes_pid, 0, "process_name", "passes");
-        let x = |body: &mut String,
-                 name: &str,
-                 cat: &str,
-                 pid: u64,
-                 tid: u64,
-                 a: Seconds,
-                 b: Seconds,
-                 args: &str| {
-            let _ = writeln!(
-                body,
-                "{{\"name\":\"{name}\",\"cat\":\"{cat}\",\"ph\":\"X\",\"ts\":{:.4},\"dur\":{:.4},\"pid\":{pid},\"tid\":{tid},\"args\":{{{args}}}}},",
-                a.as_us(),
-                (b - a).as_us()
-            );
-        };
-        Timeline::new(rep, wl, clock).events(steps, &mut |e| match e {
-            RingEvent::Layer {
-                phase,
-                step,
-                context,
-                layer,
-                streamed,
-                start,
-                end,
-            } => {
-                let l = &rep.layers[layer];
-                let (_, _, label) = layer_name(l.origin);
-                let cat = if streamed { "stream" } else { "compute" };
-                let args = format!(
-                    "\"phase\":\"{}\",\"step\":{step},\"context\":{context}",
-                    phase.name()
-                );
-                for chip in rep.stages[l.stage].chips.clone() {
-                    x(&mut body, &label, cat, chip + 1, 1, start, end, &args);
-                }
-            }
-            RingEvent::Link {
-                phase,
-                step,
-                link,
-                start,
-                end,
-            } => {
-                let l = &rep.links[link];
-                let name = format!("{}->{}", l.from_chip, l.to_chip);
-                let cat = if l.usage == LinkUse::Hop {
-                    "hop"
-                } else {
-                    "tensor_parallel"
-                };
-                let args = format!("\"phase\":\"{}\",\"step\":{step}", phase.name());
-                x(
-                    &mut body,
-                    &name,
-                    cat,
-                    links_pid,
-                    link as u64 + 1,
-                    start,
-                    end,
-                    &args,
-                );
-            }
-            RingEvent::Pass {
-                phase,
-                step,
-                start,
-                end,
-            } => {
-                let name = match phase {
-                    PhaseKind::Prefill => "prefill".to_string(),
-                    PhaseKind::Decode => format!("decode step {step}"),
-                };
-                x(&mut body, &name, "pass", passes_pid, 0, start, end, "");
-            }
-        });
+/// The chips and links of a priced design, named for outputs: `chip 0` ..., and
+/// `link 0->1 (hop)` per link of the ring (idle links included).
+fn topology(rep: &RingReport) -> Topology {
+    Topology {
+        chips: (0..rep.n_chips()).map(|c| format!("chip {c}")).collect(),
+        links: rep
+            .links
+            .iter()
+            .map(|l| format!("link {}->{} ({:?})", l.from_chip, l.to_chip, l.usage).to_lowercase())
+            .collect(),
     }
-    if body.ends_with(",\n") {
-        body.truncate(body.len() - 2);
-        body.push('\n');
-    }
-    let text = format!("{{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n{body}]}}\n");
-    (result, text)
 }
 
 /// The chosen ring hardware as text lines (for `llmforge sim`'s table).

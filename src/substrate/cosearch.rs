@@ -11,10 +11,14 @@
 //! ```
 //!
 //! * A grid key is the path of a numeric field, exactly as `--set` names it. Its candidates
-//!   are constants (no references) with the field's dimension. The grid is the cartesian
-//!   product of the axes in file order, the **last axis varying fastest**; point `i` is the
-//!   base file with one override per axis ([`DesignSpace::point`]), so a grid works for every
-//!   kind of substrate and every numeric field.
+//!   are constants (no references) with the field's dimension, checked against the field
+//!   when the grid is read (errors located there). The grid is the cartesian product of the
+//!   axes in file order, the **last axis varying fastest**; point `i` is the base file with
+//!   the point's typed values in place of the fields' expressions ([`DesignSpace::point`]):
+//!   the file is parsed once, a point is evaluated from the parsed file without parsing, and
+//!   fields whose expressions name a varied field follow it (a GPU's peaks follow its
+//!   `clock`). A grid works for every kind of substrate and every numeric field. A point
+//!   fails only when a field's rule rejects its value (0 MACs), with a typed [`PointError`].
 //! * `--set cosearch.objective=tpot` changes the objective, `--set cosearch.grid.PATH=...`
 //!   replaces an axis or adds one (a file without a `cosearch` section gains one when both
 //!   an objective and an axis are given). `--set PATH=...` on a path the grid varies is an
@@ -29,12 +33,13 @@
 
 use super::Override;
 use super::Substrate;
-use super::raw::{Ctx, load_file, source};
+use super::raw::{Ctx, RawFile, evaluate, parse_file, source};
+use super::ring_spec::Objective;
 use crate::dsl::{self, Quantity, Top};
-use crate::sim::ring::Objective;
 use crate::yaml::{DescErrors, Entries, Expression, Loc, Located, SourceFile};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// The most points a declared grid may have.
 pub const MAX_POINTS: usize = 1 << 20;
@@ -42,15 +47,32 @@ pub const MAX_POINTS: usize = 1 << 20;
 /// Errors of evaluating a co-search.
 #[derive(Debug, thiserror::Error)]
 pub enum CoSearchError {
-    /// Occurs when a grid point does not load (a candidate out of the field's range).
+    /// Occurs when a grid point's value is out of its field's range.
     #[error(transparent)]
-    Load(#[from] DescErrors),
+    Point(#[from] PointError),
     /// Occurs when every point failed to evaluate (nothing fits, for instance).
     #[error("none of the {points} co-search points could be evaluated; point 0: {first}")]
     NothingEvaluated { points: usize, first: String },
     /// Occurs when the objective needs a figure the evaluator does not give (area of a GPU).
     #[error("point {index}: the evaluator gives no value for the objective `{objective}`")]
     NoObjective { index: usize, objective: &'static str },
+}
+
+/// A co-search point that a field's rule rejects (a candidate out of the field's range, such
+/// as 0 MACs per VAC): the point, its settings and the problems in words. Never a parse
+/// error: the file was parsed and the candidates type-checked when the grid was read.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("co-search point {index} ({}): {}", settings_text(.settings), .problems.join("; "))]
+pub struct PointError {
+    pub index: usize,
+    /// (path, candidate label) per axis.
+    pub settings: Vec<(String, String)>,
+    pub problems: Vec<String>,
+}
+
+fn settings_text(settings: &[(String, String)]) -> String {
+    let text: Vec<String> = settings.iter().map(|(p, v)| format!("{p} = {v}")).collect();
+    text.join(", ")
 }
 
 /// The name of an objective as written in files.
@@ -95,16 +117,27 @@ pub struct CoSearch {
     #[serde(serialize_with = "ser_objective")]
     pub objective: Objective,
     pub axes: Vec<GridAxis>,
-    /// The file and command-line overrides the points are made from.
+    /// The parsed file and command-line overrides the points are evaluated from.
     #[serde(skip)]
     origin: Origin,
 }
 
-/// Where the grid's points come from: the file's text and the overrides it was loaded with.
-#[derive(Clone, Debug)]
+/// Where the grid's points come from: the file (parsed once) and the overrides it was
+/// loaded with.
+#[derive(Clone)]
 struct Origin {
     file: SourceFile,
+    parsed: Arc<RawFile>,
     overrides: Vec<Override>,
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Origin")
+            .field("file", &self.file.name())
+            .field("overrides", &self.overrides)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PartialEq for Origin {
@@ -133,16 +166,40 @@ impl CoSearch {
         let stride: usize = self.axes[axis + 1..].iter().map(|a| a.values.len()).product();
         (point / stride) % self.axes[axis].values.len()
     }
-    /// The overrides that make point `point` of the base file.
+    /// The overrides that make point `point` of the base file, as `--set` text (to show
+    /// or reproduce a point from the command line; points are evaluated from
+    /// [`CoSearch::values`]).
     pub fn overrides(&self, point: usize) -> Vec<Override> {
+        self.values(point)
+            .into_iter()
+            .map(|(path, q)| Override {
+                path,
+                expr: expression_text(q),
+            })
+            .collect()
+    }
+    /// The typed values of point `point`: (path, value) per axis.
+    pub fn values(&self, point: usize) -> Vec<(String, Quantity)> {
         self.axes
             .iter()
             .enumerate()
-            .map(|(k, a)| Override {
-                path: a.path.clone(),
-                expr: expression_text(a.values[self.value_index(point, k)]),
-            })
+            .map(|(k, a)| (a.path.clone(), a.values[self.value_index(point, k)]))
             .collect()
+    }
+    /// Point `point` evaluated from the parsed file, its errors located in the file.
+    fn evaluate(&self, point: usize) -> Result<Substrate, DescErrors> {
+        let o = &self.origin;
+        evaluate(&o.file, &o.parsed, &o.overrides, Some(&self.values(point)))
+    }
+    /// Point `point`: the base file with the point's values, validated like any substrate
+    /// (its `cosearch` is `None`). No parsing: it fails only when a field's rule rejects a
+    /// value.
+    pub fn point(&self, point: usize) -> Result<Substrate, PointError> {
+        self.evaluate(point).map_err(|e| PointError {
+            index: point,
+            settings: self.settings(point),
+            problems: e.errors().iter().map(|d| d.message().to_string()).collect(),
+        })
     }
     /// (path, label) of every axis at point `point`.
     pub fn settings(&self, point: usize) -> Vec<(String, String)> {
@@ -318,6 +375,7 @@ pub(super) fn cosearch(
         axes,
         origin: Origin {
             file: ctx.file.clone(),
+            parsed: ctx.parsed.clone(),
             overrides: ctx.overrides.to_vec(),
         },
     }))
@@ -390,12 +448,12 @@ fn axis(ctx: &Ctx, path: &str, expr: &Expression, cli: Option<&SourceFile>) -> O
     })
 }
 
-/// A substrate file with its co-search: the base substrate and every grid point.
+/// A substrate file with its co-search: the base substrate and every grid point. The file is
+/// parsed once (by [`DesignSpace::load`], or when the substrate was loaded); its points are
+/// values evaluated from it.
 #[derive(Clone, Debug)]
 pub struct DesignSpace {
     base: Substrate,
-    file: SourceFile,
-    overrides: Vec<Override>,
 }
 
 impl DesignSpace {
@@ -412,27 +470,13 @@ impl DesignSpace {
 
     /// The design space of a loaded substrate: its grid's points, or the substrate alone.
     pub fn of(sub: &Substrate) -> DesignSpace {
-        match &sub.cosearch {
-            Some(c) => DesignSpace {
-                base: sub.clone(),
-                file: c.origin.file.clone(),
-                overrides: c.origin.overrides.clone(),
-            },
-            None => DesignSpace {
-                base: sub.clone(),
-                file: SourceFile::new(sub.name.as_str(), ""),
-                overrides: Vec::new(),
-            },
-        }
+        DesignSpace { base: sub.clone() }
     }
 
     fn from_file(file: SourceFile, overrides: &[Override]) -> Result<DesignSpace, DescErrors> {
-        let base = load_file(&file, overrides, false)?;
-        Ok(DesignSpace {
-            base,
-            file,
-            overrides: overrides.to_vec(),
-        })
+        let parsed = Arc::new(parse_file(&file)?);
+        let base = evaluate(&file, &parsed, overrides, None)?;
+        Ok(DesignSpace { base })
     }
 
     /// The file with the command-line overrides (and its grid, if any).
@@ -450,28 +494,28 @@ impl DesignSpace {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// The overrides of point `i` (empty without a grid).
+    /// The overrides of point `i` as `--set` text (empty without a grid).
     pub fn point_overrides(&self, i: usize) -> Vec<Override> {
         self.cosearch().map_or_else(Vec::new, |c| c.overrides(i))
     }
-    /// Point `i`: the file with the command-line overrides and the point's overrides,
-    /// validated like any substrate (its `cosearch` is `None`).
-    pub fn point(&self, i: usize) -> Result<Substrate, DescErrors> {
-        if self.cosearch().is_none() {
-            return Ok(self.base.clone());
+    /// Point `i`: the base with the point's typed values ([`CoSearch::point`]); the base
+    /// itself without a grid.
+    pub fn point(&self, i: usize) -> Result<Substrate, PointError> {
+        match self.cosearch() {
+            None => Ok(self.base.clone()),
+            Some(c) => c.point(i),
         }
-        let mut all = self.overrides.clone();
-        all.extend(self.point_overrides(i));
-        load_file(&self.file, &all, true)
     }
-    /// Loads every point; the errors of the first failing point, with the point's settings.
+    /// Evaluates every point; the errors of the first failing point, located in the file,
+    /// with the point's settings.
     pub fn check_points(&self) -> Result<usize, DescErrors> {
-        for i in 0..self.len() {
-            if let Err(e) = self.point(i) {
-                let settings = self.cosearch().map(|c| c.settings(i)).unwrap_or_default();
-                let text: Vec<String> = settings.iter().map(|(p, v)| format!("{p} = {v}")).collect();
-                let at = format!("at co-search point {i}: {}", text.join(", "));
-                let mut diags = self.file.diagnostics();
+        let Some(c) = self.cosearch() else {
+            return Ok(1);
+        };
+        for i in 0..c.len() {
+            if let Err(e) = c.evaluate(i) {
+                let at = format!("at co-search point {i}: {}", settings_text(&c.settings(i)));
+                let mut diags = c.origin.file.diagnostics();
                 for d in e.into_vec() {
                     let help = match d.help_text() {
                         Some(h) => format!("{h}\n{at}"),
@@ -482,7 +526,7 @@ impl DesignSpace {
                 diags.finish(())?;
             }
         }
-        Ok(self.len())
+        Ok(c.len())
     }
 }
 

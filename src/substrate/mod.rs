@@ -6,21 +6,26 @@
 //! types of [`crate::units`], every problem of the file reported at once with its line and
 //! column.
 //!
-//! Three kinds: a GPU, a systolic array, and the multi-chip ring accelerator ([`Ring`], the
-//! cost model of [`crate::sim::ring`] described in YAML). Any file may also declare a hardware
+//! Three kinds: a GPU, a systolic array (its organisation in [`array`]), and the multi-chip
+//! ring accelerator ([`Ring`], its hardware description in [`ring_spec`]; the cost model
+//! that prices it is `sim::ring`). Any file may also declare a hardware
 //! co-search (`cosearch:`, see [`cosearch`]): a grid of values for some of its fields, each
 //! grid point being the file with `--set`-style overrides.
 //!
 //! Which number formats a substrate runs natively, and the rules for the others, are in
 //! [`precision`] ([`Substrate::resolve`]).
 //!
-//! Architecture invariant: nothing here knows about models or graphs (the number formats
-//! both share are in [`crate::numeric`]).
+//! Architecture invariant: nothing here knows about models, graphs or the simulator (the
+//! number formats models and substrates share are in [`crate::numeric`]); a source scan
+//! test (`substrate::imports_nothing_of_models_or_the_simulator`) fails if a file of this
+//! folder names the `sim`, `model` or `graph` modules by path.
 
+pub mod array;
 pub mod cosearch;
 pub mod precision;
 mod raw;
 mod ring;
+pub mod ring_spec;
 pub mod schema;
 
 pub use cosearch::{CoSearch, DesignSpace, GridAxis};
@@ -32,11 +37,11 @@ pub use raw::{
 };
 
 use crate::numeric::{ComputeClass, Precision};
-use crate::sim::ring::{RingDesign, RingOptions, RingSpec};
-use crate::sim::systolic::{Buffers, Dataflow, Mode};
 use crate::units::{
     Bytes, BytesPerCycle, BytesPerSec, Cycles, FlopsPerSec, Hertz, Joules, Seconds, SquareMeters, Watts,
 };
+pub use array::{Buffers, Dataflow, Mode};
+pub use ring_spec::{Objective, RingDesign, RingOptions, RingSpec};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -95,7 +100,7 @@ pub enum Kind {
 /// The multi-chip ring accelerator: the chip template, link, DRAM, envelope and packing rules
 /// of [`RingSpec`], the design of the file (MACs per VAC and WMEM per core of the template
 /// chip, the chip limit), and the modelling options. The packing of a model decides the core
-/// count and KV cache of the concrete chips; see [`crate::sim::ring`].
+/// count and KV cache of the concrete chips; see `sim::ring`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Ring {
     pub spec: RingSpec,
@@ -177,7 +182,7 @@ pub struct Gpu {
     pub energy: GpuEnergy,
 }
 
-/// Parameters of the GPU kernel model of [`crate::sim`] (`sim/gpu.rs`), the optional `kernel:`
+/// Parameters of the GPU kernel model of `sim` (`sim/gpu.rs`), the optional `kernel:`
 /// section of a GPU file. The defaults were fitted to the measured GEMMs of
 /// `traces/kernels/gemm.csv` (see traces/README.md); `llmforge calibrate --kernels` refits
 /// them. The roofline uses none of them.

@@ -7,7 +7,7 @@
 //!   has no fp32 entry);
 //! * a systolic array: `array.precisions` (e.g. `[int8]`): the operand types its MACs take,
 //!   each at one MAC per PE per cycle;
-//! * the ring: int8 (its MACs, WMEM and KV cache are 8-bit; `crate::sim::ring`).
+//! * the ring: int8 (its MACs, WMEM and KV cache are 8-bit; `sim::ring`).
 //!
 //! [`Substrate::resolve`] takes a model's formats ([`Precisions`]) and applies these rules, in
 //! order:

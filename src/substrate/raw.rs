@@ -8,12 +8,12 @@
 
 use super::cosearch::{RawCoSearch, cosearch};
 use super::ring::{RawRing, ring};
+use super::{Buffers, Dataflow, Mode};
 use super::{
     DesignEnvelope, Efficiency, Gpu, GpuEnergy, GpuKernel, Kind, Substrate, Systolic, SystolicEnergy,
 };
 use crate::dsl::{Dim, FromQuantity, Quantity};
 use crate::numeric::{ComputeClass, Precision};
-use crate::sim::systolic::{Buffers, Dataflow, Mode};
 use crate::units::{
     Bytes, BytesPerCycle, BytesPerSec, Cycles, FlopsPerSec, Hertz, Joules, Seconds, SquareMeters, Watts,
 };
@@ -23,6 +23,7 @@ use crate::yaml::{
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// (name, YAML source) of every shipped substrate (`substrates/*.yaml`).
 pub const SHIPPED: &[(&str, &str)] = shipped!(
@@ -395,12 +396,22 @@ pub(super) struct Ctx<'a> {
     diags: RefCell<Diagnostics>,
     paths: RefCell<Vec<String>>,
     words: RefCell<Vec<String>>,
-    /// Loading one co-search point: the `cosearch` section is skipped.
+    /// Evaluating one co-search point: the `cosearch` section is skipped.
     pub point: bool,
+    /// The point's values (field path, value), resolved and type-checked when the grid was
+    /// read: they replace the fields' expressions without any parsing.
+    point_values: &'a [(String, Quantity)],
+    /// The parsed file being evaluated (kept by a co-search for its points).
+    pub parsed: &'a Arc<RawFile>,
 }
 
 impl<'a> Ctx<'a> {
-    fn new(file: &'a SourceFile, overrides: &'a [Override]) -> Self {
+    fn new(
+        file: &'a SourceFile,
+        parsed: &'a Arc<RawFile>,
+        overrides: &'a [Override],
+        point_values: &'a [(String, Quantity)],
+    ) -> Self {
         Ctx {
             file,
             overrides,
@@ -410,7 +421,14 @@ impl<'a> Ctx<'a> {
             paths: RefCell::new(Vec::new()),
             words: RefCell::new(Vec::new()),
             point: false,
+            point_values,
+            parsed,
         }
+    }
+
+    /// The co-search point's value of `path`, if the point sets it.
+    fn point_value(&self, path: &str) -> Option<Quantity> {
+        self.point_values.iter().find(|(p, _)| p == path).map(|(_, q)| *q)
     }
 
     pub fn push(&self, e: DescError) {
@@ -463,6 +481,13 @@ impl<'a> Ctx<'a> {
     /// An override may name the field itself (`--set clock=clock*2`): the name then stands for
     /// the file's value of the field.
     fn quantity(&self, path: &str, expr: &Expression) -> Option<Quantity> {
+        if let Some(q) = self.point_value(path) {
+            // a co-search point: the grid's value, checked against the field when the grid
+            // was read; later fields that name this one see it
+            self.paths.borrow_mut().push(path.to_string());
+            self.values.borrow_mut().insert(path.to_string(), q);
+            return Some(q);
+        }
         let section = path.rsplit_once('.').map_or("", |(s, _)| s);
         let field = path.rsplit_once('.').map_or(path, |(_, f)| f);
         let mut values = self.values.borrow().clone();
@@ -787,7 +812,9 @@ impl Ctx<'_> {
     ) -> Option<Option<T>> {
         match expr {
             Some(e) => self.get(path, e, valid).map(Some),
-            None if self.has_override(path) => self.get(path, &Expression::new(""), valid).map(Some),
+            None if self.has_override(path) || self.point_value(path).is_some() => {
+                self.get(path, &Expression::new(""), valid).map(Some)
+            }
             None => {
                 // listed among the fields an unknown override could have meant
                 self.paths.borrow_mut().push(path.to_string());
@@ -1153,25 +1180,27 @@ pub fn load_str(src: &str, file: &str, overrides: &[Override]) -> Result<Substra
 
 /// Loads a substrate from a file already read ([`source`]), applying overrides.
 pub fn load_source(file: &SourceFile, overrides: &[Override]) -> Result<Substrate, DescErrors> {
-    load_file(file, overrides, false)
+    load_file(file, overrides)
 }
 
-/// Loads `file`; with `point`, as one co-search point (the `cosearch` section and any
-/// `cosearch.*` override are left out).
-pub(super) fn load_file(
-    file: &SourceFile,
-    overrides: &[Override],
-    point: bool,
-) -> Result<Substrate, DescErrors> {
+/// A substrate file parsed into the raw form of its kind: every value an expression, parsed
+/// once. A co-search keeps it to evaluate its points without parsing again.
+pub(super) enum RawFile {
+    Gpu(Box<RawGpu>),
+    Systolic(Box<RawSystolic>),
+    Ring(Box<RawRing>),
+}
+
+/// Parses `file` (its kind, its shape against the schema, then the kind's raw form).
+pub(super) fn parse_file(file: &SourceFile) -> Result<RawFile, DescErrors> {
     // First read only the kind, then the whole file in that kind's shape.
     #[derive(Deserialize)]
     struct KindOnly {
         kind: Located<String>,
     }
     let head: KindOnly = file.parse()?;
-    // The file's shape first: every unknown, missing or mistyped field at once (a co-search
-    // point is the base file, checked when the design space was loaded).
-    if !point && ["gpu", "systolic", "ring"].contains(&head.kind.value.as_str()) {
+    // The file's shape first: every unknown, missing or mistyped field at once.
+    if ["gpu", "systolic", "ring"].contains(&head.kind.value.as_str()) {
         let problems = super::schema::check(file, &head.kind.value);
         if !problems.is_empty() {
             let mut diags = file.diagnostics();
@@ -1181,21 +1210,10 @@ pub(super) fn load_file(
             diags.finish(())?;
         }
     }
-    let mut ctx = Ctx::new(file, overrides);
-    ctx.point = point;
-    let substrate = match head.kind.value.as_str() {
-        "gpu" => {
-            let raw: RawGpu = file.parse()?;
-            gpu(&ctx, &raw)
-        }
-        "systolic" => {
-            let raw: RawSystolic = file.parse()?;
-            systolic(&ctx, &raw)
-        }
-        "ring" => {
-            let raw: RawRing = file.parse()?;
-            ring(&ctx, &raw)
-        }
+    Ok(match head.kind.value.as_str() {
+        "gpu" => RawFile::Gpu(Box::new(file.parse()?)),
+        "systolic" => RawFile::Systolic(Box::new(file.parse()?)),
+        "ring" => RawFile::Ring(Box::new(file.parse()?)),
         other => {
             return Err(file
                 .error(
@@ -1206,13 +1224,37 @@ pub(super) fn load_file(
                 )
                 .into());
         }
+    })
+}
+
+/// Evaluates a parsed file with its overrides into a validated [`Substrate`]. With
+/// `point_values` (a co-search point's typed values), as that point: the values replace the
+/// fields' expressions and the `cosearch` section and any `cosearch.*` override are left out.
+pub(super) fn evaluate(
+    file: &SourceFile,
+    parsed: &Arc<RawFile>,
+    overrides: &[Override],
+    point_values: Option<&[(String, Quantity)]>,
+) -> Result<Substrate, DescErrors> {
+    let mut ctx = Ctx::new(file, parsed, overrides, point_values.unwrap_or(&[]));
+    ctx.point = point_values.is_some();
+    let substrate = match &**parsed {
+        RawFile::Gpu(raw) => gpu(&ctx, raw),
+        RawFile::Systolic(raw) => systolic(&ctx, raw),
+        RawFile::Ring(raw) => ring(&ctx, raw),
     };
     ctx.finish(substrate)
 }
 
+/// Parses and evaluates `file` with `overrides`.
+pub(super) fn load_file(file: &SourceFile, overrides: &[Override]) -> Result<Substrate, DescErrors> {
+    let parsed = Arc::new(parse_file(file)?);
+    evaluate(file, &parsed, overrides, None)
+}
+
 /// Loads a shipped substrate by name, or a substrate file by path, with overrides.
 pub fn load(spec: &str, overrides: &[Override]) -> Result<Substrate, DescErrors> {
-    load_file(&source(spec)?, overrides, false)
+    load_file(&source(spec)?, overrides)
 }
 
 /// The text of a shipped substrate (by name) or of a substrate file (by path; a file wins).

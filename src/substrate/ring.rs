@@ -1,4 +1,4 @@
-//! The `kind: ring` file: the multi-chip ring accelerator of [`crate::sim::ring`] in YAML.
+//! The `kind: ring` file: the multi-chip ring accelerator of `sim::ring` in YAML.
 //!
 //! ```yaml
 //! kind: ring
@@ -22,7 +22,7 @@
 //! ```
 //!
 //! `ring.timing` picks the cost model: `corrected` (the LLMForge authors' later code, the
-//! default) or `paper_era` (the model behind the paper's table, [`crate::sim::ring::paper_era`]),
+//! default) or `paper_era` (the model behind the paper's table, `sim::ring::paper_era`),
 //! which takes the options at midpoint / excluded / false / false and sizes chips the
 //! smallest fitting way, without a per-chip core limit; other values there are located errors.
 //!
@@ -33,12 +33,12 @@
 
 use super::cosearch::{RawCoSearch, cosearch};
 use super::raw::{Ctx, RawEnvelope, envelope, non_negative, positive, positive_int};
-use super::{Efficiency, Kind, Ring, Substrate};
-use crate::dsl::Dim;
-use crate::sim::ring::{
+use super::ring_spec::{
     ChipSizing, DecodeContext, Envelope, LmHead, PackingRules, RingArea, RingChip, RingDesign, RingDram,
     RingEnergy, RingLeakage, RingLink, RingOptions, RingSpec, RingTiming,
 };
+use super::{Efficiency, Kind, Ring, Substrate};
+use crate::dsl::Dim;
 use crate::units::{Bytes, BytesPerCycle, Cycles, Hertz, Joules, SquareMeters};
 use crate::yaml::{Expression, Located};
 use serde::Deserialize;

@@ -1,9 +1,12 @@
 //! Chrome Trace Event Format (JSON object form): one `"X"` (complete) event per op interval,
 //! `ts` and `dur` in microseconds, `pid` 1 for prefill and 2 for decode, one `tid` per
 //! resource (matrix, vector, DMA, DRAM read, DRAM write), named by `"M"` metadata events.
+//! A multi-chip run (the ring engine, which announces its [`Topology`]) is laid out per chip
+//! instead: one process per chip (pid = chip + 1, thread `layers`), a process `links` with a
+//! track per link, and a process `passes` with the prefill and every decode step.
 //! Opens in Perfetto (ui.perfetto.dev) and chrome://tracing.
 
-use crate::sim::{OpEvent, PhaseKind, Resource, Sink};
+use crate::sim::{DeviceEvent, OpEvent, PhaseKind, Place, Resource, Sink, Topology};
 use crate::units::Seconds;
 use std::fmt::Write as _;
 use std::io::Write;
@@ -20,6 +23,19 @@ pub struct ChromeTrace<W: Write = Vec<u8>> {
     steps: Option<u64>,
     line: String,
     error: Option<std::io::Error>,
+    layout: Layout,
+}
+
+/// Which processes and threads the trace has: decided by the first thing a run sends (its
+/// topology, or an event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Nothing received yet: no metadata written.
+    Pending,
+    /// A single-device run: a process per phase, a thread per resource.
+    Phases,
+    /// A multi-chip run of `chips` chips: process ids 1..=chips, then links, then passes.
+    Chips { chips: u64 },
 }
 
 impl Default for ChromeTrace<Vec<u8>> {
@@ -75,8 +91,19 @@ impl<W: Write> ChromeTrace<W> {
             steps: None,
             line: String::new(),
             error: None,
+            layout: Layout::Pending,
         };
         t.raw("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
+        t
+    }
+
+    /// The single-device layout's metadata, unless a layout was chosen.
+    fn phases(&mut self) {
+        if self.layout != Layout::Pending {
+            return;
+        }
+        self.layout = Layout::Phases;
+        let t = self;
         for phase in [PhaseKind::Prefill, PhaseKind::Decode] {
             t.entry(format_args!(
                 "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{},\"tid\":0,\"args\":{{\"name\":\"{}\"}}}}",
@@ -92,7 +119,14 @@ impl<W: Write> ChromeTrace<W> {
                 ));
             }
         }
-        t
+    }
+
+    /// One `"M"` metadata entry naming a process or thread.
+    fn meta(&mut self, what: &str, pid: u64, tid: u64, name: &str) {
+        self.entry(format_args!(
+            "{{\"name\":\"{what}\",\"ph\":\"M\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":\"{}\"}}}}",
+            esc(name)
+        ));
     }
 
     /// Records only `steps` decode steps, spread over the run (see [`crate::sim::StepSample`]).
@@ -132,6 +166,7 @@ impl<W: Write> ChromeTrace<W> {
 
     /// Closes the document; gives the writer back, or the first write error.
     pub fn finish(mut self) -> std::io::Result<W> {
+        self.phases();
         self.raw("\n]}\n");
         match self.error.take() {
             Some(e) => Err(e),
@@ -148,6 +183,7 @@ impl<W: Write> Sink for ChromeTrace<W> {
         self.steps
     }
     fn event(&mut self, e: &OpEvent) {
+        self.phases();
         self.events += 1;
         self.entry(format_args!(
             "{{\"name\":\"{}\",\"cat\":\"{}\",\"ph\":\"X\",\"ts\":{:.4},\"dur\":{:.4},\"pid\":{},\"tid\":{},\"args\":{{\"step\":{},\"context\":{}}}}}",
@@ -162,17 +198,73 @@ impl<W: Write> Sink for ChromeTrace<W> {
         ));
     }
     fn step_end(&mut self, phase: PhaseKind, step: u64, start: Seconds, end: Seconds) {
+        self.phases();
         self.events += 1;
         let name = match phase {
             PhaseKind::Prefill => "prefill".to_string(),
             PhaseKind::Decode => format!("decode step {step}"),
+        };
+        let pid = match self.layout {
+            Layout::Chips { chips } => chips + 2,
+            _ => u64::from(pid(phase)),
         };
         self.entry(format_args!(
             "{{\"name\":\"{}\",\"cat\":\"pass\",\"ph\":\"X\",\"ts\":{:.4},\"dur\":{:.4},\"pid\":{},\"tid\":0,\"args\":{{}}}}",
             name,
             start.as_us(),
             (end - start).as_us(),
-            pid(phase)
+            pid
         ));
+    }
+    fn topology(&mut self, t: &Topology) {
+        if self.layout != Layout::Pending {
+            return;
+        }
+        let chips = t.chips.len() as u64;
+        self.layout = Layout::Chips { chips };
+        for (c, name) in t.chips.iter().enumerate() {
+            let pid = c as u64 + 1;
+            self.meta("process_name", pid, 0, name);
+            self.meta("thread_name", pid, 1, "layers");
+        }
+        self.meta("process_name", chips + 1, 0, "links");
+        for (i, name) in t.links.iter().enumerate() {
+            self.meta("thread_name", chips + 1, i as u64 + 1, name);
+        }
+        self.meta("process_name", chips + 2, 0, "passes");
+    }
+    fn device_event(&mut self, e: &DeviceEvent<'_>) {
+        let Layout::Chips { chips } = self.layout else {
+            // no topology: the run is shown as one device (the trait's default)
+            if let Some(op) = e.as_op_event() {
+                self.event(&op);
+            }
+            return;
+        };
+        self.events += 1;
+        let (ts, dur) = (e.start.as_us(), (e.end - e.start).as_us());
+        let label = esc(e.label);
+        match e.place {
+            Place::Chips { first, end } => {
+                for chip in first..end {
+                    self.entry(format_args!(
+                        "{{\"name\":\"{label}\",\"cat\":\"{}\",\"ph\":\"X\",\"ts\":{ts:.4},\"dur\":{dur:.4},\"pid\":{},\"tid\":1,\"args\":{{\"phase\":\"{}\",\"step\":{},\"context\":{}}}}}",
+                        e.what,
+                        chip + 1,
+                        e.phase.name(),
+                        e.step,
+                        e.context
+                    ));
+                }
+            }
+            Place::Link(link) => self.entry(format_args!(
+                "{{\"name\":\"{label}\",\"cat\":\"{}\",\"ph\":\"X\",\"ts\":{ts:.4},\"dur\":{dur:.4},\"pid\":{},\"tid\":{},\"args\":{{\"phase\":\"{}\",\"step\":{}}}}}",
+                e.what,
+                chips + 1,
+                link + 1,
+                e.phase.name(),
+                e.step
+            )),
+        }
     }
 }

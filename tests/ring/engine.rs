@@ -116,13 +116,25 @@ pub(super) fn trace_events(text: &str) -> (Vec<serde_json::Value>, f64) {
     (events, end)
 }
 
+/// The run and its Chrome trace through the engines' one trace path (`trace::ChromeTrace`
+/// as the run's sink).
+pub(super) fn chrome_trace(
+    m: &model::Model,
+    sub: &substrate::Substrate,
+    w: Workload,
+) -> (sim::RunResult, String) {
+    let mut chrome = llmforge::trace::ChromeTrace::new();
+    let r = sim::run_with_sink(m, sub, w, Engine::Sim, &mut chrome);
+    (r, String::from_utf8(chrome.finish().unwrap()).unwrap())
+}
+
 #[test]
 fn chrome_trace_has_a_process_per_chip_and_a_track_per_link() {
     let m = model::preset("smollm2-135m").unwrap();
     let sub = substrate::load("ring-edge", &[]).unwrap();
     let (p, d) = (6u64, 3u64);
     let w = Workload::new(p, d, 1).unwrap();
-    let (r, text) = ring_adapter::chrome_trace(&m, &sub, w, None);
+    let (r, text) = chrome_trace(&m, &sub, w);
     assert_eq!(r, sim::run(&m, &sub, w, Engine::Sim));
     let (events, end) = trace_events(&text);
     let chips = r.summary.ring.as_ref().unwrap().chips;

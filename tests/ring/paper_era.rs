@@ -3,9 +3,10 @@
 //! (`llmforge/reference_archs/baseline_results/*_rdxe.json`, P = D = 256, one user).
 
 use llmforge::model::{self, Model};
+use llmforge::sim::RunSummary;
 use llmforge::sim::ring::paper_era::{self, PaperLayer};
 use llmforge::sim::ring::{RingModel, RingOptions, RingTiming, RingWorkload};
-use llmforge::sim::ring_adapter::{self, RingSummary};
+use llmforge::sim::ring_adapter;
 use llmforge::sim::{self, Engine, Events, PhaseKind, Workload};
 use llmforge::substrate::{self, DesignSpace};
 
@@ -183,7 +184,7 @@ fn saved_work(s: &Saved) -> f64 {
     ((s.ttft_ms - s.tpot_ms) * 200e3 + hops) * s.chip_macs as f64
 }
 
-fn run(name: &str) -> RingSummary {
+fn run(name: &str) -> RunSummary {
     let space = DesignSpace::load("ring-edge-paper", &[]).unwrap();
     let m = model::preset(name).unwrap();
     ring_adapter::run(&m, &space, RingWorkload::llmforge_paper())
@@ -211,7 +212,7 @@ fn the_papers_models_reproduce_the_saved_results() {
     ] {
         let s = saved(file);
         let r = run(name);
-        let h = &r.hardware;
+        let h = r.ring.as_ref().unwrap();
         assert_eq!(
             (h.chips, h.cores_per_chip, h.macs_per_vac * h.cores_per_chip),
             (s.chips, s.cores, s.chip_macs),
@@ -271,7 +272,7 @@ fn the_papers_claims_hold() {
         "llmforge-eco-294m",
         "llmforge-fast-365m",
     ];
-    let r: Vec<RingSummary> = names.iter().map(|n| run(n)).collect();
+    let r: Vec<RunSummary> = names.iter().map(|n| run(n)).collect();
     let (smol, eco, fast) = (&r[0], &r[3], &r[4]);
     for o in &r {
         assert!(eco.energy_per_processed_token_j <= o.energy_per_processed_token_j);
@@ -409,7 +410,7 @@ fn records_events_and_traces() {
     let mut ev = Events::default();
     sim::run_with_sink(&m, &sub, w, Engine::Sim, &mut ev);
     assert_eq!(ev.events.len(), layers + layers * d as usize);
-    let (_, text) = ring_adapter::chrome_trace(&m, &sub, w, None);
+    let (_, text) = super::engine::chrome_trace(&m, &sub, w);
     let (events, end) = super::engine::trace_events(&text);
     let per_chip = events
         .iter()
@@ -441,7 +442,7 @@ fn shipped_paper_models_snapshot() {
     .iter()
     .map(|name| {
         let r = run(name);
-        let h = &r.hardware;
+        let h = r.ring.as_ref().unwrap();
         serde_json::json!({
             "model": name,
             "ttft_ms": sig(r.ttft_s * 1e3),

@@ -411,7 +411,7 @@ fn shipped_models_on_ring_substrates_snapshot() {
             let m = preset(name);
             let row = match ring_adapter::run(&m, &sp, w) {
                 Ok((s, _)) => {
-                    let h = &s.hardware;
+                    let h = s.ring.as_ref().unwrap();
                     assert!(
                         (s.total_energy_j - s.prefill_energy_j - s.decode_energy_j).abs()
                             <= 1e-12 * s.total_energy_j
@@ -452,4 +452,99 @@ fn a_non_ring_substrate_is_refused_by_the_ring_adapter() {
     let sp = space("gemmini", &[]);
     let err = ring_adapter::co_search(&m, &sp, RingWorkload::llmforge_paper()).unwrap_err();
     assert!(err.to_string().contains("not a ring"), "{err}");
+}
+
+/// A point is a value: the parsed base with the point's typed values equals the file loaded
+/// afresh with the point's `--set` overrides (what a point used to be), for a ring grid and
+/// for a GPU grid whose `clock` the peaks' expressions name (they follow it).
+#[test]
+fn points_are_the_file_with_the_points_values() {
+    let ring_grid = [
+        set("cosearch.objective", "energy"),
+        set("cosearch.grid.chip.macs_per_vac", "{16, 32, 64}"),
+        set("cosearch.grid.link.bandwidth", "{8 B/cycle, 16 B/cycle}"),
+        set("cosearch.grid.chip.wmem_per_core", "24 KiB..=96 KiB step *2"),
+    ];
+    let gpu_grid = [
+        set("cosearch.objective", "tpot"),
+        set("cosearch.grid.clock", "{0.6 GHz, 1.02 GHz}"),
+        set("cosearch.grid.memory.bandwidth", "{68 GB/s, 136 GB/s}"),
+    ];
+    for (name, grid) in [
+        ("ring-edge", &ring_grid[..]),
+        ("jetson-orin-nano-super", &gpu_grid[..]),
+    ] {
+        let sp = space(name, grid);
+        let c = sp.cosearch().unwrap();
+        for i in 0..sp.len() {
+            let want = llmforge::substrate::load(name, &c.overrides(i)).unwrap();
+            assert_eq!(sp.point(i).unwrap(), want, "{name} point {i}");
+        }
+    }
+    let sp = space("jetson-orin-nano-super", &gpu_grid);
+    let slow = sp.point(0).unwrap();
+    let fast = sp.point(2).unwrap();
+    let f16 = llmforge::model::ComputeClass::F16;
+    assert_eq!(fast.clock().get(), 1.02e9);
+    let ratio = fast.matrix_peak(f16).get() / slow.matrix_peak(f16).get();
+    assert!((ratio - 1.02 / 0.6).abs() < 1e-12, "{ratio}");
+}
+
+/// A point that a field's rule rejects fails with a typed error naming the point, its
+/// settings and the field, never a parse error; the co-search reports it the same way.
+#[test]
+fn a_rejected_point_is_a_typed_error() {
+    let sp = space(
+        "ring-edge-cosearch",
+        &[set("cosearch.grid.chip.macs_per_vac", "{16, 0}")],
+    );
+    let err = sp.point(15).unwrap_err();
+    assert_eq!(err.index, 15);
+    assert_eq!(err.settings[0], ("chip.macs_per_vac".into(), "0".into()));
+    assert!(
+        err.problems.iter().any(|p| p.contains("chip.macs_per_vac")),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("co-search point 15 (chip.macs_per_vac = 0, max_chips = 8"),
+        "{err}"
+    );
+    assert!(sp.point(14).is_ok());
+}
+
+mod points_property {
+    use super::{set, space};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// Any candidates (in or out of the fields' ranges): a point evaluated from the parsed
+        /// file equals the file loaded afresh with the point's `--set` text, and a point that
+        /// fails to evaluate is one that fails to load, never a panic.
+        #[test]
+        fn a_point_is_the_file_with_its_values(
+            macs in prop::collection::vec(0u64..300, 1..4),
+            clock_mhz in prop::collection::vec(0.0f64..2000.0, 1..3),
+            link in prop::collection::vec(0.5f64..64.0, 1..3),
+        ) {
+            let list = |v: Vec<String>| format!("{{{}}}", v.join(", "));
+            let grid = [
+                set("cosearch.objective", "tpot"),
+                set("cosearch.grid.chip.macs_per_vac", &list(macs.iter().map(|m| m.to_string()).collect())),
+                set("cosearch.grid.chip.clock", &list(clock_mhz.iter().map(|c| format!("{c} MHz")).collect())),
+                set("cosearch.grid.link.bandwidth", &list(link.iter().map(|l| format!("{l} B/cycle")).collect())),
+            ];
+            let sp = space("ring-edge", &grid);
+            let c = sp.cosearch().unwrap();
+            for i in 0..sp.len() {
+                let want = llmforge::substrate::load("ring-edge", &c.overrides(i));
+                match (sp.point(i), want) {
+                    (Ok(p), Ok(w)) => prop_assert_eq!(p, w),
+                    (Err(e), Err(_)) => prop_assert_eq!(e.index, i),
+                    (p, w) => prop_assert!(false, "point {i}: {:?} vs {:?}", p.map(|_| ()), w.map(|_| ())),
+                }
+            }
+        }
+    }
 }

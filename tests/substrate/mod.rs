@@ -15,6 +15,68 @@ fn set(path: &str, expr: &str) -> Override {
     }
 }
 
+/// Lines of the Rust files under `src/<dir>` that contain one of `forbidden`.
+fn source_lines_naming(dir: &str, forbidden: &[&str]) -> (usize, Vec<String>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join(dir);
+    let mut scanned = 0;
+    let mut stack = vec![dir];
+    let mut found = Vec::new();
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                scanned += 1;
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    if forbidden.iter().any(|f| line.contains(f)) {
+                        found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    (scanned, found)
+}
+
+/// ARCHITECTURE.md: `substrate` knows no model, no graph and no simulator. Every file under
+/// src/substrate/ is scanned for a path into those modules (a `use`, a qualified name or a
+/// doc link): hardware descriptions live in `substrate`, and `sim` uses them from there.
+#[test]
+fn imports_nothing_of_models_or_the_simulator() {
+    let forbidden = [
+        "crate::sim",
+        "crate::model",
+        "crate::graph",
+        "llmforge::sim",
+        "llmforge::model",
+    ];
+    let (scanned, found) = source_lines_naming("substrate", &forbidden);
+    assert!(scanned >= 8, "only {scanned} files under src/substrate");
+    assert!(
+        found.is_empty(),
+        "substrate names a model / simulator module:\n{}",
+        found.join("\n")
+    );
+}
+
+/// ARCHITECTURE.md: `sim` does no parsing. No file under src/sim/ names the YAML boundary or
+/// its errors: a co-search point reaches the engines as a value (`DesignSpace::point`).
+#[test]
+fn the_simulator_never_parses() {
+    let forbidden = ["crate::yaml", "DescError", "serde_saphyr"];
+    let (scanned, found) = source_lines_naming("sim", &forbidden);
+    assert!(scanned >= 10, "only {scanned} files under src/sim");
+    assert!(
+        found.is_empty(),
+        "sim names the YAML layer:\n{}",
+        found.join("\n")
+    );
+}
+
 #[test]
 fn every_shipped_substrate_loads() {
     let names: Vec<_> = substrate::names().collect();

@@ -2,9 +2,10 @@
 //! priced, the best point under an envelope kept.
 
 use super::RingError;
-use super::eval::{Objective, RingDesign, RingReport, Workspace, pack_and_price, report_of};
+use super::eval::{RingReport, Workspace, pack_and_price, report_of};
 use super::prepare::RingModel;
 use super::spec::RingSpec;
+use super::spec::{Objective, RingDesign};
 use crate::units::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -149,7 +150,7 @@ impl DesignGrid<GridValue> {
                         });
                     }
                 };
-                RingDesign::new(count(p, pe_dim)?, count(p, chips_dim)?, wmem)
+                RingDesign::new(count(p, pe_dim)?, count(p, chips_dim)?, wmem).map_err(RingError::from)
             })
             .collect()
     }

@@ -5,63 +5,10 @@ use super::RingError;
 use super::gemm::{GemmCount, gemm};
 use super::packing::{Oversize, Packing, Placement, best_packing};
 use super::prepare::{AttnShape, LayerOrigin, PreparedLayer, RingModel, Split};
-use super::spec::{ChipConfig, RingSpec};
-use super::workload::{DecodeContext, RingTiming};
+use super::spec::{ChipConfig, DecodeContext, Objective, RingDesign, RingSpec, RingTiming};
 use crate::units::{Bytes, Cycles, Joules, Seconds, SquareMeters, Watts};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::ops::Range;
-
-/// One point of the hardware grid: the genes the co-search chooses. The packing then fixes
-/// the core count and the KV cache per core.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RingDesign {
-    pub macs_per_vac: u64,
-    pub max_chips: u64,
-    pub wmem_per_core: Bytes,
-}
-
-impl RingDesign {
-    pub fn new(macs_per_vac: u64, max_chips: u64, wmem_per_core: Bytes) -> Result<RingDesign, RingError> {
-        if macs_per_vac == 0 {
-            return Err(RingError::InvalidDesign {
-                field: "macs_per_vac",
-                message: "must be at least 1".into(),
-            });
-        }
-        if max_chips == 0 {
-            return Err(RingError::InvalidDesign {
-                field: "max_chips",
-                message: "must be at least 1".into(),
-            });
-        }
-        if !(wmem_per_core.get().is_finite() && wmem_per_core.get() >= 1.0) {
-            return Err(RingError::InvalidDesign {
-                field: "wmem_per_core",
-                message: format!("must be at least 1 byte, got {wmem_per_core:?}"),
-            });
-        }
-        Ok(RingDesign {
-            macs_per_vac,
-            max_chips,
-            wmem_per_core,
-        })
-    }
-}
-
-/// What the co-search minimises.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Objective {
-    /// The paper's energy per token ([`RingReport::energy_per_token_paper`]): (E_prefill +
-    /// D*E_step)/(P + D) under the corrected timing, E_step under the paper-era one.
-    Energy,
-    /// Request energy per generated token, (E_prefill + D*E_step)/D.
-    EnergyPerGeneratedToken,
-    Tpot,
-    Ttft,
-    /// Total silicon, n_chips x chip area.
-    Area,
-}
 
 /// Energy by component.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]

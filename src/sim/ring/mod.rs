@@ -125,7 +125,8 @@ pub mod gemm;
 pub mod packing;
 pub mod paper_era;
 pub mod prepare;
-pub mod spec;
+/// The ring's hardware description lives in `substrate` (it needs nothing of the cost model).
+pub use crate::substrate::ring_spec as spec;
 pub mod workload;
 
 pub use cosearch::{
@@ -133,16 +134,17 @@ pub use cosearch::{
     co_search_best,
 };
 pub use eval::{
-    ChipReport, EnergyBreakdown, LayerReport, LinkReport, LinkUse, Objective, PhaseCost, RingDesign,
-    RingReport, StageReport, evaluate,
+    ChipReport, EnergyBreakdown, LayerReport, LinkReport, LinkUse, PhaseCost, RingReport, StageReport,
+    evaluate,
 };
 pub use packing::{Oversize, Packing, Placement, Stage};
 pub use prepare::{LayerOrigin, RingModel};
 pub use spec::{
-    ChipConfig, ChipSizing, Envelope, PackingRules, RingArea, RingChip, RingDram, RingEnergy, RingLeakage,
-    RingLink, RingSpec,
+    ChipConfig, ChipSizing, DecodeContext, Envelope, LmHead, Objective, PackingRules, RingArea, RingChip,
+    RingDesign, RingDram, RingEnergy, RingLeakage, RingLink, RingOptions, RingSpec, RingSpecError,
+    RingTiming,
 };
-pub use workload::{DecodeContext, LmHead, RingOptions, RingTiming, RingWorkload};
+pub use workload::RingWorkload;
 
 use crate::units::Bytes;
 
@@ -150,19 +152,12 @@ use crate::units::Bytes;
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum RingError {
     // --- descriptions ---
-    /// Occurs when a hardware parameter is out of range.
-    #[error("ring spec: `{field}` {message}")]
-    InvalidSpec { field: &'static str, message: String },
+    /// Occurs when the hardware description, a design point or the options are out of range.
+    #[error(transparent)]
+    Spec(#[from] RingSpecError),
     /// Occurs when a workload parameter is out of range.
     #[error("ring workload: `{field}` {message}")]
     InvalidWorkload { field: &'static str, message: String },
-    /// Occurs when the modelling options contradict each other (the paper-era timing with
-    /// an option only the corrected model has).
-    #[error("ring options: `{field}`: {message}")]
-    InvalidOptions { field: &'static str, message: String },
-    /// Occurs when a design point is out of range.
-    #[error("ring design: `{field}` {message}")]
-    InvalidDesign { field: &'static str, message: String },
     /// Occurs when a co-search grid is malformed.
     #[error("ring grid: {message}")]
     InvalidGrid { message: String },

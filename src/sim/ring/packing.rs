@@ -23,8 +23,8 @@
 //! - with `spill_to_dram`, once max_chips chips are used the remaining layers (the tail) are
 //!   streamed from DRAM on the last chip instead of rejecting the design.
 
-use super::eval::RingDesign;
 use super::prepare::RingModel;
+use super::spec::RingDesign;
 use super::spec::{ChipConfig, ChipSizing, RingSpec};
 use crate::units::Bytes;
 use serde::Serialize;

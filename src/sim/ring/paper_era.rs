@@ -62,14 +62,13 @@
 
 use super::RingError;
 use super::eval::{
-    ChipReport, EnergyBreakdown, LayerReport, LinkReport, LinkUse, PhaseCost, ReportParts, RingDesign,
-    RingReport, StageReport, Summary,
+    ChipReport, EnergyBreakdown, LayerReport, LinkReport, LinkUse, PhaseCost, ReportParts, RingReport,
+    StageReport, Summary,
 };
 use super::gemm::{GemmCount, gemm};
 use super::packing::{Packing, Placement, Stage, kv_per_core};
 use super::prepare::{LayerOrigin, RingModel};
-use super::spec::{ChipConfig, RingSpec};
-use super::workload::RingTiming;
+use super::spec::{ChipConfig, RingDesign, RingSpec, RingTiming};
 use crate::model::{Ffn, Model};
 use crate::units::{Bytes, Cycles, Joules, SquareMeters};
 use serde::Serialize;

@@ -4,7 +4,8 @@
 
 use super::RingError;
 use super::paper_era::PaperLayer;
-use super::workload::{LmHead, RingOptions, RingTiming, RingWorkload};
+use super::spec::{LmHead, RingOptions, RingTiming};
+use super::workload::RingWorkload;
 use crate::model::{Attention, Ffn, FfnKind, Model};
 use serde::Serialize;
 use std::ops::Range;

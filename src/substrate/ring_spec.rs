@@ -1,11 +1,32 @@
 //! Hardware description of the ring: the chip template, the link, DRAM, the packing rules
-//! and the design envelope. Raw parts are plain structs with public fields (the YAML loader
-//! fills them); [`RingSpec::new`] validates them once and the rest of the module only ever
-//! sees a validated [`RingSpec`].
+//! and the design envelope, one design point of its co-search ([`RingDesign`]), the modelling
+//! options that select its timing model ([`RingOptions`]) and what a co-search minimises
+//! ([`Objective`]). Raw parts are plain structs with public fields (the YAML loader fills
+//! them); [`RingSpec::new`] validates them once and the cost model
+//! (`sim::ring`) only ever sees a validated [`RingSpec`].
+//!
+//! These are descriptions of hardware and of modelling choices, not a model of cost: they
+//! live in `substrate` so that `substrate` needs nothing from `sim` (ARCHITECTURE.md).
 
-use super::RingError;
 use crate::units::{Bytes, BytesPerCycle, Cycles, Hertz, Joules, SquareMeters, Watts};
 use serde::{Deserialize, Serialize};
+
+/// Errors of a ring description: a hardware parameter, a design point or a combination of
+/// modelling options out of range. The loader reports them at the file's location; the cost
+/// model wraps them in its own error.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RingSpecError {
+    /// Occurs when a hardware parameter is out of range.
+    #[error("ring spec: `{field}` {message}")]
+    InvalidSpec { field: &'static str, message: String },
+    /// Occurs when the modelling options contradict each other (the paper-era timing with
+    /// an option only the corrected model has).
+    #[error("ring options: `{field}`: {message}")]
+    InvalidOptions { field: &'static str, message: String },
+    /// Occurs when a design point is out of range.
+    #[error("ring design: `{field}` {message}")]
+    InvalidDesign { field: &'static str, message: String },
+}
 
 /// Per-action energies of one chip, at the reference SRAM depths.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,10 +107,12 @@ pub struct RingChip {
 
 impl RingChip {
     /// Cores of the reference chip, n_dxt * vacs_per_dxt (128).
+    #[inline]
     pub fn n_cores(&self) -> u64 {
         self.n_dxt * self.vacs_per_dxt
     }
     /// INT8 MACs of the reference chip (2048).
+    #[inline]
     pub fn n_macs(&self) -> u64 {
         self.n_cores() * self.macs_per_vac
     }
@@ -168,33 +191,33 @@ pub struct RingSpec {
     packing: PackingRules,
 }
 
-fn positive(field: &'static str, v: f64) -> Result<(), RingError> {
+fn positive(field: &'static str, v: f64) -> Result<(), RingSpecError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
-        Err(RingError::InvalidSpec {
+        Err(RingSpecError::InvalidSpec {
             field,
             message: format!("must be a finite positive number, got {v}"),
         })
     }
 }
 
-fn non_negative(field: &'static str, v: f64) -> Result<(), RingError> {
+fn non_negative(field: &'static str, v: f64) -> Result<(), RingSpecError> {
     if v.is_finite() && v >= 0.0 {
         Ok(())
     } else {
-        Err(RingError::InvalidSpec {
+        Err(RingSpecError::InvalidSpec {
             field,
             message: format!("must be finite and >= 0, got {v}"),
         })
     }
 }
 
-fn at_least_one(field: &'static str, v: u64) -> Result<(), RingError> {
+fn at_least_one(field: &'static str, v: u64) -> Result<(), RingSpecError> {
     if v >= 1 {
         Ok(())
     } else {
-        Err(RingError::InvalidSpec {
+        Err(RingSpecError::InvalidSpec {
             field,
             message: "must be at least 1".into(),
         })
@@ -209,7 +232,7 @@ impl RingSpec {
         dram: RingDram,
         envelope: Envelope,
         packing: PackingRules,
-    ) -> Result<RingSpec, RingError> {
+    ) -> Result<RingSpec, RingSpecError> {
         positive("chip.clock", chip.clock.get())?;
         at_least_one("chip.n_dxt", chip.n_dxt)?;
         at_least_one("chip.vacs_per_dxt", chip.vacs_per_dxt)?;
@@ -221,7 +244,7 @@ impl RingSpec {
             ("chip.kv_row_bits", chip.kv_row_bits),
         ] {
             if bits == 0 || bits % 8 != 0 {
-                return Err(RingError::InvalidSpec {
+                return Err(RingSpecError::InvalidSpec {
                     field,
                     message: format!("must be a positive multiple of 8 bits, got {bits}"),
                 });
@@ -272,27 +295,27 @@ impl RingSpec {
         positive("envelope.max_area", envelope.max_area.get())?;
         positive("envelope.max_power", envelope.max_power.get())?;
         if !(packing.weight_headroom.is_finite() && packing.weight_headroom >= 1.0) {
-            return Err(RingError::InvalidSpec {
+            return Err(RingSpecError::InvalidSpec {
                 field: "packing.weight_headroom",
                 message: format!("must be >= 1, got {}", packing.weight_headroom),
             });
         }
         if !(packing.kv_headroom.is_finite() && packing.kv_headroom >= 1.0) {
-            return Err(RingError::InvalidSpec {
+            return Err(RingSpecError::InvalidSpec {
                 field: "packing.kv_headroom",
                 message: format!("must be >= 1, got {}", packing.kv_headroom),
             });
         }
         positive("packing.min_kv_per_core", packing.min_kv_per_core.get())?;
         if packing.core_doublings > 20 {
-            return Err(RingError::InvalidSpec {
+            return Err(RingSpecError::InvalidSpec {
                 field: "packing.core_doublings",
                 message: format!("must be at most 20, got {}", packing.core_doublings),
             });
         }
         if let Some(max) = packing.max_cores_per_chip {
             if max == 0 || !max.is_power_of_two() {
-                return Err(RingError::InvalidSpec {
+                return Err(RingSpecError::InvalidSpec {
                     field: "packing.max_cores_per_chip",
                     message: format!("must be a power of two >= 1, got {max}"),
                 });
@@ -388,28 +411,35 @@ impl RingSpec {
         spec
     }
 
+    #[inline]
     pub fn chip(&self) -> &RingChip {
         &self.chip
     }
+    #[inline]
     pub fn link(&self) -> &RingLink {
         &self.link
     }
+    #[inline]
     pub fn dram(&self) -> &RingDram {
         &self.dram
     }
+    #[inline]
     pub fn envelope(&self) -> &Envelope {
         &self.envelope
     }
+    #[inline]
     pub fn packing(&self) -> &PackingRules {
         &self.packing
     }
 
     /// The same spec with another envelope (validated).
-    pub fn with_envelope(&self, envelope: Envelope) -> Result<RingSpec, RingError> {
+    #[inline]
+    pub fn with_envelope(&self, envelope: Envelope) -> Result<RingSpec, RingSpecError> {
         RingSpec::new(self.chip, self.link, self.dram, envelope, self.packing)
     }
     /// The same spec with other packing rules (validated).
-    pub fn with_packing(&self, packing: PackingRules) -> Result<RingSpec, RingError> {
+    #[inline]
+    pub fn with_packing(&self, packing: PackingRules) -> Result<RingSpec, RingSpecError> {
         RingSpec::new(self.chip, self.link, self.dram, self.envelope, packing)
     }
 }
@@ -427,10 +457,12 @@ pub struct ChipConfig {
 
 impl ChipConfig {
     /// Chip area = n_cores*(pe*A_mac + A_acc + (WMEM_B + KV_B)*A_sram) + n_dxt*A_head + A_global.
+    #[inline]
     pub fn area(&self, chip: &RingChip) -> SquareMeters {
         SquareMeters::new(self.area_m2(chip))
     }
 
+    #[inline]
     pub(crate) fn area_m2(&self, chip: &RingChip) -> f64 {
         let a = &chip.area;
         let per_core = self.macs_per_vac as f64 * a.per_mac.get()
@@ -442,6 +474,7 @@ impl ChipConfig {
     }
 
     /// Leakage of one chip per cycle: SRAM bytes, accumulators, head SRAMs, global SRAM.
+    #[inline]
     pub fn leakage_per_cycle(&self, chip: &RingChip) -> Joules {
         let l = &chip.leakage;
         let sram = self.n_cores as f64 * (self.wmem_per_core.get() + self.kv_per_core.get());
@@ -452,20 +485,206 @@ impl ChipConfig {
     }
 
     /// WMEM energy-per-byte factor, (rows / reference rows)^0.78 with 128-bit rows.
+    #[inline]
     pub fn wmem_depth_scale(&self, chip: &RingChip) -> f64 {
         let rows = self.wmem_per_core.get() / (chip.wmem_port_bits as f64 / 8.0);
         (rows / chip.wmem_ref_depth as f64).powf(chip.energy.sram_depth_exponent)
     }
 
     /// KV-cache energy-per-byte factor, (rows / reference rows)^0.78.
+    #[inline]
     pub fn kv_depth_scale(&self, chip: &RingChip) -> f64 {
         let rows = self.kv_per_core.get() / (chip.kv_row_bits as f64 / 8.0);
         (rows / chip.kv_ref_depth as f64).powf(chip.energy.sram_depth_exponent)
     }
 
     /// Total WMEM of the chip.
+    #[inline]
     pub fn wmem_total(&self) -> Bytes {
         self.wmem_per_core * self.n_cores as f64
+    }
+}
+
+/// One point of the hardware grid: the genes the co-search chooses. The packing then fixes
+/// the core count and the KV cache per core.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RingDesign {
+    pub macs_per_vac: u64,
+    pub max_chips: u64,
+    pub wmem_per_core: Bytes,
+}
+
+impl RingDesign {
+    pub fn new(macs_per_vac: u64, max_chips: u64, wmem_per_core: Bytes) -> Result<RingDesign, RingSpecError> {
+        if macs_per_vac == 0 {
+            return Err(RingSpecError::InvalidDesign {
+                field: "macs_per_vac",
+                message: "must be at least 1".into(),
+            });
+        }
+        if max_chips == 0 {
+            return Err(RingSpecError::InvalidDesign {
+                field: "max_chips",
+                message: "must be at least 1".into(),
+            });
+        }
+        if !(wmem_per_core.get().is_finite() && wmem_per_core.get() >= 1.0) {
+            return Err(RingSpecError::InvalidDesign {
+                field: "wmem_per_core",
+                message: format!("must be at least 1 byte, got {wmem_per_core:?}"),
+            });
+        }
+        Ok(RingDesign {
+            macs_per_vac,
+            max_chips,
+            wmem_per_core,
+        })
+    }
+}
+
+/// What the co-search minimises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// The paper's energy per token (`RingReport::energy_per_token_paper` of `sim::ring`): (E_prefill +
+    /// D*E_step)/(P + D) under the corrected timing, E_step under the paper-era one.
+    Energy,
+    /// Request energy per generated token, (E_prefill + D*E_step)/D.
+    EnergyPerGeneratedToken,
+    Tpot,
+    Ttft,
+    /// Total silicon, n_chips x chip area.
+    Area,
+}
+
+/// The context length a decode step is priced at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecodeContext {
+    /// One step at ctx = P + D/2 (integer division): the paper-comparable form, the decode
+    /// analogue of the prefill's P/2.
+    Midpoint,
+    /// The exact mean over the D steps, step j (1..=D) attending over ctx = P + j.
+    Average,
+}
+
+/// Whether the LM head (and the embedding lookup) is priced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LmHead {
+    /// Not priced, as in the paper's ring model.
+    Excluded,
+    /// The LM head is one more "layer" after the last block (V*d INT8 weights, one GEMM
+    /// d -> V on whichever chip the packing puts it), plus a final norm and one d-byte
+    /// embedding row read from DRAM per token.
+    Included,
+}
+
+/// Which timing (and energy) model prices a ring design.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RingTiming {
+    /// The corrected model of the LLMForge authors' later code (the default): every layer
+    /// priced with its own shape, KV reads shared by a group's heads, depth-scaled SRAM
+    /// energy, leakage, the token-pipelined prefill at ctx = P/2.
+    #[default]
+    Corrected,
+    /// The model behind the paper's ring table, reconstructed from the release's saved
+    /// results (`sim::ring::paper_era`): every layer priced like the first, decode at a fixed
+    /// context of 2048, a serial softmax unit, no leakage.
+    PaperEra,
+}
+
+impl RingTiming {
+    /// The name in files (`ring.timing`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RingTiming::Corrected => "corrected",
+            RingTiming::PaperEra => "paper_era",
+        }
+    }
+}
+
+/// Modelling choices that are not hardware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingOptions {
+    /// The timing model; the options below refine the corrected one (the paper-era model
+    /// takes them at their [`RingOptions::corrected`] values, see [`RingOptions::validate`]).
+    /// Absent in serialized options written before it existed: corrected.
+    #[serde(default)]
+    pub timing: RingTiming,
+    pub decode_context: DecodeContext,
+    pub lm_head: LmHead,
+    /// Layers that do not fit on the chips stream their weights from DRAM every token
+    /// instead of making the design infeasible.
+    pub spill_to_dram: bool,
+    /// A layer larger than one chip's WMEM may be split across k chips (ring all-reduce).
+    pub tensor_parallel: bool,
+}
+
+impl RingOptions {
+    /// The corrected model as the reference states it: midpoint decode, no LM head, no
+    /// spill, no splitting.
+    pub fn corrected() -> RingOptions {
+        RingOptions {
+            timing: RingTiming::Corrected,
+            decode_context: DecodeContext::Midpoint,
+            lm_head: LmHead::Excluded,
+            spill_to_dram: false,
+            tensor_parallel: false,
+        }
+    }
+
+    /// The paper-era model (`sim::ring::paper_era`); the other options at their corrected values.
+    pub fn paper_era() -> RingOptions {
+        RingOptions {
+            timing: RingTiming::PaperEra,
+            ..RingOptions::corrected()
+        }
+    }
+
+    /// The complete corrected model: exact decode average, LM head priced, spill and
+    /// splitting allowed.
+    pub fn extended() -> RingOptions {
+        RingOptions {
+            timing: RingTiming::Corrected,
+            decode_context: DecodeContext::Average,
+            lm_head: LmHead::Included,
+            spill_to_dram: true,
+            tensor_parallel: true,
+        }
+    }
+
+    /// The options the paper-era model cannot honour: it decodes at its fixed context,
+    /// prices no LM head and neither spills nor splits layers. Returns the first offending
+    /// option's name and why; always `Ok` under the corrected timing.
+    #[inline]
+    pub fn validate(&self) -> Result<(), RingSpecError> {
+        if self.timing != RingTiming::PaperEra {
+            return Ok(());
+        }
+        let bad = |field: &'static str, what: &str| {
+            Err(RingSpecError::InvalidOptions {
+                field,
+                message: format!("{what} is not part of the paper-era model (ring.timing: paper_era)"),
+            })
+        };
+        if self.decode_context != DecodeContext::Midpoint {
+            return bad(
+                "decode_context",
+                "an exact decode average (it prices decode at a fixed context of 2048)",
+            );
+        }
+        if self.lm_head != LmHead::Excluded {
+            return bad("lm_head", "the LM head");
+        }
+        if self.spill_to_dram {
+            return bad("spill_to_dram", "spilling to DRAM");
+        }
+        if self.tensor_parallel {
+            return bad("tensor_parallel", "tensor parallelism");
+        }
+        Ok(())
     }
 }
 
@@ -550,7 +769,7 @@ mod tests {
         chip.wmem_port_bits = 12;
         assert!(matches!(
             RingSpec::new(chip, *s.link(), *s.dram(), *s.envelope(), *s.packing()),
-            Err(RingError::InvalidSpec {
+            Err(RingSpecError::InvalidSpec {
                 field: "chip.wmem_port_bits",
                 ..
             })
