@@ -18,6 +18,7 @@ use crate::graph::{self, Op, OpKind, Phase, RoleBytes};
 use crate::model::{Layer, Model};
 use crate::units::{Bytes, Flops};
 use petgraph::visit::EdgeRef;
+use std::borrow::Borrow;
 
 /// Where an op's input comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -308,10 +309,50 @@ fn prog_ops(a: Vec<(Op, Deps)>, b: Option<Vec<(Op, Deps)>>, layer: Option<&Layer
     }
 }
 
+/// For decode, the phase one context later (the second reference of the slopes).
+fn decode_next(phase: Phase) -> Option<Phase> {
+    match phase {
+        Phase::Decode { context, batch } => Some(Phase::Decode {
+            context: context + 1,
+            batch,
+        }),
+        Phase::Prefill { .. } => None,
+    }
+}
+
 impl Program {
     /// Lowers `model` for `phase`. For decode the reference context is the phase's; any other
     /// context is reached through [`ProgOp::at`].
     pub fn new(model: &Model, phase: Phase) -> Program {
+        Program::with_lowering(model, phase, |layer| Program::lower_layer(model, layer, phase))
+    }
+
+    /// The head, block and tail ops of `model` with `layer` as its only layer (`None`: no
+    /// layers; then the block is empty), lowered for `phase`: what [`Program::new`] builds
+    /// a program from. A function of the model's fields other than its name and layers, of
+    /// `layer` and of `phase` alone (a search memoises it per distinct layer).
+    pub fn lower_layer(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<ProgOp>; 3] {
+        let c0 = phase.context();
+        let [h, blk, t] = lower_parts(model, layer, phase);
+        let next = decode_next(phase).map(|p| lower_parts(model, layer, p));
+        let (hn, bn, tn) = match next {
+            Some([a, b, c]) => (Some(a), Some(b), Some(c)),
+            None => (None, None, None),
+        };
+        [
+            prog_ops(h, hn, None, c0),
+            prog_ops(blk, bn, layer, c0),
+            prog_ops(t, tn, None, c0),
+        ]
+    }
+
+    /// [`Program::new`] with the one-layer lowering [`Program::lower_layer`] given by `lower`
+    /// (called once per distinct layer, or once with `None` for a model without layers).
+    pub fn with_lowering<L: Borrow<[Vec<ProgOp>; 3]>>(
+        model: &Model,
+        phase: Phase,
+        mut lower: impl FnMut(Option<&Layer>) -> L,
+    ) -> Program {
         let mut distinct: Vec<Layer> = Vec::new();
         let mut blocks = Vec::with_capacity(model.layers.len());
         for l in &model.layers {
@@ -323,14 +364,6 @@ impl Program {
                 }
             }
         }
-        let decode_next = match phase {
-            Phase::Decode { context, batch } => Some(Phase::Decode {
-                context: context + 1,
-                batch,
-            }),
-            Phase::Prefill { .. } => None,
-        };
-        let c0 = phase.context();
         let mut head = Vec::new();
         let mut tail = Vec::new();
         let mut templates = Vec::with_capacity(distinct.len());
@@ -340,18 +373,14 @@ impl Program {
             distinct.iter().map(Some).collect()
         };
         for (i, layer) in layers.iter().enumerate() {
-            let [h, blk, t] = lower_parts(model, *layer, phase);
-            let next = decode_next.map(|p| lower_parts(model, *layer, p));
-            let (hn, bn, tn) = match next {
-                Some([a, b, c]) => (Some(a), Some(b), Some(c)),
-                None => (None, None, None),
-            };
+            let lowered = lower(*layer);
+            let [h, blk, t] = lowered.borrow();
             if i == 0 {
-                head = prog_ops(h, hn, None, c0);
-                tail = prog_ops(t, tn, None, c0);
+                head = h.clone();
+                tail = t.clone();
             }
             if layer.is_some() {
-                templates.push(prog_ops(blk, bn, *layer, c0));
+                templates.push(blk.clone());
             }
         }
         Program {

@@ -18,10 +18,11 @@
 //! past its share of the capacity is emptied.
 
 use super::*;
+use crate::model::Layer;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Default bound of a cache's contents.
 pub const DEFAULT_CAPACITY: usize = 256 << 20;
@@ -40,6 +41,7 @@ pub struct LayerCache {
     decode: Shards<Arc<DecTemplate>>,
     series: Shards<Arc<Series>>,
     steps: Shards<Arc<StepOut>>,
+    lowered: Shards<Arc<Lowered>>,
     /// A ring substrate's design space, prepared once (its co-search runs per model).
     ring: Option<super::super::ring_adapter::Prepared>,
     hits: AtomicU64,
@@ -65,6 +67,7 @@ impl LayerCache {
             decode: Shards::default(),
             series: Shards::default(),
             steps: Shards::default(),
+            lowered: Shards::default(),
             ring: match substrate.kind {
                 crate::substrate::Kind::Ring(_) if capacity >= SHARDS => {
                     Some(super::super::ring_adapter::Prepared::new(substrate))
@@ -303,6 +306,152 @@ fn same_ops(a: &[ProgOp], b: &[ProgOp], with_deps: bool) -> bool {
         })
 }
 
+/// One distinct layer lowered for a phase ([`Program::lower_layer`]), and the templates made
+/// of its block once priced: a candidate's layers are looked up by their genes, so a layer
+/// seen before is neither lowered nor fingerprinted again.
+struct Lowered {
+    /// The model fields the lowering depends on (all but the name and the layers).
+    globals: Model,
+    layer: Option<Layer>,
+    phase: Phase,
+    ops: Arc<[Vec<ProgOp>; 3]>,
+    pre: OnceLock<Arc<PreTemplate>>,
+    dec: OnceLock<Arc<DecTemplate>>,
+}
+
+/// The model fields a one-layer lowering depends on, equal.
+fn same_globals(a: &Model, b: &Model) -> bool {
+    a.d_model == b.d_model
+        && a.vocab == b.vocab
+        && a.tied_embeddings == b.tied_embeddings
+        && a.norm == b.norm
+        && a.positional == b.positional
+        && a.precision == b.precision
+}
+
+/// Hash of those fields and the phase.
+fn globals_hash(m: &Model, phase: Phase) -> u64 {
+    let mut h = Fx::new(5);
+    h.str(&format!(
+        "{:?}",
+        (
+            m.d_model,
+            m.vocab,
+            m.tied_embeddings,
+            m.norm,
+            m.positional,
+            m.precision,
+            phase
+        )
+    ));
+    h.finish()
+}
+
+/// Hash of a layer's genes.
+fn layer_hash(globals: u64, layer: Option<&Layer>) -> u64 {
+    let mut h = Fx::new(globals);
+    let Some(l) = layer else {
+        h.word(u64::MAX);
+        return h.finish();
+    };
+    match &l.attention {
+        Some(a) => {
+            for w in [
+                1,
+                a.heads,
+                a.kv_groups,
+                a.d_qk,
+                a.d_v,
+                a.qkv_bias as u64,
+                a.o_bias as u64,
+            ] {
+                h.word(w);
+            }
+        }
+        None => h.word(0),
+    }
+    match l.ffn {
+        crate::model::Ffn::Dense { kind, width, bias } => {
+            for w in [1, kind as u64, width, bias as u64] {
+                h.word(w);
+            }
+        }
+        crate::model::Ffn::Moe { kind, moe } => {
+            let m = moe;
+            for w in [
+                2,
+                kind as u64,
+                m.experts,
+                m.active,
+                m.expert_width,
+                m.shared_experts,
+                m.shared_width,
+                m.shared_gate as u64,
+            ] {
+                h.word(w);
+            }
+        }
+    }
+    h.word(l.parallel_residual as u64);
+    h.finish()
+}
+
+/// `model`'s program for `phase`, each distinct layer's lowering from the cache (or lowered
+/// and kept); `entries` gets the lowered layers in template order.
+fn lowered_program(
+    cache: &LayerCache,
+    model: &Model,
+    phase: Phase,
+    r: &ResolvedPrecision,
+    entries: &mut Vec<Arc<Lowered>>,
+) -> Program {
+    entries.clear();
+    let globals = globals_hash(model, phase);
+    let mut p = Program::with_lowering(model, phase, |layer| {
+        let key = layer_hash(globals, layer);
+        let valid = |e: &Arc<Lowered>| {
+            e.phase == phase && e.layer.as_ref() == layer && same_globals(&e.globals, model)
+        };
+        let e = match cache.get(&cache.lowered, key, valid) {
+            Some(e) => e,
+            None => {
+                let ops = Program::lower_layer(model, layer, phase);
+                let bytes = slot_bytes::<ProgOp>(ops.iter().map(Vec::len).sum()) * 2 + 256;
+                let e = Arc::new(Lowered {
+                    globals: Model {
+                        name: String::new(),
+                        d_model: model.d_model,
+                        vocab: model.vocab,
+                        tied_embeddings: model.tied_embeddings,
+                        norm: model.norm,
+                        positional: model.positional,
+                        precision: model.precision,
+                        layers: Vec::new(),
+                    },
+                    layer: layer.copied(),
+                    phase,
+                    ops: Arc::new(ops),
+                    pre: OnceLock::new(),
+                    dec: OnceLock::new(),
+                });
+                cache.put(&cache.lowered, key, e.clone(), bytes);
+                e
+            }
+        };
+        let ops = e.ops.clone();
+        entries.push(e);
+        ops
+    });
+    bind_program(&mut p, r);
+    p
+}
+
+/// The lowered layer of part `pi` (parts are the head, one per distinct layer, the tail).
+fn entry_of(entries: &[Arc<Lowered>], pi: usize) -> Option<&Lowered> {
+    let e = entries.get(pi.checked_sub(1)?)?;
+    e.layer.is_some().then_some(&**e)
+}
+
 /// A template's kernel costs in prefill.
 struct PreTemplate {
     precision: ResolvedPrecision,
@@ -386,9 +535,21 @@ fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> R
     };
 
     // Prefill: kernel costs by template, then the one pass as the engine schedules it.
-    let pre_prog = program(model, prefill_phase(w), &mapper.precision);
+    let mut entries = Vec::new();
+    let pre_prog = lowered_program(cache, model, prefill_phase(w), &mapper.precision, &mut entries);
     let mut pre = Mapped::new(&pre_prog, &mapper);
-    for part in &mut pre.parts {
+    for (pi, part) in pre.parts.iter_mut().enumerate() {
+        let entry = entry_of(&entries, pi);
+        let known = entry
+            .and_then(|e| e.pre.get())
+            .filter(|t| t.precision == mapper.precision);
+        if let Some(t) = known {
+            cache.count(true);
+            for (k, c) in t.costs.iter().enumerate() {
+                part.set_cost(k, *c);
+            }
+            continue;
+        }
         let key = fingerprint(part.ops, salt ^ 1, true);
         let valid =
             |t: &Arc<PreTemplate>| t.precision == mapper.precision && same_ops(&t.ops, part.ops, true);
@@ -408,6 +569,9 @@ fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> R
                 t
             }
         };
+        if let Some(e) = entry.filter(|_| cache.enabled()) {
+            let _ = e.pre.set(t.clone());
+        }
         for (k, c) in t.costs.iter().enumerate() {
             part.set_cost(k, *c);
         }
@@ -420,7 +584,7 @@ fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> R
 
     // Decode.
     let lo = w.prompt + 1;
-    let dec_prog = program(model, decode_phase(w), &mapper.precision);
+    let dec_prog = lowered_program(cache, model, decode_phase(w), &mapper.precision, &mut entries);
     let mut dec = Mapped::new(&dec_prog, &mapper);
     let mut dec_out = PhaseOut::new(&dec);
     dec_out.steps = w.generate;
@@ -429,7 +593,22 @@ fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> R
         let templates: Vec<Arc<DecTemplate>> = dec
             .parts
             .iter()
-            .map(|part| dec_template(cache, &mapper, cm, part, (lo, salt), &runs))
+            .enumerate()
+            .map(|(pi, part)| {
+                let entry = entry_of(&entries, pi);
+                let known = entry
+                    .and_then(|e| e.dec.get())
+                    .filter(|t| t.precision == mapper.precision);
+                if let Some(t) = known {
+                    cache.count(true);
+                    return t.clone();
+                }
+                let t = dec_template(cache, &mapper, cm, part, (lo, salt), &runs);
+                if let Some(e) = entry.filter(|_| cache.enabled()) {
+                    let _ = e.dec.set(t.clone());
+                }
+                t
+            })
             .collect();
         for (part, t) in dec.parts.iter_mut().zip(&templates) {
             for (k, c) in t.costs.iter().enumerate() {
@@ -580,6 +759,26 @@ fn durations(slot: Slot, d: &Slot) -> Slot {
     }
 }
 
+/// A relative state ([`State::relative`]) with the read channel and the prefetch gate in a
+/// canonical form, which the schedule that follows cannot tell from `rel`, so more layers
+/// start from a state seen before. They act only through a weight fill, which starts at
+/// `max(rd, gate)`, and a stream read, which starts at `max(rd, start + overhead)` (a kernel
+/// starts at or after its part's input, 0 here) and moves `rd` past 0; a fill moves `rd` to
+/// its end, at or after the gate, and a matrix kernel resets the gate. So a gate at or before
+/// `rd` never counts (it becomes `rd`), and a read channel free before the input counts only
+/// through `max(rd, gate)` (it becomes `min(gate, 0)`). Both are `max`es, exact in floating
+/// point; the makespan (the largest of `rd`, the units and the last end, which is at least 0)
+/// is unchanged too.
+fn canonical(mut rel: [f64; 7]) -> [f64; 7] {
+    let (rd, gate) = (rel[3], rel[5]);
+    if gate <= rd {
+        rel[5] = rd;
+    } else if rd <= 0.0 {
+        rel[3] = gate.min(0.0);
+    }
+    rel
+}
+
 /// The template run from `entering` at every priced context.
 #[inline(never)]
 fn step_out(
@@ -618,7 +817,7 @@ fn step_out(
         let mut st = State::from_relative(rel);
         place_part(&mut st, &slots, pol, &mut ends, |_, _| {});
         deltas.push(st.input);
-        exit.push(st.relative(pol.channels));
+        exit.push(canonical(st.relative(pol.channels)));
     }
     let bytes = slot_bytes::<[f64; 7]>(exit.len()) + slot_bytes::<f64>(deltas.len()) + 128;
     let s = Arc::new(StepOut {
