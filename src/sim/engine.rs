@@ -216,30 +216,40 @@ impl Part<'_> {
     }
 }
 
+impl<'p> Part<'p> {
+    /// The part of `ops`, its kernels unpriced.
+    fn new(ops: &'p [ProgOp], fuse: bool) -> Part<'p> {
+        let kernels = kernels(ops, fuse);
+        let costs = vec![Cost::default(); kernels.len()];
+        let slots = kernels.iter().map(Slot::new).collect();
+        Part {
+            ops,
+            kernels,
+            costs,
+            slots,
+        }
+    }
+}
+
 impl<'p> Mapped<'p> {
     fn new(prog: &'p Program, mapper: &Mapper<'_>) -> Mapped<'p> {
         let fuse = mapper.fuses_attention();
         let mut parts = Vec::with_capacity(prog.templates.len() + 2);
-        let mk = |ops: &'p [ProgOp]| {
-            let kernels = kernels(ops, fuse);
-            let costs = vec![Cost::default(); kernels.len()];
-            let slots = kernels.iter().map(Slot::new).collect();
-            Part {
-                ops,
-                kernels,
-                costs,
-                slots,
-            }
-        };
-        parts.push(mk(&prog.head));
+        parts.push(Part::new(&prog.head, fuse));
         for t in &prog.templates {
-            parts.push(mk(t));
+            parts.push(Part::new(t, fuse));
         }
-        parts.push(mk(&prog.tail));
+        parts.push(Part::new(&prog.tail, fuse));
+        Mapped::from_parts(parts, &prog.blocks)
+    }
+
+    /// The head, one part per template and the tail, run in that order with the templates
+    /// as `blocks` lists them (a program's template of every layer).
+    fn from_parts(parts: Vec<Part<'p>>, blocks: &[usize]) -> Mapped<'p> {
         let tail = parts.len() - 1;
-        let mut order = Vec::with_capacity(prog.blocks.len() + 2);
+        let mut order = Vec::with_capacity(blocks.len() + 2);
         order.push(0);
-        order.extend(prog.blocks.iter().map(|t| t + 1));
+        order.extend(blocks.iter().map(|t| t + 1));
         order.push(tail);
         let mut count = vec![0u64; parts.len()];
         for &p in &order {

@@ -18,7 +18,6 @@ use crate::graph::{self, Op, OpKind, Phase, RoleBytes};
 use crate::model::{Layer, Model};
 use crate::units::{Bytes, Flops};
 use petgraph::visit::EdgeRef;
-use std::borrow::Borrow;
 
 /// Where an op's input comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -309,6 +308,23 @@ fn prog_ops(a: Vec<(Op, Deps)>, b: Option<Vec<(Op, Deps)>>, layer: Option<&Layer
     }
 }
 
+/// The distinct layers of `model` in order of first appearance, and the index among them of
+/// every layer (a program's templates and blocks).
+pub fn distinct_layers(model: &Model) -> (Vec<Layer>, Vec<usize>) {
+    let mut distinct: Vec<Layer> = Vec::new();
+    let mut blocks = Vec::with_capacity(model.layers.len());
+    for l in &model.layers {
+        match distinct.iter().position(|d| d == l) {
+            Some(i) => blocks.push(i),
+            None => {
+                blocks.push(distinct.len());
+                distinct.push(*l);
+            }
+        }
+    }
+    (distinct, blocks)
+}
+
 /// For decode, the phase one context later (the second reference of the slopes).
 fn decode_next(phase: Phase) -> Option<Phase> {
     match phase {
@@ -324,13 +340,39 @@ impl Program {
     /// Lowers `model` for `phase`. For decode the reference context is the phase's; any other
     /// context is reached through [`ProgOp::at`].
     pub fn new(model: &Model, phase: Phase) -> Program {
-        Program::with_lowering(model, phase, |layer| Program::lower_layer(model, layer, phase))
+        let (distinct, blocks) = distinct_layers(model);
+        let mut head = Vec::new();
+        let mut tail = Vec::new();
+        let mut templates = Vec::with_capacity(distinct.len());
+        let layers: Vec<Option<&Layer>> = if distinct.is_empty() {
+            vec![None]
+        } else {
+            distinct.iter().map(Some).collect()
+        };
+        for (i, layer) in layers.iter().enumerate() {
+            let [h, blk, t] = Program::lower_layer(model, *layer, phase);
+            if i == 0 {
+                head = h;
+                tail = t;
+            }
+            if layer.is_some() {
+                templates.push(blk);
+            }
+        }
+        Program {
+            model: model.name.clone(),
+            phase,
+            head,
+            templates,
+            blocks,
+            tail,
+        }
     }
 
     /// The head, block and tail ops of `model` with `layer` as its only layer (`None`: no
     /// layers; then the block is empty), lowered for `phase`: what [`Program::new`] builds
     /// a program from. A function of the model's fields other than its name and layers, of
-    /// `layer` and of `phase` alone (a search memoises it per distinct layer).
+    /// `layer` and of `phase` alone (a search keeps it per distinct layer).
     pub fn lower_layer(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<ProgOp>; 3] {
         let c0 = phase.context();
         let [h, blk, t] = lower_parts(model, layer, phase);
@@ -344,53 +386,6 @@ impl Program {
             prog_ops(blk, bn, layer, c0),
             prog_ops(t, tn, None, c0),
         ]
-    }
-
-    /// [`Program::new`] with the one-layer lowering [`Program::lower_layer`] given by `lower`
-    /// (called once per distinct layer, or once with `None` for a model without layers).
-    pub fn with_lowering<L: Borrow<[Vec<ProgOp>; 3]>>(
-        model: &Model,
-        phase: Phase,
-        mut lower: impl FnMut(Option<&Layer>) -> L,
-    ) -> Program {
-        let mut distinct: Vec<Layer> = Vec::new();
-        let mut blocks = Vec::with_capacity(model.layers.len());
-        for l in &model.layers {
-            match distinct.iter().position(|d| d == l) {
-                Some(i) => blocks.push(i),
-                None => {
-                    blocks.push(distinct.len());
-                    distinct.push(*l);
-                }
-            }
-        }
-        let mut head = Vec::new();
-        let mut tail = Vec::new();
-        let mut templates = Vec::with_capacity(distinct.len());
-        let layers: Vec<Option<&Layer>> = if distinct.is_empty() {
-            vec![None]
-        } else {
-            distinct.iter().map(Some).collect()
-        };
-        for (i, layer) in layers.iter().enumerate() {
-            let lowered = lower(*layer);
-            let [h, blk, t] = lowered.borrow();
-            if i == 0 {
-                head = h.clone();
-                tail = t.clone();
-            }
-            if layer.is_some() {
-                templates.push(blk.clone());
-            }
-        }
-        Program {
-            model: model.name.clone(),
-            phase,
-            head,
-            templates,
-            blocks,
-            tail,
-        }
     }
 
     /// Number of ops of the expanded graph.

@@ -42,6 +42,9 @@ pub struct LayerCache {
     series: Shards<Arc<Series>>,
     steps: Shards<Arc<StepOut>>,
     lowered: Shards<Arc<Lowered>>,
+    /// Every distinct decode state, once ([`LayerCache::interned`]).
+    states: Shards<Arc<States>>,
+    start: OnceLock<Arc<States>>,
     /// A ring substrate's design space, prepared once (its co-search runs per model).
     ring: Option<super::super::ring_adapter::Prepared>,
     hits: AtomicU64,
@@ -68,6 +71,8 @@ impl LayerCache {
             series: Shards::default(),
             steps: Shards::default(),
             lowered: Shards::default(),
+            states: Shards::default(),
+            start: OnceLock::new(),
             ring: match substrate.kind {
                 crate::substrate::Kind::Ring(_) if capacity >= SHARDS => {
                     Some(super::super::ring_adapter::Prepared::new(substrate))
@@ -306,15 +311,16 @@ fn same_ops(a: &[ProgOp], b: &[ProgOp], with_deps: bool) -> bool {
         })
 }
 
-/// One distinct layer lowered for a phase ([`Program::lower_layer`]), and the templates made
-/// of its block once priced: a candidate's layers are looked up by their genes, so a layer
-/// seen before is neither lowered nor fingerprinted again.
+/// One distinct layer lowered for both phases ([`Program::lower_layer`]), and the templates
+/// made of its block once priced: a candidate's layers are looked up by their genes, so a
+/// layer seen before is neither lowered, bound, fingerprinted nor split into kernels again.
 struct Lowered {
     /// The model fields the lowering depends on (all but the name and the layers).
     globals: Model,
     layer: Option<Layer>,
-    phase: Phase,
-    ops: Arc<[Vec<ProgOp>; 3]>,
+    phases: [Phase; 2],
+    /// Head, block and tail ops, unbound, in prefill and at the first decode context.
+    ops: [[Vec<ProgOp>; 3]; 2],
     pre: OnceLock<Arc<PreTemplate>>,
     dec: OnceLock<Arc<DecTemplate>>,
 }
@@ -329,8 +335,8 @@ fn same_globals(a: &Model, b: &Model) -> bool {
         && a.precision == b.precision
 }
 
-/// Hash of those fields and the phase.
-fn globals_hash(m: &Model, phase: Phase) -> u64 {
+/// Hash of those fields and the phases.
+fn globals_hash(m: &Model, phases: [Phase; 2]) -> u64 {
     let mut h = Fx::new(5);
     h.str(&format!(
         "{:?}",
@@ -341,7 +347,7 @@ fn globals_hash(m: &Model, phase: Phase) -> u64 {
             m.norm,
             m.positional,
             m.precision,
-            phase
+            phases
         )
     ));
     h.finish()
@@ -376,8 +382,7 @@ fn layer_hash(globals: u64, layer: Option<&Layer>) -> u64 {
                 h.word(w);
             }
         }
-        crate::model::Ffn::Moe { kind, moe } => {
-            let m = moe;
+        crate::model::Ffn::Moe { kind, moe: m } => {
             for w in [
                 2,
                 kind as u64,
@@ -396,76 +401,108 @@ fn layer_hash(globals: u64, layer: Option<&Layer>) -> u64 {
     h.finish()
 }
 
-/// `model`'s program for `phase`, each distinct layer's lowering from the cache (or lowered
-/// and kept); `entries` gets the lowered layers in template order.
-fn lowered_program(
+/// `layer` of `model` (`None`: the model without layers) lowered for `phases`, from the
+/// cache or lowered and kept.
+fn lowered(
     cache: &LayerCache,
     model: &Model,
-    phase: Phase,
-    r: &ResolvedPrecision,
-    entries: &mut Vec<Arc<Lowered>>,
-) -> Program {
-    entries.clear();
-    let globals = globals_hash(model, phase);
-    let mut p = Program::with_lowering(model, phase, |layer| {
-        let key = layer_hash(globals, layer);
-        let valid = |e: &Arc<Lowered>| {
-            e.phase == phase && e.layer.as_ref() == layer && same_globals(&e.globals, model)
-        };
-        let e = match cache.get(&cache.lowered, key, valid) {
-            Some(e) => e,
-            None => {
-                let ops = Program::lower_layer(model, layer, phase);
-                let bytes = slot_bytes::<ProgOp>(ops.iter().map(Vec::len).sum()) * 2 + 256;
-                let e = Arc::new(Lowered {
-                    globals: Model {
-                        name: String::new(),
-                        d_model: model.d_model,
-                        vocab: model.vocab,
-                        tied_embeddings: model.tied_embeddings,
-                        norm: model.norm,
-                        positional: model.positional,
-                        precision: model.precision,
-                        layers: Vec::new(),
-                    },
-                    layer: layer.copied(),
-                    phase,
-                    ops: Arc::new(ops),
-                    pre: OnceLock::new(),
-                    dec: OnceLock::new(),
-                });
-                cache.put(&cache.lowered, key, e.clone(), bytes);
-                e
-            }
-        };
-        let ops = e.ops.clone();
-        entries.push(e);
-        ops
+    layer: Option<&Layer>,
+    phases: [Phase; 2],
+    globals: u64,
+) -> Arc<Lowered> {
+    let key = layer_hash(globals, layer);
+    let valid =
+        |e: &Arc<Lowered>| e.phases == phases && e.layer.as_ref() == layer && same_globals(&e.globals, model);
+    if let Some(e) = cache.get(&cache.lowered, key, valid) {
+        return e;
+    }
+    let ops = phases.map(|p| Program::lower_layer(model, layer, p));
+    let n: usize = ops.iter().flatten().map(Vec::len).sum();
+    let e = Arc::new(Lowered {
+        globals: Model {
+            name: String::new(),
+            d_model: model.d_model,
+            vocab: model.vocab,
+            tied_embeddings: model.tied_embeddings,
+            norm: model.norm,
+            positional: model.positional,
+            precision: model.precision,
+            layers: Vec::new(),
+        },
+        layer: layer.copied(),
+        phases,
+        ops,
+        pre: OnceLock::new(),
+        dec: OnceLock::new(),
     });
-    bind_program(&mut p, r);
-    p
+    cache.put(&cache.lowered, key, e.clone(), slot_bytes::<ProgOp>(n) + 512);
+    e
 }
 
-/// The lowered layer of part `pi` (parts are the head, one per distinct layer, the tail).
-fn entry_of(entries: &[Arc<Lowered>], pi: usize) -> Option<&Lowered> {
-    let e = entries.get(pi.checked_sub(1)?)?;
-    e.layer.is_some().then_some(&**e)
+/// `ops` bound to the model's formats on the substrate (as the engine's programs are).
+fn bound(ops: &[ProgOp], r: &ResolvedPrecision) -> Vec<ProgOp> {
+    let mut v = ops.to_vec();
+    for o in &mut v {
+        cost::bind(&mut o.op, r);
+    }
+    v
+}
+
+/// A part ready to schedule: its (bound) ops, kernels, kernel costs and slots.
+struct Proto {
+    precision: ResolvedPrecision,
+    ops: Vec<ProgOp>,
+    kernels: Vec<Kern>,
+    costs: Vec<Cost>,
+    slots: Vec<Slot>,
+}
+
+impl Proto {
+    /// The part of `ops` with each kernel's cost from `cost`.
+    fn new(ops: Vec<ProgOp>, mapper: &Mapper<'_>, mut cost: impl FnMut(&[ProgOp], &Kern) -> Cost) -> Proto {
+        let part = Part::new(&ops, mapper.fuses_attention());
+        let Part { kernels, slots, .. } = part;
+        let costs: Vec<Cost> = kernels.iter().map(|k| cost(&ops, k)).collect();
+        let mut slots = slots;
+        for (s, c) in slots.iter_mut().zip(&costs) {
+            s.set(c);
+        }
+        Proto {
+            precision: mapper.precision,
+            ops,
+            kernels,
+            costs,
+            slots,
+        }
+    }
+
+    fn part(&self) -> Part<'_> {
+        Part {
+            ops: &self.ops,
+            kernels: self.kernels.clone(),
+            costs: self.costs.clone(),
+            slots: self.slots.clone(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        slot_bytes::<ProgOp>(self.ops.len())
+            + slot_bytes::<Kern>(self.kernels.len())
+            + slot_bytes::<Cost>(self.costs.len())
+            + slot_bytes::<Slot>(self.slots.len())
+    }
 }
 
 /// A template's kernel costs in prefill.
 struct PreTemplate {
-    precision: ResolvedPrecision,
-    ops: Vec<ProgOp>,
-    costs: Vec<Cost>,
+    proto: Proto,
 }
 
 /// A template in decode: its kernel costs at the first decode context, the slots of its
 /// context-dependent kernels at every priced context, and those kernels' costs over the
 /// whole decode.
 struct DecTemplate {
-    precision: ResolvedPrecision,
-    ops: Vec<ProgOp>,
-    costs: Vec<Cost>,
+    proto: Proto,
     /// Per context-dependent kernel, in kernel order.
     dep: Vec<Arc<Series>>,
 }
@@ -521,61 +558,72 @@ fn runs(w: Workload) -> Vec<(u64, f64)> {
         .collect()
 }
 
+/// What every template of one summary is priced with.
+struct Pricing<'a> {
+    cache: &'a LayerCache,
+    mapper: &'a Mapper<'a>,
+    cm: cost::Model,
+    /// The model's formats on the substrate: part of every template's identity.
+    salt: u64,
+    /// The first decode context.
+    lo: u64,
+    runs: &'a [(u64, f64)],
+}
+
 fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> RunSummary {
     let engine = Engine::Sim;
     let (model, report, mapper, cm) = prepare(model, sub, engine);
     let model = model.as_ref();
     let pol = policy(&mapper, cm);
     let tok = sub.efficiency.token_overhead.get();
-    // the model's formats on the substrate are part of every template's identity
     let salt = {
         let mut h = Fx::new(0);
         h.str(&format!("{:?}", mapper.precision));
         h.finish()
     };
+    let runs = if w.generate > 0 { runs(w) } else { Vec::new() };
+    let lo = w.prompt + 1;
+    let pr = Pricing {
+        cache,
+        mapper: &mapper,
+        cm,
+        salt,
+        lo,
+        runs: &runs,
+    };
+
+    // Every distinct layer lowered (from the cache); the head and tail from the first.
+    let phases = [prefill_phase(w), decode_phase(w)];
+    let globals = globals_hash(model, phases);
+    let (distinct, blocks) = super::super::program::distinct_layers(model);
+    let entries: Vec<Arc<Lowered>> = if distinct.is_empty() {
+        vec![lowered(cache, model, None, phases, globals)]
+    } else {
+        distinct
+            .iter()
+            .map(|l| lowered(cache, model, Some(l), phases, globals))
+            .collect()
+    };
+    let layers = &entries[..distinct.len()];
+    let r = &mapper.precision;
 
     // Prefill: kernel costs by template, then the one pass as the engine schedules it.
-    let mut entries = Vec::new();
-    let pre_prog = lowered_program(cache, model, prefill_phase(w), &mapper.precision, &mut entries);
-    let mut pre = Mapped::new(&pre_prog, &mapper);
-    for (pi, part) in pre.parts.iter_mut().enumerate() {
-        let entry = entry_of(&entries, pi);
-        let known = entry
-            .and_then(|e| e.pre.get())
-            .filter(|t| t.precision == mapper.precision);
-        if let Some(t) = known {
-            cache.count(true);
-            for (k, c) in t.costs.iter().enumerate() {
-                part.set_cost(k, *c);
-            }
-            continue;
-        }
-        let key = fingerprint(part.ops, salt ^ 1, true);
-        let valid =
-            |t: &Arc<PreTemplate>| t.precision == mapper.precision && same_ops(&t.ops, part.ops, true);
-        let t = match cache.get(&cache.prefill, key, valid) {
-            Some(t) => t,
-            None => {
-                let costs: Vec<Cost> = (0..part.kernels.len())
-                    .map(|k| kernel_cost(&mapper, cm, part.ops, &part.kernels[k], 0))
-                    .collect();
-                let t = Arc::new(PreTemplate {
-                    precision: mapper.precision,
-                    ops: part.ops.to_vec(),
-                    costs,
-                });
-                let bytes = slot_bytes::<ProgOp>(t.ops.len()) + slot_bytes::<Cost>(t.costs.len());
-                cache.put(&cache.prefill, key, t.clone(), bytes);
+    let ends = [0, 2].map(|i| pre_template(&pr, bound(&entries[0].ops[0][i], r)));
+    let pre_t: Vec<Arc<PreTemplate>> = layers
+        .iter()
+        .map(|e| {
+            known(cache, &e.pre, r).unwrap_or_else(|| {
+                let t = pre_template(&pr, bound(&e.ops[0][1], r));
+                remember(cache, &e.pre, &t);
                 t
-            }
-        };
-        if let Some(e) = entry.filter(|_| cache.enabled()) {
-            let _ = e.pre.set(t.clone());
-        }
-        for (k, c) in t.costs.iter().enumerate() {
-            part.set_cost(k, *c);
-        }
-    }
+            })
+        })
+        .collect();
+    let mut parts = Vec::with_capacity(pre_t.len() + 2);
+    parts.push(ends[0].proto.part());
+    parts.extend(pre_t.iter().map(|t| t.proto.part()));
+    parts.push(ends[1].proto.part());
+    let pre = Mapped::from_parts(parts, &blocks);
     let mut pre_out = PhaseOut::new(&pre);
     pre_out.time = schedule(&pre, 0.0, pol, &mut Quiet);
     pre_out.steps = 1;
@@ -583,38 +631,21 @@ fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> R
     add_dependent(&mut pre_out, &pre);
 
     // Decode.
-    let lo = w.prompt + 1;
-    let dec_prog = lowered_program(cache, model, decode_phase(w), &mapper.precision, &mut entries);
-    let mut dec = Mapped::new(&dec_prog, &mapper);
+    let ends = [0, 2].map(|i| dec_template(&pr, bound(&entries[0].ops[1][i], r)));
+    let mut templates: Vec<Arc<DecTemplate>> = Vec::with_capacity(layers.len() + 2);
+    templates.push(ends[0].clone());
+    templates.extend(layers.iter().map(|e| {
+        known(cache, &e.dec, r).unwrap_or_else(|| {
+            let t = dec_template(&pr, bound(&e.ops[1][1], r));
+            remember(cache, &e.dec, &t);
+            t
+        })
+    }));
+    templates.push(ends[1].clone());
+    let dec = Mapped::from_parts(templates.iter().map(|t| t.proto.part()).collect(), &blocks);
     let mut dec_out = PhaseOut::new(&dec);
     dec_out.steps = w.generate;
     if w.generate > 0 {
-        let runs = runs(w);
-        let templates: Vec<Arc<DecTemplate>> = dec
-            .parts
-            .iter()
-            .enumerate()
-            .map(|(pi, part)| {
-                let entry = entry_of(&entries, pi);
-                let known = entry
-                    .and_then(|e| e.dec.get())
-                    .filter(|t| t.precision == mapper.precision);
-                if let Some(t) = known {
-                    cache.count(true);
-                    return t.clone();
-                }
-                let t = dec_template(cache, &mapper, cm, part, (lo, salt), &runs);
-                if let Some(e) = entry.filter(|_| cache.enabled()) {
-                    let _ = e.dec.set(t.clone());
-                }
-                t
-            })
-            .collect();
-        for (part, t) in dec.parts.iter_mut().zip(&templates) {
-            for (k, c) in t.costs.iter().enumerate() {
-                part.set_cost(k, *c);
-            }
-        }
         add_fixed(&mut dec_out, &dec, w.generate as f64);
         for (pi, t) in templates.iter().enumerate() {
             let cnt = dec.count[pi] as f64;
@@ -634,13 +665,10 @@ fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> R
             }
         }
         // Layer-major schedule of every run's step.
-        let mut states = Arc::new(States::new(vec![
-            State::at(0.0).relative(pol.channels);
-            runs.len()
-        ]));
+        let mut states = cache.start(runs.len(), pol);
         let mut total = vec![0.0; runs.len()];
         for &pi in &dec.order {
-            let out = step_out(cache, &dec.parts[pi], &templates[pi], &states, pol);
+            let out = step_out(cache, &templates[pi], &states, pol);
             for (t, d) in total.iter_mut().zip(&out.deltas) {
                 *t += d;
             }
@@ -666,55 +694,78 @@ fn summary(model: &Model, sub: &Substrate, w: Workload, cache: &LayerCache) -> R
     summarize(model, sub, w, engine, report, pre_summary, dec_summary)
 }
 
-fn dec_template(
-    cache: &LayerCache,
-    mapper: &Mapper<'_>,
-    cm: cost::Model,
-    part: &Part<'_>,
-    (lo, salt): (u64, u64),
-    runs: &[(u64, f64)],
-) -> Arc<DecTemplate> {
-    let key = fingerprint(part.ops, salt ^ 2, true);
-    let valid = |t: &Arc<DecTemplate>| t.precision == mapper.precision && same_ops(&t.ops, part.ops, true);
+/// A lowered layer's template, when priced before at these formats (a hit).
+fn known<T: HasProto>(cache: &LayerCache, slot: &OnceLock<Arc<T>>, r: &ResolvedPrecision) -> Option<Arc<T>> {
+    let t = slot.get().filter(|t| t.proto().precision == *r)?.clone();
+    cache.count(true);
+    Some(t)
+}
+
+/// Keeps `t` with its lowered layer (unless the cache keeps nothing).
+fn remember<T>(cache: &LayerCache, slot: &OnceLock<Arc<T>>, t: &Arc<T>) {
+    if cache.enabled() {
+        let _ = slot.set(t.clone());
+    }
+}
+
+trait HasProto {
+    fn proto(&self) -> &Proto;
+}
+impl HasProto for PreTemplate {
+    fn proto(&self) -> &Proto {
+        &self.proto
+    }
+}
+impl HasProto for DecTemplate {
+    fn proto(&self) -> &Proto {
+        &self.proto
+    }
+}
+
+/// The prefill template of `ops` (bound), from the cache or priced.
+fn pre_template(pr: &Pricing<'_>, ops: Vec<ProgOp>) -> Arc<PreTemplate> {
+    let (cache, mapper) = (pr.cache, pr.mapper);
+    let key = fingerprint(&ops, pr.salt ^ 1, true);
+    let valid =
+        |t: &Arc<PreTemplate>| t.proto.precision == mapper.precision && same_ops(&t.proto.ops, &ops, true);
+    if let Some(t) = cache.get(&cache.prefill, key, valid) {
+        return t;
+    }
+    let proto = Proto::new(ops, mapper, |ops, k| kernel_cost(mapper, pr.cm, ops, k, 0));
+    let bytes = proto.bytes();
+    let t = Arc::new(PreTemplate { proto });
+    cache.put(&cache.prefill, key, t.clone(), bytes);
+    t
+}
+
+/// The decode template of `ops` (bound), from the cache or priced.
+fn dec_template(pr: &Pricing<'_>, ops: Vec<ProgOp>) -> Arc<DecTemplate> {
+    let (cache, mapper) = (pr.cache, pr.mapper);
+    let key = fingerprint(&ops, pr.salt ^ 2, true);
+    let valid =
+        |t: &Arc<DecTemplate>| t.proto.precision == mapper.precision && same_ops(&t.proto.ops, &ops, true);
     if let Some(t) = cache.get(&cache.decode, key, valid) {
         return t;
     }
-    let costs: Vec<Cost> = (0..part.kernels.len())
-        .map(|k| kernel_cost(mapper, cm, part.ops, &part.kernels[k], lo))
-        .collect();
-    let dependent: Vec<usize> = (0..part.kernels.len())
-        .filter(|&k| part.kernels[k].dependent)
-        .collect();
-    let dep: Vec<Arc<Series>> = dependent
+    let proto = Proto::new(ops, mapper, |ops, k| kernel_cost(mapper, pr.cm, ops, k, pr.lo));
+    let dep: Vec<Arc<Series>> = proto
+        .kernels
         .iter()
-        .map(|&k| series(cache, mapper, cm, part, k, (runs, salt)))
+        .filter(|k| k.dependent)
+        .map(|k| series(pr, &proto.ops, k))
         .collect();
-    let t = Arc::new(DecTemplate {
-        precision: mapper.precision,
-        ops: part.ops.to_vec(),
-        costs,
-        dep,
-    });
-    let bytes = slot_bytes::<ProgOp>(t.ops.len())
-        + slot_bytes::<Cost>(t.costs.len())
-        + slot_bytes::<Arc<Series>>(t.dep.len());
+    let bytes = proto.bytes() + slot_bytes::<Arc<Series>>(dep.len());
+    let t = Arc::new(DecTemplate { proto, dep });
     cache.put(&cache.decode, key, t.clone(), bytes);
     t
 }
 
-/// Kernel `k` of `part` at every priced context (`runs`), from the cache or priced.
-fn series(
-    cache: &LayerCache,
-    mapper: &Mapper<'_>,
-    cm: cost::Model,
-    part: &Part<'_>,
-    k: usize,
-    (runs, salt): (&[(u64, f64)], u64),
-) -> Arc<Series> {
-    let kern = &part.kernels[k];
-    let ops = &part.ops[kern.first..kern.first + kern.len];
+/// Kernel `kern` of a part of `all` ops at every priced context, from the cache or priced.
+fn series(pr: &Pricing<'_>, all: &[ProgOp], kern: &Kern) -> Arc<Series> {
+    let (cache, mapper) = (pr.cache, pr.mapper);
+    let ops = &all[kern.first..kern.first + kern.len];
     let key = {
-        let mut h = Fx::new(fingerprint(ops, salt ^ 4, false));
+        let mut h = Fx::new(fingerprint(ops, pr.salt ^ 4, false));
         h.word(kern.hpg);
         h.finish()
     };
@@ -724,10 +775,10 @@ fn series(
     if let Some(s) = cache.get(&cache.series, key, valid) {
         return s;
     }
-    let mut slots = Vec::with_capacity(runs.len());
+    let mut slots = Vec::with_capacity(pr.runs.len());
     let mut sum = Agg::default();
-    for &(c, n) in runs {
-        let cost = kernel_cost(mapper, cm, part.ops, kern, c);
+    for &(c, n) in pr.runs {
+        let cost = kernel_cost(mapper, pr.cm, all, kern, c);
         let mut slot = Slot::default();
         slot.set(&cost);
         slots.push(slot);
@@ -779,15 +830,39 @@ fn canonical(mut rel: [f64; 7]) -> [f64; 7] {
     rel
 }
 
+impl LayerCache {
+    /// The decode's entering states (all at the input), one shared value per cache.
+    fn start(&self, n: usize, pol: Policy) -> Arc<States> {
+        let v = vec![canonical(State::at(0.0).relative(pol.channels)); n];
+        if let Some(s) = self.start.get()
+            && s.v == v
+        {
+            return s.clone();
+        }
+        let s = self.interned(States::new(v));
+        if self.enabled() {
+            let _ = self.start.set(s.clone());
+        }
+        s
+    }
+
+    /// `s`, or an equal value the cache holds already: equal states are one value, so a
+    /// step's lookup compares pointers, not every context's state.
+    fn interned(&self, s: States) -> Arc<States> {
+        let valid = |x: &Arc<States>| x.v == s.v;
+        if let Some(x) = self.get(&self.states, s.hash, valid) {
+            return x;
+        }
+        let bytes = slot_bytes::<[f64; 7]>(s.v.len()) + 64;
+        let s = Arc::new(s);
+        self.put(&self.states, s.hash, s.clone(), bytes);
+        s
+    }
+}
+
 /// The template run from `entering` at every priced context.
 #[inline(never)]
-fn step_out(
-    cache: &LayerCache,
-    part: &Part<'_>,
-    t: &Arc<DecTemplate>,
-    entering: &Arc<States>,
-    pol: Policy,
-) -> Arc<StepOut> {
+fn step_out(cache: &LayerCache, t: &Arc<DecTemplate>, entering: &Arc<States>, pol: Policy) -> Arc<StepOut> {
     let key = {
         let mut h = Fx::new(3);
         h.word(entering.hash);
@@ -800,13 +875,9 @@ fn step_out(
     if let Some(s) = cache.get(&cache.steps, key, valid) {
         return s;
     }
-    let mut slots = part.slots.clone();
-    for (k, c) in t.costs.iter().enumerate() {
-        slots[k].set(c);
-    }
-    let dependent: Vec<usize> = (0..part.kernels.len())
-        .filter(|&k| part.kernels[k].dependent)
-        .collect();
+    let p = &t.proto;
+    let mut slots = p.slots.clone();
+    let dependent: Vec<usize> = (0..p.kernels.len()).filter(|&k| p.kernels[k].dependent).collect();
     let mut exit = Vec::with_capacity(entering.v.len());
     let mut deltas = Vec::with_capacity(entering.v.len());
     let mut ends: Vec<f64> = Vec::with_capacity(slots.len());
@@ -823,7 +894,7 @@ fn step_out(
     let s = Arc::new(StepOut {
         template: t.clone(),
         entering: entering.clone(),
-        exit: Arc::new(States::new(exit)),
+        exit: cache.interned(States::new(exit)),
         deltas,
     });
     cache.put(&cache.steps, key, s.clone(), bytes);
