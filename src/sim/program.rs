@@ -207,9 +207,9 @@ enum Part {
     Tail,
 }
 
-/// Lowers `model` with only `layer` (or no layer) and splits it into head / block / tail.
-fn lower_parts(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<(Op, Deps)>; 3] {
-    let mini = Model {
+/// `model` with only `layer` (or no layer) and no name: what a one-layer lowering sees.
+pub fn one_layer(model: &Model, layer: Option<&Layer>) -> Model {
+    Model {
         name: String::new(),
         d_model: model.d_model,
         vocab: model.vocab,
@@ -218,7 +218,12 @@ fn lower_parts(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<(Op, 
         positional: model.positional,
         precision: model.precision,
         layers: layer.into_iter().copied().collect(),
-    };
+    }
+}
+
+/// Lowers `model` with only `layer` (or no layer) and splits it into head / block / tail.
+fn lower_parts(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<(Op, Deps)>; 3] {
+    let mini = one_layer(model, layer);
     let g = graph::lower(&mini, phase);
     let n = g.dag.node_count();
     let mut part = vec![Part::Head; n];

@@ -4,6 +4,9 @@
 //! A candidate's cost is a sum over its layers, but the schedule couples them: a layer starts
 //! from the units, channels and prefetch gate the previous one left busy. The cache keeps
 //! what depends on a layer alone and reuses the coupling where it repeats:
+//! * per distinct layer (its genes, with the model's width, vocabulary, norm, positions and
+//!   formats): its lowering in both phases, and the templates made of it once priced, so a
+//!   layer seen before is neither lowered, bound, fingerprinted nor split into kernels again;
 //! * per layer *template* (its ops, shapes and precision; not its position): the costs of its
 //!   kernels in prefill and at the first decode context, the context-dependent kernels' slots
 //!   at every decode context of the workload, and their costs summed over the decode;
@@ -12,6 +15,9 @@
 //!   then the next, each step in coordinates relative to its layer's input (the schedule is
 //!   translation-invariant; see the engine docs), so an entry reused is bit for bit what
 //!   computing it would give: results do not depend on what the cache holds, nor on threads.
+//!   The state a layer leaves is snapped to a grid ([`snap`]) and put in a canonical form
+//!   ([`canonical`]), both part of the schedule (with and without the cache), and interned, so
+//!   equal states are one value and a lookup compares pointers.
 //!
 //! Entries are checked against their full content on every hit (the hash only finds them), so
 //! a hash collision costs a recomputation, never a wrong figure. Memory is bounded: a shard
@@ -419,16 +425,7 @@ fn lowered(
     let ops = phases.map(|p| Program::lower_layer(model, layer, p));
     let n: usize = ops.iter().flatten().map(Vec::len).sum();
     let e = Arc::new(Lowered {
-        globals: Model {
-            name: String::new(),
-            d_model: model.d_model,
-            vocab: model.vocab,
-            tied_embeddings: model.tied_embeddings,
-            norm: model.norm,
-            positional: model.positional,
-            precision: model.precision,
-            layers: Vec::new(),
-        },
+        globals: super::super::program::one_layer(model, None),
         layer: layer.copied(),
         phases,
         ops,
@@ -722,42 +719,53 @@ impl HasProto for DecTemplate {
     }
 }
 
-/// The prefill template of `ops` (bound), from the cache or priced.
-fn pre_template(pr: &Pricing<'_>, ops: Vec<ProgOp>) -> Arc<PreTemplate> {
-    let (cache, mapper) = (pr.cache, pr.mapper);
-    let key = fingerprint(&ops, pr.salt ^ 1, true);
-    let valid =
-        |t: &Arc<PreTemplate>| t.proto.precision == mapper.precision && same_ops(&t.proto.ops, &ops, true);
-    if let Some(t) = cache.get(&cache.prefill, key, valid) {
+/// The template of `ops` (bound) in `shards`, from the cache or made by `make` (which also
+/// gives its size).
+fn template<T: HasProto>(
+    pr: &Pricing<'_>,
+    shards: &Shards<Arc<T>>,
+    tag: u64,
+    ops: Vec<ProgOp>,
+    make: impl FnOnce(Vec<ProgOp>) -> (T, usize),
+) -> Arc<T> {
+    let key = fingerprint(&ops, pr.salt ^ tag, true);
+    let valid = |t: &Arc<T>| {
+        let p = t.proto();
+        p.precision == pr.mapper.precision && same_ops(&p.ops, &ops, true)
+    };
+    if let Some(t) = pr.cache.get(shards, key, valid) {
         return t;
     }
-    let proto = Proto::new(ops, mapper, |ops, k| kernel_cost(mapper, pr.cm, ops, k, 0));
-    let bytes = proto.bytes();
-    let t = Arc::new(PreTemplate { proto });
-    cache.put(&cache.prefill, key, t.clone(), bytes);
+    let (t, bytes) = make(ops);
+    let t = Arc::new(t);
+    pr.cache.put(shards, key, t.clone(), bytes);
     t
+}
+
+/// The prefill template of `ops` (bound), from the cache or priced.
+fn pre_template(pr: &Pricing<'_>, ops: Vec<ProgOp>) -> Arc<PreTemplate> {
+    template(pr, &pr.cache.prefill, 1, ops, |ops| {
+        let proto = Proto::new(ops, pr.mapper, |ops, k| kernel_cost(pr.mapper, pr.cm, ops, k, 0));
+        let bytes = proto.bytes();
+        (PreTemplate { proto }, bytes)
+    })
 }
 
 /// The decode template of `ops` (bound), from the cache or priced.
 fn dec_template(pr: &Pricing<'_>, ops: Vec<ProgOp>) -> Arc<DecTemplate> {
-    let (cache, mapper) = (pr.cache, pr.mapper);
-    let key = fingerprint(&ops, pr.salt ^ 2, true);
-    let valid =
-        |t: &Arc<DecTemplate>| t.proto.precision == mapper.precision && same_ops(&t.proto.ops, &ops, true);
-    if let Some(t) = cache.get(&cache.decode, key, valid) {
-        return t;
-    }
-    let proto = Proto::new(ops, mapper, |ops, k| kernel_cost(mapper, pr.cm, ops, k, pr.lo));
-    let dep: Vec<Arc<Series>> = proto
-        .kernels
-        .iter()
-        .filter(|k| k.dependent)
-        .map(|k| series(pr, &proto.ops, k))
-        .collect();
-    let bytes = proto.bytes() + slot_bytes::<Arc<Series>>(dep.len());
-    let t = Arc::new(DecTemplate { proto, dep });
-    cache.put(&cache.decode, key, t.clone(), bytes);
-    t
+    template(pr, &pr.cache.decode, 2, ops, |ops| {
+        let proto = Proto::new(ops, pr.mapper, |ops, k| {
+            kernel_cost(pr.mapper, pr.cm, ops, k, pr.lo)
+        });
+        let dep: Vec<Arc<Series>> = proto
+            .kernels
+            .iter()
+            .filter(|k| k.dependent)
+            .map(|k| series(pr, &proto.ops, k))
+            .collect();
+        let bytes = proto.bytes() + slot_bytes::<Arc<Series>>(dep.len());
+        (DecTemplate { proto, dep }, bytes)
+    })
 }
 
 /// Kernel `kern` of a part of `all` ops at every priced context, from the cache or priced.
