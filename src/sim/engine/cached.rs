@@ -886,6 +886,10 @@ impl LayerCache {
     }
 }
 
+/// A placed prefix of a layer's kernels: the state it was entered in, the state it leaves,
+/// its kernels' ends and the last one's.
+type Prefix = ([f64; 7], State, Vec<f64>, Option<f64>);
+
 /// The template run from `entering` at every priced context.
 #[inline(never)]
 fn step_out(cache: &LayerCache, t: &Arc<DecTemplate>, entering: &Arc<States>, pol: Policy) -> Arc<StepOut> {
@@ -919,7 +923,7 @@ fn step_out(cache: &LayerCache, t: &Arc<DecTemplate>, entering: &Arc<States>, po
         let last = place_range(&mut st, &head, 0..first, input, pol, &mut e, |_, _| {});
         (*rel, st, e, last)
     };
-    let mut cur: Option<([f64; 7], State, Vec<f64>, Option<f64>)> = None;
+    let mut cur: Option<Prefix> = None;
     for (j, rel) in entering.v.iter().enumerate() {
         for (d, &k) in dependent.iter().enumerate() {
             slots[k] = durations(slots[k], &t.dep[d].slots[j]);
