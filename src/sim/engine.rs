@@ -216,30 +216,40 @@ impl Part<'_> {
     }
 }
 
+impl<'p> Part<'p> {
+    /// The part of `ops`, its kernels unpriced.
+    fn new(ops: &'p [ProgOp], fuse: bool) -> Part<'p> {
+        let kernels = kernels(ops, fuse);
+        let costs = vec![Cost::default(); kernels.len()];
+        let slots = kernels.iter().map(Slot::new).collect();
+        Part {
+            ops,
+            kernels,
+            costs,
+            slots,
+        }
+    }
+}
+
 impl<'p> Mapped<'p> {
     fn new(prog: &'p Program, mapper: &Mapper<'_>) -> Mapped<'p> {
         let fuse = mapper.fuses_attention();
         let mut parts = Vec::with_capacity(prog.templates.len() + 2);
-        let mk = |ops: &'p [ProgOp]| {
-            let kernels = kernels(ops, fuse);
-            let costs = vec![Cost::default(); kernels.len()];
-            let slots = kernels.iter().map(Slot::new).collect();
-            Part {
-                ops,
-                kernels,
-                costs,
-                slots,
-            }
-        };
-        parts.push(mk(&prog.head));
+        parts.push(Part::new(&prog.head, fuse));
         for t in &prog.templates {
-            parts.push(mk(t));
+            parts.push(Part::new(t, fuse));
         }
-        parts.push(mk(&prog.tail));
+        parts.push(Part::new(&prog.tail, fuse));
+        Mapped::from_parts(parts, &prog.blocks)
+    }
+
+    /// The head, one part per template and the tail, run in that order with the templates
+    /// as `blocks` lists them (a program's template of every layer).
+    fn from_parts(parts: Vec<Part<'p>>, blocks: &[usize]) -> Mapped<'p> {
         let tail = parts.len() - 1;
-        let mut order = Vec::with_capacity(prog.blocks.len() + 2);
+        let mut order = Vec::with_capacity(blocks.len() + 2);
         order.push(0);
-        order.extend(prog.blocks.iter().map(|t| t + 1));
+        order.extend(blocks.iter().map(|t| t + 1));
         order.push(tail);
         let mut count = vec![0u64; parts.len()];
         for &p in &order {
@@ -540,12 +550,32 @@ fn place_part(
     slots: &[Slot],
     policy: Policy,
     ends: &mut Vec<f64>,
-    mut placed: impl FnMut(usize, &Placed),
+    placed: impl FnMut(usize, &Placed),
 ) {
     let input = st.input;
     ends.clear();
-    let mut last_end = input;
-    for (k, slot) in slots.iter().enumerate() {
+    if let Some(end) = place_range(st, slots, 0..slots.len(), input, policy, ends, placed) {
+        st.input = end;
+    }
+}
+
+/// Places kernels `range` of a part (`slots`) whose input is at `input`, `ends` holding the
+/// ends of the kernels before the range (and getting those of the range); returns the last
+/// one's end. [`place_part`] in pieces: the layer cache places a layer's kernels before its
+/// context-dependent ones once for every decode context that enters it in the same state.
+#[inline]
+fn place_range(
+    st: &mut State,
+    slots: &[Slot],
+    range: std::ops::Range<usize>,
+    input: f64,
+    policy: Policy,
+    ends: &mut Vec<f64>,
+    mut placed: impl FnMut(usize, &Placed),
+) -> Option<f64> {
+    let mut last_end = None;
+    for k in range {
+        let slot = &slots[k];
         let mut ready = if slot.n_deps == 0 { input } else { f64::MIN };
         for &d in &slot.deps[..slot.n_deps as usize] {
             let t = if d == INPUT { input } else { ends[d as usize] };
@@ -554,11 +584,9 @@ fn place_part(
         let p = place(st, slot, ready, policy);
         placed(k, &p);
         ends.push(p.end);
-        last_end = p.end;
+        last_end = Some(p.end);
     }
-    if !slots.is_empty() {
-        st.input = last_end;
-    }
+    last_end
 }
 
 /// Schedules one pass starting at `t0`; returns its makespan end.

@@ -207,9 +207,9 @@ enum Part {
     Tail,
 }
 
-/// Lowers `model` with only `layer` (or no layer) and splits it into head / block / tail.
-fn lower_parts(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<(Op, Deps)>; 3] {
-    let mini = Model {
+/// `model` with only `layer` (or no layer) and no name: what a one-layer lowering sees.
+pub fn one_layer(model: &Model, layer: Option<&Layer>) -> Model {
+    Model {
         name: String::new(),
         d_model: model.d_model,
         vocab: model.vocab,
@@ -218,7 +218,12 @@ fn lower_parts(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<(Op, 
         positional: model.positional,
         precision: model.precision,
         layers: layer.into_iter().copied().collect(),
-    };
+    }
+}
+
+/// Lowers `model` with only `layer` (or no layer) and splits it into head / block / tail.
+fn lower_parts(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<(Op, Deps)>; 3] {
+    let mini = one_layer(model, layer);
     let g = graph::lower(&mini, phase);
     let n = g.dag.node_count();
     let mut part = vec![Part::Head; n];
@@ -308,29 +313,39 @@ fn prog_ops(a: Vec<(Op, Deps)>, b: Option<Vec<(Op, Deps)>>, layer: Option<&Layer
     }
 }
 
+/// The distinct layers of `model` in order of first appearance, and the index among them of
+/// every layer (a program's templates and blocks).
+pub fn distinct_layers(model: &Model) -> (Vec<Layer>, Vec<usize>) {
+    let mut distinct: Vec<Layer> = Vec::new();
+    let mut blocks = Vec::with_capacity(model.layers.len());
+    for l in &model.layers {
+        match distinct.iter().position(|d| d == l) {
+            Some(i) => blocks.push(i),
+            None => {
+                blocks.push(distinct.len());
+                distinct.push(*l);
+            }
+        }
+    }
+    (distinct, blocks)
+}
+
+/// For decode, the phase one context later (the second reference of the slopes).
+fn decode_next(phase: Phase) -> Option<Phase> {
+    match phase {
+        Phase::Decode { context, batch } => Some(Phase::Decode {
+            context: context + 1,
+            batch,
+        }),
+        Phase::Prefill { .. } => None,
+    }
+}
+
 impl Program {
     /// Lowers `model` for `phase`. For decode the reference context is the phase's; any other
     /// context is reached through [`ProgOp::at`].
     pub fn new(model: &Model, phase: Phase) -> Program {
-        let mut distinct: Vec<Layer> = Vec::new();
-        let mut blocks = Vec::with_capacity(model.layers.len());
-        for l in &model.layers {
-            match distinct.iter().position(|d| d == l) {
-                Some(i) => blocks.push(i),
-                None => {
-                    blocks.push(distinct.len());
-                    distinct.push(*l);
-                }
-            }
-        }
-        let decode_next = match phase {
-            Phase::Decode { context, batch } => Some(Phase::Decode {
-                context: context + 1,
-                batch,
-            }),
-            Phase::Prefill { .. } => None,
-        };
-        let c0 = phase.context();
+        let (distinct, blocks) = distinct_layers(model);
         let mut head = Vec::new();
         let mut tail = Vec::new();
         let mut templates = Vec::with_capacity(distinct.len());
@@ -340,18 +355,13 @@ impl Program {
             distinct.iter().map(Some).collect()
         };
         for (i, layer) in layers.iter().enumerate() {
-            let [h, blk, t] = lower_parts(model, *layer, phase);
-            let next = decode_next.map(|p| lower_parts(model, *layer, p));
-            let (hn, bn, tn) = match next {
-                Some([a, b, c]) => (Some(a), Some(b), Some(c)),
-                None => (None, None, None),
-            };
+            let [h, blk, t] = Program::lower_layer(model, *layer, phase);
             if i == 0 {
-                head = prog_ops(h, hn, None, c0);
-                tail = prog_ops(t, tn, None, c0);
+                head = h;
+                tail = t;
             }
             if layer.is_some() {
-                templates.push(prog_ops(blk, bn, *layer, c0));
+                templates.push(blk);
             }
         }
         Program {
@@ -362,6 +372,25 @@ impl Program {
             blocks,
             tail,
         }
+    }
+
+    /// The head, block and tail ops of `model` with `layer` as its only layer (`None`: no
+    /// layers; then the block is empty), lowered for `phase`: what [`Program::new`] builds
+    /// a program from. A function of the model's fields other than its name and layers, of
+    /// `layer` and of `phase` alone (a search keeps it per distinct layer).
+    pub fn lower_layer(model: &Model, layer: Option<&Layer>, phase: Phase) -> [Vec<ProgOp>; 3] {
+        let c0 = phase.context();
+        let [h, blk, t] = lower_parts(model, layer, phase);
+        let next = decode_next(phase).map(|p| lower_parts(model, layer, p));
+        let (hn, bn, tn) = match next {
+            Some([a, b, c]) => (Some(a), Some(b), Some(c)),
+            None => (None, None, None),
+        };
+        [
+            prog_ops(h, hn, None, c0),
+            prog_ops(blk, bn, layer, c0),
+            prog_ops(t, tn, None, c0),
+        ]
     }
 
     /// Number of ops of the expanded graph.

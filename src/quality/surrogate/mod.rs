@@ -814,7 +814,6 @@ impl Surrogate {
                 n_features: N_FEATURES,
             });
         }
-        let m = self.members.len() as f64;
         let mut out = Vec::with_capacity(x.len() / N_FEATURES);
         let mut rows = Box::new([[0.0; forest::ROW]; forest::BLOCK]);
         for xb in x.chunks(forest::BLOCK * N_FEATURES) {
@@ -822,65 +821,82 @@ impl Surrogate {
             for (row, src) in rows.iter_mut().zip(xb.chunks_exact(N_FEATURES)) {
                 row[..N_FEATURES].copy_from_slice(src);
             }
-            let (mut sum, mut sq) = ([0.0; forest::BLOCK], [0.0; forest::BLOCK]);
-            let mut zbar = [0.0; forest::BLOCK];
-            for member in &self.members {
-                let mut z = [0.0; forest::BLOCK];
-                member.predict_block(&rows, &mut z);
-                for i in 0..n {
-                    zbar[i] += z[i] / m;
-                    let y = self.transform.inverse(z[i]);
-                    sum[i] += y;
-                    sq[i] += y * y;
-                }
+            if n == 1 {
+                let row = &rows[0];
+                self.combine(1, |f, z| z[0] = f.predict_row(row), &mut out);
+            } else {
+                self.combine(n, |f, z| f.predict_block(&rows, z), &mut out);
             }
-            let (mut p_high, mut p_sq) = ([0.0; forest::BLOCK], [0.0; forest::BLOCK]);
-            if let Some(regime) = &self.regime {
-                for c in &regime.classifiers {
-                    let mut logit = [0.0; forest::BLOCK];
-                    c.predict_block(&rows, &mut logit);
-                    for i in 0..n {
-                        let p = sigmoid(logit[i]);
-                        p_high[i] += p;
-                        p_sq[i] += p * p;
-                    }
-                }
-                let k = regime.classifiers.len().max(1) as f64;
-                for i in 0..n {
-                    p_high[i] /= k;
-                    p_sq[i] /= k;
-                }
-            }
-            out.extend((0..n).map(|i| {
-                let r = sum[i] / m;
-                let var = (sq[i] / m - r * r).max(0.0);
-                match &self.regime {
-                    Some(regime) => {
-                        let var_p = (p_sq[i] - p_high[i] * p_high[i]).max(0.0);
-                        let d = regime.value - r;
-                        Prediction {
-                            mu: regime.median(regime.calibrate(p_high[i]), zbar[i], self.transform),
-                            sigma: (var_p * d * d + var).sqrt(),
-                        }
-                    }
-                    None => Prediction {
-                        mu: r,
-                        sigma: var.sqrt(),
-                    },
-                }
-            }));
         }
         Ok(out)
     }
 
-    /// Prediction for one model.
+    /// The predictions of `n` rows (at most [`forest::BLOCK`]) from `walk`, which puts a
+    /// forest's raw outputs for them in its array (the rest of it unused).
+    fn combine(
+        &self,
+        n: usize,
+        walk: impl Fn(&forest::Forest, &mut [f64; forest::BLOCK]),
+        out: &mut Vec<Prediction>,
+    ) {
+        let m = self.members.len() as f64;
+        let (mut sum, mut sq) = ([0.0; forest::BLOCK], [0.0; forest::BLOCK]);
+        let mut zbar = [0.0; forest::BLOCK];
+        for member in &self.members {
+            let mut z = [0.0; forest::BLOCK];
+            walk(member, &mut z);
+            for i in 0..n {
+                zbar[i] += z[i] / m;
+                let y = self.transform.inverse(z[i]);
+                sum[i] += y;
+                sq[i] += y * y;
+            }
+        }
+        let (mut p_high, mut p_sq) = ([0.0; forest::BLOCK], [0.0; forest::BLOCK]);
+        if let Some(regime) = &self.regime {
+            for c in &regime.classifiers {
+                let mut logit = [0.0; forest::BLOCK];
+                walk(c, &mut logit);
+                for i in 0..n {
+                    let p = sigmoid(logit[i]);
+                    p_high[i] += p;
+                    p_sq[i] += p * p;
+                }
+            }
+            let k = regime.classifiers.len().max(1) as f64;
+            for i in 0..n {
+                p_high[i] /= k;
+                p_sq[i] /= k;
+            }
+        }
+        out.extend((0..n).map(|i| {
+            let r = sum[i] / m;
+            let var = (sq[i] / m - r * r).max(0.0);
+            match &self.regime {
+                Some(regime) => {
+                    let var_p = (p_sq[i] - p_high[i] * p_high[i]).max(0.0);
+                    let d = regime.value - r;
+                    Prediction {
+                        mu: regime.median(regime.calibrate(p_high[i]), zbar[i], self.transform),
+                        sigma: (var_p * d * d + var).sqrt(),
+                    }
+                }
+                None => Prediction {
+                    mu: r,
+                    sigma: var.sqrt(),
+                },
+            }
+        }));
+    }
+
+    /// Prediction for one model (its features in one padded row on the stack, walked as
+    /// [`forest::Forest::predict_row`]: the same bits as in a batch).
     pub fn predict(&self, model: &Model) -> Prediction {
-        let x = features::extract(model);
-        // One row of the right width cannot fail.
-        self.predict_features(&x).map(|v| v[0]).unwrap_or(Prediction {
-            mu: f64::NAN,
-            sigma: f64::NAN,
-        })
+        let mut row = [0.0; forest::ROW];
+        features::extract_into(model, &mut row[..N_FEATURES]);
+        let mut out = Vec::with_capacity(1);
+        self.combine(1, |f, z| z[0] = f.predict_row(&row), &mut out);
+        out[0]
     }
 
     /// Predictions for many models: features are extracted and predicted in chunks.
