@@ -36,6 +36,7 @@ pub fn validate(args: &ValidateArgs) -> miette::Result<()> {
         engine: args.engine.unwrap_or(EngineArg::Sim).into(),
         holdout: !args.holdout.is_empty(),
         fit_all: args.fit_all,
+        fit_sm_bandwidth: args.fit_sm_bandwidth,
     };
     let report = kernels::validate(&traces, &maps, &opts);
     let text = match args.format {
@@ -114,7 +115,7 @@ fn compare_table(heads: &[&str], rows: &[Compare]) -> String {
 fn fit_line(f: &KernelFit) -> String {
     let p = &f.params;
     format!(
-        "memory {:.3}, kernel_overhead {:.2} us, tile_cycles {:.0}, step_cycles {:.0}, operand_bandwidth {:.0} B/cycle, l2_reuse {:.3}, overlap {:.2} ({} rows, {} devices, MAPE {:.1}%)",
+        "memory {:.3}, kernel_overhead {:.2} us, tile_cycles {:.0}, step_cycles {:.0}, operand_bandwidth {:.0} B/cycle, l2_reuse {:.3}, overlap {:.2}, sm_bandwidth {:.1} B/cycle ({} rows, {} devices, MAPE {:.1}%)",
         p.memory,
         p.kernel_overhead_s * 1e6,
         p.tile_cycles,
@@ -122,6 +123,7 @@ fn fit_line(f: &KernelFit) -> String {
         p.operand_bytes_per_cycle,
         p.l2_reuse,
         p.overlap,
+        p.sm_bytes_per_cycle,
         f.rows,
         f.devices,
         f.mape

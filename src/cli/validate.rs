@@ -56,6 +56,10 @@ pub struct ValidateArgs {
     /// (in sample; how the shipped defaults of the `kernel:` section were found).
     #[arg(long, requires = "kernels")]
     pub fit_all: bool,
+    /// With --kernels: fit `kernel.sm_bandwidth` (the DRAM bytes per cycle one busy SM
+    /// streams) with each device's stated DRAM efficiency, instead of the efficiency.
+    #[arg(long, requires = "kernels")]
+    pub fit_sm_bandwidth: bool,
     /// Cost engine for the predictions (default: roofline for --traces, sim for --kernels).
     #[arg(long, value_enum)]
     pub engine: Option<EngineArg>,

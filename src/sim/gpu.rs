@@ -32,7 +32,13 @@
 //!   L2 grows. The mapper takes the best group height (1 to 64 rows, or columns with the
 //!   roles swapped), as a library's swizzle would. Activations that fit the L2 whole never
 //!   reach DRAM (see `cost.rs`).
-//! * **Time** = `kernel_overhead + max(|| (compute, DRAM / (eta_m BW)) ||_p, L2 / L2_BW)`
+//! * **DRAM rate**: a busy SM streams at most `kernel.sm_bandwidth` bytes per cycle from DRAM
+//!   (the loads it keeps in flight over the memory latency: Little's law), so a grid of `a`
+//!   thread blocks (tiles times K slices) reads at `min(eta_m BW, min(a, SMs) sm_bandwidth
+//!   clock)`: a GEMM of few tiles cannot reach the chip's bandwidth (split-K raises its
+//!   block count), nor can a chip with few SMs per memory stack. The default (64 B/cycle)
+//!   leaves every shipped GPU's full grid at its DRAM bandwidth.
+//! * **Time** = `kernel_overhead + max(|| (compute, DRAM / rate) ||_p, L2 / L2_BW)`
 //!   with `p = kernel.overlap`: arithmetic and DRAM transfers overlap imperfectly (p = 1 adds
 //!   them, a large p takes their maximum); L2 transfers are prefetched asynchronously and
 //!   only limit when they take longest. The mapper keeps the fastest tile shape and split.
@@ -140,6 +146,8 @@ struct Machine {
     feed_ref: f64,
     /// DRAM and L2 bandwidths, as achieved.
     bw: f64,
+    /// DRAM bytes per second one busy SM streams at most (`kernel.sm_bandwidth`).
+    sm_bw: f64,
     /// Vector operations per second of the dequantisation stage of the weight stream.
     dequant_rate: f64,
     l2_bw: f64,
@@ -162,6 +170,7 @@ impl Machine {
             feed: operand_bytes * (peak / sms as f64) / (k.operand_bandwidth.get() * clock),
             feed_ref: 1.0,
             bw: eff.memory * g.memory_bandwidth.get(),
+            sm_bw: k.sm_bandwidth.get() * clock,
             dequant_rate: eff.memory * g.vector_peak.get(),
             l2_bw: g.l2_bandwidth.get(),
             keep: k.l2_reuse * g.l2_size.get(),
@@ -169,6 +178,11 @@ impl Machine {
         };
         m.feed_ref = m.raw_feed(g.tile.0.max(1), g.tile.1.max(1));
         m
+    }
+    /// DRAM bandwidth a kernel of `ctas` thread blocks reaches: the chip's, or what the SMs
+    /// they occupy keep in flight, whichever is less.
+    fn dram_bw(&self, ctas: u64) -> f64 {
+        self.bw.min(ctas.clamp(1, self.sms) as f64 * self.sm_bw)
     }
     fn raw_feed(&self, tm: u64, tn: u64) -> f64 {
         1.0 + (tm + tn) as f64 * self.feed / (2.0 * (tm * tn) as f64)
@@ -298,7 +312,7 @@ pub fn gemm_plan(
                 };
                 let dram = dram_ops + (partials - mc.keep).max(0.0);
                 let l2 = l2_ops + partials;
-                let (dt, lt) = ((dram / mc.bw).max(dequant), l2 / mc.l2_bw);
+                let (dt, lt) = ((dram / mc.dram_bw(tiles)).max(dequant), l2 / mc.l2_bw);
                 // The norm is at least the maximum: skip it when that cannot win.
                 let beaten = best.as_ref().is_some_and(|b| compute.max(dt).max(lt) >= b.time);
                 let time = if beaten {
@@ -727,6 +741,41 @@ mod tests {
         }
         assert!((overlap_norm(3.0, 4.0, 2.0) - 5.0).abs() < 1e-12);
         assert_eq!(overlap_norm(0.0, 0.0, 2.0), 0.0);
+    }
+
+    #[test]
+    fn a_grid_of_few_blocks_reads_dram_no_faster_than_its_sms_stream() {
+        use crate::substrate::{Kind, Override, load};
+        let at = |rate: &str| {
+            let o = [Override {
+                path: "kernel.sm_bandwidth".into(),
+                expr: rate.into(),
+            }];
+            let s = load("mi308x", &o).unwrap();
+            let Kind::Gpu(g) = &s.kind else { unreachable!() };
+            let (m, n, k) = (16u64, 6144u64, 4096u64);
+            let bytes = GemmBytes {
+                a: (2 * m * k) as f64,
+                b: (2 * n * k) as f64,
+                c: (2 * m * n) as f64,
+                act_on_chip: false,
+                dequant: 0.0,
+            };
+            let peak = g.matrix_peak_for(crate::model::ComputeClass::F16).get();
+            let flops = 2.0 * (m * n * k) as f64;
+            (
+                gemm_plan(g, s.efficiency, peak, 2.0, (m, n, k, 1), bytes, flops),
+                g.clone(),
+            )
+        };
+        let (free, g) = at("64 B/cycle");
+        let (slow, _) = at("8 B/cycle");
+        // 80 CUs at 8 B/cycle and 2.1 GHz: 1.34 TB/s at most, a quarter of the HBM's.
+        let rate = 80.0 * 8.0 * g.clock.get();
+        assert!(slow.dram_time >= slow.dram / rate * (1.0 - 1e-9), "{slow:?}");
+        assert!(slow.time > free.time * 1.5, "{} {}", slow.time, free.time);
+        // The full grid at the default rate reaches the stated fraction of the bandwidth.
+        assert!((free.dram_time - free.dram / (0.85 * g.memory_bandwidth.get())).abs() < 1e-12);
     }
 
     #[test]

@@ -201,6 +201,12 @@ pub struct GpuKernel {
     pub operand_bandwidth: BytesPerCycle,
     /// Fraction of the L2 that keeps operand panels for reuse by later tiles, in (0, 1].
     pub l2_reuse: f64,
+    /// DRAM bytes per cycle one busy SM (CU) can stream: the loads it keeps in flight over
+    /// the memory latency (Little's law). A kernel whose tiles occupy `a` SMs reads DRAM at
+    /// no more than `a` times this, so a GEMM of few tiles cannot reach the chip's
+    /// bandwidth, and nor can a chip with few SMs per memory stack (the MI308X: 80 CUs on
+    /// the MI300X's HBM).
+    pub sm_bandwidth: BytesPerCycle,
     /// Exponent `p >= 1` of the norm `(c^p + d^p)^(1/p)` that combines a kernel's compute
     /// and DRAM times: 1 adds them (no overlap), large values approach their maximum
     /// (perfect overlap).
@@ -214,6 +220,7 @@ impl GpuKernel {
         step_cycles: Cycles::new(600.0),
         operand_bandwidth: BytesPerCycle::new(128.0),
         l2_reuse: 0.197,
+        sm_bandwidth: BytesPerCycle::new(64.0),
         overlap: 2.0,
     };
 }

@@ -281,6 +281,7 @@ struct RawGpuKernel {
     step_cycles: Option<Expression>,
     operand_bandwidth: Option<Expression>,
     l2_reuse: Option<Expression>,
+    sm_bandwidth: Option<Expression>,
     overlap: Option<Expression>,
 }
 
@@ -944,12 +945,14 @@ fn gpu_kernel(ctx: &Ctx, raw: Option<&RawGpuKernel>) -> Option<GpuKernel> {
     let operand =
         ctx.optional::<BytesPerCycle>("kernel.operand_bandwidth", r.operand_bandwidth.as_ref(), positive);
     let reuse = ctx.optional::<f64>("kernel.l2_reuse", r.l2_reuse.as_ref(), fraction);
+    let sm_bw = ctx.optional::<BytesPerCycle>("kernel.sm_bandwidth", r.sm_bandwidth.as_ref(), positive);
     let overlap = ctx.optional::<f64>("kernel.overlap", r.overlap.as_ref(), at_least_one);
     Some(GpuKernel {
         tile_cycles: tile?.unwrap_or(d.tile_cycles),
         step_cycles: step?.unwrap_or(d.step_cycles),
         operand_bandwidth: operand?.unwrap_or(d.operand_bandwidth),
         l2_reuse: reuse?.unwrap_or(d.l2_reuse),
+        sm_bandwidth: sm_bw?.unwrap_or(d.sm_bandwidth),
         overlap: overlap?.unwrap_or(d.overlap),
     })
 }

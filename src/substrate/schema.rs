@@ -189,6 +189,7 @@ pub const FIELDS: &[Field] = &[
     opt(GPU, "kernel.step_cycles", "cycles", "600 cycle", "\"600 cycle\"", "Least cycles of one K step (128 bytes of K per operand row): the barrier and shared-memory round trip a small tile cannot hide."),
     opt(GPU, "kernel.operand_bandwidth", "B/cycle", "128 B/cycle", "\"128 B/cycle\"", "Shared-memory (LDS) bytes per cycle feeding one SM's matrix units; small tiles run below the peak."),
     opt(GPU, "kernel.l2_reuse", "fraction", "0.197", "0.2", "Fraction of the L2 that keeps operand panels for reuse between tiles (DRAM re-reads fall smoothly as it grows)."),
+    opt(GPU, "kernel.sm_bandwidth", "B/cycle", "64 B/cycle", "\"10 B/cycle\"", "DRAM bytes per cycle one busy SM / CU streams (its loads in flight over the memory latency); a kernel of few tiles, or a chip of few SMs, reads DRAM no faster than the busy SMs times this."),
     opt(GPU, "kernel.overlap", "number >= 1", "2", "2", "p of the p-norm combining arithmetic and DRAM time: 1 adds them, a large p takes their maximum."),
     // --- systolic ---
     v(SYSTOLIC, "clock", "Hz", "\"1 GHz\"", "Array clock; per-cycle figures become per-second ones with it."),

@@ -524,7 +524,7 @@ pub fn regime(c: &KernelCase, sub: &Substrate) -> &'static str {
 
 /// The kernel-model parameters a fit frees, in order: `efficiency.memory`,
 /// `efficiency.kernel_overhead`, `kernel.tile_cycles`, `kernel.step_cycles`,
-/// `kernel.operand_bandwidth`, `kernel.l2_reuse`, `kernel.overlap`.
+/// `kernel.operand_bandwidth`, `kernel.l2_reuse`, `kernel.overlap`, `kernel.sm_bandwidth`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct KernelParams {
     pub memory: f64,
@@ -534,13 +534,27 @@ pub struct KernelParams {
     pub operand_bytes_per_cycle: f64,
     pub l2_reuse: f64,
     pub overlap: f64,
+    pub sm_bytes_per_cycle: f64,
 }
 
-const NP: usize = 7;
+const NP: usize = 8;
 
 /// Which of the parameters the fit frees: not the operand bandwidth, a hardware figure (the
-/// shared-memory / LDS bytes per cycle of one SM) that the substrate states.
-const FREE: [bool; NP] = [true, true, true, true, false, true, true];
+/// shared-memory / LDS bytes per cycle of one SM) that the substrate states, nor the DRAM
+/// streaming rate of one SM (stated, default: no limit on a shipped GPU's full grid).
+const FREE: [bool; NP] = [true, true, true, true, false, true, true, false];
+
+/// With [`KernelOptions::fit_sm_bandwidth`]: the DRAM streaming rate of one SM is fitted, and
+/// the DRAM efficiency is taken as stated (at full occupancy the two are the same knob, so
+/// freeing both leaves the fit to trade one for the other).
+const FREE_SM: [bool; NP] = [false, true, true, true, false, true, true, true];
+
+/// Index of `kernel.sm_bandwidth`, which a fit that frees it first sets by a scan of
+/// [`SM_BW_SCAN`]: where no SM count limits the rows the parameter has no slope.
+const SM_BW: usize = 7;
+
+/// Values (B/cycle) of `kernel.sm_bandwidth` a fit scans before refining.
+const SM_BW_SCAN: [f64; 8] = [4.0, 6.0, 8.0, 11.0, 16.0, 23.0, 32.0, 64.0];
 
 impl KernelParams {
     /// The values of a substrate (a GPU's; others get the GPU defaults).
@@ -557,6 +571,7 @@ impl KernelParams {
             operand_bytes_per_cycle: k.operand_bandwidth.get(),
             l2_reuse: k.l2_reuse,
             overlap: k.overlap,
+            sm_bytes_per_cycle: k.sm_bandwidth.get(),
         }
     }
     /// `s` with these values.
@@ -570,6 +585,7 @@ impl KernelParams {
             g.kernel.operand_bandwidth = BytesPerCycle::new(self.operand_bytes_per_cycle);
             g.kernel.l2_reuse = self.l2_reuse;
             g.kernel.overlap = self.overlap;
+            g.kernel.sm_bandwidth = BytesPerCycle::new(self.sm_bytes_per_cycle);
         }
         out
     }
@@ -595,6 +611,10 @@ impl KernelParams {
             ),
             ("kernel.l2_reuse".into(), format!("{:.4}", self.l2_reuse)),
             ("kernel.overlap".into(), format!("{:.3}", self.overlap)),
+            (
+                "kernel.sm_bandwidth".into(),
+                format!("{:.2} B/cycle", self.sm_bytes_per_cycle),
+            ),
         ]
     }
     fn to_u(self) -> [f64; NP] {
@@ -610,6 +630,7 @@ impl KernelParams {
             (self.operand_bytes_per_cycle / 128.0).max(1e-9).ln(),
             logit(self.l2_reuse),
             (self.overlap - 1.0).max(1e-6).ln(),
+            (self.sm_bytes_per_cycle / 16.0).max(1e-9).ln(),
         ]
     }
     fn from_u(u: &[f64; NP]) -> KernelParams {
@@ -623,6 +644,7 @@ impl KernelParams {
             operand_bytes_per_cycle: 128.0 * e(u[4]),
             l2_reuse: sig(u[5]).max(1e-6),
             overlap: 1.0 + e(u[6]),
+            sm_bytes_per_cycle: 16.0 * e(u[7]),
         }
     }
 }
@@ -700,7 +722,12 @@ fn huber(r: f64) -> f64 {
 /// Fits the kernel parameters to `points` from `start` (robust Levenberg-Marquardt on the log
 /// ratios, Huber weights, devices weighted equally, a weak prior towards the start).
 /// `None` when there are no points.
-pub fn fit(points: &[FitPoint], start: KernelParams, engine: Engine) -> Option<KernelFit> {
+pub fn fit(
+    points: &[FitPoint],
+    start: KernelParams,
+    engine: Engine,
+    sm_bandwidth: bool,
+) -> Option<KernelFit> {
     if points.is_empty() {
         return None;
     }
@@ -710,10 +737,24 @@ pub fn fit(points: &[FitPoint], start: KernelParams, engine: Engine) -> Option<K
         let prior: f64 = u.iter().zip(u0).map(|(a, b)| (PRIOR * (a - b)).powi(2)).sum();
         data + prior
     };
-    let u0 = start.to_u();
-    let mut u = u0;
-    let mut r = residuals(points, &KernelParams::from_u(&u), engine);
-    let mut c = cost_of(&r, &u, &u0);
+    let mut u0 = start.to_u();
+    let mut best: Option<(f64, [f64; NP], Vec<f64>)> = None;
+    let (free, scan) = if sm_bandwidth {
+        (FREE_SM, &SM_BW_SCAN[..])
+    } else {
+        (FREE, &[start.sm_bytes_per_cycle][..])
+    };
+    for &v in scan {
+        let mut u = u0;
+        u[SM_BW] = (v / 16.0f64).ln();
+        let r = residuals(points, &KernelParams::from_u(&u), engine);
+        let c = cost_of(&r, &u, &u);
+        if best.as_ref().is_none_or(|b| c < b.0) {
+            best = Some((c, u, r));
+        }
+    }
+    let (mut c, mut u, mut r) = best.expect("the scan is not empty");
+    u0 = u;
     let mut mu = 1e-2;
     let mut iterations = 0;
     let h = 1e-3;
@@ -721,7 +762,7 @@ pub fn fit(points: &[FitPoint], start: KernelParams, engine: Engine) -> Option<K
         iterations += 1;
         let cols: Vec<Vec<f64>> = (0..NP)
             .map(|j| {
-                if !FREE[j] {
+                if !free[j] {
                     return vec![0.0; r.len()];
                 }
                 let mut v = u;
@@ -864,6 +905,9 @@ pub struct KernelOptions {
     pub holdout: bool,
     /// Also fit every device's 16-bit rows together (in sample).
     pub fit_all: bool,
+    /// Fit `kernel.sm_bandwidth` (one SM's DRAM streaming rate) with the DRAM efficiency
+    /// taken as stated, instead of the efficiency with the rate as stated.
+    pub fit_sm_bandwidth: bool,
 }
 
 fn precision_key(c: &KernelCase) -> String {
@@ -973,13 +1017,11 @@ pub fn validate(traces: &KernelTraces, maps: &KernelMaps, opts: &KernelOptions) 
             })
             .collect();
         let start = points.first().map(|p| KernelParams::of(p.substrate));
-        start.and_then(|s| fit(&points, s, opts.engine))
+        start.and_then(|s| fit(&points, s, opts.engine, opts.fit_sm_bandwidth))
     } else {
         None
     };
-    let holdout = opts
-        .holdout
-        .then(|| holdout(&ready, &results, &fit_ok, opts.engine));
+    let holdout = opts.holdout.then(|| holdout(&ready, &results, &fit_ok, opts));
     let reasons = super::reason_counts(unmapped.iter().cloned());
     let exclusions = super::reason_counts(results.iter().filter_map(|r| {
         r.excluded
@@ -1012,8 +1054,9 @@ fn holdout(
     ready: &[(KernelCase, &Substrate)],
     results: &[KernelResult],
     fit_ok: &[bool],
-    engine: Engine,
+    opts: &KernelOptions,
 ) -> KernelHoldout {
+    let engine = opts.engine;
     // dataset -> substrate -> row indices
     let mut groups: BTreeMap<&str, BTreeMap<&str, Vec<usize>>> = BTreeMap::new();
     for (i, (c, _)) in ready.iter().enumerate() {
@@ -1042,7 +1085,7 @@ fn holdout(
                 })
                 .collect();
             let start = KernelParams::of(ready[idx[0]].1);
-            let Some(f) = fit(&train, start, engine) else {
+            let Some(f) = fit(&train, start, engine, opts.fit_sm_bandwidth) else {
                 not_predicted.push((dataset.to_string(), held.to_string()));
                 continue;
             };

@@ -1339,6 +1339,7 @@ mod gpu_kernels {
         operand: f64,
         reuse: f64,
         overlap: f64,
+        sm_bandwidth: f64,
     }
 
     fn arb_settings() -> impl Strategy<Value = Settings> {
@@ -1356,12 +1357,13 @@ mod gpu_kernels {
                 8.0f64..2048.0,
                 0.001f64..=1.0,
                 1.0f64..200.0,
+                prop::sample::select(vec![2.0, 10.0, 64.0, 1024.0]),
             ),
         )
             .prop_map(
                 |(
                     (compute, memory, quantised, overhead_us, score_bytes),
-                    (tile_cycles, step_cycles, operand, reuse, overlap),
+                    (tile_cycles, step_cycles, operand, reuse, overlap, sm_bandwidth),
                 )| Settings {
                     compute,
                     memory,
@@ -1373,6 +1375,7 @@ mod gpu_kernels {
                     operand,
                     reuse,
                     overlap,
+                    sm_bandwidth,
                 },
             )
     }
@@ -1393,6 +1396,7 @@ mod gpu_kernels {
             g.kernel.operand_bandwidth = BytesPerCycle::new(x.operand);
             g.kernel.l2_reuse = x.reuse;
             g.kernel.overlap = x.overlap;
+            g.kernel.sm_bandwidth = BytesPerCycle::new(x.sm_bandwidth);
         }
         s
     }

@@ -695,6 +695,7 @@ mod kernels {
             engine: Engine::Sim,
             holdout,
             fit_all: false,
+            fit_sm_bandwidth: false,
         }
     }
 
