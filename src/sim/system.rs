@@ -1,0 +1,377 @@
+//! A run on a multi-device system ([`crate::system::System`]).
+//!
+//! One tensor-parallel shard of the model ([`crate::graph::parallel::shard`]) is priced by the
+//! engine on one device (roofline or sim, the single-device path); a pipeline splits that
+//! device's per-op times and energies into its stages by the blocks each runs (the embedding
+//! on the first stage, final norm and LM head on the last). The pass's collectives and stage
+//! hand-offs ([`crate::graph::parallel::collectives`]) are priced on the interconnect
+//! ([`super::cost::collective`]) and sit on their stage's critical path (no overlap with
+//! compute: Megatron's all-reduces block the next layer).
+//!
+//! * Prefill: the prompt is cut into `m` micro-batches (the system's `micro_batches`); stage
+//!   `s` takes `u_s = t_s / m + c_s(B / m)` per micro-batch (its share of the pass plus its
+//!   collectives on `1/m` of the bytes), each hand-off `h_s`; the pipeline's makespan is
+//!   `sum u_s + sum h_s + (m - 1) max(u, h)`.
+//! * Decode: a step visits the stages in turn: `sum_s (t_s + c_s) + sum h_s`.
+//! * Energy: every device's own energy (the engine's, static included over its own busy
+//!   time; a device idle in the pipeline is not charged) plus the links' (`pJ/bit` times the
+//!   bits crossing each link).
+//!
+//! A one-device system is the plain substrate: its summary is the engine's, unchanged.
+
+use super::cost::{collective, system_links};
+use super::{Engine, OpRecord, PhaseKind, RunResult, RunSummary, Workload};
+use crate::graph::parallel::{self, Collective, CollectiveKind, stage_layers, stage_of};
+use crate::model::{Model, Positional, accounting};
+use crate::system::System;
+use serde::Serialize;
+
+/// One device's figures over the run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeviceFigures {
+    pub device: u64,
+    pub stage: u64,
+    /// Tensor-parallel rank within the stage.
+    pub rank: u64,
+    /// Blocks it runs, `first..end` (empty for a stage without blocks).
+    pub layers: String,
+    /// Compute (the engine's time of its share), prefill and decode.
+    pub busy_s: f64,
+    /// In collectives and hand-offs it takes part in.
+    pub comm_s: f64,
+    pub energy_j: f64,
+    pub weight_bytes: f64,
+    pub kv_bytes: f64,
+    pub fits_memory: bool,
+}
+
+/// One link's figures over the run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LinkFigures {
+    pub link: usize,
+    pub from: String,
+    pub to: String,
+    /// Bytes that crossed it, both directions.
+    pub bytes: f64,
+    /// Time it carried data (the busier direction).
+    pub busy_s: f64,
+    pub energy_j: f64,
+}
+
+/// A system run: the whole system's summary, and per device and per link.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SystemSummary {
+    pub system: String,
+    pub description: String,
+    pub topology: &'static str,
+    pub devices: u64,
+    pub tp: u64,
+    pub pp: u64,
+    pub micro_batches: u64,
+    /// TTFT, TPOT, energy... of the system (devices and links).
+    pub summary: RunSummary,
+    /// Time in collectives and hand-offs on the critical path.
+    pub prefill_comm_s: f64,
+    pub decode_comm_s: f64,
+    /// The prefill compute's pipelined makespan over its sum over stages (1 without a
+    /// pipeline): `(sum t_s / m + (m - 1) max t_s / m) / sum t_s`.
+    pub pipeline_factor: f64,
+    /// Energy of one tensor-parallel rank's devices (one per stage), devices only.
+    pub rank_energy_prefill_j: f64,
+    pub rank_energy_decode_j: f64,
+    pub link_energy_j: f64,
+    pub per_device: Vec<DeviceFigures>,
+    pub per_link: Vec<LinkFigures>,
+}
+
+/// A system run with the per-op records of one device (the shard's ops; with a pipeline,
+/// every stage's, each run by its own devices).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SystemRun {
+    pub system: SystemSummary,
+    pub device: RunResult,
+}
+
+/// Runs `model` on `sys` (summary, per device and per link; `records`: with the per-op
+/// records of one device).
+pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bool) -> SystemRun {
+    let p = sys.placement;
+    let shard = parallel::shard(model, p.tp);
+    let stages = stage_layers(model.n_layers() as u32, p.pp);
+    let pp = p.pp.max(1) as usize;
+    // the device's run: records when stages must be split or the caller wants them
+    let device = if records || pp > 1 {
+        super::run(&shard, &sys.device, w, engine)
+    } else {
+        RunResult {
+            summary: super::summary(&shard, &sys.device, w, engine),
+            ops: Vec::new(),
+        }
+    };
+    let dev = &device.summary;
+    // each stage's share of the device's time and energy, per phase
+    let share = |phase: PhaseKind, f: &dyn Fn(&OpRecord) -> f64| -> Vec<f64> {
+        let mut v = vec![0.0; pp];
+        if pp == 1 {
+            v[0] = 1.0;
+            return v;
+        }
+        for r in device.ops.iter().filter(|r| r.phase == phase) {
+            let s = match r.layer {
+                Some(l) => stage_of(&stages, l) as usize,
+                None if r.name == "embed" || r.name == "pos_embed" => 0,
+                None => pp - 1,
+            };
+            v[s] += f(r);
+        }
+        let total: f64 = v.iter().sum();
+        if total > 0.0 {
+            v.iter_mut().for_each(|x| *x /= total);
+        } else {
+            v.iter_mut().for_each(|x| *x = 1.0 / pp as f64);
+        }
+        v
+    };
+    let t_pre: Vec<f64> = share(PhaseKind::Prefill, &|r| r.time.get())
+        .iter()
+        .map(|f| f * dev.prefill.time.get())
+        .collect();
+    let t_dec: Vec<f64> = share(PhaseKind::Decode, &|r| r.time.get())
+        .iter()
+        .map(|f| f * dev.decode.time.get())
+        .collect();
+    let e_pre: Vec<f64> = share(PhaseKind::Prefill, &|r| r.energy.total().get())
+        .iter()
+        .map(|f| f * dev.prefill_energy_j)
+        .collect();
+    let e_dec: Vec<f64> = share(PhaseKind::Decode, &|r| r.energy.total().get())
+        .iter()
+        .map(|f| f * dev.decode_energy_j)
+        .collect();
+
+    // the collectives of one prefill micro-batch and of one decode step
+    let m = sys.micro_batches.max(1);
+    let mf = m as f64;
+    let tokens_pre = w.prompt * w.batch;
+    let micro: Vec<Collective> = parallel::collectives(model, tokens_pre, w.batch, p)
+        .into_iter()
+        .map(|c| Collective {
+            bytes: c.bytes / mf,
+            ..c
+        })
+        .collect();
+    let step = parallel::collectives(model, w.batch, w.batch, p);
+    let links = sys
+        .interconnect
+        .map(|ic| system_links(ic.topology, sys.count))
+        .unwrap_or_default();
+    let mut link_bytes = vec![0.0; links.len()];
+    let mut link_busy = vec![0.0; links.len()];
+    let mut device_comm = vec![0.0; sys.count as usize];
+    // prices a pass's collectives: (per-stage collective time, per-stage hand-off time),
+    // adding `times` passes' traffic to the links and devices
+    let mut price = |cs: &[Collective], times: f64| -> (Vec<f64>, Vec<f64>) {
+        let (mut coll, mut hand) = (vec![0.0; pp], vec![0.0; pp]);
+        let Some(ic) = &sys.interconnect else {
+            return (coll, hand);
+        };
+        for c in cs {
+            let s = c.stage as usize;
+            let groups: Vec<Vec<u64>> = match c.kind {
+                CollectiveKind::SendRecv => (0..p.tp)
+                    .map(|r| vec![sys.device_of(c.stage, r), sys.device_of(c.stage + 1, r)])
+                    .collect(),
+                _ => vec![(0..p.tp).map(|r| sys.device_of(c.stage, r)).collect()],
+            };
+            let mut t: f64 = 0.0;
+            for members in &groups {
+                let cost = collective(ic, sys.count, members, c);
+                t = t.max(cost.time.get());
+                for (l, b, busy) in &cost.links {
+                    link_bytes[*l] += b * times;
+                    link_busy[*l] += busy * times;
+                }
+                for d in members {
+                    device_comm[*d as usize] += cost.time.get() * times;
+                }
+            }
+            match c.kind {
+                CollectiveKind::SendRecv => hand[s] += t,
+                _ => coll[s] += t,
+            }
+        }
+        (coll, hand)
+    };
+    let (c_pre, h_pre) = price(&micro, mf);
+    let (c_dec, h_dec) = price(&step, w.generate as f64);
+
+    // prefill: the micro-batches through the stages
+    let u: Vec<f64> = (0..pp).map(|s| t_pre[s] / mf + c_pre[s]).collect();
+    let sum_u: f64 = u.iter().sum::<f64>() + h_pre.iter().sum::<f64>();
+    let slowest = u.iter().chain(&h_pre).fold(0.0f64, |a, &b| a.max(b));
+    let prefill = sum_u + (mf - 1.0) * slowest;
+    let compute_sum: f64 = t_pre.iter().sum();
+    let compute_max = t_pre.iter().fold(0.0f64, |a, &b| a.max(b));
+    let compute_piped = compute_sum / mf + (mf - 1.0) * compute_max / mf;
+    let pipeline_factor = if compute_sum > 0.0 {
+        compute_piped / compute_sum
+    } else {
+        1.0
+    };
+    // decode: stage-serial steps
+    let d = w.generate as f64;
+    let step_comm: f64 = c_dec.iter().sum::<f64>() + h_dec.iter().sum::<f64>();
+    let decode = t_dec.iter().sum::<f64>() + d * step_comm;
+
+    // per device
+    let tp = p.tp.max(1);
+    let weight_b = shard.precision.weights.bytes();
+    let kv_b = shard.precision.kv_cache.bytes();
+    let params = accounting::params(&shard);
+    let layer_params: Vec<f64> = shard
+        .layers
+        .iter()
+        .map(|l| accounting::layer_params(&shard, l) as f64)
+        .collect();
+    let (dm, vocab) = (shard.d_model as f64, shard.vocab as f64);
+    let positions = match shard.positional {
+        Positional::Learned { max_positions } => max_positions as f64 * dm,
+        _ => 0.0,
+    };
+    // the first stage holds the input embedding (and positions); the last the final norm and
+    // the head (a tied head: a copy of the embedding matrix there)
+    let embedding = vocab * dm + positions;
+    let head = shard.norm.params(shard.d_model) as f64 + vocab * dm;
+    let in_flight = ((w.prompt + w.generate) * w.batch) as f64;
+    let cap = sys.device.memory_capacity().get();
+    let mut per_device = Vec::with_capacity(sys.count as usize);
+    for (s, range) in stages.iter().enumerate() {
+        let wparams = if pp == 1 {
+            params.total as f64
+        } else {
+            let blocks: f64 = range.clone().map(|l| layer_params[l as usize]).sum();
+            blocks + if s == 0 { embedding } else { 0.0 } + if s + 1 == pp { head } else { 0.0 }
+        };
+        let kv_elems: u64 = range
+            .clone()
+            .filter_map(|l| shard.layers[l as usize].attention.as_ref())
+            .map(|a| a.kv_elements_per_token())
+            .sum();
+        let kv = kv_elems as f64 * kv_b * in_flight;
+        let weights = wparams * weight_b;
+        for r in 0..tp {
+            let id = sys.device_of(s as u64, r);
+            per_device.push(DeviceFigures {
+                device: id,
+                stage: s as u64,
+                rank: r,
+                layers: format!("{}..{}", range.start, range.end),
+                busy_s: t_pre[s] + t_dec[s],
+                comm_s: device_comm[id as usize],
+                energy_j: e_pre[s] + e_dec[s],
+                weight_bytes: weights,
+                kv_bytes: kv,
+                fits_memory: weights + kv <= cap,
+            });
+        }
+    }
+    let e_byte = sys.interconnect.map_or(0.0, |ic| ic.energy_per_byte);
+    let per_link: Vec<LinkFigures> = links
+        .into_iter()
+        .enumerate()
+        .map(|(i, (from, to))| LinkFigures {
+            link: i,
+            from,
+            to,
+            bytes: link_bytes[i],
+            busy_s: link_busy[i],
+            energy_j: link_bytes[i] * e_byte,
+        })
+        .collect();
+    // link energy per phase (prefill micro-batches, decode steps)
+    let phase_link_energy = |cs: &[Collective], times: f64| -> f64 {
+        let Some(ic) = &sys.interconnect else { return 0.0 };
+        cs.iter()
+            .map(|c| {
+                let members: Vec<Vec<u64>> = match c.kind {
+                    CollectiveKind::SendRecv => (0..p.tp)
+                        .map(|r| vec![sys.device_of(c.stage, r), sys.device_of(c.stage + 1, r)])
+                        .collect(),
+                    _ => vec![(0..p.tp).map(|r| sys.device_of(c.stage, r)).collect()],
+                };
+                members
+                    .iter()
+                    .map(|g| collective(ic, sys.count, g, c).link_bytes())
+                    .sum::<f64>()
+            })
+            .sum::<f64>()
+            * times
+            * ic.energy_per_byte
+    };
+    let link_pre = phase_link_energy(&micro, mf);
+    let link_dec = phase_link_energy(&step, d);
+    let tpf = tp as f64;
+    let rank_pre: f64 = e_pre.iter().sum();
+    let rank_dec: f64 = e_dec.iter().sum();
+    let pre_e = rank_pre * tpf + link_pre;
+    let dec_e = rank_dec * tpf + link_dec;
+
+    let summary = if sys.is_single() {
+        dev.clone()
+    } else {
+        let gen_tokens = (w.generate * w.batch) as f64;
+        let per = |x: f64, n: f64| if n > 0.0 { x / n } else { f64::NAN };
+        let weight_bytes: f64 = per_device.iter().map(|d| d.weight_bytes).sum();
+        let kv_bytes: f64 = per_device.iter().map(|d| d.kv_bytes).sum();
+        let mut s = dev.clone();
+        s.model = model.name.clone();
+        s.substrate = sys.name.clone();
+        s.ttft_s = prefill;
+        s.tpot_s = per(decode, d);
+        s.tokens_per_s = per(gen_tokens, decode);
+        s.prefill_energy_j = pre_e;
+        s.decode_energy_j = dec_e;
+        s.total_energy_j = pre_e + dec_e;
+        s.energy_per_token_j = per(pre_e + dec_e, gen_tokens);
+        s.energy_per_processed_token_j = per(pre_e + dec_e, in_flight);
+        s.weight_bytes = weight_bytes;
+        s.kv_bytes = kv_bytes;
+        s.memory_capacity_bytes = cap * sys.count as f64;
+        s.fits_memory = per_device.iter().all(|d| d.fits_memory);
+        s.prefill.time = crate::units::Seconds::new(prefill);
+        s.decode.time = crate::units::Seconds::new(decode);
+        s.prefill.flops = s.prefill.flops * tpf;
+        s.decode.flops = s.decode.flops * tpf;
+        s.prefill.dram_bytes = s.prefill.dram_bytes * tpf;
+        s.decode.dram_bytes = s.decode.dram_bytes * tpf;
+        s.prefill.energy = s.prefill.energy * tpf;
+        s.decode.energy = s.decode.energy * tpf;
+        s
+    };
+    SystemRun {
+        system: SystemSummary {
+            system: sys.name.clone(),
+            description: sys.description.clone(),
+            topology: sys.interconnect.map_or("none", |ic| ic.topology.name()),
+            devices: sys.count,
+            tp,
+            pp: p.pp,
+            micro_batches: m,
+            summary,
+            prefill_comm_s: prefill - compute_piped,
+            decode_comm_s: d * step_comm,
+            pipeline_factor,
+            rank_energy_prefill_j: rank_pre,
+            rank_energy_decode_j: rank_dec,
+            link_energy_j: link_pre + link_dec,
+            per_device,
+            per_link,
+        },
+        device,
+    }
+}
+
+/// The summary only (no per-op records unless a pipeline needs them).
+pub fn summary(model: &Model, sys: &System, w: Workload, engine: Engine) -> SystemSummary {
+    run(model, sys, w, engine, false).system
+}
