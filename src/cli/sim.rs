@@ -385,23 +385,32 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
 /// `sim --system` / `sim --devices`: the system's summary, the per-op table of one device, and
 /// the per-device and per-link tables (or all of it as JSON).
 fn run_system(args: &SimArgs) -> miette::Result<()> {
-    if args.trace.is_some() || args.chrome_trace.is_some() {
-        return Err(miette::miette!(
-            "--trace and --chrome-trace are not written for a multi-device system yet: run one device with --substrate"
-        ));
-    }
     let mut outputs = Outputs::new();
     outputs.input("--model", &args.run.model);
     if let Some(s) = &args.system.system {
         outputs.input("--system", s);
     }
-    outputs.check().into_diagnostic()?;
+    outputs
+        .file("--trace", args.trace.as_deref())
+        .file("--chrome-trace", args.chrome_trace.as_deref())
+        .check()
+        .into_diagnostic()?;
     let m = load_model(&args.run.model, args.run.precision.as_deref())?;
     let sys = load_system(&args.run, &args.system)?;
     let w = workload(args.run.prompt, args.run.generate, args.run.batch)?;
     check_precision(&m, &sys.device)?;
     let engine: Engine = args.engine.into();
     let r = sim::system::run(&m, &sys, w, engine, true);
+    if let Some(path) = &args.trace {
+        // one device's per-op rows (each stage's ops run on its own devices)
+        let csv = trace::ops_csv(&r.device.ops).into_diagnostic()?;
+        write_atomic(path, csv.as_bytes()).into_diagnostic()?;
+    }
+    if let Some(path) = &args.chrome_trace {
+        let events = sim::system::timeline(&m, &sys, w, &r);
+        let text = trace::system_trace(&events, sys.count, &r.system.per_link);
+        write_atomic(path, text.as_bytes()).into_diagnostic()?;
+    }
     match args.format {
         Format::Json => print!("{}", trace::system_json(&r, &m.precision).into_diagnostic()?),
         Format::Table => print!("{}", trace::system_table(&r, args.top)),

@@ -81,6 +81,16 @@ pub struct Collective {
     pub stage: u64,
 }
 
+impl Collective {
+    /// `L3.attn_allreduce`, `logits_gather`.
+    pub fn label(&self) -> String {
+        match self.layer {
+            Some(l) => format!("L{l}.{}", self.name),
+            None => self.name.to_string(),
+        }
+    }
+}
+
 /// One device's graph and the collectives of one pass.
 #[derive(Clone, Debug)]
 pub struct Placed {

@@ -375,3 +375,164 @@ pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bo
 pub fn summary(model: &Model, sys: &System, w: Workload, engine: Engine) -> SystemSummary {
     run(model, sys, w, engine, false).system
 }
+
+/// Where a timeline interval is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Track {
+    Device(u64),
+    Link(usize),
+}
+
+/// One interval of a system's timeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimelineEvent {
+    pub track: Track,
+    pub phase: PhaseKind,
+    pub name: String,
+    /// `op`, `collective` or `hand_off`.
+    pub what: &'static str,
+    pub start: f64,
+    pub end: f64,
+}
+
+/// The system's timeline for a trace: the prefill pass (each micro-batch through the stages,
+/// each stage's ops back to back with their collectives after the op they follow) and one
+/// decode step drawn with the mean per-step op times, stage after stage. Op durations are the
+/// engine's per-op times scaled to its makespan (the engine overlaps some ops' transfers; the
+/// timeline draws them in sequence). Collectives appear on every device taking part and on
+/// every link they cross (for the link's busy time).
+pub fn timeline(model: &Model, sys: &System, w: Workload, run: &SystemRun) -> Vec<TimelineEvent> {
+    let p = sys.placement;
+    let pp = p.pp.max(1) as usize;
+    let stages = stage_layers(model.n_layers() as u32, p.pp);
+    let stage_of_op = |r: &OpRecord| match r.layer {
+        Some(l) => stage_of(&stages, l) as usize,
+        None if r.name == "embed" || r.name == "pos_embed" => 0,
+        None => pp - 1,
+    };
+    let mut out = Vec::new();
+    let dev = &run.device.summary;
+    let mut t0: f64 = 0.0;
+    for (phase, passes) in [
+        (PhaseKind::Prefill, sys.micro_batches.max(1)),
+        (PhaseKind::Decode, 1),
+    ] {
+        let ops: Vec<&OpRecord> = run.device.ops.iter().filter(|r| r.phase == phase).collect();
+        if ops.is_empty() {
+            continue;
+        }
+        let (tokens, steps, makespan) = match phase {
+            PhaseKind::Prefill => (w.prompt * w.batch, 1.0, dev.prefill.time.get()),
+            PhaseKind::Decode => (w.batch, w.generate as f64, dev.decode.time.get()),
+        };
+        let total: f64 = ops.iter().map(|r| r.time.get()).sum();
+        let scale = if total > 0.0 {
+            makespan / total / steps
+        } else {
+            0.0
+        };
+        let m = passes as f64;
+        let cs: Vec<Collective> = parallel::collectives(model, tokens, w.batch, p)
+            .into_iter()
+            .map(|c| Collective {
+                bytes: c.bytes / m,
+                ..c
+            })
+            .collect();
+        // (stage, micro-batch) end times
+        let mut done = vec![vec![t0; passes as usize]; pp];
+        let mut phase_end = t0;
+        for k in 0..passes as usize {
+            for s in 0..pp {
+                let mut t = t0;
+                if s > 0 {
+                    t = t.max(done[s - 1][k]);
+                }
+                if k > 0 {
+                    t = t.max(done[s][k - 1]);
+                }
+                let members: Vec<u64> = (0..p.tp).map(|r| sys.device_of(s as u64, r)).collect();
+                let collective_at =
+                    |name: &str, layer: Option<u32>, t: &mut f64, out: &mut Vec<TimelineEvent>| {
+                        for c in cs
+                            .iter()
+                            .filter(|c| c.name == name && c.layer == layer && c.stage as usize == s)
+                        {
+                            let Some(ic) = &sys.interconnect else { continue };
+                            let groups: Vec<Vec<u64>> = match c.kind {
+                                CollectiveKind::SendRecv => (0..p.tp)
+                                    .map(|r| vec![sys.device_of(c.stage, r), sys.device_of(c.stage + 1, r)])
+                                    .collect(),
+                                _ => vec![members.clone()],
+                            };
+                            let mut end = *t;
+                            for g in &groups {
+                                let cost = collective(ic, sys.count, g, c);
+                                end = end.max(*t + cost.time.get());
+                                for (l, _, busy) in &cost.links {
+                                    out.push(TimelineEvent {
+                                        track: Track::Link(*l),
+                                        phase,
+                                        name: c.name.to_string(),
+                                        what: "collective",
+                                        start: *t,
+                                        end: *t + busy,
+                                    });
+                                }
+                            }
+                            for d in &members {
+                                out.push(TimelineEvent {
+                                    track: Track::Device(*d),
+                                    phase,
+                                    name: c.label(),
+                                    what: if c.kind == CollectiveKind::SendRecv {
+                                        "hand_off"
+                                    } else {
+                                        "collective"
+                                    },
+                                    start: *t,
+                                    end,
+                                });
+                            }
+                            *t = end;
+                        }
+                    };
+                for r in ops.iter().filter(|r| stage_of_op(r) == s) {
+                    // the all-reduces close the block's attention and FFN before the residual adds
+                    match r.name {
+                        "attn_residual" => collective_at("attn_allreduce", r.layer, &mut t, &mut out),
+                        "ffn_residual" => {
+                            collective_at("ffn_allreduce", r.layer, &mut t, &mut out);
+                            collective_at("block_allreduce", r.layer, &mut t, &mut out);
+                        }
+                        _ => {}
+                    }
+                    let d = r.time.get() * scale / m;
+                    for dev in &members {
+                        out.push(TimelineEvent {
+                            track: Track::Device(*dev),
+                            phase,
+                            name: r.label.clone(),
+                            what: "op",
+                            start: t,
+                            end: t + d,
+                        });
+                    }
+                    t += d;
+                    match r.name {
+                        "embed" => collective_at("embed_allreduce", None, &mut t, &mut out),
+                        "lm_head" => collective_at("logits_gather", None, &mut t, &mut out),
+                        _ => {}
+                    }
+                }
+                // the hand-off to the next stage
+                let last = stages[s].end.checked_sub(1);
+                collective_at("stage_send", last, &mut t, &mut out);
+                done[s][k] = t;
+                phase_end = phase_end.max(t);
+            }
+        }
+        t0 = phase_end;
+    }
+    out
+}

@@ -13,7 +13,7 @@ pub mod report;
 pub mod snapshot;
 pub mod table;
 
-pub use chrome::ChromeTrace;
+pub use chrome::{ChromeTrace, system_trace};
 pub use envelope::{JsonMeta, PrecisionMeta, json_document};
 pub use plot::{RooflinePoint, roofline_svg};
 

@@ -271,6 +271,26 @@ proptest! {
         }
     }
 
+    /// A one-device system is the plain substrate, exactly (every field of the summary).
+    #[test]
+    fn one_device_system_is_exactly_the_substrate(
+        name in prop::sample::select(vec!["smollm2-135m", "gpt2", "pythia-160m", "qwen2.5-0.5b", "llama-3.2-1b"]),
+        sname in prop::sample::select(vec!["h100-sxm", "l4", "gemmini", "eyeriss", "scalesim-32x32"]),
+        prompt in 1u64..48,
+        generate in 1u64..6,
+        batch in 1u64..3,
+        engine in prop::sample::select(vec![Engine::Roofline, Engine::Sim]),
+    ) {
+        let s = sub(sname);
+        let m = model::preset(name).unwrap();
+        let m = if s.resolve(&m.precision).is_ok() { m } else { int8(m) };
+        let w = Workload::new(prompt, generate, batch).unwrap();
+        let plain = sim::summary(&m, &s, w, engine);
+        let one = sim::system::run(&m, &System::single(s), w, engine, true);
+        prop_assert_eq!(&one.system.summary, &plain);
+        prop_assert_eq!(&one.device.summary, &plain);
+    }
+
     /// More link bandwidth never makes a run slower (TTFT, TPOT), on any topology and placement.
     #[test]
     fn more_link_bandwidth_is_never_slower(
@@ -386,6 +406,49 @@ fn cli_tensor_parallel_and_pipeline() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["per_device"].as_array().unwrap().len(), 8);
+    // the Chrome trace: a process per device, a track per link
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trace.json");
+    let out = llmforge()
+        .args([
+            "sim",
+            "--model",
+            "llama-3-8b",
+            "--substrate",
+            "h100-sxm",
+            "--devices",
+            "4",
+            "--parallel",
+            "tp=2,pp=2",
+            "--prompt",
+            "16",
+            "--gen",
+            "2",
+            "--engine",
+            "roofline",
+            "--chrome-trace",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let ev = t["traceEvents"].as_array().unwrap();
+    let names: Vec<&str> = ev.iter().filter_map(|e| e["args"]["name"].as_str()).collect();
+    assert!(
+        names.contains(&"links") && names.contains(&"device d3") && names.contains(&"l2 d2 - switch"),
+        "{names:?}"
+    );
+    let on_links = ev.iter().filter(|e| e["pid"] == 5 && e["ph"] == "X").count();
+    assert!(on_links > 0);
+    assert!(
+        ev.iter()
+            .any(|e| e["name"] == "L0.attn_allreduce" && e["pid"] == 1)
+    );
+    assert!(
+        ev.iter()
+            .any(|e| e["name"] == "L15.stage_send" && e["cat"] == "hand_off")
+    );
     assert_eq!(v["per_link"].as_array().unwrap().len(), 8);
     assert_eq!(v["pp"], 8);
     // a substrate without a shipped system and no link flags: a clear error naming the flags
