@@ -12,9 +12,9 @@
 //! * **Tensor parallel** (vLLM, TensorRT-LLM, DeepSpeed, MLC): the model's tensor-parallel
 //!   shard ([`crate::graph::parallel::shard`]) on one device, plus the Megatron collectives of
 //!   every pass (an all-reduce after the embedding, the attention output and the FFN output of
-//!   each block; a gather of the logits), each through the switch at `latency + 2 (N - 1) / N
-//!   * bytes / link_bw` (Patarasuk and Yuan, *Bandwidth optimal all-reduce algorithms*, JPDC
-//!   2009).
+//!   each block; a gather of the logits), each through the switch at
+//!   `latency + 2 (N - 1) / N x bytes / link_bw` (Patarasuk and Yuan, *Bandwidth optimal
+//!   all-reduce algorithms*, JPDC 2009).
 //! * **Layer split** (llama.cpp, ExLlamaV2): `N` pipeline stages of contiguous layers; at
 //!   batch 1 a token visits them in turn, plus `N - 1` hand-offs of `tokens x d_model`
 //!   activations over the link. A stack that pipelines prompts (llama.cpp since PR #6017,
