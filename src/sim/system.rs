@@ -92,6 +92,18 @@ pub struct SystemRun {
     pub device: RunResult,
 }
 
+/// The device groups running collective `c`: the stage's tensor-parallel devices, or for a
+/// hand-off each rank's pair (sending stage, next stage), which run side by side.
+fn groups(sys: &System, c: &Collective) -> Vec<Vec<u64>> {
+    let tp = sys.placement.tp;
+    match c.kind {
+        CollectiveKind::SendRecv => (0..tp)
+            .map(|r| vec![sys.device_of(c.stage, r), sys.device_of(c.stage + 1, r)])
+            .collect(),
+        _ => vec![(0..tp).map(|r| sys.device_of(c.stage, r)).collect()],
+    }
+}
+
 /// Runs `model` on `sys` (summary, per device and per link; `records`: with the per-op
 /// records of one device).
 pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bool) -> SystemRun {
@@ -168,25 +180,20 @@ pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bo
     let mut link_bytes = vec![0.0; links.len()];
     let mut link_busy = vec![0.0; links.len()];
     let mut device_comm = vec![0.0; sys.count as usize];
-    // prices a pass's collectives: (per-stage collective time, per-stage hand-off time),
-    // adding `times` passes' traffic to the links and devices
-    let mut price = |cs: &[Collective], times: f64| -> (Vec<f64>, Vec<f64>) {
-        let (mut coll, mut hand) = (vec![0.0; pp], vec![0.0; pp]);
+    // prices a pass's collectives: (per-stage collective time, per-stage hand-off time,
+    // bytes crossing links), adding `times` passes' traffic to the links and devices
+    let mut price = |cs: &[Collective], times: f64| -> (Vec<f64>, Vec<f64>, f64) {
+        let (mut coll, mut hand, mut crossing) = (vec![0.0; pp], vec![0.0; pp], 0.0);
         let Some(ic) = &sys.interconnect else {
-            return (coll, hand);
+            return (coll, hand, crossing);
         };
         for c in cs {
             let s = c.stage as usize;
-            let groups: Vec<Vec<u64>> = match c.kind {
-                CollectiveKind::SendRecv => (0..p.tp)
-                    .map(|r| vec![sys.device_of(c.stage, r), sys.device_of(c.stage + 1, r)])
-                    .collect(),
-                _ => vec![(0..p.tp).map(|r| sys.device_of(c.stage, r)).collect()],
-            };
             let mut t: f64 = 0.0;
-            for members in &groups {
+            for members in &groups(sys, c) {
                 let cost = collective(ic, sys.count, members, c);
                 t = t.max(cost.time.get());
+                crossing += cost.link_bytes() * times;
                 for (l, b, busy) in &cost.links {
                     link_bytes[*l] += b * times;
                     link_busy[*l] += busy * times;
@@ -200,10 +207,10 @@ pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bo
                 _ => coll[s] += t,
             }
         }
-        (coll, hand)
+        (coll, hand, crossing)
     };
-    let (c_pre, h_pre) = price(&micro, mf);
-    let (c_dec, h_dec) = price(&step, w.generate as f64);
+    let (c_pre, h_pre, cross_pre) = price(&micro, mf);
+    let (c_dec, h_dec, cross_dec) = price(&step, w.generate as f64);
 
     // prefill: the micro-batches through the stages
     let u: Vec<f64> = (0..pp).map(|s| t_pre[s] / mf + c_pre[s]).collect();
@@ -288,28 +295,8 @@ pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bo
             energy_j: link_bytes[i] * e_byte,
         })
         .collect();
-    // link energy per phase (prefill micro-batches, decode steps)
-    let phase_link_energy = |cs: &[Collective], times: f64| -> f64 {
-        let Some(ic) = &sys.interconnect else { return 0.0 };
-        cs.iter()
-            .map(|c| {
-                let members: Vec<Vec<u64>> = match c.kind {
-                    CollectiveKind::SendRecv => (0..p.tp)
-                        .map(|r| vec![sys.device_of(c.stage, r), sys.device_of(c.stage + 1, r)])
-                        .collect(),
-                    _ => vec![(0..p.tp).map(|r| sys.device_of(c.stage, r)).collect()],
-                };
-                members
-                    .iter()
-                    .map(|g| collective(ic, sys.count, g, c).link_bytes())
-                    .sum::<f64>()
-            })
-            .sum::<f64>()
-            * times
-            * ic.energy_per_byte
-    };
-    let link_pre = phase_link_energy(&micro, mf);
-    let link_dec = phase_link_energy(&step, d);
+    let link_pre = cross_pre * e_byte;
+    let link_dec = cross_dec * e_byte;
     let tpf = tp as f64;
     let rank_pre: f64 = e_pre.iter().sum();
     let rank_dec: f64 = e_dec.iter().sum();
@@ -459,14 +446,8 @@ pub fn timeline(model: &Model, sys: &System, w: Workload, run: &SystemRun) -> Ve
                             .filter(|c| c.name == name && c.layer == layer && c.stage as usize == s)
                         {
                             let Some(ic) = &sys.interconnect else { continue };
-                            let groups: Vec<Vec<u64>> = match c.kind {
-                                CollectiveKind::SendRecv => (0..p.tp)
-                                    .map(|r| vec![sys.device_of(c.stage, r), sys.device_of(c.stage + 1, r)])
-                                    .collect(),
-                                _ => vec![members.clone()],
-                            };
                             let mut end = *t;
-                            for g in &groups {
+                            for g in &groups(sys, c) {
                                 let cost = collective(ic, sys.count, g, c);
                                 end = end.max(*t + cost.time.get());
                                 for (l, _, busy) in &cost.links {

@@ -159,20 +159,31 @@ pub fn reference_markdown() -> String {
         ));
     }
     o.push_str(
-        "\n## How collectives are priced\n\n\
-         With `B` the bytes of the whole tensor, `g` the group, `bw` the bandwidth between two\n\
-         neighbours (`bandwidth x links`) and `a` the latency:\n\n\
-         * all-reduce on a ring or a mesh line of `g` devices: `2 (g - 1) / g * B / bw + 2 (g - 1) * a'`,\n\
-           `a'` the hop latency times the longest hop of a step (1 when the group closes the ring or\n\
-           has 2 devices, `g - 1` on a line); a mesh group of whole rows runs it along the rows,\n\
-           then along the columns on `B / cols`.\n\
-         * all-reduce through a switch: `a + 2 (g - 1) / g * B / bw`.\n\
-         * all-gather: half of the all-reduce's bytes and steps.\n\
-         * a stage hand-off: `hops * a + B / bw` (1 hop through a switch).\n\n\
-         Collectives sit on the critical path of their stage (no overlap with compute). A\n\
-         prompt cut into `m` micro-batches takes `sum_s t_s / m + (m - 1) max_s t_s / m` over the\n\
-         stages' per-micro-batch times (their collectives included); a decode step visits the\n\
-         stages in turn.\n",
+        r#"
+## How collectives are priced
+
+With `B` the bytes of the whole tensor, `g` the group, `bw` the bandwidth between two
+neighbours (`bandwidth x links`) and `a` the latency:
+
+* all-reduce on a ring or a mesh line of `g` devices: `2 (g - 1) / g x B / bw + 2 (g - 1) x a'`,
+  `a'` the hop latency times the longest hop of a step (1 when the group closes the ring or
+  has 2 devices, `g - 1` on a line); a mesh group of whole rows runs it along the rows, then
+  along the columns on `B / cols`.
+* all-reduce through a switch: `a + 2 (g - 1) / g x B / bw`.
+* all-gather: half of the all-reduce's bytes and steps.
+* a stage hand-off: `hops x a + B / bw` (1 hop through a switch).
+
+Collectives sit on the critical path of their stage (no overlap with compute). A prompt cut
+into `m` micro-batches: stage `s` takes `u_s = t_s / m + c_s` per micro-batch (its share of
+the pass, and its collectives on `B / m`), each hand-off `h_s`; the prefill takes
+`sum u_s + sum h_s + (m - 1) max(u, h)`. A decode step visits the stages in turn:
+`sum (t_s + c_s) + sum h_s`.
+
+With `--devices N` instead of a file, the link is given by `--topology` (ring, switch,
+mesh=<rows>), `--link`, `--links`, `--link-latency` and `--link-energy`; when none of them is
+given, the interconnect of the shipped system built of the same substrate is used (and
+named in the output); with neither, the command stops: no link figure is assumed.
+"#,
     );
     o
 }
