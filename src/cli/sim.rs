@@ -113,16 +113,16 @@ pub struct SystemArgs {
     #[arg(long, requires = "devices")]
     pub topology: Option<String>,
     /// One link's bandwidth, one direction: "450 GB/s".
-    #[arg(long, requires = "devices")]
+    #[arg(long, requires = "devices", allow_hyphen_values = true)]
     pub link: Option<String>,
     /// Parallel links per neighbour pair (or device and switch); their bandwidths add.
     #[arg(long, requires = "devices", default_value_t = 1)]
     pub links: u64,
     /// Latency: one hop (ring, mesh) or one collective through the switch: "2 us".
-    #[arg(long = "link-latency", requires = "devices")]
+    #[arg(long = "link-latency", requires = "devices", allow_hyphen_values = true)]
     pub link_latency: Option<String>,
     /// Energy per bit crossing a link: "5 pJ/bit".
-    #[arg(long = "link-energy", requires = "devices")]
+    #[arg(long = "link-energy", requires = "devices", allow_hyphen_values = true)]
     pub link_energy: Option<String>,
     /// Micro-batches a prompt is cut into through the pipeline stages.
     #[arg(long = "micro-batches", requires = "devices", default_value_t = 1)]
