@@ -107,12 +107,27 @@ fn groups(sys: &System, c: &Collective) -> Vec<Vec<u64>> {
 /// Runs `model` on `sys` (summary, per device and per link; `records`: with the per-op
 /// records of one device).
 pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bool) -> SystemRun {
+    run_detail(model, sys, w, engine, records, true)
+}
+
+/// As [`run`]; without `per_device`, a pipeline whose prompt is one micro-batch skips the
+/// per-op records (its totals do not depend on how the stages share the work) and the
+/// per-device figures are left out.
+fn run_detail(
+    model: &Model,
+    sys: &System,
+    w: Workload,
+    engine: Engine,
+    records: bool,
+    per_device_wanted: bool,
+) -> SystemRun {
     let p = sys.placement;
     let shard = parallel::shard(model, p.tp);
     let stages = stage_layers(model.n_layers() as u32, p.pp);
     let pp = p.pp.max(1) as usize;
+    let split = pp > 1 && (per_device_wanted || sys.micro_batches > 1);
     // the device's run: records when stages must be split or the caller wants them
-    let device = if records || pp > 1 {
+    let device = if records || split {
         super::run(&shard, &sys.device, w, engine)
     } else {
         RunResult {
@@ -127,6 +142,10 @@ pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bo
         if pp == 1 {
             v[0] = 1.0;
             return v;
+        }
+        if !split {
+            // totals only: any split gives them
+            return vec![1.0 / pp as f64; pp];
         }
         for r in device.ops.iter().filter(|r| r.phase == phase) {
             let s = match r.layer {
@@ -335,6 +354,10 @@ pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bo
         s.decode.energy = s.decode.energy * tpf;
         s
     };
+    if !per_device_wanted {
+        // the stages' busy times and energies were not split: no per-device rows
+        per_device.clear();
+    }
     SystemRun {
         system: SystemSummary {
             system: sys.name.clone(),
@@ -361,6 +384,13 @@ pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bo
 /// The summary only (no per-op records unless a pipeline needs them).
 pub fn summary(model: &Model, sys: &System, w: Workload, engine: Engine) -> SystemSummary {
     run(model, sys, w, engine, false).system
+}
+
+/// The system's totals only (`per_device` empty): what `validate` needs, without the per-op
+/// records a pipeline otherwise takes to split its stages (unless its prompt is cut into
+/// micro-batches, whose pipeline depends on the slowest stage).
+pub fn totals(model: &Model, sys: &System, w: Workload, engine: Engine) -> SystemSummary {
+    run_detail(model, sys, w, engine, false, false).system
 }
 
 /// Where a timeline interval is drawn.

@@ -162,7 +162,7 @@ pub fn predict(case: &Case, model: &Model, sub: &Substrate, engine: Engine) -> P
         generate: engine_gen.max(1),
         batch: b.max(1),
     };
-    let run = crate::sim::system::summary(model, &sys, w, engine);
+    let run = crate::sim::system::totals(model, &sys, w, engine);
     // one device of each stage (one tensor-parallel rank): the energy the engine gives
     let out = EngineOut {
         prefill: run.summary.prefill.time.get(),

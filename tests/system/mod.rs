@@ -227,6 +227,30 @@ fn pipeline_on_systolic_chips() {
     // 8 micro-batches overlap the stages: faster than one device end to end
     assert!(r.summary.ttft_s < one.ttft_s);
     assert!(r.pipeline_factor < 1.0);
+    // the totals path (validate's) gives the same totals, without per-device rows
+    for micro in [1, 8] {
+        let sys = System {
+            micro_batches: micro,
+            ..sys.clone()
+        };
+        let full = sim::system::summary(&m, &sys, w, Engine::Roofline);
+        let t = sim::system::totals(&m, &sys, w, Engine::Roofline);
+        assert!(t.per_device.is_empty());
+        let (a, b) = (&t.summary, &full.summary);
+        for (x, y) in [
+            (a.ttft_s, b.ttft_s),
+            (a.tpot_s, b.tpot_s),
+            (a.total_energy_j, b.total_energy_j),
+            (t.pipeline_factor, full.pipeline_factor),
+            (t.prefill_comm_s, full.prefill_comm_s),
+        ] {
+            // the same sums, in another order
+            assert!(
+                (x - y).abs() <= 1e-12 * y.abs(),
+                "{micro} micro-batches: {x} vs {y}"
+            );
+        }
+    }
 }
 
 fn arb_system() -> impl Strategy<Value = (Placement, Topology)> {
