@@ -69,3 +69,14 @@ fn gemm_512_on_32x32(b: divan::Bencher) {
     let array = sim::cost::array(sys, 1.0);
     b.bench(|| divan::black_box(&array).gemm(512, 512, 512));
 }
+
+/// A multi-device system (`sim::system`): SmolLM2-360M on the shipped systems, tensor
+/// parallel over 4 H100 (bf16) and 8 Gemmini chips in a pipeline (int8), summary only.
+#[divan::bench(args = [("4x-h100-nvswitch", "h100-sxm"), ("8x-gemmini-ring", "gemmini")])]
+fn system_smollm2_360m(b: divan::Bencher, (system, sub): (&str, &str)) {
+    let m = smollm2_360m(sub);
+    let sys = llmforge::system::load(system).unwrap();
+    let w = Workload::new(256, 256, 1).unwrap();
+    b.counter(ItemsCount::new(1usize))
+        .bench(|| sim::system::summary(divan::black_box(&m), divan::black_box(&sys), w, Engine::Roofline));
+}

@@ -30,6 +30,7 @@ pub mod sim;
 pub mod snapshot;
 pub mod substrate;
 pub mod sweep;
+pub mod system;
 pub mod trace;
 pub mod units;
 pub mod validate;

@@ -14,5 +14,6 @@ mod snapshot;
 mod substrate;
 mod surrogate;
 mod sweep;
+mod system;
 mod systolic;
 mod validate;

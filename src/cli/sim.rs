@@ -15,9 +15,9 @@ pub struct RunArgs {
     /// A model preset name or a model file.
     #[arg(long)]
     pub model: String,
-    /// A shipped substrate name or a substrate file.
+    /// A shipped substrate name or a substrate file (required, except for `sim --system`).
     #[arg(long)]
-    pub substrate: String,
+    pub substrate: Option<String>,
     /// Prompt tokens P (prefill).
     #[arg(long, default_value_t = 256, allow_negative_numbers = true)]
     pub prompt: u64,
@@ -44,17 +44,26 @@ impl RunArgs {
         llmforge::sim::Workload,
     )> {
         let m = load_model(&self.model, self.precision.as_deref())?;
-        let s = super::substrate::load(&self.substrate, &self.set)?;
+        let s = super::substrate::load(self.substrate()?, &self.set)?;
         let w = workload(self.prompt, self.generate, self.batch)?;
         check_precision(&m, &s)?;
         Ok((m, s, w))
     }
 
+    /// The `--substrate` argument, or an error saying it is required.
+    pub fn substrate(&self) -> miette::Result<&str> {
+        self.substrate
+            .as_deref()
+            .ok_or_else(|| miette::miette!("--substrate is required (a shipped substrate name or a file)"))
+    }
+
     /// Registers the model and substrate files (when they are files) as inputs.
     pub fn inputs<'a>(&self, outputs: &'a mut Outputs) -> &'a mut Outputs {
-        outputs
-            .input("--model", &self.model)
-            .input("--substrate", &self.substrate)
+        let o = outputs.input("--model", &self.model);
+        match &self.substrate {
+            Some(s) => o.input("--substrate", s),
+            None => o,
+        }
     }
 }
 
@@ -80,6 +89,155 @@ pub struct SimArgs {
     /// Rows of the slowest ops to list per phase in the table.
     #[arg(long, default_value_t = 8)]
     pub top: usize,
+    #[command(flatten)]
+    pub system: SystemArgs,
+}
+
+/// A multi-device system: `--system FILE|name`, or `--devices N --parallel ...` on top of
+/// `--substrate` with the link from the `--link*` flags (all four required: no link figure
+/// is ever assumed). Format and pricing: `dsl/SYSTEMS.md`.
+#[derive(Args, Default)]
+pub struct SystemArgs {
+    /// A shipped system name or a system file (devices, interconnect, placement; see
+    /// dsl/SYSTEMS.md). Takes the place of --substrate.
+    #[arg(long, conflicts_with_all = ["substrate", "devices"])]
+    pub system: Option<String>,
+    /// Devices of --substrate (a system built from flags; needs --parallel and the link).
+    #[arg(long, value_name = "N")]
+    pub devices: Option<u64>,
+    /// Placement over --devices: `tp` (tensor parallel over all), `pp` (one pipeline stage
+    /// per device) or `tp=2,pp=4`.
+    #[arg(long, value_name = "tp|pp|tp=N,pp=M", requires = "devices")]
+    pub parallel: Option<String>,
+    /// Interconnect topology of --devices: ring, switch, or mesh=<rows>.
+    #[arg(long, requires = "devices")]
+    pub topology: Option<String>,
+    /// One link's bandwidth, one direction: "450 GB/s".
+    #[arg(long, requires = "devices", allow_hyphen_values = true)]
+    pub link: Option<String>,
+    /// Parallel links per neighbour pair (or device and switch); their bandwidths add.
+    #[arg(long, requires = "devices", default_value_t = 1)]
+    pub links: u64,
+    /// Latency: one hop (ring, mesh) or one collective through the switch: "2 us".
+    #[arg(long = "link-latency", requires = "devices", allow_hyphen_values = true)]
+    pub link_latency: Option<String>,
+    /// Energy per bit crossing a link: "5 pJ/bit".
+    #[arg(long = "link-energy", requires = "devices", allow_hyphen_values = true)]
+    pub link_energy: Option<String>,
+    /// Micro-batches a prompt is cut into through the pipeline stages.
+    #[arg(long = "micro-batches", requires = "devices", default_value_t = 1)]
+    pub micro_batches: u64,
+}
+
+impl SystemArgs {
+    fn wanted(&self) -> bool {
+        self.system.is_some() || self.devices.is_some()
+    }
+}
+
+/// A flag's value in the description language, as `T` (a unit type).
+fn flag_value<T: llmforge::dsl::FromQuantity>(flag: &str, text: &str) -> miette::Result<T> {
+    llmforge::dsl::parse(text)
+        .and_then(|e| e.eval_as::<T>(&|_| None))
+        .map_err(|e| miette::miette!("{flag} \"{text}\": {e}"))
+}
+
+/// The system of `--system`, or of `--devices` on `--substrate`.
+fn load_system(run: &RunArgs, a: &SystemArgs) -> miette::Result<llmforge::system::System> {
+    use llmforge::system::{self, Interconnect, System, Topology};
+    if let Some(spec) = &a.system {
+        if !run.set.is_empty() {
+            return Err(miette::miette!(
+                "--set applies to --substrate; with --system, write overrides under `devices.set` in the file"
+            ));
+        }
+        return Ok(system::load(spec)?);
+    }
+    let n = a.devices.unwrap_or(1);
+    let sub = super::substrate::load(run.substrate()?, &run.set)?;
+    let parallel = a
+        .parallel
+        .as_deref()
+        .ok_or_else(|| miette::miette!("--devices {n} needs --parallel (tp, pp or tp=<N>,pp=<M>)"))?;
+    let placement = system::parse_parallel(parallel, n).map_err(|e| miette::miette!("--parallel: {e}"))?;
+    let given = [
+        a.topology.is_some(),
+        a.link.is_some(),
+        a.link_latency.is_some(),
+        a.link_energy.is_some(),
+    ];
+    let mut source = String::new();
+    let interconnect = if n > 1 && !given.contains(&true) {
+        // no link flags: the interconnect of the shipped system built of this substrate
+        let found = system::names()
+            .filter_map(|name| system::load(name).ok().map(|s| (name, s)))
+            .find(|(_, s)| s.device.name == sub.name && s.interconnect.is_some());
+        let Some((name, shipped)) = found else {
+            return Err(miette::miette!(
+                help = "e.g. --topology switch --link \"25 GB/s\" --links 18 --link-latency \"10 us\" --link-energy \"5 pJ/bit\"",
+                "--devices {n}: no shipped system is built of `{}`, so the link must be given: \
+                 --topology, --link, --link-latency and --link-energy (no link figure is assumed)",
+                sub.name
+            ));
+        };
+        source = format!("link of shipped system {name} (systems/{name}.yaml)");
+        shipped.interconnect.map(|mut ic| {
+            if let Topology::Mesh { rows, .. } = ic.topology {
+                ic.topology = Topology::Mesh {
+                    rows,
+                    cols: n / rows.max(1),
+                };
+            }
+            ic
+        })
+    } else if n > 1 {
+        let missing: Vec<&str> = ["--topology", "--link", "--link-latency", "--link-energy"]
+            .into_iter()
+            .zip(given)
+            .filter_map(|(f, g)| (!g).then_some(f))
+            .collect();
+        if !missing.is_empty() {
+            return Err(miette::miette!(
+                help = "e.g. --topology switch --link \"25 GB/s\" --links 18 --link-latency \"10 us\" --link-energy \"5 pJ/bit\"",
+                "--devices {n} needs the whole interconnect: {} missing (no link figure is assumed)",
+                missing.join(", ")
+            ));
+        }
+        let topology = match a.topology.as_deref().unwrap_or_default() {
+            "ring" => Topology::Ring,
+            "switch" => Topology::Switch,
+            t => match t.strip_prefix("mesh=").map(str::parse::<u64>) {
+                Some(Ok(rows)) if rows > 0 => Topology::Mesh { rows, cols: n / rows },
+                _ => {
+                    return Err(miette::miette!(
+                        "--topology `{t}`: expected ring, switch or mesh=<rows>"
+                    ));
+                }
+            },
+        };
+        let energy_text = a.link_energy.as_deref().unwrap_or_default();
+        let energy = llmforge::dsl::parse(energy_text)
+            .and_then(|e| e.eval_scalar(&|_| None))
+            .and_then(|q| q.in_dim(llmforge::dsl::Dim::JOULES_PER_BYTE))
+            .map_err(|e| {
+                miette::miette!("--link-energy \"{energy_text}\": {e} (an energy per bit, e.g. \"5 pJ/bit\")")
+            })?;
+        Some(Interconnect {
+            topology,
+            bandwidth: flag_value("--link", a.link.as_deref().unwrap_or_default())?,
+            links: a.links,
+            latency: flag_value("--link-latency", a.link_latency.as_deref().unwrap_or_default())?,
+            energy_per_byte: energy,
+        })
+    } else {
+        None
+    };
+    let mut sys =
+        System::new(sub, interconnect, placement, a.micro_batches).map_err(|e| miette::miette!("{e}"))?;
+    if !source.is_empty() {
+        sys.description = format!("{}; {source}", sys.description);
+    }
+    Ok(sys)
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -175,6 +333,9 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
         .file("--chrome-trace", args.chrome_trace.as_deref())
         .check()
         .into_diagnostic()?;
+    if args.system.wanted() {
+        return run_system(&args);
+    }
     let (m, s, w) = args.run.load()?;
     let engine: Engine = args.engine.into();
     if let Some(m) = llmforge::limits::above("--trace-steps", args.trace_steps, MAX_TRACE_STEPS) {
@@ -208,6 +369,47 @@ pub fn run(args: SimArgs) -> miette::Result<()> {
         }
     }
     if let Some(w) = trace::memory_warning(&result.summary) {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+/// `sim --system` / `sim --devices`: the system's summary, the per-op table of one device, and
+/// the per-device and per-link tables (or all of it as JSON).
+fn run_system(args: &SimArgs) -> miette::Result<()> {
+    let mut outputs = Outputs::new();
+    outputs.input("--model", &args.run.model);
+    if let Some(s) = &args.system.system {
+        outputs.input("--system", s);
+    }
+    outputs
+        .file("--trace", args.trace.as_deref())
+        .file("--chrome-trace", args.chrome_trace.as_deref())
+        .check()
+        .into_diagnostic()?;
+    let m = load_model(&args.run.model, args.run.precision.as_deref())?;
+    let sys = load_system(&args.run, &args.system)?;
+    let w = workload(args.run.prompt, args.run.generate, args.run.batch)?;
+    check_precision(&m, &sys.device)?;
+    let engine: Engine = args.engine.into();
+    let r = sim::system::run(&m, &sys, w, engine, true);
+    if let Some(path) = &args.trace {
+        // one device's per-op rows (each stage's ops run on its own devices)
+        let csv = trace::ops_csv(&r.device.ops).into_diagnostic()?;
+        write_atomic(path, csv.as_bytes()).into_diagnostic()?;
+    }
+    if let Some(path) = &args.chrome_trace {
+        let events = sim::system::timeline(&m, &sys, w, &r);
+        let text = trace::system_trace(&events, sys.count, &r.system.per_link);
+        write_atomic(path, text.as_bytes()).into_diagnostic()?;
+    }
+    match args.format {
+        Format::Json => print!("{}", trace::system_json(&r, &m.precision).into_diagnostic()?),
+        Format::Table => print!("{}", trace::system_table(&r, args.top)),
+    }
+    if let Some(w) = trace::memory_warning(&r.system.summary) {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         eprintln!("warning: {w}");

@@ -15,6 +15,8 @@
 //! Architecture invariant: the graph knows nothing of hardware. Its totals equal
 //! [`crate::model::accounting`]'s closed forms (tested).
 
+pub mod parallel;
+
 pub use crate::model::accounting::Phase;
 use crate::model::accounting::{self, elementwise};
 use crate::model::{ComputeClass, Ffn, FfnKind, Layer, Model, Moe, NormKind, Positional};

@@ -543,3 +543,221 @@ pub fn array(s: &Systolic, word: f64) -> SystolicArray {
         .unwrap_or(SystolicArray::gemmini(s.mode))
     })
 }
+
+// ---------------------------------------------------------------------------------------
+// Collectives on an interconnect (`dsl/SYSTEMS.md`, "How collectives are priced").
+
+/// What one collective costs: its time on the critical path and the bytes it puts on each
+/// link (both directions added), with each link's busy time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CollectiveCost {
+    pub time: Seconds,
+    /// `(link index, bytes crossing it, busy time)`; link indices as [`system_links`].
+    pub links: Vec<(usize, f64, f64)>,
+}
+
+impl CollectiveCost {
+    /// Bytes crossing links, summed over links.
+    pub fn link_bytes(&self) -> f64 {
+        self.links.iter().map(|l| l.1).sum()
+    }
+}
+
+/// The links of a topology of `count` devices, by index: each with the two ends' names
+/// (`d3`, `switch`). Ring: link `i` joins `i` and `i + 1` (the last closes the ring; 2
+/// devices have 1 link). Switch: link `i` joins device `i` and the switch. Mesh: the
+/// horizontal links row by row, then the vertical ones.
+pub fn system_links(topology: crate::system::Topology, count: u64) -> Vec<(String, String)> {
+    use crate::system::Topology;
+    let d = |i: u64| format!("d{i}");
+    match topology {
+        Topology::Ring => match count {
+            0 | 1 => vec![],
+            2 => vec![(d(0), d(1))],
+            n => (0..n).map(|i| (d(i), d((i + 1) % n))).collect(),
+        },
+        Topology::Switch => (0..count).map(|i| (d(i), "switch".to_string())).collect(),
+        Topology::Mesh { rows, cols } => {
+            let mut out = Vec::new();
+            for r in 0..rows {
+                for c in 0..cols.saturating_sub(1) {
+                    out.push((d(r * cols + c), d(r * cols + c + 1)));
+                }
+            }
+            for r in 0..rows.saturating_sub(1) {
+                for c in 0..cols {
+                    out.push((d(r * cols + c), d((r + 1) * cols + c)));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Index of the horizontal mesh link right of (r, c) and of the vertical one below it.
+fn mesh_h(cols: u64, r: u64, c: u64) -> usize {
+    (r * cols.saturating_sub(1) + c) as usize
+}
+fn mesh_v(rows: u64, cols: u64, r: u64, c: u64) -> usize {
+    (rows * cols.saturating_sub(1) + r * cols + c) as usize
+}
+
+/// The ring algorithm over `g` devices joined by `path` links (`closes`: the path is a closed
+/// ring, each link used in one direction; otherwise a line whose links carry the embedded
+/// ring both ways). `factor` is 2 for an all-reduce, 1 for an all-gather.
+fn ring_algorithm(
+    path: &[usize],
+    g: u64,
+    closes: bool,
+    bytes: f64,
+    factor: f64,
+    bw: f64,
+    hop: f64,
+) -> CollectiveCost {
+    if g <= 1 {
+        return CollectiveCost::default();
+    }
+    let gf = g as f64;
+    let per_direction = factor * (gf - 1.0) / gf * bytes;
+    // a step waits for its longest hop: the line's wrap-around crosses g - 1 links
+    let step = if closes || g <= 2 { hop } else { hop * (gf - 1.0) };
+    let time = factor * (gf - 1.0) * step + per_direction / bw;
+    let both = if closes { 1.0 } else { 2.0 };
+    CollectiveCost {
+        time: Seconds::new(time),
+        links: path
+            .iter()
+            .map(|&l| (l, both * per_direction, per_direction / bw))
+            .collect(),
+    }
+}
+
+/// The links between consecutive devices `a .. a + g` of a ring of `n` and whether they close it.
+fn ring_path(n: u64, a: u64, g: u64) -> (Vec<usize>, bool) {
+    if n == 2 {
+        return (vec![0], true);
+    }
+    let closes = g == n;
+    let mut p: Vec<usize> = (a..a + g - 1).map(|i| (i % n) as usize).collect();
+    if closes {
+        p.push(((a + g - 1) % n) as usize);
+    }
+    (p, closes)
+}
+
+/// Prices collective `c` over the devices `members` (consecutive for the tensor-parallel
+/// collectives; `[from, to]` for a stage hand-off) of a system of `count` devices.
+pub fn collective(
+    ic: &crate::system::Interconnect,
+    count: u64,
+    members: &[u64],
+    c: &crate::graph::parallel::Collective,
+) -> CollectiveCost {
+    use crate::graph::parallel::CollectiveKind;
+    use crate::system::Topology;
+    let bw = ic.pair_bandwidth().get();
+    let lat = ic.latency.get();
+    let bytes = c.bytes.get();
+    let g = members.len() as u64;
+    if g <= 1 || (bytes <= 0.0 && lat <= 0.0) {
+        return CollectiveCost::default();
+    }
+    let factor = match c.kind {
+        CollectiveKind::AllReduce => 2.0,
+        CollectiveKind::AllGather => 1.0,
+        CollectiveKind::SendRecv => 0.0,
+    };
+    let a = members[0];
+    match (c.kind, ic.topology) {
+        (CollectiveKind::SendRecv, topology) => {
+            let (x, y) = (members[0], members[g as usize - 1]);
+            let path: Vec<usize> = match topology {
+                Topology::Switch => vec![x as usize, y as usize],
+                Topology::Ring => {
+                    let n = count;
+                    if n == 2 {
+                        vec![0]
+                    } else {
+                        // the shorter way round
+                        let fwd = (y + n - x) % n;
+                        if fwd <= n - fwd {
+                            (0..fwd).map(|k| ((x + k) % n) as usize).collect()
+                        } else {
+                            (0..n - fwd).map(|k| ((y + k) % n) as usize).collect()
+                        }
+                    }
+                }
+                Topology::Mesh { rows, cols } => {
+                    // along the row, then along the column
+                    let (mut r, mut col) = (x / cols, x % cols);
+                    let (ry, cy) = (y / cols, y % cols);
+                    let mut p = Vec::new();
+                    while col != cy {
+                        let left = if col < cy { col } else { col - 1 };
+                        p.push(mesh_h(cols, r, left));
+                        col = if col < cy { col + 1 } else { col - 1 };
+                    }
+                    while r != ry {
+                        let r0 = if r < ry { r } else { r - 1 };
+                        p.push(mesh_v(rows, cols, r0, col));
+                        r = if r < ry { r + 1 } else { r - 1 };
+                    }
+                    p
+                }
+            };
+            let hops = match topology {
+                Topology::Switch => 1.0,
+                _ => path.len() as f64,
+            };
+            CollectiveCost {
+                time: Seconds::new(hops * lat + bytes / bw),
+                links: path.into_iter().map(|l| (l, bytes, bytes / bw)).collect(),
+            }
+        }
+        (_, Topology::Switch) => {
+            let gf = g as f64;
+            let per_direction = factor * (gf - 1.0) / gf * bytes;
+            CollectiveCost {
+                time: Seconds::new(lat + per_direction / bw),
+                links: members
+                    .iter()
+                    .map(|&m| (m as usize, 2.0 * per_direction, per_direction / bw))
+                    .collect(),
+            }
+        }
+        (_, Topology::Ring) => {
+            let (path, closes) = ring_path(count, a, g);
+            ring_algorithm(&path, g, closes, bytes, factor, bw, lat)
+        }
+        (_, Topology::Mesh { rows, cols }) => {
+            if g <= cols {
+                // a line within one row
+                let (r, c0) = (a / cols, a % cols);
+                let path: Vec<usize> = (c0..c0 + g - 1).map(|c| mesh_h(cols, r, c)).collect();
+                return ring_algorithm(&path, g, false, bytes, factor, bw, lat);
+            }
+            // whole rows: along every row on the tensor, then along every column on its
+            // 1/cols share (reduce-scatter, all-reduce, all-gather)
+            let (r0, nr) = (a / cols, g / cols);
+            let mut links = Vec::new();
+            let mut time = 0.0;
+            for r in r0..r0 + nr {
+                let path: Vec<usize> = (0..cols - 1).map(|c| mesh_h(cols, r, c)).collect();
+                let row = ring_algorithm(&path, cols, false, bytes, factor, bw, lat);
+                time = row.time.get();
+                links.extend(row.links);
+            }
+            let mut col_time = 0.0;
+            for c in 0..cols {
+                let path: Vec<usize> = (r0..r0 + nr - 1).map(|r| mesh_v(rows, cols, r, c)).collect();
+                let col = ring_algorithm(&path, nr, false, bytes / cols as f64, factor, bw, lat);
+                col_time = col.time.get();
+                links.extend(col.links);
+            }
+            CollectiveCost {
+                time: Seconds::new(time + col_time),
+                links,
+            }
+        }
+    }
+}

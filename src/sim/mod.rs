@@ -19,6 +19,7 @@ pub mod program;
 pub mod result;
 pub mod ring;
 pub mod ring_adapter;
+pub mod system;
 pub mod systolic;
 pub mod systolic_map;
 

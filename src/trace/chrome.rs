@@ -268,3 +268,55 @@ impl<W: Write> Sink for ChromeTrace<W> {
         }
     }
 }
+
+/// A system's timeline ([`crate::sim::system::timeline`]) as a Chrome trace: one process per
+/// device (its ops, collectives and hand-offs), and a `links` process with one track per
+/// link (the collectives crossing it, for its busy time).
+pub fn system_trace(
+    events: &[crate::sim::system::TimelineEvent],
+    devices: u64,
+    links: &[crate::sim::system::LinkFigures],
+) -> String {
+    use crate::sim::system::Track;
+    let mut t = ChromeTrace::new();
+    t.first = true;
+    t.out.clear();
+    t.raw("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
+    for d in 0..devices {
+        t.entry(format_args!(
+            "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{},\"tid\":0,\"args\":{{\"name\":\"device d{d}\"}}}}",
+            d + 1
+        ));
+    }
+    let link_pid = devices + 1;
+    if !links.is_empty() {
+        t.entry(format_args!(
+            "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{link_pid},\"tid\":0,\"args\":{{\"name\":\"links\"}}}}"
+        ));
+        for l in links {
+            t.entry(format_args!(
+                "{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{link_pid},\"tid\":{},\"args\":{{\"name\":\"l{} {} - {}\"}}}}",
+                l.link + 1,
+                l.link,
+                esc(&l.from),
+                esc(&l.to)
+            ));
+        }
+    }
+    for e in events {
+        let (pid, tid) = match e.track {
+            Track::Device(d) => (d + 1, 1),
+            Track::Link(l) => (link_pid, l as u64 + 1),
+        };
+        t.entry(format_args!(
+            "{{\"name\":\"{}\",\"cat\":\"{}\",\"ph\":\"X\",\"ts\":{:.4},\"dur\":{:.4},\"pid\":{pid},\"tid\":{tid},\"args\":{{\"phase\":\"{}\"}}}}",
+            esc(&e.name),
+            e.what,
+            e.start * 1e6,
+            (e.end - e.start) * 1e6,
+            e.phase.name()
+        ));
+    }
+    let bytes = t.finish().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
+}

@@ -13,7 +13,7 @@ pub mod report;
 pub mod snapshot;
 pub mod table;
 
-pub use chrome::ChromeTrace;
+pub use chrome::{ChromeTrace, system_trace};
 pub use envelope::{JsonMeta, PrecisionMeta, json_document};
 pub use plot::{RooflinePoint, roofline_svg};
 
@@ -295,4 +295,114 @@ pub fn table(result: &RunResult, top: usize) -> String {
         }
     }
     o
+}
+
+/// A system run as text: the system line, the summary and per-op tables of [`table`] (the
+/// summary the whole system's; the ops one device's), then one row per device and per link.
+pub fn system_table(run: &crate::sim::system::SystemRun, top: usize) -> String {
+    use table::{Column, Table};
+    let s = &run.system;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "system {}: {} devices, {} interconnect, tp={} pp={}, {} prompt micro-batch{}",
+        s.system,
+        s.devices,
+        s.topology,
+        s.tp,
+        s.pp,
+        s.micro_batches,
+        if s.micro_batches == 1 { "" } else { "es" }
+    );
+    if !s.description.is_empty() {
+        let _ = writeln!(o, "  {}", s.description);
+    }
+    let _ = writeln!(
+        o,
+        "  communication on the critical path: prefill {}, decode {}; links {}",
+        plot::si(s.prefill_comm_s, "s"),
+        plot::si(s.decode_comm_s, "s"),
+        plot::si(s.link_energy_j, "J")
+    );
+    o.push('\n');
+    let result = RunResult {
+        summary: s.summary.clone(),
+        ops: run.device.ops.clone(),
+    };
+    let body = table(&result, top);
+    // the per-op rows are one device's
+    o.push_str(&body.replacen('\n', " (per-op rows: one device of each stage)\n", 1));
+    o.push('\n');
+    let mut t = Table::new(vec![
+        Column::text("device"),
+        Column::number("stage", ""),
+        Column::number("rank", ""),
+        Column::text("blocks"),
+        Column::number("busy", "ms"),
+        Column::number("comm", "ms"),
+        Column::number("energy", "J"),
+        Column::number("weights", "GB"),
+        Column::number("KV cache", "GB"),
+        Column::text("fits"),
+    ])
+    .indent(2);
+    for d in &s.per_device {
+        t.row([
+            format!("d{}", d.device),
+            d.stage.to_string(),
+            d.rank.to_string(),
+            d.layers.clone(),
+            format!("{:.3}", d.busy_s * 1e3),
+            format!("{:.3}", d.comm_s * 1e3),
+            format!("{:.4}", d.energy_j),
+            format!("{:.3}", d.weight_bytes / 1e9),
+            format!("{:.3}", d.kv_bytes / 1e9),
+            if d.fits_memory { "yes" } else { "NO" }.to_string(),
+        ]);
+    }
+    o.push_str(&t.render());
+    if !s.per_link.is_empty() {
+        o.push('\n');
+        let mut t = Table::new(vec![
+            Column::text("link"),
+            Column::text("between"),
+            Column::number("bytes", "MB"),
+            Column::number("busy", "ms"),
+            Column::number("energy", "mJ"),
+        ])
+        .indent(2);
+        for l in &s.per_link {
+            t.row([
+                format!("l{}", l.link),
+                format!("{} - {}", l.from, l.to),
+                format!("{:.3}", l.bytes / 1e6),
+                format!("{:.3}", l.busy_s * 1e3),
+                format!("{:.4}", l.energy_j * 1e3),
+            ]);
+        }
+        o.push_str(&t.render());
+    }
+    o
+}
+
+/// A system run as JSON in the [`json_document`] envelope: the system's figures (its summary
+/// under `summary`), `per_device`, `per_link`, and one device's per-op rows under `ops`.
+pub fn system_json(
+    run: &crate::sim::system::SystemRun,
+    precision: &crate::model::Precisions,
+) -> Result<String, TraceError> {
+    #[derive(Serialize)]
+    struct Out<'a> {
+        #[serde(flatten)]
+        system: &'a crate::sim::system::SystemSummary,
+        warnings: Vec<String>,
+        ops: &'a [OpRecord],
+    }
+    let out = Out {
+        system: &run.system,
+        warnings: memory_warning(&run.system.summary).into_iter().collect(),
+        ops: &run.device.ops,
+    };
+    let meta = JsonMeta::cost(run.system.summary.engine, Some(PrecisionMeta::Run(*precision)));
+    json_document(&meta, &out)
 }

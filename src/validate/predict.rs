@@ -5,22 +5,22 @@
 //! single-device engine does not see: several devices.
 //!
 //! # Several devices
-//! * **Tensor parallel** (vLLM, TensorRT-LLM, DeepSpeed, MLC): every layer's heads, KV groups
-//!   and FFN width, and the vocabulary of the embedding and LM head, are split over the `N`
-//!   devices (Shoeybi et al., *Megatron-LM*, 2019, section 3); the engine prices one shard on
-//!   one device. Each layer then all-reduces its attention output and its FFN output (two
-//!   all-reduces per layer and pass, Megatron-LM section 3), each of `tokens x d_model`
-//!   activations, priced as a ring all-reduce: `latency + 2 (N - 1) / N * bytes / link_bw`
-//!   (Patarasuk and Yuan, *Bandwidth optimal all-reduce algorithms*, JPDC 2009). When
-//!   `N` does not divide the KV groups, KV heads are replicated (as vLLM does).
-//! * **Layer split** (llama.cpp, ExLlamaV2): each device holds a range of whole layers; at
-//!   batch 1 a token visits them in turn, so the pass takes as long as the whole model on one
-//!   device, plus `N - 1` hops of `tokens x d_model` activations over the link. A stack that
-//!   pipelines prompts (llama.cpp since PR #6017, March 2024: a prompt is cut into batches of
-//!   `nbatch` tokens, each into micro-batches of `ubatch` tokens that flow through the devices
-//!   one behind the other) runs a batch of `u` micro-batches in `(u + N - 1) / (u N)` of the
-//!   single-device time: `u + N - 1` pipeline stages of one micro-batch on one device's share
-//!   of the layers.
+//! A multi-device row runs on a [`System`] ([`case_system`]): its devices on a switch with the
+//! hardware map's link (`link_GBps` per direction, `link_latency_us` per collective or hop;
+//! the map states no link energy, so links cost none). The system path
+//! ([`crate::sim::system`]) prices it as it prices `llmforge sim --system`:
+//! * **Tensor parallel** (vLLM, TensorRT-LLM, DeepSpeed, MLC): the model's tensor-parallel
+//!   shard ([`crate::graph::parallel::shard`]) on one device, plus the Megatron collectives of
+//!   every pass (an all-reduce after the embedding, the attention output and the FFN output of
+//!   each block; a gather of the logits), each through the switch at
+//!   `latency + 2 (N - 1) / N x bytes / link_bw` (Patarasuk and Yuan, *Bandwidth optimal
+//!   all-reduce algorithms*, JPDC 2009).
+//! * **Layer split** (llama.cpp, ExLlamaV2): `N` pipeline stages of contiguous layers; at
+//!   batch 1 a token visits them in turn, plus `N - 1` hand-offs of `tokens x d_model`
+//!   activations over the link. A stack that pipelines prompts (llama.cpp since PR #6017,
+//!   March 2024: a prompt is cut into batches of `nbatch` tokens, each into micro-batches of
+//!   `ubatch` tokens that flow through the devices one behind the other) runs the prompt as
+//!   `u = ceil(min(P, nbatch) / ubatch)` micro-batches through the stages.
 //!
 //! # Micro-batched prompts
 //! A stack that cuts a prompt into micro-batches of `ubatch` tokens (llama.cpp: `n_ubatch`,
@@ -32,8 +32,10 @@
 //! one-pass prompt already counts.
 
 use super::mapping::{Case, MultiDevice, Target};
-use crate::model::{Ffn, Model, Precisions};
+use crate::model::{Model, Precisions};
 use crate::substrate::Substrate;
+use crate::system::{Interconnect, Placement, System, Topology};
+use crate::units::{BytesPerSec, Seconds};
 use serde::Serialize;
 
 pub use crate::sim::Engine;
@@ -99,80 +101,53 @@ pub fn with_formats(model: &Model, case: &Case) -> Model {
     m
 }
 
-fn ceil_div(a: u64, b: u64) -> u64 {
-    a.div_ceil(b.max(1))
-}
+/// One tensor-parallel shard of `model` over `n` devices (the one definition is
+/// [`crate::graph::parallel::shard`]).
+pub use crate::graph::parallel::shard;
 
-/// One tensor-parallel shard of `model` over `n` devices.
-pub fn shard(model: &Model, n: u64) -> Model {
-    if n <= 1 {
-        return model.clone();
-    }
-    let mut m = model.clone();
-    m.name = format!("{}/tp{n}", model.name);
-    m.vocab = ceil_div(model.vocab, n);
-    for l in &mut m.layers {
-        if let Some(a) = &mut l.attention {
-            // KV groups fewer than devices are replicated: one group per device.
-            let kv = ceil_div(a.kv_groups, n).max(1);
-            let heads = ceil_div(a.heads, n).max(1);
-            a.kv_groups = kv;
-            // A whole number of query heads per group on each shard.
-            a.heads = kv * ceil_div(heads, kv);
-        }
-        match &mut l.ffn {
-            Ffn::Dense { width, .. } => *width = ceil_div(*width, n),
-            Ffn::Moe { moe, .. } => {
-                moe.expert_width = ceil_div(moe.expert_width, n);
-                if moe.shared_experts > 0 {
-                    moe.shared_width = ceil_div(moe.shared_width, n);
-                }
-            }
-        }
-    }
-    m
-}
-
-/// Communication time of one pass over `tokens` tokens (s).
-fn comm_per_pass(model: &Model, case: &Case, tokens: u64) -> f64 {
-    let n = case.devices;
-    if n <= 1 {
-        return 0.0;
-    }
-    let (Some(bw), Some(lat)) = (case.link_bw, case.link_latency) else {
-        return 0.0;
+/// The system a case runs on: one device, or its devices on a switch with the hardware map's
+/// link, placed as its stack places a model (tensor parallel, or a layer split pipelining
+/// `u` micro-batches of a prompt when the stack does).
+pub fn case_system(case: &Case, sub: &Substrate) -> System {
+    let n = case.devices.max(1);
+    let (Some(bw), Some(latency)) = (case.link_bw, case.link_latency) else {
+        // the mapping refuses several devices without a link
+        return System::single(sub.clone());
     };
-    // The all-reduce and the layer hand-off run in the stack's float type (fp16 or wider),
-    // whatever format the GEMMs take their inputs in (fp8, int8).
-    let bytes = tokens as f64 * model.d_model as f64 * model.precision.activations.bytes().max(2.0);
-    match case.multi {
-        MultiDevice::Tensor => {
-            let per = lat + 2.0 * (n - 1) as f64 / n as f64 * bytes / bw;
-            2.0 * model.n_layers() as f64 * per
-        }
-        MultiDevice::Layer => (n - 1) as f64 * (lat + bytes / bw),
+    if n <= 1 {
+        return System::single(sub.clone());
     }
-}
-
-/// Fraction of the single-device prefill time a pipelined layer split takes (1 otherwise).
-fn pipeline_factor(case: &Case) -> f64 {
-    match (case.multi, case.pipeline) {
-        (MultiDevice::Layer, Some((ubatch, nbatch))) if case.devices > 1 => {
-            let n = case.devices as f64;
-            let u = case.prompt.min(nbatch).div_ceil(ubatch).max(1) as f64;
-            (u + n - 1.0) / (u * n)
+    let placement = match case.multi {
+        MultiDevice::Tensor => Placement { tp: n, pp: 1 },
+        MultiDevice::Layer => Placement { tp: 1, pp: n },
+    };
+    let micro_batches = match (case.multi, case.pipeline) {
+        (MultiDevice::Layer, Some((ubatch, nbatch))) => {
+            case.prompt.min(nbatch).div_ceil(ubatch.max(1)).max(1)
         }
-        _ => 1.0,
+        _ => 1,
+    };
+    System {
+        name: format!("{n}x {}", sub.name),
+        description: String::new(),
+        device: sub.clone(),
+        count: n,
+        interconnect: Some(Interconnect {
+            topology: Topology::Switch,
+            bandwidth: BytesPerSec::new(bw),
+            links: 1,
+            latency: Seconds::new(latency),
+            energy_per_byte: 0.0,
+        }),
+        placement,
+        micro_batches,
     }
 }
 
 /// Predicts one case: `model` is the preset with the case's formats, `sub` the substrate of
 /// one device (efficiencies as the caller wants them).
 pub fn predict(case: &Case, model: &Model, sub: &Substrate, engine: Engine) -> Prediction {
-    let run_model = match case.multi {
-        MultiDevice::Tensor if case.devices > 1 => shard(model, case.devices),
-        _ => model.clone(),
-    };
+    let sys = case_system(case, sub);
     let b = case.batch;
     let (p, g) = (case.prompt, case.generate);
     // The engine always runs a prefill and at least one decode step; take the parts asked for.
@@ -182,22 +157,35 @@ pub fn predict(case: &Case, model: &Model, sub: &Substrate, engine: Engine) -> P
         // The first token comes from the prefill; gen - 1 decode steps follow it.
         _ => (p, g.saturating_sub(1).max(1)),
     };
-    let out = engine_run(&run_model, sub, engine_prompt, engine_gen, b, engine);
-    // Micro-batched prompts: one extra pass's fixed cost per further micro-batch.
+    let w = crate::sim::Workload {
+        prompt: engine_prompt.max(1),
+        generate: engine_gen.max(1),
+        batch: b.max(1),
+    };
+    let run = crate::sim::system::totals(model, &sys, w, engine);
+    // one device of each stage (one tensor-parallel rank): the energy the engine gives
+    let out = EngineOut {
+        prefill: run.summary.prefill.time.get(),
+        decode: run.summary.decode.time.get(),
+        prefill_energy: run.rank_energy_prefill_j,
+        decode_energy: run.rank_energy_decode_j,
+    };
+    // Micro-batched prompts: one extra pass's fixed cost per further micro-batch, through
+    // the pipeline as the prompt's own compute.
     let extra_passes = match case.pipeline {
         Some((ubatch, _)) if ubatch > 0 => (b * p).div_ceil(ubatch).saturating_sub(1),
         _ => 0,
     };
     let (extra_s, extra_j) = if extra_passes > 0 {
-        let one = engine_run(&run_model, sub, 1, 1, 1, engine);
+        let one = engine_run(&shard(model, sys.placement.tp), sub, 1, 1, 1, engine);
         let n = extra_passes as f64;
         (one.prefill * n, one.prefill_energy * n)
     } else {
         (0.0, 0.0)
     };
-    let comm_prefill = comm_per_pass(model, case, b * p.max(1));
-    let comm_step = comm_per_pass(model, case, b);
-    let prefill = (out.prefill + extra_s) * pipeline_factor(case) + comm_prefill;
+    let comm_prefill = run.prefill_comm_s;
+    let comm_step = run.decode_comm_s / w.generate as f64;
+    let prefill = out.prefill + extra_s * run.pipeline_factor;
     let out = EngineOut {
         prefill_energy: out.prefill_energy + extra_j,
         ..out
@@ -206,11 +194,7 @@ pub fn predict(case: &Case, model: &Model, sub: &Substrate, engine: Engine) -> P
         Target::DecodeRate | Target::Tpot => g,
         _ => g.saturating_sub(1),
     };
-    let decode = if decode_steps == 0 {
-        0.0
-    } else {
-        out.decode + comm_step * decode_steps as f64
-    };
+    let decode = if decode_steps == 0 { 0.0 } else { out.decode };
     let n = case.devices.max(1) as f64;
     let (value, prefill_s, decode_s, comm_s, energy) = match case.target {
         Target::DecodeRate => (

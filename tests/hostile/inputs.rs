@@ -963,6 +963,124 @@ fn flag_cases() -> Vec<Case> {
     ]
 }
 
+/// Multi-device systems: `--devices` flags and system files.
+fn system_cases() -> Vec<Case> {
+    const SYSTEM: &str = include_str!("../../systems/8x-gemmini-ring.yaml");
+    let dev = |name: &str, flags: &str| {
+        Case::new(
+            name,
+            &format!(
+                "sim --model smollm2-135m --precision int8 --substrate flat-edge --prompt 8 --gen 2 {flags}"
+            ),
+        )
+    };
+    let link = |c: Case, bw: &str, lat: &str, e: &str| {
+        c.arg("--topology")
+            .arg("ring")
+            .arg("--link")
+            .arg(bw)
+            .arg("--link-latency")
+            .arg(lat)
+            .arg("--link-energy")
+            .arg(e)
+    };
+    let file = |name: &str, text: String| {
+        Case::new(
+            name,
+            "sim --model smollm2-135m --precision int8 --prompt 8 --gen 2 --system {dir}/s.yaml",
+        )
+        .file("s.yaml", text)
+    };
+    vec![
+        dev("system devices zero", "--devices 0 --parallel tp").err(&["0 devices", "4096"]),
+        link(
+            dev("system devices huge", "--devices 100000 --parallel pp"),
+            "1 GB/s",
+            "1 us",
+            "1 pJ/bit",
+        )
+        .err(&["100000 devices"]),
+        dev(
+            "system devices 2^64-1",
+            "--devices 18446744073709551615 --parallel tp=2",
+        )
+        .err(&["--parallel"]),
+        dev("system parallel garbage", "--devices 4 --parallel tp=3").err(&["--parallel", "does not divide"]),
+        dev("system parallel without devices", "--parallel tp").err(&["--devices"]),
+        dev("system no link", "--devices 2 --parallel pp").err(&["--link-latency", "no link figure"]),
+        link(
+            dev("system link negative", "--devices 2 --parallel pp"),
+            "-5 GB/s",
+            "1 us",
+            "1 pJ/bit",
+        )
+        .err(&["bandwidth must be positive"]),
+        link(
+            dev("system link in bytes", "--devices 2 --parallel pp"),
+            "5 GB",
+            "1 us",
+            "1 pJ/bit",
+        )
+        .err(&["--link", "bandwidth"]),
+        link(
+            dev("system link energy in joules", "--devices 2 --parallel pp"),
+            "5 GB/s",
+            "1 us",
+            "1 pJ",
+        )
+        .err(&["--link-energy", "per bit"]),
+        link(
+            dev(
+                "system micro-batches huge",
+                "--devices 2 --parallel pp --micro-batches 100000000",
+            ),
+            "5 GB/s",
+            "1 us",
+            "1 pJ/bit",
+        )
+        .err(&["micro-batches"]),
+        link(
+            dev(
+                "system pipeline ok",
+                "--devices 2 --parallel pp --micro-batches 2",
+            ),
+            "5 GB/s",
+            "1 us",
+            "1 pJ/bit",
+        )
+        .ok(&["d0 - d1", "tp=1 pp=2"]),
+        file("system file valid", SYSTEM.into()).ok(&["d7 - d0"]),
+        file("system file empty", String::new()).err(&["s.yaml"]),
+        Case::new(
+            "system file binary",
+            "sim --model smollm2-135m --system {dir}/s.yaml",
+        )
+        .file("s.yaml", binary(4096))
+        .err(&["s.yaml:1:", "not UTF-8"]),
+        file("system file alias bomb", billion_laughs()).err(&["s.yaml"]),
+        file(
+            "system file ring device",
+            with(SYSTEM, "substrate: gemmini", "substrate: ring-edge"),
+        )
+        .err(&["ring substrate"]),
+        file(
+            "system file mesh rows",
+            with(SYSTEM, "topology: ring", "topology: mesh\n  rows: 3"),
+        )
+        .err(&["whole rows"]),
+        file(
+            "system file count huge",
+            with(SYSTEM, "count: 8", "count: 18446744073709551615"),
+        )
+        .err(&["devices"]),
+        Case::new(
+            "system and substrate",
+            "sim --model smollm2-135m --system 8x-gemmini-ring --substrate gemmini",
+        )
+        .err(&["--system"]),
+    ]
+}
+
 #[test]
 fn hostile_inputs() {
     let mut cases = Vec::new();
@@ -978,6 +1096,7 @@ fn hostile_inputs() {
     cases.extend(trace_cases());
     cases.extend(checkpoint_cases());
     cases.extend(flag_cases());
+    cases.extend(system_cases());
     assert!(cases.len() >= 150, "{} cases", cases.len());
     run_all("inputs", cases);
 }

@@ -248,6 +248,7 @@ pub(crate) mod never_panics {
             let _ = layerlist::parse(&src, "fuzz.yaml", "fuzz");
             let _ = llmforge::substrate::load_str(&src, "fuzz.yaml", &[]);
             let _ = llmforge::search::space::parse(&src, "fuzz.yaml");
+            let _ = llmforge::system::load_source(&llmforge::yaml::SourceFile::new("fuzz.yaml", src.as_str()), None);
         }
     }
 }

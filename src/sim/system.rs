@@ -1,0 +1,549 @@
+//! A run on a multi-device system ([`crate::system::System`]).
+//!
+//! One tensor-parallel shard of the model ([`crate::graph::parallel::shard`]) is priced by the
+//! engine on one device (roofline or sim, the single-device path); a pipeline splits that
+//! device's per-op times and energies into its stages by the blocks each runs (the embedding
+//! on the first stage, final norm and LM head on the last). The pass's collectives and stage
+//! hand-offs ([`crate::graph::parallel::collectives`]) are priced on the interconnect
+//! ([`super::cost::collective`]) and sit on their stage's critical path (no overlap with
+//! compute: Megatron's all-reduces block the next layer).
+//!
+//! * Prefill: the prompt is cut into `m` micro-batches (the system's `micro_batches`); stage
+//!   `s` takes `u_s = t_s / m + c_s(B / m)` per micro-batch (its share of the pass plus its
+//!   collectives on `1/m` of the bytes), each hand-off `h_s`; the pipeline's makespan is
+//!   `sum u_s + sum h_s + (m - 1) max(u, h)`.
+//! * Decode: a step visits the stages in turn: `sum_s (t_s + c_s) + sum h_s`.
+//! * Energy: every device's own energy (the engine's, static included over its own busy
+//!   time; a device idle in the pipeline is not charged) plus the links' (`pJ/bit` times the
+//!   bits crossing each link).
+//!
+//! A one-device system is the plain substrate: its summary is the engine's, unchanged.
+
+use super::cost::{collective, system_links};
+use super::{Engine, OpRecord, PhaseKind, RunResult, RunSummary, Workload};
+use crate::graph::parallel::{self, Collective, CollectiveKind, stage_layers, stage_of};
+use crate::model::{Model, Positional, accounting};
+use crate::system::System;
+use serde::Serialize;
+
+/// One device's figures over the run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DeviceFigures {
+    pub device: u64,
+    pub stage: u64,
+    /// Tensor-parallel rank within the stage.
+    pub rank: u64,
+    /// Blocks it runs, `first..end` (empty for a stage without blocks).
+    pub layers: String,
+    /// Compute (the engine's time of its share), prefill and decode.
+    pub busy_s: f64,
+    /// In collectives and hand-offs it takes part in.
+    pub comm_s: f64,
+    pub energy_j: f64,
+    pub weight_bytes: f64,
+    pub kv_bytes: f64,
+    pub fits_memory: bool,
+}
+
+/// One link's figures over the run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LinkFigures {
+    pub link: usize,
+    pub from: String,
+    pub to: String,
+    /// Bytes that crossed it, both directions.
+    pub bytes: f64,
+    /// Time it carried data (the busier direction).
+    pub busy_s: f64,
+    pub energy_j: f64,
+}
+
+/// A system run: the whole system's summary, and per device and per link.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SystemSummary {
+    pub system: String,
+    pub description: String,
+    pub topology: &'static str,
+    pub devices: u64,
+    pub tp: u64,
+    pub pp: u64,
+    pub micro_batches: u64,
+    /// TTFT, TPOT, energy... of the system (devices and links).
+    pub summary: RunSummary,
+    /// Time in collectives and hand-offs on the critical path.
+    pub prefill_comm_s: f64,
+    pub decode_comm_s: f64,
+    /// The prefill compute's pipelined makespan over its sum over stages (1 without a
+    /// pipeline): `(sum t_s / m + (m - 1) max t_s / m) / sum t_s`.
+    pub pipeline_factor: f64,
+    /// Energy of one tensor-parallel rank's devices (one per stage), devices only.
+    pub rank_energy_prefill_j: f64,
+    pub rank_energy_decode_j: f64,
+    pub link_energy_j: f64,
+    pub per_device: Vec<DeviceFigures>,
+    pub per_link: Vec<LinkFigures>,
+}
+
+/// A system run with the per-op records of one device (the shard's ops; with a pipeline,
+/// every stage's, each run by its own devices).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SystemRun {
+    pub system: SystemSummary,
+    pub device: RunResult,
+}
+
+/// The device groups running collective `c`: the stage's tensor-parallel devices, or for a
+/// hand-off each rank's pair (sending stage, next stage), which run side by side.
+fn groups(sys: &System, c: &Collective) -> Vec<Vec<u64>> {
+    let tp = sys.placement.tp;
+    match c.kind {
+        CollectiveKind::SendRecv => (0..tp)
+            .map(|r| vec![sys.device_of(c.stage, r), sys.device_of(c.stage + 1, r)])
+            .collect(),
+        _ => vec![(0..tp).map(|r| sys.device_of(c.stage, r)).collect()],
+    }
+}
+
+/// Runs `model` on `sys` (summary, per device and per link; `records`: with the per-op
+/// records of one device).
+pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bool) -> SystemRun {
+    run_detail(model, sys, w, engine, records, true)
+}
+
+/// As [`run`]; without `per_device`, a pipeline whose prompt is one micro-batch skips the
+/// per-op records (its totals do not depend on how the stages share the work) and the
+/// per-device figures are left out.
+fn run_detail(
+    model: &Model,
+    sys: &System,
+    w: Workload,
+    engine: Engine,
+    records: bool,
+    per_device_wanted: bool,
+) -> SystemRun {
+    let p = sys.placement;
+    let shard = parallel::shard(model, p.tp);
+    let stages = stage_layers(model.n_layers() as u32, p.pp);
+    let pp = p.pp.max(1) as usize;
+    let split = pp > 1 && (per_device_wanted || sys.micro_batches > 1);
+    // the device's run: records when stages must be split or the caller wants them
+    let device = if records || split {
+        super::run(&shard, &sys.device, w, engine)
+    } else {
+        RunResult {
+            summary: super::summary(&shard, &sys.device, w, engine),
+            ops: Vec::new(),
+        }
+    };
+    let dev = &device.summary;
+    // each stage's share of the device's time and energy, per phase
+    let share = |phase: PhaseKind, f: &dyn Fn(&OpRecord) -> f64| -> Vec<f64> {
+        let mut v = vec![0.0; pp];
+        if pp == 1 {
+            v[0] = 1.0;
+            return v;
+        }
+        if !split {
+            // totals only: any split gives them
+            return vec![1.0 / pp as f64; pp];
+        }
+        for r in device.ops.iter().filter(|r| r.phase == phase) {
+            let s = match r.layer {
+                Some(l) => stage_of(&stages, l) as usize,
+                None if r.name == "embed" || r.name == "pos_embed" => 0,
+                None => pp - 1,
+            };
+            v[s] += f(r);
+        }
+        let total: f64 = v.iter().sum();
+        if total > 0.0 {
+            v.iter_mut().for_each(|x| *x /= total);
+        } else {
+            v.iter_mut().for_each(|x| *x = 1.0 / pp as f64);
+        }
+        v
+    };
+    let t_pre: Vec<f64> = share(PhaseKind::Prefill, &|r| r.time.get())
+        .iter()
+        .map(|f| f * dev.prefill.time.get())
+        .collect();
+    let t_dec: Vec<f64> = share(PhaseKind::Decode, &|r| r.time.get())
+        .iter()
+        .map(|f| f * dev.decode.time.get())
+        .collect();
+    let e_pre: Vec<f64> = share(PhaseKind::Prefill, &|r| r.energy.total().get())
+        .iter()
+        .map(|f| f * dev.prefill_energy_j)
+        .collect();
+    let e_dec: Vec<f64> = share(PhaseKind::Decode, &|r| r.energy.total().get())
+        .iter()
+        .map(|f| f * dev.decode_energy_j)
+        .collect();
+
+    // the collectives of one prefill micro-batch and of one decode step
+    let m = sys.micro_batches.max(1);
+    let mf = m as f64;
+    let tokens_pre = w.prompt * w.batch;
+    let micro: Vec<Collective> = parallel::collectives(model, tokens_pre, w.batch, p)
+        .into_iter()
+        .map(|c| Collective {
+            bytes: c.bytes / mf,
+            ..c
+        })
+        .collect();
+    let step = parallel::collectives(model, w.batch, w.batch, p);
+    let links = sys
+        .interconnect
+        .map(|ic| system_links(ic.topology, sys.count))
+        .unwrap_or_default();
+    let mut link_bytes = vec![0.0; links.len()];
+    let mut link_busy = vec![0.0; links.len()];
+    let mut device_comm = vec![0.0; sys.count as usize];
+    // prices a pass's collectives: (per-stage collective time, per-stage hand-off time,
+    // bytes crossing links), adding `times` passes' traffic to the links and devices
+    let mut price = |cs: &[Collective], times: f64| -> (Vec<f64>, Vec<f64>, f64) {
+        let (mut coll, mut hand, mut crossing) = (vec![0.0; pp], vec![0.0; pp], 0.0);
+        let Some(ic) = &sys.interconnect else {
+            return (coll, hand, crossing);
+        };
+        for c in cs {
+            let s = c.stage as usize;
+            let mut t: f64 = 0.0;
+            for members in &groups(sys, c) {
+                let cost = collective(ic, sys.count, members, c);
+                t = t.max(cost.time.get());
+                crossing += cost.link_bytes() * times;
+                for (l, b, busy) in &cost.links {
+                    link_bytes[*l] += b * times;
+                    link_busy[*l] += busy * times;
+                }
+                for d in members {
+                    device_comm[*d as usize] += cost.time.get() * times;
+                }
+            }
+            match c.kind {
+                CollectiveKind::SendRecv => hand[s] += t,
+                _ => coll[s] += t,
+            }
+        }
+        (coll, hand, crossing)
+    };
+    let (c_pre, h_pre, cross_pre) = price(&micro, mf);
+    let (c_dec, h_dec, cross_dec) = price(&step, w.generate as f64);
+
+    // prefill: the micro-batches through the stages
+    let u: Vec<f64> = (0..pp).map(|s| t_pre[s] / mf + c_pre[s]).collect();
+    let sum_u: f64 = u.iter().sum::<f64>() + h_pre.iter().sum::<f64>();
+    let slowest = u.iter().chain(&h_pre).fold(0.0f64, |a, &b| a.max(b));
+    let prefill = sum_u + (mf - 1.0) * slowest;
+    let compute_sum: f64 = t_pre.iter().sum();
+    let compute_max = t_pre.iter().fold(0.0f64, |a, &b| a.max(b));
+    let compute_piped = compute_sum / mf + (mf - 1.0) * compute_max / mf;
+    let pipeline_factor = if compute_sum > 0.0 {
+        compute_piped / compute_sum
+    } else {
+        1.0
+    };
+    // decode: stage-serial steps
+    let d = w.generate as f64;
+    let step_comm: f64 = c_dec.iter().sum::<f64>() + h_dec.iter().sum::<f64>();
+    let decode = t_dec.iter().sum::<f64>() + d * step_comm;
+
+    // per device
+    let tp = p.tp.max(1);
+    let weight_b = shard.precision.weights.bytes();
+    let kv_b = shard.precision.kv_cache.bytes();
+    let params = accounting::params(&shard);
+    let layer_params: Vec<f64> = shard
+        .layers
+        .iter()
+        .map(|l| accounting::layer_params(&shard, l) as f64)
+        .collect();
+    let (dm, vocab) = (shard.d_model as f64, shard.vocab as f64);
+    let positions = match shard.positional {
+        Positional::Learned { max_positions } => max_positions as f64 * dm,
+        _ => 0.0,
+    };
+    // the first stage holds the input embedding (and positions); the last the final norm and
+    // the head (a tied head: a copy of the embedding matrix there)
+    let embedding = vocab * dm + positions;
+    let head = shard.norm.params(shard.d_model) as f64 + vocab * dm;
+    let in_flight = ((w.prompt + w.generate) * w.batch) as f64;
+    let cap = sys.device.memory_capacity().get();
+    let mut per_device = Vec::with_capacity(sys.count as usize);
+    for (s, range) in stages.iter().enumerate() {
+        let wparams = if pp == 1 {
+            params.total as f64
+        } else {
+            let blocks: f64 = range.clone().map(|l| layer_params[l as usize]).sum();
+            blocks + if s == 0 { embedding } else { 0.0 } + if s + 1 == pp { head } else { 0.0 }
+        };
+        let kv_elems: u64 = range
+            .clone()
+            .filter_map(|l| shard.layers[l as usize].attention.as_ref())
+            .map(|a| a.kv_elements_per_token())
+            .sum();
+        let kv = kv_elems as f64 * kv_b * in_flight;
+        let weights = wparams * weight_b;
+        for r in 0..tp {
+            let id = sys.device_of(s as u64, r);
+            per_device.push(DeviceFigures {
+                device: id,
+                stage: s as u64,
+                rank: r,
+                layers: format!("{}..{}", range.start, range.end),
+                busy_s: t_pre[s] + t_dec[s],
+                comm_s: device_comm[id as usize],
+                energy_j: e_pre[s] + e_dec[s],
+                weight_bytes: weights,
+                kv_bytes: kv,
+                fits_memory: weights + kv <= cap,
+            });
+        }
+    }
+    let e_byte = sys.interconnect.map_or(0.0, |ic| ic.energy_per_byte);
+    let per_link: Vec<LinkFigures> = links
+        .into_iter()
+        .enumerate()
+        .map(|(i, (from, to))| LinkFigures {
+            link: i,
+            from,
+            to,
+            bytes: link_bytes[i],
+            busy_s: link_busy[i],
+            energy_j: link_bytes[i] * e_byte,
+        })
+        .collect();
+    let link_pre = cross_pre * e_byte;
+    let link_dec = cross_dec * e_byte;
+    let tpf = tp as f64;
+    let rank_pre: f64 = e_pre.iter().sum();
+    let rank_dec: f64 = e_dec.iter().sum();
+    let pre_e = rank_pre * tpf + link_pre;
+    let dec_e = rank_dec * tpf + link_dec;
+
+    let summary = if sys.is_single() {
+        dev.clone()
+    } else {
+        let gen_tokens = (w.generate * w.batch) as f64;
+        let per = |x: f64, n: f64| if n > 0.0 { x / n } else { f64::NAN };
+        let weight_bytes: f64 = per_device.iter().map(|d| d.weight_bytes).sum();
+        let kv_bytes: f64 = per_device.iter().map(|d| d.kv_bytes).sum();
+        let mut s = dev.clone();
+        s.model = model.name.clone();
+        s.substrate = sys.name.clone();
+        s.ttft_s = prefill;
+        s.tpot_s = per(decode, d);
+        s.tokens_per_s = per(gen_tokens, decode);
+        s.prefill_energy_j = pre_e;
+        s.decode_energy_j = dec_e;
+        s.total_energy_j = pre_e + dec_e;
+        s.energy_per_token_j = per(pre_e + dec_e, gen_tokens);
+        s.energy_per_processed_token_j = per(pre_e + dec_e, in_flight);
+        s.weight_bytes = weight_bytes;
+        s.kv_bytes = kv_bytes;
+        s.memory_capacity_bytes = cap * sys.count as f64;
+        s.fits_memory = per_device.iter().all(|d| d.fits_memory);
+        s.prefill.time = crate::units::Seconds::new(prefill);
+        s.decode.time = crate::units::Seconds::new(decode);
+        s.prefill.flops = s.prefill.flops * tpf;
+        s.decode.flops = s.decode.flops * tpf;
+        s.prefill.dram_bytes = s.prefill.dram_bytes * tpf;
+        s.decode.dram_bytes = s.decode.dram_bytes * tpf;
+        s.prefill.energy = s.prefill.energy * tpf;
+        s.decode.energy = s.decode.energy * tpf;
+        s
+    };
+    if !per_device_wanted {
+        // the stages' busy times and energies were not split: no per-device rows
+        per_device.clear();
+    }
+    SystemRun {
+        system: SystemSummary {
+            system: sys.name.clone(),
+            description: sys.description.clone(),
+            topology: sys.interconnect.map_or("none", |ic| ic.topology.name()),
+            devices: sys.count,
+            tp,
+            pp: p.pp,
+            micro_batches: m,
+            summary,
+            prefill_comm_s: prefill - compute_piped,
+            decode_comm_s: d * step_comm,
+            pipeline_factor,
+            rank_energy_prefill_j: rank_pre,
+            rank_energy_decode_j: rank_dec,
+            link_energy_j: link_pre + link_dec,
+            per_device,
+            per_link,
+        },
+        device,
+    }
+}
+
+/// The summary only (no per-op records unless a pipeline needs them).
+pub fn summary(model: &Model, sys: &System, w: Workload, engine: Engine) -> SystemSummary {
+    run(model, sys, w, engine, false).system
+}
+
+/// The system's totals only (`per_device` empty): what `validate` needs, without the per-op
+/// records a pipeline otherwise takes to split its stages (unless its prompt is cut into
+/// micro-batches, whose pipeline depends on the slowest stage).
+pub fn totals(model: &Model, sys: &System, w: Workload, engine: Engine) -> SystemSummary {
+    run_detail(model, sys, w, engine, false, false).system
+}
+
+/// Where a timeline interval is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Track {
+    Device(u64),
+    Link(usize),
+}
+
+/// One interval of a system's timeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimelineEvent {
+    pub track: Track,
+    pub phase: PhaseKind,
+    pub name: String,
+    /// `op`, `collective` or `hand_off`.
+    pub what: &'static str,
+    pub start: f64,
+    pub end: f64,
+}
+
+/// The system's timeline for a trace: the prefill pass (each micro-batch through the stages,
+/// each stage's ops back to back with their collectives after the op they follow) and one
+/// decode step drawn with the mean per-step op times, stage after stage. Op durations are the
+/// engine's per-op times scaled to its makespan (the engine overlaps some ops' transfers; the
+/// timeline draws them in sequence). Collectives appear on every device taking part and on
+/// every link they cross (for the link's busy time).
+pub fn timeline(model: &Model, sys: &System, w: Workload, run: &SystemRun) -> Vec<TimelineEvent> {
+    let p = sys.placement;
+    let pp = p.pp.max(1) as usize;
+    let stages = stage_layers(model.n_layers() as u32, p.pp);
+    let stage_of_op = |r: &OpRecord| match r.layer {
+        Some(l) => stage_of(&stages, l) as usize,
+        None if r.name == "embed" || r.name == "pos_embed" => 0,
+        None => pp - 1,
+    };
+    let mut out = Vec::new();
+    let dev = &run.device.summary;
+    let mut t0: f64 = 0.0;
+    for (phase, passes) in [
+        (PhaseKind::Prefill, sys.micro_batches.max(1)),
+        (PhaseKind::Decode, 1),
+    ] {
+        let ops: Vec<&OpRecord> = run.device.ops.iter().filter(|r| r.phase == phase).collect();
+        if ops.is_empty() {
+            continue;
+        }
+        let (tokens, steps, makespan) = match phase {
+            PhaseKind::Prefill => (w.prompt * w.batch, 1.0, dev.prefill.time.get()),
+            PhaseKind::Decode => (w.batch, w.generate as f64, dev.decode.time.get()),
+        };
+        let total: f64 = ops.iter().map(|r| r.time.get()).sum();
+        let scale = if total > 0.0 {
+            makespan / total / steps
+        } else {
+            0.0
+        };
+        let m = passes as f64;
+        let cs: Vec<Collective> = parallel::collectives(model, tokens, w.batch, p)
+            .into_iter()
+            .map(|c| Collective {
+                bytes: c.bytes / m,
+                ..c
+            })
+            .collect();
+        // (stage, micro-batch) end times
+        let mut done = vec![vec![t0; passes as usize]; pp];
+        let mut phase_end = t0;
+        for k in 0..passes as usize {
+            for s in 0..pp {
+                let mut t = t0;
+                if s > 0 {
+                    t = t.max(done[s - 1][k]);
+                }
+                if k > 0 {
+                    t = t.max(done[s][k - 1]);
+                }
+                let members: Vec<u64> = (0..p.tp).map(|r| sys.device_of(s as u64, r)).collect();
+                let collective_at =
+                    |name: &str, layer: Option<u32>, t: &mut f64, out: &mut Vec<TimelineEvent>| {
+                        for c in cs
+                            .iter()
+                            .filter(|c| c.name == name && c.layer == layer && c.stage as usize == s)
+                        {
+                            let Some(ic) = &sys.interconnect else { continue };
+                            let mut end = *t;
+                            for g in &groups(sys, c) {
+                                let cost = collective(ic, sys.count, g, c);
+                                end = end.max(*t + cost.time.get());
+                                for (l, _, busy) in &cost.links {
+                                    out.push(TimelineEvent {
+                                        track: Track::Link(*l),
+                                        phase,
+                                        name: c.name.to_string(),
+                                        what: "collective",
+                                        start: *t,
+                                        end: *t + busy,
+                                    });
+                                }
+                            }
+                            for d in &members {
+                                out.push(TimelineEvent {
+                                    track: Track::Device(*d),
+                                    phase,
+                                    name: c.label(),
+                                    what: if c.kind == CollectiveKind::SendRecv {
+                                        "hand_off"
+                                    } else {
+                                        "collective"
+                                    },
+                                    start: *t,
+                                    end,
+                                });
+                            }
+                            *t = end;
+                        }
+                    };
+                for r in ops.iter().filter(|r| stage_of_op(r) == s) {
+                    // the all-reduces close the block's attention and FFN before the residual adds
+                    match r.name {
+                        "attn_residual" => collective_at("attn_allreduce", r.layer, &mut t, &mut out),
+                        "ffn_residual" => {
+                            collective_at("ffn_allreduce", r.layer, &mut t, &mut out);
+                            collective_at("block_allreduce", r.layer, &mut t, &mut out);
+                        }
+                        _ => {}
+                    }
+                    let d = r.time.get() * scale / m;
+                    for dev in &members {
+                        out.push(TimelineEvent {
+                            track: Track::Device(*dev),
+                            phase,
+                            name: r.label.clone(),
+                            what: "op",
+                            start: t,
+                            end: t + d,
+                        });
+                    }
+                    t += d;
+                    match r.name {
+                        "embed" => collective_at("embed_allreduce", None, &mut t, &mut out),
+                        "lm_head" => collective_at("logits_gather", None, &mut t, &mut out),
+                        _ => {}
+                    }
+                }
+                // the hand-off to the next stage
+                let last = stages[s].end.checked_sub(1);
+                collective_at("stage_send", last, &mut t, &mut out);
+                done[s][k] = t;
+                phase_end = phase_end.max(t);
+            }
+        }
+        t0 = phase_end;
+    }
+    out
+}
