@@ -34,6 +34,9 @@ enum Target {
 #[derive(Default)]
 pub struct Outputs {
     inputs: Vec<(String, PathBuf)>,
+    /// Indices into `inputs` that no output may replace but that [`Outputs::records`] leaves
+    /// out ([`Outputs::guard`]).
+    unrecorded: Vec<usize>,
     shipped: Vec<InputRecord>,
     outputs: Vec<(String, Target)>,
 }
@@ -84,6 +87,14 @@ impl Outputs {
         for spec in specs {
             self.input(flag, spec);
         }
+        self
+    }
+
+    /// A file the command reads that no output may replace, but that its manifest does not
+    /// record (so it is not hashed): e.g. the shards a merge reads, whose manifests name them.
+    pub fn guard(&mut self, flag: &str, path: impl AsRef<Path>) -> &mut Outputs {
+        self.unrecorded.push(self.inputs.len());
+        self.inputs.push((flag.to_string(), path.as_ref().to_path_buf()));
         self
     }
 
@@ -209,7 +220,10 @@ impl Outputs {
     /// Every input with the hash of its contents, in the order given (for a manifest).
     pub fn records(&self) -> Result<Vec<InputRecord>, OutputError> {
         let mut records = Vec::with_capacity(self.inputs.len() + self.shipped.len());
-        for (flag, path) in &self.inputs {
+        for (i, (flag, path)) in self.inputs.iter().enumerate() {
+            if self.unrecorded.contains(&i) {
+                continue;
+            }
             records.push(InputRecord {
                 flag: flag.clone(),
                 path: path.display().to_string(),

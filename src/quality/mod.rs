@@ -241,18 +241,55 @@ impl LossModel for LawPrior {
 pub struct AutoLoss {
     /// Name of the surrogate (a shipped name or a file).
     pub label: String,
-    pub surrogate: surrogate::Surrogate,
+    domain: Domain,
+    /// The surrogate, read when the first candidate inside its domain is scored (a grid that
+    /// lies outside it never pays for reading the trees: 10 M instructions per process).
+    surrogate: std::sync::OnceLock<surrogate::Surrogate>,
+    /// The shipped text the trees are read from when `surrogate` is empty.
+    source: &'static str,
     pub prior: ChinchillaPrior,
 }
 
 impl AutoLoss {
     /// `None` when the surrogate has no domain to decide with.
     pub fn new(label: &str, surrogate: surrogate::Surrogate, prior: ChinchillaPrior) -> Option<AutoLoss> {
-        surrogate.domain.as_ref()?;
+        let domain = surrogate.domain.clone()?;
         Some(AutoLoss {
             label: label.to_string(),
-            surrogate,
+            domain,
+            surrogate: std::sync::OnceLock::from(surrogate),
+            source: "",
             prior,
+        })
+    }
+
+    /// Over the shipped surrogate `name`: its header (format, schema, domain) is read and
+    /// checked now, its trees when a candidate inside the domain is first scored. `None` when
+    /// there is no such surrogate or it has no domain.
+    pub fn shipped(name: &str, prior: ChinchillaPrior) -> Option<Result<AutoLoss, String>> {
+        let (label, source) = SHIPPED_SURROGATES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        let file = format!("dsl/surrogates/{label}.json");
+        Some(match surrogate::domain_of(source, &file) {
+            Ok(Some(domain)) => Ok(AutoLoss {
+                label: label.to_string(),
+                domain,
+                surrogate: std::sync::OnceLock::new(),
+                source,
+                prior,
+            }),
+            Ok(None) => Err(format!("the shipped surrogate {label} has no training domain")),
+            Err(e) => Err(e.to_string()),
+        })
+    }
+
+    fn surrogate(&self) -> &surrogate::Surrogate {
+        self.surrogate.get_or_init(|| {
+            // The shipped texts are read in full by a test (`quality::tests::shipped_surrogates_load`):
+            // a text whose header passed cannot fail here.
+            surrogate::Surrogate::from_json(self.source, &self.label)
+                .unwrap_or_else(|e| unreachable!("shipped surrogate {}: {e}", self.label))
         })
     }
 }
@@ -266,8 +303,8 @@ impl LossModel for AutoLoss {
         )
     }
     fn predict(&self, model: &Model) -> LossPrediction {
-        match self.domain().and_then(|d| d.check(model)) {
-            None => LossModel::predict(&self.surrogate, model),
+        match self.domain.check(model) {
+            None => LossModel::predict(self.surrogate(), model),
             Some(outside) => LossPrediction {
                 outside: Some(outside),
                 ..self.prior.predict(model)
@@ -275,13 +312,13 @@ impl LossModel for AutoLoss {
         }
     }
     fn scorer(&self, model: &Model) -> (Scorer, Option<Outside>) {
-        match self.domain().and_then(|d| d.check(model)) {
+        match self.domain.check(model) {
             None => (Scorer::Surrogate, None),
             Some(outside) => (Scorer::Chinchilla, Some(outside)),
         }
     }
     fn domain(&self) -> Option<&Domain> {
-        self.surrogate.domain.as_ref()
+        Some(&self.domain)
     }
 }
 
@@ -354,12 +391,8 @@ pub fn load_loss_model(spec: &str, tokens_per_param: f64) -> Result<Box<dyn Loss
         return Ok(Box::new(prior));
     }
     if spec == "auto" {
-        let s = shipped_surrogate(DEFAULT_SURROGATE)
-            .ok_or("no shipped default surrogate")?
-            .map_err(|e| e.to_string())?;
-        return AutoLoss::new(DEFAULT_SURROGATE, s, prior)
-            .map(|a| Box::new(a) as Box<dyn LossModel>)
-            .ok_or_else(|| format!("the shipped surrogate {DEFAULT_SURROGATE} has no training domain"));
+        let auto = AutoLoss::shipped(DEFAULT_SURROGATE, prior).ok_or("no shipped default surrogate")??;
+        return Ok(Box::new(auto));
     }
     let path = std::path::Path::new(spec);
     if !path.exists() {
@@ -393,4 +426,53 @@ pub fn load_loss_model(spec: &str, tokens_per_param: f64) -> Result<Box<dyn Loss
     };
     check_predictions(model.as_ref()).map_err(|e| format!("{spec}: {e}"))?;
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_surrogates_load() {
+        // `AutoLoss::shipped` reads a shipped surrogate's trees only when first needed and
+        // relies on this: every shipped text reads in full.
+        for (name, _) in SHIPPED_SURROGATES {
+            let s = shipped_surrogate(name).unwrap().unwrap();
+            check_predictions(&s).unwrap();
+        }
+    }
+
+    #[test]
+    fn deferred_auto_scores_as_the_eager_one() {
+        let prior = ChinchillaPrior {
+            tokens_per_param: 20.0,
+        };
+        let eager = AutoLoss::new(
+            DEFAULT_SURROGATE,
+            shipped_surrogate(DEFAULT_SURROGATE).unwrap().unwrap(),
+            prior,
+        )
+        .unwrap();
+        let deferred = AutoLoss::shipped(DEFAULT_SURROGATE, prior).unwrap().unwrap();
+        assert_eq!(eager.domain(), deferred.domain());
+        assert!(deferred.surrogate.get().is_none());
+        // the presets lie outside the domain: the trees are not read
+        let presets: Vec<Model> = crate::model::presets::names()
+            .map(|n| crate::model::presets::preset(n).unwrap())
+            .collect();
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/surrogate/llmforge-iha-200m-train.csv");
+        let ds = dataset::read_llmforge_csv(&data, Some("val_loss")).unwrap();
+        let training: Vec<&Model> = ds.models().into_iter().take(50).collect();
+        let mut inside = 0;
+        for (k, m) in presets.iter().chain(training.iter().copied()).enumerate() {
+            let (a, b) = (eager.predict(m), deferred.predict(m));
+            assert_eq!(a.mu.to_bits(), b.mu.to_bits(), "{k}");
+            assert_eq!(a.sigma.to_bits(), b.sigma.to_bits(), "{k}");
+            assert_eq!((a.scorer, a.outside), (b.scorer, b.outside), "{k}");
+            inside += usize::from(a.outside.is_none());
+            assert_eq!(deferred.surrogate.get().is_some(), inside > 0, "{k}");
+        }
+        assert!(inside > 0 && inside <= training.len(), "{inside}");
+    }
 }

@@ -35,6 +35,12 @@ impl Frontier {
     /// Offers a point; returns whether it joined the frontier. A point is dominated by any
     /// point with x <= its x and y <= its y (ties: the earlier id stays).
     pub fn insert(&mut self, p: FrontPoint) -> bool {
+        self.insert_with(p, |_| {})
+    }
+
+    /// [`insert`](Frontier::insert), telling `removed` the id of every point the new one
+    /// dominates (so a caller keeping data per frontier point drops just those).
+    pub fn insert_with(&mut self, p: FrontPoint, mut removed: impl FnMut(u64)) -> bool {
         if !p.x.is_finite() || !p.y.is_finite() {
             return false;
         }
@@ -55,7 +61,9 @@ impl Frontier {
             .map(|(k, _)| *k)
             .collect();
         for d in dominated {
-            self.points.remove(&d);
+            if let Some(q) = self.points.remove(&d) {
+                removed(q.id);
+            }
         }
         self.points.insert(k, p);
         true

@@ -253,14 +253,16 @@ fn fold(out: &mut Outcome, spec: &SweepSpec, row: &Row, sample_every: u64) {
     if row.feasible {
         out.feasible += 1;
     }
-    if out.frontier.insert(FrontPoint {
+    let rows = &mut out.frontier_rows;
+    let point = FrontPoint {
         x,
         y: row.metrics.loss,
         id: row.point.index,
+    };
+    if out.frontier.insert_with(point, |id| {
+        rows.remove(&id);
     }) {
-        out.frontier_rows.insert(row.point.index, row.clone());
-        let keep: std::collections::BTreeSet<u64> = out.frontier.points().map(|p| p.id).collect();
-        out.frontier_rows.retain(|k, _| keep.contains(k));
+        rows.insert(row.point.index, row.clone());
     }
     let key = (spec.region.0.value(&row.point), spec.region.1.value(&row.point));
     let cell = out.region.entry(key).or_default();

@@ -11,18 +11,22 @@
 //! non-dominated set of the union is the non-dominated set of the shards' non-dominated sets
 //! (the frontier), or a selection by grid index (the plot sample, taken every
 //! `grid_points / 4000` indices of the whole grid, not of the shard). The rows of the
-//! frontier and of the best designs are evaluated again from their grid indices (candidates
-//! are evaluated independently and deterministically), and must give the recorded values.
+//! frontier and of the best designs are recorded in full ([`RowRecord`], exact values); a
+//! merge rebuilds them from the records and evaluates one of them again as a spot check
+//! (candidates are evaluated independently and deterministically, so a changed cost model
+//! shows). Evaluating every shown row again was 23% of a merge's instructions on codesign-orin
+//! in 8 shards, and 4% of the whole sweep's.
 
+use super::budget::Metrics;
 use super::frontier::{FrontPoint, Frontier};
-use super::run::{Best, Cell, Outcome, SweepSpec, evaluate};
-use crate::quality::LossTally;
+use super::run::{Best, Cell, Outcome, Row, SweepSpec, evaluate};
+use crate::quality::{LossPrediction, LossTally};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 /// The `format` of [`State`] this build writes and reads.
-pub const STATE_FORMAT: u32 = 1;
+pub const STATE_FORMAT: u32 = 2;
 
 /// Occurs when a shard cannot be resolved, or shards cannot be put back together.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -90,15 +94,15 @@ pub enum ShardError {
     State { shard: String, reason: String },
     /// Occurs when a recorded candidate does not evaluate to its recorded values.
     #[error(
-        "`{shard}`: grid index {index} evaluates to {what} {now:?}, but the shard recorded {recorded:?}: \
+        "`{shard}`: grid index {index} evaluates to {what} {now}, but the shard recorded {recorded}: \
          the inputs or the cost model changed since it ran"
     )]
     Reevaluation {
         shard: String,
         index: u64,
-        what: &'static str,
-        recorded: f64,
-        now: f64,
+        what: String,
+        recorded: String,
+        now: String,
     },
 }
 
@@ -284,19 +288,205 @@ fn from_environment(
     })
 }
 
-/// A frontier point as recorded: grid index, x (the latency metric) and loss.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// A frontier point as recorded: grid index, x (the latency metric), loss and its row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FrontRecord {
     pub index: u64,
+    #[serde(with = "exact")]
     pub x: f64,
+    #[serde(with = "exact")]
     pub loss: f64,
+    pub row: RowRecord,
 }
 
-/// A best design as recorded: grid index and loss.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// A best design as recorded: grid index, loss and its row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BestRecord {
     pub index: u64,
+    #[serde(with = "exact")]
     pub loss: f64,
+    pub row: RowRecord,
+}
+
+/// Numbers recorded exactly, and read back fast: each `f64` of the state is written as a
+/// string holding its shortest round-trip decimal (`"0.0010700928228021976"`, `"1e-300"`, or
+/// `"inf"`, `"-inf"`, `"NaN"`; by ryu) and read with Rust's exact float parser. (serde_json's exact parser,
+/// `float_roundtrip`, takes ~900 instructions a number: reading 8 shards' states was 23% of
+/// a merge on codesign-orin.) Plain JSON numbers are read too.
+pub mod exact {
+    use serde::{Deserializer, Serializer, de};
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_str(ryu::Buffer::new().format_finite(*v))
+        } else {
+            s.collect_str(v)
+        }
+    }
+
+    struct V;
+
+    impl de::Visitor<'_> for V {
+        type Value = f64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a number, or a string holding one (`inf`, `-inf` and `NaN` too)")
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+            v.parse()
+                .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        d.deserialize_any(V)
+    }
+
+    /// The same for an `Option<f64>` (`null` for `None`).
+    pub mod opt {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => super::serialize(v, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super")] f64);
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+            Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+        }
+    }
+}
+
+/// A candidate's row as recorded, exactly: what its output lines show beyond the grid point
+/// and the model (both follow from the grid index) and the loss (recorded next to it); which
+/// loss model scored it follows from the loss model's domain. Saved as an array in field
+/// order (`[ttft, tpot, latency, weights, kv, energy, params, sim_tpot, active_params, sigma,
+/// fits_memory, feasible, binding]`): a shard records its whole frontier, and the names
+/// repeated on every row were half of the file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(into = "RowArray", from = "RowArray")]
+pub struct RowRecord {
+    pub ttft: f64,
+    pub tpot: f64,
+    pub latency: f64,
+    pub weights: f64,
+    pub kv: f64,
+    pub energy: f64,
+    pub params: f64,
+    pub sim_tpot: Option<f64>,
+    pub active_params: u64,
+    pub sigma: f64,
+    pub fits_memory: bool,
+    pub feasible: bool,
+    pub binding: Option<usize>,
+}
+
+/// [`RowRecord`] as saved.
+#[derive(Serialize, Deserialize)]
+struct RowArray(
+    #[serde(with = "exact")] f64,
+    #[serde(with = "exact")] f64,
+    #[serde(with = "exact")] f64,
+    #[serde(with = "exact")] f64,
+    #[serde(with = "exact")] f64,
+    #[serde(with = "exact")] f64,
+    #[serde(with = "exact")] f64,
+    #[serde(with = "exact::opt")] Option<f64>,
+    u64,
+    #[serde(with = "exact")] f64,
+    bool,
+    bool,
+    Option<usize>,
+);
+
+impl From<RowRecord> for RowArray {
+    fn from(r: RowRecord) -> RowArray {
+        RowArray(
+            r.ttft,
+            r.tpot,
+            r.latency,
+            r.weights,
+            r.kv,
+            r.energy,
+            r.params,
+            r.sim_tpot,
+            r.active_params,
+            r.sigma,
+            r.fits_memory,
+            r.feasible,
+            r.binding,
+        )
+    }
+}
+
+impl From<RowArray> for RowRecord {
+    fn from(a: RowArray) -> RowRecord {
+        let RowArray(
+            ttft,
+            tpot,
+            latency,
+            weights,
+            kv,
+            energy,
+            params,
+            sim_tpot,
+            active_params,
+            sigma,
+            fits_memory,
+            feasible,
+            binding,
+        ) = a;
+        RowRecord {
+            ttft,
+            tpot,
+            latency,
+            weights,
+            kv,
+            energy,
+            params,
+            sim_tpot,
+            active_params,
+            sigma,
+            fits_memory,
+            feasible,
+            binding,
+        }
+    }
+}
+
+impl RowRecord {
+    pub fn of(r: &Row) -> RowRecord {
+        let m = &r.metrics;
+        RowRecord {
+            ttft: m.ttft,
+            tpot: m.tpot,
+            latency: m.latency,
+            weights: m.weights,
+            kv: m.kv,
+            energy: m.energy,
+            params: m.params,
+            sim_tpot: r.sim_tpot,
+            active_params: r.active_params,
+            sigma: r.loss.sigma,
+            fits_memory: r.fits_memory,
+            feasible: r.feasible,
+            binding: r.binding,
+        }
+    }
 }
 
 /// A region cell as recorded.
@@ -306,11 +496,17 @@ pub struct CellRecord {
     pub y: String,
     pub candidates: u64,
     pub feasible: u64,
+    #[serde(with = "exact::opt")]
     pub best_loss: Option<f64>,
 }
 
-/// A sampled candidate as recorded: x, loss (`null` when not finite) and feasibility.
-pub type SampleRecord = (Option<f64>, Option<f64>, bool);
+/// A sampled candidate as recorded: x, loss and feasibility.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleRecord(
+    #[serde(with = "exact")] pub f64,
+    #[serde(with = "exact")] pub f64,
+    pub bool,
+);
 
 /// Everything a sweep folds, exactly (`outcome.json`): enough to merge shards into the
 /// outcome of one run over their union.
@@ -336,10 +532,6 @@ pub struct State {
     pub interrupted: bool,
 }
 
-fn finite(v: f64) -> Option<f64> {
-    v.is_finite().then_some(v)
-}
-
 impl State {
     /// The state of a sweep's outcome over `range` of a grid of `grid_points`.
     pub fn of(o: &Outcome, range: Range<u64>, grid_points: u64) -> State {
@@ -347,6 +539,7 @@ impl State {
             b.as_ref().map(|b| BestRecord {
                 index: b.row.point.index,
                 loss: b.row.metrics.loss,
+                row: RowRecord::of(&b.row),
             })
         };
         State {
@@ -364,6 +557,7 @@ impl State {
                     index: p.id,
                     x: p.x,
                     loss: p.y,
+                    row: RowRecord::of(&o.frontier_rows[&p.id]),
                 })
                 .collect(),
             region: o
@@ -379,11 +573,7 @@ impl State {
                 .collect(),
             best_per_budget: o.best_per_budget.iter().map(best).collect(),
             best_overall: best(&o.best_overall),
-            sample: o
-                .sample
-                .iter()
-                .map(|&(x, y, f)| (finite(x), finite(y), f))
-                .collect(),
+            sample: o.sample.iter().map(|&(x, y, f)| SampleRecord(x, y, f)).collect(),
             interrupted: o.interrupted,
         }
     }
@@ -392,29 +582,75 @@ impl State {
         self.range[0]..self.range[1]
     }
 
-    /// The outcome this state records, with the rows of the frontier and of the best designs
-    /// evaluated again from their grid indices (they must give the recorded values). `shard`
-    /// names the state in errors.
+    /// `outcome.json`: compact JSON and a newline (a merge reads every shard's).
+    pub fn to_json(&self) -> String {
+        // plain structs of numbers, strings and booleans: cannot fail
+        serde_json::to_string(self).unwrap_or_default() + "\n"
+    }
+
+    /// Evaluates one recorded row again, the first of the frontier (else the best design), and
+    /// compares it bit for bit: a shard priced by another cost model, or whose record was
+    /// edited, is refused. A merge checks every shard so.
+    pub fn spot_check(&self, spec: &SweepSpec, shard: &str) -> Result<(), ShardError> {
+        let first = (self.frontier.first().map(|p| (p.index, p.loss, &p.row)))
+            .or_else(|| self.best_overall.as_ref().map(|b| (b.index, b.loss, &b.row)));
+        let Some((index, loss, record)) = first else {
+            return Ok(());
+        };
+        let recorded = rebuild(spec, shard, index, loss, record)?;
+        let now = evaluate(spec, index).ok_or_else(|| ShardError::State {
+            shard: shard.to_string(),
+            reason: format!("grid index {index} is not a valid candidate of the grid"),
+        })?;
+        const NAMES: [&str; 14] = [
+            "ttft",
+            "tpot",
+            "latency",
+            "weights",
+            "kv",
+            "energy",
+            "params",
+            "sim_tpot",
+            "active_params",
+            "sigma",
+            "fits_memory",
+            "feasible",
+            "binding",
+            "loss",
+        ];
+        let fields = |r: &Row| {
+            let mut v = serde_json::to_value(RowRecord::of(r)).unwrap_or_default();
+            if let Some(a) = v.as_array_mut() {
+                a.push(format!("{:?}", r.metrics.loss).into());
+            }
+            v
+        };
+        let (was, is) = (fields(&recorded), fields(&now));
+        if let Some(k) = (0..NAMES.len()).find(|&k| was.get(k) != is.get(k)) {
+            let show = |v: &serde_json::Value| {
+                v.get(k).map_or("nothing".into(), |x| {
+                    x.as_str().map_or(x.to_string(), str::to_string)
+                })
+            };
+            return Err(ShardError::Reevaluation {
+                shard: shard.to_string(),
+                index,
+                what: format!("the {}", NAMES[k]),
+                recorded: show(&was),
+                now: show(&is),
+            });
+        }
+        Ok(())
+    }
+
+    /// The outcome this state records, its rows rebuilt from their records. `shard` names the
+    /// state in errors.
     pub fn restore(&self, spec: &SweepSpec, shard: &str) -> Result<Outcome, ShardError> {
         let state_error = |reason: String| ShardError::State {
             shard: shard.to_string(),
             reason,
         };
-        let row = |index: u64, loss: f64| {
-            let row = evaluate(spec, index).ok_or_else(|| {
-                state_error(format!("grid index {index} is not a valid candidate of the grid"))
-            })?;
-            if row.metrics.loss.to_bits() != loss.to_bits() {
-                return Err(ShardError::Reevaluation {
-                    shard: shard.to_string(),
-                    index,
-                    what: "the loss",
-                    recorded: loss,
-                    now: row.metrics.loss,
-                });
-            }
-            Ok(row)
-        };
+        let row = |index: u64, loss: f64, r: &RowRecord| rebuild(spec, shard, index, loss, r);
         let mut out = Outcome {
             evaluated: self.evaluated,
             skipped: self.skipped,
@@ -424,16 +660,15 @@ impl State {
             ..Outcome::default()
         };
         for p in &self.frontier {
-            let r = row(p.index, p.loss)?;
+            let r = row(p.index, p.loss, &p.row)?;
             let x = r.metrics.get(spec.x);
             if x.to_bits() != p.x.to_bits() {
-                return Err(ShardError::Reevaluation {
-                    shard: shard.to_string(),
-                    index: p.index,
-                    what: spec.x.name(),
-                    recorded: p.x,
-                    now: x,
-                });
+                return Err(state_error(format!(
+                    "grid index {}: its row's {} is {x:?}, its frontier point's {:?}",
+                    p.index,
+                    spec.x.name(),
+                    p.x
+                )));
             }
             if !out.frontier.insert(FrontPoint {
                 x,
@@ -470,24 +705,68 @@ impl State {
         for b in &self.best_per_budget {
             out.best_per_budget.push(match b {
                 Some(b) => Some(Best {
-                    row: row(b.index, b.loss)?,
+                    row: row(b.index, b.loss, &b.row)?,
                 }),
                 None => None,
             });
         }
         out.best_overall = match &self.best_overall {
             Some(b) => Some(Best {
-                row: row(b.index, b.loss)?,
+                row: row(b.index, b.loss, &b.row)?,
             }),
             None => None,
         };
         out.sample = self
             .sample
             .iter()
-            .map(|&(x, y, f)| (x.unwrap_or(f64::NAN), y.unwrap_or(f64::NAN), f))
+            .map(|&SampleRecord(x, y, f)| (x, y, f))
             .collect();
         Ok(out)
     }
+}
+
+/// The row a record gives at grid `index` with `loss` (`shard` names the state in errors).
+fn rebuild(spec: &SweepSpec, shard: &str, index: u64, loss: f64, r: &RowRecord) -> Result<Row, ShardError> {
+    let state_error = |reason: String| ShardError::State {
+        shard: shard.to_string(),
+        reason,
+    };
+    let point = spec
+        .grid
+        .point(index)
+        .ok_or_else(|| state_error(format!("grid index {index} is not a valid candidate of the grid")))?;
+    if r.binding.is_some_and(|k| k >= spec.budgets.len()) {
+        return Err(state_error(format!(
+            "grid index {index} is bound by budget {:?}, the sweep has {}",
+            r.binding,
+            spec.budgets.len()
+        )));
+    }
+    let (scorer, outside) = spec.loss.scorer(&spec.grid.model(&point));
+    Ok(Row {
+        point,
+        metrics: Metrics {
+            ttft: r.ttft,
+            tpot: r.tpot,
+            latency: r.latency,
+            weights: r.weights,
+            kv: r.kv,
+            energy: r.energy,
+            loss,
+            params: r.params,
+        },
+        sim_tpot: r.sim_tpot,
+        active_params: r.active_params,
+        loss: LossPrediction {
+            mu: loss,
+            sigma: r.sigma,
+            scorer,
+            outside,
+        },
+        fits_memory: r.fits_memory,
+        feasible: r.feasible,
+        binding: r.binding,
+    })
 }
 
 /// Puts shards' states together into the state of one run over their union: `shards` are
@@ -603,8 +882,9 @@ fn fold(shards: &[(String, State)], order: &[usize], range: Range<u64>, grid_poi
         interrupted: false,
     };
     // lower loss wins; on equal loss the earlier grid index (shards come in range order)
-    let better = |best: &Option<BestRecord>, b: &BestRecord| best.is_none_or(|x| b.loss < x.loss);
+    let better = |best: &Option<BestRecord>, b: &BestRecord| best.as_ref().is_none_or(|x| b.loss < x.loss);
     let mut frontier = Frontier::new();
+    let mut front_records: BTreeMap<u64, &FrontRecord> = BTreeMap::new();
     let mut region: BTreeMap<(String, String), CellRecord> = BTreeMap::new();
     for &k in order {
         let s = &shards[k].1;
@@ -619,6 +899,7 @@ fn fold(shards: &[(String, State)], order: &[usize], range: Range<u64>, grid_poi
                 y: p.loss,
                 id: p.index,
             });
+            front_records.insert(p.index, p);
         }
         for c in &s.region {
             let cell = region
@@ -639,25 +920,18 @@ fn fold(shards: &[(String, State)], order: &[usize], range: Range<u64>, grid_poi
         for (slot, b) in u.best_per_budget.iter_mut().zip(&s.best_per_budget) {
             if let Some(b) = b {
                 if better(slot, b) {
-                    *slot = Some(*b);
+                    *slot = Some(b.clone());
                 }
             }
         }
         if let Some(b) = &s.best_overall {
             if better(&u.best_overall, b) {
-                u.best_overall = Some(*b);
+                u.best_overall = Some(b.clone());
             }
         }
         u.sample.extend_from_slice(&s.sample);
     }
-    u.frontier = frontier
-        .points()
-        .map(|p| FrontRecord {
-            index: p.id,
-            x: p.x,
-            loss: p.y,
-        })
-        .collect();
+    u.frontier = frontier.points().map(|p| front_records[&p.id].clone()).collect();
     u.region = region.into_values().collect();
     u
 }

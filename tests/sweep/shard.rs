@@ -369,12 +369,13 @@ fn shards_of_other_sweeps_missing_overlapping_or_unfinished_shards_are_refused()
     let keep: Vec<&str> = text.lines().take(10).collect();
     std::fs::write(cut.join("candidates.csv"), keep.join("\n") + "\n").unwrap();
     refused(&merge(&[&a, &cut]), &["9 candidate rows, but", "recorded 48"]);
-    // an outcome.json whose frontier was edited: the re-evaluation disagrees
+    // an outcome.json whose frontier was edited: the spot check disagrees
     let edited = dir.join("edited");
     copy_dir(&b, &edited);
     let state = std::fs::read_to_string(edited.join("outcome.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&state).unwrap();
-    let loss = v["frontier"][0]["loss"].as_f64().unwrap();
+    // numbers are recorded as exact decimal strings (a plain number reads too)
+    let loss: f64 = v["frontier"][0]["loss"].as_str().unwrap().parse().unwrap();
     v["frontier"][0]["loss"] = serde_json::json!(loss * 0.5);
     std::fs::write(
         edited.join("outcome.json"),
