@@ -162,8 +162,8 @@ impl Layer {
     /// Problems with this layer, their paths under `path` (e.g. `layers[3]`).
     pub fn errors(&self, path: &str) -> Vec<ModelError> {
         let mut errs = Vec::new();
-        let mut err = |p: String, message: String| errs.push(ModelError { path: p, message });
-        let limit = |what: &str, v: u64, max: u64| limits::above(what, v, max);
+        // the path is formatted only for a problem found (validation runs for every candidate
+        // of a search)
         let join = |part: &str| {
             if path.is_empty() {
                 part.to_string()
@@ -171,21 +171,28 @@ impl Layer {
                 format!("{path}.{part}")
             }
         };
+        let mut err = |part: &str, message: String| {
+            errs.push(ModelError {
+                path: join(part),
+                message,
+            })
+        };
+        let limit = |what: &str, v: u64, max: u64| limits::above(what, v, max);
         if let Some(a) = &self.attention {
-            let p = join("attention");
+            let p = "attention";
             if a.heads == 0 {
-                err(p.clone(), "heads must be at least 1".into());
+                err(p, "heads must be at least 1".into());
             }
             if a.kv_groups == 0 {
-                err(p.clone(), "kv_groups must be at least 1".into());
+                err(p, "kv_groups must be at least 1".into());
             } else if a.heads % a.kv_groups != 0 {
                 err(
-                    p.clone(),
+                    p,
                     format!("kv_groups {} must divide heads {}", a.kv_groups, a.heads),
                 );
             }
             if a.d_qk == 0 || a.d_v == 0 {
-                err(p.clone(), "head dims d_qk and d_v must be at least 1".into());
+                err(p, "head dims d_qk and d_v must be at least 1".into());
             }
             for (what, v, max) in [
                 ("heads", a.heads, limits::MAX_HEADS),
@@ -194,15 +201,15 @@ impl Layer {
                 ("d_v", a.d_v, limits::MAX_HEAD_DIM),
             ] {
                 if let Some(m) = limit(what, v, max) {
-                    err(p.clone(), m);
+                    err(p, m);
                 }
             }
         }
-        let p = join("ffn");
+        let p = "ffn";
         match &self.ffn {
             Ffn::Dense { width, .. } => {
                 if *width == 0 {
-                    err(p.clone(), "width must be at least 1".into());
+                    err(p, "width must be at least 1".into());
                 }
                 if let Some(m) = limit("width", *width, limits::MAX_FFN_WIDTH) {
                     err(p, m);
@@ -211,7 +218,7 @@ impl Layer {
             Ffn::Moe { moe, .. } => {
                 if moe.experts == 0 || moe.active == 0 || moe.active > moe.experts {
                     err(
-                        p.clone(),
+                        p,
                         format!(
                             "active experts {} must be in 1..={} (experts)",
                             moe.active, moe.experts
@@ -219,11 +226,11 @@ impl Layer {
                     );
                 }
                 if moe.expert_width == 0 {
-                    err(p.clone(), "expert_width must be at least 1".into());
+                    err(p, "expert_width must be at least 1".into());
                 }
                 if moe.shared_experts > 0 && moe.shared_width == 0 {
                     err(
-                        p.clone(),
+                        p,
                         "shared_width must be at least 1 when shared_experts > 0".into(),
                     );
                 }
@@ -234,7 +241,7 @@ impl Layer {
                     ("shared_width", moe.shared_width, limits::MAX_FFN_WIDTH),
                 ] {
                     if let Some(m) = limit(what, v, max) {
-                        err(p.clone(), m);
+                        err(p, m);
                     }
                 }
             }

@@ -603,8 +603,6 @@ fn priced(
         };
         let n = count as f64;
         for (i, l) in rep.layers.iter().enumerate() {
-            let (name, layer, label) = layer_name(l.origin);
-            let label = format!("{}.{label}", chips_label(&rep.stages[l.stage].chips));
             let (cost, passes, off) = match phase {
                 PhaseKind::Prefill => (&l.prefill, prefill_passes, pre_off[i]),
                 PhaseKind::Decode => (&l.decode_step, 1.0, dec_off[i]),
@@ -620,6 +618,8 @@ fn priced(
             out.dram_bytes += cost.dram_bytes * n;
             bound_time(out, bound, time);
             if records {
+                let (name, layer, label) = layer_name(l.origin);
+                let label = format!("{}.{label}", chips_label(&rep.stages[l.stage].chips));
                 let own = match phase {
                     PhaseKind::Prefill => prefill_span(rep, i),
                     PhaseKind::Decode => l.decode_step.cycles.get(),
