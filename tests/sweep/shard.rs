@@ -526,6 +526,8 @@ fn tiny_state(range: std::ops::Range<u64>) -> State {
     };
     let out = sweep(&spec, range.clone(), 16, &AtomicBool::new(false), |_, _| {});
     let state = State::of(&out, range, g.len());
+    // outcome.json reads back to the same state, exactly (packed columns)
+    assert_eq!(serde_json::from_str::<State>(&state.to_json()).unwrap(), state);
     // a state restores to an outcome with the same state
     assert_eq!(
         State::of(&state.restore(&spec, "x").unwrap(), state.range(), g.len()),
