@@ -6,8 +6,9 @@
 # = user + sys of the process (rusage, via python3):
 #   whole:  one unsharded run;
 #   shards: the 8 shards (`--shard i/8`), one after the other;
-#   merge:  `sweep merge` of the 8 shards (reads and re-checks them, re-evaluates the frontier
-#           and best designs, copies candidates.csv, writes the plots).
+#   merge:  `sweep merge` of the 8 shards (reads and checks them, evaluates each shard's first
+#           frontier row again, copies candidates.csv, writes the summary, plots and frontier
+#           model files as the whole run does).
 # overhead = (shards + merge) / whole - 1. Rounds are interleaved (whole, shards, merge, whole,
 # ...) so machine load falls on both sides alike; the median of the per-round ratios is
 # reported. The merged outputs are checked byte-identical to the unsharded run's (cmp).

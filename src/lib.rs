@@ -22,6 +22,7 @@ pub mod limits;
 pub mod model;
 pub mod numeric;
 pub mod output;
+pub mod packed;
 pub mod progress;
 pub mod provenance;
 pub mod quality;

@@ -374,15 +374,30 @@ fn shards_of_other_sweeps_missing_overlapping_or_unfinished_shards_are_refused()
     copy_dir(&b, &edited);
     let state = std::fs::read_to_string(edited.join("outcome.json")).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&state).unwrap();
-    // numbers are recorded as exact decimal strings (a plain number reads too)
-    let loss: f64 = v["frontier"][0]["loss"].as_str().unwrap().parse().unwrap();
-    v["frontier"][0]["loss"] = serde_json::json!(loss * 0.5);
+    // the frontier is recorded in packed columns (the little-endian bytes in base64)
+    let mut loss = llmforge::packed::decode::<f64>(v["frontier"]["loss"].as_str().unwrap()).unwrap();
+    loss[0] *= 0.5;
+    v["frontier"]["loss"] = serde_json::json!(llmforge::packed::encode(&loss));
     std::fs::write(
         edited.join("outcome.json"),
         serde_json::to_string_pretty(&v).unwrap(),
     )
     .unwrap();
     refused(&merge(&[&a, &edited]), &["edited`: grid index", "the loss"]);
+    // its columns of unequal lengths, or a state of another format
+    v["frontier"]["loss"] = serde_json::json!(llmforge::packed::encode(&loss[1..]));
+    std::fs::write(edited.join("outcome.json"), v.to_string()).unwrap();
+    refused(
+        &merge(&[&a, &edited]),
+        &["frontier: column `loss` has", "`index` has"],
+    );
+    v["format"] = serde_json::json!(2);
+    v["frontier"] = serde_json::json!([]);
+    std::fs::write(edited.join("outcome.json"), v.to_string()).unwrap();
+    refused(
+        &merge(&[&a, &edited]),
+        &["edited`: its outcome.json has format 2, this llmforge reads format 3"],
+    );
     // not a sweep directory at all
     refused(
         &merge(&[&a, &dir.join("nothing")]),
@@ -511,6 +526,8 @@ fn tiny_state(range: std::ops::Range<u64>) -> State {
     };
     let out = sweep(&spec, range.clone(), 16, &AtomicBool::new(false), |_, _| {});
     let state = State::of(&out, range, g.len());
+    // outcome.json reads back to the same state, exactly (packed columns)
+    assert_eq!(serde_json::from_str::<State>(&state.to_json()).unwrap(), state);
     // a state restores to an outcome with the same state
     assert_eq!(
         State::of(&state.restore(&spec, "x").unwrap(), state.range(), g.len()),

@@ -7,6 +7,7 @@
 //! forust's: `x < threshold` goes left. Inputs must be finite (features guarantee it); forust's
 //! missing-value branches are not kept.
 
+use crate::packed;
 use serde::{Deserialize, Serialize};
 
 /// One split of a flattened tree: 16 bytes, so a step of the walk touches one cache line.
@@ -43,119 +44,6 @@ struct FlatTreeRepr {
     threshold: Vec<f64>,
     #[serde(with = "packed::f64s")]
     leaf: Vec<f64>,
-}
-
-/// A tree's arrays as saved: `"u32le:<base64>"` / `"f64le:<base64>"`, the values'
-/// little-endian bytes in standard base64 (version 4 of the file), or plain JSON arrays
-/// (version 3, still read). The bytes are the exact values, and decoding them costs a
-/// fraction of parsing decimal text: a shipped surrogate (52,000 numbers) loaded in 24 M
-/// instructions as decimal arrays, which every process of a sharded sweep paid.
-mod packed {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::de::{self, SeqAccess, Visitor};
-    use serde::{Deserializer, Serializer};
-    use std::fmt;
-    use std::marker::PhantomData;
-
-    /// A fixed-width number saved by its little-endian bytes.
-    pub trait Le: Sized + Copy + for<'de> serde::Deserialize<'de> {
-        const TAG: &'static str;
-        const WIDTH: usize;
-        fn put(self, out: &mut Vec<u8>);
-        fn get(bytes: &[u8]) -> Self;
-    }
-
-    impl Le for u32 {
-        const TAG: &'static str = "u32le:";
-        const WIDTH: usize = 4;
-        fn put(self, out: &mut Vec<u8>) {
-            out.extend_from_slice(&self.to_le_bytes());
-        }
-        fn get(bytes: &[u8]) -> u32 {
-            let mut b = [0; 4];
-            b.copy_from_slice(bytes);
-            u32::from_le_bytes(b)
-        }
-    }
-
-    impl Le for f64 {
-        const TAG: &'static str = "f64le:";
-        const WIDTH: usize = 8;
-        fn put(self, out: &mut Vec<u8>) {
-            out.extend_from_slice(&self.to_le_bytes());
-        }
-        fn get(bytes: &[u8]) -> f64 {
-            let mut b = [0; 8];
-            b.copy_from_slice(bytes);
-            f64::from_le_bytes(b)
-        }
-    }
-
-    fn serialize<T: Le, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
-        let mut bytes = Vec::with_capacity(v.len() * T::WIDTH);
-        for &x in v {
-            x.put(&mut bytes);
-        }
-        let mut text = String::with_capacity(T::TAG.len() + bytes.len().div_ceil(3) * 4);
-        text.push_str(T::TAG);
-        STANDARD.encode_string(&bytes, &mut text);
-        s.serialize_str(&text)
-    }
-
-    struct Packed<T>(PhantomData<T>);
-
-    impl<'de, T: Le> Visitor<'de> for Packed<T> {
-        type Value = Vec<T>;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            write!(f, "an array of numbers or a string `{}<base64>`", T::TAG)
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<T>, E> {
-            let body = v
-                .strip_prefix(T::TAG)
-                .ok_or_else(|| E::custom(format!("a packed array must start with `{}`", T::TAG)))?;
-            let bytes = STANDARD
-                .decode(body)
-                .map_err(|e| E::custom(format!("packed array: {e}")))?;
-            if bytes.len() % T::WIDTH != 0 {
-                return Err(E::custom(format!(
-                    "packed array of {} bytes is not a whole number of {}-byte values",
-                    bytes.len(),
-                    T::WIDTH
-                )));
-            }
-            Ok(bytes.chunks_exact(T::WIDTH).map(T::get).collect())
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 16));
-            while let Some(x) = seq.next_element()? {
-                out.push(x);
-            }
-            Ok(out)
-        }
-    }
-
-    fn deserialize<'de, T: Le, D: Deserializer<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-        d.deserialize_any(Packed::<T>(PhantomData))
-    }
-
-    macro_rules! with {
-        ($name:ident, $t:ty) => {
-            pub mod $name {
-                pub fn serialize<S: serde::Serializer>(v: &[$t], s: S) -> Result<S::Ok, S::Error> {
-                    super::serialize(v, s)
-                }
-                pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<$t>, D::Error> {
-                    super::deserialize(d)
-                }
-            }
-        };
-    }
-    with!(u32s, u32);
-    with!(f64s, f64);
 }
 
 impl From<FlatTree> for FlatTreeRepr {
