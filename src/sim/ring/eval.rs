@@ -633,14 +633,64 @@ struct Detail {
     stages: Vec<(f64, f64, f64)>,
 }
 
-/// Prices `packing`. With `detail`, records per-layer and per-stage numbers.
+/// The stationary layers' costs of one core array (`n_cores` cores of `pe` MACs), layer by
+/// layer, filled as the grid loop meets them.
+struct ArrayMemo {
+    n_cores: u64,
+    pe: u64,
+    attn: AttnCache,
+    layers: Vec<Option<LayerEval>>,
+}
+
+/// Per-layer costs already computed for one model. A stationary layer's cycles and action
+/// counts depend only on the layer and the core array's shape (cores, MACs per VAC; the WMEM
+/// port, the DRAM and the link are the spec's), not on WMEM depth, KV size or chip count,
+/// which only set the energy coefficients applied to the summed actions afterwards. The
+/// grid's points share few array shapes (45 points, typically a dozen shapes), so each
+/// layer is priced once per shape instead of once per point; the sums over layers are taken
+/// in the same order from the same values, so the figures are the same bits.
+pub(crate) struct LayerMemo {
+    arrays: Vec<ArrayMemo>,
+}
+
+impl LayerMemo {
+    pub(crate) fn new() -> LayerMemo {
+        LayerMemo { arrays: Vec::new() }
+    }
+
+    /// The memo of one array shape, created empty on first use.
+    fn array(&mut self, n_cores: u64, pe: u64, n_layers: usize) -> &mut ArrayMemo {
+        let at = match self
+            .arrays
+            .iter()
+            .position(|a| a.n_cores == n_cores && a.pe == pe)
+        {
+            Some(at) => at,
+            None => {
+                self.arrays.push(ArrayMemo {
+                    n_cores,
+                    pe,
+                    attn: AttnCache::new(),
+                    layers: vec![None; n_layers],
+                });
+                self.arrays.len() - 1
+            }
+        };
+        &mut self.arrays[at]
+    }
+}
+
+/// Prices `packing`. With `detail`, records per-layer and per-stage numbers. `memo` holds
+/// stationary layers' costs across calls for the same model and spec.
 fn run(
     spec: &RingSpec,
     model: &RingModel,
     packing: &Packing,
+    memo: &mut LayerMemo,
     mut detail: Option<&mut Detail>,
 ) -> (Summary, Coeffs) {
     let c = Coeffs::new(spec, &packing.chip);
+    let array = memo.array(c.n_cores, c.pe, model.layers.len());
     let users = model.users as f64;
     let prompt = model.workload.prompt() as f64;
     let mut dec = Actions::default();
@@ -654,7 +704,13 @@ fn run(
     for (s, stage) in packing.stages.iter().enumerate() {
         let (mut sd, mut sp, mut sb) = (0.0, 0.0, 0.0);
         for i in stage.layers.clone() {
-            let le = eval_layer(model, &model.layers[i], packing.placement[i], &c, &mut cache);
+            let layer = &model.layers[i];
+            let le = match packing.placement[i] {
+                Placement::Stationary => *array.layers[i].get_or_insert_with(|| {
+                    eval_layer(model, layer, Placement::Stationary, &c, &mut array.attn)
+                }),
+                placement => eval_layer(model, layer, placement, &c, &mut cache),
+            };
             sd += le.dec_cycles;
             sp += le.pre_cycles;
             sb += le.barrier_cycles;
@@ -704,11 +760,13 @@ fn run(
     (summary, c)
 }
 
-/// Workspace for repeated evaluations (no allocation once warm).
+/// Workspace for repeated evaluations (no allocation once warm), for one model and one spec:
+/// it remembers that model's per-layer costs (see [`LayerMemo`]).
 pub(crate) struct Workspace {
     scratch: Packing,
     candidate: Packing,
     pub best: Packing,
+    memo: LayerMemo,
 }
 
 impl Workspace {
@@ -717,6 +775,7 @@ impl Workspace {
             scratch: Packing::empty(),
             candidate: Packing::empty(),
             best: Packing::empty(),
+            memo: LayerMemo::new(),
         }
     }
 }
@@ -750,7 +809,7 @@ pub(crate) fn pack_and_price(
         if best.is_some() && ws.candidate == ws.best {
             continue;
         }
-        let (s, _) = run(spec, model, &ws.candidate, None);
+        let (s, _) = run(spec, model, &ws.candidate, &mut ws.memo, None);
         if best.is_none_or(|b| s.objective(objective) < b.objective(objective)) {
             best = Some(s);
             std::mem::swap(&mut ws.best, &mut ws.candidate);
@@ -807,7 +866,7 @@ pub(crate) fn report(
         layers: Vec::with_capacity(model.layers.len()),
         stages: Vec::new(),
     };
-    let (s, c) = run(spec, model, &packing, Some(&mut detail));
+    let (s, c) = run(spec, model, &packing, &mut LayerMemo::new(), Some(&mut detail));
     let users = model.users as f64;
     let prompt = model.workload.prompt() as f64;
     let max_ctx = model.workload.max_context() as f64;
