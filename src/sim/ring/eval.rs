@@ -633,34 +633,62 @@ struct Detail {
     stages: Vec<(f64, f64, f64)>,
 }
 
-/// The stationary layers' costs of one core array (`n_cores` cores of `pe` MACs), layer by
-/// layer, filled as the grid loop meets them.
+/// The stationary layers' costs on one core array (`n_cores` cores of `pe` MACs): per layer
+/// class, an index into [`LayerMemo::evals`] (`NONE` until priced).
 struct ArrayMemo {
     n_cores: u64,
     pe: u64,
     attn: AttnCache,
-    layers: Vec<Option<LayerEval>>,
+    slots: Vec<u32>,
 }
+
+const NONE: u32 = u32::MAX;
 
 /// Per-layer costs already computed for one model. A stationary layer's cycles and action
 /// counts depend only on the layer and the core array's shape (cores, MACs per VAC; the WMEM
 /// port, the DRAM and the link are the spec's), not on WMEM depth, KV size or chip count,
 /// which only set the energy coefficients applied to the summed actions afterwards. The
-/// grid's points share few array shapes (45 points, typically a dozen shapes), so each
-/// layer is priced once per shape instead of once per point; the sums over layers are taken
-/// in the same order from the same values, so the figures are the same bits.
+/// grid's points share few array shapes (45 points, typically a dozen shapes), and layers
+/// with the same prepared shape (IHA models repeat them) cost the same, so each distinct
+/// layer is priced once per array shape instead of once per layer and point. The sums over
+/// layers are taken in the same order from the same values: the figures are the same bits.
 pub(crate) struct LayerMemo {
+    /// Per ring layer, its class: the first layer with the same prepared shape.
+    class: Vec<u32>,
     arrays: Vec<ArrayMemo>,
+    evals: Vec<LayerEval>,
+}
+
+/// Whether two layers of `model` are priced alike under any placement.
+fn same_shape(model: &RingModel, a: &PreparedLayer, b: &PreparedLayer) -> bool {
+    a.attn == b.attn
+        && a.norm_elements == b.norm_elements
+        && a.fixed_dram_bytes == b.fixed_dram_bytes
+        && a.allreduces == b.allreduces
+        && model.gemms[a.gemms.clone()] == model.gemms[b.gemms.clone()]
 }
 
 impl LayerMemo {
     pub(crate) fn new() -> LayerMemo {
-        LayerMemo { arrays: Vec::new() }
+        LayerMemo {
+            class: Vec::new(),
+            arrays: Vec::new(),
+            evals: Vec::new(),
+        }
     }
 
     /// The memo of one array shape, created empty on first use.
-    fn array(&mut self, n_cores: u64, pe: u64, n_layers: usize) -> &mut ArrayMemo {
-        let at = match self
+    fn array(&mut self, model: &RingModel, n_cores: u64, pe: u64) -> usize {
+        if self.class.len() != model.layers.len() {
+            self.class.clear();
+            for (i, l) in model.layers.iter().enumerate() {
+                let first = (0..i)
+                    .find(|&j| self.class[j] as usize == j && same_shape(model, &model.layers[j], l))
+                    .unwrap_or(i);
+                self.class.push(first as u32);
+            }
+        }
+        match self
             .arrays
             .iter()
             .position(|a| a.n_cores == n_cores && a.pe == pe)
@@ -671,12 +699,31 @@ impl LayerMemo {
                     n_cores,
                     pe,
                     attn: AttnCache::new(),
-                    layers: vec![None; n_layers],
+                    slots: vec![NONE; model.layers.len()],
                 });
                 self.arrays.len() - 1
             }
-        };
-        &mut self.arrays[at]
+        }
+    }
+
+    /// Layer `i`'s stationary costs on array `at` (from [`LayerMemo::array`]).
+    fn stationary(&mut self, at: usize, model: &RingModel, i: usize, c: &Coeffs) -> &LayerEval {
+        let class = self.class[i] as usize;
+        let array = &mut self.arrays[at];
+        let mut slot = array.slots[class];
+        if slot == NONE {
+            let le = eval_layer(
+                model,
+                &model.layers[class],
+                Placement::Stationary,
+                c,
+                &mut array.attn,
+            );
+            slot = self.evals.len() as u32;
+            self.evals.push(le);
+            array.slots[class] = slot;
+        }
+        &self.evals[slot as usize]
     }
 }
 
@@ -690,7 +737,7 @@ fn run(
     mut detail: Option<&mut Detail>,
 ) -> (Summary, Coeffs) {
     let c = Coeffs::new(spec, &packing.chip);
-    let array = memo.array(c.n_cores, c.pe, model.layers.len());
+    let array = memo.array(model, c.n_cores, c.pe);
     let users = model.users as f64;
     let prompt = model.workload.prompt() as f64;
     let mut dec = Actions::default();
@@ -704,12 +751,13 @@ fn run(
     for (s, stage) in packing.stages.iter().enumerate() {
         let (mut sd, mut sp, mut sb) = (0.0, 0.0, 0.0);
         for i in stage.layers.clone() {
-            let layer = &model.layers[i];
+            let other;
             let le = match packing.placement[i] {
-                Placement::Stationary => *array.layers[i].get_or_insert_with(|| {
-                    eval_layer(model, layer, Placement::Stationary, &c, &mut array.attn)
-                }),
-                placement => eval_layer(model, layer, placement, &c, &mut cache),
+                Placement::Stationary => memo.stationary(array, model, i, &c),
+                placement => {
+                    other = eval_layer(model, &model.layers[i], placement, &c, &mut cache);
+                    &other
+                }
             };
             sd += le.dec_cycles;
             sp += le.pre_cycles;
@@ -718,7 +766,7 @@ fn run(
             pre.add(&le.pre);
             barrier.add(&le.barrier);
             if let Some(d) = detail.as_deref_mut() {
-                d.layers.push((le, s));
+                d.layers.push((*le, s));
             }
         }
         sum_dec += sd;
@@ -837,20 +885,23 @@ pub fn evaluate(
     if pack_and_price(spec, model, design, objective, &mut ws).is_none() {
         return Err(does_not_fit());
     }
-    report_of(spec, model, design, ws.best).ok_or_else(does_not_fit)
+    report_of(spec, model, design, &mut ws).ok_or_else(does_not_fit)
 }
 
-/// Builds the full report of a packed design: the corrected model's from its packing, the
-/// paper-era model's from the design alone (its packing is a function of the design). None
-/// only when a paper-era design does not pack (callers pack it first).
+/// Builds the full report of a packed design: the corrected model's from its packing (taken
+/// from `ws.best`), the paper-era model's from the design alone (its packing is a function of
+/// the design). None only when a paper-era design does not pack (callers pack it first).
 pub(crate) fn report_of(
     spec: &RingSpec,
     model: &RingModel,
     design: &RingDesign,
-    packing: Packing,
+    ws: &mut Workspace,
 ) -> Option<RingReport> {
     match model.options.timing {
-        RingTiming::Corrected => Some(report(spec, model, design, packing)),
+        RingTiming::Corrected => {
+            let packing = std::mem::replace(&mut ws.best, Packing::empty());
+            Some(report(spec, model, design, packing, &mut ws.memo))
+        }
         RingTiming::PaperEra => super::paper_era::report(spec, model, design),
     }
 }
@@ -861,12 +912,13 @@ pub(crate) fn report(
     model: &RingModel,
     design: &RingDesign,
     packing: Packing,
+    memo: &mut LayerMemo,
 ) -> RingReport {
     let mut detail = Detail {
         layers: Vec::with_capacity(model.layers.len()),
         stages: Vec::new(),
     };
-    let (s, c) = run(spec, model, &packing, &mut LayerMemo::new(), Some(&mut detail));
+    let (s, c) = run(spec, model, &packing, memo, Some(&mut detail));
     let users = model.users as f64;
     let prompt = model.workload.prompt() as f64;
     let max_ctx = model.workload.max_context() as f64;
