@@ -634,12 +634,14 @@ struct Detail {
 }
 
 /// The stationary layers' costs on one core array (`n_cores` cores of `pe` MACs): per layer
-/// class, an index into [`LayerMemo::evals`] (`NONE` until priced).
+/// class, an index into `evals` (`NONE` until priced; `evals` holds at most one entry per
+/// class and is allocated at that size, so it never moves).
 struct ArrayMemo {
     n_cores: u64,
     pe: u64,
     attn: AttnCache,
     slots: Vec<u32>,
+    evals: Vec<LayerEval>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -655,8 +657,9 @@ const NONE: u32 = u32::MAX;
 pub(crate) struct LayerMemo {
     /// Per ring layer, its class: the first layer with the same prepared shape.
     class: Vec<u32>,
+    /// Number of distinct classes.
+    classes: usize,
     arrays: Vec<ArrayMemo>,
-    evals: Vec<LayerEval>,
 }
 
 /// Whether two layers of `model` are priced alike under any placement.
@@ -672,8 +675,8 @@ impl LayerMemo {
     pub(crate) fn new() -> LayerMemo {
         LayerMemo {
             class: Vec::new(),
+            classes: 0,
             arrays: Vec::new(),
-            evals: Vec::new(),
         }
     }
 
@@ -687,6 +690,12 @@ impl LayerMemo {
                     .unwrap_or(i);
                 self.class.push(first as u32);
             }
+            self.classes = self
+                .class
+                .iter()
+                .enumerate()
+                .filter(|&(i, &c)| c as usize == i)
+                .count();
         }
         match self
             .arrays
@@ -700,6 +709,7 @@ impl LayerMemo {
                     pe,
                     attn: AttnCache::new(),
                     slots: vec![NONE; model.layers.len()],
+                    evals: Vec::with_capacity(self.classes),
                 });
                 self.arrays.len() - 1
             }
@@ -719,11 +729,11 @@ impl LayerMemo {
                 c,
                 &mut array.attn,
             );
-            slot = self.evals.len() as u32;
-            self.evals.push(le);
+            slot = array.evals.len() as u32;
+            array.evals.push(le);
             array.slots[class] = slot;
         }
-        &self.evals[slot as usize]
+        &array.evals[slot as usize]
     }
 }
 
