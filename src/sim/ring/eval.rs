@@ -676,7 +676,8 @@ impl LayerMemo {
         LayerMemo {
             class: Vec::new(),
             classes: 0,
-            arrays: Vec::new(),
+            // the paper's grid meets about a dozen array shapes; an ArrayMemo is ~2.5 KB
+            arrays: Vec::with_capacity(16),
         }
     }
 
