@@ -240,6 +240,58 @@ fn cosearch_keeps_the_best_feasible_point() {
     assert!(r.best.power <= env.envelope().max_power);
 }
 
+/// The co-search prices each distinct layer once per core-array shape and reuses it across
+/// the grid's points; every point must still come out as that design priced alone, to the
+/// bit: heterogeneous (IHA) models, a homogeneous one, and one that splits and streams.
+#[test]
+fn cosearch_points_are_each_design_priced_alone() {
+    let extended = RingModel::new(
+        &llama8b(),
+        &RingWorkload::llmforge_paper(),
+        &RingOptions::extended(),
+    )
+    .unwrap();
+    let cases = [
+        (RingSpec::llmforge_reference(), corrected_model(&fixture(ACC))),
+        (RingSpec::llmforge_reference(), corrected_model(&fixture(ECO))),
+        (RingSpec::llmforge_reference(), corrected_model(&fixture(SMOL))),
+        (RingSpec::llmforge_extended(), extended),
+    ];
+    let grid = RingGrid::llmforge_ring();
+    for (spec, rm) in &cases {
+        let r = co_search(spec, rm, &grid, Objective::Energy).unwrap();
+        for p in &r.points {
+            let alone = evaluate(spec, rm, &p.design, Objective::Energy);
+            match (p.outcome, alone) {
+                (PointOutcome::DoesNotFit, Err(_)) => {}
+                (
+                    PointOutcome::Priced {
+                        objective,
+                        n_chips,
+                        ttft_s,
+                        tpot_s,
+                        energy_per_generated_token_j,
+                        ..
+                    },
+                    Ok(a),
+                ) => {
+                    assert_eq!(objective.to_bits(), a.energy_per_token_paper.get().to_bits());
+                    assert_eq!(ttft_s.to_bits(), a.ttft.get().to_bits());
+                    assert_eq!(tpot_s.to_bits(), a.tpot.get().to_bits());
+                    assert_eq!(
+                        energy_per_generated_token_j.to_bits(),
+                        a.energy_per_generated_token.get().to_bits()
+                    );
+                    assert_eq!(n_chips, a.n_chips());
+                }
+                (o, a) => panic!("{}: {:?}: {o:?} vs {a:?}", rm.name(), p.design),
+            }
+        }
+        let alone = evaluate(spec, rm, &r.points[r.best_index].design, Objective::Energy).unwrap();
+        assert_eq!(r.best, alone, "{}", rm.name());
+    }
+}
+
 #[test]
 fn objective_is_selectable() {
     let spec = RingSpec::llmforge_reference();

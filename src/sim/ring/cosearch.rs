@@ -254,8 +254,7 @@ pub fn co_search(
             points: designs.len(),
         });
     }
-    let packing = std::mem::replace(&mut ws.best, super::packing::Packing::empty());
-    let best = report_of(spec, model, &design, packing).ok_or_else(|| RingError::NothingFits {
+    let best = report_of(spec, model, &design, &mut ws).ok_or_else(|| RingError::NothingFits {
         model: model.name.clone(),
         points: designs.len(),
     })?;

@@ -633,14 +633,122 @@ struct Detail {
     stages: Vec<(f64, f64, f64)>,
 }
 
-/// Prices `packing`. With `detail`, records per-layer and per-stage numbers.
+/// The stationary layers' costs on one core array (`n_cores` cores of `pe` MACs): per layer
+/// class, an index into `evals` (`NONE` until priced; `evals` holds at most one entry per
+/// class and is allocated at that size, so it never moves).
+struct ArrayMemo {
+    n_cores: u64,
+    pe: u64,
+    attn: AttnCache,
+    slots: Vec<u32>,
+    evals: Vec<LayerEval>,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// Per-layer costs already computed for one model. A stationary layer's cycles and action
+/// counts depend only on the layer and the core array's shape (cores, MACs per VAC; the WMEM
+/// port, the DRAM and the link are the spec's), not on WMEM depth, KV size or chip count,
+/// which only set the energy coefficients applied to the summed actions afterwards. The
+/// grid's points share few array shapes (45 points, typically a dozen shapes), and layers
+/// with the same prepared shape (IHA models repeat them) cost the same, so each distinct
+/// layer is priced once per array shape instead of once per layer and point. The sums over
+/// layers are taken in the same order from the same values: the figures are the same bits.
+pub(crate) struct LayerMemo {
+    /// Per ring layer, its class: the first layer with the same prepared shape.
+    class: Vec<u32>,
+    /// Number of distinct classes.
+    classes: usize,
+    arrays: Vec<ArrayMemo>,
+}
+
+/// Whether two layers of `model` are priced alike under any placement.
+fn same_shape(model: &RingModel, a: &PreparedLayer, b: &PreparedLayer) -> bool {
+    a.attn == b.attn
+        && a.norm_elements == b.norm_elements
+        && a.fixed_dram_bytes == b.fixed_dram_bytes
+        && a.allreduces == b.allreduces
+        && model.gemms[a.gemms.clone()] == model.gemms[b.gemms.clone()]
+}
+
+impl LayerMemo {
+    pub(crate) fn new() -> LayerMemo {
+        LayerMemo {
+            class: Vec::new(),
+            classes: 0,
+            // the paper's grid meets about a dozen array shapes; an ArrayMemo is ~2.5 KB
+            arrays: Vec::with_capacity(16),
+        }
+    }
+
+    /// The memo of one array shape, created empty on first use.
+    fn array(&mut self, model: &RingModel, n_cores: u64, pe: u64) -> usize {
+        if self.class.len() != model.layers.len() {
+            self.class.clear();
+            for (i, l) in model.layers.iter().enumerate() {
+                let first = (0..i)
+                    .find(|&j| self.class[j] as usize == j && same_shape(model, &model.layers[j], l))
+                    .unwrap_or(i);
+                self.class.push(first as u32);
+            }
+            self.classes = self
+                .class
+                .iter()
+                .enumerate()
+                .filter(|&(i, &c)| c as usize == i)
+                .count();
+        }
+        match self
+            .arrays
+            .iter()
+            .position(|a| a.n_cores == n_cores && a.pe == pe)
+        {
+            Some(at) => at,
+            None => {
+                self.arrays.push(ArrayMemo {
+                    n_cores,
+                    pe,
+                    attn: AttnCache::new(),
+                    slots: vec![NONE; model.layers.len()],
+                    evals: Vec::with_capacity(self.classes),
+                });
+                self.arrays.len() - 1
+            }
+        }
+    }
+
+    /// Layer `i`'s stationary costs on array `at` (from [`LayerMemo::array`]).
+    fn stationary(&mut self, at: usize, model: &RingModel, i: usize, c: &Coeffs) -> &LayerEval {
+        let class = self.class[i] as usize;
+        let array = &mut self.arrays[at];
+        let mut slot = array.slots[class];
+        if slot == NONE {
+            let le = eval_layer(
+                model,
+                &model.layers[class],
+                Placement::Stationary,
+                c,
+                &mut array.attn,
+            );
+            slot = array.evals.len() as u32;
+            array.evals.push(le);
+            array.slots[class] = slot;
+        }
+        &array.evals[slot as usize]
+    }
+}
+
+/// Prices `packing`. With `detail`, records per-layer and per-stage numbers. `memo` holds
+/// stationary layers' costs across calls for the same model and spec.
 fn run(
     spec: &RingSpec,
     model: &RingModel,
     packing: &Packing,
+    memo: &mut LayerMemo,
     mut detail: Option<&mut Detail>,
 ) -> (Summary, Coeffs) {
     let c = Coeffs::new(spec, &packing.chip);
+    let array = memo.array(model, c.n_cores, c.pe);
     let users = model.users as f64;
     let prompt = model.workload.prompt() as f64;
     let mut dec = Actions::default();
@@ -654,7 +762,14 @@ fn run(
     for (s, stage) in packing.stages.iter().enumerate() {
         let (mut sd, mut sp, mut sb) = (0.0, 0.0, 0.0);
         for i in stage.layers.clone() {
-            let le = eval_layer(model, &model.layers[i], packing.placement[i], &c, &mut cache);
+            let other;
+            let le = match packing.placement[i] {
+                Placement::Stationary => memo.stationary(array, model, i, &c),
+                placement => {
+                    other = eval_layer(model, &model.layers[i], placement, &c, &mut cache);
+                    &other
+                }
+            };
             sd += le.dec_cycles;
             sp += le.pre_cycles;
             sb += le.barrier_cycles;
@@ -662,7 +777,7 @@ fn run(
             pre.add(&le.pre);
             barrier.add(&le.barrier);
             if let Some(d) = detail.as_deref_mut() {
-                d.layers.push((le, s));
+                d.layers.push((*le, s));
             }
         }
         sum_dec += sd;
@@ -704,11 +819,13 @@ fn run(
     (summary, c)
 }
 
-/// Workspace for repeated evaluations (no allocation once warm).
+/// Workspace for repeated evaluations (no allocation once warm), for one model and one spec:
+/// it remembers that model's per-layer costs (see [`LayerMemo`]).
 pub(crate) struct Workspace {
     scratch: Packing,
     candidate: Packing,
     pub best: Packing,
+    memo: LayerMemo,
 }
 
 impl Workspace {
@@ -717,6 +834,7 @@ impl Workspace {
             scratch: Packing::empty(),
             candidate: Packing::empty(),
             best: Packing::empty(),
+            memo: LayerMemo::new(),
         }
     }
 }
@@ -750,7 +868,7 @@ pub(crate) fn pack_and_price(
         if best.is_some() && ws.candidate == ws.best {
             continue;
         }
-        let (s, _) = run(spec, model, &ws.candidate, None);
+        let (s, _) = run(spec, model, &ws.candidate, &mut ws.memo, None);
         if best.is_none_or(|b| s.objective(objective) < b.objective(objective)) {
             best = Some(s);
             std::mem::swap(&mut ws.best, &mut ws.candidate);
@@ -778,20 +896,23 @@ pub fn evaluate(
     if pack_and_price(spec, model, design, objective, &mut ws).is_none() {
         return Err(does_not_fit());
     }
-    report_of(spec, model, design, ws.best).ok_or_else(does_not_fit)
+    report_of(spec, model, design, &mut ws).ok_or_else(does_not_fit)
 }
 
-/// Builds the full report of a packed design: the corrected model's from its packing, the
-/// paper-era model's from the design alone (its packing is a function of the design). None
-/// only when a paper-era design does not pack (callers pack it first).
+/// Builds the full report of a packed design: the corrected model's from its packing (taken
+/// from `ws.best`), the paper-era model's from the design alone (its packing is a function of
+/// the design). None only when a paper-era design does not pack (callers pack it first).
 pub(crate) fn report_of(
     spec: &RingSpec,
     model: &RingModel,
     design: &RingDesign,
-    packing: Packing,
+    ws: &mut Workspace,
 ) -> Option<RingReport> {
     match model.options.timing {
-        RingTiming::Corrected => Some(report(spec, model, design, packing)),
+        RingTiming::Corrected => {
+            let packing = std::mem::replace(&mut ws.best, Packing::empty());
+            Some(report(spec, model, design, packing, &mut ws.memo))
+        }
         RingTiming::PaperEra => super::paper_era::report(spec, model, design),
     }
 }
@@ -802,12 +923,13 @@ pub(crate) fn report(
     model: &RingModel,
     design: &RingDesign,
     packing: Packing,
+    memo: &mut LayerMemo,
 ) -> RingReport {
     let mut detail = Detail {
         layers: Vec::with_capacity(model.layers.len()),
         stages: Vec::new(),
     };
-    let (s, c) = run(spec, model, &packing, Some(&mut detail));
+    let (s, c) = run(spec, model, &packing, memo, Some(&mut detail));
     let users = model.users as f64;
     let prompt = model.workload.prompt() as f64;
     let max_ctx = model.workload.max_context() as f64;

@@ -28,9 +28,25 @@ pub(crate) struct GemmCount {
     pub head_bytes: f64,
 }
 
+/// `ceil(a / b)`, `b` >= 1: a shift when `b` is a power of two (core counts, MACs per VAC and
+/// the port usually are), a division otherwise; the same value either way.
 #[inline]
 pub(crate) fn ceil_div(a: u64, b: u64) -> u64 {
-    a.div_ceil(b)
+    if b.is_power_of_two() {
+        (a >> b.trailing_zeros()) + u64::from(a & (b - 1) != 0)
+    } else {
+        a.div_ceil(b)
+    }
+}
+
+/// `x as f64` through the signed conversion (one instruction on x86-64; the unsigned one is a
+/// sequence), exact to the same value for every count below 2^63.
+#[inline]
+fn to_f64(x: u64) -> f64 {
+    match i64::try_from(x) {
+        Ok(i) => i as f64,
+        Err(_) => x as f64,
+    }
 }
 
 /// The GEMM model above; `m` may be fractional (expected MoE rows). `k`, `n` >= 1.
@@ -39,18 +55,18 @@ pub(crate) fn gemm(m: f64, k: u64, n: u64, n_cores: u64, pe: u64, port_bytes: u6
     let n_cols = ceil_div(n, n_cores);
     let active = ceil_div(n, n_cols);
     let k_tiles = ceil_div(k, pe);
-    let n_cols_f = n_cols as f64;
-    let k_tiles_f = k_tiles as f64;
+    let n_cols_f = to_f64(n_cols);
+    let k_tiles_f = to_f64(k_tiles);
     let compute = k_tiles_f * m * n_cols_f;
-    let reads = ceil_div(n_cols * pe, port_bytes) as f64;
+    let reads = to_f64(ceil_div(n_cols * pe, port_bytes));
     let stall = reads + (k_tiles_f - 1.0) * (reads - m * n_cols_f).max(0.0);
-    let active_cols = (active * n_cols) as f64;
+    let active_cols = to_f64(active * n_cols);
     GemmCount {
         cycles: compute + stall,
-        macs: m * (k_tiles * pe) as f64 * active_cols,
-        operand_bytes: n_cols_f * k_tiles_f * (ceil_div(pe, port_bytes) * port_bytes) as f64 * active as f64,
+        macs: m * to_f64(k_tiles * pe) * active_cols,
+        operand_bytes: n_cols_f * k_tiles_f * to_f64(ceil_div(pe, port_bytes) * port_bytes) * to_f64(active),
         acc_accesses: m * active_cols * (2.0 * k_tiles_f - 1.0),
-        head_bytes: m * (k + n) as f64,
+        head_bytes: m * to_f64(k + n),
     }
 }
 
