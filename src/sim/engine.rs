@@ -57,7 +57,7 @@ pub mod cached;
 use super::cost::{self, Cost, Mapper, Traffic, kind_name, static_power};
 use super::program::{Dep, ProgOp, Program, attention_cores};
 use super::result::{
-    Bound, Energy, OpEvent, OpRecord, PhaseKind, PhaseSummary, Resource, RunResult, RunSummary, Sink,
+    Bound, Energy, OpEvent, OpRecord, OpShare, PhaseKind, PhaseSummary, Resource, RunResult, RunSummary, Sink,
 };
 use super::{Engine, Workload};
 use crate::graph::{self, Op, Phase, RoleBytes};
@@ -870,6 +870,9 @@ fn roofline_sum(mapper: &Mapper<'_>, ops: &[ProgOp], k: &Kern, lo: u64, hi: u64,
 /// What to produce.
 pub(crate) struct Want<'s> {
     pub records: bool,
+    /// Each kernel's time and energy (the records' numbers, without their names and
+    /// schedule), appended here.
+    pub shares: Option<&'s mut Vec<OpShare>>,
     pub sink: Option<&'s mut dyn Sink>,
     /// Decode steps priced alone, and the most runs for the rest ([`decode_runs`]).
     pub runs: (u64, u64),
@@ -963,7 +966,15 @@ pub(crate) const RUNS: (u64, u64) = (EXACT_STEPS, MAX_BLOCKS);
 pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, want: Want<'_>) -> RunResult {
     // A ring has its own cost model (sim::ring, driven by sim::ring_adapter).
     if let crate::substrate::Kind::Ring(_) = sub.kind {
-        return super::ring_adapter::engine_run(model, sub, w, want.records, want.sink);
+        let records = want.records || want.shares.is_some();
+        let mut r = super::ring_adapter::engine_run(model, sub, w, records, want.sink);
+        if let Some(v) = want.shares {
+            v.extend(r.ops.iter().map(OpRecord::share));
+        }
+        if !want.records {
+            r.ops.clear();
+        }
+        return r;
     }
     let (model, report, mapper, cm) = prepare(model, sub, engine);
     let model = model.as_ref();
@@ -1120,6 +1131,16 @@ pub(crate) fn run(model: &Model, sub: &Substrate, w: Workload, engine: Engine, w
     } else {
         Vec::new()
     };
+    if let Some(v) = want.shares {
+        if want.records {
+            v.extend(ops.iter().map(OpRecord::share));
+        } else {
+            shares(&pre, &pre_out, PhaseKind::Prefill, power, v);
+            if w.generate > 0 {
+                shares(&dec, &dec_out, PhaseKind::Decode, power, v);
+            }
+        }
+    }
     RunResult {
         summary: summarize(model, sub, w, engine, report, pre_summary, dec_summary),
         ops,
@@ -1148,16 +1169,16 @@ fn phase_summary(out: &PhaseOut, power: f64, tok: f64) -> PhaseSummary {
     s
 }
 
-fn records(
-    m: &Mapped<'_>,
+/// Walks a phase's kernels in execution order, giving each its layer, name, aggregate and
+/// the per-execution time and energy of its record (static power over that time): the
+/// numbers both [`records`] and [`shares`] report.
+fn each_kernel<'m>(
+    m: &Mapped<'m>,
     out: &PhaseOut,
-    spans: &[(f64, f64)],
-    phase: PhaseKind,
     power: f64,
-) -> Vec<OpRecord> {
+    mut f: impl FnMut(Option<u32>, &'static str, &Part<'m>, &Kern, &Agg, f64, f64, Energy),
+) {
     let n_layers = m.order.len() - 2;
-    let mut v = Vec::with_capacity(spans.len());
-    let mut idx = 0;
     for (pos, &pi) in m.order.iter().enumerate() {
         let part = &m.parts[pi];
         let cnt = m.count[pi] as f64;
@@ -1171,49 +1192,78 @@ fn records(
                 None
             };
             let name = if kern.len == 3 { "attention" } else { op.name };
-            let label = match layer {
-                Some(l) => format!("L{l}.{name}"),
-                None => name.to_string(),
-            };
-            let (start, end) = spans.get(idx).copied().unwrap_or((0.0, 0.0));
-            idx += 1;
-            let refs: Vec<&Op> = part.ops[kern.first..kern.first + kern.len]
-                .iter()
-                .map(|o| &o.op)
-                .collect();
             let time = a.time * per;
-            let bound = if a.bound_time[0] >= a.bound_time[1] && a.bound_time[0] >= a.bound_time[2] {
-                Bound::Compute
-            } else if a.bound_time[1] >= a.bound_time[2] {
-                Bound::Memory
-            } else {
-                Bound::Overhead
-            };
             let mut energy = a.cost.energy * per;
             energy.static_ = crate::units::Joules::new(power * time);
-            v.push(OpRecord {
-                label,
-                name,
-                layer,
-                phase,
-                kind: kind_name(&refs),
-                unit: op.unit,
-                count: out.steps,
-                flops: Flops::new(a.flops * per),
-                reads: role(a.reads.map(|x| x * per)),
-                writes: role(a.writes.map(|x| x * per)),
-                dram_bytes: a.cost.dram_bytes * per,
-                compute_time: a.cost.compute * per,
-                memory_time: a.cost.memory * per,
-                overhead_time: a.cost.overhead * per,
-                time: Seconds::new(time),
-                start: Seconds::new(start),
-                end: Seconds::new(end),
-                bound,
-                energy,
-            });
+            f(layer, name, part, kern, a, per, time, energy);
         }
     }
+}
+
+/// Each kernel's time and energy, without the records' names and schedule (what a system
+/// run splits its pipeline stages by).
+fn shares(m: &Mapped<'_>, out: &PhaseOut, phase: PhaseKind, power: f64, v: &mut Vec<OpShare>) {
+    each_kernel(m, out, power, |layer, name, _, _, _, _, time, energy| {
+        v.push(OpShare {
+            name,
+            layer,
+            phase,
+            time,
+            energy: energy.total().get(),
+        })
+    });
+}
+
+fn records(
+    m: &Mapped<'_>,
+    out: &PhaseOut,
+    spans: &[(f64, f64)],
+    phase: PhaseKind,
+    power: f64,
+) -> Vec<OpRecord> {
+    let mut v = Vec::with_capacity(spans.len());
+    let mut idx = 0;
+    each_kernel(m, out, power, |layer, name, part, kern, a, per, time, energy| {
+        let op = &part.ops[kern.first].op;
+        let label = match layer {
+            Some(l) => format!("L{l}.{name}"),
+            None => name.to_string(),
+        };
+        let (start, end) = spans.get(idx).copied().unwrap_or((0.0, 0.0));
+        idx += 1;
+        let refs: Vec<&Op> = part.ops[kern.first..kern.first + kern.len]
+            .iter()
+            .map(|o| &o.op)
+            .collect();
+        let bound = if a.bound_time[0] >= a.bound_time[1] && a.bound_time[0] >= a.bound_time[2] {
+            Bound::Compute
+        } else if a.bound_time[1] >= a.bound_time[2] {
+            Bound::Memory
+        } else {
+            Bound::Overhead
+        };
+        v.push(OpRecord {
+            label,
+            name,
+            layer,
+            phase,
+            kind: kind_name(&refs),
+            unit: op.unit,
+            count: out.steps,
+            flops: Flops::new(a.flops * per),
+            reads: role(a.reads.map(|x| x * per)),
+            writes: role(a.writes.map(|x| x * per)),
+            dram_bytes: a.cost.dram_bytes * per,
+            compute_time: a.cost.compute * per,
+            memory_time: a.cost.memory * per,
+            overhead_time: a.cost.overhead * per,
+            time: Seconds::new(time),
+            start: Seconds::new(start),
+            end: Seconds::new(end),
+            bound,
+            energy,
+        });
+    });
     v
 }
 
@@ -1441,6 +1491,7 @@ mod tests {
             Engine::Sim,
             Want {
                 records: false,
+                shares: None,
                 sink: None,
                 runs,
             },

@@ -27,7 +27,7 @@ use crate::model::Model;
 use crate::substrate::Substrate;
 pub use engine::cached::{CacheStats, LayerCache};
 pub use result::{
-    Bound, DeviceEvent, Energy, Events, KindTotal, OpEvent, OpRecord, PhaseKind, PhaseSummary, Place,
+    Bound, DeviceEvent, Energy, Events, KindTotal, OpEvent, OpRecord, OpShare, PhaseKind, PhaseSummary, Place,
     Resource, RunResult, RunSummary, Sink, Topology,
 };
 use serde::Serialize;
@@ -199,6 +199,7 @@ pub fn summary(model: &Model, substrate: &Substrate, workload: Workload, engine:
         engine,
         engine::Want {
             records: false,
+            shares: None,
             sink: None,
             runs: engine::RUNS,
         },
@@ -215,6 +216,7 @@ pub fn run(model: &Model, substrate: &Substrate, workload: Workload, engine: Eng
         engine,
         engine::Want {
             records: true,
+            shares: None,
             sink: None,
             runs: engine::RUNS,
         },
@@ -237,6 +239,7 @@ pub fn run_with_sink(
         engine,
         engine::Want {
             records: true,
+            shares: None,
             sink: Some(sink),
             runs: engine::RUNS,
         },

@@ -137,6 +137,33 @@ pub struct OpRecord {
     pub energy: Energy,
 }
 
+/// One kernel's time and energy in a phase, as its [`OpRecord`] gives them, without the
+/// record's name, traffic and place in the schedule: what a system run splits its pipeline
+/// stages by (the engine produces them without formatting or scheduling records).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OpShare {
+    pub name: &'static str,
+    pub layer: Option<u32>,
+    pub phase: PhaseKind,
+    /// `time` of the record, seconds.
+    pub time: f64,
+    /// `energy.total()` of the record, joules.
+    pub energy: f64,
+}
+
+impl OpRecord {
+    /// The record's time and energy.
+    pub fn share(&self) -> OpShare {
+        OpShare {
+            name: self.name,
+            layer: self.layer,
+            phase: self.phase,
+            time: self.time.get(),
+            energy: self.energy.total().get(),
+        }
+    }
+}
+
 /// Totals of one phase.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PhaseSummary {

@@ -19,11 +19,11 @@
 //!
 //! A one-device system is the plain substrate: its summary is the engine's, unchanged.
 
-use super::cost::{collective, system_links};
+use super::cost::{CollectiveCost, collective, system_links};
 use super::{Engine, OpRecord, PhaseKind, RunResult, RunSummary, Workload};
 use crate::graph::parallel::{self, Collective, CollectiveKind, stage_layers, stage_of};
 use crate::model::{Model, Positional, accounting};
-use crate::system::System;
+use crate::system::{Interconnect, System};
 use serde::Serialize;
 
 /// One device's figures over the run.
@@ -104,6 +104,57 @@ fn groups(sys: &System, c: &Collective) -> Vec<Vec<u64>> {
     }
 }
 
+/// One device group's part in a collective, priced.
+struct GroupCost {
+    members: Vec<u64>,
+    cost: CollectiveCost,
+    /// `cost.link_bytes()`.
+    link_bytes: f64,
+}
+
+/// A run's collectives priced once per distinct (kind, bytes, group, stage): the groups
+/// running each and their costs on the interconnect. A pass's all-reduces all move the same
+/// tensor on the same devices, so a pass of hundreds of collectives prices a handful.
+struct Memo<'s> {
+    sys: &'s System,
+    ic: &'s Interconnect,
+    seen: Vec<((CollectiveKind, u64, u64, u64), Vec<GroupCost>)>,
+}
+
+impl<'s> Memo<'s> {
+    fn new(sys: &'s System, ic: &'s Interconnect) -> Memo<'s> {
+        Memo {
+            sys,
+            ic,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The groups running `c` and what it costs each.
+    fn get(&mut self, c: &Collective) -> &[GroupCost] {
+        let key = (c.kind, c.bytes.get().to_bits(), c.group, c.stage);
+        let i = match self.seen.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let priced = groups(self.sys, c)
+                    .into_iter()
+                    .map(|members| {
+                        let cost = collective(self.ic, self.sys.count, &members, c);
+                        GroupCost {
+                            link_bytes: cost.link_bytes(),
+                            members,
+                            cost,
+                        }
+                    })
+                    .collect();
+                self.seen.push((key, priced));
+                self.seen.len() - 1
+            }
+        };
+        &self.seen[i].1
+    }
+}
+
 /// Runs `model` on `sys` (summary, per device and per link; `records`: with the per-op
 /// records of one device).
 pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bool) -> SystemRun {
@@ -126,56 +177,69 @@ fn run_detail(
     let stages = stage_layers(model.n_layers() as u32, p.pp);
     let pp = p.pp.max(1) as usize;
     let split = pp > 1 && (per_device_wanted || sys.micro_batches > 1);
-    // the device's run: records when stages must be split or the caller wants them
-    let device = if records || split {
-        super::run(&shard, &sys.device, w, engine)
-    } else {
-        RunResult {
-            summary: super::summary(&shard, &sys.device, w, engine),
-            ops: Vec::new(),
-        }
-    };
+    // the device's run: records when the caller wants them; each kernel's time and energy
+    // (without records) when stages must be split
+    let mut ops = Vec::new();
+    let device = super::engine::run(
+        &shard,
+        &sys.device,
+        w,
+        engine,
+        super::engine::Want {
+            records,
+            shares: split.then_some(&mut ops),
+            sink: None,
+            runs: super::engine::RUNS,
+        },
+    );
     let dev = &device.summary;
-    // each stage's share of the device's time and energy, per phase
-    let share = |phase: PhaseKind, f: &dyn Fn(&OpRecord) -> f64| -> Vec<f64> {
-        let mut v = vec![0.0; pp];
+    // each stage's share of the device's time and energy, per phase (prefill time, decode
+    // time, prefill energy, decode energy)
+    let layer_stage: Vec<usize> = (0..model.n_layers() as u32)
+        .map(|l| stage_of(&stages, l) as usize)
+        .collect();
+    let mut parts = [vec![0.0; pp], vec![0.0; pp], vec![0.0; pp], vec![0.0; pp]];
+    for r in &ops {
+        let s = match r.layer {
+            Some(l) => layer_stage[l as usize],
+            None if r.name == "embed" || r.name == "pos_embed" => 0,
+            None => pp - 1,
+        };
+        let (t, e) = match r.phase {
+            PhaseKind::Prefill => (0, 2),
+            PhaseKind::Decode => (1, 3),
+        };
+        parts[t][s] += r.time;
+        parts[e][s] += r.energy;
+    }
+    let share = |v: &[f64]| -> Vec<f64> {
         if pp == 1 {
-            v[0] = 1.0;
-            return v;
+            return vec![1.0];
         }
         if !split {
             // totals only: any split gives them
             return vec![1.0 / pp as f64; pp];
         }
-        for r in device.ops.iter().filter(|r| r.phase == phase) {
-            let s = match r.layer {
-                Some(l) => stage_of(&stages, l) as usize,
-                None if r.name == "embed" || r.name == "pos_embed" => 0,
-                None => pp - 1,
-            };
-            v[s] += f(r);
-        }
         let total: f64 = v.iter().sum();
         if total > 0.0 {
-            v.iter_mut().for_each(|x| *x /= total);
+            v.iter().map(|x| x / total).collect()
         } else {
-            v.iter_mut().for_each(|x| *x = 1.0 / pp as f64);
+            vec![1.0 / pp as f64; pp]
         }
-        v
     };
-    let t_pre: Vec<f64> = share(PhaseKind::Prefill, &|r| r.time.get())
+    let t_pre: Vec<f64> = share(&parts[0])
         .iter()
         .map(|f| f * dev.prefill.time.get())
         .collect();
-    let t_dec: Vec<f64> = share(PhaseKind::Decode, &|r| r.time.get())
+    let t_dec: Vec<f64> = share(&parts[1])
         .iter()
         .map(|f| f * dev.decode.time.get())
         .collect();
-    let e_pre: Vec<f64> = share(PhaseKind::Prefill, &|r| r.energy.total().get())
+    let e_pre: Vec<f64> = share(&parts[2])
         .iter()
         .map(|f| f * dev.prefill_energy_j)
         .collect();
-    let e_dec: Vec<f64> = share(PhaseKind::Decode, &|r| r.energy.total().get())
+    let e_dec: Vec<f64> = share(&parts[3])
         .iter()
         .map(|f| f * dev.decode_energy_j)
         .collect();
@@ -201,24 +265,25 @@ fn run_detail(
     let mut device_comm = vec![0.0; sys.count as usize];
     // prices a pass's collectives: (per-stage collective time, per-stage hand-off time,
     // bytes crossing links), adding `times` passes' traffic to the links and devices
+    let mut memo = sys.interconnect.as_ref().map(|ic| Memo::new(sys, ic));
     let mut price = |cs: &[Collective], times: f64| -> (Vec<f64>, Vec<f64>, f64) {
         let (mut coll, mut hand, mut crossing) = (vec![0.0; pp], vec![0.0; pp], 0.0);
-        let Some(ic) = &sys.interconnect else {
+        let Some(memo) = &mut memo else {
             return (coll, hand, crossing);
         };
         for c in cs {
             let s = c.stage as usize;
             let mut t: f64 = 0.0;
-            for members in &groups(sys, c) {
-                let cost = collective(ic, sys.count, members, c);
-                t = t.max(cost.time.get());
-                crossing += cost.link_bytes() * times;
-                for (l, b, busy) in &cost.links {
+            for g in memo.get(c) {
+                let time = g.cost.time.get();
+                t = t.max(time);
+                crossing += g.link_bytes * times;
+                for (l, b, busy) in &g.cost.links {
                     link_bytes[*l] += b * times;
                     link_busy[*l] += busy * times;
                 }
-                for d in members {
-                    device_comm[*d as usize] += cost.time.get() * times;
+                for d in &g.members {
+                    device_comm[*d as usize] += time * times;
                 }
             }
             match c.kind {
