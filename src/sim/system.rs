@@ -161,9 +161,10 @@ pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bo
     run_detail(model, sys, w, engine, records, true)
 }
 
-/// As [`run`]; without `per_device`, a pipeline whose prompt is one micro-batch skips the
-/// per-op records (its totals do not depend on how the stages share the work) and the
-/// per-device figures are left out.
+/// As [`run`]; without `per_device_wanted`, a pipeline whose prompt is one micro-batch does
+/// not split its device's work into stages (its totals do not depend on how the stages
+/// share it), and the per-device and per-link figures are left out (no traffic is kept per
+/// link or device).
 fn run_detail(
     model: &Model,
     sys: &System,
@@ -248,18 +249,16 @@ fn run_detail(
     let m = sys.micro_batches.max(1);
     let mf = m as f64;
     let tokens_pre = w.prompt * w.batch;
-    let micro: Vec<Collective> = parallel::collectives(model, tokens_pre, w.batch, p)
-        .into_iter()
-        .map(|c| Collective {
-            bytes: c.bytes / mf,
-            ..c
-        })
-        .collect();
+    let mut micro = parallel::collectives(model, tokens_pre, w.batch, p);
+    if m > 1 {
+        micro.iter_mut().for_each(|c| c.bytes = c.bytes / mf);
+    }
     let step = parallel::collectives(model, w.batch, w.batch, p);
-    let links = sys
-        .interconnect
-        .map(|ic| system_links(ic.topology, sys.count))
-        .unwrap_or_default();
+    // the totals leave the per-link figures out: no traffic kept per link and device
+    let links = match sys.interconnect {
+        Some(ic) if per_device_wanted => system_links(ic.topology, sys.count),
+        _ => Vec::new(),
+    };
     let mut link_bytes = vec![0.0; links.len()];
     let mut link_busy = vec![0.0; links.len()];
     let mut device_comm = vec![0.0; sys.count as usize];
@@ -278,6 +277,9 @@ fn run_detail(
                 let time = g.cost.time.get();
                 t = t.max(time);
                 crossing += g.link_bytes * times;
+                if !per_device_wanted {
+                    continue;
+                }
                 for (l, b, busy) in &g.cost.links {
                     link_bytes[*l] += b * times;
                     link_busy[*l] += busy * times;
@@ -319,11 +321,16 @@ fn run_detail(
     let weight_b = shard.precision.weights.bytes();
     let kv_b = shard.precision.kv_cache.bytes();
     let params = accounting::params(&shard);
-    let layer_params: Vec<f64> = shard
-        .layers
-        .iter()
-        .map(|l| accounting::layer_params(&shard, l) as f64)
-        .collect();
+    // the blocks' weights, to place them on their stages
+    let layer_params: Vec<f64> = if pp > 1 {
+        shard
+            .layers
+            .iter()
+            .map(|l| accounting::layer_params(&shard, l) as f64)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let (dm, vocab) = (shard.d_model as f64, shard.vocab as f64);
     let positions = match shard.positional {
         Positional::Learned { max_positions } => max_positions as f64 * dm,
@@ -356,7 +363,11 @@ fn run_detail(
                 device: id,
                 stage: s as u64,
                 rank: r,
-                layers: format!("{}..{}", range.start, range.end),
+                layers: if per_device_wanted {
+                    format!("{}..{}", range.start, range.end)
+                } else {
+                    String::new()
+                },
                 busy_s: t_pre[s] + t_dec[s],
                 comm_s: device_comm[id as usize],
                 energy_j: e_pre[s] + e_dec[s],
@@ -451,9 +462,9 @@ pub fn summary(model: &Model, sys: &System, w: Workload, engine: Engine) -> Syst
     run(model, sys, w, engine, false).system
 }
 
-/// The system's totals only (`per_device` empty): what `validate` needs, without the per-op
-/// records a pipeline otherwise takes to split its stages (unless its prompt is cut into
-/// micro-batches, whose pipeline depends on the slowest stage).
+/// The system's totals only (`per_device` and `per_link` empty): what `validate` needs,
+/// without the per-kernel split a pipeline otherwise takes to split its stages (unless its
+/// prompt is cut into micro-batches, whose pipeline depends on the slowest stage).
 pub fn totals(model: &Model, sys: &System, w: Workload, engine: Engine) -> SystemSummary {
     run_detail(model, sys, w, engine, false, false).system
 }

@@ -235,7 +235,7 @@ fn pipeline_on_systolic_chips() {
         };
         let full = sim::system::summary(&m, &sys, w, Engine::Roofline);
         let t = sim::system::totals(&m, &sys, w, Engine::Roofline);
-        assert!(t.per_device.is_empty());
+        assert!(t.per_device.is_empty() && t.per_link.is_empty());
         let (a, b) = (&t.summary, &full.summary);
         for (x, y) in [
             (a.ttft_s, b.ttft_s),
