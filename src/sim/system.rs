@@ -119,6 +119,8 @@ struct Memo<'s> {
     sys: &'s System,
     ic: &'s Interconnect,
     seen: Vec<((CollectiveKind, u64, u64, u64), Vec<GroupCost>)>,
+    /// The entry the last lookup found.
+    last: usize,
 }
 
 impl<'s> Memo<'s> {
@@ -127,13 +129,19 @@ impl<'s> Memo<'s> {
             sys,
             ic,
             seen: Vec::new(),
+            last: 0,
         }
     }
 
     /// The groups running `c` and what it costs each.
     fn get(&mut self, c: &Collective) -> &[GroupCost] {
         let key = (c.kind, c.bytes.get().to_bits(), c.group, c.stage);
-        let i = match self.seen.iter().position(|(k, _)| *k == key) {
+        // a pass's collectives mostly repeat the one before
+        let hit = match self.seen.get(self.last) {
+            Some((k, _)) if *k == key => Some(self.last),
+            _ => self.seen.iter().position(|(k, _)| *k == key),
+        };
+        let i = match hit {
             Some(i) => i,
             None => {
                 let priced = groups(self.sys, c)
@@ -151,6 +159,7 @@ impl<'s> Memo<'s> {
                 self.seen.len() - 1
             }
         };
+        self.last = i;
         &self.seen[i].1
     }
 }
@@ -174,7 +183,12 @@ fn run_detail(
     per_device_wanted: bool,
 ) -> SystemRun {
     let p = sys.placement;
-    let shard = parallel::shard(model, p.tp);
+    // one tensor-parallel shard (the model itself on one device of each stage)
+    let shard = if p.tp > 1 {
+        std::borrow::Cow::Owned(parallel::shard(model, p.tp))
+    } else {
+        std::borrow::Cow::Borrowed(model)
+    };
     let stages = stage_layers(model.n_layers() as u32, p.pp);
     let pp = p.pp.max(1) as usize;
     let split = pp > 1 && (per_device_wanted || sys.micro_batches > 1);
