@@ -27,8 +27,8 @@ use crate::model::Model;
 use crate::substrate::Substrate;
 pub use engine::cached::{CacheStats, LayerCache};
 pub use result::{
-    Bound, DeviceEvent, Energy, Events, KindTotal, OpEvent, OpRecord, OpShare, PhaseKind, PhaseSummary, Place,
-    Resource, RunResult, RunSummary, Sink, Topology,
+    Bound, DeviceEvent, Energy, Events, KindTotal, OpEvent, OpRecord, OpShare, PhaseKind, PhaseSummary,
+    Place, Resource, RunResult, RunSummary, Sink, Topology,
 };
 use serde::Serialize;
 use std::fmt;

@@ -254,10 +254,7 @@ fn run_detail(
         .iter()
         .map(|f| f * dev.prefill_energy_j)
         .collect();
-    let e_dec: Vec<f64> = share(&parts[3])
-        .iter()
-        .map(|f| f * dev.decode_energy_j)
-        .collect();
+    let e_dec: Vec<f64> = share(&parts[3]).iter().map(|f| f * dev.decode_energy_j).collect();
 
     // the collectives of one prefill micro-batch and of one decode step
     let m = sys.micro_batches.max(1);
