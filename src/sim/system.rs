@@ -112,13 +112,16 @@ struct GroupCost {
     link_bytes: f64,
 }
 
+/// What makes two collectives cost the same: kind, bytes (their bits), group size, stage.
+type MemoKey = (CollectiveKind, u64, u64, u64);
+
 /// A run's collectives priced once per distinct (kind, bytes, group, stage): the groups
 /// running each and their costs on the interconnect. A pass's all-reduces all move the same
 /// tensor on the same devices, so a pass of hundreds of collectives prices a handful.
 struct Memo<'s> {
     sys: &'s System,
     ic: &'s Interconnect,
-    seen: Vec<((CollectiveKind, u64, u64, u64), Vec<GroupCost>)>,
+    seen: Vec<(MemoKey, Vec<GroupCost>)>,
     /// The entry the last lookup found.
     last: usize,
 }
