@@ -17,6 +17,9 @@ use super::ring::{
     self, GridDim, GridValue, Objective, PointOutcome, RingDesign, RingError, RingGrid, RingModel,
     RingOptions, RingReport, RingSpec, RingWorkload,
 };
+use super::program;
+use super::ring::{RingBlock, RingEnds};
+use crate::graph;
 use crate::model::Model;
 use crate::substrate::cosearch::{
     self, CoSearchError, GridTable, PointError, PointMetrics, PointRow, PointStatus,
@@ -48,6 +51,47 @@ pub fn ring_of(sub: &Substrate) -> Result<&Ring, RingAdapterError> {
             name: sub.name.clone(),
             kind: sub.kind_name(),
         }),
+    }
+}
+
+impl RingModel {
+    /// Prepares `model` for `workload` on the ring: validated (an invalid model is a
+    /// [`RingError::InvalidModel`] listing every problem), then lowered to its decode graph
+    /// (one step of all users) once per distinct layer, each block's operators prepared once
+    /// ([`RingBlock::new`]) and placed at every layer that repeats it, the LM head and the
+    /// embedding read from the graph's head and tail ([`RingEnds::new`]), and the ring's
+    /// model assembled ([`RingModel::from_blocks`]). The ring itself reads no model layers.
+    pub fn new(model: &Model, workload: &RingWorkload, options: &RingOptions) -> Result<RingModel, RingError> {
+        model.validate().map_err(|errs| RingError::InvalidModel {
+            model: model.name.clone(),
+            message: errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
+        })?;
+        let (distinct, layers) = program::distinct_layers(model);
+        let phase = graph::Phase::Decode {
+            context: workload.prompt() + 1,
+            batch: workload.users(),
+        };
+        let mut blocks = Vec::with_capacity(distinct.len());
+        let mut ends = None;
+        for layer in &distinct {
+            let g = graph::lower(&program::one_layer(model, Some(layer)), phase);
+            blocks.push(RingBlock::new(
+                g.ops().filter(|o| o.layer.is_some()),
+                &g.blocks[0],
+            ));
+            if ends.is_none() {
+                ends = RingEnds::new(g.ops().filter(|o| o.layer.is_none()));
+            }
+        }
+        if distinct.is_empty() {
+            let g = graph::lower(&program::one_layer(model, None), phase);
+            ends = RingEnds::new(g.ops());
+        }
+        let ends = ends.ok_or_else(|| RingError::InvalidModel {
+            model: model.name.clone(),
+            message: "its decode graph has no LM head".into(),
+        })?;
+        RingModel::from_blocks(&model.name, &blocks, &layers, &ends, workload, options)
     }
 }
 

@@ -138,7 +138,7 @@ pub use eval::{
     evaluate,
 };
 pub use packing::{Oversize, Packing, Placement, Stage};
-pub use prepare::{LayerOrigin, RingModel};
+pub use prepare::{LayerOrigin, RingBlock, RingEnds, RingModel};
 pub use spec::{
     ChipConfig, ChipSizing, DecodeContext, Envelope, LmHead, Objective, PackingRules, RingArea, RingChip,
     RingDesign, RingDram, RingEnergy, RingLeakage, RingLink, RingOptions, RingSpec, RingSpecError,
