@@ -13,22 +13,22 @@
 //! * [`RingSpace`]: the fast path prepared once for many models (an architecture search's
 //!   inner loop).
 
+use super::program;
 use super::ring::{
     self, GridDim, GridValue, Objective, PointOutcome, RingDesign, RingError, RingGrid, RingModel,
     RingOptions, RingReport, RingSpec, RingWorkload,
 };
-use super::program;
 use super::ring::{RingBlock, RingEnds};
 use crate::graph;
 use crate::model::{Layer, Model};
-use std::collections::HashMap;
-use std::sync::Arc;
 use crate::substrate::cosearch::{
     self, CoSearchError, GridTable, PointError, PointMetrics, PointRow, PointStatus,
 };
 use crate::substrate::{DesignSpace, Kind, Ring, Substrate};
 use crate::units::Bytes;
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Errors of driving the ring model from a substrate.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +63,11 @@ impl RingModel {
     /// ([`RingBlock::new`]) and placed at every layer that repeats it, the LM head and the
     /// embedding read from the graph's head and tail ([`RingEnds::new`]), and the ring's
     /// model assembled ([`RingModel::from_blocks`]). The ring itself reads no model layers.
-    pub fn new(model: &Model, workload: &RingWorkload, options: &RingOptions) -> Result<RingModel, RingError> {
+    pub fn new(
+        model: &Model,
+        workload: &RingWorkload,
+        options: &RingOptions,
+    ) -> Result<RingModel, RingError> {
         prepare(model, workload, options, None)
     }
 }
@@ -73,9 +77,12 @@ impl RingModel {
 /// is verified on a hit (the hash only finds it). Bounded: emptied when full.
 #[derive(Default)]
 pub struct BlockCache {
-    blocks: std::sync::Mutex<HashMap<u64, Vec<(Layer, u64, u64, Arc<RingBlock>)>>>,
+    blocks: std::sync::Mutex<HashMap<u64, Vec<CachedBlock>>>,
     ends: std::sync::Mutex<HashMap<(u64, u64, u64), RingEnds>>,
 }
+
+/// A cached block: the layer, d_model and users it was lowered for, and the block.
+type CachedBlock = (Layer, u64, u64, Arc<RingBlock>);
 
 /// Distinct layers a [`BlockCache`] keeps before it starts afresh.
 const BLOCK_CACHE_ENTRIES: usize = 4096;
@@ -143,7 +150,10 @@ fn prepare(
     let blocks: Vec<RingBlock> = match cache {
         Some(c) => {
             ends = c.ends(model, phase);
-            distinct.iter().map(|l| (*c.block(model, l, phase)).clone()).collect()
+            distinct
+                .iter()
+                .map(|l| (*c.block(model, l, phase)).clone())
+                .collect()
         }
         None => distinct
             .iter()
@@ -586,9 +596,13 @@ impl Prepared {
     /// [`co_search`] of `model` on the prepared space.
     fn co_search(&self, model: &Model, workload: RingWorkload) -> Result<RingCoSearch, RingAdapterError> {
         match &self.fast {
-            Ok(Some(fast)) => {
-                fast.co_search_with(model, &self.space, workload, |i| self.point(i), Some(&self.blocks))
-            }
+            Ok(Some(fast)) => fast.co_search_with(
+                model,
+                &self.space,
+                workload,
+                |i| self.point(i),
+                Some(&self.blocks),
+            ),
             Ok(None) => co_search_generic_with(model, &self.space, workload, Some(&self.blocks)),
             Err(()) => co_search(model, &self.space, workload),
         }
@@ -1275,7 +1289,12 @@ mod tests {
         let cache = BlockCache::default();
         for users in [1, 3] {
             let w = RingWorkload::new(64, 16, users).unwrap();
-            for name in ["smollm2-135m", "llmforge-eco-294m", "qwen1.5-moe-a2.7b", "pythia-160m"] {
+            for name in [
+                "smollm2-135m",
+                "llmforge-eco-294m",
+                "qwen1.5-moe-a2.7b",
+                "pythia-160m",
+            ] {
                 let m = model::preset(name).unwrap();
                 for options in [RingOptions::corrected(), RingOptions::extended()] {
                     let fresh = RingModel::new(&m, &w, &options).unwrap();
@@ -1294,7 +1313,17 @@ mod tests {
         let phase = graph::Phase::Decode { context: 9, batch: 2 };
         let (block, ends) = lower_block(&m, &m.layers[0], phase);
         let w = RingWorkload::new(8, 8, 3).unwrap();
-        let err = RingModel::from_blocks("m", &[block], &[0, 0], &ends.unwrap(), &w, &RingOptions::corrected());
-        assert!(matches!(err, Err(RingError::InvalidWorkload { field: "users", .. })), "{err:?}");
+        let err = RingModel::from_blocks(
+            "m",
+            &[block],
+            &[0, 0],
+            &ends.unwrap(),
+            &w,
+            &RingOptions::corrected(),
+        );
+        assert!(
+            matches!(err, Err(RingError::InvalidWorkload { field: "users", .. })),
+            "{err:?}"
+        );
     }
 }

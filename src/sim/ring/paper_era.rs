@@ -114,7 +114,12 @@ impl PaperLayer {
     /// attention genes the release priced; for -Compact-106M and -Acc-123M, whose
     /// attention-free first blocks carried H = G = 1 in the search, they are not). An MoE
     /// first block is an error: the paper-era model prices a dense FFN.
-    pub fn of(name: &str, d_model: u64, blocks: &[RingBlock], layers: &[usize]) -> Result<PaperLayer, RingError> {
+    pub fn of(
+        name: &str,
+        d_model: u64,
+        blocks: &[RingBlock],
+        layers: &[usize],
+    ) -> Result<PaperLayer, RingError> {
         let invalid = |message: String| RingError::InvalidModel {
             model: name.to_string(),
             message,

@@ -142,11 +142,11 @@ impl RingBlock {
             let OpKind::Gemm { m, n, k, .. } = op.kind else {
                 match (op.name, op.kind) {
                     ("moe_combine", _) => routed = Some(false),
-                    ("attn_norm" | "ffn_norm", OpKind::Elementwise { elements }) => {
-                        // a parallel residual's two norms read one input: one is priced
-                        if !(shape.parallel_residual && op.name == "ffn_norm") {
-                            norm_elements += elements as f64;
-                        }
+                    // a parallel residual's two norms read one input: one is priced
+                    ("attn_norm" | "ffn_norm", OpKind::Elementwise { elements })
+                        if !(shape.parallel_residual && op.name == "ffn_norm") =>
+                    {
+                        norm_elements += elements as f64;
                     }
                     _ => {}
                 }
@@ -226,7 +226,11 @@ impl RingBlock {
                 d_v: a.d_v,
             }),
             norm_elements,
-            allreduces: if shape.parallel_residual { 1 } else { 1 + has_attention as u32 },
+            allreduces: if shape.parallel_residual {
+                1
+            } else {
+                1 + has_attention as u32
+            },
             dense_ffn_width,
             users,
         }
