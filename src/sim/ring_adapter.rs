@@ -81,6 +81,20 @@ pub struct BlockCache {
     ends: std::sync::Mutex<HashMap<(u64, u64, u64), RingEnds>>,
 }
 
+/// A copy starts empty (a cache is not part of a value).
+impl Clone for BlockCache {
+    fn clone(&self) -> BlockCache {
+        BlockCache::default()
+    }
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.blocks.lock().map_or(0, |m| m.values().map(Vec::len).sum());
+        write!(f, "BlockCache({n} blocks)")
+    }
+}
+
 /// A cached block: the layer, d_model and users it was lowered for, and the block.
 type CachedBlock = (Layer, u64, u64, Arc<RingBlock>);
 
@@ -287,6 +301,8 @@ pub struct RingSpace {
     objective: Objective,
     grid: RingGrid,
     designs: Vec<RingDesign>,
+    /// The ring blocks of the layers seen so far (the models of a search share layers).
+    blocks: BlockCache,
 }
 
 impl RingSpace {
@@ -351,6 +367,7 @@ impl RingSpace {
             objective,
             grid,
             designs,
+            blocks: BlockCache::default(),
         }))
     }
 
@@ -368,7 +385,7 @@ impl RingSpace {
         model: &Model,
         workload: RingWorkload,
     ) -> Result<Option<(usize, f64, bool)>, RingError> {
-        let rm = RingModel::new(model, &workload, &self.options)?;
+        let rm = prepare(model, &workload, &self.options, Some(&self.blocks))?;
         Ok(ring::co_search_best(
             &self.spec,
             &rm,
@@ -384,20 +401,18 @@ impl RingSpace {
         space: &DesignSpace,
         workload: RingWorkload,
     ) -> Result<RingCoSearch, RingAdapterError> {
-        self.co_search_with(model, space, workload, |i| space.point(i), None)
+        self.co_search_with(model, space, workload, |i| space.point(i))
     }
 
-    /// [`RingSpace::co_search`] with the chosen point's substrate from `point`, the model's
-    /// blocks from `cache` when given.
+    /// [`RingSpace::co_search`] with the chosen point's substrate from `point`.
     fn co_search_with(
         &self,
         model: &Model,
         space: &DesignSpace,
         workload: RingWorkload,
         point: impl FnOnce(usize) -> Result<Substrate, PointError>,
-        cache: Option<&BlockCache>,
     ) -> Result<RingCoSearch, RingAdapterError> {
-        let rm = prepare(model, &workload, &self.options, cache)?;
+        let rm = prepare(model, &workload, &self.options, Some(&self.blocks))?;
         let result = ring::co_search(&self.spec, &rm, &self.grid, self.objective)?;
         let rows = result
             .points
@@ -565,7 +580,7 @@ pub struct Prepared {
     /// [`co_search`] does).
     fast: Result<Option<RingSpace>, ()>,
     points: std::sync::Mutex<std::collections::HashMap<usize, Substrate>>,
-    /// The ring blocks of the layers seen so far.
+    /// The ring blocks of the layers seen so far (the generic path; the fast one keeps its own).
     blocks: BlockCache,
 }
 
@@ -596,13 +611,7 @@ impl Prepared {
     /// [`co_search`] of `model` on the prepared space.
     fn co_search(&self, model: &Model, workload: RingWorkload) -> Result<RingCoSearch, RingAdapterError> {
         match &self.fast {
-            Ok(Some(fast)) => fast.co_search_with(
-                model,
-                &self.space,
-                workload,
-                |i| self.point(i),
-                Some(&self.blocks),
-            ),
+            Ok(Some(fast)) => fast.co_search_with(model, &self.space, workload, |i| self.point(i)),
             Ok(None) => co_search_generic_with(model, &self.space, workload, Some(&self.blocks)),
             Err(()) => co_search(model, &self.space, workload),
         }
