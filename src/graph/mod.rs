@@ -111,6 +111,49 @@ pub struct Graph {
     pub model: String,
     pub phase: Phase,
     pub dag: DiGraph<Op, Tensor>,
+    /// One record per block, in order: what its operators' shapes leave implicit.
+    pub blocks: Vec<BlockShape>,
+}
+
+/// What a block's operators leave implicit, for a cost model that keeps the block's weights
+/// in place and splits its attention by KV group (the ring accelerator). Hardware-free, a
+/// record of the lowering: the operators' FLOPs and bytes do not depend on it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BlockShape {
+    /// The attention's heads and head dimensions (`None`: an attention-free block).
+    pub attention: Option<BlockHeads>,
+    /// The mixture of experts' counts (`None`: a dense FFN).
+    pub experts: Option<ExpertCounts>,
+    /// Attention and FFN read the same input and one add (`parallel_add`) sums both.
+    pub parallel_residual: bool,
+}
+
+/// The heads of an attention block: `heads` query heads in `groups` KV groups, Q/K head
+/// dimension `d_qk`, V head dimension `d_v` (the `attn_scores` GEMM has k = `d_qk`, the
+/// `attn_pv` GEMM n = `d_v`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockHeads {
+    pub heads: u64,
+    pub groups: u64,
+    pub d_qk: u64,
+    pub d_v: u64,
+}
+
+/// The experts of a mixture-of-experts block. Its routed-expert GEMMs (the FFN ops between
+/// `moe_router` and `moe_combine`) carry all routed rows (tokens x active) and read the
+/// weights of `touched` experts; its shared-expert GEMMs (the FFN ops after `moe_combine`)
+/// stand for `shared` identical matrices each.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ExpertCounts {
+    /// Routed experts stored.
+    pub routed: u64,
+    /// Routed experts each token runs.
+    pub active: u64,
+    /// Expected distinct routed experts the pass's tokens touch under uniform routing:
+    /// E * (1 - (1 - a/E)^t).
+    pub touched: f64,
+    /// Shared experts (every token runs all of them).
+    pub shared: u64,
 }
 
 impl std::str::FromStr for Phase {
@@ -189,6 +232,8 @@ struct Lowering<'m> {
     compute: ComputeClass,
     attention: ComputeClass,
     layer: Option<u32>,
+    /// The current block's expert counts, set by [`Self::moe`].
+    experts: Option<ExpertCounts>,
 }
 
 impl Lowering<'_> {
@@ -368,6 +413,12 @@ impl Lowering<'_> {
         // of the distinct experts the batch touches, in expectation under uniform routing.
         let e = moe.experts as f64;
         let touched = e * (1.0 - (1.0 - moe.active as f64 / e).powf(t as f64));
+        self.experts = Some(ExpertCounts {
+            routed: moe.experts,
+            active: moe.active,
+            touched,
+            shared: moe.shared_experts,
+        });
         let routed = self.mlp(
             kind,
             t * moe.active,
@@ -549,7 +600,9 @@ pub fn lower(model: &Model, phase: Phase) -> Graph {
         compute: model.precision.weight_gemm(),
         attention: model.precision.attention_gemm(),
         layer: None,
+        experts: None,
     };
+    let mut blocks = Vec::with_capacity(model.layers.len());
     let d = model.d_model;
     let tf = l.t as f64;
     let df = d as f64;
@@ -573,7 +626,18 @@ pub fn lower(model: &Model, phase: Phase) -> Graph {
     }
     for (i, layer) in model.layers.iter().enumerate() {
         l.layer = Some(i as u32);
+        l.experts = None;
         x = l.block(layer, &phase, x);
+        blocks.push(BlockShape {
+            attention: layer.attention.map(|a| BlockHeads {
+                heads: a.heads,
+                groups: a.kv_groups,
+                d_qk: a.d_qk,
+                d_v: a.d_v,
+            }),
+            experts: l.experts,
+            parallel_residual: layer.parallel_residual && layer.attention.is_some(),
+        });
     }
     l.layer = None;
     let h = l.norm("final_norm", x);
@@ -584,6 +648,7 @@ pub fn lower(model: &Model, phase: Phase) -> Graph {
         model: model.name.clone(),
         phase,
         dag: l.dag,
+        blocks,
     }
 }
 

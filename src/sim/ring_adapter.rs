@@ -13,17 +13,22 @@
 //! * [`RingSpace`]: the fast path prepared once for many models (an architecture search's
 //!   inner loop).
 
+use super::program;
 use super::ring::{
     self, GridDim, GridValue, Objective, PointOutcome, RingDesign, RingError, RingGrid, RingModel,
     RingOptions, RingReport, RingSpec, RingWorkload,
 };
-use crate::model::Model;
+use super::ring::{RingBlock, RingEnds};
+use crate::graph;
+use crate::model::{Layer, Model};
 use crate::substrate::cosearch::{
     self, CoSearchError, GridTable, PointError, PointMetrics, PointRow, PointStatus,
 };
 use crate::substrate::{DesignSpace, Kind, Ring, Substrate};
 use crate::units::Bytes;
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Errors of driving the ring model from a substrate.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,141 @@ pub fn ring_of(sub: &Substrate) -> Result<&Ring, RingAdapterError> {
             kind: sub.kind_name(),
         }),
     }
+}
+
+impl RingModel {
+    /// Prepares `model` for `workload` on the ring: validated (an invalid model is a
+    /// [`RingError::InvalidModel`] listing every problem), then lowered to its decode graph
+    /// (one step of all users) once per distinct layer, each block's operators prepared once
+    /// ([`RingBlock::new`]) and placed at every layer that repeats it, the LM head and the
+    /// embedding read from the graph's head and tail ([`RingEnds::new`]), and the ring's
+    /// model assembled ([`RingModel::from_blocks`]). The ring itself reads no model layers.
+    pub fn new(
+        model: &Model,
+        workload: &RingWorkload,
+        options: &RingOptions,
+    ) -> Result<RingModel, RingError> {
+        prepare(model, workload, options, None)
+    }
+}
+
+/// Ring blocks and ends prepared once for many models (a search's candidates share layers):
+/// blocks by (layer genes, d_model, users), ends by (d_model, vocabulary, users); each entry
+/// is verified on a hit (the hash only finds it). Bounded: emptied when full.
+#[derive(Default)]
+pub struct BlockCache {
+    blocks: std::sync::Mutex<HashMap<u64, Vec<CachedBlock>>>,
+    ends: std::sync::Mutex<HashMap<(u64, u64, u64), RingEnds>>,
+}
+
+/// A copy starts empty (a cache is not part of a value).
+impl Clone for BlockCache {
+    fn clone(&self) -> BlockCache {
+        BlockCache::default()
+    }
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.blocks.lock().map_or(0, |m| m.values().map(Vec::len).sum());
+        write!(f, "BlockCache({n} blocks)")
+    }
+}
+
+/// A cached block: the layer, d_model and users it was lowered for, and the block.
+type CachedBlock = (Layer, u64, u64, Arc<RingBlock>);
+
+/// Distinct layers a [`BlockCache`] keeps before it starts afresh.
+const BLOCK_CACHE_ENTRIES: usize = 4096;
+
+impl BlockCache {
+    fn block(&self, model: &Model, layer: &Layer, phase: graph::Phase) -> Arc<RingBlock> {
+        let (d, u) = (model.d_model, phase.batch());
+        let key = super::engine::cached::layer_hash(d ^ u.rotate_left(32), Some(layer));
+        let lock = || self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = lock().get(&key) {
+            if let Some((.., b)) = v.iter().find(|(l, ld, lu, _)| l == layer && *ld == d && *lu == u) {
+                return b.clone();
+            }
+        }
+        let b = Arc::new(lower_block(model, layer, phase).0);
+        let mut map = lock();
+        if map.len() >= BLOCK_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.entry(key).or_default().push((*layer, d, u, b.clone()));
+        b
+    }
+
+    fn ends(&self, model: &Model, phase: graph::Phase) -> Option<RingEnds> {
+        let key = (model.d_model, model.vocab, phase.batch());
+        let lock = || self.ends.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = lock().get(&key) {
+            return Some(*e);
+        }
+        let g = graph::lower(&program::one_layer(model, None), phase);
+        let e = RingEnds::new(g.ops())?;
+        let mut map = lock();
+        if map.len() >= BLOCK_CACHE_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, e);
+        Some(e)
+    }
+}
+
+/// `layer` of `model` lowered alone for `phase`: its ring block, and the graph's ends.
+fn lower_block(model: &Model, layer: &Layer, phase: graph::Phase) -> (RingBlock, Option<RingEnds>) {
+    let g = graph::lower(&program::one_layer(model, Some(layer)), phase);
+    let block = RingBlock::new(g.ops().filter(|o| o.layer.is_some()), &g.blocks[0]);
+    (block, RingEnds::new(g.ops().filter(|o| o.layer.is_none())))
+}
+
+/// [`RingModel::new`], with blocks and ends from `cache` when given.
+fn prepare(
+    model: &Model,
+    workload: &RingWorkload,
+    options: &RingOptions,
+    cache: Option<&BlockCache>,
+) -> Result<RingModel, RingError> {
+    model.validate().map_err(|errs| RingError::InvalidModel {
+        model: model.name.clone(),
+        message: errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
+    })?;
+    let (distinct, layers) = program::distinct_layers(model);
+    let phase = graph::Phase::Decode {
+        context: workload.prompt() + 1,
+        batch: workload.users(),
+    };
+    let mut ends = None;
+    let blocks: Vec<RingBlock> = match cache {
+        Some(c) => {
+            ends = c.ends(model, phase);
+            distinct
+                .iter()
+                .map(|l| (*c.block(model, l, phase)).clone())
+                .collect()
+        }
+        None => distinct
+            .iter()
+            .map(|l| {
+                let (b, e) = lower_block(model, l, phase);
+                if ends.is_none() {
+                    ends = e;
+                }
+                b
+            })
+            .collect(),
+    };
+    if ends.is_none() {
+        let g = graph::lower(&program::one_layer(model, None), phase);
+        ends = RingEnds::new(g.ops());
+    }
+    let ends = ends.ok_or_else(|| RingError::InvalidModel {
+        model: model.name.clone(),
+        message: "its decode graph has no LM head".into(),
+    })?;
+    RingModel::from_blocks(&model.name, &blocks, &layers, &ends, workload, options)
 }
 
 /// The file's own design for `model`: packed and priced in full.
@@ -106,10 +246,20 @@ pub fn co_search_generic(
     space: &DesignSpace,
     workload: RingWorkload,
 ) -> Result<RingCoSearch, RingAdapterError> {
+    co_search_generic_with(model, space, workload, None)
+}
+
+/// [`co_search_generic`] with the model's blocks from `cache` when given.
+fn co_search_generic_with(
+    model: &Model,
+    space: &DesignSpace,
+    workload: RingWorkload,
+    cache: Option<&BlockCache>,
+) -> Result<RingCoSearch, RingAdapterError> {
     let base = ring_of(space.base())?;
     let objective = space.cosearch().map_or(Objective::Energy, |c| c.objective);
     // options are words, never grid axes: one preparation serves every point
-    let rm = RingModel::new(model, &workload, &base.options)?;
+    let rm = prepare(model, &workload, &base.options, cache)?;
     let table = cosearch::run_grid(space, Some(objective), |_, sub| -> Result<_, RingAdapterError> {
         let r = ring_of(sub)?;
         let report = ring::evaluate(&r.spec, &rm, &r.design, objective)?;
@@ -151,6 +301,8 @@ pub struct RingSpace {
     objective: Objective,
     grid: RingGrid,
     designs: Vec<RingDesign>,
+    /// The ring blocks of the layers seen so far (the models of a search share layers).
+    blocks: BlockCache,
 }
 
 impl RingSpace {
@@ -215,6 +367,7 @@ impl RingSpace {
             objective,
             grid,
             designs,
+            blocks: BlockCache::default(),
         }))
     }
 
@@ -232,7 +385,7 @@ impl RingSpace {
         model: &Model,
         workload: RingWorkload,
     ) -> Result<Option<(usize, f64, bool)>, RingError> {
-        let rm = RingModel::new(model, &workload, &self.options)?;
+        let rm = prepare(model, &workload, &self.options, Some(&self.blocks))?;
         Ok(ring::co_search_best(
             &self.spec,
             &rm,
@@ -259,7 +412,7 @@ impl RingSpace {
         workload: RingWorkload,
         point: impl FnOnce(usize) -> Result<Substrate, PointError>,
     ) -> Result<RingCoSearch, RingAdapterError> {
-        let rm = RingModel::new(model, &workload, &self.options)?;
+        let rm = prepare(model, &workload, &self.options, Some(&self.blocks))?;
         let result = ring::co_search(&self.spec, &rm, &self.grid, self.objective)?;
         let rows = result
             .points
@@ -427,6 +580,8 @@ pub struct Prepared {
     /// [`co_search`] does).
     fast: Result<Option<RingSpace>, ()>,
     points: std::sync::Mutex<std::collections::HashMap<usize, Substrate>>,
+    /// The ring blocks of the layers seen so far (the generic path; the fast one keeps its own).
+    blocks: BlockCache,
 }
 
 impl Prepared {
@@ -437,6 +592,7 @@ impl Prepared {
             space,
             fast,
             points: Default::default(),
+            blocks: BlockCache::default(),
         }
     }
 
@@ -456,7 +612,7 @@ impl Prepared {
     fn co_search(&self, model: &Model, workload: RingWorkload) -> Result<RingCoSearch, RingAdapterError> {
         match &self.fast {
             Ok(Some(fast)) => fast.co_search_with(model, &self.space, workload, |i| self.point(i)),
-            Ok(None) => co_search_generic(model, &self.space, workload),
+            Ok(None) => co_search_generic_with(model, &self.space, workload, Some(&self.blocks)),
             Err(()) => co_search(model, &self.space, workload),
         }
     }
@@ -1127,4 +1283,56 @@ pub fn hardware_table(h: &RingHardware) -> String {
             format!("INFEASIBLE (envelope violation {:.3})", h.violation)
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model;
+
+    /// The blocks of a search's cache are the ones a fresh preparation makes, on a miss and
+    /// on a hit, for dense, attention-free, MoE (shared experts and gate) and
+    /// parallel-residual models, under both timings and with the LM head.
+    #[test]
+    fn cached_preparation_is_the_fresh_one() {
+        let cache = BlockCache::default();
+        for users in [1, 3] {
+            let w = RingWorkload::new(64, 16, users).unwrap();
+            for name in [
+                "smollm2-135m",
+                "llmforge-eco-294m",
+                "qwen1.5-moe-a2.7b",
+                "pythia-160m",
+            ] {
+                let m = model::preset(name).unwrap();
+                for options in [RingOptions::corrected(), RingOptions::extended()] {
+                    let fresh = RingModel::new(&m, &w, &options).unwrap();
+                    for _ in 0..2 {
+                        assert_eq!(prepare(&m, &w, &options, Some(&cache)).unwrap(), fresh, "{name}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Blocks lowered for one batch are refused for a workload of another.
+    #[test]
+    fn blocks_of_another_batch_are_refused() {
+        let m = model::preset("smollm2-135m").unwrap();
+        let phase = graph::Phase::Decode { context: 9, batch: 2 };
+        let (block, ends) = lower_block(&m, &m.layers[0], phase);
+        let w = RingWorkload::new(8, 8, 3).unwrap();
+        let err = RingModel::from_blocks(
+            "m",
+            &[block],
+            &[0, 0],
+            &ends.unwrap(),
+            &w,
+            &RingOptions::corrected(),
+        );
+        assert!(
+            matches!(err, Err(RingError::InvalidWorkload { field: "users", .. })),
+            "{err:?}"
+        );
+    }
 }

@@ -16,6 +16,34 @@ const ECO: &str = "LLMForge-Eco-294M";
 const FAST: &str = "LLMForge-Fast-365M";
 const MODELS: [&str; 5] = [SMOL, QWEN, ACC, ECO, FAST];
 
+/// #19: the ring prices the decode graph's operators and reads no model layers itself. No
+/// file under src/sim/ring/ names the model module or a layer's parts outside its unit-test
+/// fixtures (`sim::ring_adapter` validates and lowers the model; the ring reads the graph's
+/// operators and its `BlockShape` records).
+#[test]
+fn the_ring_reads_no_model_layers() {
+    let forbidden = [
+        "crate::model",
+        "llmforge::model",
+        "model::",
+        "Ffn::",
+        "FfnKind",
+        "Moe",
+        "kv_groups",
+        "expert_width",
+        "shared_width",
+        ".q_width()",
+        ".o_width()",
+    ];
+    let (scanned, found) = crate::substrate::scan_sources("sim/ring", &forbidden, false);
+    assert!(scanned >= 8, "only {scanned} files under src/sim/ring");
+    assert!(
+        found.is_empty(),
+        "the ring reads the model's layers:\n{}",
+        found.join("\n")
+    );
+}
+
 /// A model of the paper from its release YAML (copied into tests/fixtures/ring).
 fn fixture(name: &str) -> Model {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -360,7 +360,7 @@ fn globals_hash(m: &Model, phases: [Phase; 2]) -> u64 {
 }
 
 /// Hash of a layer's genes.
-fn layer_hash(globals: u64, layer: Option<&Layer>) -> u64 {
+pub(crate) fn layer_hash(globals: u64, layer: Option<&Layer>) -> u64 {
     let mut h = Fx::new(globals);
     let Some(l) = layer else {
         h.word(u64::MAX);

@@ -17,8 +17,10 @@
 //!
 //! The corrected model's pipeline:
 //!
-//! 1. [`RingModel::new`] prepares a [`Model`](crate::model::Model) once per workload: per
-//!    layer the INT8 weight bytes (d*Dqk*(H+G) + d*Dv*G + Dv*H*d + 3*d*m, 2*d*m for a
+//! 1. [`RingModel::from_blocks`] prepares a model once per workload from the operators of its
+//!    decode graph, one step of all users (the ring reads no model layers: [`RingModel::new`]
+//!    in [`crate::sim::ring_adapter`] validates a model and lowers one block per distinct
+//!    layer; see [`prepare`]): per layer the INT8 weight bytes (d*Dqk*(H+G) + d*Dv*G + Dv*H*d + 3*d*m, 2*d*m for a
 //!    non-gated FFN, no attention weights in attention-free layers) and the weight GEMMs
 //!    (fused Q+K projection, V projection, output projection, FFN gate, up, down).
 //! 2. [`packing`] places layers on chips (the reference's rule: core count per chip from the
@@ -138,7 +140,7 @@ pub use eval::{
     evaluate,
 };
 pub use packing::{Oversize, Packing, Placement, Stage};
-pub use prepare::{LayerOrigin, RingModel};
+pub use prepare::{LayerOrigin, RingBlock, RingEnds, RingModel};
 pub use spec::{
     ChipConfig, ChipSizing, DecodeContext, Envelope, LmHead, Objective, PackingRules, RingArea, RingChip,
     RingDesign, RingDram, RingEnergy, RingLeakage, RingLink, RingOptions, RingSpec, RingSpecError,

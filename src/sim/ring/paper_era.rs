@@ -67,9 +67,8 @@ use super::eval::{
 };
 use super::gemm::{GemmCount, gemm};
 use super::packing::{Packing, Placement, Stage, kv_per_core};
-use super::prepare::{LayerOrigin, RingModel};
+use super::prepare::{LayerOrigin, RingBlock, RingModel};
 use super::spec::{ChipConfig, RingDesign, RingSpec, RingTiming};
-use crate::model::{Ffn, Model};
 use crate::units::{Bytes, Cycles, Joules, SquareMeters};
 use serde::Serialize;
 
@@ -109,34 +108,39 @@ pub struct PaperGemm {
 }
 
 impl PaperLayer {
-    /// The first block's shape. A first block without attention takes the first attention
-    /// block's heads, groups and Q/K dimension (for LLMForge-Eco-294M and -Acc-347M these are
-    /// the attention genes the release priced; for -Compact-106M and -Acc-123M, whose
+    /// The first block's shape, from the prepared blocks of model `name` (`layers`: the block
+    /// of every layer). A first block without attention takes the first attention block's
+    /// heads, groups and Q/K dimension (for LLMForge-Eco-294M and -Acc-347M these are the
+    /// attention genes the release priced; for -Compact-106M and -Acc-123M, whose
     /// attention-free first blocks carried H = G = 1 in the search, they are not). An MoE
     /// first block is an error: the paper-era model prices a dense FFN.
-    pub fn of(model: &Model) -> Result<PaperLayer, RingError> {
+    pub fn of(
+        name: &str,
+        d_model: u64,
+        blocks: &[RingBlock],
+        layers: &[usize],
+    ) -> Result<PaperLayer, RingError> {
         let invalid = |message: String| RingError::InvalidModel {
-            model: model.name.clone(),
+            model: name.to_string(),
             message,
         };
-        let first = model
-            .layers
+        let first = layers
             .first()
+            .and_then(|&b| blocks.get(b))
             .ok_or_else(|| invalid("the paper-era model needs at least one layer".into()))?;
-        let ffn_width = match &first.ffn {
-            Ffn::Dense { width, .. } => *width,
-            Ffn::Moe { .. } => {
-                return Err(invalid(
-                    "layers[0] is a mixture of experts; the paper-era ring model prices every \
-                     layer as a dense first layer (use ring.timing: corrected)"
-                        .into(),
-                ));
-            }
+        let Some(ffn_width) = first.dense_ffn_width() else {
+            return Err(invalid(
+                "layers[0] is a mixture of experts; the paper-era ring model prices every \
+                 layer as a dense first layer (use ring.timing: corrected)"
+                    .into(),
+            ));
         };
-        let attention = model.layers.iter().find_map(|l| l.attention.as_ref());
-        let (heads, groups, d_head) = attention.map_or((0, 0, 0), |a| (a.heads, a.kv_groups, a.d_qk));
+        let attention = layers
+            .iter()
+            .find_map(|&b| blocks.get(b).and_then(RingBlock::attention));
+        let (heads, groups, d_head) = attention.map_or((0, 0, 0), |a| (a.heads, a.groups, a.d_qk));
         Ok(PaperLayer {
-            d_model: model.d_model,
+            d_model,
             heads,
             groups,
             d_head,
@@ -792,7 +796,9 @@ mod tests {
     fn the_first_layer_sets_the_shape() {
         let m = crate::model::presets::preset("llmforge-eco-294m").unwrap();
         // layer 0 is attention-free (FFN 1024); attention from the first attention layer
-        let l = PaperLayer::of(&m).unwrap();
+        let w = crate::sim::ring::RingWorkload::llmforge_paper();
+        let paper = crate::sim::ring::RingOptions::paper_era();
+        let l = *RingModel::new(&m, &w, &paper).unwrap().paper_layer().unwrap();
         assert_eq!(
             l,
             PaperLayer {
@@ -806,7 +812,7 @@ mod tests {
         assert_eq!(l.gemms(1, 2048).len(), 7);
         let moe = crate::model::presets::preset("mixtral-8x7b").unwrap();
         assert!(matches!(
-            PaperLayer::of(&moe),
+            RingModel::new(&moe, &w, &paper),
             Err(RingError::InvalidModel { .. })
         ));
     }

@@ -1,12 +1,14 @@
 //! The hardware-independent part of a model on the ring, computed once per (model, workload,
-//! options): per-layer INT8 weight bytes, the weight GEMMs with their row counts, the attention
-//! shape and KV bytes. The grid loop then only prices these shapes.
+//! options) from the operators of its decode graph (one step of all users): per-layer INT8
+//! weight bytes, the weight GEMMs with their row counts, the attention shape and KV bytes. The
+//! grid loop then only prices these shapes. Nothing here reads a model's layers: the graph's
+//! operators and its per-block records ([`crate::graph::BlockShape`]) say it all.
 
 use super::RingError;
 use super::paper_era::PaperLayer;
 use super::spec::{LmHead, RingOptions, RingTiming};
 use super::workload::RingWorkload;
-use crate::model::{Attention, Ffn, FfnKind, Model};
+use crate::graph::{BlockShape, Op, OpKind};
 use serde::Serialize;
 use std::ops::Range;
 
@@ -96,154 +98,247 @@ pub struct RingModel {
     pub(crate) paper_layer: Option<PaperLayer>,
 }
 
-/// INT8 weights of one dense FFN of width `m`: 3*d*m gated, 2*d*m otherwise.
-fn ffn_bytes(kind: FfnKind, d: u64, m: u64) -> f64 {
-    (kind.n_matrices() * d * m) as f64
+/// One distinct transformer block of the decode step, prepared for the ring from its
+/// operators: computed once per distinct layer, then placed at every layer that repeats it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RingBlock {
+    /// Stationary INT8 weight bytes (every expert of a mixture, biases aside).
+    weight_bytes: f64,
+    gemms: Vec<WeightGemm>,
+    attn: Option<AttnShape>,
+    norm_elements: f64,
+    allreduces: u32,
+    /// The dense FFN's width (`None`: a mixture of experts), for the paper-era layer.
+    dense_ffn_width: Option<u64>,
+    /// Activation rows of a dense projection: the users of the decode step.
+    users: u64,
 }
 
-fn push_ffn(gemms: &mut Vec<WeightGemm>, kind: FfnKind, d: u64, m: u64, rows: f64, reps: f64) {
-    // gate and up are two separate d -> m GEMMs (the corrected model; the release missed the gate)
-    let first = if kind.is_gated() { 2 } else { 1 };
-    for _ in 0..first {
-        gemms.push(WeightGemm {
-            m: rows,
-            k: d,
-            n: m,
-            reps,
-            split: Split::Columns,
-        });
-    }
-    gemms.push(WeightGemm {
-        m: rows,
-        k: m,
-        n: d,
-        reps,
-        split: Split::Rows,
-    });
-}
-
-fn attention_bytes(a: &Attention, d: u64) -> f64 {
-    // d*Dqk*(H+G) + d*Dv*G + Dv*H*d
-    (d * a.d_qk * (a.heads + a.kv_groups) + d * a.d_v * a.kv_groups + a.d_v * a.heads * d) as f64
-}
-
-impl RingModel {
-    /// Prepares `model` for `workload`. MoE layers keep all experts stationary (their bytes
-    /// count for packing); per token step the router (d -> E) runs, plus the expected number
-    /// of distinct routed experts touched by u users, E*(1-(1-a/E)^u), each on u*a/touched
-    /// rows, plus the shared experts on all u rows.
-    pub fn new(
-        model: &Model,
-        workload: &RingWorkload,
-        options: &RingOptions,
-    ) -> Result<RingModel, RingError> {
-        model.validate().map_err(|errs| RingError::InvalidModel {
-            model: model.name.clone(),
-            message: errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
-        })?;
-        options.validate()?;
-        let paper_layer = match options.timing {
-            RingTiming::Corrected => None,
-            RingTiming::PaperEra => Some(PaperLayer::of(model)?),
-        };
-        let d = model.d_model;
-        let u = workload.users() as f64;
-        let mut layers = Vec::with_capacity(model.layers.len() + 1);
-        let mut gemms = Vec::with_capacity(model.layers.len() * 8 + 1);
-        for (i, layer) in model.layers.iter().enumerate() {
-            let start = gemms.len();
-            let mut bytes = 0.0;
-            let mut attn = None;
-            let mut allreduces = 1;
-            let mut norms = 1.0;
-            if let Some(a) = &layer.attention {
-                bytes += attention_bytes(a, d);
-                // fused Q and K projection, V projection; the attention core is priced apart
-                gemms.push(WeightGemm {
-                    m: u,
-                    k: d,
-                    n: a.q_width() + a.k_width(),
-                    reps: 1.0,
-                    split: Split::Columns,
-                });
-                gemms.push(WeightGemm {
-                    m: u,
-                    k: d,
-                    n: a.v_width(),
-                    reps: 1.0,
-                    split: Split::Columns,
-                });
-                gemms.push(WeightGemm {
-                    m: u,
-                    k: a.o_width(),
-                    n: d,
-                    reps: 1.0,
-                    split: Split::Rows,
-                });
-                attn = Some(AttnShape {
-                    heads: a.heads,
-                    groups: a.kv_groups,
-                    d_qk: a.d_qk,
-                    d_v: a.d_v,
-                });
-                allreduces += 1;
-                norms += 1.0;
-            }
-            match &layer.ffn {
-                Ffn::Dense { kind, width, .. } => {
-                    bytes += ffn_bytes(*kind, d, *width);
-                    push_ffn(&mut gemms, *kind, d, *width, u, 1.0);
+impl RingBlock {
+    /// The ring's block from one block of a decode graph (one step of all users): `ops` are
+    /// the block's operators in graph order, `shape` the graph's record of it.
+    ///
+    /// Weight GEMMs: Q and K fused into one column-split GEMM (n = q + k width), V
+    /// column-split, the output projection row-split; FFN gate and up column-split, down
+    /// row-split; for a mixture the router (column-split), the routed experts (the GEMMs
+    /// between `moe_router` and `moe_combine`: `touched` repetitions of t*a/touched rows, every
+    /// expert stationary), the shared experts (`shared` repetitions), the shared gate. The
+    /// attention GEMMs are the attention core the ring prices from `shape.attention`. Norms:
+    /// one per norm operator, one for a parallel residual (both halves read the same input).
+    /// All-reduce points when split: after the output projection and after the FFN down
+    /// projection, one with a parallel residual.
+    pub fn new<'a>(ops: impl IntoIterator<Item = &'a Op>, shape: &BlockShape) -> RingBlock {
+        let mut gemms = Vec::with_capacity(8);
+        let mut bytes = 0u64;
+        let mut expert_bytes = 0.0;
+        let mut norm_elements = 0.0;
+        let mut q_width = None;
+        let mut dense_ffn_width = None;
+        let mut users = 0;
+        // None: outside the FFN of a mixture; Some(true): its routed experts; Some(false): its
+        // shared experts
+        let mut routed = None;
+        for op in ops {
+            let OpKind::Gemm { m, n, k, .. } = op.kind else {
+                match (op.name, op.kind) {
+                    ("moe_combine", _) => routed = Some(false),
+                    // a parallel residual's two norms read one input: one is priced
+                    ("attn_norm" | "ffn_norm", OpKind::Elementwise { elements })
+                        if !(shape.parallel_residual && op.name == "ffn_norm") =>
+                    {
+                        norm_elements += elements as f64;
+                    }
+                    _ => {}
                 }
-                Ffn::Moe { kind, moe } => {
-                    let experts = moe.experts as f64;
-                    let active = moe.active as f64;
-                    bytes += experts * ffn_bytes(*kind, d, moe.expert_width);
-                    bytes += moe.shared_experts as f64 * ffn_bytes(*kind, d, moe.shared_width);
-                    bytes += (d * moe.experts) as f64; // router
-                    gemms.push(WeightGemm {
-                        m: u,
-                        k: d,
-                        n: moe.experts,
-                        reps: 1.0,
-                        split: Split::Columns,
-                    });
-                    let touched = experts * (1.0 - (1.0 - active / experts).powf(u));
-                    let rows = u * active / touched;
-                    push_ffn(&mut gemms, *kind, d, moe.expert_width, rows, touched);
-                    if moe.shared_experts > 0 {
-                        push_ffn(
-                            &mut gemms,
-                            *kind,
-                            d,
-                            moe.shared_width,
-                            u,
-                            moe.shared_experts as f64,
-                        );
-                        if moe.shared_gate {
-                            bytes += d as f64;
-                            gemms.push(WeightGemm {
-                                m: u,
-                                k: d,
-                                n: 1,
-                                reps: 1.0,
-                                split: Split::Columns,
-                            });
+                continue;
+            };
+            let mut gemm = |rows: f64, n: u64, reps: f64, split: Split| {
+                gemms.push(WeightGemm {
+                    m: rows,
+                    k,
+                    n,
+                    reps,
+                    split,
+                })
+            };
+            let matrix = k * n;
+            if users == 0 && !matches!(op.name, "attn_scores" | "attn_pv") {
+                // the first projection (Q, FFN up or router) reads every token's row
+                users = m;
+            }
+            match op.name {
+                "q_proj" => {
+                    q_width = Some(n);
+                    bytes += matrix;
+                }
+                "k_proj" => {
+                    // fused with Q: one pass over the normed input
+                    gemm(m as f64, q_width.take().unwrap_or(0) + n, 1.0, Split::Columns);
+                    bytes += matrix;
+                }
+                "v_proj" | "moe_router" | "moe_shared_gate" => {
+                    if op.name == "moe_router" {
+                        routed = Some(true);
+                    }
+                    gemm(m as f64, n, 1.0, Split::Columns);
+                    bytes += matrix;
+                }
+                "o_proj" => {
+                    gemm(m as f64, n, 1.0, Split::Rows);
+                    bytes += matrix;
+                }
+                "ffn_up" | "ffn_gate" | "ffn_down" => {
+                    let split = if op.name == "ffn_down" {
+                        Split::Rows
+                    } else {
+                        Split::Columns
+                    };
+                    match (routed, shape.experts) {
+                        (Some(true), Some(e)) => {
+                            gemm(m as f64 / e.touched, n, e.touched, split);
+                            expert_bytes += e.routed as f64 * matrix as f64;
+                        }
+                        (Some(false), Some(e)) => {
+                            gemm(m as f64, n, e.shared as f64, split);
+                            expert_bytes += e.shared as f64 * matrix as f64;
+                        }
+                        _ => {
+                            if op.name == "ffn_up" {
+                                dense_ffn_width = Some(n);
+                            }
+                            gemm(m as f64, n, 1.0, split);
+                            bytes += matrix;
                         }
                     }
                 }
+                // the attention GEMMs: the ring's attention core, priced from the shape
+                _ => {}
             }
-            if layer.parallel_residual && layer.attention.is_some() {
-                // one norm feeds both halves, and one all-reduce sums both partial outputs
-                norms = 1.0;
-                allreduces = 1;
+        }
+        let has_attention = shape.attention.is_some();
+        RingBlock {
+            weight_bytes: bytes as f64 + expert_bytes,
+            gemms,
+            attn: shape.attention.map(|a| AttnShape {
+                heads: a.heads,
+                groups: a.groups,
+                d_qk: a.d_qk,
+                d_v: a.d_v,
+            }),
+            norm_elements,
+            allreduces: if shape.parallel_residual {
+                1
+            } else {
+                1 + has_attention as u32
+            },
+            dense_ffn_width,
+            users,
+        }
+    }
+
+    /// Stationary INT8 weight bytes.
+    pub fn weight_bytes(&self) -> f64 {
+        self.weight_bytes
+    }
+    /// The attention heads and dimensions (`None`: attention-free).
+    pub(crate) fn attention(&self) -> Option<AttnShape> {
+        self.attn
+    }
+    /// The dense FFN's width (`None`: a mixture of experts).
+    pub(crate) fn dense_ffn_width(&self) -> Option<u64> {
+        self.dense_ffn_width
+    }
+}
+
+/// The decode step outside the blocks, prepared for the ring from the graph's head and tail
+/// operators: the LM head (`lm_head`, column-split, no all-reduce: each chip keeps its local
+/// top-1 of its vocabulary slice) after the final norm, and the embedding-row read
+/// (`embed`), a DRAM read wherever the layers are placed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RingEnds {
+    d_model: u64,
+    /// Rows of the LM head: the users.
+    users: u64,
+    vocab: u64,
+    embed_bytes: f64,
+    final_norm_elements: f64,
+}
+
+impl RingEnds {
+    /// From the head and tail operators of a decode graph; `None` without an `lm_head` GEMM.
+    pub fn new<'a>(ops: impl IntoIterator<Item = &'a Op>) -> Option<RingEnds> {
+        let (mut head, mut embed_bytes, mut final_norm_elements) = (None, 0.0, 0.0);
+        for op in ops {
+            match (op.name, op.kind) {
+                ("lm_head", OpKind::Gemm { m, n, k, .. }) => head = Some((m, n, k)),
+                ("embed", OpKind::Gather { rows, width }) => embed_bytes = (rows * width) as f64,
+                ("final_norm", OpKind::Elementwise { elements }) => final_norm_elements = elements as f64,
+                _ => {}
             }
-            layers.push(PreparedLayer {
+        }
+        let (users, vocab, d_model) = head?;
+        Some(RingEnds {
+            d_model,
+            users,
+            vocab,
+            embed_bytes,
+            final_norm_elements,
+        })
+    }
+}
+
+impl RingModel {
+    /// Prepares a model for `workload` from its decode step's operators: `blocks` the distinct
+    /// blocks, `layers` the block of every layer in order, `ends` the embedding and LM head
+    /// (see [`RingBlock::new`] and [`RingEnds::new`]; the graph lowered at batch = the
+    /// workload's users). MoE layers keep all experts stationary (their bytes count for
+    /// packing); per token step the router (d -> E) runs, plus the expected number of distinct
+    /// routed experts touched by u users, E*(1-(1-a/E)^u), each on u*a/touched rows, plus the
+    /// shared experts on all u rows. [`RingModel::new`] (in [`crate::sim::ring_adapter`])
+    /// lowers a model and calls this.
+    pub fn from_blocks(
+        name: &str,
+        blocks: &[RingBlock],
+        layers: &[usize],
+        ends: &RingEnds,
+        workload: &RingWorkload,
+        options: &RingOptions,
+    ) -> Result<RingModel, RingError> {
+        options.validate()?;
+        let u_rows = workload.users();
+        if let Some(b) = std::iter::once(ends.users)
+            .chain(layers.iter().filter_map(|&i| blocks.get(i).map(|b| b.users)))
+            .find(|&b| b != u_rows)
+        {
+            return Err(RingError::InvalidWorkload {
+                field: "users",
+                message: format!("{u_rows} users, but the decode graph was lowered for a batch of {b}"),
+            });
+        }
+        let paper_layer = match options.timing {
+            RingTiming::Corrected => None,
+            RingTiming::PaperEra => Some(PaperLayer::of(name, ends.d_model, blocks, layers)?),
+        };
+        let d = ends.d_model;
+        let u = u_rows as f64;
+        let mut out = Vec::with_capacity(layers.len() + 1);
+        let mut gemms = Vec::with_capacity(layers.len() * 8 + 1);
+        for (i, &b) in layers.iter().enumerate() {
+            let Some(block) = blocks.get(b) else {
+                return Err(RingError::InvalidModel {
+                    model: name.to_string(),
+                    message: format!("layer {i} names block {b} of {}", blocks.len()),
+                });
+            };
+            let start = gemms.len();
+            gemms.extend_from_slice(&block.gemms);
+            out.push(PreparedLayer {
                 origin: LayerOrigin::Block(i),
-                weight_bytes: bytes,
+                weight_bytes: block.weight_bytes,
                 gemms: start..gemms.len(),
-                attn,
-                norm_elements: norms * d as f64 * u,
-                allreduces,
+                attn: block.attn,
+                norm_elements: block.norm_elements,
+                allreduces: block.allreduces,
                 fixed_dram_bytes: 0.0,
             });
         }
@@ -252,29 +347,29 @@ impl RingModel {
             gemms.push(WeightGemm {
                 m: u,
                 k: d,
-                n: model.vocab,
+                n: ends.vocab,
                 reps: 1.0,
                 split: Split::Columns,
             });
-            layers.push(PreparedLayer {
+            out.push(PreparedLayer {
                 origin: LayerOrigin::LmHead,
-                weight_bytes: (model.vocab * d) as f64,
+                weight_bytes: (ends.vocab * d) as f64,
                 gemms: start..gemms.len(),
                 attn: None,
-                norm_elements: d as f64 * u,
+                norm_elements: ends.final_norm_elements,
                 // vocab-split logits need no all-reduce (each chip keeps its local top-1)
                 allreduces: 0,
-                fixed_dram_bytes: d as f64 * u,
+                fixed_dram_bytes: ends.embed_bytes,
             });
         }
-        let largest_layer_bytes = layers.iter().map(|l| l.weight_bytes).fold(0.0, f64::max);
+        let largest_layer_bytes = out.iter().map(|l| l.weight_bytes).fold(0.0, f64::max);
         Ok(RingModel {
-            name: model.name.clone(),
+            name: name.to_string(),
             d_model: d,
-            users: workload.users(),
+            users: u_rows,
             workload: *workload,
             options: *options,
-            layers,
+            layers: out,
             gemms,
             largest_layer_bytes,
             paper_layer,
