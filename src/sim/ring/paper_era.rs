@@ -114,10 +114,10 @@ impl PaperLayer {
     /// attention genes the release priced; for -Compact-106M and -Acc-123M, whose
     /// attention-free first blocks carried H = G = 1 in the search, they are not). An MoE
     /// first block is an error: the paper-era model prices a dense FFN.
-    pub fn of(
+    pub fn of<B: std::borrow::Borrow<RingBlock>>(
         name: &str,
         d_model: u64,
-        blocks: &[RingBlock],
+        blocks: &[B],
         layers: &[usize],
     ) -> Result<PaperLayer, RingError> {
         let invalid = |message: String| RingError::InvalidModel {
@@ -126,7 +126,7 @@ impl PaperLayer {
         };
         let first = layers
             .first()
-            .and_then(|&b| blocks.get(b))
+            .and_then(|&b| blocks.get(b).map(B::borrow))
             .ok_or_else(|| invalid("the paper-era model needs at least one layer".into()))?;
         let Some(ffn_width) = first.dense_ffn_width() else {
             return Err(invalid(
@@ -137,7 +137,7 @@ impl PaperLayer {
         };
         let attention = layers
             .iter()
-            .find_map(|&b| blocks.get(b).and_then(RingBlock::attention));
+            .find_map(|&b| blocks.get(b).and_then(|b| b.borrow().attention()));
         let (heads, groups, d_head) = attention.map_or((0, 0, 0), |a| (a.heads, a.groups, a.d_qk));
         Ok(PaperLayer {
             d_model,

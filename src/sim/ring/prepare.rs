@@ -296,9 +296,9 @@ impl RingModel {
     /// routed experts touched by u users, E*(1-(1-a/E)^u), each on u*a/touched rows, plus the
     /// shared experts on all u rows. [`RingModel::new`] (in [`crate::sim::ring_adapter`])
     /// lowers a model and calls this.
-    pub fn from_blocks(
+    pub fn from_blocks<B: std::borrow::Borrow<RingBlock>>(
         name: &str,
-        blocks: &[RingBlock],
+        blocks: &[B],
         layers: &[usize],
         ends: &RingEnds,
         workload: &RingWorkload,
@@ -307,7 +307,11 @@ impl RingModel {
         options.validate()?;
         let u_rows = workload.users();
         if let Some(b) = std::iter::once(ends.users)
-            .chain(layers.iter().filter_map(|&i| blocks.get(i).map(|b| b.users)))
+            .chain(
+                layers
+                    .iter()
+                    .filter_map(|&i| blocks.get(i).map(|b| b.borrow().users)),
+            )
             .find(|&b| b != u_rows)
         {
             return Err(RingError::InvalidWorkload {
@@ -324,7 +328,7 @@ impl RingModel {
         let mut out = Vec::with_capacity(layers.len() + 1);
         let mut gemms = Vec::with_capacity(layers.len() * 8 + 1);
         for (i, &b) in layers.iter().enumerate() {
-            let Some(block) = blocks.get(b) else {
+            let Some(block) = blocks.get(b).map(B::borrow) else {
                 return Err(RingError::InvalidModel {
                     model: name.to_string(),
                     message: format!("layer {i} names block {b} of {}", blocks.len()),
