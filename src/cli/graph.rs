@@ -132,6 +132,7 @@ pub fn run(args: GraphArgs) -> miette::Result<()> {
                     graph::OpKind::Gather { .. } => "gather",
                     graph::OpKind::Elementwise { .. } => "elementwise",
                     graph::OpKind::KvWrite { .. } => "kv_write",
+                    graph::OpKind::Collective { .. } => "collective",
                 };
                 println!(
                     "{:<22} {:>12} {:>14.4e} {:>14.4e} {:>14.4e} {:>12.4e}",

@@ -110,6 +110,7 @@ fn shape(k: &OpKind) -> [i64; 4] {
         OpKind::Gemm { m, n, k, batch } => [m as i64, n as i64, k as i64, batch as i64],
         OpKind::Gather { rows, width } => [rows as i64, width as i64, 0, 0],
         OpKind::Elementwise { elements } | OpKind::KvWrite { elements } => [elements as i64, 0, 0, 0],
+        OpKind::Collective { rows, width, .. } => [rows as i64, width as i64, 0, 0],
     }
 }
 
@@ -128,6 +129,15 @@ fn with_shape(k: &OpKind, s: [i64; 4]) -> OpKind {
         },
         OpKind::Elementwise { .. } => OpKind::Elementwise { elements: u(s[0]) },
         OpKind::KvWrite { .. } => OpKind::KvWrite { elements: u(s[0]) },
+        OpKind::Collective {
+            kind, group, stage, ..
+        } => OpKind::Collective {
+            kind,
+            rows: u(s[0]),
+            width: u(s[1]),
+            group,
+            stage,
+        },
     }
 }
 
