@@ -8,6 +8,11 @@
 //! residual add -> norm -> FFN (dense or routed experts) -> residual add; then final norm and
 //! LM head.
 //!
+//! Lowered for a placement ([`parallel::lower_placed`]), the graph of a tensor-parallel shard
+//! also holds the pass's collectives and stage hand-offs: [`OpKind::Collective`] operators on
+//! [`Unit::Link`] (the interconnect; no FLOPs, the tensor's bytes as activations), each
+//! between the operator it follows and its consumers. [`lower`] emits none.
+//!
 //! KV-cache reads are the `kv_cache` bytes of the attention-score and PV operators (a decode
 //! step reads the C - 1 cached positions; prefill reads none). Prefill computes logits for the
 //! last token of each sequence only.

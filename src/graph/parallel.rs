@@ -15,6 +15,15 @@
 //!   blocks); the embedding runs on the first stage, the final norm and LM head on the last;
 //!   each stage boundary passes the residual stream point to point.
 //!
+//! [`lower_placed`] lowers a model and phase for a placement into one graph: the shard's graph
+//! with each collective and hand-off spliced in as an operator of its own
+//! ([`super::OpKind::Collective`] on [`super::Unit::Link`], the interconnect) between the
+//! operator it follows and that operator's consumers, in execution order. The engines price
+//! the shard's plain graph (its device operators); the system path
+//! ([`crate::sim::system`]) reads the collectives from the placed graph
+//! ([`Placed::collectives`], or [`PassCollectives`] for passes of any size) and prices them
+//! on the interconnect.
+//!
 //! Collectives carry the bytes of the whole tensor they combine and the size of their group:
 //! nothing of hardware. They move in the stack's float type (2 bytes, or the activations'
 //! width when wider), whatever format the GEMMs take their inputs in (fp8, int8).

@@ -13,6 +13,10 @@
 //! reference contexts and stored as a value plus a per-context slope ([`ProgOp::at`]). The
 //! test suite checks that a program expanded at any context equals a fresh lowering of the
 //! whole model op for op, and that its edges match the graph's.
+//!
+//! Templates come from the plain lowering ([`crate::graph::lower`]), which has no
+//! [`crate::graph::Unit::Link`] operator: a placed graph's collectives never reach an engine
+//! (the system path prices them on the interconnect).
 
 use crate::graph::{self, Op, OpKind, Phase, RoleBytes};
 use crate::model::{Layer, Model};
