@@ -1,4 +1,6 @@
-//! `llmforge graph`: lower a model and phase into its operator graph.
+//! `llmforge graph`: lower a model and phase into its operator graph (with `--devices` and
+//! `--parallel`, the graph placed on them: one tensor-parallel shard's operators with the
+//! pass's collectives and stage hand-offs as operators of the interconnect).
 
 use clap::{Args, ValueEnum};
 use llmforge::graph::{self, Phase};
@@ -18,6 +20,14 @@ pub struct GraphArgs {
     phase: Phase,
     #[arg(long, default_value_t = 1)]
     batch: u64,
+    /// Devices the model is placed on (with --parallel): the graph of one tensor-parallel
+    /// shard with the pass's collectives and stage hand-offs as `collective` operators.
+    #[arg(long, value_name = "N", requires = "parallel")]
+    devices: Option<u64>,
+    /// Placement over --devices: `tp` (tensor parallel over all), `pp` (one pipeline stage per
+    /// device) or `tp=2,pp=4`.
+    #[arg(long, value_name = "tp|pp|tp=N,pp=M", requires = "devices")]
+    parallel: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 }
@@ -63,8 +73,24 @@ pub fn run(args: GraphArgs) -> miette::Result<()> {
     }
     llmforge::sim::Workload::new(context.max(1), 1, args.batch)
         .map_err(|e| miette::miette!("--phase / --batch: {e}"))?;
+    let placement = match (args.devices, args.parallel.as_deref()) {
+        (Some(n), Some(parallel)) => {
+            let max = llmforge::system::MAX_DEVICES;
+            if n == 0 || n > max {
+                miette::bail!("--devices {n}: expected 1 to {max}");
+            }
+            let p = llmforge::system::parse_parallel(parallel, n)
+                .map_err(|e| miette::miette!("--parallel: {e}"))?;
+            Some(p)
+        }
+        _ => None,
+    };
     let m = model::load(&args.model)?;
-    let g = graph::lower(&m, args.phase.with_batch(args.batch));
+    let phase = args.phase.with_batch(args.batch);
+    let g = match placement {
+        Some(p) => graph::parallel::lower_placed(&m, phase, p).graph,
+        None => graph::lower(&m, phase),
+    };
     match args.format {
         Format::Json => {
             let out = JsonGraph {
@@ -132,6 +158,7 @@ pub fn run(args: GraphArgs) -> miette::Result<()> {
                     graph::OpKind::Gather { .. } => "gather",
                     graph::OpKind::Elementwise { .. } => "elementwise",
                     graph::OpKind::KvWrite { .. } => "kv_write",
+                    graph::OpKind::Collective { .. } => "collective",
                 };
                 println!(
                     "{:<22} {:>12} {:>14.4e} {:>14.4e} {:>14.4e} {:>12.4e}",

@@ -87,11 +87,7 @@ pub fn run(args: RooflineArgs) -> miette::Result<()> {
                 RooflinePoint {
                     label: o.label.clone(),
                     phase: o.phase.name(),
-                    unit: match o.unit {
-                        llmforge::graph::Unit::Matrix => "matrix",
-                        llmforge::graph::Unit::Vector => "vector",
-                        llmforge::graph::Unit::Memory => "memory",
-                    },
+                    unit: o.unit.name(),
                     flops: o.flops.get() / n,
                     dram_bytes: o.dram_bytes.get() / n,
                     time: o.time.get() / n,

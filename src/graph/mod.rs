@@ -8,6 +8,11 @@
 //! residual add -> norm -> FFN (dense or routed experts) -> residual add; then final norm and
 //! LM head.
 //!
+//! Lowered for a placement ([`parallel::lower_placed`]), the graph of a tensor-parallel shard
+//! also holds the pass's collectives and stage hand-offs: [`OpKind::Collective`] operators on
+//! [`Unit::Link`] (the interconnect; no FLOPs, the tensor's bytes as activations), each
+//! between the operator it follows and its consumers. [`lower`] emits none.
+//!
 //! KV-cache reads are the `kv_cache` bytes of the attention-score and PV operators (a decode
 //! step reads the C - 1 cached positions; prefill reads none). Prefill computes logits for the
 //! last token of each sequence only.
@@ -37,6 +42,39 @@ pub enum OpKind {
     Elementwise { elements: u64 },
     /// Writing new keys and values into the cache.
     KvWrite { elements: u64 },
+    /// A collective or a transfer between devices of a placement ([`parallel::lower_placed`]):
+    /// `group` devices of pipeline stage `stage` (a hand-off: the sending stage) combine or pass
+    /// a tensor of `rows` x `width` elements, the whole tensor (the sum an all-reduce
+    /// produces, the gathered tensor, the tensor sent). Runs on [`Unit::Link`].
+    Collective {
+        kind: CollectiveKind,
+        rows: u64,
+        width: u64,
+        group: u64,
+        stage: u64,
+    },
+}
+
+/// What a collective does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectiveKind {
+    /// Every member ends with the sum of the members' tensors.
+    AllReduce,
+    /// Every member ends with the concatenation of the members' slices.
+    AllGather,
+    /// One member's tensor to the next stage's member of the same rank.
+    SendRecv,
+}
+
+impl CollectiveKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CollectiveKind::AllReduce => "all_reduce",
+            CollectiveKind::AllGather => "all_gather",
+            CollectiveKind::SendRecv => "send_recv",
+        }
+    }
 }
 
 /// Which unit executes an operator.
@@ -49,6 +87,21 @@ pub enum Unit {
     Vector,
     /// Pure data movement.
     Memory,
+    /// The interconnect between devices: the collectives and transfers of a placed graph
+    /// ([`OpKind::Collective`]). No device runs it; the engines never see one.
+    Link,
+}
+
+impl Unit {
+    /// `matrix`, `vector`, `memory`, `link`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unit::Matrix => "matrix",
+            Unit::Vector => "vector",
+            Unit::Memory => "memory",
+            Unit::Link => "link",
+        }
+    }
 }
 
 /// Bytes by role.
@@ -234,6 +287,21 @@ struct Lowering<'m> {
     layer: Option<u32>,
     /// The current block's expert counts, set by [`Self::moe`].
     experts: Option<ExpertCounts>,
+    /// The placement whose collectives the lowering splices in (`None`: a plain graph).
+    spread: Option<Spread>,
+    /// The pipeline stage of the current block.
+    stage: u64,
+}
+
+/// What a placed lowering needs of its placement and of the whole (unsharded) model.
+struct Spread {
+    tp: u64,
+    pp: u64,
+    stages: Vec<std::ops::Range<u32>>,
+    /// Bytes per element collectives move ([`parallel::comm_element_bytes`]).
+    element: f64,
+    /// The whole vocabulary: the width of the gathered logits.
+    vocab: u64,
 }
 
 impl Lowering<'_> {
@@ -264,6 +332,66 @@ impl Lowering<'_> {
             self.dag.add_edge(src, idx, Tensor { bytes });
         }
         idx
+    }
+
+    /// A collective of `group` devices on a `rows` x `width` tensor after `input`, in the
+    /// current block and stage.
+    #[allow(clippy::too_many_arguments)] // a private builder taking one collective's fields
+    fn collective(
+        &mut self,
+        name: &'static str,
+        kind: CollectiveKind,
+        rows: u64,
+        width: u64,
+        group: u64,
+        stage: u64,
+        element: f64,
+        input: NodeIndex,
+    ) -> NodeIndex {
+        let bytes = Bytes::new(rows as f64 * width as f64 * element);
+        let tensor = RoleBytes {
+            activations: bytes,
+            ..Default::default()
+        };
+        let kind = OpKind::Collective {
+            kind,
+            rows,
+            width,
+            group,
+            stage,
+        };
+        self.add(name, kind, Unit::Link, 0.0, tensor, tensor, &[input])
+    }
+
+    /// The tensor-parallel all-reduce `name` of the residual stream's partial sums after
+    /// `input` (`input` itself without tensor parallelism).
+    fn all_reduce(&mut self, name: &'static str, input: NodeIndex) -> NodeIndex {
+        let Some(&Spread { tp, element, .. }) = self.spread.as_ref() else {
+            return input;
+        };
+        if tp <= 1 {
+            return input;
+        }
+        let (t, d, stage) = (self.t, self.model.d_model, self.stage);
+        self.collective(name, CollectiveKind::AllReduce, t, d, tp, stage, element, input)
+    }
+
+    /// The hand-off of the residual stream from `stage` to the next one, after `input`.
+    fn stage_send(&mut self, stage: u64, input: NodeIndex) -> NodeIndex {
+        let Some(element) = self.spread.as_ref().map(|s| s.element) else {
+            return input;
+        };
+        let (t, d) = (self.t, self.model.d_model);
+        self.collective(
+            "stage_send",
+            CollectiveKind::SendRecv,
+            t,
+            d,
+            2,
+            stage,
+            element,
+            input,
+        )
     }
 
     fn act(&self, elements: f64) -> Bytes {
@@ -568,7 +696,10 @@ impl Lowering<'_> {
             None
         };
         let ffn_in = match (attn_out, layer.parallel_residual) {
-            (Some(o), false) => self.residual("attn_residual", x, o),
+            (Some(o), false) => {
+                let o = self.all_reduce("attn_allreduce", o);
+                self.residual("attn_residual", x, o)
+            }
             _ => x,
         };
         let h = self.norm("ffn_norm", ffn_in);
@@ -579,16 +710,26 @@ impl Lowering<'_> {
         match (attn_out, layer.parallel_residual) {
             (Some(o), true) => {
                 let sum = self.residual("parallel_add", o, f);
+                let sum = self.all_reduce("block_allreduce", sum);
                 self.residual("ffn_residual", x, sum)
             }
-            _ => self.residual("ffn_residual", ffn_in, f),
+            _ => {
+                let f = self.all_reduce("ffn_allreduce", f);
+                self.residual("ffn_residual", ffn_in, f)
+            }
         }
     }
 }
 
 /// Lowers a model and phase into its operator graph.
 pub fn lower(model: &Model, phase: Phase) -> Graph {
-    let per_block = 24;
+    lower_spread(model, phase, None)
+}
+
+/// Lowers `model` (a tensor-parallel shard when `spread.tp > 1`) and phase, with the
+/// collectives and stage hand-offs of `spread` spliced in after the ops they follow.
+fn lower_spread(model: &Model, phase: Phase, spread: Option<Spread>) -> Graph {
+    let per_block = 24 + if spread.is_some() { 3 } else { 0 };
     let n_ops = model.layers.len() * per_block + 6;
     let mut l = Lowering {
         model,
@@ -601,6 +742,8 @@ pub fn lower(model: &Model, phase: Phase) -> Graph {
         attention: model.precision.attention_gemm(),
         layer: None,
         experts: None,
+        spread,
+        stage: 0,
     };
     let mut blocks = Vec::with_capacity(model.layers.len());
     let d = model.d_model;
@@ -621,13 +764,28 @@ pub fn lower(model: &Model, phase: Phase) -> Graph {
         },
         &[],
     );
+    // the vocabulary-parallel embedding's partial rows (the positions are added whole)
+    x = l.all_reduce("embed_allreduce", x);
     if let Positional::Learned { .. } = model.positional {
         x = l.elementwise("pos_embed", tf * df, elementwise::ADD, tf * df, tf * df, &[x]);
     }
+    let pp = l.spread.as_ref().map_or(1, |s| s.pp);
     for (i, layer) in model.layers.iter().enumerate() {
-        l.layer = Some(i as u32);
+        let i = i as u32;
+        l.layer = Some(i);
         l.experts = None;
+        let stage_end = match &l.spread {
+            Some(s) => {
+                l.stage = parallel::stage_of(&s.stages, i);
+                s.stages[l.stage as usize].end
+            }
+            None => 0,
+        };
         x = l.block(layer, &phase, x);
+        // the last block of a stage hands the residual stream to the next stage
+        if l.stage + 1 < pp && stage_end == i + 1 {
+            x = l.stage_send(l.stage, x);
+        }
         blocks.push(BlockShape {
             attention: layer.attention.map(|a| BlockHeads {
                 heads: a.heads,
@@ -639,11 +797,32 @@ pub fn lower(model: &Model, phase: Phase) -> Graph {
             parallel_residual: layer.parallel_residual && layer.attention.is_some(),
         });
     }
+    // stages left empty (more stages than blocks) still pass the stream on
+    let empty: Vec<(u64, Option<u32>)> = l.spread.as_ref().map_or(Vec::new(), |s| {
+        let stages = s.stages.iter().enumerate();
+        stages
+            .filter(|(i, r)| r.is_empty() && (*i as u64) + 1 < pp)
+            .map(|(i, r)| (i as u64, r.start.checked_sub(1)))
+            .collect()
+    });
+    for (stage, layer) in empty {
+        l.layer = layer;
+        x = l.stage_send(stage, x);
+    }
     l.layer = None;
     let h = l.norm("final_norm", x);
     let rows = phase.batch();
     // logits of the last token of each sequence
-    l.linear("lm_head", rows, d, model.vocab, false, Copies::ONE, h);
+    let logits = l.linear("lm_head", rows, d, model.vocab, false, Copies::ONE, h);
+    // the vocabulary slices of the logits gathered
+    if let Some(&Spread {
+        tp, element, vocab, ..
+    }) = l.spread.as_ref()
+        && tp > 1
+    {
+        let kind = CollectiveKind::AllGather;
+        l.collective("logits_gather", kind, rows, vocab, tp, pp - 1, element, logits);
+    }
     Graph {
         model: model.name.clone(),
         phase,

@@ -422,7 +422,8 @@ impl<'s> Mapper<'s> {
                     vector_flops += f;
                     compute += f / (eff.compute * sub.vector_peak().get());
                 }
-                Unit::Memory => {}
+                // no collective reaches an engine (the placed graph is the system path's)
+                Unit::Memory | Unit::Link => {}
             }
         }
         // A materialised score matrix (stacks without fused attention) goes through DRAM;
@@ -505,6 +506,7 @@ pub fn kind_name(ops: &[&Op]) -> &'static str {
         OpKind::Gather { .. } => "gather",
         OpKind::Elementwise { .. } => "elementwise",
         OpKind::KvWrite { .. } => "kv_write",
+        OpKind::Collective { .. } => "collective",
     }
 }
 

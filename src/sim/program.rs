@@ -13,6 +13,10 @@
 //! reference contexts and stored as a value plus a per-context slope ([`ProgOp::at`]). The
 //! test suite checks that a program expanded at any context equals a fresh lowering of the
 //! whole model op for op, and that its edges match the graph's.
+//!
+//! Templates come from the plain lowering ([`crate::graph::lower`]), which has no
+//! [`crate::graph::Unit::Link`] operator: a placed graph's collectives never reach an engine
+//! (the system path prices them on the interconnect).
 
 use crate::graph::{self, Op, OpKind, Phase, RoleBytes};
 use crate::model::{Layer, Model};
@@ -110,6 +114,7 @@ fn shape(k: &OpKind) -> [i64; 4] {
         OpKind::Gemm { m, n, k, batch } => [m as i64, n as i64, k as i64, batch as i64],
         OpKind::Gather { rows, width } => [rows as i64, width as i64, 0, 0],
         OpKind::Elementwise { elements } | OpKind::KvWrite { elements } => [elements as i64, 0, 0, 0],
+        OpKind::Collective { rows, width, .. } => [rows as i64, width as i64, 0, 0],
     }
 }
 
@@ -128,6 +133,15 @@ fn with_shape(k: &OpKind, s: [i64; 4]) -> OpKind {
         },
         OpKind::Elementwise { .. } => OpKind::Elementwise { elements: u(s[0]) },
         OpKind::KvWrite { .. } => OpKind::KvWrite { elements: u(s[0]) },
+        OpKind::Collective {
+            kind, group, stage, ..
+        } => OpKind::Collective {
+            kind,
+            rows: u(s[0]),
+            width: u(s[1]),
+            group,
+            stage,
+        },
     }
 }
 

@@ -321,7 +321,7 @@ impl Resource {
         match u {
             Unit::Matrix => Resource::Matrix,
             Unit::Vector => Resource::Vector,
-            Unit::Memory => Resource::Dma,
+            Unit::Memory | Unit::Link => Resource::Dma,
         }
     }
 }

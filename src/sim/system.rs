@@ -4,9 +4,13 @@
 //! engine on one device (roofline or sim, the single-device path); a pipeline splits that
 //! device's per-op times and energies into its stages by the blocks each runs (the embedding
 //! on the first stage, final norm and LM head on the last). The pass's collectives and stage
-//! hand-offs ([`crate::graph::parallel::collectives`]) are priced on the interconnect
+//! hand-offs are the [`crate::graph::Unit::Link`] operators of its placed graph
+//! ([`crate::graph::parallel::lower_placed`]: the shard's graph with them spliced in, read once
+//! per model, placement and pass); they are priced on the interconnect
 //! ([`super::cost::collective`]) and sit on their stage's critical path (no overlap with
-//! compute: Megatron's all-reduces block the next layer).
+//! compute: Megatron's all-reduces block the next layer). The engine prices the shard's plain
+//! graph: no collective reaches it. The Chrome trace's timeline walks each stage's operators
+//! of the placed graph in order, a collective where the graph puts it.
 //!
 //! * Prefill: the prompt is cut into `m` micro-batches (the system's `micro_batches`); stage
 //!   `s` takes `u_s = t_s / m + c_s(B / m)` per micro-batch (its share of the pass plus its
@@ -21,10 +25,15 @@
 
 use super::cost::{CollectiveCost, collective, system_links};
 use super::{Engine, OpRecord, PhaseKind, RunResult, RunSummary, Workload};
-use crate::graph::parallel::{self, Collective, CollectiveKind, stage_layers, stage_of};
+use crate::graph::Phase;
+use crate::graph::parallel::{
+    self, Collective, CollectiveKind, PassCollectives, Placement, device_op_stage, lower_placed,
+    stage_layers, stage_of,
+};
 use crate::model::{Model, Positional, accounting};
 use crate::system::{Interconnect, System};
 use serde::Serialize;
+use std::sync::{Arc, Mutex};
 
 /// One device's figures over the run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -167,6 +176,72 @@ impl<'s> Memo<'s> {
     }
 }
 
+/// The graph phases of a workload's passes: the prefill pass (a micro-batch carries `1/m` of
+/// its collectives' bytes) and a decode step (its first; a step's collectives do not depend on
+/// the context).
+fn pass_phases(w: Workload) -> [Phase; 2] {
+    [
+        Phase::Prefill {
+            tokens: w.prompt,
+            batch: w.batch,
+        },
+        Phase::Decode {
+            context: w.prompt + 1,
+            batch: w.batch,
+        },
+    ]
+}
+
+/// A model's collectives under a placement.
+struct PassEntry {
+    model: Model,
+    placement: Placement,
+    passes: Arc<PassCollectives>,
+}
+
+/// Distinct (model, placement) pairs the cache keeps before it starts afresh.
+const PASS_CACHE_ENTRIES: usize = 1024;
+
+/// The collectives of `model`'s passes under `placement`, read from its placed graph
+/// ([`PassCollectives`]). Lowering a whole graph costs more than the rest of a system run's
+/// pricing, and a calibration prices the same rows again and again: they are kept
+/// process-wide per (model, placement), every hit checked against the whole model; bounded.
+fn pass_collectives(model: &Model, placement: Placement) -> Arc<PassCollectives> {
+    use std::hash::{Hash, Hasher};
+    static CACHE: Mutex<Vec<Vec<PassEntry>>> = Mutex::new(Vec::new());
+    const BUCKETS: usize = 256;
+    let key = {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        model.name.hash(&mut h);
+        (model.d_model, model.vocab, model.layers.len()).hash(&mut h);
+        (placement.tp, placement.pp).hash(&mut h);
+        h.finish() as usize % BUCKETS
+    };
+    let find = |buckets: &Vec<Vec<PassEntry>>| {
+        let bucket = buckets.get(key)?;
+        let hit = bucket
+            .iter()
+            .find(|e| e.placement == placement && e.model == *model);
+        hit.map(|e| e.passes.clone())
+    };
+    if let Some(hit) = find(&CACHE.lock().unwrap_or_else(|e| e.into_inner())) {
+        return hit;
+    }
+    let passes = Arc::new(PassCollectives::new(model, placement));
+    let mut buckets = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let held: usize = buckets.iter().map(Vec::len).sum();
+    if buckets.len() != BUCKETS || held >= PASS_CACHE_ENTRIES {
+        buckets.clear();
+        buckets.resize_with(BUCKETS, Vec::new);
+    }
+    buckets[key].push(PassEntry {
+        model: model.clone(),
+        placement,
+        passes: passes.clone(),
+    });
+    passes
+}
+
 /// Runs `model` on `sys` (summary, per device and per link; `records`: with the per-op
 /// records of one device).
 pub fn run(model: &Model, sys: &System, w: Workload, engine: Engine, records: bool) -> SystemRun {
@@ -259,15 +334,18 @@ fn run_detail(
         .collect();
     let e_dec: Vec<f64> = share(&parts[3]).iter().map(|f| f * dev.decode_energy_j).collect();
 
-    // the collectives of one prefill micro-batch and of one decode step
+    // the collectives of one prefill micro-batch and of one decode step, from the placed
+    // graphs (none to price without links or on one device)
     let m = sys.micro_batches.max(1);
     let mf = m as f64;
-    let tokens_pre = w.prompt * w.batch;
-    let mut micro = parallel::collectives(model, tokens_pre, w.batch, p);
+    let [prefill_phase, decode_phase] = pass_phases(w);
+    let passes = (sys.interconnect.is_some() && p.devices() > 1).then(|| pass_collectives(model, p));
+    let pass = |phase| -> Vec<Collective> { passes.as_ref().map_or(Vec::new(), |c| c.at(phase).collect()) };
+    let mut micro = pass(prefill_phase);
     if m > 1 {
         micro.iter_mut().for_each(|c| c.bytes = c.bytes / mf);
     }
-    let step = parallel::collectives(model, w.batch, w.batch, p);
+    let step = pass(decode_phase);
     // the totals leave the per-link figures out: no traffic kept per link and device
     let links = match sys.interconnect {
         Some(ic) if per_device_wanted => system_links(ic.topology, sys.count),
@@ -502,35 +580,33 @@ pub struct TimelineEvent {
     pub end: f64,
 }
 
-/// The system's timeline for a trace: the prefill pass (each micro-batch through the stages,
-/// each stage's ops back to back with their collectives after the op they follow) and one
-/// decode step drawn with the mean per-step op times, stage after stage. Op durations are the
-/// engine's per-op times scaled to its makespan (the engine overlaps some ops' transfers; the
-/// timeline draws them in sequence). Collectives appear on every device taking part and on
-/// every link they cross (for the link's busy time).
+/// The system's timeline for a trace: the prefill pass (each micro-batch through the stages)
+/// and one decode step drawn with the mean per-step op times, stage after stage. Each stage
+/// walks its operators of the placed graph ([`lower_placed`]) in order: a device operator
+/// draws the engine's records up to its own (a kernel fusing several operators, such as fused
+/// attention, is drawn where it comes), a collective is drawn where the graph puts it. Op
+/// durations are the engine's per-op times scaled to its makespan (the engine overlaps some
+/// ops' transfers; the timeline draws them in sequence). Collectives appear on every device
+/// taking part and on every link they cross (for the link's busy time).
 pub fn timeline(model: &Model, sys: &System, w: Workload, run: &SystemRun) -> Vec<TimelineEvent> {
     let p = sys.placement;
     let pp = p.pp.max(1) as usize;
     let stages = stage_layers(model.n_layers() as u32, p.pp);
-    let stage_of_op = |r: &OpRecord| match r.layer {
-        Some(l) => stage_of(&stages, l) as usize,
-        None if r.name == "embed" || r.name == "pos_embed" => 0,
-        None => pp - 1,
-    };
     let mut out = Vec::new();
     let dev = &run.device.summary;
     let mut t0: f64 = 0.0;
-    for (phase, passes) in [
-        (PhaseKind::Prefill, sys.micro_batches.max(1)),
-        (PhaseKind::Decode, 1),
+    let [prefill_phase, decode_phase] = pass_phases(w);
+    for (phase, passes, graph_phase) in [
+        (PhaseKind::Prefill, sys.micro_batches.max(1), prefill_phase),
+        (PhaseKind::Decode, 1, decode_phase),
     ] {
         let ops: Vec<&OpRecord> = run.device.ops.iter().filter(|r| r.phase == phase).collect();
         if ops.is_empty() {
             continue;
         }
-        let (tokens, steps, makespan) = match phase {
-            PhaseKind::Prefill => (w.prompt * w.batch, 1.0, dev.prefill.time.get()),
-            PhaseKind::Decode => (w.batch, w.generate as f64, dev.decode.time.get()),
+        let (steps, makespan) = match phase {
+            PhaseKind::Prefill => (1.0, dev.prefill.time.get()),
+            PhaseKind::Decode => (w.generate as f64, dev.decode.time.get()),
         };
         let total: f64 = ops.iter().map(|r| r.time.get()).sum();
         let scale = if total > 0.0 {
@@ -539,13 +615,16 @@ pub fn timeline(model: &Model, sys: &System, w: Workload, run: &SystemRun) -> Ve
             0.0
         };
         let m = passes as f64;
-        let cs: Vec<Collective> = parallel::collectives(model, tokens, w.batch, p)
-            .into_iter()
-            .map(|c| Collective {
-                bytes: c.bytes / m,
-                ..c
-            })
-            .collect();
+        // each stage's operators of the placed graph and the engine's records, in order
+        let placed = lower_placed(model, graph_phase, p);
+        let mut stage_ops = vec![Vec::new(); pp];
+        for op in placed.graph.ops() {
+            stage_ops[(placed.stage_of_op(op) as usize).min(pp - 1)].push(op);
+        }
+        let mut stage_records = vec![Vec::new(); pp];
+        for r in ops {
+            stage_records[(device_op_stage(&stages, r.name, r.layer) as usize).min(pp - 1)].push(r);
+        }
         // (stage, micro-batch) end times
         let mut done = vec![vec![t0; passes as usize]; pp];
         let mut phase_end = t0;
@@ -559,55 +638,8 @@ pub fn timeline(model: &Model, sys: &System, w: Workload, run: &SystemRun) -> Ve
                     t = t.max(done[s][k - 1]);
                 }
                 let members: Vec<u64> = (0..p.tp).map(|r| sys.device_of(s as u64, r)).collect();
-                let collective_at =
-                    |name: &str, layer: Option<u32>, t: &mut f64, out: &mut Vec<TimelineEvent>| {
-                        for c in cs
-                            .iter()
-                            .filter(|c| c.name == name && c.layer == layer && c.stage as usize == s)
-                        {
-                            let Some(ic) = &sys.interconnect else { continue };
-                            let mut end = *t;
-                            for g in &groups(sys, c) {
-                                let cost = collective(ic, sys.count, g, c);
-                                end = end.max(*t + cost.time.get());
-                                for (l, _, busy) in &cost.links {
-                                    out.push(TimelineEvent {
-                                        track: Track::Link(*l),
-                                        phase,
-                                        name: c.name.to_string(),
-                                        what: "collective",
-                                        start: *t,
-                                        end: *t + busy,
-                                    });
-                                }
-                            }
-                            for d in &members {
-                                out.push(TimelineEvent {
-                                    track: Track::Device(*d),
-                                    phase,
-                                    name: c.label(),
-                                    what: if c.kind == CollectiveKind::SendRecv {
-                                        "hand_off"
-                                    } else {
-                                        "collective"
-                                    },
-                                    start: *t,
-                                    end,
-                                });
-                            }
-                            *t = end;
-                        }
-                    };
-                for r in ops.iter().filter(|r| stage_of_op(r) == s) {
-                    // the all-reduces close the block's attention and FFN before the residual adds
-                    match r.name {
-                        "attn_residual" => collective_at("attn_allreduce", r.layer, &mut t, &mut out),
-                        "ffn_residual" => {
-                            collective_at("ffn_allreduce", r.layer, &mut t, &mut out);
-                            collective_at("block_allreduce", r.layer, &mut t, &mut out);
-                        }
-                        _ => {}
-                    }
+                let records = &stage_records[s];
+                let draw = |r: &OpRecord, t: &mut f64, out: &mut Vec<TimelineEvent>| {
                     let d = r.time.get() * scale / m;
                     for dev in &members {
                         out.push(TimelineEvent {
@@ -615,20 +647,67 @@ pub fn timeline(model: &Model, sys: &System, w: Workload, run: &SystemRun) -> Ve
                             phase,
                             name: r.label.clone(),
                             what: "op",
-                            start: t,
-                            end: t + d,
+                            start: *t,
+                            end: *t + d,
                         });
                     }
-                    t += d;
-                    match r.name {
-                        "embed" => collective_at("embed_allreduce", None, &mut t, &mut out),
-                        "lm_head" => collective_at("logits_gather", None, &mut t, &mut out),
-                        _ => {}
+                    *t += d;
+                };
+                // the next record to draw
+                let mut next = 0;
+                for op in &stage_ops[s] {
+                    let Some(whole) = Collective::of(op) else {
+                        // this op's own record, among the records of its block
+                        let mut block = records[next..].iter().take_while(|r| r.layer == op.layer);
+                        if let Some(j) = block.position(|r| r.name == op.name) {
+                            for r in &records[next..=next + j] {
+                                draw(r, &mut t, &mut out);
+                            }
+                            next += j + 1;
+                        }
+                        continue;
+                    };
+                    let Some(ic) = &sys.interconnect else { continue };
+                    // one micro-batch's part
+                    let c = Collective {
+                        bytes: whole.bytes / m,
+                        ..whole
+                    };
+                    let mut end = t;
+                    for g in &groups(sys, &c) {
+                        let cost = collective(ic, sys.count, g, &c);
+                        end = end.max(t + cost.time.get());
+                        for (l, _, busy) in &cost.links {
+                            out.push(TimelineEvent {
+                                track: Track::Link(*l),
+                                phase,
+                                name: c.name.to_string(),
+                                what: "collective",
+                                start: t,
+                                end: t + busy,
+                            });
+                        }
                     }
+                    for d in &members {
+                        out.push(TimelineEvent {
+                            track: Track::Device(*d),
+                            phase,
+                            name: c.label(),
+                            what: if c.kind == CollectiveKind::SendRecv {
+                                "hand_off"
+                            } else {
+                                "collective"
+                            },
+                            start: t,
+                            end,
+                        });
+                    }
+                    t = end;
                 }
-                // the hand-off to the next stage
-                let last = stages[s].end.checked_sub(1);
-                collective_at("stage_send", last, &mut t, &mut out);
+                // records of no operator of the graph (none today)
+                for r in &records[next..] {
+                    draw(r, &mut t, &mut out);
+                }
                 done[s][k] = t;
                 phase_end = phase_end.max(t);
             }

@@ -152,7 +152,8 @@ pub fn cost(mapper: &Mapper<'_>, s: &Systolic, ops: &[&Op], heads_per_group: u64
                     0.0,
                     Resource::Matrix,
                 ),
-                Unit::Memory => (0.0, 0.0, Resource::Dma),
+                // no collective reaches an engine (the placed graph is the system path's)
+                Unit::Memory | Unit::Link => (0.0, 0.0, Resource::Dma),
             };
             let (reads_c, writes_c) = (reads / rd, writes / wr);
             Cost {

@@ -99,11 +99,7 @@ pub fn ops_csv(ops: &[OpRecord]) -> Result<String, TraceError> {
     .map_err(enc)?;
     let g = |x: f64| format!("{x:.6e}");
     for r in ops {
-        let unit = match r.unit {
-            crate::graph::Unit::Matrix => "matrix",
-            crate::graph::Unit::Vector => "vector",
-            crate::graph::Unit::Memory => "memory",
-        };
+        let unit = r.unit.name();
         w.write_record([
             r.phase.name().to_string(),
             r.label.clone(),

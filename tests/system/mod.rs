@@ -287,7 +287,7 @@ proptest! {
         let one = graph::lower(&m, phase);
         let placed = parallel::lower_placed(&m, phase, Placement { tp, pp: 1 });
         let a: Vec<_> = one.ops().collect();
-        let b: Vec<_> = placed.device.ops().collect();
+        let b: Vec<_> = placed.device_ops().collect();
         prop_assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
             prop_assert_eq!(x.label(), y.label());
@@ -518,4 +518,48 @@ fn cli_tensor_parallel_and_pipeline() {
         err.contains("--topology, --link-latency, --link-energy missing"),
         "{err}"
     );
+}
+
+/// #19: `graph --devices --parallel` prints the placed graph, collectives as link operators.
+#[test]
+fn cli_graph_placed_on_devices() {
+    let graph = |extra: &[&str]| {
+        let mut args = vec![
+            "graph",
+            "--model",
+            "llama-3-8b",
+            "--phase",
+            "prefill:8",
+            "--format",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        llmforge().args(&args).output().unwrap()
+    };
+    let out = graph(&["--devices", "8", "--parallel", "tp=2,pp=4"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ops = v["ops"].as_array().unwrap();
+    let links: Vec<&serde_json::Value> = ops.iter().filter(|o| o["unit"] == "link").collect();
+    assert!(links.iter().all(|o| o["kind"]["type"] == "collective"));
+    let named = |n: &str| links.iter().filter(|o| o["name"] == n).count();
+    // 32 blocks: two all-reduces each, the embedding's, three hand-offs, the logits gather
+    assert_eq!(named("attn_allreduce"), 32);
+    assert_eq!(named("ffn_allreduce"), 32);
+    assert_eq!(named("embed_allreduce"), 1);
+    assert_eq!(named("stage_send"), 3);
+    assert_eq!(named("logits_gather"), 1);
+    assert_eq!(links.len(), 69);
+    // the plain graph has none; a placement that does not fit the devices is refused
+    let out = graph(&[]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["ops"].as_array().unwrap().iter().all(|o| o["unit"] != "link"));
+    for bad in [
+        ["--devices", "8", "--parallel", "tp=3"],
+        ["--devices", "0", "--parallel", "tp"],
+    ] {
+        let out = graph(&bad);
+        assert!(!out.status.success(), "{bad:?}");
+        assert!(flat(&out.stderr).contains("--"), "{bad:?}");
+    }
 }

@@ -274,6 +274,17 @@ fn fingerprint(ops: &[ProgOp], salt: u64, with_deps: bool) -> u64 {
                 h.word(4);
                 h.word(elements);
             }
+            graph::OpKind::Collective {
+                kind,
+                rows,
+                width,
+                group,
+                stage,
+            } => {
+                for w in [5, kind as u64, rows, width, group, stage] {
+                    h.word(w);
+                }
+            }
         }
         h.word(op.unit as u64);
         h.word(op.compute as u64);
