@@ -280,48 +280,32 @@ const SIM_ITERATIONS: usize = 6;
 /// refinement moves what the simulator's rows determine and leaves what they do not where
 /// the roofline's fit put it. The fitted values are the simulator's.
 pub fn fit_some(points: &[Point], start: Efficiency, engine: Engine, free: &Free) -> Option<Fit> {
-    match engine {
-        Engine::Roofline => fit_from(
-            points,
-            start,
-            None,
-            Engine::Roofline,
-            free,
-            ITERATIONS,
-            Prior::START,
-        ),
-        Engine::Sim => {
-            let rough = fit_from(
-                points,
-                start,
-                None,
-                Engine::Roofline,
-                free,
-                ITERATIONS,
-                Prior::START,
-            )?;
-            let refined = fit_from(
-                points,
-                start,
-                Some(rough.efficiency),
-                Engine::Sim,
-                free,
-                SIM_ITERATIONS,
-                Prior {
-                    centre: Some(rough.efficiency),
-                    weight: REFINE_PRIOR,
-                },
-            )?;
-            Some(Fit {
-                iterations: rough.iterations + refined.iterations,
-                ..refined
-            })
-        }
-    }
+    let rough = fit_from(
+        points,
+        start,
+        None,
+        Engine::Roofline,
+        free,
+        ITERATIONS,
+        Prior::START,
+    )?;
+    let Engine::Sim = engine else {
+        return Some(rough);
+    };
+    let prior = Prior {
+        centre: Some(rough.efficiency),
+        weight: REFINE_PRIOR,
+    };
+    let init = Some(rough.efficiency);
+    let refined = fit_from(points, start, init, Engine::Sim, free, SIM_ITERATIONS, prior)?;
+    Some(Fit {
+        iterations: rough.iterations + refined.iterations,
+        ..refined
+    })
 }
 
-/// The fit of `points` through `engine` with the prior centred on `start`, from `init` (else
-/// `start`), for at most `max_iterations`.
+/// The fit of `points` through `engine` under `prior` (centred on `start` unless it names a
+/// centre), from `init` (else `start`), for at most `max_iterations`.
 fn fit_from(
     points: &[Point],
     start: Efficiency,
@@ -344,7 +328,8 @@ fn fit_from(
         ..start
     };
     let u_start = from_eff(&floored);
-    let floor = |e: Efficiency| {
+    // a start inside the transforms' range (overheads and score bytes above zero)
+    let inside = |e: Efficiency| {
         from_eff(&Efficiency {
             kernel_overhead: Seconds::new(e.kernel_overhead.get().max(KERNEL_SCALE)),
             token_overhead: Seconds::new(e.token_overhead.get().max(TOKEN_SCALE)),
@@ -352,16 +337,9 @@ fn fit_from(
             ..e
         })
     };
-    let u0 = prior.centre.map_or(u_start, floor);
+    let u0 = prior.centre.map_or(u_start, inside);
     let pw = prior.weight;
-    let mut u = init.map_or(u_start, |e| {
-        from_eff(&Efficiency {
-            kernel_overhead: Seconds::new(e.kernel_overhead.get().max(KERNEL_SCALE)),
-            token_overhead: Seconds::new(e.token_overhead.get().max(TOKEN_SCALE)),
-            score_bytes: Bytes::new(e.score_bytes.get().max(SCORE_START)),
-            ..e
-        })
-    });
+    let mut u = init.map_or(u_start, inside);
     let mut r = log_residuals(points, eff_of(&u, &start, free), engine);
     let mut c = cost(&r, &u, &u0, pw);
     let mut mu = 1e-2;
