@@ -93,20 +93,6 @@ pub struct BlockCache {
     ends: std::sync::Mutex<HashMap<(u64, u64, u64), RingEnds>>,
 }
 
-/// A copy starts empty (a cache is not part of a value).
-impl Clone for BlockCache {
-    fn clone(&self) -> BlockCache {
-        BlockCache::default()
-    }
-}
-
-impl std::fmt::Debug for BlockCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.blocks.lock().map_or(0, |m| m.values().map(Vec::len).sum());
-        write!(f, "BlockCache({n} blocks)")
-    }
-}
-
 /// A cached block: the layer, d_model and users it was lowered for, and the block.
 type CachedBlock = (Layer, u64, u64, Arc<RingBlock>);
 
@@ -255,20 +241,10 @@ pub fn co_search_generic(
     space: &DesignSpace,
     workload: RingWorkload,
 ) -> Result<RingCoSearch, RingAdapterError> {
-    co_search_generic_with(model, space, workload, None)
-}
-
-/// [`co_search_generic`] with the model's blocks from `cache` when given.
-fn co_search_generic_with(
-    model: &Model,
-    space: &DesignSpace,
-    workload: RingWorkload,
-    cache: Option<&BlockCache>,
-) -> Result<RingCoSearch, RingAdapterError> {
     let base = ring_of(space.base())?;
     let objective = space.cosearch().map_or(Objective::Energy, |c| c.objective);
     // options are words, never grid axes: one preparation serves every point
-    let rm = prepare(model, &workload, &base.options, cache)?;
+    let rm = RingModel::new(model, &workload, &base.options)?;
     let table = cosearch::run_grid(space, Some(objective), |_, sub| -> Result<_, RingAdapterError> {
         let r = ring_of(sub)?;
         let report = ring::evaluate(&r.spec, &rm, &r.design, objective)?;
@@ -310,8 +286,6 @@ pub struct RingSpace {
     objective: Objective,
     grid: RingGrid,
     designs: Vec<RingDesign>,
-    /// The ring blocks of the layers seen so far (the models of a search share layers).
-    blocks: BlockCache,
 }
 
 impl RingSpace {
@@ -376,7 +350,6 @@ impl RingSpace {
             objective,
             grid,
             designs,
-            blocks: BlockCache::default(),
         }))
     }
 
@@ -394,7 +367,7 @@ impl RingSpace {
         model: &Model,
         workload: RingWorkload,
     ) -> Result<Option<(usize, f64, bool)>, RingError> {
-        let rm = prepare(model, &workload, &self.options, Some(&self.blocks))?;
+        let rm = RingModel::new(model, &workload, &self.options)?;
         Ok(ring::co_search_best(
             &self.spec,
             &rm,
@@ -421,7 +394,7 @@ impl RingSpace {
         workload: RingWorkload,
         point: impl FnOnce(usize) -> Result<Substrate, PointError>,
     ) -> Result<RingCoSearch, RingAdapterError> {
-        let rm = prepare(model, &workload, &self.options, Some(&self.blocks))?;
+        let rm = RingModel::new(model, &workload, &self.options)?;
         let result = ring::co_search(&self.spec, &rm, &self.grid, self.objective)?;
         let rows = result
             .points
@@ -589,8 +562,6 @@ pub struct Prepared {
     /// [`co_search`] does).
     fast: Result<Option<RingSpace>, ()>,
     points: std::sync::Mutex<std::collections::HashMap<usize, Substrate>>,
-    /// The ring blocks of the layers seen so far (the generic path; the fast one keeps its own).
-    blocks: BlockCache,
 }
 
 impl Prepared {
@@ -601,7 +572,6 @@ impl Prepared {
             space,
             fast,
             points: Default::default(),
-            blocks: BlockCache::default(),
         }
     }
 
@@ -621,7 +591,7 @@ impl Prepared {
     fn co_search(&self, model: &Model, workload: RingWorkload) -> Result<RingCoSearch, RingAdapterError> {
         match &self.fast {
             Ok(Some(fast)) => fast.co_search_with(model, &self.space, workload, |i| self.point(i)),
-            Ok(None) => co_search_generic_with(model, &self.space, workload, Some(&self.blocks)),
+            Ok(None) => co_search_generic(model, &self.space, workload),
             Err(()) => co_search(model, &self.space, workload),
         }
     }
