@@ -27,8 +27,7 @@ use super::cost::{CollectiveCost, collective, system_links};
 use super::{Engine, OpRecord, PhaseKind, RunResult, RunSummary, Workload};
 use crate::graph::Phase;
 use crate::graph::parallel::{
-    self, Collective, CollectiveKind, PassCollectives, Placement, device_op_stage, lower_placed,
-    stage_layers, stage_of,
+    self, Collective, CollectiveKind, PassCollectives, Placement, device_op_stage, lower_placed, stage_layers,
 };
 use crate::model::{Model, Positional, accounting};
 use crate::system::{Interconnect, System};
@@ -288,16 +287,9 @@ fn run_detail(
     let dev = &device.summary;
     // each stage's share of the device's time and energy, per phase (prefill time, decode
     // time, prefill energy, decode energy)
-    let layer_stage: Vec<usize> = (0..model.n_layers() as u32)
-        .map(|l| stage_of(&stages, l) as usize)
-        .collect();
     let mut parts = [vec![0.0; pp], vec![0.0; pp], vec![0.0; pp], vec![0.0; pp]];
     for r in &ops {
-        let s = match r.layer {
-            Some(l) => layer_stage[l as usize],
-            None if r.name == "embed" || r.name == "pos_embed" => 0,
-            None => pp - 1,
-        };
+        let s = device_op_stage(&stages, r.name, r.layer) as usize;
         let (t, e) = match r.phase {
             PhaseKind::Prefill => (0, 2),
             PhaseKind::Decode => (1, 3),
@@ -595,6 +587,8 @@ pub fn timeline(model: &Model, sys: &System, w: Workload, run: &SystemRun) -> Ve
     let mut out = Vec::new();
     let dev = &run.device.summary;
     let mut t0: f64 = 0.0;
+    // each distinct collective priced once, as the run priced them
+    let mut memo = sys.interconnect.as_ref().map(|ic| Memo::new(sys, ic));
     let [prefill_phase, decode_phase] = pass_phases(w);
     for (phase, passes, graph_phase) in [
         (PhaseKind::Prefill, sys.micro_batches.max(1), prefill_phase),
@@ -667,17 +661,16 @@ pub fn timeline(model: &Model, sys: &System, w: Workload, run: &SystemRun) -> Ve
                         }
                         continue;
                     };
-                    let Some(ic) = &sys.interconnect else { continue };
+                    let Some(memo) = memo.as_mut() else { continue };
                     // one micro-batch's part
                     let c = Collective {
                         bytes: whole.bytes / m,
                         ..whole
                     };
                     let mut end = t;
-                    for g in &groups(sys, &c) {
-                        let cost = collective(ic, sys.count, g, &c);
-                        end = end.max(t + cost.time.get());
-                        for (l, _, busy) in &cost.links {
+                    for g in memo.get(&c) {
+                        end = end.max(t + g.cost.time.get());
+                        for (l, _, busy) in &g.cost.links {
                             out.push(TimelineEvent {
                                 track: Track::Link(*l),
                                 phase,
