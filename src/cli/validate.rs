@@ -56,8 +56,8 @@ pub struct ValidateArgs {
     /// (in sample; how the shipped defaults of the `kernel:` section were found).
     #[arg(long, requires = "kernels")]
     pub fit_all: bool,
-    /// With --kernels: fit `kernel.sm_bandwidth` (the DRAM bytes per cycle one busy SM
-    /// streams) with each device's stated DRAM efficiency, instead of the efficiency.
+    /// With --kernels: also fit `kernel.sm_bandwidth` (the DRAM bytes per cycle one busy SM
+    /// streams; otherwise as stated). The DRAM efficiency is the device's stated one either way.
     #[arg(long, requires = "kernels")]
     pub fit_sm_bandwidth: bool,
     /// Cost engine for the predictions (default: roofline for --traces, sim for --kernels).
