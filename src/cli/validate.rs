@@ -53,7 +53,7 @@ pub struct ValidateArgs {
     #[arg(long, conflicts_with = "traces")]
     pub kernels: Option<PathBuf>,
     /// With --kernels: also fit the kernel model on every device's fp16/bf16 rows together
-    /// (in sample; how the shipped defaults of the `kernel:` section were found).
+    /// (in sample; how the defaults of the `kernel:` section were first found).
     #[arg(long, requires = "kernels")]
     pub fit_all: bool,
     /// With --kernels: also fit `kernel.sm_bandwidth` (the DRAM bytes per cycle one busy SM

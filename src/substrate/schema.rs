@@ -184,7 +184,7 @@ pub const FIELDS: &[Field] = &[
     sec(GPU, "tile", "Output tile of one thread block (wave quantisation of GEMMs)."),
     v(GPU, "tile.rows", "integer", "128", "Rows of the output tile."),
     v(GPU, "tile.cols", "integer", "128", "Columns of the output tile."),
-    opt_sec(GPU, "kernel", "the defaults below", "Parameters of the GPU kernel model that no data sheet gives (`src/sim/gpu.rs`), fitted on measured GEMMs (`llmforge validate --kernels traces/kernels/gemm.csv --fit-all`)."),
+    opt_sec(GPU, "kernel", "the defaults below", "Parameters of the GPU kernel model that no data sheet gives (`src/sim/gpu.rs`). The defaults were fitted on measured GEMMs when the kernel model was introduced and are kept fixed so that results stay comparable; `llmforge validate --kernels traces/kernels/gemm.csv --fit-all` prints the fit of today's model and data."),
     opt(GPU, "kernel.tile_cycles", "cycles", "2354 cycle", "\"2354 cycle\"", "Cycles a tile spends outside its K loop: prologue (first loads, pipeline fill) and epilogue (write-back)."),
     opt(GPU, "kernel.step_cycles", "cycles", "600 cycle", "\"600 cycle\"", "Least cycles of one K step (128 bytes of K per operand row): the barrier and shared-memory round trip a small tile cannot hide."),
     opt(GPU, "kernel.operand_bandwidth", "B/cycle", "128 B/cycle", "\"128 B/cycle\"", "Shared-memory (LDS) bytes per cycle feeding one SM's matrix units; small tiles run below the peak."),

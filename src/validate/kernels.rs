@@ -913,8 +913,8 @@ pub struct KernelReport {
     pub by_regime: Vec<Group>,
     pub reasons: Vec<ReasonCount>,
     pub exclusions: Vec<ReasonCount>,
-    /// The fit on every device's 16-bit rows (in sample): how the shipped defaults of the
-    /// kernel model were found.
+    /// The fit on every device's 16-bit rows (in sample): how the defaults of the kernel model
+    /// were first found (they are kept fixed since; this is today's fit).
     pub fit_all: Option<KernelFit>,
     pub holdout: Option<KernelHoldout>,
     pub rows: Vec<KernelResult>,
