@@ -768,6 +768,51 @@ mod kernels {
     }
 
     #[test]
+    fn a_held_out_prediction_never_sees_its_own_devices_measurements() {
+        // 20 rows of each DeepBench fp16 device and 20 of each XLA bf16 device: the start fit
+        // (every other device of every dataset) and the dataset fit both exclude the device.
+        let t = kernels::read(Path::new(FILE)).unwrap();
+        let mut small = t.clone();
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        small.rows.retain(|r| {
+            let keep = (r.dataset == "deepbench_gemm" && r.dtype.starts_with("fp16 ("))
+                || (r.dataset == "xla_matmul_perf_table" && r.dtype.starts_with("bf16xbf16"));
+            let n = seen.entry(r.device.clone()).or_default();
+            *n += keep as usize;
+            keep && *n <= 20
+        });
+        let held = |t: &kernels::KernelTraces| {
+            let r = kernels::validate(t, &KernelMaps::builtin().unwrap(), &opts(true));
+            let lines: std::collections::BTreeMap<u64, String> =
+                r.rows.iter().map(|x| (x.line, x.substrate.clone())).collect();
+            r.holdout
+                .unwrap()
+                .rows
+                .into_iter()
+                .map(|x| (lines[&x.line].clone(), x.line, x.predicted_s))
+                .collect::<Vec<_>>()
+        };
+        let before = held(&small);
+        assert!(before.iter().any(|x| x.0 == "v100-sxm2") && before.iter().any(|x| x.0 == "b200"));
+        for device in ["v100-sxm2", "b200"] {
+            // the device's own measurements three times slower: its predictions do not move,
+            // every other device's do (they were fitted on these rows)
+            let mut slow = small.clone();
+            let maps = KernelMaps::builtin().unwrap();
+            for r in &mut slow.rows {
+                if kernels::map_row(r, &maps).is_ok_and(|c| c.substrate == device) {
+                    r.time_s *= 3.0;
+                }
+            }
+            let after = held(&slow);
+            let (mine, others): (Vec<_>, Vec<_>) =
+                before.iter().zip(&after).partition(|(b, _)| b.0 == device);
+            assert!(mine.iter().all(|(b, a)| b.2 == a.2), "{device}");
+            assert!(others.iter().any(|(b, a)| b.2 != a.2), "{device}");
+        }
+    }
+
+    #[test]
     fn kernel_reader_locates_bad_fields_and_names_missing_columns() {
         let e = kernels::parse(
             "device,dtype,batch,m,n,k,time_s\nNVIDIA T4,fp32 ;,1,12.5,16,16,1e-5\nNVIDIA T4,fp32 ;,1,16,16,16,soon\n",
