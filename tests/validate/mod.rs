@@ -737,17 +737,25 @@ mod kernels {
         assert!(r.exclusions.iter().any(|e| e.reason.contains("mamf")));
     }
 
+    /// The shipped kernel traces cut to the first `per_device` rows of each device that `keep`
+    /// keeps.
+    fn first_rows(per_device: usize, keep: impl Fn(&kernels::KernelRow) -> bool) -> kernels::KernelTraces {
+        let mut t = kernels::read(Path::new(FILE)).unwrap();
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        t.rows.retain(|r| {
+            let kept = keep(r);
+            let n = seen.entry(r.device.clone()).or_default();
+            *n += kept as usize;
+            kept && *n <= per_device
+        });
+        t
+    }
+
     #[test]
     fn holdout_predicts_each_device_from_the_others_of_its_dataset() {
         // 30 rows of each DeepBench fp16 device.
-        let t = kernels::read(Path::new(FILE)).unwrap();
-        let mut small = t.clone();
-        let mut seen = std::collections::BTreeMap::<String, usize>::new();
-        small.rows.retain(|r| {
-            let keep = r.dataset == "deepbench_gemm" && r.dtype.starts_with("fp16 (");
-            let n = seen.entry(r.device.clone()).or_default();
-            *n += keep as usize;
-            keep && *n <= 30
+        let small = first_rows(30, |r| {
+            r.dataset == "deepbench_gemm" && r.dtype.starts_with("fp16 (")
         });
         let r = kernels::validate(&small, &KernelMaps::builtin().unwrap(), &opts(true));
         let h = r.holdout.unwrap();
@@ -771,15 +779,9 @@ mod kernels {
     fn a_held_out_prediction_never_sees_its_own_devices_measurements() {
         // 20 rows of each DeepBench fp16 device and 20 of each XLA bf16 device: the start fit
         // (every other device of every dataset) and the dataset fit both exclude the device.
-        let t = kernels::read(Path::new(FILE)).unwrap();
-        let mut small = t.clone();
-        let mut seen = std::collections::BTreeMap::<String, usize>::new();
-        small.rows.retain(|r| {
-            let keep = (r.dataset == "deepbench_gemm" && r.dtype.starts_with("fp16 ("))
-                || (r.dataset == "xla_matmul_perf_table" && r.dtype.starts_with("bf16xbf16"));
-            let n = seen.entry(r.device.clone()).or_default();
-            *n += keep as usize;
-            keep && *n <= 20
+        let small = first_rows(20, |r| {
+            (r.dataset == "deepbench_gemm" && r.dtype.starts_with("fp16 ("))
+                || (r.dataset == "xla_matmul_perf_table" && r.dtype.starts_with("bf16xbf16"))
         });
         let held = |t: &kernels::KernelTraces| {
             let r = kernels::validate(t, &KernelMaps::builtin().unwrap(), &opts(true));
