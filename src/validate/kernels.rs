@@ -11,13 +11,15 @@
 //! stated hardware figure. A device's achieved fractions of its matrix peak
 //! (`efficiency.compute`) and of its DRAM bandwidth (`efficiency.memory`) are stated by its
 //! substrate (or the device table) and never fitted here, so a held-out device brings only its
-//! data sheet and those two stated fractions. Its fits start from a fit on every other
-//! device's rows (all datasets), not from the shipped `kernel:` defaults, which were fitted with
-//! every device in sample. The DRAM fraction is a property of the memory
+//! data sheet and those two stated fractions. The DRAM fraction is a property of the memory
 //! system, which the other devices of a library do not share: fitted on the MI308X, whose 80
 //! CUs do not draw its HBM, it took 0.56 and predicted the MI355X's DRAM-bound GEMMs 33% slow.
 //! Every GPU substrate states 0.85, what STREAM reaches on GPUs (gpu-benches: triad 0.74-0.95 of
 //! the data-sheet bandwidth on ten GPUs, median 0.87).
+//!
+//! A held-out device's fits start from a fit on every other device's rows (all datasets), not
+//! from the shipped `kernel:` defaults, which were fitted with every device in sample: no row
+//! of the held-out device reaches its prediction.
 
 use super::mapping::{Table, get, overrides};
 use super::predict::Engine;
@@ -1098,6 +1100,10 @@ fn holdout(
     let mut rows = Vec::new();
     let mut not_predicted = Vec::new();
     let mut items: Vec<(usize, f64, f64)> = Vec::new();
+    let point = |i: usize| FitPoint {
+        case: &ready[i].0,
+        substrate: ready[i].1,
+    };
     // Per held-out device: where its fits start.
     let mut starts: BTreeMap<&str, KernelParams> = BTreeMap::new();
     for (dataset, members) in &groups {
@@ -1106,28 +1112,24 @@ fn holdout(
                 .iter()
                 .filter(|(k, _)| *k != held)
                 .flat_map(|(_, v)| v.iter().copied())
-                .map(|i| FitPoint {
-                    case: &ready[i].0,
-                    substrate: ready[i].1,
-                })
+                .map(point)
                 .collect();
+            if train.is_empty() {
+                not_predicted.push((dataset.to_string(), held.to_string()));
+                continue;
+            }
             let stated = KernelParams::of(ready[idx[0]].1);
             let start = *starts.entry(*held).or_insert_with(|| {
                 // The shipped kernel defaults were fitted with every device in sample: start
                 // instead from a fit on every other device's rows, of every dataset.
                 let others: Vec<FitPoint> = (0..ready.len())
                     .filter(|&i| fit_ok[i] && ready[i].0.substrate.as_str() != *held)
-                    .map(|i| FitPoint {
-                        case: &ready[i].0,
-                        substrate: ready[i].1,
-                    })
+                    .map(point)
                     .collect();
                 fit(&others, stated, engine, opts.fit_sm_bandwidth).map_or(stated, |f| f.params)
             });
-            let Some(f) = fit(&train, start, engine, opts.fit_sm_bandwidth) else {
-                not_predicted.push((dataset.to_string(), held.to_string()));
-                continue;
-            };
+            let f = fit(&train, start, engine, opts.fit_sm_bandwidth)
+                .expect("a fit of training rows (not empty) gives parameters");
             let preds: Vec<(usize, f64)> = idx
                 .par_iter()
                 .map(|&i| {
