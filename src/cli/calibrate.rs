@@ -195,6 +195,7 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
         });
         let f = calibrate::fit_some(&others, start, engine, free);
         let subs: BTreeSet<&str> = others.iter().map(|p| p.case.substrate.as_str()).collect();
+        let one = f.is_some() && subs.len() < calibrate::MIN_FIT_DEVICES;
         held.push(HeldOutEval {
             held_out: format!(
                 "this device (fitted on family {fam}: {})",
@@ -205,9 +206,17 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
             calibrated: f
                 .map(|f| eval(&points, f.efficiency, engine).stats)
                 .unwrap_or(None),
-            note: f
-                .is_none()
-                .then(|| format!("no other device of family `{fam}` to fit on")),
+            note: if f.is_none() {
+                Some(format!("no other device of family `{fam}` to fit on"))
+            } else if one {
+                Some(
+                    "fitted on one device: `validate --holdout device` carries no such fit to \
+                     another device and predicts it from its stated efficiencies"
+                        .to_string(),
+                )
+            } else {
+                None
+            },
             fit: f,
         });
     }

@@ -71,7 +71,9 @@ pub struct ValidateArgs {
     #[arg(long, value_name = "YAML")]
     pub overlay: Vec<PathBuf>,
     /// Also report calibrated predictions for rows held out of the fit: each device fitted on
-    /// the other devices of its family and stack, or each model on the other models.
+    /// the other devices of its family and stack (from its stated efficiencies where the family
+    /// has only one other device), or each model on the other models its device ran (on the
+    /// family's where it ran none).
     #[arg(long, value_enum)]
     pub holdout: Vec<HoldOutArg>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -251,6 +253,22 @@ fn stats_row(t: &mut Table, key: &[String], s: &ErrorStats) {
     t.row(cells);
 }
 
+/// Lines that share a reason, one entry per reason: `  {label} (count): reason` and the lines.
+fn write_by_reason(s: &mut String, label: &str, items: &[(u64, String)]) {
+    let mut why: std::collections::BTreeMap<&str, Vec<u64>> = std::collections::BTreeMap::new();
+    for (line, w) in items {
+        why.entry(w.as_str()).or_default().push(*line);
+    }
+    for (w, lines) in why {
+        let _ = writeln!(
+            s,
+            "  {label} ({}): {w}\n         lines {}",
+            lines.len(),
+            llmforge::validate::stats::line_ranges(&lines)
+        );
+    }
+}
+
 fn compare_table(out: &mut String, title: &str, keys: &[&str], rows: &[Compare]) {
     let _ = writeln!(out, "\n{title}");
     let mut cols: Vec<Column> = keys.iter().map(|k| Column::text(k)).collect();
@@ -305,10 +323,15 @@ pub fn table(r: &Report, rows: bool) -> String {
     for h in &r.holdout {
         let _ = writeln!(
             s,
-            "\ncalibration, {} held out: {} rows predicted from fits that exclude their {}; {} rows without one",
+            "\ncalibration, {} held out: {} rows predicted from fits that exclude their {}{}; {} rows without one",
             h.by.name(),
-            h.rows.len(),
+            h.rows.len() - h.stated.len(),
             h.by.name(),
+            if h.stated.is_empty() {
+                String::new()
+            } else {
+                format!(", {} from their device's stated efficiencies", h.stated.len())
+            },
             h.not_predicted.len()
         );
         compare_table(&mut s, "  by phase", &["phase"], &h.by_phase);
@@ -330,18 +353,8 @@ pub fn table(r: &Report, rows: bool) -> String {
             &["phase", "substrate", "stack"],
             &h.by_device,
         );
-        let mut why: std::collections::BTreeMap<&str, Vec<u64>> = std::collections::BTreeMap::new();
-        for (line, w) in &h.not_predicted {
-            why.entry(w.as_str()).or_default().push(*line);
-        }
-        for (w, lines) in why {
-            let _ = writeln!(
-                s,
-                "  not held out ({}): {w}\n         lines {}",
-                lines.len(),
-                llmforge::validate::stats::line_ranges(&lines)
-            );
-        }
+        write_by_reason(&mut s, "not held out", &h.not_predicted);
+        write_by_reason(&mut s, "stated", &h.stated);
     }
     if rows {
         let _ = writeln!(s, "\nrows");

@@ -18,6 +18,9 @@
 //! [`holdout`] measures how well a fit generalises: each device (or model) of a family and
 //! stack is predicted with parameters fitted on the *other* devices (models) only, one
 //! parameter set per phase (prefill, decode, whole runs; see [`fit_phase`] and [`PREFILL`]).
+//! A held-out model is fitted on the other models its own device ran where there are any
+//! ([`Basis::Device`]); a held-out device whose family has fewer than [`MIN_FIT_DEVICES`]
+//! other devices keeps its stated efficiencies ([`Basis::Stated`]).
 
 use super::mapping::Case;
 use super::predict::{Engine, predict};
@@ -430,7 +433,8 @@ fn fit_from(
 pub enum HoldOut {
     /// Each device (substrate) of a family and stack, fitted on the family's other devices.
     Device,
-    /// Each model of a family and stack, fitted on the family's other models.
+    /// Each model of a family and stack, fitted on the other models its device ran (else on
+    /// the family's other models).
     Model,
 }
 
@@ -443,14 +447,46 @@ impl HoldOut {
     }
 }
 
+/// Devices of a family (same stack and phase), besides a held-out one, whose fit is carried
+/// to it. A fit on the rows of one device is that device's efficiencies: what of them belongs
+/// to the family's stack and what to the device (its software build, its clocks, its
+/// partitioning) cannot be told apart, and carried to another device it is a guess no better
+/// than the data sheet. With fewer such devices the held-out device is predicted from its own
+/// stated efficiencies ([`Basis::Stated`]). On the public file this reaches AMD CDNA under
+/// vLLM (the MI250 and the MI300X, each the other's only fit: the MI300X runs at 7-13% of its
+/// matrix peak in batched prefill while the MI250 runs near its bound) and Intel Max under
+/// vLLM (a whole Max 1550 and one of its stacks). Held out by model, a fit on one other model
+/// is kept: it is fitted on the devices it predicts.
+pub const MIN_FIT_DEVICES: usize = 2;
+
+/// What a held-out prediction was made with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// Efficiencies fitted on the other devices (held out by device) or the other models
+    /// (held out by model, on a device that ran no other model) of the point's family.
+    Family,
+    /// Held out by model: efficiencies fitted on the other models the point's device ran.
+    /// A device's efficiencies are its own (its memory system, its clocks, its build of the
+    /// stack), so the model hold-out asks first what the device's other models say; only a
+    /// device that ran no other model of the phase borrows its family's.
+    Device,
+    /// Held out by device: the device's own stated efficiencies, because its family has fewer
+    /// than [`MIN_FIT_DEVICES`] other devices to fit on.
+    Stated,
+}
+
 /// The held-out prediction of one point.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HeldOut {
     /// Index into the points given to [`holdout`].
     pub index: usize,
-    /// Predicted value (SI) with parameters fitted without this point's device or model;
-    /// `None` with `why` when no other device or model was there to fit on.
+    /// Predicted value (SI) with parameters fitted without this point's device or model (or,
+    /// [`Basis::Stated`], with the device's stated efficiencies); `None` with `why` when no
+    /// other device or model was there to fit on.
     pub predicted: Option<f64>,
+    pub basis: Basis,
+    /// Why there is no prediction, or why it is made from stated efficiencies.
     pub why: Option<String>,
     pub fit: Option<Fit>,
     /// Power and energy rows: the energy scales fitted on the other devices' (models')
@@ -481,10 +517,13 @@ pub fn free_for(phase: Option<&str>) -> &'static Free {
 }
 
 /// Held-out predictions for every point: points are grouped by (family, stack, fitted phase,
-/// see [`fit_phase`]); within a group, each device (or model) is predicted from a fit on the
-/// group's other points. `fit_ok` says which points may be fitted on (timing metrics); all
-/// are predicted.
-/// `tick` is told (fits done, fits) as the held-out keys are fitted, one fit each.
+/// see [`fit_phase`]); within a group, each device is predicted from a fit on the group's
+/// other devices (or from its stated efficiencies, see [`MIN_FIT_DEVICES`]), and each model
+/// on each device from a fit on the other models of that device (or of the group, where the
+/// device ran no other; see [`Basis`]). `fit_ok` says which points may be fitted on (timing
+/// metrics); all are predicted.
+/// `tick` is told (fits done, fits) as the held-out keys (model and device pairs, held out by
+/// model) are fitted, one fit each.
 pub fn holdout(
     points: &[Point],
     fit_ok: &[bool],
@@ -512,68 +551,118 @@ pub fn holdout(
         .map(|index| HeldOut {
             index,
             predicted: None,
+            basis: Basis::Family,
             why: None,
             fit: None,
             energy: None,
         })
         .collect();
-    let fits: u64 = groups.values().map(|m| m.len() as u64).sum();
+    // The held-out key's points, in the parts fitted apart: held out by model, one part per
+    // device (see [`Basis::Device`]).
+    let parts_of = |idx: &[usize]| -> Vec<(Option<String>, Vec<usize>)> {
+        match by {
+            HoldOut::Device => vec![(None, idx.to_vec())],
+            HoldOut::Model => {
+                let mut parts: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+                for &i in idx {
+                    parts.entry(points[i].case.substrate.clone()).or_default().push(i);
+                }
+                parts.into_iter().map(|(d, v)| (Some(d), v)).collect()
+            }
+        }
+    };
+    let fits: u64 = groups
+        .values()
+        .flat_map(|m| m.values())
+        .map(|idx| parts_of(idx).len() as u64)
+        .sum();
     let mut fitted = 0u64;
     for ((family, stack, phase), members) in &groups {
         for (held, idx) in members {
-            tick.tell(fitted, fits);
-            fitted += 1;
-            let train: Vec<Point> = members
-                .iter()
-                .filter(|(k, _)| *k != held)
-                .flat_map(|(_, v)| v.iter().copied())
-                .filter(|&i| fit_ok[i])
-                .map(|i| points[i])
-                .collect();
-            if train.is_empty() {
-                let why = format!(
-                    "no other {} in family `{family}` with stack `{stack}` and {phase} rows to fit on",
-                    by.name()
-                );
-                for &i in idx {
-                    out[i].why = Some(why.clone());
-                }
-                continue;
-            }
-            let start = points[idx[0]].substrate.efficiency;
-            let free = free_for(Some(phase));
-            let Some(f) = fit_some(&train, start, engine, free) else {
-                continue;
-            };
-            // Power and energy rows: scale the energy parameters, fitted on the other
-            // devices' (models') power and energy rows under the fitted timing.
-            let is_energy = |i: usize| points[i].case.target.phase() == "energy";
-            let energy = if idx.iter().any(|&i| is_energy(i)) {
-                let rows: Vec<([f64; 3], f64)> = members
+            // The group's other keys' points, of `device` when one is named.
+            let others_of = |device: Option<&str>| -> Vec<usize> {
+                members
                     .iter()
                     .filter(|(k, _)| *k != held)
                     .flat_map(|(_, v)| v.iter().copied())
-                    .filter(|&i| is_energy(i))
-                    .filter_map(|i| {
-                        super::energy::parts(&points[i], f.efficiency, engine)
-                            .map(|v| (v, points[i].case.measured))
-                    })
-                    .collect();
-                super::energy::fit(&rows)
-            } else {
-                None
+                    .filter(|&i| device.is_none_or(|d| points[i].case.substrate == d))
+                    .collect()
             };
-            for &i in idx {
-                let scaled = match energy {
-                    Some(e) if is_energy(i) => super::energy::parts(&points[i], f.efficiency, engine)
-                        .map(|v| super::energy::scaled(v, e.scales())),
-                    _ => None,
+            for (device, part) in parts_of(idx) {
+                tick.tell(fitted, fits);
+                fitted += 1;
+                let same_device: Vec<usize> = match &device {
+                    Some(d) => others_of(Some(d)).into_iter().filter(|&i| fit_ok[i]).collect(),
+                    None => Vec::new(),
                 };
-                out[i].predicted =
-                    Some(scaled.unwrap_or_else(|| predict_with(&points[i], f.efficiency, engine)));
-                out[i].fit = Some(f);
-                if scaled.is_some() {
-                    out[i].energy = energy;
+                let (basis, pool) = if same_device.is_empty() {
+                    (Basis::Family, others_of(None))
+                } else {
+                    (Basis::Device, others_of(device.as_deref()))
+                };
+                let train: Vec<Point> = pool.iter().filter(|&&i| fit_ok[i]).map(|&i| points[i]).collect();
+                if train.is_empty() {
+                    let why = format!(
+                        "no other {} in family `{family}` with stack `{stack}` and {phase} rows to fit on",
+                        by.name()
+                    );
+                    for &i in &part {
+                        out[i].why = Some(why.clone());
+                    }
+                    continue;
+                }
+                let devices: std::collections::BTreeSet<&str> =
+                    train.iter().map(|p| p.case.substrate.as_str()).collect();
+                if by == HoldOut::Device && devices.len() < MIN_FIT_DEVICES {
+                    let why = format!(
+                        "predicted from its stated efficiencies: family `{family}` has one other device \
+                         with stack `{stack}` and {phase} rows ({}), and a fit on one device is not \
+                         carried to another",
+                        devices.into_iter().collect::<Vec<_>>().join(", ")
+                    );
+                    for &i in &part {
+                        out[i].predicted =
+                            Some(predict_with(&points[i], points[i].substrate.efficiency, engine));
+                        out[i].basis = Basis::Stated;
+                        out[i].why = Some(why.clone());
+                    }
+                    continue;
+                }
+                let start = points[part[0]].substrate.efficiency;
+                let free = free_for(Some(phase));
+                let Some(f) = fit_some(&train, start, engine, free) else {
+                    continue;
+                };
+                // Power and energy rows: scale the energy parameters, fitted on the power and
+                // energy rows of the points fitted on, under the fitted timing.
+                let is_energy = |i: usize| points[i].case.target.phase() == "energy";
+                let energy = if part.iter().any(|&i| is_energy(i)) {
+                    let rows: Vec<([f64; 3], f64)> = pool
+                        .iter()
+                        .copied()
+                        .filter(|&i| is_energy(i))
+                        .filter_map(|i| {
+                            super::energy::parts(&points[i], f.efficiency, engine)
+                                .map(|v| (v, points[i].case.measured))
+                        })
+                        .collect();
+                    super::energy::fit(&rows)
+                } else {
+                    None
+                };
+                for &i in &part {
+                    let scaled = match energy {
+                        Some(e) if is_energy(i) => super::energy::parts(&points[i], f.efficiency, engine)
+                            .map(|v| super::energy::scaled(v, e.scales())),
+                        _ => None,
+                    };
+                    out[i].predicted =
+                        Some(scaled.unwrap_or_else(|| predict_with(&points[i], f.efficiency, engine)));
+                    out[i].basis = basis;
+                    out[i].fit = Some(f);
+                    if scaled.is_some() {
+                        out[i].energy = energy;
+                    }
                 }
             }
         }

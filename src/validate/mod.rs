@@ -230,7 +230,12 @@ pub struct HeldRow {
     pub predicted: f64,
     pub error_pct: f64,
     pub uncalibrated_error_pct: f64,
-    pub fit: calibrate::Fit,
+    /// `stated`: predicted with the device's stated efficiencies, because its family has
+    /// fewer than [`calibrate::MIN_FIT_DEVICES`] other devices to fit on.
+    pub basis: calibrate::Basis,
+    /// The fit it was predicted with (`None` when `basis` is `stated`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fit: Option<calibrate::Fit>,
     /// Power and energy rows: the fitted energy scales ([`energy`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub energy: Option<energy::EnergyFit>,
@@ -243,6 +248,9 @@ pub struct HoldoutReport {
     pub rows: Vec<HeldRow>,
     /// Rows with no held-out prediction, and why.
     pub not_predicted: Vec<(u64, String)>,
+    /// Rows predicted from their device's stated efficiencies (in `rows`, basis `stated`),
+    /// and why.
+    pub stated: Vec<(u64, String)>,
     /// By phase class (`decode batch 1`, `prefill batch 1`, `prefill`, ...).
     pub by_phase: Vec<Compare>,
     pub by_family: Vec<Compare>,
@@ -576,24 +584,30 @@ fn holdout_report(
 ) -> HoldoutReport {
     let mut out_rows = Vec::new();
     let mut not_predicted = Vec::new();
+    let mut stated = Vec::new();
     // (key, line, uncalibrated error, calibrated error)
     let mut items: Vec<(usize, f64, f64)> = Vec::new();
     for h in held {
         let p = &points[h.index];
         let r = &rows[h.index];
-        match (h.predicted, &h.fit) {
+        let based = h.fit.is_some() || h.basis == calibrate::Basis::Stated;
+        match h.predicted {
             _ if r.excluded.is_some() => {}
-            (Some(v), Some(fit)) if v.is_finite() && v > 0.0 => {
+            Some(v) if based && v.is_finite() && v > 0.0 => {
                 let e = stats::rel_error(v, p.case.measured);
                 out_rows.push(HeldRow {
                     line: p.line,
                     predicted: v / p.case.unit_factor,
                     error_pct: e * 100.0,
                     uncalibrated_error_pct: r.error_pct,
-                    fit: *fit,
+                    basis: h.basis,
+                    fit: h.fit,
                     energy: h.energy,
                 });
                 items.push((h.index, r.error_pct / 100.0, e));
+                if h.basis == calibrate::Basis::Stated {
+                    stated.push((p.line, h.why.clone().unwrap_or_default()));
+                }
             }
             _ => not_predicted.push((
                 p.line,
@@ -618,6 +632,7 @@ fn holdout_report(
         }),
         rows: out_rows,
         not_predicted,
+        stated,
     }
 }
 
