@@ -591,14 +591,14 @@ pub fn holdout(
             for (device, part) in parts_of(idx) {
                 tick.tell(fitted, fits);
                 fitted += 1;
-                let same_device: Vec<usize> = match &device {
-                    Some(d) => others_of(Some(d)).into_iter().filter(|&i| fit_ok[i]).collect(),
-                    None => Vec::new(),
-                };
-                let (basis, pool) = if same_device.is_empty() {
-                    (Basis::Family, others_of(None))
-                } else {
-                    (Basis::Device, others_of(device.as_deref()))
+                // The device's other models, where it has any to fit on; else the family's.
+                let (basis, pool) = match device
+                    .as_deref()
+                    .map(|d| others_of(Some(d)))
+                    .filter(|v| v.iter().any(|&i| fit_ok[i]))
+                {
+                    Some(v) => (Basis::Device, v),
+                    None => (Basis::Family, others_of(None)),
                 };
                 let train: Vec<Point> = pool.iter().filter(|&&i| fit_ok[i]).map(|&i| points[i]).collect();
                 if train.is_empty() {
@@ -611,14 +611,15 @@ pub fn holdout(
                     }
                     continue;
                 }
-                let devices: std::collections::BTreeSet<&str> =
-                    train.iter().map(|p| p.case.substrate.as_str()).collect();
-                if by == HoldOut::Device && devices.len() < MIN_FIT_DEVICES {
+                let devices = || -> std::collections::BTreeSet<&str> {
+                    train.iter().map(|p| p.case.substrate.as_str()).collect()
+                };
+                if by == HoldOut::Device && devices().len() < MIN_FIT_DEVICES {
                     let why = format!(
                         "predicted from its stated efficiencies: family `{family}` has one other device \
                          with stack `{stack}` and {phase} rows ({}), and a fit on one device is not \
                          carried to another",
-                        devices.into_iter().collect::<Vec<_>>().join(", ")
+                        devices().into_iter().collect::<Vec<_>>().join(", ")
                     );
                     for &i in &part {
                         out[i].predicted =

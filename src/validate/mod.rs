@@ -590,10 +590,10 @@ fn holdout_report(
     for h in held {
         let p = &points[h.index];
         let r = &rows[h.index];
-        let based = h.fit.is_some() || h.basis == calibrate::Basis::Stated;
+        // A prediction comes with its fit, or from stated efficiencies (`basis`).
         match h.predicted {
             _ if r.excluded.is_some() => {}
-            Some(v) if based && v.is_finite() && v > 0.0 => {
+            Some(v) if v.is_finite() && v > 0.0 => {
                 let e = stats::rel_error(v, p.case.measured);
                 out_rows.push(HeldRow {
                     line: p.line,
