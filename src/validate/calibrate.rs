@@ -633,15 +633,18 @@ pub fn holdout(
                     }
                     continue;
                 }
-                let devices = || -> std::collections::BTreeSet<&str> {
-                    train.iter().map(|p| p.case.substrate.as_str()).collect()
+                let others: std::collections::BTreeSet<&str> = match by {
+                    HoldOut::Device => train.iter().map(|p| p.case.substrate.as_str()).collect(),
+                    HoldOut::Model => Default::default(),
                 };
-                if by == HoldOut::Device && devices().len() < MIN_FIT_DEVICES {
+                if by == HoldOut::Device && others.len() < MIN_FIT_DEVICES {
                     let why = format!(
-                        "predicted from its stated efficiencies: family `{family}` has one other device \
-                         with stack `{stack}` and {phase} rows ({}), and a fit on one device is not \
-                         carried to another",
-                        devices().into_iter().collect::<Vec<_>>().join(", ")
+                        "predicted from its stated efficiencies: family `{family}` has {} other \
+                         device{} with stack `{stack}` and {phase} rows ({}), and a fit is carried \
+                         to another device only from {MIN_FIT_DEVICES} or more",
+                        others.len(),
+                        if others.len() == 1 { "" } else { "s" },
+                        others.into_iter().collect::<Vec<_>>().join(", ")
                     );
                     for &i in &part {
                         out[i].predicted =

@@ -424,7 +424,7 @@ fn holdout_fits_on_what_transfers() {
                 x.line
             );
             let (_, why) = device.stated.iter().find(|(l, _)| *l == x.line).unwrap();
-            assert!(why.contains("one other device"), "{why}");
+            assert!(why.contains("has 1 other device with"), "{why}");
         } else {
             fitted += 1;
             assert_eq!(x.basis, calibrate::Basis::Family, "line {}", x.line);
