@@ -1,10 +1,13 @@
-//! Validation benchmarks: reading the public trace file (4,520 rows), and the whole
-//! uncalibrated validation of it (map, predict with the roofline engine, statistics).
+//! Validation benchmarks: reading the public trace file (4,520 rows), the whole
+//! uncalibrated validation of it (map, predict with the roofline engine, statistics), and one
+//! calibration fit of the kind the hold-out runs hundreds of (the RTX 4090's llama.cpp prompt
+//! rows: a roofline fit, and the same fit refined through the simulator; their ratio is what
+//! the simulator's hold-out costs over the roofline's per fit).
 //! Target: the full validation under 2 s. Run: `cargo bench --bench validate`.
 
 use llmforge::validate::mapping::Maps;
 use llmforge::validate::predict::Engine;
-use llmforge::validate::{self, Library, Options, traces};
+use llmforge::validate::{self, Library, Options, calibrate, traces};
 
 const PUBLIC: &str = include_str!("../traces/public-llm-inference.csv");
 
@@ -33,4 +36,21 @@ fn validate_public_traces(b: divan::Bencher) {
         let mut lib = Library::new(Vec::new());
         validate::validate(divan::black_box(&t), &maps, &mut lib, &opts).counts
     });
+}
+
+/// One prefill fit (the parameters `calibrate --phase prefill` frees) of the RTX 4090's
+/// llama.cpp prompt rows, through each engine.
+#[divan::bench(args = [Engine::Roofline, Engine::Sim], sample_count = 3)]
+fn calibrate_prefill_fit(b: divan::Bencher, engine: Engine) {
+    let t = traces::parse(PUBLIC, "public.csv").unwrap();
+    let maps = Maps::builtin().unwrap();
+    let mut lib = Library::new(Vec::new());
+    let (ready, _) = validate::ready_cases(&t, &maps, &mut lib);
+    let points = validate::points_where(&t, &ready, &lib, |c| {
+        c.substrate == "rtx-4090" && c.stack == "llama.cpp" && calibrate::fit_phase(c) == "prefill"
+    });
+    assert!(points.len() >= 8, "{} rows", points.len());
+    let start = points[0].substrate.efficiency;
+    let free = calibrate::free_for(Some("prefill"));
+    b.bench(|| calibrate::fit_some(divan::black_box(&points), start, engine, free).map(|f| f.n));
 }
