@@ -237,6 +237,29 @@ fn measured_by(
     (cases, models)
 }
 
+/// The header of a synthetic trace table.
+const TRACE_HEADER: &str =
+    "hardware,software,model,weights,bits_per_weight,batch,prompt_len,gen_len,metric,value,unit,source\n";
+
+/// Points fitting `cases` (with their `models`) on `base`, numbered from 0.
+fn points_on<'a>(
+    cases: &'a [mapping::Case],
+    models: &'a [llmforge::model::Model],
+    base: &'a substrate::Substrate,
+) -> Vec<Point<'a>> {
+    cases
+        .iter()
+        .zip(models)
+        .enumerate()
+        .map(|(i, (c, m))| Point {
+            line: i as u64,
+            case: c,
+            model: m,
+            substrate: base,
+        })
+        .collect()
+}
+
 #[test]
 fn calibration_recovers_known_efficiencies() {
     // Measurements made by the engine itself at known efficiencies must be fitted back.
@@ -249,9 +272,7 @@ fn calibration_recovers_known_efficiencies() {
         score_bytes: Bytes::new(12.0),
     };
     let maps = Maps::builtin().unwrap();
-    let mut rows = String::from(
-        "hardware,software,model,weights,bits_per_weight,batch,prompt_len,gen_len,metric,value,unit,source\n",
-    );
+    let mut rows = String::from(TRACE_HEADER);
     for (model, w, bpw) in [
         ("Meta-Llama-3-8B", "GGUF Q4_K_M", "4.89"),
         ("Meta-Llama-3-8B", "GGUF F16", "16"),
@@ -270,17 +291,7 @@ fn calibration_recovers_known_efficiencies() {
     let base = substrate::load("rtx-3090", &[]).unwrap();
     let truth_sub = calibrate::with_efficiency(&base, truth);
     let (cases, models) = measured_by(&t, &maps, &truth_sub, Engine::Roofline);
-    let points: Vec<Point> = cases
-        .iter()
-        .zip(&models)
-        .enumerate()
-        .map(|(i, (c, m))| Point {
-            line: i as u64,
-            case: c,
-            model: m,
-            substrate: &base,
-        })
-        .collect();
+    let points = points_on(&cases, &models, &base);
     let fit = calibrate::fit(&points, base.efficiency, Engine::Roofline).unwrap();
     assert!(fit.mape < 0.5, "{fit:?}");
     let e = fit.efficiency;
@@ -330,9 +341,7 @@ fn simulator_fit_moves_the_fractions_from_the_roofline_fit() {
         ..substrate::load("rtx-3090", &[]).unwrap().efficiency
     };
     let maps = Maps::builtin().unwrap();
-    let mut rows = String::from(
-        "hardware,software,model,weights,bits_per_weight,batch,prompt_len,gen_len,metric,value,unit,source\n",
-    );
+    let mut rows = String::from(TRACE_HEADER);
     for n in [512, 2048, 8192] {
         rows.push_str(&format!(
             "NVIDIA GeForce RTX 3090,llama.cpp CUDA,Meta-Llama-3-8B,GGUF F16,16,1,{n},0,pp_tokens_per_s,1,tok/s,t\n"
@@ -342,17 +351,7 @@ fn simulator_fit_moves_the_fractions_from_the_roofline_fit() {
     let base = substrate::load("rtx-3090", &[]).unwrap();
     let truth_sub = calibrate::with_efficiency(&base, truth);
     let (cases, models) = measured_by(&t, &maps, &truth_sub, Engine::Sim);
-    let points: Vec<Point> = cases
-        .iter()
-        .zip(&models)
-        .enumerate()
-        .map(|(i, (c, m))| Point {
-            line: i as u64,
-            case: c,
-            model: m,
-            substrate: &base,
-        })
-        .collect();
+    let points = points_on(&cases, &models, &base);
     let free = calibrate::free_for(Some("prefill"));
     let rough = calibrate::fit_some(&points, base.efficiency, Engine::Roofline, free).unwrap();
     let sim = calibrate::fit_some(&points, base.efficiency, Engine::Sim, free).unwrap();
@@ -730,9 +729,7 @@ fn prefill_holdout_fits_keep_the_overheads_and_fit_per_phase() {
 #[test]
 fn energy_calibration_recovers_known_scales() {
     let maps = Maps::builtin().unwrap();
-    let mut rows = String::from(
-        "hardware,software,model,weights,bits_per_weight,batch,prompt_len,gen_len,metric,value,unit,source\n",
-    );
+    let mut rows = String::from(TRACE_HEADER);
     for model in ["meta-llama/Llama-2-7b-hf", "meta-llama/Meta-Llama-3-8B"] {
         for batch in [1, 16, 64] {
             for (p, g) in [(128, 128), (1024, 1024), (2048, 256)] {
