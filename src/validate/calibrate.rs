@@ -538,6 +538,10 @@ pub fn free_for(phase: Option<&str>) -> &'static Free {
     }
 }
 
+/// A held-out key's points in the parts fitted apart: held out by model, one per device
+/// (named), else one.
+type Parts = Vec<(Option<String>, Vec<usize>)>;
+
 /// Held-out predictions for every point: points are grouped by (family, stack, fitted phase,
 /// see [`fit_phase`]); within a group, each device is predicted from a fit on the group's
 /// other devices (or from its stated efficiencies, see [`MIN_FIT_DEVICES`]), and each model
@@ -581,7 +585,7 @@ pub fn holdout(
         .collect();
     // The held-out key's points, in the parts fitted apart: held out by model, one part per
     // device (see [`Basis::Device`]).
-    let parts_of = |idx: &[usize]| -> Vec<(Option<String>, Vec<usize>)> {
+    let parts_of = |idx: &[usize]| -> Parts {
         match by {
             HoldOut::Device => vec![(None, idx.to_vec())],
             HoldOut::Model => {
@@ -593,14 +597,15 @@ pub fn holdout(
             }
         }
     };
-    let fits: u64 = groups
+    // Each group's keys' parts, grouped once: their count is the progress total.
+    let plan: Vec<Vec<Parts>> = groups
         .values()
-        .flat_map(|m| m.values())
-        .map(|idx| parts_of(idx).len() as u64)
-        .sum();
+        .map(|m| m.values().map(|idx| parts_of(idx)).collect())
+        .collect();
+    let fits: u64 = plan.iter().flatten().map(|parts| parts.len() as u64).sum();
     let mut fitted = 0u64;
-    for ((family, stack, phase), members) in &groups {
-        for (held, idx) in members {
+    for (((family, stack, phase), members), key_parts) in groups.iter().zip(plan) {
+        for (held, parts) in members.keys().zip(key_parts) {
             // The group's other keys' points, of `device` when one is named.
             let others_of = |device: Option<&str>| -> Vec<usize> {
                 members
@@ -610,7 +615,7 @@ pub fn holdout(
                     .filter(|&i| device.is_none_or(|d| points[i].case.substrate == d))
                     .collect()
             };
-            for (device, part) in parts_of(idx) {
+            for (device, part) in parts {
                 tick.tell(fitted, fits);
                 fitted += 1;
                 // The device's other models, where it has any to fit on; else the family's.
@@ -633,26 +638,26 @@ pub fn holdout(
                     }
                     continue;
                 }
-                let others: std::collections::BTreeSet<&str> = match by {
-                    HoldOut::Device => train.iter().map(|p| p.case.substrate.as_str()).collect(),
-                    HoldOut::Model => Default::default(),
-                };
-                if by == HoldOut::Device && others.len() < MIN_FIT_DEVICES {
-                    let why = format!(
-                        "predicted from its stated efficiencies: family `{family}` has {} other \
-                         device{} with stack `{stack}` and {phase} rows ({}), and a fit is carried \
-                         to another device only from {MIN_FIT_DEVICES} or more",
-                        others.len(),
-                        if others.len() == 1 { "" } else { "s" },
-                        others.into_iter().collect::<Vec<_>>().join(", ")
-                    );
-                    for &i in &part {
-                        out[i].predicted =
-                            Some(predict_with(&points[i], points[i].substrate.efficiency, engine));
-                        out[i].basis = Basis::Stated;
-                        out[i].why = Some(why.clone());
+                if by == HoldOut::Device {
+                    let others: std::collections::BTreeSet<&str> =
+                        train.iter().map(|p| p.case.substrate.as_str()).collect();
+                    if others.len() < MIN_FIT_DEVICES {
+                        let why = format!(
+                            "predicted from its stated efficiencies: family `{family}` has {} other \
+                             device{} with stack `{stack}` and {phase} rows ({}), and a fit is \
+                             carried to another device only from {MIN_FIT_DEVICES} or more",
+                            others.len(),
+                            if others.len() == 1 { "" } else { "s" },
+                            others.into_iter().collect::<Vec<_>>().join(", ")
+                        );
+                        for &i in &part {
+                            out[i].predicted =
+                                Some(predict_with(&points[i], points[i].substrate.efficiency, engine));
+                            out[i].basis = Basis::Stated;
+                            out[i].why = Some(why.clone());
+                        }
+                        continue;
                     }
-                    continue;
                 }
                 let start = points[part[0]].substrate.efficiency;
                 let free = free_for(Some(phase));
