@@ -195,7 +195,7 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
         });
         let f = calibrate::fit_some(&others, start, engine, free);
         let subs: BTreeSet<&str> = others.iter().map(|p| p.case.substrate.as_str()).collect();
-        let one = f.is_some() && subs.len() < calibrate::MIN_FIT_DEVICES;
+        let n = subs.len();
         held.push(HeldOutEval {
             held_out: format!(
                 "this device (fitted on family {fam}: {})",
@@ -208,12 +208,13 @@ pub fn run(args: CalibrateArgs) -> miette::Result<()> {
                 .unwrap_or(None),
             note: if f.is_none() {
                 Some(format!("no other device of family `{fam}` to fit on"))
-            } else if one {
-                Some(
-                    "fitted on one device: `validate --holdout device` carries no such fit to \
-                     another device and predicts it from its stated efficiencies"
-                        .to_string(),
-                )
+            } else if n < calibrate::MIN_FIT_DEVICES {
+                Some(format!(
+                    "fitted on {n} device{}: `validate --holdout device` carries a fit to another \
+                     device only from {} or more, and predicts it from its stated efficiencies",
+                    if n == 1 { "" } else { "s" },
+                    calibrate::MIN_FIT_DEVICES
+                ))
             } else {
                 None
             },
