@@ -80,6 +80,28 @@ impl Interconnect {
     }
 }
 
+/// The host side of a pipelined prompt: one thread submits every stage's kernels, micro-batch
+/// by micro-batch and stage by stage, into one launch queue per device; a submission to a full
+/// queue blocks the thread until that device retires a kernel (llama.cpp's layer split over
+/// CUDA devices). A stage whose micro-batch needs more submissions than its queue holds keeps
+/// the thread waiting for the stage before it, and the next micro-batch reaches the first
+/// device late: the pipeline loses its overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct HostQueue {
+    /// Submissions (kernel launches, library calls, copies, event records and waits) one
+    /// device's queue holds before the submitting thread blocks.
+    pub depth: u64,
+    /// Submissions of one block (attention and FFN) for one micro-batch, weights in an
+    /// arithmetic format.
+    pub block_launches: u64,
+    /// Further submissions per weight matrix of a block when the weights are in a block format
+    /// (a dequantisation kernel before each GEMM).
+    pub dequant_launches: u64,
+    /// Submissions at each stage boundary per micro-batch (wait for the input, its copy, the
+    /// record of the output).
+    pub boundary_launches: u64,
+}
+
 /// A validated system.
 #[derive(Clone, Debug)]
 pub struct System {
@@ -93,6 +115,9 @@ pub struct System {
     pub placement: Placement,
     /// Micro-batches a prompt is cut into to flow through the pipeline stages (1: none).
     pub micro_batches: u64,
+    /// Bounded launch queues of one submitting host thread (`None`: the host never holds the
+    /// pipeline back).
+    pub host: Option<HostQueue>,
 }
 
 impl System {
@@ -106,6 +131,7 @@ impl System {
             interconnect: None,
             placement: Placement::SINGLE,
             micro_batches: 1,
+            host: None,
         }
     }
 
@@ -130,6 +156,7 @@ impl System {
             interconnect,
             placement,
             micro_batches,
+            host: None,
         })
     }
 

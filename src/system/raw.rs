@@ -403,5 +403,6 @@ pub fn load_source(file: &SourceFile, base: Option<&Path>) -> Result<System, Des
         interconnect,
         placement,
         micro_batches,
+        host: None,
     })
 }

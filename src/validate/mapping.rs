@@ -76,6 +76,9 @@ pub struct StackEntry {
     /// Layer split: prompt micro-batch and batch sizes (tokens) that pipeline over devices.
     pub ubatch: Option<u64>,
     pub nbatch: Option<u64>,
+    /// Layer split: the host's launch queues (columns `host_queue`, `block_launches`,
+    /// `dequant_launches`, `boundary_launches`; all four or none).
+    pub host: Option<crate::system::HostQueue>,
     pub note: String,
 }
 
@@ -293,6 +296,9 @@ fn parse_models(text: &str, file: &str) -> Result<Vec<ModelEntry>, DescErrors> {
         .collect())
 }
 
+/// The largest count the stack table takes (tokens, launches).
+const MAX_TABLE_COUNT: u64 = 1 << 32;
+
 fn parse_stacks(text: &str, file: &str) -> Result<Vec<StackEntry>, DescErrors> {
     let t = Table::new(text, file);
     let recs = t.records(&["pattern", "stack", "multi_device"])?;
@@ -312,32 +318,75 @@ fn parse_stacks(text: &str, file: &str) -> Result<Vec<StackEntry>, DescErrors> {
                 continue;
             }
         };
-        let mut tokens = |col: &str| -> Option<u64> {
+        // a count of at least `min` (`what` for the message), or blank
+        let mut count = |col: &str, min: u64, what: &str| -> Option<u64> {
             let v = get(&f, col);
             if v.is_empty() {
                 return None;
             }
             match v.parse::<u64>() {
-                Ok(n) if n >= 1 => Some(n),
+                Ok(n) if n >= min && n <= MAX_TABLE_COUNT => Some(n),
                 _ => {
                     diags.push(t.error(
                         line,
                         offset,
-                        format!("`{col}`: `{v}` is not a positive token count"),
-                        "ubatch and nbatch are token counts, or blank",
+                        format!("`{col}`: `{v}` is not {what}"),
+                        "ubatch and nbatch are token counts, the host columns launch counts, or blank",
                     ));
                     None
                 }
             }
         };
-        let ubatch = tokens("ubatch");
-        let nbatch = tokens("nbatch");
+        let ubatch = count("ubatch", 1, "a positive token count");
+        let nbatch = count("nbatch", 1, "a positive token count");
+        let host_cols = [
+            "host_queue",
+            "block_launches",
+            "dequant_launches",
+            "boundary_launches",
+        ];
+        let host_vals: Vec<Option<u64>> = host_cols
+            .iter()
+            .map(|c| {
+                count(
+                    c,
+                    u64::from(*c != "dequant_launches" && *c != "boundary_launches"),
+                    "a launch count",
+                )
+            })
+            .collect();
+        let given = host_cols.iter().filter(|c| !get(&f, c).is_empty()).count();
+        let host = match host_vals[..] {
+            [
+                Some(depth),
+                Some(block_launches),
+                Some(dequant_launches),
+                Some(boundary_launches),
+            ] => Some(crate::system::HostQueue {
+                depth,
+                block_launches,
+                dequant_launches,
+                boundary_launches,
+            }),
+            _ => {
+                if given > 0 && given < host_cols.len() {
+                    diags.push(t.error(
+                        line,
+                        offset,
+                        format!("the host columns: {given} of {} given", host_cols.len()),
+                        "give host_queue, block_launches, dequant_launches and boundary_launches together, or none",
+                    ));
+                }
+                None
+            }
+        };
         out.push(StackEntry {
             pattern: get(&f, "pattern").to_string(),
             stack: get(&f, "stack").to_string(),
             multi,
             ubatch,
             nbatch,
+            host,
             note: get(&f, "note").to_string(),
         });
     }
@@ -607,6 +656,8 @@ pub struct Case {
     pub set: Vec<(String, String)>,
     /// Layer-split prompt pipelining: (micro-batch, batch) in tokens.
     pub pipeline: Option<(u64, u64)>,
+    /// The stack's host launch queues ([`crate::system::HostQueue`]), where it states them.
+    pub host: Option<crate::system::HostQueue>,
     pub preset: String,
     pub formats: Formats,
     pub batch: u64,
@@ -920,6 +971,7 @@ pub fn map_row(row: &TraceRow, maps: &Maps) -> Result<Case, Unmappable> {
         link_latency: hw.link_latency,
         set: hw.set.clone(),
         pipeline: stack.ubatch.zip(stack.nbatch),
+        host: stack.host,
         preset,
         formats,
         batch,

@@ -20,7 +20,11 @@
 //!   activations over the link. A stack that pipelines prompts (llama.cpp since PR #6017,
 //!   March 2024: a prompt is cut into batches of `nbatch` tokens, each into micro-batches of
 //!   `ubatch` tokens that flow through the devices one behind the other) runs the prompt as
-//!   `u = ceil(min(P, nbatch) / ubatch)` micro-batches through the stages.
+//!   `u = ceil(min(P, nbatch) / ubatch)` micro-batches through the stages. A stack that states
+//!   its host launch queues (llama.cpp: one thread submits every device's work into CUDA
+//!   queues of about 1,000 launches) has the micro-batches scheduled through them
+//!   ([`crate::system::HostQueue`]): a stage whose micro-batch fills its queue loses the
+//!   overlap.
 //!
 //! # Micro-batched prompts
 //! A stack that cuts a prompt into micro-batches of `ubatch` tokens (llama.cpp: `n_ubatch`,
@@ -141,6 +145,7 @@ pub fn case_system(case: &Case, sub: &Substrate) -> System {
         }),
         placement,
         micro_batches,
+        host: case.host.filter(|_| case.multi == MultiDevice::Layer),
     }
 }
 

@@ -693,6 +693,83 @@ fn micro_batched_prompts_pay_one_pass_per_micro_batch() {
 }
 
 #[test]
+fn host_queues_hold_back_a_stage_that_fills_them() {
+    // llama.cpp over four A40s: a stage of Llama-3-70B is 20 blocks. With k-quant weights a
+    // micro-batch takes 20 x (43 + 7) + 3 = 1,003 submissions there, more than the 1,000 a
+    // launch queue holds, and the host thread waits for each stage in turn; with F16 weights
+    // 20 x 43 + 3 = 863 fit, and the stages overlap.
+    let maps = Maps::builtin().unwrap();
+    let text = "hardware,software,model,weights,bits_per_weight,batch,prompt_len,gen_len,metric,value,unit,source\n\
+        4x NVIDIA A40,llama.cpp CUDA,Meta-Llama-3-70B,GGUF Q4_K_M,4.82,1,2048,0,pp_tokens_per_s,300,tok/s,t\n\
+        4x NVIDIA A40,llama.cpp CUDA,Meta-Llama-3-70B,GGUF F16,16,1,2048,0,pp_tokens_per_s,900,tok/s,t\n";
+    let t = traces::parse(text, "inline.csv").unwrap();
+    let sub = substrate::load("a40", &[]).unwrap();
+    let base = llmforge::model::load("llama-3-70b").unwrap();
+    let mut ratios = Vec::new();
+    for row in &t.rows {
+        let case = mapping::map_row(row, &maps).unwrap();
+        let q = case.host.expect("llama.cpp states its host queues");
+        assert_eq!((q.depth, q.block_launches, q.dequant_launches), (1000, 43, 1));
+        let m = predict::with_formats(&base, &case);
+        let held = predict::predict(&case, &m, &sub, Engine::Roofline).prefill_s;
+        let free = predict::predict(
+            &llmforge::validate::mapping::Case {
+                host: None,
+                ..case.clone()
+            },
+            &m,
+            &sub,
+            Engine::Roofline,
+        )
+        .prefill_s;
+        // queues deep enough for any stage are the pipeline without a host
+        let mut deep = case.clone();
+        deep.host = Some(llmforge::system::HostQueue { depth: 1 << 20, ..q });
+        let d = predict::predict(&deep, &m, &sub, Engine::Roofline).prefill_s;
+        assert!((d - free).abs() <= 1e-9 * free, "{d} against {free}");
+        ratios.push(held / free);
+    }
+    // four micro-batches of 512 through four stages: the pipeline's (4 + 3) stage times
+    // against 16 one after another
+    assert!(
+        ratios[0] > 1.5 && ratios[0] < 16.0 / 7.0 + 1e-9,
+        "k-quant: {ratios:?}"
+    );
+    assert!(ratios[1] >= 1.0 - 1e-12 && ratios[1] < 1.35, "F16: {ratios:?}");
+}
+
+#[test]
+fn host_queue_columns_are_checked_with_locations() {
+    let mut maps = Maps::builtin().unwrap();
+    let bad = "pattern,stack,multi_device,ubatch,nbatch,host_queue,block_launches,dequant_launches,boundary_launches,note\n\
+        Mine,mine,layer,512,2048,1000,,1,3,three of four\n\
+        Other,other,layer,512,2048,lots,43,1,3,a word\n\
+        Third,third,layer,512,2048,0,43,1,3,an empty queue\n";
+    let err = maps.add_text(bad, "stacks.csv").unwrap_err();
+    let errs = err.errors();
+    assert_eq!(errs.len(), 3, "{err:?}");
+    assert_eq!(errs[0].line(), 2);
+    assert!(errs[0].message().contains("3 of 4"), "{}", errs[0].message());
+    assert_eq!(errs[1].line(), 3);
+    assert!(
+        errs[1].message().contains("`host_queue`: `lots`"),
+        "{}",
+        errs[1].message()
+    );
+    assert_eq!(errs[2].line(), 4);
+    assert!(
+        errs[2].message().contains("`host_queue`: `0`"),
+        "{}",
+        errs[2].message()
+    );
+    // all four blank: no host queues, as for a stack that does not state them
+    let none = "pattern,stack,multi_device,ubatch,nbatch,host_queue,block_launches,dequant_launches,boundary_launches,note\n\
+        Mine,mine,layer,512,2048,,,,,none\n";
+    maps.add_text(none, "stacks.csv").unwrap();
+    assert_eq!(maps.stack_for("Mine v1").unwrap().host, None);
+}
+
+#[test]
 fn prefill_holdout_fits_keep_the_overheads_and_fit_per_phase() {
     let r = validate_sample(vec![HoldOut::Device]);
     let by_line: std::collections::HashMap<u64, &validate::RowResult> =
