@@ -766,9 +766,65 @@ fn weight_matrices(l: &Layer) -> u64 {
     attention + ffn
 }
 
-/// Most single steps [`host_makespan`] takes (micro-batches times submissions): beyond it,
-/// submissions are priced in equal groups (the queue depth counted in the same groups).
-const HOST_STEPS: u64 = 1 << 22;
+/// Micro-batches [`host_makespan`] schedules one by one; each further one adds what the last
+/// scheduled one added (the pipeline's steady state).
+const HOST_MICRO_BATCHES: u64 = 4096;
+
+/// Largest submission count and queue depth [`host_makespan`] takes as given (larger ones
+/// are this: the schedule is the same, and the kernel indices stay within `u64`).
+const HOST_MAX_COUNT: u64 = 1 << 40;
+
+/// Back-to-back kernels of one device: the first ends at `end`, each of the `count` takes the
+/// device's kernel time.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    end: f64,
+    count: u64,
+}
+
+/// One device's kernels in submission order, as runs, and a cursor for the completion-time
+/// lookups (their indices only grow).
+struct Timeline {
+    runs: Vec<Run>,
+    /// Kernels submitted.
+    submitted: u64,
+    /// Kernel time.
+    each: f64,
+    /// Cursor: run index and the kernel index it starts at.
+    at: (usize, u64),
+}
+
+impl Timeline {
+    /// The completion time of kernel `i` (submitted) and how many kernels from `i` on
+    /// complete back to back with it.
+    fn done(&mut self, i: u64) -> (f64, u64) {
+        let (mut r, mut first) = self.at;
+        while first + self.runs[r].count <= i {
+            first += self.runs[r].count;
+            r += 1;
+        }
+        self.at = (r, first);
+        let run = self.runs[r];
+        (run.end + (i - first) as f64 * self.each, first + run.count - i)
+    }
+    /// Submits `count` kernels that start back to back at `start`, `busy` being when the
+    /// device's last kernel ends (they join its run when they start then); their last end.
+    fn push(&mut self, start: f64, busy: f64, count: u64) -> f64 {
+        match self.runs.last_mut() {
+            Some(last) if start == busy => last.count += count,
+            _ => self.runs.push(Run {
+                end: start + self.each,
+                count,
+            }),
+        }
+        self.submitted += count;
+        start + count as f64 * self.each
+    }
+    /// Whether run `r` is the device's last.
+    fn is_last(&self, r: usize) -> bool {
+        r + 1 == self.runs.len()
+    }
+}
 
 /// Makespan of `m` micro-batches through `u.len()` stages when one host thread submits them
 /// ([`HostQueue`]): micro-batch by micro-batch, stage by stage, stage `s` as `k[s]` equal
@@ -779,43 +835,66 @@ const HOST_STEPS: u64 = 1 << 22;
 /// `sum u + sum h + (m - 1) max(u, h)`; a stage whose micro-batch fills its queue holds the
 /// thread until the stage before it finishes, and the next micro-batch reaches the first
 /// device only then.
+///
+/// Kernels that start back to back are kept as runs: a submission's kernels chain from their
+/// first start until a lookup of the kernel `depth` places back (the one whose completion
+/// frees the queue slot) crosses a gap in that device's timeline, so the schedule costs a few
+/// steps per submission, not one per kernel.
 fn host_makespan(u: &[f64], h: &[f64], k: &[u64], depth: u64, m: u64) -> f64 {
     let pp = u.len();
-    let steps: u128 = k.iter().map(|&n| u128::from(n.max(1))).sum::<u128>() * u128::from(m);
-    let group = u64::try_from(steps.div_ceil(u128::from(HOST_STEPS)))
-        .unwrap_or(u64::MAX)
-        .max(1);
-    let k: Vec<usize> = k.iter().map(|&n| n.max(1).div_ceil(group) as usize).collect();
-    let depth = (depth / group).max(1) as usize;
-    // completion time of every submitted kernel, per device
-    let mut done: Vec<Vec<f64>> = k.iter().map(|&n| Vec::with_capacity(n * m as usize)).collect();
+    let depth = depth.clamp(1, HOST_MAX_COUNT);
+    let k: Vec<u64> = k.iter().map(|n| (*n).clamp(1, HOST_MAX_COUNT)).collect();
+    let mut lines: Vec<Timeline> = (0..pp)
+        .map(|s| Timeline {
+            runs: Vec::new(),
+            submitted: 0,
+            each: u[s] / k[s] as f64,
+            at: (0, 0),
+        })
+        .collect();
     let mut device_free = vec![0.0f64; pp];
     let mut link_free = vec![0.0f64; pp];
     let mut host = 0.0f64;
-    let mut end = 0.0f64;
-    for _ in 0..m {
+    let (mut end, mut step) = (0.0f64, 0.0f64);
+    let scheduled = m.min(HOST_MICRO_BATCHES);
+    for _ in 0..scheduled {
         let mut arrived = 0.0f64;
         for s in 0..pp {
-            let each = u[s] / k[s] as f64;
-            for j in 0..k[s] {
-                let queued = done[s].len();
-                if queued >= depth {
-                    host = host.max(done[s][queued - depth]);
+            let line = &mut lines[s];
+            let n = k[s];
+            let q0 = line.submitted;
+            let mut j = 0;
+            while j < n {
+                let idx = q0 + j;
+                let first = if j == 0 { arrived } else { 0.0 };
+                if idx < depth {
+                    // the queue has room for these without waiting
+                    let count = (depth - idx).min(n - j);
+                    let start = device_free[s].max(host).max(first);
+                    device_free[s] = line.push(start, device_free[s], count);
+                    j += count;
+                } else {
+                    // each waits for the kernel `depth` places back; within one of its runs
+                    // those complete a kernel time apart, as these then run
+                    let (freed, run) = line.done(idx - depth);
+                    let start = device_free[s].max(host).max(freed).max(first);
+                    // in the device's last run, and these join it: the kernels they wait for
+                    // are earlier ones of the same run, all of them
+                    let joins = start == device_free[s] && line.is_last(line.at.0);
+                    let count = if joins { n - j } else { run.min(n - j) };
+                    device_free[s] = line.push(start, device_free[s], count);
+                    host = host.max(freed + (count - 1) as f64 * line.each);
+                    j += count;
                 }
-                let mut start = device_free[s].max(host);
-                if j == 0 {
-                    start = start.max(arrived);
-                }
-                device_free[s] = start + each;
-                done[s].push(device_free[s]);
             }
             let hand = link_free[s].max(device_free[s]);
             link_free[s] = hand + h.get(s).copied().unwrap_or(0.0);
             arrived = link_free[s];
         }
-        end = end.max(arrived);
+        step = arrived.max(end) - end;
+        end = arrived.max(end);
     }
-    end
+    end + (m - scheduled) as f64 * step
 }
 
 #[cfg(test)]
@@ -861,9 +940,63 @@ mod tests {
     }
 
     #[test]
-    fn huge_counts_are_priced_in_groups() {
+    fn huge_counts_and_many_micro_batches_stay_cheap() {
         let u = [1.0, 1.0];
-        let t = host_makespan(&u, &[0.0, 0.0], &[u64::MAX, u64::MAX], u64::MAX, 4096);
+        let t = host_makespan(&u, &[0.0, 0.0], &[u64::MAX, u64::MAX], u64::MAX, 1 << 24);
         assert!(t.is_finite() && t > 0.0);
+        let t = host_makespan(&u, &[0.0, 0.0], &[u64::MAX, u64::MAX], 1000, 1 << 24);
+        assert!(t.is_finite() && t > 0.0);
+        // beyond the micro-batches scheduled one by one, each adds the steady state's step
+        let (k, q) = ([1003, 1003, 1003], 1000);
+        let many = host_makespan(&[1.0; 3], &[0.0; 3], &k, q, HOST_MICRO_BATCHES + 10);
+        let slow = kernel_by_kernel(&[1.0; 3], &[0.0; 3], &k, q, HOST_MICRO_BATCHES + 10);
+        assert!((many - slow).abs() <= 1e-6 * slow, "{many} against {slow}");
+    }
+    /// [`host_makespan`] kernel by kernel: the definition the runs must reproduce.
+    fn kernel_by_kernel(u: &[f64], h: &[f64], k: &[u64], depth: u64, m: u64) -> f64 {
+        let pp = u.len();
+        let depth = depth.max(1) as usize;
+        let mut done: Vec<Vec<f64>> = vec![Vec::new(); pp];
+        let (mut device_free, mut link_free) = (vec![0.0f64; pp], vec![0.0f64; pp]);
+        let (mut host, mut end) = (0.0f64, 0.0f64);
+        for _ in 0..m {
+            let mut arrived = 0.0f64;
+            for s in 0..pp {
+                let n = k[s].max(1) as usize;
+                let each = u[s] / n as f64;
+                for j in 0..n {
+                    let queued = done[s].len();
+                    if queued >= depth {
+                        host = host.max(done[s][queued - depth]);
+                    }
+                    let mut start = device_free[s].max(host);
+                    if j == 0 {
+                        start = start.max(arrived);
+                    }
+                    device_free[s] = start + each;
+                    done[s].push(device_free[s]);
+                }
+                link_free[s] = link_free[s].max(device_free[s]) + h[s];
+                arrived = link_free[s];
+            }
+            end = end.max(arrived);
+        }
+        end
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn runs_reproduce_the_kernel_by_kernel_schedule(
+            stages in proptest::collection::vec((0.1f64..5.0, 0.0f64..1.0, 1u64..300), 1..6),
+            depth in 1u64..700,
+            m in 1u64..7,
+        ) {
+            let u: Vec<f64> = stages.iter().map(|s| s.0).collect();
+            let h: Vec<f64> = stages.iter().map(|s| s.1).collect();
+            let k: Vec<u64> = stages.iter().map(|s| s.2).collect();
+            let fast = host_makespan(&u, &h, &k, depth, m);
+            let slow = kernel_by_kernel(&u, &h, &k, depth, m);
+            proptest::prop_assert!((fast - slow).abs() <= 1e-9 * slow, "{} against {}", fast, slow);
+        }
     }
 }
