@@ -2,11 +2,13 @@
 //! uncalibrated validation of it (map, predict with the roofline engine, statistics), and one
 //! calibration fit of the kind the hold-out runs hundreds of (the RTX 4090's llama.cpp prompt
 //! rows: a roofline fit, and the same fit refined through the simulator; their ratio is what
-//! the simulator's hold-out costs over the roofline's per fit).
+//! the simulator's hold-out costs over the roofline's per fit), and one multi-GPU llama.cpp
+//! prompt predicted with the stack's host launch queues and without them (their ratio is what
+//! the host schedule adds to a prediction).
 //! Target: the full validation under 2 s. Run: `cargo bench --bench validate`.
 
 use llmforge::validate::mapping::Maps;
-use llmforge::validate::predict::Engine;
+use llmforge::validate::predict::{self, Engine};
 use llmforge::validate::{self, Library, Options, calibrate, traces};
 
 const PUBLIC: &str = include_str!("../traces/public-llm-inference.csv");
@@ -53,4 +55,23 @@ fn calibrate_prefill_fit(b: divan::Bencher, engine: Engine) {
     let start = points[0].substrate.efficiency;
     let free = calibrate::free_for(Some("prefill"));
     b.bench(|| calibrate::fit_some(divan::black_box(&points), start, engine, free).map(|f| f.n));
+}
+
+/// Llama-3-70B Q4_K_M over four A40s under llama.cpp, a 2,048-token prompt (four micro-batches
+/// through four stages), through the roofline: with the host launch queues `stacks.csv`
+/// states, and without them.
+#[divan::bench(args = [true, false], sample_count = 20)]
+fn multi_gpu_prompt_prediction(b: divan::Bencher, host: bool) {
+    let text = "hardware,software,model,weights,bits_per_weight,batch,prompt_len,gen_len,metric,value,unit,source\n\
+        4x NVIDIA A40,llama.cpp CUDA,Meta-Llama-3-70B,GGUF Q4_K_M,4.82,1,2048,0,pp_tokens_per_s,300,tok/s,t\n";
+    let t = traces::parse(text, "bench.csv").unwrap();
+    let maps = Maps::builtin().unwrap();
+    let mut case = llmforge::validate::mapping::map_row(&t.rows[0], &maps).unwrap();
+    assert!(case.host.is_some());
+    if !host {
+        case.host = None;
+    }
+    let model = predict::with_formats(&llmforge::model::load("llama-3-70b").unwrap(), &case);
+    let sub = llmforge::substrate::load("a40", &[]).unwrap();
+    b.bench(|| predict::predict(divan::black_box(&case), &model, &sub, Engine::Roofline).prefill_s);
 }
