@@ -299,6 +299,15 @@ fn parse_models(text: &str, file: &str) -> Result<Vec<ModelEntry>, DescErrors> {
 /// The largest count the stack table takes (tokens, launches).
 const MAX_TABLE_COUNT: u64 = 1 << 32;
 
+/// The stack table's host columns ([`crate::system::HostQueue`], in its field order) and the
+/// least each takes: a queue holds at least one submission and a block makes at least one.
+const HOST_COLUMNS: [(&str, u64); 4] = [
+    ("host_queue", 1),
+    ("block_launches", 1),
+    ("dequant_launches", 0),
+    ("boundary_launches", 0),
+];
+
 fn parse_stacks(text: &str, file: &str) -> Result<Vec<StackEntry>, DescErrors> {
     let t = Table::new(text, file);
     let recs = t.records(&["pattern", "stack", "multi_device"])?;
@@ -339,23 +348,14 @@ fn parse_stacks(text: &str, file: &str) -> Result<Vec<StackEntry>, DescErrors> {
         };
         let ubatch = count("ubatch", 1, "a positive token count");
         let nbatch = count("nbatch", 1, "a positive token count");
-        let host_cols = [
-            "host_queue",
-            "block_launches",
-            "dequant_launches",
-            "boundary_launches",
-        ];
-        let host_vals: Vec<Option<u64>> = host_cols
+        let host_vals: Vec<Option<u64>> = HOST_COLUMNS
             .iter()
-            .map(|c| {
-                count(
-                    c,
-                    u64::from(*c != "dequant_launches" && *c != "boundary_launches"),
-                    "a launch count",
-                )
-            })
+            .map(|&(c, min)| count(c, min, "a launch count"))
             .collect();
-        let given = host_cols.iter().filter(|c| !get(&f, c).is_empty()).count();
+        let given = HOST_COLUMNS
+            .iter()
+            .filter(|(c, _)| !get(&f, c).is_empty())
+            .count();
         let host = match host_vals[..] {
             [
                 Some(depth),
@@ -369,11 +369,11 @@ fn parse_stacks(text: &str, file: &str) -> Result<Vec<StackEntry>, DescErrors> {
                 boundary_launches,
             }),
             _ => {
-                if given > 0 && given < host_cols.len() {
+                if given > 0 && given < HOST_COLUMNS.len() {
                     diags.push(t.error(
                         line,
                         offset,
-                        format!("the host columns: {given} of {} given", host_cols.len()),
+                        format!("the host columns: {given} of {} given", HOST_COLUMNS.len()),
                         "give host_queue, block_launches, dequant_launches and boundary_launches together, or none",
                     ));
                 }

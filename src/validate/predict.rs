@@ -145,7 +145,7 @@ pub fn case_system(case: &Case, sub: &Substrate) -> System {
         }),
         placement,
         micro_batches,
-        host: case.host.filter(|_| case.multi == MultiDevice::Layer),
+        host: case.host,
     }
 }
 
