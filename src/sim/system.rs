@@ -401,11 +401,9 @@ fn run_detail(
             )
         }
         None => {
-            let sum_u: f64 = u.iter().sum::<f64>() + h_pre.iter().sum::<f64>();
-            let slowest = u.iter().chain(&h_pre).fold(0.0f64, |a, &b| a.max(b));
             let compute_max = t_pre.iter().fold(0.0f64, |a, &b| a.max(b));
             (
-                sum_u + (mf - 1.0) * slowest,
+                pipelined(&u, &h_pre, mf),
                 compute_sum / mf + (mf - 1.0) * compute_max / mf,
             )
         }
@@ -766,6 +764,14 @@ fn weight_matrices(l: &Layer) -> u64 {
     attention + ffn
 }
 
+/// Makespan of `m` micro-batches through stages taking `u[s]` each, with hand-offs `h[s]`,
+/// when nothing but the stages and links holds them back: `sum u + sum h + (m - 1) max(u, h)`.
+fn pipelined(u: &[f64], h: &[f64], m: f64) -> f64 {
+    let sum: f64 = u.iter().sum::<f64>() + h.iter().sum::<f64>();
+    let slowest = u.iter().chain(h).fold(0.0f64, |a, &b| a.max(b));
+    sum + (m - 1.0) * slowest
+}
+
 /// Micro-batches [`host_makespan`] schedules one by one; each further one adds what the last
 /// scheduled one added (the pipeline's steady state).
 const HOST_MICRO_BATCHES: u64 = 4096;
@@ -831,10 +837,9 @@ impl Timeline {
 /// kernels taking `u[s]` together, into one queue per device that holds `depth` submissions
 /// (a submission to a full queue waits until the device retires its oldest kernel). A stage
 /// starts a micro-batch when the hand-off from the stage before it (`h[s - 1]`, on the link
-/// between them, one at a time) has arrived. With queues deep enough this is the pipeline's
-/// `sum u + sum h + (m - 1) max(u, h)`; a stage whose micro-batch fills its queue holds the
-/// thread until the stage before it finishes, and the next micro-batch reaches the first
-/// device only then.
+/// between them, one at a time) has arrived. With queues deep enough this is [`pipelined`];
+/// a stage whose micro-batch fills its queue holds the thread until the stage before it
+/// finishes, and the next micro-batch reaches the first device only then.
 ///
 /// Kernels that start back to back are kept as runs: a submission's kernels chain from their
 /// first start until a lookup of the kernel `depth` places back (the one whose completion
@@ -901,19 +906,12 @@ fn host_makespan(u: &[f64], h: &[f64], k: &[u64], depth: u64, m: u64) -> f64 {
 mod tests {
     use super::*;
 
-    /// The pipeline's makespan without a host limit.
-    fn piped(u: &[f64], h: &[f64], m: u64) -> f64 {
-        let sum: f64 = u.iter().sum::<f64>() + h.iter().sum::<f64>();
-        let slowest = u.iter().chain(h).fold(0.0f64, |a, &b| a.max(b));
-        sum + (m as f64 - 1.0) * slowest
-    }
-
     #[test]
     fn deep_host_queues_keep_the_pipeline() {
         let (u, h) = ([3.0, 5.0, 4.0, 2.0], [0.5, 0.25, 1.0, 0.0]);
         for m in [1, 2, 4, 9] {
             let got = host_makespan(&u, &h, &[40, 50, 60, 30], 1_000_000, m);
-            let want = piped(&u, &h, m);
+            let want = pipelined(&u, &h, m as f64);
             assert!((got - want).abs() < 1e-9 * want, "m {m}: {got} against {want}");
         }
     }
@@ -927,7 +925,10 @@ mod tests {
         let fills = host_makespan(&u, &h, &[1003; 4], 1000, m);
         // below the depth the stages overlap (queues a little short of two micro-batches
         // delay some: between the ideal 7 and serial 16)
-        assert!(fits < 0.6 * serial && fits >= piped(&u, &h, m) - 1e-9, "{fits}");
+        assert!(
+            fits < 0.6 * serial && fits >= pipelined(&u, &h, m as f64) - 1e-9,
+            "{fits}"
+        );
         // above it each stage waits for the one before: close to one stage after another
         assert!(fills > 0.8 * serial && fills <= serial + 1e-9, "{fills}");
         // a deeper queue is never slower
