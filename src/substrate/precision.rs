@@ -719,6 +719,26 @@ mod tests {
         assert_eq!(g.matrix_peak(Bf16).get() * 2.0, g.matrix_peak(F16).get());
     }
 
+    /// Every shipped GPU since Ampere / CDNA 2 runs bf16 on its matrix units (at the fp16 rate,
+    /// or the FP32-accumulate rate on GeForce): a file that forgets the key silently prices
+    /// bf16 at the fp32 rate (the B200, L4 and CDNA 3/4 files once did: a bf16 GEMM on a B200
+    /// came out 28 times slower than fp16). Only the parts without bf16 units may omit it.
+    #[test]
+    fn every_shipped_gpu_with_bf16_units_declares_them() {
+        const WITHOUT_BF16: [&str; 3] = ["p100", "t4", "v100-sxm2"];
+        for name in crate::substrate::names() {
+            let s = sub(name);
+            let Kind::Gpu(g) = &s.kind else { continue };
+            let has = g.matrix_peak.contains_key(&Bf16);
+            assert_eq!(has, !WITHOUT_BF16.contains(&name), "{name}: matrix_peak.bf16");
+            if has {
+                let r = s.resolve(&Precisions::all(Precision::Bf16)).unwrap();
+                assert_eq!((r.weight_gemm, r.weights.rule), (Bf16, Rule::Native), "{name}");
+                assert!(g.matrix_peak[&Bf16].get() <= g.matrix_peak[&F16].get(), "{name}");
+            }
+        }
+    }
+
     #[test]
     fn the_ring_quantises_every_format_to_int8() {
         let ring = sub("ring-edge");
