@@ -739,6 +739,45 @@ mod tests {
         }
     }
 
+    /// The GeForce files state one convention (their comments and the README): `fp16` is the
+    /// FP16-accumulate tensor rate llama.cpp's cuBLAS GEMMs run at, `bf16` the FP32-accumulate
+    /// rate (half), INT8 twice `fp16`, and on Ada FP8 at its FP32-accumulate rate (= `fp16`).
+    /// The RTX 4090's file once broke it (fp16 at the FP32-accumulate rate, half the INT8
+    /// rate, no FP8), which a hardware-map override hid from the public-file figures.
+    #[test]
+    fn geforce_files_state_the_same_tensor_rate_convention() {
+        let close = |a: f64, b: f64| (a / b - 1.0).abs() < 2e-3;
+        let mut seen = 0;
+        // GeForce only: the professional Ada cards (rtx-4000-ada, ...) run FP32 accumulate at
+        // the full rate
+        let geforce = |n: &&str| (n.starts_with("rtx-30") || n.starts_with("rtx-40")) && !n.ends_with("-ada");
+        for name in crate::substrate::names().filter(geforce) {
+            let g = sub(name);
+            let (f16, b16, i8) = (
+                g.matrix_peak(F16).get(),
+                g.matrix_peak(Bf16).get(),
+                g.matrix_peak(Int8).get(),
+            );
+            assert!(
+                close(b16 * 2.0, f16),
+                "{name}: bf16 {b16} is not half of fp16 {f16}"
+            );
+            assert!(close(i8, 2.0 * f16), "{name}: int8 {i8} is not twice fp16 {f16}");
+            if name.starts_with("rtx-40") {
+                let Kind::Gpu(gpu) = &g.kind else {
+                    panic!("{name} is a GPU")
+                };
+                let f8 = gpu.matrix_peak.get(&Fp8).map(|v| v.get());
+                assert!(
+                    f8.is_some_and(|f8| close(f8, f16)),
+                    "{name}: fp8 {f8:?} against fp16 {f16}"
+                );
+            }
+            seen += 1;
+        }
+        assert!(seen >= 8, "{seen} GeForce files");
+    }
+
     #[test]
     fn the_ring_quantises_every_format_to_int8() {
         let ring = sub("ring-edge");
