@@ -739,6 +739,47 @@ mod tests {
         }
     }
 
+    /// The same for FP8: Hopper, Ada, Blackwell, CDNA 3/4 and Gaudi 2 run it natively; the
+    /// older parts (and Apple's, Jetson Orin, Intel's Max) widen it to fp16. A file of an FP8
+    /// chip that forgets the key prices FP8 GEMMs at the fp16 rate (the RTX 4090's once did).
+    #[test]
+    fn every_shipped_gpu_with_fp8_units_declares_them() {
+        const WITHOUT_FP8: [&str; 23] = [
+            "a100-pcie-80gb",
+            "a100-sxm4-40gb",
+            "a100-sxm4-80gb",
+            "a40",
+            "apple-m1",
+            "apple-m1-max",
+            "apple-m2-ultra",
+            "apple-m3-max",
+            "jetson-agx-orin-64gb",
+            "jetson-orin-nano-super",
+            "max-1550",
+            "max-1550-stack",
+            "mi210",
+            "mi250-gcd",
+            "p100",
+            "rtx-3070",
+            "rtx-3080-10gb",
+            "rtx-3080-ti",
+            "rtx-3090",
+            "rtx-3090-ti",
+            "rtx-a6000",
+            "t4",
+            "v100-sxm2",
+        ];
+        for name in crate::substrate::names() {
+            let s = sub(name);
+            let Kind::Gpu(g) = &s.kind else { continue };
+            let has = g.matrix_peak.contains_key(&Fp8);
+            assert_eq!(has, !WITHOUT_FP8.contains(&name), "{name}: matrix_peak.fp8");
+            let r = s.resolve(&Precisions::all(Precision::Fp8)).unwrap();
+            let rule = if has { Rule::Native } else { Rule::Dequantised(F16) };
+            assert_eq!(r.weights.rule, rule, "{name}");
+        }
+    }
+
     /// The GeForce files state one convention (their comments and the README): `fp16` is the
     /// FP16-accumulate tensor rate llama.cpp's cuBLAS GEMMs run at, `bf16` the FP32-accumulate
     /// rate (half), INT8 twice `fp16`, and on Ada FP8 at its FP32-accumulate rate (= `fp16`).
