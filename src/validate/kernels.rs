@@ -249,7 +249,8 @@ pub struct KernelMaps {
 fn parse_class(s: &str) -> Option<ComputeClass> {
     match s {
         "fp32" => Some(ComputeClass::F32),
-        "fp16" | "bf16" => Some(ComputeClass::F16),
+        "fp16" => Some(ComputeClass::F16),
+        "bf16" => Some(ComputeClass::Bf16),
         "fp8" => Some(ComputeClass::Fp8),
         "int8" => Some(ComputeClass::Int8),
         "int4" => Some(ComputeClass::Int4),
@@ -320,7 +321,7 @@ impl KernelMaps {
                                 line,
                                 offset,
                                 format!("`{o}`, `{c}`, `{out}`: not operand precision, compute class, output precision"),
-                                "e.g. bf16,fp16,fp32 (classes: fp32, fp16, fp8, int8, int4); all three blank for a dtype that cannot be priced",
+                                "e.g. bf16,bf16,fp32 (classes: fp32, fp16, bf16, fp8, int8, int4); all three blank for a dtype that cannot be priced",
                             ));
                             continue;
                         }
@@ -1188,6 +1189,35 @@ mod tests {
         let c = map_row(&t.rows[0], &KernelMaps::builtin().unwrap()).unwrap();
         assert_eq!((c.substrate.as_str(), c.m, c.n, c.k), ("t4", 1760, 16, 1760));
         assert!(c.sixteen_bit() && c.excluded.is_none());
+    }
+
+    /// A bf16 row runs at the substrate's declared bf16 rate, by the same rules as a model's
+    /// GEMMs: had its file no `matrix_peak.bf16` (as the B200's once had), the row would be
+    /// priced widened to fp32 and the kernel figures would say so, instead of hiding it behind
+    /// the fp16 rate.
+    #[test]
+    fn a_bf16_row_takes_the_substrates_bf16_rate() {
+        let t = parse(
+            "dataset,device,dtype,batch,m,n,k,time_s,tflops,library,flag,source\n\
+             xla_matmul_perf_table,NVIDIA B200 (sm_100),bf16xbf16->bf16,1,8192,8192,8192,7.0e-04,1571,XLA,,x\n",
+            "t.csv",
+        )
+        .unwrap();
+        let c = map_row(&t.rows[0], &KernelMaps::builtin().unwrap()).unwrap();
+        assert_eq!((c.substrate.as_str(), c.compute), ("b200", "bf16"));
+        let b200 = crate::substrate::load("b200", &[]).unwrap();
+        let mut no_bf16 = b200.clone();
+        if let Kind::Gpu(g) = &mut no_bf16.kind {
+            g.matrix_peak.remove(&ComputeClass::Bf16);
+        }
+        for engine in [Engine::Roofline, Engine::Sim] {
+            let with = predict(&c, &b200, engine).time_s;
+            let without = predict(&c, &no_bf16, engine).time_s;
+            assert!(
+                without > 10.0 * with,
+                "{engine:?}: {with} s with bf16 units, {without} s without"
+            );
+        }
     }
 
     #[test]
