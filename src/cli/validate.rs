@@ -63,8 +63,9 @@ pub struct ValidateArgs {
     /// Cost engine for the predictions (default: roofline for --traces, sim for --kernels).
     #[arg(long, value_enum)]
     pub engine: Option<EngineArg>,
-    /// Extra mapping table (hardware, model or stack map, told by its header); repeatable.
-    /// Its entries take precedence over the shipped traces/*.csv tables.
+    /// Extra mapping table (hardware, model or stack map, told by its header; with --kernels a
+    /// kernel devices, dtypes or exclusions table); repeatable. Its entries take precedence over
+    /// the shipped traces/*.csv (traces/kernels/*.csv) tables.
     #[arg(long = "substrate-map", value_name = "CSV")]
     pub substrate_map: Vec<PathBuf>,
     /// Per-stack efficiency overlay (as written by `llmforge calibrate --overlay-out`); repeatable.

@@ -1046,6 +1046,64 @@ mod kernels {
         assert!(e.errors()[0].message().contains("dtype"));
     }
 
+    /// A user's own measurements of a device the shipped tables do not know: unmappable alone,
+    /// predicted once `--substrate-map` names the device's substrate; a malformed table is a
+    /// located error.
+    #[test]
+    fn a_users_device_table_maps_its_own_kernel_rows() {
+        let dir = std::env::temp_dir().join(format!("llmforge-kernel-map-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let csv = dir.join("mine.csv");
+        std::fs::write(
+            &csv,
+            "dataset,device,dtype,batch,m,n,k,time_s,tflops,library,flag,source\n\
+             mine,ACME Lab H100 #3,bf16,1,8192,8192,8192,1.45e-03,758,cuBLAS,,lab\n",
+        )
+        .unwrap();
+        let table = dir.join("devices.csv");
+        std::fs::write(
+            &table,
+            "device,substrate,family,set,note\nACME Lab H100 #3,h100-sxm,nvidia,,\n",
+        )
+        .unwrap();
+        let bad = dir.join("bad.csv");
+        std::fs::write(
+            &bad,
+            "device,substrate,family,set,note\nACME Lab H100 #3,h100-sxm,nvidia,clock,\n",
+        )
+        .unwrap();
+        let run = |maps: &[&Path]| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_llmforge"));
+            cmd.args(["validate", "--kernels"])
+                .arg(&csv)
+                .args(["--format", "json", "-q"]);
+            for m in maps {
+                cmd.arg("--substrate-map").arg(m);
+            }
+            cmd.output().unwrap()
+        };
+        let json = |out: &std::process::Output| -> serde_json::Value {
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice(&out.stdout).unwrap()
+        };
+        let alone = json(&run(&[]));
+        assert_eq!(alone["counts"]["unmapped"], 1, "{alone}");
+        let mapped = json(&run(&[&table]));
+        assert_eq!(mapped["counts"]["mapped"], 1, "{mapped}");
+        let row = &mapped["rows"][0];
+        assert_eq!(row["substrate"], "h100-sxm");
+        let err = row["error_pct"].as_f64().unwrap();
+        assert!(
+            err.abs() < 25.0,
+            "an 8192^3 bf16 GEMM at 758 TFLOPS on an H100 SXM: {err}%"
+        );
+        let out = run(&[&bad]);
+        assert!(!out.status.success());
+        let msg = String::from_utf8_lossy(&out.stderr);
+        assert!(msg.contains("bad.csv") && msg.contains(":2:"), "{msg}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
