@@ -306,6 +306,15 @@ impl KernelMaps {
             let recs = t.records(&["pattern", "operands", "compute", "output"])?;
             let mut new = Vec::new();
             for (line, offset, f) in recs {
+                if get(&f, "pattern").is_empty() {
+                    diags.push(t.error(
+                        line,
+                        offset,
+                        "`pattern` is empty: it would start every dtype".into(),
+                        "the leading text of the dtypes it maps, e.g. bf16xbf16->f32",
+                    ));
+                    continue;
+                }
                 let (o, c, out) = (get(&f, "operands"), get(&f, "compute"), get(&f, "output"));
                 let formats = if o.is_empty() && c.is_empty() && out.is_empty() {
                     None
@@ -339,6 +348,15 @@ impl KernelMaps {
             let recs = t.records(&["column", "pattern", "reason"])?;
             for (line, offset, f) in recs {
                 let column = get(&f, "column").to_string();
+                if get(&f, "pattern").is_empty() {
+                    diags.push(t.error(
+                        line,
+                        offset,
+                        "`pattern` is empty: it would exclude nothing".into(),
+                        "the text a row's column contains, e.g. kernel=auto",
+                    ));
+                    continue;
+                }
                 if !COLUMNS.contains(&column.as_str()) {
                     diags.push(t.error(
                         line,
@@ -1218,6 +1236,29 @@ mod tests {
                 "{engine:?}: {with} s with bf16 units, {without} s without"
             );
         }
+    }
+
+    #[test]
+    fn an_empty_dtype_pattern_is_a_located_error() {
+        let mut m = KernelMaps::builtin().unwrap();
+        let e = m
+            .add_text(
+                "pattern,operands,compute,output,note\nbf16,bf16,bf16,bf16,\n,fp16,fp16,fp16,\n",
+                "d.csv",
+            )
+            .unwrap_err();
+        let errs = e.errors();
+        assert_eq!(errs.len(), 1, "{e:?}");
+        assert_eq!(errs[0].line(), 3);
+        assert!(
+            errs[0].message().contains("`pattern` is empty"),
+            "{}",
+            errs[0].message()
+        );
+        let e = m
+            .add_text("column,pattern,reason\nflag,,why\n", "x.csv")
+            .unwrap_err();
+        assert!(e.errors()[0].message().contains("exclude nothing"), "{e:?}");
     }
 
     #[test]
