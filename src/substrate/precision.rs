@@ -725,18 +725,32 @@ mod tests {
     /// came out 28 times slower than fp16). Only the parts without bf16 units may omit it.
     #[test]
     fn every_shipped_gpu_with_bf16_units_declares_them() {
-        const WITHOUT_BF16: [&str; 3] = ["p100", "t4", "v100-sxm2"];
-        for name in crate::substrate::names() {
-            let s = sub(name);
-            let Kind::Gpu(g) = &s.kind else { continue };
-            let has = g.matrix_peak.contains_key(&Bf16);
-            assert_eq!(has, !WITHOUT_BF16.contains(&name), "{name}: matrix_peak.bf16");
+        for (name, s, has) in declaring(Bf16, &["p100", "t4", "v100-sxm2"]) {
             if has {
                 let r = s.resolve(&Precisions::all(Precision::Bf16)).unwrap();
                 assert_eq!((r.weight_gemm, r.weights.rule), (Bf16, Rule::Native), "{name}");
-                assert!(g.matrix_peak[&Bf16].get() <= g.matrix_peak[&F16].get(), "{name}");
+                assert!(s.matrix_peak(Bf16).get() <= s.matrix_peak(F16).get(), "{name}");
             }
         }
+    }
+
+    /// Every shipped GPU with whether its `matrix_peak` has `class`, which must be so exactly
+    /// for the GPUs not named in `without`.
+    fn declaring(class: ComputeClass, without: &[&str]) -> Vec<(&'static str, Substrate, bool)> {
+        let mut out = Vec::new();
+        for name in crate::substrate::names() {
+            let s = sub(name);
+            let Kind::Gpu(g) = &s.kind else { continue };
+            let has = g.matrix_peak.contains_key(&class);
+            assert_eq!(
+                has,
+                !without.contains(&name),
+                "{name}: matrix_peak.{}",
+                class.name()
+            );
+            out.push((name, s, has));
+        }
+        out
     }
 
     /// The same for FP8: Hopper, Ada, Blackwell, CDNA 3/4 and Gaudi 2 run it natively; the
@@ -744,7 +758,7 @@ mod tests {
     /// chip that forgets the key prices FP8 GEMMs at the fp16 rate (the RTX 4090's once did).
     #[test]
     fn every_shipped_gpu_with_fp8_units_declares_them() {
-        const WITHOUT_FP8: [&str; 23] = [
+        let without = [
             "a100-pcie-80gb",
             "a100-sxm4-40gb",
             "a100-sxm4-80gb",
@@ -769,11 +783,7 @@ mod tests {
             "t4",
             "v100-sxm2",
         ];
-        for name in crate::substrate::names() {
-            let s = sub(name);
-            let Kind::Gpu(g) = &s.kind else { continue };
-            let has = g.matrix_peak.contains_key(&Fp8);
-            assert_eq!(has, !WITHOUT_FP8.contains(&name), "{name}: matrix_peak.fp8");
+        for (name, s, has) in declaring(Fp8, &without) {
             let r = s.resolve(&Precisions::all(Precision::Fp8)).unwrap();
             let rule = if has { Rule::Native } else { Rule::Dequantised(F16) };
             assert_eq!(r.weights.rule, rule, "{name}");

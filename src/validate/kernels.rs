@@ -306,15 +306,13 @@ impl KernelMaps {
             let recs = t.records(&["pattern", "operands", "compute", "output"])?;
             let mut new = Vec::new();
             for (line, offset, f) in recs {
-                if get(&f, "pattern").is_empty() {
-                    diags.push(t.error(
-                        line,
-                        offset,
-                        "`pattern` is empty: it would start every dtype".into(),
-                        "the leading text of the dtypes it maps, e.g. bf16xbf16->f32",
-                    ));
+                let why = (
+                    "`pattern` is empty: it would start every dtype",
+                    "the leading text of the dtypes it maps, e.g. bf16xbf16->f32",
+                );
+                let Some(pattern) = t.key((line, offset), &f, "pattern", why, &mut diags) else {
                     continue;
-                }
+                };
                 let (o, c, out) = (get(&f, "operands"), get(&f, "compute"), get(&f, "output"));
                 let formats = if o.is_empty() && c.is_empty() && out.is_empty() {
                     None
@@ -337,7 +335,7 @@ impl KernelMaps {
                     }
                 };
                 new.push(DtypeEntry {
-                    pattern: get(&f, "pattern").to_string(),
+                    pattern: pattern.to_string(),
                     formats,
                     note: get(&f, "note").to_string(),
                 });
@@ -348,15 +346,13 @@ impl KernelMaps {
             let recs = t.records(&["column", "pattern", "reason"])?;
             for (line, offset, f) in recs {
                 let column = get(&f, "column").to_string();
-                if get(&f, "pattern").is_empty() {
-                    diags.push(t.error(
-                        line,
-                        offset,
-                        "`pattern` is empty: it would exclude nothing".into(),
-                        "the text a row's column contains, e.g. kernel=auto",
-                    ));
+                let why = (
+                    "`pattern` is empty: it would exclude nothing",
+                    "the text a row's column contains, e.g. kernel=auto",
+                );
+                let Some(pattern) = t.key((line, offset), &f, "pattern", why, &mut diags) else {
                     continue;
-                }
+                };
                 if !COLUMNS.contains(&column.as_str()) {
                     diags.push(t.error(
                         line,
@@ -368,7 +364,7 @@ impl KernelMaps {
                 }
                 self.exclusions.push(Exclusion {
                     column,
-                    pattern: get(&f, "pattern").to_string(),
+                    pattern: pattern.to_string(),
                     reason: get(&f, "reason").to_string(),
                 });
             }
@@ -465,7 +461,7 @@ pub fn map_row(row: &KernelRow, maps: &KernelMaps) -> Result<KernelCase, (Reason
     let excluded = maps
         .exclusions
         .iter()
-        .find(|x| !x.pattern.is_empty() && field(&x.column).contains(x.pattern.as_str()))
+        .find(|x| field(&x.column).contains(x.pattern.as_str()))
         .map(|x| x.reason.clone());
     let mut assumptions = Vec::new();
     if !dev.note.is_empty() {

@@ -175,6 +175,25 @@ impl<'a> Table<'a> {
         diags.finish(out)
     }
 
+    /// The value of the key column `col` of the record at (`line`, `offset`), or `None` with a
+    /// located error (`message`, `help`) pushed to `diags` when it is blank: a blank key would
+    /// match every row, or none.
+    pub(crate) fn key<'f>(
+        &self,
+        (line, offset): (u64, usize),
+        fields: &'f [(String, String)],
+        col: &str,
+        (message, help): (&str, &str),
+        diags: &mut Diagnostics,
+    ) -> Option<&'f str> {
+        let v = get(fields, col);
+        if v.is_empty() {
+            diags.push(self.error(line, offset, message.to_string(), help));
+            return None;
+        }
+        Some(v)
+    }
+
     pub(crate) fn error(
         &self,
         line: u64,
@@ -259,18 +278,12 @@ fn parse_hardware(text: &str, file: &str) -> Result<Vec<HardwareEntry>, DescErro
         let link_bw = number("link_GBps", 1e9);
         let link_latency = number("link_latency_us", 1e-6);
         let set = overrides(&t, (line, offset), get(&f, "set"), &mut diags);
-        let hardware = get(&f, "hardware").to_string();
-        if hardware.is_empty() {
-            diags.push(t.error(
-                line,
-                offset,
-                "empty `hardware`".into(),
-                "name the hardware as traces write it",
-            ));
+        let why = ("empty `hardware`", "name the hardware as traces write it");
+        let Some(hardware) = t.key((line, offset), &f, "hardware", why, &mut diags) else {
             continue;
-        }
+        };
         out.push(HardwareEntry {
-            hardware,
+            hardware: hardware.to_string(),
             substrate: opt(get(&f, "substrate")),
             family: get(&f, "family").to_string(),
             link: get(&f, "link").to_string(),
