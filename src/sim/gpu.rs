@@ -7,11 +7,15 @@
 //! `ceil(tiles / SMs)` waves (wave quantisation), each as long as one tile:
 //!
 //! * **Tile time**: its `2 tm tn k_s` FLOPs at the SM's share of `efficiency.compute` times
-//!   the matrix peak, slowed by the operand feed -- per K step a tile loads `(tm + tn)`
-//!   elements from shared memory for `2 tm tn` FLOPs, and the SM moves
-//!   `kernel.operand_bandwidth` bytes per cycle, so the MMA time is multiplied by
-//!   `1 + (tm + tn) e P_sm / (2 tm tn B_op)`, relative to the same factor of the largest
-//!   tile (which `efficiency.compute`, the fraction large GEMMs reach, already contains).
+//!   the matrix peak, plus the operand feed a smaller tile adds -- per K step a tile loads
+//!   `(tm + tn)` elements from shared memory for `2 tm tn` FLOPs, and the SM moves
+//!   `kernel.operand_bandwidth` bytes per cycle, so feeding costs `(tm + tn) e P_sm /
+//!   (2 tm tn B_op)` of the MMA time at peak. The largest tile's feed is contained in
+//!   `efficiency.compute` (the fraction large GEMMs reach); a smaller tile adds what its feed
+//!   exceeds that by, at the operand bandwidth: a time of the shared-memory path, not scaled
+//!   by how far the stack's large GEMMs fall below the peak (a stack whose GEMMs reach 5% of
+//!   the peak has the same shared-memory bandwidth, and its small tiles are not 20 times
+//!   further behind).
 //!   Each step of the K loop (128 bytes of K per operand row) takes at least
 //!   `kernel.step_cycles` (the pipeline's barrier and shared-memory round trip, which a small
 //!   tile's few MMAs cannot hide), and the tile pays `kernel.tile_cycles` of prologue and
@@ -134,6 +138,8 @@ struct Machine {
     sms: u64,
     /// Achieved matrix FLOP/s of one SM.
     per_sm: f64,
+    /// Matrix peak FLOP/s of one SM.
+    peak_sm: f64,
     /// Seconds of prologue and epilogue per tile, and at least per K step.
     tile_s: f64,
     step_s: f64,
@@ -164,6 +170,7 @@ impl Machine {
         let mut m = Machine {
             sms,
             per_sm: eff.compute * peak / sms as f64,
+            peak_sm: peak / sms as f64,
             tile_s: k.tile_cycles.get() / clock,
             step_s: k.step_cycles.get() / clock,
             kstep: ((128.0 / operand_bytes.max(0.5)) as u64).max(1),
@@ -187,10 +194,11 @@ impl Machine {
     fn raw_feed(&self, tm: u64, tn: u64) -> f64 {
         1.0 + (tm + tn) as f64 * self.feed / (2.0 * (tm * tn) as f64)
     }
-    /// Slow-down of a `tm x tn` tile's MMAs by its operand feed, relative to the largest tile
-    /// (>= 1 for the tiles the mappers try, which are no larger).
-    fn feed_factor(&self, tm: u64, tn: u64) -> f64 {
-        (self.raw_feed(tm, tn) / self.feed_ref).max(1.0)
+    /// Seconds of `flops` matrix FLOPs of one SM in `tm x tn` tiles: at the achieved rate, plus
+    /// the feed the tile needs beyond the largest tile's, at the peak's pace (>= 0 for the
+    /// tiles the mappers try, which are no larger).
+    fn mma_time(&self, flops: f64, tm: u64, tn: u64) -> f64 {
+        flops / self.per_sm + flops / self.peak_sm * (self.raw_feed(tm, tn) - self.feed_ref).max(0.0)
     }
 }
 
@@ -295,14 +303,13 @@ pub fn gemm_plan(
             let dram_c = if bytes.act_on_chip { 0.0 } else { bytes.c };
             let dram_ops = dram_a + db * per + dram_c;
             let l2_ops = bytes.a * nt as f64 + bytes.b * mt as f64 + bytes.c;
-            let feed = mc.feed_factor(tm, tn);
             let dequant = bytes.dequant * mt as f64 / mc.dequant_rate;
             let mut s = 1u64;
             loop {
                 let tiles = base.saturating_mul(s);
                 let waves = cdiv(tiles, mc.sms);
                 let steps = cdiv(cdiv(k, s), mc.kstep);
-                let step = 2.0 * (tm * tn * mc.kstep) as f64 / mc.per_sm * feed;
+                let step = mc.mma_time(2.0 * (tm * tn * mc.kstep) as f64, tm, tn);
                 let tile = steps as f64 * step.max(mc.step_s) + mc.tile_s;
                 let compute = (waves as f64 * tile).max(floor_time);
                 let partials = if s > 1 {
@@ -616,7 +623,7 @@ fn attention_plan(
     };
     // Time of one (query block, KV block) pair, padded to whole blocks, fed from shared memory.
     let block_work = br as f64 * bc as f64 * 2.0 * (dqk + dv) as f64;
-    let block_time = (block_work / mc.per_sm * mc.feed_factor(br, bc)).max(mc.step_s);
+    let block_time = mc.mma_time(block_work, br, bc).max(mc.step_s);
     let matrix_flops = scores.flops.get() + pv.flops.get();
     let floor = matrix_flops / (eff.compute * peak);
     let vector_flops = softmax.flops.get();
@@ -776,6 +783,44 @@ mod tests {
         assert!(slow.time > free.time * 1.5, "{} {}", slow.time, free.time);
         // The full grid at the default rate reaches the stated fraction of the bandwidth.
         assert!((free.dram_time - free.dram / (0.85 * g.memory_bandwidth.get())).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_small_tiles_feed_is_shared_memory_time_not_a_multiple_of_the_compute_fraction() {
+        use crate::substrate::{Efficiency, Kind, load};
+        let s = load("mi300x", &[]).unwrap();
+        let Kind::Gpu(g) = &s.kind else { unreachable!() };
+        // A decode step's GEMM at batch 16: 16-row tiles, whose operand feed is far from the
+        // largest tile's.
+        let (m, n, k) = (16u64, 8192u64, 8192u64);
+        let bytes = GemmBytes {
+            a: (2 * m * k) as f64,
+            b: (2 * n * k) as f64,
+            c: (2 * m * n) as f64,
+            act_on_chip: true,
+            dequant: 0.0,
+        };
+        let peak = g.matrix_peak_for(crate::model::ComputeClass::F16).get();
+        let flops = 2.0 * (m * n * k) as f64;
+        let at = |compute: f64| {
+            let eff = Efficiency {
+                compute,
+                memory: 1.0,
+                ..s.efficiency
+            };
+            gemm_plan(g, eff, peak, 2.0, (m, n, k, 1), bytes, flops).compute
+        };
+        let (full, slow) = (at(1.0), at(0.05));
+        // At the peak a 16-row tile runs well above its FLOPs' time (feed, K steps, prologue).
+        assert!(full > 1.5 * flops / peak, "{full} {}", flops / peak);
+        // A stack at 5% of the peak takes 20 times as long for the arithmetic, plus about the
+        // same feed and fixed time (the shared-memory path is no slower): not 20 times those.
+        assert!(slow >= 20.0 * flops / peak, "{slow}");
+        assert!(
+            slow < 20.0 * flops / peak + 1.5 * full,
+            "{slow} {full} {}",
+            flops / peak
+        );
     }
 
     #[test]
