@@ -732,6 +732,19 @@ fn attention_plan(
 mod tests {
     use super::*;
 
+    /// The plan of one fp16 GEMM of `m x n x k` (2-byte operands) on `g` under `eff`.
+    fn fp16_gemm(g: &Gpu, eff: Efficiency, (m, n, k): (u64, u64, u64), act_on_chip: bool) -> GemmPlan {
+        let bytes = GemmBytes {
+            a: (2 * m * k) as f64,
+            b: (2 * n * k) as f64,
+            c: (2 * m * n) as f64,
+            act_on_chip,
+            dequant: 0.0,
+        };
+        let peak = g.matrix_peak_for(crate::model::ComputeClass::F16).get();
+        gemm_plan(g, eff, peak, 2.0, (m, n, k, 1), bytes, 2.0 * (m * n * k) as f64)
+    }
+
     #[test]
     fn halvings_cover_the_tile_down_to_the_floor() {
         assert_eq!(halvings(128, 16).collect::<Vec<_>>(), [128, 64, 32, 16]);
@@ -760,20 +773,7 @@ mod tests {
             }];
             let s = load("mi308x", &o).unwrap();
             let Kind::Gpu(g) = &s.kind else { unreachable!() };
-            let (m, n, k) = (16u64, 6144u64, 4096u64);
-            let bytes = GemmBytes {
-                a: (2 * m * k) as f64,
-                b: (2 * n * k) as f64,
-                c: (2 * m * n) as f64,
-                act_on_chip: false,
-                dequant: 0.0,
-            };
-            let peak = g.matrix_peak_for(crate::model::ComputeClass::F16).get();
-            let flops = 2.0 * (m * n * k) as f64;
-            (
-                gemm_plan(g, s.efficiency, peak, 2.0, (m, n, k, 1), bytes, flops),
-                g.clone(),
-            )
+            (fp16_gemm(g, s.efficiency, (16, 6144, 4096), false), g.clone())
         };
         let (free, g) = at("64 B/cycle");
         let (slow, _) = at("8 B/cycle");
@@ -787,19 +787,12 @@ mod tests {
 
     #[test]
     fn a_small_tiles_feed_is_shared_memory_time_not_a_multiple_of_the_compute_fraction() {
-        use crate::substrate::{Efficiency, Kind, load};
+        use crate::substrate::{Kind, load};
         let s = load("mi300x", &[]).unwrap();
         let Kind::Gpu(g) = &s.kind else { unreachable!() };
         // A decode step's GEMM at batch 16: 16-row tiles, whose operand feed is far from the
         // largest tile's.
         let (m, n, k) = (16u64, 8192u64, 8192u64);
-        let bytes = GemmBytes {
-            a: (2 * m * k) as f64,
-            b: (2 * n * k) as f64,
-            c: (2 * m * n) as f64,
-            act_on_chip: true,
-            dequant: 0.0,
-        };
         let peak = g.matrix_peak_for(crate::model::ComputeClass::F16).get();
         let flops = 2.0 * (m * n * k) as f64;
         let at = |compute: f64| {
@@ -808,7 +801,7 @@ mod tests {
                 memory: 1.0,
                 ..s.efficiency
             };
-            gemm_plan(g, eff, peak, 2.0, (m, n, k, 1), bytes, flops).compute
+            fp16_gemm(g, eff, (m, n, k), true).compute
         };
         let (full, slow) = (at(1.0), at(0.05));
         // At the peak a 16-row tile runs well above its FLOPs' time (feed, K steps, prologue).
