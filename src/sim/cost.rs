@@ -336,6 +336,51 @@ impl<'s> Mapper<'s> {
         }
     }
 
+    /// The matrices a weight GEMM stands for, as `(copies, rows of each)`, where it stands for
+    /// more than one: a mixture's shared experts (FLOPs and weights both `s` times one
+    /// matrix's: `s` GEMMs over all the rows) and its routed experts (the pass's `t * active`
+    /// rows spread over the `touched` experts, each expert's weights read once: a grouped GEMM
+    /// of `touched` members, rounded, over their share of the rows). `None` for a GEMM of one
+    /// matrix (or of none: attention). The GEMM mappers run the copies as the members of a
+    /// batched GEMM, each with its own weight operand, as grouped-GEMM MoE kernels do; priced
+    /// as one GEMM over all the rows, a routed GEMM would read every touched expert's weights
+    /// once per tile row.
+    pub fn weight_groups(&self, op: &Op) -> Option<(u64, u64)> {
+        let OpKind::Gemm { m, n, k, batch } = op.kind else {
+            return None;
+        };
+        let weights = op.reads.weights.get();
+        let one = (k * n) as f64 * self.weight_bytes;
+        if batch != 1 || weights <= 0.0 || one <= 0.0 {
+            return None;
+        }
+        let copies = (((weights / one) - 0.05).ceil() as u64).max(1);
+        let mnk = 2.0 * (m * n * k) as f64;
+        let flop_copies = if mnk > 0.0 {
+            ((op.flops.get() / mnk).round() as u64).max(1)
+        } else {
+            1
+        };
+        (copies > 1).then(|| (copies, (m * flop_copies).div_ceil(copies)))
+    }
+
+    /// `op` with its shape as the GEMM mappers run it: a GEMM standing for several matrices
+    /// (see [`Self::weight_groups`]) as the batched GEMM of its copies.
+    pub fn grouped(&self, op: &Op) -> Option<Op> {
+        let (copies, rows) = self.weight_groups(op)?;
+        let OpKind::Gemm { n, k, .. } = op.kind else {
+            return None;
+        };
+        let mut g = op.clone();
+        g.kind = OpKind::Gemm {
+            m: rows,
+            n,
+            k,
+            batch: copies,
+        };
+        Some(g)
+    }
+
     /// DRAM bytes of the attention-score matrix a stack that does not fuse attention moves
     /// (`score_bytes` per score element), for a fused attention kernel `ops`; 0 otherwise.
     pub fn score_traffic(&self, ops: &[&Op]) -> f64 {
@@ -361,15 +406,25 @@ impl<'s> Mapper<'s> {
         match model {
             Model::Roofline => self.roofline(ops),
             Model::Sim => match &self.substrate.kind {
-                Kind::Gpu(g) => super::gpu::cost(
-                    g,
-                    self.eff_for(ops),
-                    self.onchip,
-                    ops,
-                    self.score_traffic(ops),
-                    ops.len() == 1 && self.quantised_gemm(ops[0]),
-                    heads_per_group,
-                ),
+                Kind::Gpu(g) => {
+                    let grouped = match ops {
+                        [op] => self.grouped(op),
+                        _ => None,
+                    };
+                    let ops = match &grouped {
+                        Some(op) => &[op][..],
+                        None => ops,
+                    };
+                    super::gpu::cost(
+                        g,
+                        self.eff_for(ops),
+                        self.onchip,
+                        ops,
+                        self.score_traffic(ops),
+                        ops.len() == 1 && self.quantised_gemm(ops[0]),
+                        heads_per_group,
+                    )
+                }
                 Kind::Systolic(s) => super::systolic_map::cost(self, s, ops, heads_per_group),
                 Kind::Ring(_) => self.roofline(ops),
             },
@@ -403,7 +458,7 @@ impl<'s> Mapper<'s> {
         let mut gpu_dequant = 0.0;
         if let (Kind::Gpu(_), [op]) = (&sub.kind, ops)
             && self.quantised_gemm(op)
-            && let OpKind::Gemm { n, k, batch, .. } = op.kind
+            && let OpKind::Gemm { n, k, batch, .. } = self.grouped(op).map_or(op.kind, |g| g.kind)
         {
             let f = super::gpu::DEQUANT_OPS * (n as f64 * k as f64 * batch as f64);
             vector_flops += f;

@@ -46,6 +46,11 @@
 //!   with `p = kernel.overlap`: arithmetic and DRAM transfers overlap imperfectly (p = 1 adds
 //!   them, a large p takes their maximum); L2 transfers are prefetched asynchronously and
 //!   only limit when they take longest. The mapper keeps the fastest tile shape and split.
+//! * **Grouped GEMMs**: a weight GEMM that stands for several matrices (a mixture's experts;
+//!   see `Mapper::weight_groups`) runs as a batched GEMM of one member per matrix over its
+//!   share of the rows, as grouped-GEMM MoE kernels do (vLLM's `fused_moe`, TensorRT-LLM's
+//!   MoE plugin): an expert's weight panel passes through the L2 once per tile row of its own
+//!   rows, not of all the routed rows.
 //! * **GEMV**: a GEMM of at most 8 rows may also run on the vector units (CUDA cores, shader
 //!   ALUs: what llama.cpp's `mul_mat_vec` kernels do for decode), unpadded at the vector
 //!   peak, reading every operand once and dequantising the weights once; the mapper keeps it

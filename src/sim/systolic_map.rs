@@ -57,22 +57,11 @@ pub fn cost(mapper: &Mapper<'_>, s: &Systolic, ops: &[&Op], heads_per_group: u64
             let mut copies_w = 1u64;
             let (batch, m) = if heads_per_group > 1 && batch % heads_per_group == 0 {
                 (batch / heads_per_group, m * heads_per_group)
-            } else if t.weights > 0.0 && batch == 1 {
-                // A projection may stand for several matrices of this shape (MoE): shared
-                // experts (FLOPs and weights both times s) and routed experts (the batch's
-                // t * active rows spread over the experts it touches, each expert's weights
-                // read once). Run them as `copies` GEMMs over their share of the rows.
-                let one = (k * n) as f64 * mapper.weight_bytes;
-                let weight_copies = if one > 0.0 { t.weights / one } else { 1.0 };
-                let copies = ((weight_copies - 0.05).ceil() as u64).max(1);
-                let mnk = 2.0 * (m * n * k) as f64;
-                let flop_copies = if mnk > 0.0 {
-                    ((op.flops.get() / mnk).round() as u64).max(1)
-                } else {
-                    1
-                };
+            } else if let Some((copies, rows)) = mapper.weight_groups(op) {
+                // A projection standing for several matrices (a mixture's experts) runs as
+                // that many GEMMs over their share of the rows.
                 copies_w = copies;
-                (copies, (m * flop_copies).div_ceil(copies))
+                (copies, rows)
             } else {
                 (batch, m)
             };
