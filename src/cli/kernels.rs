@@ -165,7 +165,7 @@ pub fn table(r: &KernelReport, rows: bool) -> String {
     if let Some(h) = &r.holdout {
         let _ = writeln!(
             s,
-            "\ndevice held out: {} fp16/bf16 rows, each device predicted from a fit on the other devices of its dataset",
+            "\ndevice held out: {} fp16/bf16 rows, each device predicted from a fit on the other devices of its dataset (of its family where there are any)",
             h.rows.len()
         );
         s.push_str(&compare_table(&["substrate", "precision"], &h.by_device));

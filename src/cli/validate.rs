@@ -49,7 +49,8 @@ pub struct ValidateArgs {
     pub traces: Option<PathBuf>,
     /// Measured GPU kernels instead (the kernel-trace format of traces/kernels/gemm.csv; see
     /// traces/README.md): errors per device and precision, `--holdout device` predicts each
-    /// device from a fit of the kernel model on the others of its dataset.
+    /// device from a fit of the kernel model on the others of its dataset (of its family where
+    /// the dataset has any).
     #[arg(long, conflicts_with = "traces")]
     pub kernels: Option<PathBuf>,
     /// With --kernels: also fit the kernel model on every device's fp16/bf16 rows together

@@ -1123,9 +1123,13 @@ fn holdout(
     let mut starts: BTreeMap<&str, KernelParams> = BTreeMap::new();
     for (dataset, members) in &groups {
         for (held, idx) in members {
+            // The other devices of its family in the dataset where there are any (the library
+            // a vendor ships for its own parts), else every other device of the dataset.
+            let family = |k: &str| members[k].first().map(|&i| ready[i].0.family.as_str());
+            let kin = members.keys().any(|k| *k != *held && family(k) == family(held));
             let train: Vec<FitPoint> = members
                 .iter()
-                .filter(|(k, _)| *k != held)
+                .filter(|(k, _)| *k != held && (!kin || family(k) == family(held)))
                 .flat_map(|(_, v)| v.iter().copied())
                 .map(point)
                 .collect();

@@ -991,6 +991,27 @@ mod kernels {
     }
 
     #[test]
+    fn a_held_out_device_is_fitted_on_its_familys_others_in_its_dataset_where_there_are_any() {
+        // 20 rows of each XLA bf16 device: the B200 and the H100 (NVIDIA) are each fitted on the
+        // other alone; the MI355X, the dataset's only AMD part, on both NVIDIA parts.
+        let small = first_rows(20, |r| {
+            r.dataset == "xla_matmul_perf_table" && r.dtype.starts_with("bf16xbf16")
+        });
+        let r = kernels::validate(&small, &KernelMaps::builtin().unwrap(), &opts(true));
+        let h = r.holdout.unwrap();
+        let fit = |held: &str| {
+            h.fits
+                .iter()
+                .find(|(_, d, _)| d == held)
+                .map(|(_, _, f)| (f.devices, f.rows))
+                .unwrap_or_else(|| panic!("{held}: {:?}", h.fits))
+        };
+        assert_eq!(fit("b200"), (1, 20));
+        assert_eq!(fit("h100-sxm"), (1, 20));
+        assert_eq!(fit("mi355x"), (2, 40));
+    }
+
+    #[test]
     fn a_held_out_prediction_never_sees_its_own_devices_measurements() {
         // 20 rows of each DeepBench fp16 device and 20 of each XLA bf16 device: the start fit
         // (every other device of every dataset) and the dataset fit both exclude the device.
