@@ -354,7 +354,10 @@ impl<'s> Mapper<'s> {
         if batch != 1 || weights <= 0.0 || one <= 0.0 {
             return None;
         }
-        let copies = (((weights / one) - 0.05).ceil() as u64).max(1);
+        // A bias (n more weights) is not a matrix: a one-matrix GEMM of small K with a bias
+        // would otherwise count as two.
+        let bias = n as f64 * self.weight_bytes;
+        let copies = ((((weights - bias) / one) - 0.05).ceil() as u64).max(1);
         let mnk = 2.0 * (m * n * k) as f64;
         let flop_copies = if mnk > 0.0 {
             ((op.flops.get() / mnk).round() as u64).max(1)

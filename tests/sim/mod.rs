@@ -1507,6 +1507,60 @@ mod gpu_kernels {
         vec![gemm_op(m, n, k, b, f)]
     }
 
+    /// A GEMM standing for several weight matrices (a mixture's experts) runs as a grouped GEMM
+    /// of one member per matrix; a bias is not a matrix, however small K is.
+    #[test]
+    fn the_mappers_group_a_gemm_by_its_weight_matrices() {
+        let s = sub("h100-sxm");
+        let p = Precisions {
+            weights: Precision::F16,
+            activations: Precision::F16,
+            kv_cache: Precision::F16,
+        };
+        let mapper = Mapper::new(&s, &p);
+        let f = KernelFormats {
+            input: 2.0,
+            stored: 2.0,
+            output: 2.0,
+            compute: ComputeClass::F16,
+        };
+        let with_weights = |m: u64, n: u64, k: u64, matrices: f64, bias: bool| {
+            let mut op = gemm_op(m, n, k, 1, f);
+            op.reads.weights =
+                Bytes::new(2.0 * (matrices * (k * n) as f64 + if bias { n as f64 } else { 0.0 }));
+            op
+        };
+        // one matrix, with or without a bias, even at K = 16
+        assert_eq!(
+            mapper.weight_groups(&with_weights(64, 4096, 4096, 1.0, false)),
+            None
+        );
+        assert_eq!(mapper.weight_groups(&with_weights(64, 4096, 16, 1.0, true)), None);
+        // routed experts: 1,024 routed rows over 7.9 touched experts -> 8 members of 128 rows
+        assert_eq!(
+            mapper.weight_groups(&with_weights(1024, 14336, 4096, 7.9, false)),
+            Some((8, 128))
+        );
+        // a fractional expectation rounds up: 6 rows over 4.6 experts -> 5 members of 2 rows
+        assert_eq!(
+            mapper.weight_groups(&with_weights(6, 1024, 2048, 4.6, false)),
+            Some((5, 2))
+        );
+        // the grouped op keeps the FLOPs and bytes, as a batch of its members
+        let op = with_weights(1024, 14336, 4096, 7.9, false);
+        let g = mapper.grouped(&op).unwrap();
+        assert_eq!((g.flops, g.reads, g.writes), (op.flops, op.reads, op.writes));
+        assert!(matches!(
+            g.kind,
+            llmforge::graph::OpKind::Gemm {
+                m: 128,
+                n: 14336,
+                k: 4096,
+                batch: 8
+            }
+        ));
+    }
+
     fn attention(s: AttentionShape, p: Precision) -> Vec<Op> {
         let f = KernelFormats {
             input: p.bytes(),
