@@ -350,7 +350,8 @@ impl<'s> Mapper<'s> {
             return None;
         };
         let weights = op.reads.weights.get();
-        let one = (k * n) as f64 * self.weight_bytes;
+        // in f64: a hostile shape must not overflow the products
+        let one = k as f64 * n as f64 * self.weight_bytes;
         if batch != 1 || weights <= 0.0 || one <= 0.0 {
             return None;
         }
@@ -358,13 +359,13 @@ impl<'s> Mapper<'s> {
         // would otherwise count as two.
         let bias = n as f64 * self.weight_bytes;
         let copies = ((((weights - bias) / one) - 0.05).ceil() as u64).max(1);
-        let mnk = 2.0 * (m * n * k) as f64;
+        let mnk = 2.0 * m as f64 * n as f64 * k as f64;
         let flop_copies = if mnk > 0.0 {
             ((op.flops.get() / mnk).round() as u64).max(1)
         } else {
             1
         };
-        (copies > 1).then(|| (copies, (m * flop_copies).div_ceil(copies)))
+        (copies > 1).then(|| (copies, m.saturating_mul(flop_copies).div_ceil(copies)))
     }
 
     /// `op` with its shape as the GEMM mappers run it: a GEMM standing for several matrices
