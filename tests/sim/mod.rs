@@ -1546,6 +1546,10 @@ mod gpu_kernels {
             mapper.weight_groups(&with_weights(6, 1024, 2048, 4.6, false)),
             Some((5, 2))
         );
+        // the largest shapes the limits allow do not overflow: 2^26 tokens x 8 active experts
+        // of an FFN 2^20 wide at d_model 2^17
+        let huge = with_weights(1 << 29, 1 << 20, 1 << 17, 8.0, false);
+        assert_eq!(mapper.weight_groups(&huge), Some((8, 1 << 26)));
         // the grouped op keeps the FLOPs and bytes, as a batch of its members
         let op = with_weights(1024, 14336, 4096, 7.9, false);
         let g = mapper.grouped(&op).unwrap();
