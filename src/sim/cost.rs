@@ -462,9 +462,11 @@ impl<'s> Mapper<'s> {
         let mut gpu_dequant = 0.0;
         if let (Kind::Gpu(_), [op]) = (&sub.kind, ops)
             && self.quantised_gemm(op)
-            && let OpKind::Gemm { n, k, batch, .. } = self.grouped(op).map_or(op.kind, |g| g.kind)
+            && let OpKind::Gemm { n, k, batch, .. } = op.kind
         {
-            let f = super::gpu::DEQUANT_OPS * (n as f64 * k as f64 * batch as f64);
+            // every weight matrix the GEMM stands for (a mixture's touched experts)
+            let matrices = self.weight_groups(op).map_or(batch, |(copies, _)| copies);
+            let f = super::gpu::DEQUANT_OPS * (n as f64 * k as f64 * matrices as f64);
             vector_flops += f;
             gpu_dequant = f / (eff.memory * sub.vector_peak().get());
         }
